@@ -1,0 +1,146 @@
+"""Read a YAML config file into a validated, immutable `GatewayConfig`, reporting every error."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gateway.config.errors import ConfigError, ConfigIssue, format_path, show_value
+from gateway.config.interpolate import interpolate
+from gateway.config.schema import GatewayConfig
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Load and validate `path`; raise `ConfigError` listing every problem found."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [ConfigIssue("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read file: {exc}")]) from None
+    return parse_config(text, source, os.environ if env is None else env)
+
+
+def parse_config(text: str, source: str, env: Mapping[str, str]) -> GatewayConfig:
+    """Validate YAML `text`; `source` names it in errors."""
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigIssue("", _yaml_message(exc))]) from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(source, [ConfigIssue("", f"top level must be a mapping, got {type(tree).__name__}")])
+    issues: list[ConfigIssue] = []
+    tree = interpolate(tree, env, issues)
+    try:
+        config = GatewayConfig.model_validate(tree)
+    except ValidationError as exc:
+        issues += [_pydantic_issue(err) for err in exc.errors()]
+        raise ConfigError(source, issues) from None
+    issues += cross_check(config)
+    if issues:
+        raise ConfigError(source, issues)
+    return config
+
+
+def cross_check(config: GatewayConfig) -> list[ConfigIssue]:
+    """Rules that span sections: unique names, references that must resolve."""
+    issues: list[ConfigIssue] = []
+    if not config.upstreams:
+        issues.append(ConfigIssue("upstreams", "at least one upstream is required"))
+    issues += _duplicates("upstreams", [u.name for u in config.upstreams], "name")
+    issues += _duplicates("applications", [a.id for a in config.applications], "id")
+    seen_keys: dict[str, str] = {}
+    for i, app in enumerate(config.applications):
+        for j, key in enumerate(app.keys):
+            where = f"applications[{i}].keys[{j}]"
+            if key in seen_keys:
+                issues.append(ConfigIssue(where, f"the same key is already used at {seen_keys[key]}"))
+            seen_keys.setdefault(key, where)
+    app_ids = {a.id for a in config.applications}
+    for i, token in enumerate(config.admin.tokens):
+        if token.role.startswith("app:") and token.role[4:] not in app_ids:
+            issues.append(ConfigIssue(f"admin.tokens[{i}].role", f"no application with id {token.role[4:]!r}"))
+        if token.token in seen_keys:
+            issues.append(ConfigIssue(f"admin.tokens[{i}].token", f"equals the client key at {seen_keys[token.token]}"))
+    stage_names = {s.get("name") for s in config.stages if isinstance(s, dict)}
+    for i, app in enumerate(config.applications):
+        for j, stage in enumerate(app.stages):
+            if stage not in stage_names:
+                issues.append(ConfigIssue(f"applications[{i}].stages[{j}]", f"no stage named {stage!r} under `stages`"))
+    return issues
+
+
+def _duplicates(section: str, names: list[str], key: str) -> list[ConfigIssue]:
+    first: dict[str, int] = {}
+    issues = []
+    for i, name in enumerate(names):
+        if name in first:
+            issues.append(ConfigIssue(f"{section}[{i}].{key}", f"duplicate {key} {name!r} (also {section}[{first[name]}])"))
+        first.setdefault(name, i)
+    return issues
+
+
+def _pydantic_issue(err: Any) -> ConfigIssue:
+    loc = tuple(err["loc"])
+    path = format_path(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return ConfigIssue(path, "unknown key" + _suggest(loc))
+    if kind == "missing":
+        return ConfigIssue(path, "required key is missing")
+    if kind == "too_short":
+        return ConfigIssue(path, f"must list at least {err['ctx']['min_length']} item(s)")
+    message = err["msg"].removeprefix("Value error, ")
+    return ConfigIssue(path, f"{message} (got {show_value(loc, err.get('input'))})")
+
+
+def _suggest(loc: tuple[str | int, ...]) -> str:
+    model = _model_at(loc[:-1])
+    if model is None or not isinstance(loc[-1], str):
+        return ""
+    fields = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], fields, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f" (allowed: {', '.join(fields)}){hint}"
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc`, for listing its keys."""
+    model: Any = GatewayConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+        if model is None:
+            return None
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"invalid YAML: {problem}"

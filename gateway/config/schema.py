@@ -1,0 +1,83 @@
+"""The config file's shape: immutable, validated models for each section (DESIGN section 3)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Frozen):
+    """Where the gateway listens and how much it accepts."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 to listen on all interfaces.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
+    access_log: bool = Field(True, description="One structured JSON line per request on stderr.")
+    graceful_timeout_s: float = Field(30.0, gt=0, description="On SIGTERM, how long in-flight requests may finish.")
+
+
+class UpstreamConfig(_Frozen):
+    """An OpenAI-compatible endpoint; the first whose `models` glob matches a request's model serves it."""
+
+    name: Name
+    base_url: str = Field(description="Base URL including the API version path, e.g. https://api.openai.com/v1.")
+    api_key: str | None = Field(None, description="Sent upstream as a bearer token; never shown to clients or logs.")
+    models: tuple[NonEmpty, ...] = Field(min_length=1, description="Model name globs (fnmatch, case-sensitive).")
+    timeout_s: float = Field(600.0, gt=0, description="Longest wait for the upstream's answer or its next stream chunk.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Longest wait to open a connection.")
+    max_connections: int = Field(256, ge=1, description="Connection pool size towards this upstream.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream (e.g. OpenAI-Organization).")
+    discover_models: bool = Field(True, description="GET /v1/models asks this upstream for its model list.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        return value.rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class ApplicationConfig(_Frozen):
+    """A client of the gateway, identified by the bearer keys it sends."""
+
+    id: Name
+    keys: tuple[NonEmpty, ...] = Field(min_length=1, description="Bearer keys (virtual keys) this application sends.")
+    stages: tuple[Name, ...] = Field((), description="The application's own stages; central stages always apply.")
+
+
+class AdminToken(_Frozen):
+    token: NonEmpty
+    role: Annotated[str, StringConstraints(pattern=r"^(central|app:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")] = Field(
+        description="`central` (everything) or `app:<application id>` (that application only).")
+
+
+class AdminConfig(_Frozen):
+    tokens: tuple[AdminToken, ...] = ()
+
+
+class GatewayConfig(_Frozen):
+    """The whole file. `policies` and `stages` are validated by the guard engine."""
+
+    server: ServerConfig = ServerConfig()
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    applications: tuple[ApplicationConfig, ...] = ()
+    admin: AdminConfig = AdminConfig()
+    policies: tuple[dict[str, Any], ...] = ()
+    stages: tuple[dict[str, Any], ...] = ()
