@@ -1,0 +1,110 @@
+"""create_app(): the one composition root. The app owns its config, clients, registry and handler."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import AsyncIterator
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gateway.config import GatewayConfig, load_config
+from gateway.proxy.handler import ProxyHandler
+from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
+from gateway.proxy.responses import JSON, RawResponse
+from gateway.proxy.upstream import make_upstream
+from gateway.settings import Settings
+from gateway.telemetry import Telemetry
+
+
+class GatewayApp:
+    """The ASGI entry point: proxy routes go straight to the handler, everything else to Starlette.
+
+    Starlette's routing and middleware stack cost about a tenth of the gateway's CPU per proxied call
+    (measured with py-spy under load), so the five hot POST routes are dispatched by a dict lookup.
+    """
+
+    def __init__(self, starlette: Starlette, handler: ProxyHandler, routes: dict[str, Endpoint]) -> None:
+        self.starlette = starlette
+        self.state = starlette.state
+        self._handler = handler
+        self._routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self._routes.get(scope["path"])
+            if endpoint is not None:
+                response = await self._handler.proxy(Request(scope, receive), endpoint)
+                await response(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(settings: Settings, config: GatewayConfig | None = None) -> GatewayApp:
+    """Build the ASGI app; `config` defaults to loading `settings.config_path` (raises ConfigError)."""
+    config = config if config is not None else load_config(settings.config_path)
+    telemetry = Telemetry()
+    upstreams = [make_upstream(u) for u in config.upstreams]
+    handler = ProxyHandler(config, upstreams, telemetry)
+    state = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for upstream in upstreams:
+            await upstream.open()
+        # Everything built so far lives as long as the process: keep it out of the GC's scans so
+        # collections triggered by request garbage stay short (they show up in p99 latency).
+        gc.freeze()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            for upstream in upstreams:
+                await upstream.close()
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def readyz(request: Request) -> Response:
+        checks = {"config": "ok", "upstream_clients": "ok" if state["ready"] else "starting"}
+        ok = state["ready"]
+        body = orjson.dumps({"status": "ready" if ok else "not_ready", "checks": checks})
+        return Response(body, status_code=200 if ok else 503, media_type="application/json")
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def not_found(request: Request, exc: Exception) -> RawResponse:
+        err = OpenAIError(404, f"Unknown path {request.url.path}.", code="unknown_url")
+        return RawResponse(404, [JSON], err.body())
+
+    async def bad_method(request: Request, exc: Exception) -> RawResponse:
+        err = OpenAIError(405, f"Method {request.method} is not allowed on {request.url.path}.",
+                          code="method_not_allowed")
+        return RawResponse(405, [JSON], err.body())
+
+    routes = [
+        Route("/v1/models", handler.list_models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: not_found, 405: bad_method})  # type: ignore[dict-item]
+    app.state.config = config
+    app.state.telemetry = telemetry
+    proxied = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,
+               "/v1/responses": RESPONSES}
+    return GatewayApp(app, handler, proxied)
+
+
+def app_from_env() -> GatewayApp:
+    """Factory for ASGI servers started by hand: `uvicorn --factory gateway.app:app_from_env`."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,161 @@
+"""The `guardrail-gateway` command: serve, check, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guardrail-gateway", description="An OpenAI-compatible guarding gateway.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    _server_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate a config file and print every error")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_check)
+
+    demo = sub.add_parser("demo", help="run the gateway with the example config in front of a local echo upstream")
+    _server_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="measure the gateway's overhead against a mock upstream (and LiteLLM)")
+    from gateway import bench as bench_module
+    if hasattr(bench_module, "add_arguments"):  # TEMP until bench lands
+        bench_module.add_arguments(bench)
+        bench.set_defaults(func=bench_module.run)
+    return parser
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or config/gateway.yaml)")
+    parser.add_argument("--host", help="address to bind (default: the config's server.host)")
+    parser.add_argument("--port", type=int, help="port to bind (default: the config's server.port)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env().with_flags(config_path=args.config, host=args.host, port=args.port,
+                                          log_level=args.log_level)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.path)
+    print(f"{args.path}: OK ({_summary(config)})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    config = load_config(settings.config_path)
+    _run_gateway(settings, config)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.echo import create_echo_app
+
+    echo_port = _free_port()
+    echo = uvicorn.Server(uvicorn.Config(create_echo_app(), host="127.0.0.1", port=echo_port,
+                                         log_level="warning", access_log=False, lifespan="off"))
+    # In a thread: uvicorn then leaves signal handling (Ctrl-C) to the gateway in the main thread.
+    thread = threading.Thread(target=echo.run, name="echo-upstream", daemon=True)
+    thread.start()
+    _wait_listening(echo_port)
+    os.environ["UPSTREAM_BASE_URL"] = f"http://127.0.0.1:{echo_port}/v1"
+    os.environ.pop("UPSTREAM_API_KEY", None)
+    settings = _settings(args)
+    config = load_config(settings.config_path)
+    host = settings.host or config.server.host
+    port = settings.port or config.server.port
+    key = config.applications[0].keys[0] if config.applications else "<no application configured>"
+    print(_DEMO_BANNER.format(echo=echo_port, host=host, port=port, key=key, config=settings.config_path),
+          file=sys.stderr, flush=True)
+    try:
+        _run_gateway(settings, config)
+    finally:
+        echo.should_exit = True
+        thread.join(timeout=5)
+    return 0
+
+
+_DEMO_BANNER = """
+==============================================================================
+ guardrail-gateway demo
+ The upstream is a LOCAL ECHO server on 127.0.0.1:{echo}: it repeats your last
+ message. No real LLM is called and no API key is needed.
+ Config: {config}
+
+ Try it:
+   curl -s http://{host}:{port}/v1/chat/completions \\
+     -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+     -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+ Or with the OpenAI SDK: OpenAI(base_url="http://{host}:{port}/v1", api_key="{key}")
+ Metrics: http://{host}:{port}/metrics     Stop: Ctrl-C
+==============================================================================
+"""
+
+
+def _run_gateway(settings: Settings, config: GatewayConfig) -> None:
+    from gateway.app import create_app
+    from gateway.serving import run_server
+    from gateway.telemetry import configure_logging
+
+    configure_logging(settings.log_level)
+    run_server(create_app(settings, config), settings.host or config.server.host,
+               settings.port or config.server.port, graceful_timeout_s=config.server.graceful_timeout_s,
+               log_level=settings.log_level)
+
+
+def _summary(config: GatewayConfig) -> str:
+    return (f"{len(config.upstreams)} upstream(s), {len(config.applications)} application(s), "
+            f"{len(config.policies)} polic(ies), {len(config.stages)} stage(s)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"the echo upstream did not start on port {port}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""The request flow: authenticate -> read and check the body -> route -> upstream -> relay."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.requests import ClientDisconnect, Request
+
+from gateway.config.schema import GatewayConfig
+from gateway.proxy.auth import KeyRing
+from gateway.proxy.models import ModelCatalog
+from gateway.proxy.openai import Endpoint, OpenAIError, model_list, parse_request, stream_error_event
+from gateway.proxy.responses import JSON, RawResponse, RelayResponse
+from gateway.proxy.sse import SSEDecoder
+from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
+                                    client_response_headers, upstream_request_headers)
+from gateway.telemetry import AccessLog, Telemetry
+
+log = logging.getLogger("gateway.proxy")
+ASGIApp = RawResponse | RelayResponse
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's bookkeeping, for metrics and the access log."""
+
+    route: str
+    start: float
+    request_id: str
+    application: str = "unknown"
+    model: str = "unknown"
+    upstream: str = ""
+    stream: bool = False
+    upstream_start: float = 0.0
+    upstream_s: float | None = None
+    ttft_s: float | None = None
+
+
+class ProxyHandler:
+    """Serves the OpenAI routes for one immutable config."""
+
+    def __init__(self, config: GatewayConfig, upstreams: list[Upstream], telemetry: Telemetry) -> None:
+        self._config = config
+        self._keys = KeyRing(config.applications)
+        self._router = Router(upstreams)
+        self._catalog = ModelCatalog(upstreams, self._router)
+        self._telemetry = telemetry
+        self._max_body = config.server.max_body_bytes
+        self._access_log = AccessLog() if config.server.access_log else None
+
+    async def proxy(self, request: Request, endpoint: Endpoint) -> ASGIApp:
+        ex = Exchange(endpoint.name, time.perf_counter(), _request_id())
+        self._telemetry.in_flight.labels(ex.route).inc()
+        try:
+            return await self._proxy(request, endpoint, ex)
+        except OpenAIError as err:
+            return self._error(ex, err)
+        except ClientDisconnect:
+            return self._done(ex, RawResponse(499, [], b""))
+        except Exception:  # a bug must still answer in OpenAI's shape, and be logged with its traceback
+            log.exception("unhandled error", extra={"fields": {"request_id": ex.request_id}})
+            return self._error(ex, OpenAIError(500, "Internal gateway error.", type="server_error",
+                                               code="internal_error"))
+
+    async def list_models(self, request: Request) -> ASGIApp:
+        ex = Exchange("models", time.perf_counter(), _request_id())
+        self._telemetry.in_flight.labels(ex.route).inc()
+        try:
+            self._authenticate(request, ex)
+        except OpenAIError as err:
+            return self._error(ex, err)
+        body = model_list(await self._catalog.models())
+        return self._done(ex, RawResponse(200, [JSON, _rid(ex)], body))
+
+    async def _proxy(self, request: Request, endpoint: Endpoint, ex: Exchange) -> ASGIApp:
+        self._authenticate(request, ex)
+        body = await self._read_body(request)
+        parsed = parse_request(body, endpoint)
+        route = self._router.route(parsed.model)
+        if route is None:
+            raise OpenAIError(404, f"The model '{parsed.model}' is not served by this gateway.",
+                              code="model_not_found", param="model")
+        ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
+        upstream = route.upstream
+        headers = upstream_request_headers(request.scope["headers"], upstream)
+        response = await self._send(upstream, endpoint.path, headers, body, ex)
+        if parsed.stream and response.content_type.startswith(b"text/event-stream"):
+            return self._relay(route, response, ex)
+        try:
+            answer = await response.read()
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            raise self._upstream_failure(upstream, exc) from None
+        finally:
+            response.close()
+        ex.upstream_s = time.perf_counter() - ex.upstream_start
+        headers = [*client_response_headers(response.headers), _rid(ex)]
+        return self._done(ex, RawResponse(response.status, headers, answer))
+
+    def _authenticate(self, request: Request, ex: Exchange) -> None:
+        app = self._keys.application(_header(request, b"authorization"))
+        if app is None:
+            raise OpenAIError(401, "Invalid or missing API key. Send your gateway key as 'Authorization: Bearer <key>'.",
+                              code="invalid_api_key")
+        ex.application = app.id
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = _header(request, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise _too_large(self._max_body)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise _too_large(self._max_body)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _send(self, upstream: Upstream, path: str, headers: list[tuple[str, str]], body: bytes,
+                    ex: Exchange) -> UpstreamResponse:
+        ex.upstream_start = time.perf_counter()
+        try:
+            return await upstream.send("POST", path, headers, body)
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            raise self._upstream_failure(upstream, exc) from None
+
+    def _upstream_failure(self, upstream: Upstream, exc: UpstreamTimeout | UpstreamUnreachable) -> OpenAIError:
+        # The message names the upstream and the failure class only: exception texts can carry URLs.
+        if isinstance(exc, UpstreamTimeout):
+            kind, status, code = "timeout", 504, "upstream_timeout"
+            message = f"Upstream '{upstream.name}' did not answer in time ({exc})."
+        else:
+            kind, status, code = "unreachable", 502, "upstream_unreachable"
+            message = f"Upstream '{upstream.name}' could not be reached ({exc})."
+        self._telemetry.upstream_errors.labels(upstream.name, kind).inc()
+        log.warning("upstream failure", extra={"fields": {"upstream": upstream.name, "kind": kind,
+                                                          "error": str(exc)}})
+        return OpenAIError(status, message, type="upstream_error", code=code)
+
+    def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange) -> RelayResponse:
+        headers = [*client_response_headers(response.headers), _rid(ex)]
+        state = {"status": response.status}
+
+        def disconnected() -> None:
+            state["status"] = 499  # nginx's "client closed request": the client left mid-stream
+
+        chunks = self._events(route.upstream, response, ex, state)
+        return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
+
+    async def _events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange,
+                      state: dict[str, int]) -> AsyncIterator[bytes]:
+        """Relay whole SSE events as they arrive; a dead upstream ends the stream with an error event."""
+        decoder = SSEDecoder()
+        try:
+            async for chunk in response.chunks():
+                events = decoder.feed(chunk)
+                if not events:
+                    continue
+                if ex.ttft_s is None:
+                    ex.ttft_s = time.perf_counter() - ex.start
+                yield events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
+            if decoder.pending:
+                yield decoder.pending
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            err = self._upstream_failure(upstream, exc)
+            yield stream_error_event(f"The upstream stream ended early: {err.message}", err.type, err.code)
+        finally:
+            response.close()
+            ex.upstream_s = time.perf_counter() - ex.upstream_start
+            self._finish(ex, state["status"])
+
+    def _error(self, ex: Exchange, err: OpenAIError) -> RawResponse:
+        return self._done(ex, RawResponse(err.status, [JSON, _rid(ex)], err.body()))
+
+    def _done(self, ex: Exchange, response: RawResponse) -> RawResponse:
+        self._finish(ex, response.status)
+        return response
+
+    def _finish(self, ex: Exchange, status: int) -> None:
+        t = self._telemetry
+        elapsed = time.perf_counter() - ex.start
+        t.in_flight.labels(ex.route).dec()
+        t.requests.labels(ex.route, ex.application, ex.model, str(status)).inc()
+        t.duration.labels(ex.route, ex.application).observe(elapsed)
+        if ex.upstream_s is not None:
+            t.upstream_duration.labels(ex.upstream, ex.route).observe(ex.upstream_s)
+            if not ex.stream:
+                t.overhead.labels(ex.route).observe(max(elapsed - ex.upstream_s, 0.0))
+        if ex.ttft_s is not None:
+            t.ttft.labels(ex.route, ex.application, ex.model).observe(ex.ttft_s)
+        if self._access_log is not None:
+            self._access_log.write(_access_fields(ex, status, elapsed))
+
+
+def _access_fields(ex: Exchange, status: int, elapsed: float) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "request_id": ex.request_id, "route": ex.route, "application": ex.application, "model": ex.model,
+        "upstream": ex.upstream, "status": status, "stream": ex.stream, "duration_ms": round(elapsed * 1000, 3),
+    }
+    if ex.upstream_s is not None:
+        fields["upstream_ms"] = round(ex.upstream_s * 1000, 3)
+    if ex.ttft_s is not None:
+        fields["ttft_ms"] = round(ex.ttft_s * 1000, 3)
+    return fields
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    """One header from the raw ASGI list: cheaper than building Starlette's Headers per request."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _request_id() -> str:
+    return "gw-" + os.urandom(8).hex()
+
+
+def _rid(ex: Exchange) -> tuple[bytes, bytes]:
+    return (b"x-guardrail-request-id", ex.request_id.encode())
+
+
+def _too_large(limit: int) -> OpenAIError:
+    return OpenAIError(413, f"The request body is larger than this gateway accepts ({limit} bytes).",
+                       code="request_too_large")

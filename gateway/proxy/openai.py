@@ -1,0 +1,92 @@
+"""Sans-IO OpenAI wire format: endpoints, request parsing and validation, error and list bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One proxied OpenAI route: its path under an upstream's base URL and what a request must carry."""
+
+    name: str                      # metric label, e.g. "chat_completions"
+    path: str                      # appended to the upstream base_url, e.g. "/chat/completions"
+    required: tuple[str, ...]      # fields that must be present besides `model`
+    can_stream: bool
+
+
+CHAT = Endpoint("chat_completions", "/chat/completions", ("messages",), True)
+COMPLETIONS = Endpoint("completions", "/completions", ("prompt",), True)
+EMBEDDINGS = Endpoint("embeddings", "/embeddings", ("input",), False)
+RESPONSES = Endpoint("responses", "/responses", (), True)
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.code, self.param)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """A validated request body; `payload` is the decoded JSON object, unknown fields included."""
+
+    payload: dict[str, Any]
+    model: str
+    stream: bool
+
+
+def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+
+
+def stream_error_event(message: str, type: str, code: str | None = None) -> bytes:
+    """An SSE event carrying an OpenAI error; the OpenAI SDKs raise it as an APIError."""
+    return b"data: " + error_body(message, type, code) + b"\n\n"
+
+
+def parse_request(body: bytes, endpoint: Endpoint) -> ParsedRequest:
+    """Decode and check a request body; raise `OpenAIError` (400) naming the bad field."""
+    if not body:
+        raise OpenAIError(400, "The request body is empty; expected a JSON object.", code="invalid_json")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise OpenAIError(400, "Missing required parameter: 'model'.", code="missing_required_parameter",
+                          param="model")
+    for field in endpoint.required:
+        if payload.get(field) is None:
+            raise OpenAIError(400, f"Missing required parameter: '{field}'.", code="missing_required_parameter",
+                              param=field)
+    if endpoint is CHAT and not (isinstance(payload["messages"], list) and payload["messages"]):
+        raise OpenAIError(400, "'messages' must be a non-empty array.", code="invalid_type", param="messages")
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool) and stream is not None:
+        raise OpenAIError(400, "'stream' must be a boolean.", code="invalid_type", param="stream")
+    return ParsedRequest(payload, model, bool(stream) and endpoint.can_stream)
+
+
+def model_list(models: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"object": "list", "data": models})
+
+
+def model_entry(model_id: str, owned_by: str, created: int = 0) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}

@@ -1,0 +1,79 @@
+"""Minimal ASGI responses that keep upstream headers as raw pairs and stop a relay when the client leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.types import Receive, Scope, Send
+
+Headers = list[tuple[bytes, bytes]]
+JSON = (b"content-type", b"application/json")
+
+
+class RawResponse:
+    """A whole body with exactly the given headers (duplicates kept) plus a correct content-length."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class RelayResponse:
+    """Streams `chunks` to the client; a client disconnect cancels the producer (and so the upstream call).
+
+    We watch for `http.disconnect` ourselves rather than rely on a failed send, because a slow upstream
+    may go minutes without a chunk to send, and the upstream request must stop as soon as the client goes.
+    """
+
+    __slots__ = ("status", "headers", "chunks", "on_disconnect")
+
+    def __init__(self, status: int, headers: Headers, chunks: AsyncIterator[bytes],
+                 on_disconnect: Callable[[], None] | None = None) -> None:
+        self.status = status
+        self.headers = headers
+        self.chunks = chunks
+        self.on_disconnect = on_disconnect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not pump.done():
+                pump.cancel()
+                if self.on_disconnect is not None:
+                    self.on_disconnect()
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await pump
+            await _close(self.chunks)
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
+
+    async def _pump(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        async for chunk in self.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    aclose: Callable[[], Awaitable[None]] | None = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,88 @@
+"""Prometheus collectors on an app-owned registry, and structured JSON logs without secrets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latency buckets from 0.5 ms (gateway overhead) to 10 min (long generations).
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0, 120.0, 300.0, 600.0)
+
+
+class Telemetry:
+    """Every collector the gateway exports. Label values come from config, never from clients."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("gateway_requests", "Requests answered, by route, application, model and status.",
+                                ["route", "application", "model", "status"], registry=r)
+        self.duration = Histogram("gateway_request_duration_seconds",
+                                  "Time from request received to last byte sent.",
+                                  ["route", "application"], buckets=_BUCKETS, registry=r)
+        self.upstream_duration = Histogram("gateway_upstream_duration_seconds",
+                                           "Time spent waiting on the upstream, to its last byte.",
+                                           ["upstream", "route"], buckets=_BUCKETS, registry=r)
+        self.overhead = Histogram("gateway_overhead_seconds",
+                                  "Request duration minus upstream time, for non-streamed requests.",
+                                  ["route"], buckets=_BUCKETS, registry=r)
+        self.ttft = Histogram("gateway_time_to_first_token_seconds",
+                              "Time from request received to the first streamed event sent to the client.",
+                              ["route", "application", "model"], buckets=_BUCKETS, registry=r)
+        self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served now.", ["route"], registry=r)
+        self.upstream_errors = Counter("gateway_upstream_errors", "Upstream failures by kind.",
+                                       ["upstream", "kind"], registry=r)
+        self.started = Gauge("gateway_start_time_seconds", "Unix time the gateway started.", registry=r)
+        self.started.set(time.time())
+
+
+class AccessLog:
+    """One JSON line per request written straight to a file descriptor.
+
+    Going through `logging` (record, formatter, handler lock) cost about 10% of the gateway's
+    throughput under load; access lines need none of its routing, so they skip it.
+    """
+
+    def __init__(self, fd: int = 2) -> None:
+        self._fd = fd
+
+    def write(self, fields: dict[str, Any]) -> None:
+        line = orjson.dumps({"ts": round(time.time(), 3), "level": "info", "logger": "gateway.access",
+                             "msg": "request", **fields}, default=str)
+        try:
+            os.write(self._fd, line + b"\n")
+        except OSError:
+            pass  # a closed or full log pipe must never fail a request
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's `fields` extra."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

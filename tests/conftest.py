@@ -1,0 +1,118 @@
+"""Fixtures that start real servers on loopback: the test upstream (a thread) and the gateway (a process)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.upstream import Recorder, ServerThread, create_upstream
+
+UPSTREAM_KEY = "sk-upstream-SECRET-main-0123456789"
+CLIENT_KEY = "sk-client-a-abcdef"
+CLIENT_KEY_B = "sk-client-b-ghijkl"
+MAX_BODY = 65536
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gateway(config_path: Path, port: int, log_path: Path, env: dict[str, str] | None = None,
+                  command: str = "serve") -> Gateway:
+    """Run `python -m gateway <command>` and wait until /healthz answers (bounded)."""
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", command, "--config", str(config_path), "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        cwd=Path(__file__).resolve().parent.parent)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                return Gateway(url, proc, log_path)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture(scope="session")
+def upstream(recorder: Recorder) -> Iterator[str]:
+    server = ServerThread(create_upstream(recorder), free_port())
+    server.start()
+    yield f"http://127.0.0.1:{server.port}/v1"
+    server.stop()
+
+
+def gateway_config(upstream_url: str, port: int) -> str:
+    down = free_port()  # nothing listens there: connections are refused
+    return f"""
+server: {{host: 127.0.0.1, port: {port}, max_body_bytes: {MAX_BODY}}}
+upstreams:
+  - name: slowpoke
+    base_url: {upstream_url}
+    api_key: sk-upstream-SECRET-slow
+    models: ["slow-*"]
+    timeout_s: 0.5
+  - name: down
+    base_url: http://127.0.0.1:{down}/v1
+    api_key: sk-upstream-SECRET-down
+    models: ["down-*"]
+    connect_timeout_s: 2
+  - name: main
+    base_url: {upstream_url}
+    api_key: ${{TEST_UPSTREAM_KEY}}
+    models: ["gpt-*", "status-*", "die-*", "hang-*", "text-*", "embed-*", "literal-model"]
+applications:
+  - {{id: app-a, keys: ["{CLIENT_KEY}"]}}
+  - {{id: app-b, keys: ["{CLIENT_KEY_B}"]}}
+"""
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("gateway")
+    port = free_port()
+    config = tmp / "gateway.yaml"
+    config.write_text(gateway_config(upstream, port))
+    gw = start_gateway(config, port, tmp / "gateway.log", env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    yield gw
+    stop_process(gw.process)

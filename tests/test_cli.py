@@ -1,0 +1,73 @@
+"""The CLI as users run it: `check`, `serve` with a bad config, and `demo` against its local echo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+
+from tests.conftest import free_port, start_gateway, stop_process
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=env)
+
+
+def test_check_ok_example_config() -> None:
+    result = run_cli("check", "config/gateway.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "config/gateway.yaml: OK" in result.stdout
+
+
+def test_check_prints_every_error_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: {port: 0}\nupstreams:\n  - {name: u, base_url: nope, models: [m], api_key: sk-zzz-secret}\n"
+                   "applications: [{id: a, keys: []}]\n")
+    result = run_cli("check", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}: 3 error(s)" in result.stderr
+    assert "server.port:" in result.stderr
+    assert "upstreams[0].base_url: must be an http:// or https:// URL with a host (got 'nope')" in result.stderr
+    assert "applications[0].keys: must list at least 1 item(s)" in result.stderr
+    assert "Traceback" not in result.stderr and "sk-zzz-secret" not in result.stderr
+
+
+def test_check_missing_file() -> None:
+    result = run_cli("check", "does/not/exist.yaml")
+    assert result.returncode == 1
+    assert "does/not/exist.yaml" in result.stderr and "file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_bad_config_with_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("upstreams: [{name: u, base_url: 'http://127.0.0.1:1/v1', models: [m], timeout_s: zero}]\n")
+    result = run_cli("serve", "--config", str(bad), "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "upstreams[0].timeout_s" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and "guardrail-gateway" in result.stdout
+
+
+def test_demo_serves_the_example_config_in_front_of_a_local_echo(tmp_path: Path) -> None:
+    port = free_port()
+    gw = start_gateway(ROOT / "config" / "gateway.yaml", port, tmp_path / "demo.log", command="demo")
+    try:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-demo-key", max_retries=0, timeout=20)
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi!"}])
+        assert reply.choices[0].message.content == "Echo: Hi!"
+        streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "one two"}]) if c.choices)
+        assert streamed == "Echo: one two"
+        assert "LOCAL ECHO" in gw.logs()
+    finally:
+        stop_process(gw.process)
+    assert gw.process.returncode == 0

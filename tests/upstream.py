@@ -1,0 +1,153 @@
+"""A small OpenAI-compatible upstream for tests. The model name picks a behaviour; requests are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+CHUNK_DELAY_S = 0.15
+
+
+@dataclass
+class Recorder:
+    """What the upstream saw, shared with the test thread."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    closed: dict[str, threading.Event] = field(default_factory=dict)
+    sent_at: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def closed_event(self, model: str) -> threading.Event:
+        with self.lock:
+            return self.closed.setdefault(model, threading.Event())
+
+    def last(self) -> dict[str, Any]:
+        with self.lock:
+            return self.requests[-1]
+
+
+def _chunk(model: str, content: str | None, finish: str | None = None) -> bytes:
+    delta = {} if content is None else {"content": content}
+    body = {"id": "chatcmpl-t", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def _completion(model: str, text: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-t", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def create_upstream(rec: Recorder) -> Starlette:
+    async def record(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        entry = {"path": request.url.path, "headers": [(k.decode(), v.decode()) for k, v in request.scope["headers"]],
+                 "body": raw, "json": orjson.loads(raw) if raw else None}
+        with rec.lock:
+            rec.requests.append(entry)
+        return entry
+
+    async def chat(request: Request) -> Response:
+        entry = await record(request)
+        payload = entry["json"]
+        model = payload["model"]
+        if model.startswith("status-"):
+            status = int(model.split("-")[1])
+            body = {"error": {"message": f"upstream says {status}", "type": "upstream_test", "param": None,
+                              "code": "test_code"}}
+            return Response(orjson.dumps(body), status, {"retry-after": "7", "x-upstream-extra": "yes"},
+                            media_type="application/json")
+        if model.startswith("slow-"):
+            await asyncio.sleep(3)
+        text = "echo:" + str(payload["messages"][-1]["content"])
+        if payload.get("stream"):
+            return StreamingResponse(_stream(model, text, rec), media_type="text/event-stream")
+        return Response(orjson.dumps(_completion(model, text)), media_type="application/json",
+                        headers={"x-request-id": "up-123", "set-cookie": "upstream=1", "x-ratelimit-remaining": "99"})
+
+    async def completions(request: Request) -> Response:
+        entry = await record(request)
+        body = {"id": "cmpl-t", "object": "text_completion", "created": 1, "model": entry["json"]["model"],
+                "choices": [{"index": 0, "text": "echo:" + entry["json"]["prompt"], "finish_reason": "stop",
+                             "logprobs": None}]}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def embeddings(request: Request) -> Response:
+        entry = await record(request)
+        body = {"object": "list", "model": entry["json"]["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}]}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def responses(request: Request) -> Response:
+        entry = await record(request)
+        body = {"id": "resp_t", "object": "response", "created_at": 1, "status": "completed",
+                "model": entry["json"]["model"], "output": [
+                    {"type": "message", "id": "msg_t", "status": "completed", "role": "assistant",
+                     "content": [{"type": "output_text", "text": "echo:" + entry["json"]["input"],
+                                  "annotations": []}]}]}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def models(request: Request) -> Response:
+        data = [{"id": m, "object": "model", "created": 1, "owned_by": "test"} for m in ("gpt-test", "gpt-other")]
+        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+    return Starlette(routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ])
+
+
+async def _stream(model: str, text: str, rec: Recorder) -> AsyncIterator[bytes]:
+    try:
+        if model.startswith("hang-"):
+            yield _chunk(model, "first")
+            await asyncio.sleep(30)  # the client leaves first; the gateway must cancel us
+            return
+        parts = [text[i:i + 4] for i in range(0, len(text), 4)]
+        for i, part in enumerate(parts):
+            rec.sent_at.append(time.monotonic())
+            yield _chunk(model, part)
+            if model.startswith("die-") and i == 1:
+                raise ConnectionAbortedError("test upstream dies mid-stream")
+            await asyncio.sleep(CHUNK_DELAY_S)
+        yield _chunk(model, None, "stop")
+        yield b"data: [DONE]\n\n"
+    finally:
+        rec.closed_event(model).set()
+
+
+class ServerThread:
+    """A real uvicorn server on a loopback port, in a thread of the test process."""
+
+    def __init__(self, app: Starlette, port: int) -> None:
+        self.port = port
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test upstream did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
