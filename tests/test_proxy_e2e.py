@@ -70,6 +70,14 @@ def test_header_hygiene(gateway: Gateway, recorder: Recorder) -> None:
     assert UPSTREAM_KEY not in str(r.headers) + r.text
 
 
+def test_compressed_upstream_body_is_relayed_decoded(gateway: Gateway) -> None:
+    r = post(gateway, {**CHAT_OK, "model": "gzip-1"})
+    assert r.status_code == 200
+    assert "content-encoding" not in r.headers
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert r.json()["choices"][0]["message"]["content"] == "echo:x"
+
+
 def test_chat_stream_sync_relays_as_it_arrives(gateway: Gateway, recorder: Recorder) -> None:
     text = "abcdefghijklmnopqrst"  # five upstream chunks, CHUNK_DELAY_S apart
     stream = client(gateway).chat.completions.create(

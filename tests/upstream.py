@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -74,6 +75,9 @@ def create_upstream(rec: Recorder) -> Starlette:
         text = "echo:" + str(payload["messages"][-1]["content"])
         if payload.get("stream"):
             return StreamingResponse(_stream(model, text, rec), media_type="text/event-stream")
+        if model.startswith("gzip-"):
+            packed = gzip.compress(orjson.dumps(_completion(model, text)))
+            return Response(packed, media_type="application/json", headers={"content-encoding": "gzip"})
         return Response(orjson.dumps(_completion(model, text)), media_type="application/json",
                         headers={"x-request-id": "up-123", "set-cookie": "upstream=1", "x-ratelimit-remaining": "99"})
 
