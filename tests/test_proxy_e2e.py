@@ -126,7 +126,8 @@ def post(gw: Gateway, body: bytes | dict, key: str | None = CLIENT_KEY, path: st
     if key is not None:
         headers["authorization"] = f"Bearer {key}"
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return httpx.post(gw.url + path, content=content, headers=headers, timeout=20, **kw)  # type: ignore[arg-type]
+    kw.setdefault("timeout", 20)
+    return httpx.post(gw.url + path, content=content, headers=headers, **kw)  # type: ignore[arg-type]
 
 
 def assert_openai_error(r: httpx.Response, status: int, code: str | None = None) -> dict:
@@ -242,11 +243,22 @@ def test_client_disconnect_cancels_upstream(gateway: Gateway, recorder: Recorder
     with httpx.stream("POST", gateway.url + "/v1/chat/completions", timeout=20,
                       headers={"authorization": f"Bearer {CLIENT_KEY}"},
                       json={"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}) as r:
-        first = next(r.iter_bytes())
-        assert b"first" in first
-        assert not closed.is_set()
+        chunks = r.iter_bytes()  # keep a reference: a collected iterator closes the response early
+        assert b"first" in next(chunks)
+        time.sleep(0.3)
+        assert not closed.is_set(), "the upstream stream ended while the client was still reading"
     # The upstream stream sleeps 30 s; it is closed early only if the gateway cancelled it.
     assert closed.wait(timeout=5), "upstream stream was not cancelled after the client left"
+
+
+def test_client_disconnect_cancels_non_streamed_upstream_call(gateway: Gateway, recorder: Recorder) -> None:
+    model = f"wait-{uuid.uuid4().hex[:8]}"
+    closed = recorder.closed_event(model)
+    with pytest.raises(httpx.ReadTimeout):
+        post(gateway, {**CHAT_OK, "model": model}, timeout=0.5)
+    assert closed.wait(timeout=5), "upstream call was not cancelled after the client left"
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'route="chat_completions",status="499"' in metrics
 
 
 def test_upstream_dies_mid_stream_raw(gateway: Gateway) -> None:

@@ -72,6 +72,12 @@ def create_upstream(rec: Recorder) -> Starlette:
                             media_type="application/json")
         if model.startswith("slow-"):
             await asyncio.sleep(3)
+        if model.startswith("wait-"):  # a long non-streamed generation; notices when the gateway leaves
+            for _ in range(600):
+                if await request.is_disconnected():
+                    rec.closed_event(model).set()
+                    break
+                await asyncio.sleep(0.05)
         text = "echo:" + str(payload["messages"][-1]["content"])
         if payload.get("stream"):
             return StreamingResponse(_stream(model, text, rec), media_type="text/event-stream")

@@ -14,7 +14,7 @@ from gateway.config.schema import GatewayConfig
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import Endpoint, OpenAIError, model_list, parse_request, stream_error_event
-from gateway.proxy.responses import JSON, RawResponse, RelayResponse
+from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect
 from gateway.proxy.sse import SSEDecoder
 from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
                                     client_response_headers, upstream_request_headers)
@@ -87,15 +87,16 @@ class ProxyHandler:
         ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
         upstream = route.upstream
         headers = upstream_request_headers(request.scope["headers"], upstream)
-        response = await self._send(upstream, endpoint.path, headers, body, ex)
-        if parsed.stream and response.content_type.startswith(b"text/event-stream"):
-            return self._relay(route, response, ex)
-        try:
-            answer = await response.read()
-        except (UpstreamTimeout, UpstreamUnreachable) as exc:
-            raise self._upstream_failure(upstream, exc) from None
-        finally:
-            response.close()
+        with cancel_on_disconnect(request.receive):
+            response = await self._send(upstream, endpoint.path, headers, body, ex)
+            if parsed.stream and response.content_type.startswith(b"text/event-stream"):
+                return self._relay(route, response, ex)
+            try:
+                answer = await response.read()
+            except (UpstreamTimeout, UpstreamUnreachable) as exc:
+                raise self._upstream_failure(upstream, exc) from None
+            finally:
+                response.close()
         ex.upstream_s = time.perf_counter() - ex.upstream_start
         headers = [*client_response_headers(response.headers), _rid(ex)]
         return self._done(ex, RawResponse(response.status, headers, answer))

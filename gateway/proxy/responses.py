@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 Headers = list[tuple[bytes, bytes]]
@@ -66,6 +67,33 @@ class RelayResponse:
         async for chunk in self.chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@contextlib.contextmanager
+def cancel_on_disconnect(receive: Receive) -> Iterator[None]:
+    """Cancel the enclosed awaits (e.g. a minutes-long non-streamed upstream call) if the client leaves;
+    raise `ClientDisconnect` in their place. Only valid once the request body has been read."""
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.get_running_loop().create_task(_wait_disconnect(receive))
+    active = True
+
+    def on_done(w: asyncio.Task[None]) -> None:
+        # `active` guards against a callback already scheduled when the block ends.
+        if active and not w.cancelled() and w.exception() is None:
+            task.cancel()
+
+    watcher.add_done_callback(on_done)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            task.uncancel()
+            raise ClientDisconnect() from None
+        raise
+    finally:
+        active = False
+        watcher.cancel()
 
 
 async def _wait_disconnect(receive: Receive) -> None:
