@@ -47,9 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the gateway's overhead against a mock upstream (and LiteLLM)")
     from gateway import bench as bench_module
-    if hasattr(bench_module, "add_arguments"):  # TEMP until bench lands
-        bench_module.add_arguments(bench)
-        bench.set_defaults(func=bench_module.run)
+    bench_module.add_arguments(bench)
+    bench.set_defaults(func=bench_module.run)
     return parser
 
 
