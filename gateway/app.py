@@ -14,11 +14,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.admin.routes import admin_routes
 from gateway.config import GatewayConfig, load_config
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
-from gateway.proxy.upstream import make_upstream
+from gateway.guard.monitor import MonitorLog
+from gateway.guard.plan import build_plan
+from gateway.metrics.pii import PiiMetric
+from gateway.proxy.corrector import make_completer
+from gateway.proxy.guard_flow import GuardFlow
+from gateway.proxy.upstream import Router, make_upstream
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
 
@@ -51,7 +57,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     config = config if config is not None else load_config(settings.config_path)
     telemetry = Telemetry()
     upstreams = [make_upstream(u) for u in config.upstreams]
-    handler = ProxyHandler(config, upstreams, telemetry)
+    router = Router(upstreams)
+    monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer)
+    complete = make_completer(router)
+    flow = GuardFlow(build_plan(config), telemetry, monitor, complete)
+    handler = ProxyHandler(config, upstreams, router, telemetry, flow)
     state = {"ready": False}
 
     @contextlib.asynccontextmanager
@@ -91,6 +101,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         return RawResponse(405, [JSON], err.body())
 
     routes = [
+        *admin_routes(config, flow, monitor, complete),
         Route("/v1/models", handler.list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

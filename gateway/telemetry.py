@@ -39,6 +39,15 @@ class Telemetry:
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served now.", ["route"], registry=r)
         self.upstream_errors = Counter("gateway_upstream_errors", "Upstream failures by kind.",
                                        ["upstream", "kind"], registry=r)
+        self.guard_triggers = Counter("gateway_guard_triggers", "Rulesets whose action applied (or would have, in "
+                                      "monitor mode), by stage, ruleset, action and mode.",
+                                      ["stage", "ruleset", "action", "mode"], registry=r)
+        self.guard_metric_seconds = Histogram("gateway_guard_metric_seconds", "Time to measure one metric on one text.",
+                                              ["metric"], buckets=_BUCKETS, registry=r)
+        self.guard_errors = Counter("gateway_guard_errors", "Metric failures and timeouts, by stage and metric.",
+                                    ["stage", "metric", "kind"], registry=r)
+        self.guard_not_scanned = Counter("gateway_guard_not_scanned", "Stage runs that found no text they could read.",
+                                         ["stage"], registry=r)
         self.started = Gauge("gateway_start_time_seconds", "Unix time the gateway started.", registry=r)
         self.started.set(time.time())
 

@@ -141,20 +141,32 @@ stages:
     rulesets: [{name: r, rules: [{metric: pii, op: contains_any, value: [EMAIL_ADDRESS]}], action: {type: redact}}]
 """
     config = parse_config(text, "t", {"OPENAI_API_KEY": "k"})
-    assert config.policies[0]["id"] == "no_payment_data"
-    assert config.stages[0]["name"] == "org-input"
-    assert config.stages[0]["on"] == "input"  # YAML 1.2 booleans: `on` stays a key, not True
+    assert config.policies[0].id == "no_payment_data" and config.policies[0].params == {"entities": ["CREDIT_CARD"]}
+    assert config.stages[0].name == "org-input"
+    assert config.stages[0].on == "input"  # YAML 1.2 booleans: `on` stays a key, not True
 
 
 def test_yaml_booleans_are_yaml_1_2() -> None:
     text = MINIMAL + "server: {access_log: false}\n"
     config = parse_config(text, "t", {"OPENAI_API_KEY": "k"})
     assert config.server.access_log is False
-    config = parse_config(MINIMAL + "policies: [{id: p, note: yes, on: off}]\n", "t", {"OPENAI_API_KEY": "k"})
-    assert config.policies[0] == {"id": "p", "note": "yes", "on": "off"}
+    config = parse_config(MINIMAL + "policies: [{id: p, type: contains, keywords: [yes, no, on, off]}]\n", "t",
+                          {"OPENAI_API_KEY": "k"})
+    assert config.policies[0].params == {"keywords": ["yes", "no", "on", "off"]}
 
 
 def test_example_config_is_valid_as_shipped() -> None:
     config = load_config(ROOT / "config" / "gateway.yaml", env={})
     assert config.upstreams[0].base_url.startswith("http://127.0.0.1")
     assert config.applications[0].keys
+
+
+def test_upstream_headers_and_key_must_be_sendable() -> None:
+    text = """
+upstreams:
+  - {name: a, base_url: "http://x/v1", models: ["m"], api_key: "sk-\u00e9\u00e9", headers: {"bad name": "v", ok: "caf\u00e9"}}
+"""
+    errs = "\n".join(errors_of(text))
+    assert "upstreams[0].api_key: Value error" not in errs
+    assert "upstreams[0].api_key: must be printable ASCII" in errs
+    assert "'bad name' is not a valid HTTP header name" in errs

@@ -79,6 +79,8 @@ def create_upstream(rec: Recorder) -> Starlette:
                     break
                 await asyncio.sleep(0.05)
         text = "echo:" + str(payload["messages"][-1]["content"])
+        if model.startswith("fixer-"):  # a corrector: returns the answer with the banned word replaced
+            text = str(payload["messages"][-1]["content"]).replace("forbidden", "allowed")
         if payload.get("stream"):
             return StreamingResponse(_stream(model, text, rec), media_type="text/event-stream")
         if model.startswith("gzip-"):
@@ -134,7 +136,7 @@ async def _stream(model: str, text: str, rec: Recorder) -> AsyncIterator[bytes]:
             yield _chunk(model, part)
             if model.startswith("die-") and i == 1:
                 raise ConnectionAbortedError("test upstream dies mid-stream")
-            await asyncio.sleep(CHUNK_DELAY_S)
+            await asyncio.sleep(0 if "fast" in model else CHUNK_DELAY_S)
         yield _chunk(model, None, "stop")
         yield b"data: [DONE]\n\n"
     finally:

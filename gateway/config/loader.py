@@ -59,6 +59,12 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> GatewayConfi
         issues += [_pydantic_issue(err) for err in exc.errors()]
         raise ConfigError(source, issues) from None
     issues += cross_check(config)
+    if not issues:
+        from gateway.guard.plan import compile_plan  # the guard layer compiles metrics; import it only here
+
+        _, plan_issues = compile_plan(config.policies, config.stages,
+                                      {a.id: a.stages for a in config.applications})
+        issues += plan_issues
     if issues:
         raise ConfigError(source, issues)
     return config
@@ -84,11 +90,17 @@ def cross_check(config: GatewayConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue(f"admin.tokens[{i}].role", f"no application with id {token.role[4:]!r}"))
         if token.token in seen_keys:
             issues.append(ConfigIssue(f"admin.tokens[{i}].token", f"equals the client key at {seen_keys[token.token]}"))
-    stage_names = {s.get("name") for s in config.stages if isinstance(s, dict)}
+    issues += _duplicates("policies", [p.id for p in config.policies], "id")
+    issues += _duplicates("stages", [s.name for s in config.stages], "name")
+    stage_names = {s.name for s in config.stages}
+    central = {s.name for s in config.stages if s.scope == "central"}
     for i, app in enumerate(config.applications):
         for j, stage in enumerate(app.stages):
             if stage not in stage_names:
                 issues.append(ConfigIssue(f"applications[{i}].stages[{j}]", f"no stage named {stage!r} under `stages`"))
+            elif stage in central:
+                issues.append(ConfigIssue(f"applications[{i}].stages[{j}]",
+                                          f"{stage!r} is a central stage: it applies to every application already"))
     return issues
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from gateway.config.guard_schema import PolicySpec, StageSpec
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -23,6 +26,7 @@ class ServerConfig(_Frozen):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
     access_log: bool = Field(True, description="One structured JSON line per request on stderr.")
     graceful_timeout_s: float = Field(30.0, gt=0, description="On SIGTERM, how long in-flight requests may finish.")
+    monitoring_buffer: int = Field(1000, ge=0, description="Guarded requests kept in the in-process monitoring log.")
 
 
 class UpstreamConfig(_Frozen):
@@ -51,7 +55,23 @@ class UpstreamConfig(_Frozen):
     @field_validator("api_key")
     @classmethod
     def _empty_key_is_none(cls, value: str | None) -> str | None:
+        if value and not _header_safe(value):
+            raise ValueError("must be printable ASCII (it is sent as an HTTP header)")
         return value or None
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+            if not _header_safe(text):
+                raise ValueError(f"the value of {name!r} must be printable ASCII")
+        return value
+
+
+def _header_safe(text: str) -> bool:
+    return text.isascii() and text.isprintable()
 
 
 class ApplicationConfig(_Frozen):
@@ -60,6 +80,7 @@ class ApplicationConfig(_Frozen):
     id: Name
     keys: tuple[NonEmpty, ...] = Field(min_length=1, description="Bearer keys (virtual keys) this application sends.")
     stages: tuple[Name, ...] = Field((), description="The application's own stages; central stages always apply.")
+    allow_request_stages: bool = Field(True, description="May requests add stages in a `guardrails` body field.")
 
 
 class AdminToken(_Frozen):
@@ -72,12 +93,17 @@ class AdminConfig(_Frozen):
     tokens: tuple[AdminToken, ...] = ()
 
 
+class GuardSettings(_Frozen):
+    corrector_model: str | None = Field(None, description="Model that writes the Evaluate API's corrections.")
+
+
 class GatewayConfig(_Frozen):
-    """The whole file. `policies` and `stages` are validated by the guard engine."""
+    """The whole file. Metric parameters and rule values are checked when the guard plan compiles."""
 
     server: ServerConfig = ServerConfig()
     upstreams: tuple[UpstreamConfig, ...] = ()
     applications: tuple[ApplicationConfig, ...] = ()
     admin: AdminConfig = AdminConfig()
-    policies: tuple[dict[str, Any], ...] = ()
-    stages: tuple[dict[str, Any], ...] = ()
+    guard: GuardSettings = GuardSettings()
+    policies: tuple[PolicySpec, ...] = ()
+    stages: tuple[StageSpec, ...] = ()

@@ -8,9 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from gateway.config.schema import GatewayConfig
+from gateway.config.schema import ApplicationConfig, GatewayConfig
+from gateway.guard.actions import annotation
+from gateway.proxy.guard_flow import GuardFlow, Guarded
+from gateway.proxy.stream_guard import StreamGuard
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import Endpoint, OpenAIError, model_list, parse_request, stream_error_event
@@ -43,10 +47,12 @@ class Exchange:
 class ProxyHandler:
     """Serves the OpenAI routes for one immutable config."""
 
-    def __init__(self, config: GatewayConfig, upstreams: list[Upstream], telemetry: Telemetry) -> None:
+    def __init__(self, config: GatewayConfig, upstreams: list[Upstream], router: Router, telemetry: Telemetry,
+                 flow: GuardFlow) -> None:
         self._config = config
+        self._flow = flow
         self._keys = KeyRing(config.applications)
-        self._router = Router(upstreams)
+        self._router = router
         self._catalog = ModelCatalog(upstreams, self._router)
         self._telemetry = telemetry
         self._max_body = config.server.max_body_bytes
@@ -77,7 +83,7 @@ class ProxyHandler:
         return self._done(ex, RawResponse(200, [JSON, _rid(ex)], body))
 
     async def _proxy(self, request: Request, endpoint: Endpoint, ex: Exchange) -> ASGIApp:
-        self._authenticate(request, ex)
+        app = self._authenticate(request, ex)
         body = await self._read_body(request)
         parsed = parse_request(body, endpoint)
         route = self._router.route(parsed.model)
@@ -85,12 +91,29 @@ class ProxyHandler:
             raise OpenAIError(404, f"The model '{parsed.model}' is not served by this gateway.",
                               code="model_not_found", param="model")
         ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
+        guarded = self._flow.stages(app, parsed.payload)
+        rewrite = len(parsed.payload) != parsed.fields  # the `guardrails` extension field was taken out
+        if guarded.input:
+            decision = await self._flow.check_input(guarded, endpoint.name, parsed.payload, ex)
+            if decision.terminal is not None:
+                refusal = await self._flow.refusal_response(decision, endpoint.name, parsed.model, parsed.stream,
+                                                            ex.request_id)
+                refusal.headers.append(_rid(ex))
+                return self._done(ex, refusal)
+            rewrite = rewrite or decision.changed
+        if guarded.output and parsed.stream and endpoint.name == "responses":
+            raise OpenAIError(400, "Streaming /v1/responses through output stages is not supported yet; "
+                                   "send stream: false.", code="unsupported_stream", param="stream")
+        if rewrite:
+            body = orjson.dumps(parsed.payload)
         upstream = route.upstream
         headers = upstream_request_headers(request.scope["headers"], upstream)
         with cancel_on_disconnect(request.receive):
             response = await self._send(upstream, endpoint.path, headers, body, ex)
             if parsed.stream and response.content_type.startswith(b"text/event-stream"):
-                return self._relay(route, response, ex)
+                if guarded.output:
+                    return self._relay_guarded(route, response, ex, guarded, endpoint)
+                return self._relay(route, response, ex, guarded.headers())
             try:
                 answer = await response.read()
             except (UpstreamTimeout, UpstreamUnreachable) as exc:
@@ -99,14 +122,38 @@ class ProxyHandler:
                 response.close()
         ex.upstream_s = time.perf_counter() - ex.upstream_start
         headers = [*client_response_headers(response.headers), _rid(ex)]
-        return self._done(ex, RawResponse(response.status, headers, answer))
+        if guarded.output and response.status == 200:
+            return self._done(ex, await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex))
+        return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], answer))
 
-    def _authenticate(self, request: Request, ex: Exchange) -> None:
+    async def _guard_answer(self, guarded: Guarded, endpoint: Endpoint, model: str, answer: bytes,
+                            headers: list[tuple[bytes, bytes]], ex: Exchange) -> RawResponse:
+        try:
+            payload = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):  # nothing readable to check: never pass it unchecked
+            raise OpenAIError(502, "The upstream answer could not be read by the output stages.",
+                              type="upstream_error", code="unreadable_answer")
+        decision = await self._flow.check_output(guarded, endpoint.name, payload, ex)
+        if decision.terminal is not None:
+            original = "\n".join(t for t in decision.texts)
+            refusal = await self._flow.refusal_response(decision, endpoint.name, model, False, ex.request_id,
+                                                        original)
+            refusal.headers.append(_rid(ex))
+            return refusal
+        if decision.changed or any(d.action or any(o.errors for o in d.outcomes) for d in guarded.decisions):
+            payload["guardrail"] = annotation(decision, ex.request_id)
+            answer = orjson.dumps(payload)
+        return RawResponse(200, [*headers, *guarded.headers()], answer)
+
+    def _authenticate(self, request: Request, ex: Exchange) -> ApplicationConfig:
         app = self._keys.application(_header(request, b"authorization"))
         if app is None:
             raise OpenAIError(401, "Invalid or missing API key. Send your gateway key as 'Authorization: Bearer <key>'.",
                               code="invalid_api_key")
         ex.application = app.id
+        return app
 
     async def _read_body(self, request: Request) -> bytes:
         declared = _header(request, b"content-length")
@@ -141,8 +188,9 @@ class ProxyHandler:
                                                           "error": str(exc)}})
         return OpenAIError(status, message, type="upstream_error", code=code)
 
-    def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange) -> RelayResponse:
-        headers = [*client_response_headers(response.headers), _rid(ex)]
+    def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange,
+               extra: list[tuple[bytes, bytes]]) -> RelayResponse:
+        headers = [*client_response_headers(response.headers), _rid(ex), *extra]
         state = {"status": response.status}
 
         def disconnected() -> None:
@@ -150,6 +198,44 @@ class ProxyHandler:
 
         chunks = self._events(route.upstream, response, ex, state)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
+
+    def _relay_guarded(self, route: Route, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
+                       endpoint: Endpoint) -> RelayResponse:
+        headers = [*client_response_headers(response.headers), _rid(ex), *guarded.headers()]
+        state = {"status": response.status}
+
+        def disconnected() -> None:
+            state["status"] = 499
+
+        holdback = self._flow.holdback(guarded.output)
+        guard = StreamGuard(guarded.output, self._flow.engine, endpoint.name, holdback, self._flow.replacement,
+                            lambda d: annotation(d, ex.request_id))
+        chunks = self._guarded_events(route.upstream, response, ex, state, guard, guarded)
+        return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
+
+    async def _guarded_events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange,
+                              state: dict[str, int], guard: StreamGuard, guarded: Guarded) -> AsyncIterator[bytes]:
+        """Like `_events`, but every byte passes the stream guard; nothing unchecked is relayed."""
+        try:
+            async for chunk in response.chunks():
+                out = await guard.feed(chunk)
+                if out:
+                    if ex.ttft_s is None:
+                        ex.ttft_s = time.perf_counter() - ex.start
+                    yield out
+                if guard.stopped:
+                    break
+            tail = await guard.close()
+            if tail:
+                yield tail
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            err = self._upstream_failure(upstream, exc)
+            yield stream_error_event(f"The upstream stream ended early: {err.message}", err.type, err.code)
+        finally:
+            response.close()
+            ex.upstream_s = time.perf_counter() - ex.upstream_start
+            self._flow.record_stream(guard.decisions, ex)
+            self._finish(ex, state["status"])
 
     async def _events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange,
                       state: dict[str, int]) -> AsyncIterator[bytes]:

@@ -47,6 +47,7 @@ class ParsedRequest:
     payload: dict[str, Any]
     model: str
     stream: bool
+    fields: int  # how many top-level fields the client sent (a guard that removes one must re-encode)
 
 
 def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
@@ -81,7 +82,7 @@ def parse_request(body: bytes, endpoint: Endpoint) -> ParsedRequest:
     stream = payload.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise OpenAIError(400, "'stream' must be a boolean.", code="invalid_type", param="stream")
-    return ParsedRequest(payload, model, bool(stream) and endpoint.can_stream)
+    return ParsedRequest(payload, model, bool(stream) and endpoint.can_stream, len(payload))
 
 
 def model_list(models: list[dict[str, Any]]) -> bytes:

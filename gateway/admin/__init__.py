@@ -1,0 +1,1 @@
+"""Admin API: bearer tokens with roles (`central`, `app:<id>`)."""

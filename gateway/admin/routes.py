@@ -1,0 +1,88 @@
+"""Admin and guard HTTP routes: the monitoring log and the Guard Evaluate API."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.routing import Route
+
+from gateway.admin.auth import AdminAuth
+from gateway.config.schema import GatewayConfig
+from gateway.guard import evaluate as guard_evaluate
+from gateway.guard.monitor import MonitorLog
+from gateway.proxy.auth import KeyRing
+from gateway.proxy.guard_flow import GuardFlow
+from gateway.proxy.openai import OpenAIError
+from gateway.proxy.responses import JSON, RawResponse
+
+_MAX_EVALUATE_BODY = 1024 * 1024
+
+
+def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
+                 complete: guard_evaluate.Complete) -> list[Route]:
+    admin = AdminAuth(config.admin.tokens)
+    keys = KeyRing(config.applications)
+    apps = {a.id: a for a in config.applications}
+
+    async def monitoring(request: Request) -> RawResponse:
+        try:
+            role = admin.role(request.headers.get("authorization"))
+            app = request.query_params.get("application")
+            if not role.central:
+                if app and app != role.application:
+                    raise OpenAIError(403, "This token may only read its own application's records.",
+                                      code="forbidden")
+                app = role.application
+            limit = _int(request.query_params.get("limit"), 100, "limit")
+        except OpenAIError as err:
+            return RawResponse(err.status, [JSON], err.body())
+        records = monitor.query(app, request.query_params.get("action"), limit)
+        return RawResponse(200, [JSON], orjson.dumps({"object": "list", "data": records}))
+
+    async def evaluate(request: Request) -> RawResponse:
+        try:
+            app = keys.application(request.headers.get("authorization"))
+            if app is None:
+                raise OpenAIError(401, "Invalid or missing API key.", code="invalid_api_key")
+            body = await request.body()
+            if len(body) > _MAX_EVALUATE_BODY:
+                raise OpenAIError(413, "The request body is too large.", code="request_too_large")
+            try:
+                parsed = guard_evaluate.parse_request(orjson.loads(body))
+            except orjson.JSONDecodeError as exc:
+                raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+            if parsed.application not in (None, app.id):
+                raise OpenAIError(403, f"This key belongs to application '{app.id}'.", code="forbidden",
+                                  param="application")
+            default = _app_policies(flow, apps[app.id].id)
+            policies = guard_evaluate.select_policies(parsed, flow.plan, default)
+            result = await guard_evaluate.evaluate(parsed, policies, complete, config.guard.corrector_model)
+        except guard_evaluate.EvaluateError as err:
+            e = OpenAIError(400, f"{err.param}: {err}", code="invalid_request", param=err.param)
+            return RawResponse(400, [JSON], e.body())
+        except OpenAIError as err:
+            return RawResponse(err.status, [JSON], err.body())
+        return RawResponse(200, [JSON], orjson.dumps(result))
+
+    return [Route("/v1/monitoring", monitoring, methods=["GET"]),
+            Route("/v1/guard/evaluate", evaluate, methods=["POST"])]
+
+
+def _app_policies(flow: GuardFlow, app_id: str) -> list[str]:
+    """The policies an application's stages enforce, in stage order, each once."""
+    seen: dict[str, None] = {}
+    for on in ("input", "output"):
+        for stage in flow.plan.stages_for(app_id, on):
+            for ruleset in stage.rulesets:
+                for rule in ruleset.rules:
+                    if rule.metric in flow.plan.policies:
+                        seen.setdefault(rule.metric, None)
+    return list(seen)
+
+
+def _int(value: str | None, default: int, name: str) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise OpenAIError(400, f"'{name}' must be an integer from 1 to 1000.", code="invalid_value", param=name)
+    return int(value)

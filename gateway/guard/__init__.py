@@ -1,0 +1,1 @@
+"""The guard engine: metrics -> rules -> rulesets -> stages -> actions."""

@@ -1,0 +1,89 @@
+"""What a terminal action answers: an OpenAI-shaped completion (or error) naming what fired."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.config.guard_schema import ActionSpec
+from gateway.guard.engine import Decision
+
+HANDOFF_MESSAGE = "I'm handing this conversation to a human colleague who will follow up with you."
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer for a request stopped by a terminal action."""
+
+    text: str
+    status: int           # 200 for a completion-shaped answer, 400 for an error body
+    annotation: dict[str, Any]
+    as_error: bool
+
+
+def refusal_text(action: ActionSpec, stage_message: str, rng: random.Random | None = None) -> str:
+    if action.type == "override":
+        return (rng or random).choice(action.responses)
+    if action.type == "handoff":
+        return action.message or HANDOFF_MESSAGE
+    return action.message or stage_message
+
+
+def annotation(decision: Decision, request_id: str) -> dict[str, Any]:
+    """The `guardrail` extension field: what fired, and every stage's outcome."""
+    fired = {"action": decision.action, "stage": decision.stage.name if decision.stage else None,
+             "ruleset": decision.ruleset}
+    stages = [{"stage": o.stage, "on": o.on, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
+               "action": o.action, "triggered": list(o.triggered), "errors": list(o.errors)}
+              for o in decision.outcomes if o.triggered or o.errors or not o.scanned or o.action]
+    out: dict[str, Any] = {"request_id": request_id, **fired, "stages": stages}
+    if decision.action == "handoff":
+        out["handoff"] = True
+    return out
+
+
+def headers(decision: Decision) -> list[tuple[bytes, bytes]]:
+    if decision.action is None or decision.stage is None:
+        return []
+    out = [(b"x-guardrail-action", decision.action.encode()),
+           (b"x-guardrail-stage", decision.stage.name.encode()),
+           (b"x-guardrail-ruleset", (decision.ruleset or "").encode())]
+    if decision.action == "handoff":
+        out.append((b"x-guardrail-handoff", b"true"))
+    return out
+
+
+def completion_body(endpoint: str, model: str, text: str, note: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A whole answer with finish_reason content_filter, in the endpoint's shape."""
+    base = {"id": f"guard-{request_id}", "created": int(time.time()), "model": model, "guardrail": note}
+    if endpoint == "completions":
+        return {**base, "object": "text_completion",
+                "choices": [{"index": 0, "text": text, "finish_reason": "content_filter", "logprobs": None}]}
+    return {**base, "object": "chat.completion", "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "finish_reason": "content_filter", "logprobs": None}]}
+
+
+def stream_body(endpoint: str, model: str, text: str, note: dict[str, Any], request_id: str) -> bytes:
+    """The same answer as an SSE stream: the text, a content_filter finish, then [DONE]."""
+    base = {"id": f"guard-{request_id}", "created": int(time.time()), "model": model}
+    if endpoint == "completions":
+        chunks = [{**base, "object": "text_completion",
+                   "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]},
+                  {**base, "object": "text_completion", "guardrail": note,
+                   "choices": [{"index": 0, "text": "", "finish_reason": "content_filter", "logprobs": None}]}]
+    else:
+        chunks = [{**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
+                  {**base, "object": "chat.completion.chunk", "guardrail": note,
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}]
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def error_body(text: str, action: str, note: dict[str, Any]) -> dict[str, Any]:
+    return {"error": {"message": text, "type": "guardrail_violation", "param": None, "code": action},
+            "guardrail": note}

@@ -1,0 +1,203 @@
+"""Evaluate stages over a request's or response's texts: metrics, rules, rulesets by priority, actions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.guard_schema import ActionSpec
+from gateway.guard.plan import Ruleset, Stage
+from gateway.guard.redact import join_segments, redact, spans_by_segment
+from gateway.guard.types import Metric, MetricValue, Span
+
+log = logging.getLogger("gateway.guard")
+TERMINAL = frozenset({"block", "override", "correct", "handoff"})
+SEPARATOR = "\n\n"  # between scanned messages: patterns rarely match across a blank line
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One scanned text and the role it came from (user, tool, assistant, ...)."""
+
+    role: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    value: MetricValue | None
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageOutcome:
+    """What one stage saw and did, for headers, the monitoring log and Prometheus."""
+
+    stage: str
+    on: str
+    scanned: bool
+    mode: str = "enforce"
+    ruleset: str | None = None          # the ruleset whose action applied (or would have, in monitor mode)
+    action: str | None = None
+    triggered: tuple[str, ...] = ()     # every triggered ruleset, enforced or monitored
+    errors: tuple[str, ...] = ()        # "metric: reason"
+    values: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    texts: tuple[str, ...]              # the segments' texts after any redaction, same order
+    outcomes: tuple[StageOutcome, ...]
+    terminal: ActionSpec | None = None  # block/override/correct/handoff that ended evaluation
+    stage: Stage | None = None          # the stage and ruleset that fired the last applied action
+    ruleset: str | None = None
+    action: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return any(o.action == "redact" for o in self.outcomes)
+
+
+class Engine:
+    """Stateless evaluator; one instance per plan."""
+
+    async def evaluate(self, stages: Sequence[Stage], segments: Sequence[Segment]) -> Decision:
+        texts = [s.text for s in segments]
+        roles = [s.role for s in segments]
+        outcomes: list[StageOutcome] = []
+        cache: dict[tuple[str, str], Measured] = {}
+        last: tuple[Stage, str, str] | None = None
+        for stage in stages:
+            picked = [i for i, role in enumerate(roles) if role in stage.roles and texts[i]]
+            if not picked:
+                outcomes.append(StageOutcome(stage.name, stage.on, scanned=False))
+                continue
+            joined, starts = join_segments([texts[i] for i in picked], SEPARATOR)
+            measured = await self._measure(stage, joined, cache)
+            outcome, winner, action = _decide(stage, measured)
+            outcomes.append(outcome)
+            if winner is None or action is None or outcome.mode == "monitor":
+                continue
+            last = (stage, winner.name, action.type)
+            if action.type == "redact":
+                per_segment = spans_by_segment(_redaction_spans(winner, measured), starts,
+                                               [len(texts[i]) for i in picked])
+                for i, spans in zip(picked, per_segment):
+                    texts[i] = redact(texts[i], spans, action.placeholder)
+            elif action.type in TERMINAL:
+                return Decision(tuple(texts), tuple(outcomes), action, stage, winner.name, action.type)
+        if last is None:
+            return Decision(tuple(texts), tuple(outcomes))
+        return Decision(tuple(texts), tuple(outcomes), None, last[0], last[1], last[2])
+
+    async def _measure(self, stage: Stage, text: str, cache: dict[tuple[str, str], Measured]) -> dict[str, Measured]:
+        out: dict[str, Measured] = {}
+        pending: dict[str, asyncio.Task[Measured]] = {}
+        for name, metric in stage.metrics.items():
+            hit = cache.get((name, text))
+            if hit is not None:
+                out[name] = hit
+            elif hasattr(metric, "measure_async") or getattr(metric, "blocking", False):
+                pending[name] = asyncio.ensure_future(_measure_async(metric, text, stage.timeout_s))
+            else:
+                out[name] = _measure_sync(metric, text)
+        if pending:
+            await asyncio.gather(*pending.values())
+            out.update({name: task.result() for name, task in pending.items()})
+        for name, result in out.items():
+            cache[(name, text)] = result
+        return out
+
+
+def _measure_sync(metric: Metric, text: str) -> Measured:
+    start = time.perf_counter()
+    try:
+        return Measured(metric.measure(text), None, time.perf_counter() - start)
+    except Exception as exc:  # a metric bug follows on_error; it never takes the request down
+        log.warning("metric failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+        return Measured(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+
+
+async def _measure_async(metric: Any, text: str, timeout_s: float) -> Measured:
+    start = time.perf_counter()
+    try:
+        if hasattr(metric, "measure_async"):
+            value = await asyncio.wait_for(metric.measure_async(text), timeout_s)
+        else:  # a blocking metric (user code) runs on a thread so the event loop never waits on it
+            value = await asyncio.wait_for(asyncio.to_thread(metric.measure, text), timeout_s)
+        return Measured(value, None, time.perf_counter() - start)
+    except TimeoutError:
+        return Measured(None, f"timeout after {timeout_s * 1000:.0f} ms", time.perf_counter() - start)
+    except Exception as exc:
+        log.warning("metric failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+        return Measured(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+
+
+def _ruleset_state(ruleset: Ruleset, measured: dict[str, Measured]) -> bool | None:
+    """True (all rules trigger), False (some rule clearly does not), None (undecided: a metric failed)."""
+    undecided = False
+    for rule in ruleset.rules:
+        result = measured[rule.metric]
+        if result.value is None:
+            undecided = True
+            continue
+        try:
+            if not rule.triggers(result.value):
+                return False
+        except (TypeError, ValueError):
+            undecided = True
+    return None if undecided else True
+
+
+def _decide(stage: Stage, measured: dict[str, Measured]) -> tuple[StageOutcome, Ruleset | None, ActionSpec | None]:
+    """Rulesets in priority order: the first triggered enforced one (or a fail-closed error) wins.
+
+    A triggered ruleset in monitor mode is recorded and otherwise ignored, as if it had not triggered.
+    """
+    triggered: list[str] = []
+    errors = [f"{n}: {m.error}" for n, m in measured.items() if m.error]
+    enforced: tuple[Ruleset, ActionSpec] | None = None
+    monitored: tuple[Ruleset, ActionSpec] | None = None
+    for ruleset in stage.rulesets:
+        state = _ruleset_state(ruleset, measured)
+        if state is None and stage.on_error == "block":
+            action = ActionSpec(type="block", message=stage.message)  # fail closed
+        elif state:
+            triggered.append(ruleset.name)
+            action = ruleset.action
+        else:
+            continue
+        if ruleset.mode == "enforce":
+            enforced = enforced or (ruleset, action)
+        else:
+            monitored = monitored or (ruleset, action)
+    winner = enforced or monitored
+    values = {n: _plain(m.value) for n, m in measured.items() if m.value is not None}
+    seconds = {n: m.seconds for n, m in measured.items()}
+    outcome = StageOutcome(stage.name, stage.on, True, "enforce" if enforced or not winner else "monitor",
+                           winner[0].name if winner else None, winner[1].type if winner else None,
+                           tuple(triggered), tuple(errors), values, seconds)
+    return outcome, (winner[0] if winner else None), (winner[1] if winner else None)
+
+
+def _redaction_spans(ruleset: Ruleset, measured: dict[str, Measured]) -> list[Span]:
+    spans: list[Span] = []
+    for rule in ruleset.rules:
+        value = measured[rule.metric].value
+        if value is None:
+            continue
+        spans += [s for s in value.spans if rule.redact_labels is None or s.label in rule.redact_labels]
+    return spans
+
+
+def _plain(value: MetricValue | None) -> Any:
+    if value is None:
+        return None
+    v = value.value
+    return sorted(v) if isinstance(v, frozenset) else v

@@ -1,0 +1,130 @@
+"""The Guard Evaluate API (seed 003): policies in priority order over input and output, first violation stops."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.config.errors import format_path
+from gateway.config.guard_schema import PolicySpec
+from gateway.guard.plan import GuardPlan
+from gateway.guard.policy import Policy, compile_policy
+from gateway.guard.redact import redact
+from gateway.guard.types import ParamError
+
+GENERIC_CORRECTION = "I'm sorry, but I can't share that. How else can I help you?"
+Complete = Callable[[str, list[dict[str, str]]], Awaitable[str]]
+
+
+class EvaluateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    application: str | None = None
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    correction_enabled: bool = False
+    policy_ids: list[str] = []
+    override_policy: list[PolicySpec] = []
+
+
+class EvaluateError(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def parse_request(body: Any) -> EvaluateRequest:
+    try:
+        return EvaluateRequest.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise EvaluateError(format_path(tuple(err["loc"])), err["msg"]) from None
+
+
+def select_policies(request: EvaluateRequest, plan: GuardPlan, default_ids: list[str]) -> list[Policy]:
+    """policy_ids, then override_policy, in list order; neither given: the application's own policies."""
+    out = []
+    ids = request.policy_ids or ([] if request.override_policy else default_ids)
+    for i, pid in enumerate(ids):
+        if pid not in plan.policies:
+            raise EvaluateError(f"policy_ids[{i}]", f"no policy with id {pid!r}")
+        out.append(plan.policies[pid])
+    for i, spec in enumerate(request.override_policy):
+        try:
+            out.append(compile_policy(spec))
+        except ParamError as err:
+            raise EvaluateError(format_path(("override_policy", i, *err.path)), err.message) from None
+    return out
+
+
+def split_roles(messages: list[dict[str, Any]]) -> tuple[str, str]:
+    """The input (user and tool messages) and the output (assistant messages) as two texts."""
+    inputs, outputs = [], []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if not isinstance(content, str):
+            continue
+        role = message.get("role")
+        if role in ("user", "tool"):
+            inputs.append(content)
+        elif role == "assistant":
+            outputs.append(content)
+    return "\n\n".join(inputs), "\n\n".join(outputs)
+
+
+async def evaluate(request: EvaluateRequest, policies: list[Policy], complete: Complete | None,
+                   corrector_model: str | None) -> dict[str, Any]:
+    text_in, text_out = split_roles(request.messages)
+    input_score = output_score = 0.0
+    violations: list[dict[str, Any]] = []
+    violated: Policy | None = None
+    for policy in policies:
+        in_value = policy.score(text_in) if text_in else None
+        out_value = policy.score(text_out) if text_out else None
+        scores = [float(v.value) for v in (in_value, out_value) if v is not None]  # type: ignore[arg-type]
+        if not scores:
+            continue
+        score = min(scores) if policy.higher_is_compliant else max(scores)
+        input_score = max(input_score, float(in_value.value) if in_value else 0.0)  # type: ignore[arg-type]
+        output_score = max(output_score, float(out_value.value) if out_value else 0.0)  # type: ignore[arg-type]
+        if policy.violated(score, request.threshold):
+            violations.append({"policy_id": policy.id, "score": round(score, 4)})
+            violated = policy
+            break  # seed 001: evaluation stops at the first violated policy
+    correction = None
+    if violated is not None and request.correction_enabled:
+        content = await _correct(violated, text_out, complete, corrector_model)
+        correction = {"choices": [{"role": "guard", "content": content}]}
+    return {
+        "id": "eval-" + os.urandom(8).hex(),
+        "object": "evaluation",
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "evaluation": {"status": "FAIL" if violations else "PASS", "input_score": round(input_score, 4),
+                       "output_score": round(output_score, 4), "policy_violations": violations},
+        "correction": correction,
+    }
+
+
+async def _correct(policy: Policy, output: str, complete: Complete | None, model: str | None) -> str:
+    """An LLM rewrite when a corrector is configured and its answer passes; else the output with the
+    violating spans redacted; else a generic refusal."""
+    if complete is not None and model and output:
+        try:
+            rewritten = await complete(model, [
+                {"role": "system", "content": "Rewrite the assistant answer so that it complies with this rule: "
+                                              f"{policy.rule or policy.id}. Reply with the rewritten answer only."},
+                {"role": "user", "content": output}])
+            if not policy.violated(float(policy.score(rewritten).value)):  # type: ignore[arg-type]
+                return rewritten
+        except Exception:  # a failed corrector falls back to the local correction below
+            pass
+    spans = policy.score(output).spans if output else ()
+    if spans:
+        return redact(output, spans, "<{label}>")
+    return GENERIC_CORRECTION

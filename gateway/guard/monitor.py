@@ -1,0 +1,66 @@
+"""The monitoring log: one record per guarded request, PII-redacted, in a bounded in-process buffer."""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.guard.engine import Decision
+from gateway.guard.redact import redact
+from gateway.guard.types import Metric
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorRecord:
+    id: str
+    time: float
+    application: str
+    model: str
+    on: str
+    action: str | None
+    stage: str | None
+    ruleset: str | None
+    texts: tuple[str, ...]
+    stages: tuple[dict[str, Any], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "time": self.time, "application": self.application, "model": self.model,
+                "on": self.on, "action": self.action, "stage": self.stage, "ruleset": self.ruleset,
+                "texts": list(self.texts), "stages": list(self.stages)}
+
+
+class MonitorLog:
+    """Newest records win: the buffer holds at most `size`; texts are cut to `max_text` characters."""
+
+    def __init__(self, pii: Metric, size: int = 1000, max_text: int = 2000) -> None:
+        self._pii = pii
+        self._records: collections.deque[MonitorRecord] = collections.deque(maxlen=size)
+        self._max_text = max_text
+
+    def add(self, request_id: str, application: str, model: str, on: str, decision: Decision,
+            texts: tuple[str, ...]) -> None:
+        stages = tuple({"stage": o.stage, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
+                        "action": o.action, "triggered": list(o.triggered), "errors": list(o.errors),
+                        "values": o.values} for o in decision.outcomes)
+        self._records.append(MonitorRecord(
+            request_id, time.time(), application, model, on, decision.action,
+            decision.stage.name if decision.stage else None, decision.ruleset,
+            tuple(self._scrub(t) for t in texts), stages))
+
+    def query(self, application: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        out = []
+        for record in reversed(self._records):
+            if application and record.application != application:
+                continue
+            if action and record.action != action:
+                continue
+            out.append(record.as_dict())
+            if len(out) >= limit:
+                break
+        return out
+
+    def _scrub(self, text: str) -> str:
+        text = text[: self._max_text]
+        return redact(text, self._pii.measure(text).spans, "<{label}>")

@@ -1,0 +1,159 @@
+"""Compile the config's policies and stages into an immutable plan; every problem names its key path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.errors import ConfigError, ConfigIssue, format_path
+from gateway.config.guard_schema import ActionSpec, PolicySpec, RuleSpec, StageSpec
+from gateway.config.schema import GatewayConfig
+from gateway.guard.operators import OPERATORS, check_target
+from gateway.guard.policy import Policy, compile_policy
+from gateway.guard.types import Metric, MetricValue, ParamError
+from gateway.metrics import BUILTINS, KINDS
+
+DEFAULT_ROLES = {"input": ("user", "tool"), "output": ("assistant",)}
+AUTO_HOLDBACK_CAP = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    metric: str
+    op: str
+    target: Any
+    # For label targets (`pii contains_any [EMAIL_ADDRESS]`), redaction touches only those labels.
+    redact_labels: frozenset[str] | None
+
+    def triggers(self, value: MetricValue) -> bool:
+        return OPERATORS[self.op](value.value, self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    name: str
+    rules: tuple[Rule, ...]
+    action: ActionSpec
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    on: str
+    scope: str
+    on_error: str
+    timeout_s: float
+    roles: frozenset[str]
+    message: str
+    holdback_chars: int
+    rulesets: tuple[Ruleset, ...]
+    metrics: Mapping[str, Metric]  # every metric the rulesets name, measured once per evaluation
+
+
+@dataclass(frozen=True)
+class GuardPlan:
+    policies: Mapping[str, Policy]
+    stages: Mapping[str, Stage]
+    central: Mapping[str, tuple[Stage, ...]]                 # on -> central stages, in config order
+    by_app: Mapping[str, Mapping[str, tuple[Stage, ...]]] = field(default_factory=dict)
+
+    def stages_for(self, app_id: str, on: str, extra: Sequence[Stage] = ()) -> tuple[Stage, ...]:
+        """Central stages, then the application's, then stages the request added."""
+        own = self.by_app.get(app_id, {}).get(on, ())
+        return (*self.central.get(on, ()), *own, *(s for s in extra if s.on == on))
+
+    @property
+    def empty(self) -> bool:
+        return not self.stages
+
+
+def build_plan(config: GatewayConfig, source: str = "config") -> GuardPlan:
+    """The plan for a validated config; raises ConfigError if a policy or stage does not compile."""
+    plan, issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications})
+    if issues:
+        raise ConfigError(source, issues)
+    return plan
+
+
+def compile_plan(policies: Sequence[PolicySpec], stages: Sequence[StageSpec],
+                 app_stages: Mapping[str, Sequence[str]]) -> tuple[GuardPlan, list[ConfigIssue]]:
+    issues: list[ConfigIssue] = []
+    compiled_policies: dict[str, Policy] = {}
+    for i, spec in enumerate(policies):
+        try:
+            compiled_policies[spec.id] = compile_policy(spec)
+        except ParamError as err:
+            issues.append(ConfigIssue(format_path(("policies", i, *err.path)), err.message))
+    compiled = compile_stages(stages, compiled_policies, ("stages",), issues)
+    central: dict[str, tuple[Stage, ...]] = {
+        on: tuple(s for s in compiled if s.scope == "central" and s.on == on) for on in ("input", "output")}
+    by_name = {s.name: s for s in compiled}
+    by_app = {app: {on: tuple(by_name[n] for n in names if n in by_name and by_name[n].on == on)
+                    for on in ("input", "output")} for app, names in app_stages.items()}
+    return GuardPlan(compiled_policies, by_name, central, by_app), issues
+
+
+def compile_stages(specs: Sequence[StageSpec], policies: Mapping[str, Policy], prefix: tuple[str | int, ...],
+                   issues: list[ConfigIssue]) -> list[Stage]:
+    """Compile stage specs; problems are appended to `issues` with paths under `prefix`."""
+    out = []
+    for i, spec in enumerate(specs):
+        stage = _compile_stage(spec, policies, (*prefix, i), issues)
+        if stage is not None:
+            out.append(stage)
+    return out
+
+
+def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[str | int, ...],
+                   issues: list[ConfigIssue]) -> Stage | None:
+    before = len(issues)
+    metrics: dict[str, Metric] = {}
+    rulesets = []
+    for j, rs in enumerate(spec.rulesets):
+        rs_path = (*path, "rulesets", j)
+        if rs.action.type == "correct" and spec.on == "input":
+            issues.append(ConfigIssue(format_path((*rs_path, "action", "type")),
+                                      "`correct` rewrites an answer: it is only valid in an output stage"))
+        rules = [_compile_rule(rule, policies, metrics, (*rs_path, "rules", k), issues)
+                 for k, rule in enumerate(rs.rules)]
+        rulesets.append(Ruleset(rs.name, tuple(r for r in rules if r is not None), rs.action, rs.mode or spec.mode))
+    if len(issues) > before:
+        return None
+    roles = frozenset(spec.roles) if spec.roles is not None else frozenset(DEFAULT_ROLES[spec.on])
+    # Covers every span the stage's pattern metrics can match, up to a cap: URLs and key blocks can run
+    # to kilobytes, and holding that much back would make every stream wait for its whole answer.
+    auto = min(max((m.max_span_chars for m in metrics.values()), default=0), AUTO_HOLDBACK_CAP)
+    holdback = max(spec.stream.holdback_chars, auto)
+    return Stage(spec.name, spec.on, spec.scope, spec.on_error, spec.timeout_ms / 1000.0, roles, spec.message,
+                 holdback, tuple(rulesets), metrics)
+
+
+def _compile_rule(rule: RuleSpec, policies: Mapping[str, Policy], metrics: dict[str, Metric],
+                  path: tuple[str | int, ...], issues: list[ConfigIssue]) -> Rule | None:
+    policy = policies.get(rule.metric)
+    if policy is not None:
+        metric, kind = policy.as_metric(), "score"
+    elif rule.metric in BUILTINS:
+        name, params = BUILTINS[rule.metric]
+        factory, kind = KINDS[name]
+        metric = factory(params)
+    else:
+        known = sorted({*policies, *BUILTINS})
+        issues.append(ConfigIssue(format_path((*path, "metric")),
+                                  f"unknown metric {rule.metric!r}: not a policy id nor a built-in ({', '.join(known)})"))
+        return None
+    metrics.setdefault(rule.metric, metric)
+    op, value = rule.op, rule.value
+    if op is None:
+        if policy is None:
+            issues.append(ConfigIssue(format_path((*path, "op")), "required unless `metric` names a policy"))
+            return None
+        return Rule(rule.metric, "lt" if policy.higher_is_compliant else "gt", policy.effective_threshold(), None)
+    target, error = check_target(op, value, kind)
+    if error is not None:
+        issues.append(ConfigIssue(format_path((*path, "value")), error))
+        return None
+    labels = target if isinstance(target, frozenset) else frozenset({target}) if op == "contains" else None
+    return Rule(rule.metric, op, target, labels)

@@ -1,0 +1,103 @@
+"""Policies (seed 001): a named metric with a threshold. Risk score in [0,1]; violated when score > threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config.guard_schema import PolicySpec
+from gateway.guard.types import Metric, MetricValue, ParamError, Span
+from gateway.metrics import KINDS
+
+# Hallucination policies (seed 002) score compliance: higher is better, violated below the threshold.
+HIGHER_IS_COMPLIANT = frozenset({"relevance", "consistency", "factual"})
+# Types the seeds define that need model-based scoring (ONNX heads, an LLM judge): not in this build.
+MODEL_TYPES = frozenset({"jailbreak", "classifier", "rubric", "similar", "factual", "relevance", "consistency"})
+# Lexical policies score 0 or a span confidence: any threshold below 1 separates them; 0.5 is the calibrated one.
+LEXICAL_CALIBRATED_THRESHOLD = 0.5
+# Pattern and keyword policies label their spans with the policy id; PII keeps entity types.
+RELABELLED = frozenset({"regex", "contains", "code"})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: str
+    type: str
+    rule: str
+    threshold: float
+    calibrated_threshold: float
+    metric: Metric
+
+    @property
+    def higher_is_compliant(self) -> bool:
+        return self.type in HIGHER_IS_COMPLIANT
+
+    def effective_threshold(self, override: float | None = None) -> float:
+        """A per-request threshold wins; 0.0 selects the calibrated threshold (the seed's auto-threshold)."""
+        threshold = self.threshold if override is None else override
+        return self.calibrated_threshold if threshold == 0.0 else threshold
+
+    def violated(self, score: float, override: float | None = None) -> bool:
+        threshold = self.effective_threshold(override)
+        return score < threshold if self.higher_is_compliant else score > threshold
+
+    def as_metric(self) -> Metric:
+        return _PolicyMetric(self.metric)
+
+    def score(self, text: str) -> MetricValue:
+        return _PolicyMetric(self.metric).measure(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyMetric:
+    """A policy used as a metric: its value is the risk score; spans are the underlying metric's."""
+
+    inner: Metric
+
+    @property
+    def max_span_chars(self) -> int:
+        return self.inner.max_span_chars
+
+    @property
+    def blocking(self) -> bool:
+        return bool(getattr(self.inner, "blocking", False))
+
+    def measure(self, text: str) -> MetricValue:
+        result = self.inner.measure(text)
+        return MetricValue(result.risk, result.spans)
+
+
+def compile_policy(spec: PolicySpec) -> Policy:
+    """Build the policy's metric from its type parameters; raise ParamError with a path inside the policy."""
+    if spec.type in MODEL_TYPES:
+        raise ParamError(("type",), f"policy type {spec.type!r} needs model-based scoring, which this build "
+                                    f"does not have yet; available: {', '.join(sorted(KINDS))}")
+    if spec.type not in KINDS:
+        known = sorted({*KINDS, *MODEL_TYPES})
+        raise ParamError(("type",), f"unknown policy type {spec.type!r}; known: {', '.join(known)}")
+    factory, _ = KINDS[spec.type]
+    metric = factory(spec.params)
+    if spec.type in RELABELLED:
+        metric = _Relabelled(metric, spec.id)
+    return Policy(spec.id, spec.type, spec.rule, spec.threshold, LEXICAL_CALIBRATED_THRESHOLD, metric)
+
+
+@dataclass(frozen=True, slots=True)
+class _Relabelled:
+    """Spans named after the policy: redacting a keyword must not print the keyword back as its label."""
+
+    inner: Metric
+    label: str
+
+    @property
+    def max_span_chars(self) -> int:
+        return self.inner.max_span_chars
+
+    @property
+    def blocking(self) -> bool:
+        return bool(getattr(self.inner, "blocking", False))
+
+    def measure(self, text: str) -> MetricValue:
+        result = self.inner.measure(text)
+        if not result.spans:
+            return result
+        return MetricValue(result.value, tuple(Span(s.start, s.end, self.label, s.score) for s in result.spans))

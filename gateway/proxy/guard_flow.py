@@ -1,0 +1,190 @@
+"""Glue between the proxy and the guard engine: which stages apply, input and output checks, answers."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from gateway.config.errors import ConfigIssue, format_path
+from gateway.config.guard_schema import StageSpec
+from gateway.config.schema import ApplicationConfig
+from gateway.guard import actions
+from gateway.guard.engine import Decision, Engine, Segment
+from gateway.guard.monitor import MonitorLog
+from gateway.guard.plan import GuardPlan, Stage, compile_stages
+from gateway.proxy.openai import OpenAIError
+from gateway.proxy.responses import JSON, RawResponse
+from gateway.proxy.texts import request_texts, response_texts, write_back
+from gateway.telemetry import Telemetry
+
+log = logging.getLogger("gateway.guard")
+_STAGES = TypeAdapter(list[StageSpec])
+_REQUEST_STAGE_CACHE = 256
+REQUEST_FIELD = "guardrails"
+# Asks a corrector model to rewrite an answer; the violated rules are appended.
+CORRECT_PROMPT = ("Rewrite the assistant answer below so that it complies with every rule listed. Keep its "
+                  "language, tone and all content that does not break a rule. Reply with the rewritten "
+                  "answer only.\nRules:\n{rules}")
+
+Complete = Callable[[str, list[dict[str, str]]], Awaitable[str]]  # (model, messages) -> answer text
+
+
+@dataclass(slots=True)
+class Guarded:
+    """The stages that apply to one request, and what the input check decided."""
+
+    input: tuple[Stage, ...]
+    output: tuple[Stage, ...]
+    decisions: list[Decision] = field(default_factory=list)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        fired = [d for d in self.decisions if d.action is not None]
+        return actions.headers(fired[-1]) if fired else []
+
+
+class GuardFlow:
+    def __init__(self, plan: GuardPlan, telemetry: Telemetry, monitor: MonitorLog, complete: Complete) -> None:
+        self.plan = plan
+        self.engine = Engine()
+        self._telemetry = telemetry
+        self._monitor = monitor
+        self._complete = complete
+        self._request_stages: dict[bytes, tuple[Stage, ...]] = {}
+        self._rng = random.Random()
+
+    def stages(self, app: ApplicationConfig, payload: dict[str, Any]) -> Guarded:
+        """Central, then the application's, then the request's own stages (the `guardrails` field)."""
+        extra: tuple[Stage, ...] = ()
+        if REQUEST_FIELD in payload:
+            if not app.allow_request_stages:
+                raise OpenAIError(400, f"Application '{app.id}' may not add stages with '{REQUEST_FIELD}'.",
+                                  code="request_stages_denied", param=REQUEST_FIELD)
+            extra = self._compile_request_stages(payload.pop(REQUEST_FIELD))
+        return Guarded(self.plan.stages_for(app.id, "input", extra), self.plan.stages_for(app.id, "output", extra))
+
+    def _compile_request_stages(self, raw: Any) -> tuple[Stage, ...]:
+        key = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).digest()
+        cached = self._request_stages.get(key)
+        if cached is not None:
+            return cached
+        try:
+            specs = _STAGES.validate_python(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise _bad_stages(format_path((REQUEST_FIELD, *err["loc"])), err["msg"]) from None
+        issues: list[ConfigIssue] = []
+        for i, spec in enumerate(specs):
+            if spec.scope == "central":
+                issues.append(ConfigIssue(format_path((REQUEST_FIELD, i, "scope")),
+                                          "a request may only add application stages"))
+        stages = compile_stages(specs, self.plan.policies, (REQUEST_FIELD,), issues)
+        if issues:
+            raise _bad_stages(issues[0].path, issues[0].message)
+        if len(self._request_stages) >= _REQUEST_STAGE_CACHE:
+            self._request_stages.clear()
+        self._request_stages[key] = tuple(stages)
+        return self._request_stages[key]
+
+    async def check_input(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any) -> Decision:
+        found = request_texts(endpoint, payload)
+        decision = await self.engine.evaluate(guarded.input, [seg for seg, _ in found])
+        self._record(decision, ex, "input", tuple(seg.text for seg, _ in found))
+        guarded.decisions.append(decision)
+        if decision.changed and decision.terminal is None:
+            for (segment, path), text in zip(found, decision.texts):
+                if text != segment.text:
+                    write_back(payload, path, text)
+        return decision
+
+    async def check_output(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any) -> Decision:
+        found = response_texts(endpoint, payload)
+        decision = await self.engine.evaluate(guarded.output, [seg for seg, _ in found])
+        self._record(decision, ex, "output", tuple(seg.text for seg, _ in found))
+        guarded.decisions.append(decision)
+        if decision.terminal is None and decision.changed:
+            for (segment, path), text in zip(found, decision.texts):
+                if text != segment.text:
+                    write_back(payload, path, text)
+        return decision
+
+    async def replacement(self, decision: Decision, original: str) -> str:
+        """The text a terminal action answers with; `correct` asks the corrector, then re-checks."""
+        assert decision.terminal is not None and decision.stage is not None
+        action = decision.terminal
+        if action.type != "correct":
+            return actions.refusal_text(action, decision.stage.message, self._rng)
+        try:
+            corrected = await self._correct(decision, original)
+        except Exception as exc:  # the corrector is an upstream like any other: it can fail
+            log.warning("correction failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+            return decision.stage.message
+        recheck = await self.engine.evaluate((decision.stage,), [Segment("assistant", corrected)])
+        return decision.stage.message if recheck.terminal is not None else corrected
+
+    async def _correct(self, decision: Decision, original: str) -> str:
+        assert decision.terminal is not None and decision.stage is not None
+        ruleset = next(r for r in decision.stage.rulesets if r.name == decision.ruleset)
+        rules = [self.plan.policies[r.metric].rule or r.metric if r.metric in self.plan.policies else r.metric
+                 for r in ruleset.rules]
+        system = CORRECT_PROMPT.format(rules="\n".join(f"- {r}" for r in rules))
+        if decision.terminal.instructions:
+            system += "\n" + decision.terminal.instructions
+        return await self._complete(decision.terminal.model or "",
+                                    [{"role": "system", "content": system}, {"role": "user", "content": original}])
+
+    async def refusal_response(self, decision: Decision, endpoint: str, model: str, stream: bool,
+                               request_id: str, original: str = "") -> RawResponse:
+        """The whole answer for a request stopped by a terminal action."""
+        assert decision.terminal is not None
+        text = await self.replacement(decision, original)
+        note = actions.annotation(decision, request_id)
+        headers = [JSON, *actions.headers(decision)]
+        if decision.terminal.respond_with == "error" or endpoint not in ("chat_completions", "completions"):
+            body = orjson.dumps(actions.error_body(text, decision.terminal.type, note))
+            return RawResponse(400, headers, body)
+        if stream:
+            return RawResponse(200, [(b"content-type", b"text/event-stream"), *headers[1:]],
+                               actions.stream_body(endpoint, model, text, note, request_id))
+        return RawResponse(200, headers, orjson.dumps(actions.completion_body(endpoint, model, text, note, request_id)))
+
+    @staticmethod
+    def holdback(stages: tuple[Stage, ...]) -> int | None:
+        """Characters a stream guard holds back; None (the whole answer) when a stage may `correct` it."""
+        if any(rs.action.type == "correct" for stage in stages for rs in stage.rulesets):
+            return None
+        return max((stage.holdback_chars for stage in stages), default=0)
+
+    def record_stream(self, decisions: list[Decision], ex: Any) -> None:
+        """A stream is checked many times; the monitoring log keeps the decisive (or last) check."""
+        if decisions:
+            decisive = next((d for d in decisions if d.terminal is not None or d.action), decisions[-1])
+            self._record(decisive, ex, "output", decisive.texts)
+
+    def _record(self, decision: Decision, ex: Any, on: str, texts: tuple[str, ...]) -> None:
+        t = self._telemetry
+        for o in decision.outcomes:
+            stage_label = o.stage if o.stage in self.plan.stages else "request"
+            for metric, seconds in o.seconds.items():
+                t.guard_metric_seconds.labels(metric).observe(seconds)
+            for error in o.errors:
+                kind = "timeout" if "timeout" in error else "error"
+                t.guard_errors.labels(stage_label, error.split(":", 1)[0], kind).inc()
+            if o.action is not None:
+                ruleset = o.ruleset if stage_label != "request" else "request"
+                t.guard_triggers.labels(stage_label, ruleset or "", o.action, o.mode).inc()
+            if not o.scanned:
+                t.guard_not_scanned.labels(stage_label).inc()
+        if decision.outcomes and any(o.scanned for o in decision.outcomes):
+            self._monitor.add(ex.request_id, ex.application, ex.model, on, decision, texts)
+
+
+def _bad_stages(path: str, message: str) -> OpenAIError:
+    return OpenAIError(400, f"Invalid '{REQUEST_FIELD}' at {path}: {message}", code="invalid_guardrails",
+                       param=path)

@@ -1,0 +1,192 @@
+"""Hold-back guard over an SSE stream: text leaves only after the output stages passed on it.
+
+Per choice, streamed text accumulates; each check scans the unreleased text plus `holdback` characters
+before it, then releases all but the last `holdback` characters. A span of at most `holdback` chars can
+therefore never be half released: while it is incomplete it sits in the held-back tail. Tool-call
+arguments are held whole until their choice finishes. A terminal action ends the stream with the
+replacement text, finish_reason "content_filter" and [DONE].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.guard.engine import Decision, Engine, Segment
+from gateway.guard.plan import Stage
+from gateway.proxy.sse import DONE, SSEDecoder
+
+# Given the decision that stopped the stream and the choice's whole text, the replacement text.
+Resolve = Callable[[Decision, str], Awaitable[str]]
+_COPIED = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
+
+
+@dataclass(slots=True)
+class _Choice:
+    index: int
+    text: str = ""
+    released: int = 0
+    started: bool = False
+    finish: str | None = None
+    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class StreamGuard:
+    """Feed upstream SSE bytes, get the bytes that may go to the client."""
+
+    def __init__(self, stages: Sequence[Stage], engine: Engine, endpoint: str, holdback: int | None,
+                 resolve: Resolve, note: Callable[[Decision], dict[str, Any]]) -> None:
+        self._stages = stages
+        self._engine = engine
+        self._chat = endpoint == "chat_completions"
+        self._holdback = holdback  # None: hold everything until the choice ends (a `correct` stage)
+        self._resolve = resolve
+        self._note = note
+        self._decoder = SSEDecoder()
+        self._choices: dict[int, _Choice] = {}
+        self._template: dict[str, Any] = {}
+        self._trailer: list[bytes] = []
+        self.decisions: list[Decision] = []
+        self.stopped = False
+
+    async def feed(self, chunk: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._decoder.feed(chunk):
+            if self.stopped:
+                break
+            if event.data is None:
+                out.append(event.raw)  # comments and keep-alives carry no text
+            elif event.data.strip() == "[DONE]":
+                out.append(await self._finish_all())
+                if not self.stopped:
+                    out.append(DONE)
+                self.stopped = True
+            else:
+                out.append(await self._event(event.data, event.raw))
+        return b"".join(out)
+
+    async def close(self) -> bytes:
+        """The upstream ended without [DONE]: check and release what is held, then end cleanly."""
+        if self.stopped:
+            return b""
+        out = await self._finish_all()
+        self.stopped = True
+        return out
+
+    async def _event(self, data: str, raw: bytes) -> bytes:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return b""  # not a chunk we can check: never pass unchecked bytes
+        if not isinstance(obj, dict) or "error" in obj:
+            return raw  # an upstream error event carries no model output
+        self._template = {k: obj[k] for k in _COPIED if k in obj}
+        choices = obj.get("choices")
+        if not choices:
+            self._trailer.append(raw)  # e.g. the usage chunk: sent after the last choice ends
+            return b""
+        out = []
+        for c in choices:
+            if isinstance(c, dict):
+                choice = self._choices.setdefault(int(c.get("index", 0)), _Choice(int(c.get("index", 0))))
+                self._absorb(choice, c)
+                out.append(await self._check(choice))
+                if self.stopped:
+                    break
+        return b"".join(out)
+
+    def _absorb(self, choice: _Choice, c: dict[str, Any]) -> None:
+        if self._chat:
+            delta = c.get("delta") or {}
+            choice.text += delta.get("content") or ""
+            for call in delta.get("tool_calls") or []:
+                self._merge_tool(choice, call)
+        else:
+            choice.text += c.get("text") or ""
+        if c.get("finish_reason"):
+            choice.finish = c["finish_reason"]
+
+    @staticmethod
+    def _merge_tool(choice: _Choice, call: dict[str, Any]) -> None:
+        held = choice.tools.setdefault(int(call.get("index", 0)), {"index": int(call.get("index", 0))})
+        for key in ("id", "type"):
+            if call.get(key):
+                held[key] = call[key]
+        function = call.get("function") or {}
+        target = held.setdefault("function", {"name": "", "arguments": ""})
+        target["name"] += function.get("name") or ""
+        target["arguments"] += function.get("arguments") or ""
+
+    async def _check(self, choice: _Choice) -> bytes:
+        final = choice.finish is not None
+        hold = self._holdback
+        if not final and (hold is None or len(choice.text) - choice.released <= hold):
+            return b""
+        start = 0 if hold is None else max(0, choice.released - hold)
+        window = choice.text[start:]
+        tools = sorted(choice.tools.values(), key=lambda t: t["index"]) if final else []
+        segments = [Segment("assistant", window)] + [Segment("assistant", t["function"]["arguments"]) for t in tools]
+        decision = await self._engine.evaluate(self._stages, segments)
+        self.decisions.append(decision)
+        if decision.terminal is not None:
+            return await self._stop(choice, decision)
+        if decision.changed:
+            sent = choice.released - start
+            if decision.texts[0][:sent] != window[:sent]:  # only a span longer than the hold-back can do this
+                return await self._stop(choice, decision)
+            choice.text = choice.text[:start] + decision.texts[0]
+            for tool, text in zip(tools, decision.texts[1:]):
+                tool["function"]["arguments"] = text
+        upto = len(choice.text) if final else len(choice.text) - (hold or 0)
+        out = self._delta(choice, choice.text[choice.released:upto]) if upto > choice.released else b""
+        choice.released = max(choice.released, upto)
+        if final:
+            out += self._ending(choice, tools)
+        return out
+
+    async def _stop(self, choice: _Choice, decision: Decision) -> bytes:
+        self.stopped = True
+        replacement = await self._resolve(decision, choice.text)
+        out = self._delta(choice, replacement)
+        note = self._note(decision)
+        for c in sorted(self._choices.values(), key=lambda c: c.index):
+            out += self._chunk(c.index, {}, "content_filter", note)
+        return out + DONE
+
+    async def _finish_all(self) -> bytes:
+        out = []
+        for choice in sorted(self._choices.values(), key=lambda c: c.index):
+            if choice.finish is None:
+                choice.finish = "stop"
+                out.append(await self._check(choice))
+            if self.stopped:
+                return b"".join(out)
+        return b"".join(out) + b"".join(self._trailer)
+
+    def _delta(self, choice: _Choice, text: str) -> bytes:
+        if not text:
+            return b""
+        delta: dict[str, Any] = {"content": text}
+        if not choice.started and self._chat:
+            delta = {"role": "assistant", "content": text}
+        choice.started = True
+        return self._chunk(choice.index, delta, None)
+
+    def _ending(self, choice: _Choice, tools: list[dict[str, Any]]) -> bytes:
+        out = self._chunk(choice.index, {"tool_calls": tools}, None) if tools else b""
+        return out + self._chunk(choice.index, {}, choice.finish)
+
+    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None,
+               note: dict[str, Any] | None = None) -> bytes:
+        if self._chat:
+            body: dict[str, Any] = {**self._template, "choices": [
+                {"index": index, "delta": delta, "finish_reason": finish}]}
+        else:
+            body = {**self._template, "choices": [
+                {"index": index, "text": delta.get("content", ""), "finish_reason": finish, "logprobs": None}]}
+        if note is not None:
+            body["guardrail"] = note
+        return b"data: " + orjson.dumps(body) + b"\n\n"

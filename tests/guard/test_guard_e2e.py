@@ -1,0 +1,252 @@
+"""Every action through the real proxy with the openai client: input and output, streamed and not."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import Gateway
+from tests.guard.conftest import ADMIN, ADMIN_A, KEY_A, KEY_B, KEY_C, KEY_D, KEY_E
+from tests.upstream import Recorder
+
+CARD = "4111 1111 1111 1111"
+
+
+def client(gw: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=20)
+
+
+def chat(gw: Gateway, key: str, text: str, **kw: object):
+    return client(gw, key).chat.completions.with_raw_response.create(
+        model="gpt-fast", messages=[{"role": "user", "content": text}], **kw)
+
+
+def streamed(gw: Gateway, key: str, text: str, **kw: object) -> tuple[str, str | None, list]:
+    chunks = list(client(gw, key).chat.completions.create(
+        model="gpt-fast", stream=True, messages=[{"role": "user", "content": text}], **kw))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = next((c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason), None)
+    return content, finish, chunks
+
+
+def test_clean_request_passes_unchanged(guarded: Gateway, recorder: Recorder) -> None:
+    raw = chat(guarded, KEY_A, "What is the capital of France?")
+    assert raw.parse().choices[0].message.content == "echo:What is the capital of France?"
+    assert "x-guardrail-action" not in raw.headers
+
+
+def test_input_block_makes_no_upstream_call(guarded: Gateway, recorder: Recorder) -> None:
+    before = len(recorder.requests)
+    raw = chat(guarded, KEY_E, "Tell me about PROJECT-1234 please")
+    reply = raw.parse()
+    assert reply.choices[0].message.content == "Blocked: project codes are confidential."
+    assert reply.choices[0].finish_reason == "content_filter"
+    assert raw.headers["x-guardrail-action"] == "block"
+    assert raw.headers["x-guardrail-stage"] == "org-input"
+    assert raw.headers["x-guardrail-ruleset"] == "block-secret"
+    assert reply.model_extra["guardrail"]["action"] == "block"
+    assert len(recorder.requests) == before
+
+
+def test_input_block_on_a_stream_request_answers_as_a_stream(guarded: Gateway) -> None:
+    content, finish, _ = streamed(guarded, KEY_E, "PROJECT-9999 details?")
+    assert content == "Blocked: project codes are confidential."
+    assert finish == "content_filter"
+
+
+def test_input_redact_changes_what_the_upstream_sees(guarded: Gateway, recorder: Recorder) -> None:
+    reply = chat(guarded, KEY_E, "Mail me at jane.doe@example.com or call +1 415 555 0100").parse()
+    sent = recorder.last()["json"]["messages"][-1]["content"]
+    assert "jane.doe@example.com" not in sent and "<EMAIL_ADDRESS>" in sent
+    assert "<PHONE_NUMBER>" in sent
+    assert reply.choices[0].message.content == "echo:" + sent
+
+
+def test_redact_scans_every_message_and_content_part(guarded: Gateway, recorder: Recorder) -> None:
+    client(guarded, KEY_E).chat.completions.create(model="gpt-fast", messages=[
+        {"role": "user", "content": "first: a@example.com"},
+        {"role": "assistant", "content": "ok b@example.com"},
+        {"role": "user", "content": [{"type": "text", "text": "second: c@example.org"},
+                                     {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}]}])
+    sent = recorder.last()["json"]["messages"]
+    assert sent[0]["content"] == "first: <EMAIL_ADDRESS>"
+    assert sent[1]["content"] == "ok b@example.com"  # assistant history is not an input role by default
+    assert sent[2]["content"][0]["text"] == "second: <EMAIL_ADDRESS>"
+    assert sent[2]["content"][1]["type"] == "image_url"
+
+
+def test_override_on_input(guarded: Gateway, recorder: Recorder) -> None:
+    before = len(recorder.requests)
+    raw = chat(guarded, KEY_A, "What do you think of ACME  Corp?")
+    assert raw.parse().choices[0].message.content == "I can't discuss that."
+    assert raw.headers["x-guardrail-action"] == "override"
+    assert raw.headers["x-guardrail-stage"] == "a-input"
+    assert len(recorder.requests) == before
+
+
+def test_handoff_flags_the_request(guarded: Gateway) -> None:
+    raw = chat(guarded, KEY_A, "word " * 700)
+    reply = raw.parse()
+    assert raw.headers["x-guardrail-action"] == "handoff"
+    assert raw.headers["x-guardrail-handoff"] == "true"
+    assert reply.model_extra["guardrail"]["handoff"] is True
+    assert "human" in reply.choices[0].message.content
+
+
+def test_output_override_non_stream(guarded: Gateway) -> None:
+    raw = chat(guarded, KEY_A, f"my card is {CARD}")
+    assert raw.parse().choices[0].message.content == "I can't share payment details."
+    assert raw.headers["x-guardrail-stage"] == "a-output"
+
+
+def test_output_override_stream_leaks_nothing(guarded: Gateway) -> None:
+    content, finish, chunks = streamed(guarded, KEY_A, f"here is a long preamble first, then my card {CARD} ok")
+    assert finish == "content_filter"
+    assert "4111" not in content and content.endswith("I can't share payment details.")
+    assert chunks[-1].model_extra["guardrail"]["ruleset"] == "payment"
+
+
+def test_output_redact_non_stream_and_stream(guarded: Gateway) -> None:
+    text = "the server is at 10.20.30.40 thanks"
+    reply = chat(guarded, KEY_A, text).parse()
+    assert reply.choices[0].message.content == "echo:the server is at <IP_ADDRESS> thanks"
+    assert reply.model_extra["guardrail"]["action"] == "redact"
+    content, finish, _ = streamed(guarded, KEY_A, text)
+    assert content == "echo:the server is at <IP_ADDRESS> thanks"
+    assert finish == "stop"
+
+
+def test_clean_stream_is_identical(guarded: Gateway) -> None:
+    text = "a perfectly ordinary sentence that is long enough to be released in several pieces " * 3
+    content, finish, _ = streamed(guarded, KEY_A, text)
+    assert content == "echo:" + text
+    assert finish == "stop"
+
+
+def test_correct_rewrites_and_rechecks(guarded: Gateway) -> None:
+    raw = chat(guarded, KEY_B, "that is forbidden here")
+    reply = raw.parse()
+    assert reply.choices[0].message.content == "echo:that is allowed here"
+    assert raw.headers["x-guardrail-action"] == "correct"
+    content, finish, _ = streamed(guarded, KEY_B, "that is forbidden here")
+    assert content == "echo:that is allowed here" and finish == "content_filter"
+
+
+def test_block_with_error_response(guarded: Gateway) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        chat(guarded, KEY_B, f"card {CARD}")
+    body = info.value.body
+    assert body["type"] == "guardrail_violation" and body["code"] == "block"
+    assert info.value.response.headers["x-guardrail-ruleset"] == "block-payment"
+
+
+def test_metric_error_fails_closed_by_default(guarded: Gateway, recorder: Recorder) -> None:
+    before = len(recorder.requests)
+    raw = chat(guarded, KEY_C, "hello")
+    assert raw.headers["x-guardrail-action"] == "block"
+    assert raw.parse().choices[0].finish_reason == "content_filter"
+    assert len(recorder.requests) == before
+    metrics = httpx.get(guarded.url + "/metrics").text
+    assert 'gateway_guard_errors_total{kind="error",metric="broken",stage="c-fail-closed"}' in metrics
+
+
+def test_metric_error_with_on_error_allow_passes_and_is_counted(guarded: Gateway) -> None:
+    raw = chat(guarded, KEY_D, "hello")
+    assert raw.parse().choices[0].message.content == "echo:hello"
+    metrics = httpx.get(guarded.url + "/metrics").text
+    assert 'gateway_guard_errors_total{kind="error",metric="broken",stage="d-fail-open"}' in metrics
+
+
+def test_monitor_mode_records_but_does_not_act(guarded: Gateway) -> None:
+    reply = chat(guarded, KEY_E, "longer than ten characters").parse()
+    assert reply.choices[0].message.content == "echo:longer than ten characters"
+    metrics = httpx.get(guarded.url + "/metrics").text
+    assert 'gateway_guard_triggers_total{action="block",mode="monitor",ruleset="watch-length",stage="org-output"}' in metrics
+
+
+def test_request_stages_add_checks(guarded: Gateway, recorder: Recorder) -> None:
+    extra = {"guardrails": [{"name": "mine", "on": "input", "rulesets": [
+        {"name": "no-hello", "rules": [{"metric": "banned_words"}], "action": {"type": "block", "message": "nope"}}]}]}
+    raw = chat(guarded, KEY_E, "forbidden topic", extra_body=extra)
+    assert raw.parse().choices[0].message.content == "nope"
+    chat(guarded, KEY_E, "fine topic", extra_body=extra)
+    assert "guardrails" not in recorder.last()["json"]  # never forwarded upstream
+
+
+@pytest.mark.parametrize("guardrails,param", [
+    ([{"name": "x", "on": "sideways", "rulesets": []}], "guardrails[0].on"),
+    ([{"name": "x", "on": "input", "rulesets": [{"name": "r", "rules": [{"metric": "nope"}]}]}],
+     "guardrails[0].rulesets[0].rules[0].metric"),
+    ([{"name": "x", "on": "input", "scope": "central",
+       "rulesets": [{"name": "r", "rules": [{"metric": "pii", "op": "not_empty"}]}]}], "guardrails[0].scope"),
+])
+def test_invalid_request_stages_are_a_400_naming_the_field(guarded: Gateway, guardrails: list, param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        chat(guarded, KEY_E, "hi", extra_body={"guardrails": guardrails})
+    assert info.value.body["param"] == param
+
+
+def test_request_stages_can_be_denied(guarded: Gateway) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        chat(guarded, KEY_D, "hi", extra_body={"guardrails": []})
+    assert info.value.body["code"] == "request_stages_denied"
+
+
+def test_images_only_are_not_scanned_and_pass(guarded: Gateway) -> None:
+    reply = client(guarded, KEY_E).chat.completions.create(model="gpt-fast", messages=[
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
+    assert reply.choices[0].message.content.startswith("echo:")
+    assert 'gateway_guard_not_scanned_total{stage="org-input"}' in httpx.get(guarded.url + "/metrics").text
+
+
+def test_evaluate_api_seed_shape(guarded: Gateway) -> None:
+    body = {"messages": [{"role": "user", "content": "What's my card?"},
+                         {"role": "assistant", "content": f"It is {CARD}."}],
+            "application": "app-a", "threshold": 0.3, "correction_enabled": True,
+            "policy_ids": ["banned_words", "payment_data", "secret_codes"]}
+    r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["object"] == "evaluation" and out["id"] and out["created"].endswith("Z")
+    ev = out["evaluation"]
+    assert ev["status"] == "FAIL" and ev["output_score"] > 0.3 and ev["input_score"] == 0.0
+    assert ev["policy_violations"] == [{"policy_id": "payment_data", "score": ev["output_score"]}]
+    assert out["correction"]["choices"][0]["role"] == "guard"
+    assert "4111" not in out["correction"]["choices"][0]["content"]
+
+
+def test_evaluate_api_override_policy_and_pass(guarded: Gateway) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}],
+            "override_policy": [{"id": "custom_policy_1", "type": "contains", "rule": "no greetings",
+                                 "keywords": ["goodbye"], "examples": [{"type": "FAIL", "output_example": "bye"}]}]}
+    r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    assert r.json()["evaluation"] == {"status": "PASS", "input_score": 0.0, "output_score": 0.0,
+                                      "policy_violations": []}
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "user", "content": "x"}], "policy_ids": ["nope"]}, "policy_ids[0]"),
+    ({"messages": [{"role": "user", "content": "x"}], "threshold": 2}, "threshold"),
+    ({"messages": [{"role": "user", "content": "x"}], "override_policy": [{"id": "p", "type": "regex",
+                                                                           "patterns": ["(a)\\1"]}]},
+     "override_policy[0].patterns[0]"),
+])
+def test_evaluate_api_bad_input(guarded: Gateway, body: dict, param: str) -> None:
+    r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+def test_monitoring_log_is_redacted_and_scoped(guarded: Gateway) -> None:
+    chat(guarded, KEY_A, "reach me at private.person@example.com today")
+    r = httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 200
+    records = r.json()["data"]
+    assert records and all("private.person@example.com" not in orjson.dumps(rec).decode() for rec in records)
+    mine = httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {ADMIN_A}"}).json()["data"]
+    assert mine and {rec["application"] for rec in mine} == {"app-a"}
+    assert httpx.get(guarded.url + "/v1/monitoring", params={"application": "app-b"},
+                     headers={"authorization": f"Bearer {ADMIN_A}"}).status_code == 403
+    assert httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {KEY_A}"}).status_code == 401

@@ -1,0 +1,98 @@
+"""The hold-back guard, sans-IO: for any chunking, no character of a violating span reaches the client,
+and a clean stream arrives with identical text."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config.guard_schema import PolicySpec, StageSpec
+from gateway.guard.engine import Decision, Engine
+from gateway.guard.plan import compile_stages
+from gateway.guard.policy import compile_policy
+from gateway.proxy.stream_guard import StreamGuard
+
+SECRET = "PROJECT-4242"
+POLICIES = {"codes": compile_policy(PolicySpec(id="codes", type="regex", patterns=["PROJECT-[0-9]{4}"]))}
+
+
+def stage(action: dict) -> list:
+    spec = StageSpec.model_validate({"name": "out", "on": "output", "stream": {"holdback_chars": 16},
+                                     "rulesets": [{"name": "codes", "rules": [{"metric": "codes"}], "action": action}]})
+    issues: list = []
+    stages = compile_stages([spec], POLICIES, ("stages",), issues)
+    assert not issues
+    return stages
+
+
+def sse(text: str, cuts: list[int]) -> bytes:
+    """An OpenAI chat stream of `text` split at `cuts`, as raw SSE bytes."""
+    bounds = [0, *sorted(c for c in set(cuts) if 0 < c < len(text)), len(text)]
+    events = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        delta = {"role": "assistant", "content": text[a:b]} if i == 0 else {"content": text[a:b]}
+        events.append({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    events.append({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def run(stages: list, raw: bytes, byte_cuts: list[int]) -> tuple[str, list[str | None], bytes]:
+    async def resolve(decision: Decision, text: str) -> str:
+        return "[removed]"
+
+    async def go() -> bytes:
+        guard = StreamGuard(stages, Engine(), "chat_completions", stages[0].holdback_chars, resolve, lambda d: {})
+        bounds = [0, *sorted(c for c in set(byte_cuts) if 0 < c < len(raw)), len(raw)]
+        out = b"".join([await guard.feed(raw[a:b]) for a, b in zip(bounds, bounds[1:])])
+        return out + await guard.close()
+
+    out = asyncio.run(go())
+    text, finishes = "", []
+    for block in out.split(b"\n\n"):
+        if block.startswith(b"data: {"):
+            choice = orjson.loads(block[6:])["choices"][0]
+            text += choice["delta"].get("content") or ""
+            finishes.append(choice["finish_reason"])
+    return text, finishes, out
+
+
+words = st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta", "x", "PROJECT", "-", "42", "\n"]),
+                 min_size=0, max_size=30).map(" ".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(prefix=words, suffix=words, cuts=st.lists(st.integers(0, 400), max_size=25),
+       byte_cuts=st.lists(st.integers(0, 6000), max_size=25))
+def test_no_character_of_a_violating_span_leaves(prefix: str, suffix: str, cuts: list[int],
+                                                byte_cuts: list[int]) -> None:
+    text = f"{prefix} {SECRET} {suffix}"
+    released, finishes, out = run(stage({"type": "block"}), sse(text, cuts), byte_cuts)
+    assert SECRET not in released
+    # Every character released before the replacement is a prefix of the text before the span.
+    assert released.endswith("[removed]")
+    leaked = released[: -len("[removed]")]
+    assert text.startswith(leaked) and len(leaked) <= text.index(SECRET)
+    assert finishes[-1] == "content_filter" and out.endswith(b"data: [DONE]\n\n")
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=words, cuts=st.lists(st.integers(0, 400), max_size=25), byte_cuts=st.lists(st.integers(0, 6000), max_size=25))
+def test_clean_streams_are_unchanged(text: str, cuts: list[int], byte_cuts: list[int]) -> None:
+    released, finishes, out = run(stage({"type": "block"}), sse(text, cuts), byte_cuts)
+    assert released == text
+    assert finishes[-1] == "stop" and out.endswith(b"data: [DONE]\n\n")
+
+
+@settings(max_examples=100, deadline=None)
+@given(prefix=words, suffix=words, cuts=st.lists(st.integers(0, 400), max_size=25))
+def test_redact_in_a_stream_replaces_the_span_and_goes_on(prefix: str, suffix: str, cuts: list[int]) -> None:
+    text = f"{prefix} {SECRET} {suffix}"
+    released, finishes, _ = run(stage({"type": "redact"}), sse(text, cuts), [])
+    assert SECRET not in released
+    assert released == text.replace(SECRET, "<codes>")
+    assert finishes[-1] == "stop"
