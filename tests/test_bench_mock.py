@@ -1,5 +1,6 @@
-"""The benchmark's mock upstream answers like OpenAI (httpx and the official client), and the
-load generators' output parsers read captured samples."""
+"""The benchmark's mock upstream answers like OpenAI (httpx and the official client), the load
+generators' output parsers read captured samples, the stream timer reads the mock, and the guarded
+target's config is valid and really guards."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+import yaml
 from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.bench.load import LoadSpec, parse_hey, parse_wrk, wrk_script
-from gateway.bench.mock import CONTENT
+from gateway.bench.mock import CONTENT, STREAM_CONTENT
+from gateway.bench.procs import BenchError, stop_child
+from gateway.bench.targets import gateway_config, start_gateway, stream_text, verify, verify_stream
+from gateway.bench.ttft import has_content, measure_ttft
+from gateway.bench.workload import as_stream, chat_body, prompt_text
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello, how are you?"}]
 BODY = {"model": "gpt-bench", "messages": MESSAGES}
@@ -74,7 +82,8 @@ def test_stream_with_httpx(mock_url: str) -> None:
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == CONTENT
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == STREAM_CONTENT
+    assert len(chunks) > 40  # many small deltas, so a guard's hold-back and per-chunk checks matter
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
@@ -85,7 +94,7 @@ def test_official_client(mock_url: str) -> None:
         assert completion.choices[0].message.content == CONTENT
         stream = client.chat.completions.create(model="gpt-bench", messages=MESSAGES, stream=True)
         text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-        assert text == CONTENT
+        assert text == STREAM_CONTENT
         assert [m.id for m in client.models.list()] == ["gpt-bench"]
     finally:
         client.close()
@@ -170,3 +179,54 @@ def test_wrk_script_escapes_body_and_headers() -> None:
     script = wrk_script(LoadSpec("http://x/", '{"a":"b\\"c"}', {"Authorization": "Bearer k"}))
     assert 'wrk.body = "{\\"a\\":\\"b\\\\\\"c\\"}"' in script
     assert 'wrk.headers["Authorization"] = "Bearer k"' in script
+
+
+@pytest.mark.parametrize("size", [1, 100, 2048, 5000])
+def test_prompt_has_the_requested_size(size: int) -> None:
+    assert len(prompt_text(size).encode()) == size
+    body = json.loads(chat_body(size))
+    assert body["messages"][0]["content"] == prompt_text(size) and "stream" not in body
+    assert json.loads(as_stream(chat_body(size)))["stream"] is True
+
+
+def test_stream_timer_reads_the_mock(mock_url: str) -> None:
+    result = measure_ttft(f"{mock_url}/v1/chat/completions", chat_body(stream=True), {}, 20)
+    assert (result.requests, result.errors) == (20, 0)
+    assert result.ttft_p50_ms is not None and result.total_p50_ms is not None
+    assert 0 < result.ttft_p50_ms <= result.total_p50_ms
+
+
+def test_stream_text_needs_a_normal_end() -> None:
+    def event(delta: dict[str, str], finish: str | None = None) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+
+    whole = event({"role": "assistant", "content": ""}) + event({"content": "Hi"}) + event({}, "stop")
+    assert stream_text(whole + "data: [DONE]\n\n") == "Hi"
+    assert stream_text(whole) is None  # no [DONE]
+    assert stream_text(event({"content": "x"}) + event({}, "content_filter") + "data: [DONE]\n\n") is None
+    assert has_content(event({"content": "x"}).strip().encode())
+    assert not has_content(event({"role": "assistant", "content": ""}).strip().encode())
+
+
+def test_guarded_config_passes_check(tmp_path: Path) -> None:
+    path = tmp_path / "guarded.yaml"
+    path.write_text(yaml.safe_dump(gateway_config(_free_port(), _free_port(), guarded=True), sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "gateway", "check", str(path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 polic(ies), 2 stage(s)" in done.stdout
+
+
+def test_guarded_target_passes_the_prompt_and_blocks_a_code(mock_url: str, tmp_path: Path) -> None:
+    """The bench's checks accept the guarded target, and its rules are live (not a no-op config)."""
+    child, _, target = start_gateway(int(mock_url.rsplit(":", 1)[1]), tmp_path, 60.0, chat_body(), guarded=True)
+    try:
+        verify(target)
+        verify_stream(target)
+        leaked = chat_body().replace("planning meeting", "planning meeting about PROJECT-1234", 1)
+        response = httpx.post(target.url, content=leaked, headers=target.headers, timeout=10)
+        assert response.headers.get("x-guardrail-action") == "block", response.text
+        with pytest.raises(BenchError, match="x-guardrail-action: block"):
+            verify(replace(target, body=leaked))
+    finally:
+        stop_child(child)

@@ -10,3 +10,10 @@ def shouting(text: str) -> float:
 
 def boom(text: str) -> float:
     raise RuntimeError("this metric always fails")
+
+
+def slow(text: str) -> float:
+    import time
+
+    time.sleep(1.0)
+    return 0.0

@@ -125,3 +125,15 @@ def test_length_and_tokens_builtins() -> None:
         ruleset("tokens", [{"metric": "tokens", "op": "gt", "value": 1000}], "override")]})
     assert run(st, "x" * 19).action is None
     assert run(st, "x" * 20).action == "block"
+
+
+def test_a_slow_metric_times_out_and_follows_on_error() -> None:
+    policies = {**POLICIES, "slow": compile_policy(
+        PolicySpec(id="slow", type="code", function="tests.guard.sample_metrics:slow"))}
+    issues: list[ConfigIssue] = []
+    st = compile_stages([StageSpec.model_validate({"name": "s", "on": "input", "timeout_ms": 50, "rulesets": [
+        ruleset("r", [{"metric": "slow", "op": "gt", "value": 0.5}], "passthrough")]})], policies, ("stages",), issues)
+    d = run(st, "hello")
+    assert d.action == "block"  # fail closed
+    assert d.outcomes[0].errors == ("slow: timeout after 50 ms",)
+    assert d.outcomes[0].seconds["slow"] < 0.5  # the request did not wait for the metric

@@ -250,3 +250,14 @@ def test_monitoring_log_is_redacted_and_scoped(guarded: Gateway) -> None:
     assert httpx.get(guarded.url + "/v1/monitoring", params={"application": "app-b"},
                      headers={"authorization": f"Bearer {ADMIN_A}"}).status_code == 403
     assert httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {KEY_A}"}).status_code == 401
+
+
+def test_passthrough_annotates_and_forwards(guarded: Gateway, recorder: Recorder) -> None:
+    extra = {"guardrails": [{"name": "tag", "on": "output", "rulesets": [
+        {"name": "long-answer", "rules": [{"metric": "length", "op": "gt", "value": 5}],
+         "action": {"type": "passthrough"}}]}]}
+    raw = chat(guarded, KEY_E, "hello there", extra_body=extra)
+    reply = raw.parse()
+    assert reply.choices[0].message.content == "echo:hello there"
+    assert raw.headers["x-guardrail-action"] == "passthrough"
+    assert reply.model_extra["guardrail"]["action"] == "passthrough"

@@ -96,3 +96,22 @@ def test_redact_in_a_stream_replaces_the_span_and_goes_on(prefix: str, suffix: s
     assert SECRET not in released
     assert released == text.replace(SECRET, "<codes>")
     assert finishes[-1] == "stop"
+
+
+def test_several_choices_and_tool_calls_are_each_checked() -> None:
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "clean answer"}, "finish_reason": None},
+                     {"index": 1, "delta": {"role": "assistant", "content": None, "tool_calls": [
+                         {"index": 0, "id": "call", "type": "function",
+                          "function": {"name": "lookup", "arguments": "{\"code\": \"PROJ"}}]}, "finish_reason": None}]},
+        {"choices": [{"index": 1, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "ECT-4242\"}"}}]},
+                      "finish_reason": "tool_calls"}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    raw = b"".join(b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                                              "model": "m", **e}) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    _, _, out = run(stage({"type": "redact"}), raw, [])
+    assert b"PROJECT-4242" not in out and b"<codes>" in out
+    assert b"clean answer" in out and out.endswith(b"data: [DONE]\n\n")
+    _, finishes, out = run(stage({"type": "block"}), raw, [])
+    assert b"PROJECT-4242" not in out and "content_filter" in finishes
