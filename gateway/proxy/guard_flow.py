@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +161,7 @@ class GuardFlow:
             return None
         return max((stage.holdback_chars for stage in stages), default=0)
 
-    def record_stream(self, decisions: list[Decision], ex: Any) -> None:
+    def record_stream(self, decisions: Sequence[Decision], ex: Any) -> None:
         """A stream is checked many times; the monitoring log keeps the decisive (or last) check."""
         if decisions:
             decisive = next((d for d in decisions if d.terminal is not None or d.action), decisions[-1])

@@ -14,12 +14,11 @@ from starlette.requests import ClientDisconnect, Request
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
-from gateway.proxy.stream_guard import StreamGuard
+from gateway.proxy.stream_guard import EventRelay, StreamGuard
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import Endpoint, OpenAIError, model_list, parse_request, stream_error_event
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect
-from gateway.proxy.sse import SSEDecoder
 from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
                                     client_response_headers, upstream_request_headers)
 from gateway.telemetry import AccessLog, Telemetry
@@ -111,9 +110,7 @@ class ProxyHandler:
         with cancel_on_disconnect(request.receive):
             response = await self._send(upstream, endpoint.path, headers, body, ex)
             if parsed.stream and response.content_type.startswith(b"text/event-stream"):
-                if guarded.output:
-                    return self._relay_guarded(route, response, ex, guarded, endpoint)
-                return self._relay(route, response, ex, guarded.headers())
+                return self._relay(route, response, ex, guarded, endpoint)
             try:
                 answer = await response.read()
             except (UpstreamTimeout, UpstreamUnreachable) as exc:
@@ -188,44 +185,34 @@ class ProxyHandler:
                                                           "error": str(exc)}})
         return OpenAIError(status, message, type="upstream_error", code=code)
 
-    def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange,
-               extra: list[tuple[bytes, bytes]]) -> RelayResponse:
-        headers = [*client_response_headers(response.headers), _rid(ex), *extra]
+    def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
+               endpoint: Endpoint) -> RelayResponse:
+        headers = [*client_response_headers(response.headers), _rid(ex), *guarded.headers()]
         state = {"status": response.status}
 
         def disconnected() -> None:
             state["status"] = 499  # nginx's "client closed request": the client left mid-stream
 
-        chunks = self._events(route.upstream, response, ex, state)
+        relay: EventRelay | StreamGuard = EventRelay()
+        if guarded.output:
+            relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
+                                self._flow.replacement, lambda d: annotation(d, ex.request_id))
+        chunks = self._events(route.upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
 
-    def _relay_guarded(self, route: Route, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
-                       endpoint: Endpoint) -> RelayResponse:
-        headers = [*client_response_headers(response.headers), _rid(ex), *guarded.headers()]
-        state = {"status": response.status}
-
-        def disconnected() -> None:
-            state["status"] = 499
-
-        holdback = self._flow.holdback(guarded.output)
-        guard = StreamGuard(guarded.output, self._flow.engine, endpoint.name, holdback, self._flow.replacement,
-                            lambda d: annotation(d, ex.request_id))
-        chunks = self._guarded_events(route.upstream, response, ex, state, guard, guarded)
-        return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
-
-    async def _guarded_events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange,
-                              state: dict[str, int], guard: StreamGuard, guarded: Guarded) -> AsyncIterator[bytes]:
-        """Like `_events`, but every byte passes the stream guard; nothing unchecked is relayed."""
+    async def _events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange, state: dict[str, int],
+                      relay: EventRelay | StreamGuard) -> AsyncIterator[bytes]:
+        """Relay what `relay` lets through as it arrives; a dead upstream ends the stream with an error event."""
         try:
             async for chunk in response.chunks():
-                out = await guard.feed(chunk)
+                out = await relay.feed(chunk)
                 if out:
                     if ex.ttft_s is None:
                         ex.ttft_s = time.perf_counter() - ex.start
                     yield out
-                if guard.stopped:
+                if relay.stopped:
                     break
-            tail = await guard.close()
+            tail = await relay.close()
             if tail:
                 yield tail
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
@@ -234,29 +221,7 @@ class ProxyHandler:
         finally:
             response.close()
             ex.upstream_s = time.perf_counter() - ex.upstream_start
-            self._flow.record_stream(guard.decisions, ex)
-            self._finish(ex, state["status"])
-
-    async def _events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange,
-                      state: dict[str, int]) -> AsyncIterator[bytes]:
-        """Relay whole SSE events as they arrive; a dead upstream ends the stream with an error event."""
-        decoder = SSEDecoder()
-        try:
-            async for chunk in response.chunks():
-                events = decoder.feed(chunk)
-                if not events:
-                    continue
-                if ex.ttft_s is None:
-                    ex.ttft_s = time.perf_counter() - ex.start
-                yield events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
-            if decoder.pending:
-                yield decoder.pending
-        except (UpstreamTimeout, UpstreamUnreachable) as exc:
-            err = self._upstream_failure(upstream, exc)
-            yield stream_error_event(f"The upstream stream ended early: {err.message}", err.type, err.code)
-        finally:
-            response.close()
-            ex.upstream_s = time.perf_counter() - ex.upstream_start
+            self._flow.record_stream(relay.decisions, ex)
             self._finish(ex, state["status"])
 
     def _error(self, ex: Exchange, err: OpenAIError) -> RawResponse:

@@ -34,6 +34,24 @@ class _Choice:
     tools: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+class EventRelay:
+    """The unguarded relay: whole SSE events as they arrive, byte for byte (a partial event is useless
+    to a client, and holding it lets a dead upstream be reported at an event boundary)."""
+
+    decisions: tuple[Decision, ...] = ()
+    stopped = False
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+
+    async def feed(self, chunk: bytes) -> bytes:
+        events = self._decoder.feed(chunk)
+        return events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
+
+    async def close(self) -> bytes:
+        return self._decoder.pending
+
+
 class StreamGuard:
     """Feed upstream SSE bytes, get the bytes that may go to the client."""
 
