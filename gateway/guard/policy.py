@@ -41,17 +41,21 @@ class Policy:
         return score < threshold if self.higher_is_compliant else score > threshold
 
     def as_metric(self) -> Metric:
-        return _PolicyMetric(self.metric)
+        return _PolicyMetric(self.metric, self.id if self.type in RELABELLED else None)
 
     def score(self, text: str) -> MetricValue:
-        return _PolicyMetric(self.metric).measure(text)
+        return self.as_metric().measure(text)
 
 
 @dataclass(frozen=True, slots=True)
 class _PolicyMetric:
-    """A policy used as a metric: its value is the risk score; spans are the underlying metric's."""
+    """A policy used as a metric: its value is the risk score; spans are the underlying metric's.
+
+    Pattern and keyword policies name their spans after the policy (`relabel`): redacting a keyword
+    must not print the keyword back as its placeholder."""
 
     inner: Metric
+    relabel: str | None
 
     @property
     def max_span_chars(self) -> int:
@@ -63,7 +67,10 @@ class _PolicyMetric:
 
     def measure(self, text: str) -> MetricValue:
         result = self.inner.measure(text)
-        return MetricValue(result.risk, result.spans)
+        spans = result.spans
+        if self.relabel is not None and spans:
+            spans = tuple(Span(s.start, s.end, self.relabel, s.score) for s in spans)
+        return MetricValue(result.risk, spans)
 
 
 def compile_policy(spec: PolicySpec) -> Policy:
@@ -75,29 +82,4 @@ def compile_policy(spec: PolicySpec) -> Policy:
         known = sorted({*KINDS, *MODEL_TYPES})
         raise ParamError(("type",), f"unknown policy type {spec.type!r}; known: {', '.join(known)}")
     factory, _ = KINDS[spec.type]
-    metric = factory(spec.params)
-    if spec.type in RELABELLED:
-        metric = _Relabelled(metric, spec.id)
-    return Policy(spec.id, spec.type, spec.rule, spec.threshold, LEXICAL_CALIBRATED_THRESHOLD, metric)
-
-
-@dataclass(frozen=True, slots=True)
-class _Relabelled:
-    """Spans named after the policy: redacting a keyword must not print the keyword back as its label."""
-
-    inner: Metric
-    label: str
-
-    @property
-    def max_span_chars(self) -> int:
-        return self.inner.max_span_chars
-
-    @property
-    def blocking(self) -> bool:
-        return bool(getattr(self.inner, "blocking", False))
-
-    def measure(self, text: str) -> MetricValue:
-        result = self.inner.measure(text)
-        if not result.spans:
-            return result
-        return MetricValue(result.value, tuple(Span(s.start, s.end, self.label, s.score) for s in result.spans))
+    return Policy(spec.id, spec.type, spec.rule, spec.threshold, LEXICAL_CALIBRATED_THRESHOLD, factory(spec.params))

@@ -17,14 +17,11 @@ def make_completer(router: Router) -> Complete:
             raise LookupError(f"no upstream serves the corrector model {model!r}")
         upstream = route.upstream
         body = orjson.dumps({"model": model, "messages": messages, "temperature": 0})
-        response = await upstream.send("POST", "/chat/completions", [("content-type", "application/json"),
-                                                                    *upstream.auth_headers], body, _TIMEOUT_S)
-        try:
-            raw = await response.read()
-        finally:
-            response.close()
-        if response.status != 200:
-            raise RuntimeError(f"corrector model {model!r} answered HTTP {response.status}")
+        status, raw = await upstream.fetch("POST", "/chat/completions",
+                                           [("content-type", "application/json"), *upstream.auth_headers], body,
+                                           _TIMEOUT_S)
+        if status != 200:
+            raise RuntimeError(f"corrector model {model!r} answered HTTP {status}")
         content = orjson.loads(raw)["choices"][0]["message"]["content"]
         if not isinstance(content, str) or not content.strip():
             raise ValueError("the corrector returned no text")

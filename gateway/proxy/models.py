@@ -57,13 +57,9 @@ class ModelCatalog:
 
     async def _fetch(self, upstream: Upstream) -> list[dict[str, Any]]:
         try:
-            response = await upstream.send("GET", "/models", upstream.auth_headers, timeout_s=_FETCH_TIMEOUT_S)
-            try:
-                body = await response.read()
-            finally:
-                response.close()
-            if response.status != 200:
-                raise ValueError(f"status {response.status}")
+            status, body = await upstream.fetch("GET", "/models", upstream.auth_headers, timeout_s=_FETCH_TIMEOUT_S)
+            if status != 200:
+                raise ValueError(f"status {status}")
             data = orjson.loads(body).get("data", [])
             return [model_entry(str(m["id"]), str(m.get("owned_by", upstream.name)), int(m.get("created", 0)))
                     for m in data if isinstance(m, dict) and "id" in m]

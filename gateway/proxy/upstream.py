@@ -110,6 +110,15 @@ class Upstream:
         raw = [(k.lower(), v) for k, v in response.raw_headers]
         return UpstreamResponse(response.status, raw, response)
 
+    async def fetch(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None = None,
+                    timeout_s: float | None = None) -> tuple[int, bytes]:
+        """A whole small exchange (model lists, corrector calls): status and body."""
+        response = await self.send(method, path, headers, body, timeout_s)
+        try:
+            return response.status, await response.read()
+        finally:
+            response.close()
+
 
 @contextlib.contextmanager
 def _mapped_errors() -> Iterator[None]:
