@@ -15,7 +15,8 @@ from gateway.guard.types import Metric, MetricValue, ParamError
 from gateway.metrics import BUILTINS, KINDS
 
 DEFAULT_ROLES = {"input": ("user", "tool"), "output": ("assistant",)}
-AUTO_HOLDBACK_CAP = 256
+AUTO_HOLDBACK_CAP = 128
+LOOKBACK_CAP = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class Stage:
     roles: frozenset[str]
     message: str
     holdback_chars: int
+    lookback_chars: int
     rulesets: tuple[Ruleset, ...]
     metrics: Mapping[str, Metric]  # every metric the rulesets name, measured once per evaluation
 
@@ -122,12 +124,17 @@ def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[
     if len(issues) > before:
         return None
     roles = frozenset(spec.roles) if spec.roles is not None else frozenset(DEFAULT_ROLES[spec.on])
-    # Covers every span the stage's pattern metrics can match, up to a cap: URLs and key blocks can run
-    # to kilobytes, and holding that much back would make every stream wait for its whole answer.
-    auto = min(max((m.max_span_chars for m in metrics.values()), default=0), AUTO_HOLDBACK_CAP)
-    holdback = max(spec.stream.holdback_chars, auto)
+    longest = max((m.max_span_chars for m in metrics.values()), default=0)
+    holdback = spec.stream.holdback_chars
+    if "holdback_chars" not in spec.stream.model_fields_set:
+        # Cover every span the stage's pattern metrics can match, up to a cap: e-mail addresses may be
+        # 254 characters and URLs kilobytes, and holding that much back delays every stream's first token.
+        holdback = max(holdback, min(longest, AUTO_HOLDBACK_CAP))
+    # Rescanning reaches further back than the hold-back, so a longer span is still caught (and the
+    # stream stopped before the rest of it leaves) even though its start was already released.
+    lookback = max(holdback, min(longest, LOOKBACK_CAP))
     return Stage(spec.name, spec.on, spec.scope, spec.on_error, spec.timeout_ms / 1000.0, roles, spec.message,
-                 holdback, tuple(rulesets), metrics)
+                 holdback, lookback, tuple(rulesets), metrics)
 
 
 def _compile_rule(rule: RuleSpec, policies: Mapping[str, Policy], metrics: dict[str, Metric],

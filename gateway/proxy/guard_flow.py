@@ -155,6 +155,10 @@ class GuardFlow:
         return RawResponse(200, headers, orjson.dumps(actions.completion_body(endpoint, model, text, note, request_id)))
 
     @staticmethod
+    def lookback(stages: tuple[Stage, ...]) -> int:
+        return max((stage.lookback_chars for stage in stages), default=0)
+
+    @staticmethod
     def holdback(stages: tuple[Stage, ...]) -> int | None:
         """Characters a stream guard holds back; None (the whole answer) when a stage may `correct` it."""
         if any(rs.action.type == "correct" for stage in stages for rs in stage.rulesets):

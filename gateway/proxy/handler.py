@@ -196,7 +196,8 @@ class ProxyHandler:
         relay: EventRelay | StreamGuard = EventRelay()
         if guarded.output:
             relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
-                                self._flow.replacement, lambda d: annotation(d, ex.request_id))
+                                self._flow.replacement, lambda d: annotation(d, ex.request_id),
+                                self._flow.lookback(guarded.output))
         chunks = self._events(route.upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
 

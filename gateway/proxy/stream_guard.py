@@ -1,8 +1,10 @@
 """Hold-back guard over an SSE stream: text leaves only after the output stages passed on it.
 
-Per choice, streamed text accumulates; each check scans the unreleased text plus `holdback` characters
+Per choice, streamed text accumulates; each check scans the unreleased text plus `lookback` characters
 before it, then releases all but the last `holdback` characters. A span of at most `holdback` chars can
-therefore never be half released: while it is incomplete it sits in the held-back tail. Tool-call
+therefore never be half released: while it is incomplete it sits in the held-back tail. A longer span
+(up to `lookback`) is still found once complete; its start has left, so the stream ends there. The last
+check of a choice reads the whole answer. Tool-call
 arguments are held whole until their choice finishes. A terminal action ends the stream with the
 replacement text, finish_reason "content_filter" and [DONE].
 """
@@ -56,11 +58,12 @@ class StreamGuard:
     """Feed upstream SSE bytes, get the bytes that may go to the client."""
 
     def __init__(self, stages: Sequence[Stage], engine: Engine, endpoint: str, holdback: int | None,
-                 resolve: Resolve, note: Callable[[Decision], dict[str, Any]]) -> None:
+                 resolve: Resolve, note: Callable[[Decision], dict[str, Any]], lookback: int | None = None) -> None:
         self._stages = stages
         self._engine = engine
         self._chat = endpoint == "chat_completions"
         self._holdback = holdback  # None: hold everything until the choice ends (a `correct` stage)
+        self._lookback = max(lookback or 0, holdback or 0)
         self._resolve = resolve
         self._note = note
         self._decoder = SSEDecoder()
@@ -143,7 +146,9 @@ class StreamGuard:
         hold = self._holdback
         if not final and (hold is None or len(choice.text) - choice.released <= hold):
             return b""
-        start = 0 if hold is None else max(0, choice.released - hold)
+        # The last check of a choice reads all of it: rules on the whole answer (a length, a span longer
+        # than any window) get their say before the held-back tail is released.
+        start = 0 if hold is None or final else max(0, choice.released - self._lookback)
         window = choice.text[start:]
         tools = sorted(choice.tools.values(), key=lambda t: t["index"]) if final else []
         segments = [Segment("assistant", window)] + [Segment("assistant", t["function"]["arguments"]) for t in tools]
@@ -167,7 +172,12 @@ class StreamGuard:
 
     async def _stop(self, choice: _Choice, decision: Decision) -> bytes:
         self.stopped = True
-        replacement = await self._resolve(decision, choice.text)
+        if decision.terminal is None and decision.stage is not None:
+            # A redaction reached into text already sent (a span longer than the hold-back): it cannot
+            # be taken back, so the stream ends as the stage's block would.
+            replacement = decision.stage.message
+        else:
+            replacement = await self._resolve(decision, choice.text)
         out = self._delta(choice, replacement)
         note = self._note(decision)
         for c in sorted(self._choices.values(), key=lambda c: c.index):

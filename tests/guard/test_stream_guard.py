@@ -46,7 +46,8 @@ def run(stages: list, raw: bytes, byte_cuts: list[int]) -> tuple[str, list[str |
         return "[removed]"
 
     async def go() -> bytes:
-        guard = StreamGuard(stages, Engine(), "chat_completions", stages[0].holdback_chars, resolve, lambda d: {})
+        guard = StreamGuard(stages, Engine(), "chat_completions", stages[0].holdback_chars, resolve, lambda d: {},
+                            stages[0].lookback_chars)
         bounds = [0, *sorted(c for c in set(byte_cuts) if 0 < c < len(raw)), len(raw)]
         out = b"".join([await guard.feed(raw[a:b]) for a, b in zip(bounds, bounds[1:])])
         return out + await guard.close()
@@ -115,3 +116,17 @@ def test_several_choices_and_tool_calls_are_each_checked() -> None:
     assert b"clean answer" in out and out.endswith(b"data: [DONE]\n\n")
     _, finishes, out = run(stage({"type": "block"}), raw, [])
     assert b"PROJECT-4242" not in out and "content_filter" in finishes
+
+
+def test_a_span_longer_than_the_holdback_ends_the_stream_instead_of_leaking_more() -> None:
+    spec = StageSpec.model_validate({"name": "out", "on": "output", "message": "stopped",
+                                     "stream": {"holdback_chars": 4},
+                                     "rulesets": [{"name": "mask", "rules": [{"metric": "pii", "op": "not_empty"}],
+                                                   "action": {"type": "redact"}}]})
+    issues: list = []
+    stages = compile_stages([spec], POLICIES, ("stages",), issues)
+    assert stages[0].holdback_chars == 4  # an explicit setting is used as it is
+    text = "write to a.very.long.mailbox.name@example.com now"
+    released, finishes, _ = run(stages, sse(text, list(range(0, len(text), 3))), [])
+    assert released.endswith("stopped") and finishes[-1] == "content_filter"
+    assert "example.com" not in released
