@@ -32,7 +32,11 @@ class MonitorRecord:
 
 
 class MonitorLog:
-    """Newest records win: the buffer holds at most `size`; texts are cut to `max_text` characters."""
+    """Newest records win: the buffer holds at most `size`; texts are cut to `max_text` characters.
+
+    Texts are PII-redacted when read, not on the request path: the buffer lives only in this process's
+    memory (as the request itself did) and nothing leaves it unredacted.
+    """
 
     def __init__(self, pii: Metric, size: int = 1000, max_text: int = 2000) -> None:
         self._pii = pii
@@ -47,7 +51,7 @@ class MonitorLog:
         self._records.append(MonitorRecord(
             request_id, time.time(), application, model, on, decision.action,
             decision.stage.name if decision.stage else None, decision.ruleset,
-            tuple(self._scrub(t) for t in texts), stages))
+            tuple(t[: self._max_text] for t in texts), stages))
 
     def query(self, application: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         out = []
@@ -56,11 +60,10 @@ class MonitorLog:
                 continue
             if action and record.action != action:
                 continue
-            out.append(record.as_dict())
+            out.append({**record.as_dict(), "texts": [self._scrub(t) for t in record.texts]})
             if len(out) >= limit:
                 break
         return out
 
     def _scrub(self, text: str) -> str:
-        text = text[: self._max_text]
         return redact(text, self._pii.measure(text).spans, "<{label}>")
