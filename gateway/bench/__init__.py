@@ -1,4 +1,5 @@
-"""`guardrail-gateway bench`: latency and throughput of the gateway vs direct vs LiteLLM, on a mock upstream.
+"""`guardrail-gateway bench`: latency, throughput and streamed TTFT of the gateway (without and with guard
+rules) vs direct vs LiteLLM, on a mock upstream.
 
 The CLI adds these flags with `add_arguments(subparser)` and calls `run(args)`.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-_TARGETS = ("direct", "gateway", "litellm")
+_TARGETS = ("direct", "gateway", "guarded", "litellm")
 
 
 def _levels(text: str) -> list[int]:
@@ -34,6 +35,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the bench flags to `parser` (the `bench` subparser)."""
     parser.add_argument("--duration", type=_positive, default=10, metavar="SECONDS",
@@ -45,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--litellm-venv", metavar="PATH",
                         help="virtualenv with `litellm[proxy]` installed; without it the LiteLLM row is skipped")
     parser.add_argument("--only", type=_only, default=",".join(_TARGETS), metavar="TARGETS",
-                        help="comma-separated subset of direct,gateway,litellm (default all)")
+                        help="comma-separated subset of direct,gateway,guarded,litellm (default all)")
+    parser.add_argument("--prompt-bytes", type=_positive, default=2048, metavar="N",
+                        help="size of the user message sent to direct, gateway and guarded (default 2048)")
+    parser.add_argument("--ttft-requests", type=_count, default=200, metavar="N",
+                        help="streamed requests at c1 for time to first token (direct, gateway, guarded); "
+                             "0 skips (default 200)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     parser.add_argument("--load-generator", choices=("auto", "wrk", "hey", "python"), default="auto",
                         help="auto picks wrk, else hey, else a built-in asyncio+httpx client")

@@ -15,6 +15,14 @@ from typing import cast
 
 READY_PREFIX = "mock ready on http://"
 CONTENT = "Hello from the mock."
+# The streamed answer is longer than CONTENT, in 5-character chunks sent without delay (~63 events),
+# so a guarded gateway's stream hold-back (64+ characters) and per-chunk checks show up in the timings.
+STREAM_CONTENT = (
+    "Here is a short summary of the meeting. The checkout page will load images lazily, the search ranking "
+    "will be reviewed with a small experiment, the mobile release may slip because of an accessibility fix, "
+    "and the on-call rotation will be rebalanced after a review of noisy alerts. Open questions still need owners."
+)
+STREAM_CHUNK_CHARS = 5
 MODEL = "gpt-bench"
 # Bounds so a broken client cannot make the mock buffer without limit.
 MAX_HEAD = 64 * 1024
@@ -53,16 +61,16 @@ def _chunk(data: bytes) -> bytes:
 
 
 def _stream_response() -> bytes:
-    """A whole SSE answer: role delta, content deltas, finish, usage-free [DONE]."""
+    """A whole SSE answer: role delta, STREAM_CONTENT in small deltas, finish, usage-free [DONE]."""
     def event(delta: dict[str, str], finish: str | None) -> bytes:
         chunk = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": _CREATED,
                  "model": MODEL, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                               "finish_reason": finish}]}
         return b"data: " + _json(chunk) + b"\n\n"
 
-    words = CONTENT.split(" ")
+    pieces = [STREAM_CONTENT[i:i + STREAM_CHUNK_CHARS] for i in range(0, len(STREAM_CONTENT), STREAM_CHUNK_CHARS)]
     events = [event({"role": "assistant", "content": ""}, None)]
-    events += [event({"content": w if i == 0 else " " + w}, None) for i, w in enumerate(words)]
+    events += [event({"content": piece}, None) for piece in pieces]
     events += [event({}, "stop"), b"data: [DONE]\n\n"]
     head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
             b"transfer-encoding: chunked\r\n\r\n")
