@@ -74,19 +74,25 @@ class StreamGuard:
         self.stopped = False
 
     async def feed(self, chunk: bytes) -> bytes:
+        """Absorb every event of `chunk`, then check each touched choice once: a burst of events costs
+        one check, not one per event."""
         out: list[bytes] = []
+        touched: dict[int, _Choice] = {}
         for event in self._decoder.feed(chunk):
-            if self.stopped:
-                break
             if event.data is None:
                 out.append(event.raw)  # comments and keep-alives carry no text
             elif event.data.strip() == "[DONE]":
-                out.append(await self._finish_all())
+                out.append(await self._check_all(touched))
+                if not self.stopped:
+                    out.append(await self._finish_all())
                 if not self.stopped:
                     out.append(DONE)
                 self.stopped = True
             else:
-                out.append(await self._event(event.data, event.raw))
+                out.append(self._event(event.data, event.raw, touched))
+            if self.stopped:
+                break
+        out.append(await self._check_all(touched))
         return b"".join(out)
 
     async def close(self) -> bytes:
@@ -97,7 +103,7 @@ class StreamGuard:
         self.stopped = True
         return out
 
-    async def _event(self, data: str, raw: bytes) -> bytes:
+    def _event(self, data: str, raw: bytes, touched: dict[int, _Choice]) -> bytes:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -109,14 +115,21 @@ class StreamGuard:
         if not choices:
             self._trailer.append(raw)  # e.g. the usage chunk: sent after the last choice ends
             return b""
-        out = []
         for c in choices:
             if isinstance(c, dict):
-                choice = self._choices.setdefault(int(c.get("index", 0)), _Choice(int(c.get("index", 0))))
+                index = int(c.get("index", 0))
+                choice = self._choices.setdefault(index, _Choice(index))
                 self._absorb(choice, c)
-                out.append(await self._check(choice))
-                if self.stopped:
-                    break
+                touched[index] = choice
+        return b""
+
+    async def _check_all(self, touched: dict[int, _Choice]) -> bytes:
+        out = []
+        for choice in touched.values():
+            if self.stopped:
+                break
+            out.append(await self._check(choice))
+        touched.clear()
         return b"".join(out)
 
     def _absorb(self, choice: _Choice, c: dict[str, Any]) -> None:

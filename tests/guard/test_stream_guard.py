@@ -127,6 +127,11 @@ def test_a_span_longer_than_the_holdback_ends_the_stream_instead_of_leaking_more
     stages = compile_stages([spec], POLICIES, ("stages",), issues)
     assert stages[0].holdback_chars == 4  # an explicit setting is used as it is
     text = "write to a.very.long.mailbox.name@example.com now"
-    released, finishes, _ = run(stages, sse(text, list(range(0, len(text), 3))), [])
+    raw = sse(text, list(range(0, len(text), 3)))
+    one_event_per_read = [i + 2 for i in range(len(raw)) if raw[i:i + 2] == b"\n\n"]
+    released, finishes, _ = run(stages, raw, one_event_per_read)
     assert released.endswith("stopped") and finishes[-1] == "content_filter"
     assert "example.com" not in released
+    # Arriving in one read, the whole address is seen before anything is released: it is redacted.
+    released, finishes, _ = run(stages, raw, [])
+    assert released == "write to <EMAIL_ADDRESS> now" and finishes[-1] == "stop"
