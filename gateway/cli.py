@@ -117,6 +117,9 @@ _DEMO_BANNER = """
      -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
      -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
+ The example config guards every request: try a message with an e-mail address
+ (redacted before the model sees it) or an AWS key such as AKIAIOSFODNN7EXAMPLE (blocked).
+
  Or with the OpenAI SDK: OpenAI(base_url="http://{host}:{port}/v1", api_key="{key}")
  Metrics: http://{host}:{port}/metrics     Stop: Ctrl-C
 ==============================================================================

@@ -67,6 +67,12 @@ def test_demo_serves_the_example_config_in_front_of_a_local_echo(tmp_path: Path)
         streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
             model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "one two"}]) if c.choices)
         assert streamed == "Echo: one two"
+        masked = client.chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": "mail me at jane@example.com"}])
+        assert masked.choices[0].message.content == "Echo: mail me at <EMAIL_ADDRESS>"
+        blocked = client.chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": "my key is AKIAIOSFODNN7EXAMPLE"}])
+        assert blocked.choices[0].finish_reason == "content_filter"
         assert "LOCAL ECHO" in gw.logs()
     finally:
         stop_process(gw.process)
