@@ -11,12 +11,14 @@ Entities (recognisers in `pii_recognizers` and `secrets`; all standard-library `
                   07700 063 966), with an optional extension. 7-12 digits nationally, 8-15 with a
                   country code. A separator, a "+" or an "(area)" is required; dates, years, decimals,
                   dotted quads, thousands groupings, amounts ($, %, EUR) and numbers after "order",
-                  "invoice", "#"... are rejected. Two-group numbers ("467 3395": as often a street and
-                  house number), SSN-shaped and unseparated numbers need a phone word nearby ("phone",
-                  "tel", "call", "fax", "mobile", ... before; "fax", "office", ... right after).
-  CREDIT_CARD     12-19 digits, unseparated or in groups of 3+ joined by one kind of separator (space
-                  or dash); Luhn-valid and a length its network issues (Visa, Mastercard incl. 2-series,
-                  Amex, Discover, Diners, JCB, UnionPay, Mir, Maestro, RuPay, Troy). 12 digits: Maestro.
+                  "invoice", "#"... are rejected. Unseparated numbers, two groups ("467 3395": as often
+                  a street and house number), thousands-like ("699 956 915"), SSN-shaped and all-short
+                  groups ("70-70-75-70") need a phone word nearby ("phone", "tel", "call", "fax",
+                  "mobile", ... before; "fax", "office", ... right after).
+  CREDIT_CARD     13-19 digits (12 for Maestro, which issues them), unseparated or in groups of 3+
+                  joined by one kind of separator (space or dash); Luhn-valid, with a prefix and length
+                  its network issues (Visa, Mastercard incl. 2-series, Amex, Discover, Diners, JCB (any
+                  35xx, as test-card generators use), UnionPay, Mir, Maestro, RuPay, Troy).
   IBAN_CODE       country code, check digits, BBAN; the country's length, mod-97; any letter case;
                   spaces only between groups of four.
   US_SSN          AAA-GG-SSSS or AAA GG SSSS; not area 000/666/900-999, group 00, serial 0000, one
@@ -35,27 +37,32 @@ earlier one; the value lists the types of the spans kept (an IP inside a URL is 
 Scores (confidence that the span is that entity): a validated checksum (Luhn + network, mod-97, the
 GitHub CRC) or a decodable structure (JWT) -> 0.95-1.0; a specific format (e-mail 0.9, URL 0.8-0.9,
 IPv4 0.85, IPv6 0.9-0.95, SSN with dashes 0.85) -> 0.8-0.95; phone numbers by format: international
-or NANP 0.75, national with a trunk 0 0.6, other groupings 0.3-0.45, +0.3 with a phone word nearby (at
-most 0.95), 0.7 for a number that is only accepted because of one; SSN with spaces 0.5, 1.0 with
-"SSN"/"social security" nearby. A policy's calibrated threshold (0.5) therefore ignores the weak phone
-groupings while `pii contains_any [...]` rules see every type found.
+or NANP 0.75, national with a trunk 0 0.6, other groupings 0.45, +0.3 with a phone word nearby (at most
+0.95), 0.7 for a number that is only accepted because of one; SSN with spaces 0.5, 1.0 with
+"SSN"/"social security" nearby; a 12-digit Maestro number 0.8 without "card" nearby. A policy's
+calibrated threshold (0.5) therefore ignores the weak phone groupings while `pii contains_any [...]`
+rules see every type found.
 
-`max_span_chars`: the longest span of the enabled types: 4096 with PRIVATE_KEY or JWT (an RSA-4096
-PEM block is about 3.3K characters), 2048 with URL, otherwise at most 300 (API tokens) or 254 (e-mail).
-A longer private-key block or JWT is still matched whole in a whole text; streamed, it may straddle
-the stream guard's window (the guard then stops the stream rather than release part of it). A BEGIN
-line without its END line is reported with the base64 lines after it (a truncated paste), so a
-streamed key is caught as soon as its BEGIN line arrives: with `block`/`override` nothing of the key
-leaves; with `redact`, only key lines already in the window are replaced, so prefer a terminal action
-for PRIVATE_KEY in output stages.
+`max_span_chars`: the longest span of the enabled types (MAX_SPAN_CHARS): 4096 with PRIVATE_KEY or
+JWT (an RSA-4096 PEM block is about 3.3K characters), 2048 with URL (longer URLs are cut there), else
+at most 300 (API tokens) or 254 (e-mail). A longer private-key block or JWT is still matched whole in a
+whole text, but in a stream it can outgrow the guard's window. A BEGIN line without its END line is
+reported with the key lines after it (a truncated paste), so a streamed key is caught as soon as its
+BEGIN line arrives: with `block`/`override` nothing of the key leaves; with `redact` only the lines
+already seen are replaced and later lines are not recognisable alone, so prefer a terminal action for
+PRIVATE_KEY in output stages.
 
 Speed: cheap gates run first ("@" for e-mail, "://"/"www." for URLs, ":" for IPv6, each secret's
-literal prefix with `str.find`); numbers are one regex pass over the digit runs, classified in Python
-only when a run has 7+ characters. About 10-25 us for a 2 KB English prompt (CPython 3.11).
+literal prefix with `str.find`); numbers are one regex pass over a translated copy of the text (see
+`pii_recognizers`), classified in Python only when a digit run can hold an entity. On a 2 KB English
+prompt (CPython 3.11): about 15 us without PII, 35 us with an e-mail and a phone number, 70 us with
+five entities. 200 KB of adversarial input takes at most a few hundred milliseconds (linear).
 
 Not recognised: names, locations, street addresses, dates, organisations and other entities that need
-a language model (PERSON, LOCATION, STREET_ADDRESS, DATE_TIME, ORGANIZATION, NRP, ...); non-ASCII
-digits and e-mail local parts; bare domains without www. or a scheme.
+a language model (PERSON, LOCATION, STREET_ADDRESS, DATE_TIME, ORGANIZATION, NRP, US_DRIVER_LICENSE,
+...); non-ASCII digits, internationalised e-mail addresses; bare domains without www. or a scheme;
+phone numbers of fewer than 7 digits; unseparated or two-group numbers with no phone word nearby.
+`python -m gateway.metrics.pii_eval FILE.jsonl` measures span-level precision and recall.
 """
 
 from __future__ import annotations
@@ -68,7 +75,6 @@ from gateway.guard.types import MetricValue, ParamError, Span
 from gateway.metrics.pii_recognizers import (
     URL_MAX_CHARS,
     Found,
-    digit_count,
     find_emails,
     find_ipv6,
     find_numbers,
@@ -98,7 +104,7 @@ _NOTHING = MetricValue(frozenset())
 class PiiMetric:
     """PII and secret spans; thread-safe (no state after construction)."""
 
-    __slots__ = ("entities", "max_span_chars", "_numbers", "_email", "_url", "_ip", "_secrets")
+    __slots__ = ("_email", "_ip", "_numbers", "_secrets", "_url", "entities", "max_span_chars")
 
     def __init__(self, entities: Iterable[str] | None = None) -> None:
         if entities is None:
@@ -136,7 +142,7 @@ class PiiMetric:
     def measure(self, text: str) -> MetricValue:
         found: list[Found] = []
         enabled = self.entities
-        if self._numbers and digit_count(text) >= 4:
+        if self._numbers:
             find_numbers(text, found, enabled)
         if self._email and "@" in text:
             find_emails(text, found)
@@ -148,7 +154,11 @@ class PiiMetric:
             find_secrets(text, found, enabled)
         if not found:
             return _NOTHING
-        kept = _resolve(found) if len(found) > 1 else found
+        if len(found) > 1:
+            found.sort()
+            if any(found[k][1] > found[k + 1][0] for k in range(len(found) - 1)):
+                found = _resolve(found)
+        kept = found
         return MetricValue(frozenset(f[2] for f in kept),
                            tuple(Span(start, end, label, score) for start, end, label, score in kept))
 

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from gateway.metrics.pii import ENTITY_TYPES, PiiMetric
 
@@ -108,7 +109,7 @@ def evaluate(rows: Iterable[dict], types: frozenset[str], min_score: float = 0.0
     return counts, stats
 
 
-def report(counts: dict[str, Counts], stats: dict[str, float], types: Sequence[str], out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
+def report(counts: dict[str, Counts], stats: dict[str, float], types: Sequence[str], out: TextIO = sys.stdout) -> None:
     header = (f"{'type':<18} {'gold':>5} {'pred':>5} | {'exact P':>7} {'R':>6} {'F1':>6} | "
               f"{'overlap P':>9} {'R':>6} {'F1':>6}")
     print(header, file=out)
@@ -130,7 +131,7 @@ def report(counts: dict[str, Counts], stats: dict[str, float], types: Sequence[s
               f"({stats['chars'] / rows:.0f} chars per row)", file=out)
 
 
-def _row(label: str, c: Counts, out) -> None:  # type: ignore[no-untyped-def]
+def _row(label: str, c: Counts, out: TextIO) -> None:
     ep, er, ef = _prf(c.exact, c.pred, c.exact, c.gold)
     op, orr, of = _prf(c.overlap_pred, c.pred, c.overlap_gold, c.gold)
     print(f"{label:<18} {c.gold:>5} {c.pred:>5} | {ep:>7.3f} {er:>6.3f} {ef:>6.3f} | "

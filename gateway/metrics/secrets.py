@@ -6,8 +6,23 @@ scan resumes after that run, so the work is linear in the text however adversari
 accepted only if the run as a whole has the kind's shape (length, alphabet, structure, checksum), so a
 key glued to more key characters is not cut to fit.
 
-Scores: a checksum or decodable structure -> 0.95-1.0; the documented shape only -> 0.7-0.9; a shape
-that also appears in documentation examples (AWS's ...EXAMPLE key) -> 0.6.
+Kinds and scores (a checksum or decodable structure -> 0.95-1.0; the documented shape only -> 0.7-0.9;
+a shape also used by documentation examples or a bare header -> 0.6):
+  AWS_ACCESS_KEY     AKIA/ASIA + 16 of [A-Z0-9] (20 characters): 0.95 / 0.9; ...EXAMPLE: 0.6.
+  GOOGLE_API_KEY     AIza + 35 of [A-Za-z0-9_-]: 0.95.
+  OPENAI_API_KEY     sk-proj-/sk-svcacct-/sk-admin- + 40+ (0.95), legacy sk- + 48 alphanumerics (0.9),
+                     other sk- + 32+ alphanumerics (0.75); 1.0 with the "T3BlbkFJ" marker OpenAI embeds.
+                     Letters and digits are both required, so "sk-learn-..." is not a key.
+  ANTHROPIC_API_KEY  sk-ant-api03-/admin01-/... + 32+ (0.99); other sk-ant- + 33+ (0.8).
+  GITHUB_TOKEN       ghp_/gho_/ghu_/ghs_/ghr_ + 36: 1.0 when the last 6 are the base62 CRC32 of the 30
+                     before (GitHub's checksum), else 0.8; github_pat_ + 22 + _ + 59: 0.95.
+  SLACK_TOKEN        xox[abposr]- + digits-digits-...: 0.95; other xox?- tokens of letters and digits: 0.75.
+  STRIPE_KEY         sk_live_/rk_live_ + 20+ alphanumerics: 0.95 (test and publishable keys are not secret).
+  JWT                three base64url segments whose header decodes to a JSON object with "alg": 1.0 with
+                     a JSON payload, 0.85 otherwise; an unsigned one (alg none, empty signature) 0.9.
+  PRIVATE_KEY        -----BEGIN [RSA |EC |OPENSSH |ENCRYPTED |PGP ...]PRIVATE KEY----- through its END line
+                     (real or JSON-escaped line breaks): 1.0 with key material, 0.7 around a placeholder;
+                     without an END line, the header and the key lines after it: 0.9, a bare header 0.6.
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 
 from gateway.metrics.pii_recognizers import Found
 
@@ -66,7 +82,10 @@ _PK_LINES = re.compile(r"(?:[ \t]{0,8}(?:\r?\n|\\r?\\n)[ \t]{0,8}"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def _runs(text: str, prefix: str, run: re.Pattern[str], check, out: list[Found]) -> None:  # type: ignore[no-untyped-def]
+Check = Callable[[str], tuple[str, float] | None]
+
+
+def _runs(text: str, prefix: str, run: re.Pattern[str], check: Check, out: list[Found]) -> None:
     """Each maximal run of `run`'s characters starting with `prefix` (and not inside a longer word)."""
     i = text.find(prefix)
     while i >= 0:
@@ -181,7 +200,7 @@ def _jwts(text: str, out: list[Found]) -> None:
 
 
 def _private_keys(text: str, out: list[Found]) -> None:
-    footer = -1  # the next "-----END " at or after the current header (only moves forward: linear)
+    footer = 0  # the next "-----END " at or after the current header (only moves forward: linear)
     i = text.find("-----BEGIN ")
     while i >= 0:
         head = _PK_HEAD.match(text, i)
@@ -189,8 +208,8 @@ def _private_keys(text: str, out: list[Found]) -> None:
             i = text.find("-----BEGIN ", i + 11)
             continue
         body_start = head.end()
-        if footer < body_start:
-            footer = text.find("-----END ", body_start)
+        if 0 <= footer < body_start:
+            footer = text.find("-----END ", body_start)  # -1: none left, never searched again
         following = text.find("-----BEGIN ", body_start)
         foot = _PK_FOOT.match(text, footer) if footer >= 0 and (following < 0 or footer < following) else None
         body = text[body_start:footer] if foot is not None else ""
