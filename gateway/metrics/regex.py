@@ -9,7 +9,8 @@ Params:
                    text), is a ParamError naming its index.
   flags:           optional list of "ignorecase", "multiline" (^/$ at line ends), "dotall" (. matches
                    newline), applied to every pattern.
-  max_match_chars: the longest match the stream guard should hold back for (default 256). Longer
+  max_match_chars: the longest match the stream guard should hold back for (default: the longest
+                   match the patterns allow, from their syntax, or 256 if unbounded). Longer
                    matches are still found and reported in a whole text.
 
 Value: frozenset of the names of the patterns that matched. Spans: every non-empty, non-overlapping
@@ -50,6 +51,18 @@ def _reason(err: Exception) -> str:
     if isinstance(message, bytes):
         message = message.decode("utf-8", "replace")
     return str(message)
+
+
+def _longest_match(source: str) -> int:
+    """The longest text `source` can match, from Python's own regex parser (RE2 syntax is close enough
+    for widths); unbounded or unparsable patterns count as the default, so the bound stays safe."""
+    try:
+        import re._parser as sre_parser  # the stdlib parser: private, hence the broad fallback
+
+        width = sre_parser.parse(source).getwidth()[1]
+    except Exception:
+        return DEFAULT_MAX_MATCH_CHARS
+    return int(width) if width < DEFAULT_MAX_MATCH_CHARS else DEFAULT_MAX_MATCH_CHARS
 
 
 class Pattern(NamedTuple):
@@ -114,6 +127,8 @@ class RegexMetric:
             if compiled.search("") is not None:
                 raise ParamError(where, "pattern matches the empty string, so it would match every text")
             patterns.append(pattern)
+        if "max_match_chars" not in params:
+            max_match = min(DEFAULT_MAX_MATCH_CHARS, max(_longest_match(p.source) for p in patterns))
         return cls(patterns, flags=flags, max_match_chars=max_match)
 
     def measure(self, text: str) -> MetricValue:

@@ -105,7 +105,7 @@ def test_long_matches_are_reported_beyond_max_match_chars() -> None:
     metric = RegexMetric.from_params({"patterns": ["x+"], "max_match_chars": 4})
     assert metric.max_span_chars == 4
     assert spans(metric, "..xxxxxxxxxx..") == [("x+", "xxxxxxxxxx")]
-    assert RegexMetric.from_params({"patterns": ["x"]}).max_span_chars == 256
+    assert RegexMetric.from_params({"patterns": ["x"]}).max_span_chars == 1  # bounded: its own width
 
 
 def test_many_patterns_and_protocol() -> None:
@@ -144,3 +144,11 @@ def test_param_errors(params: dict[str, Any], path: tuple[str | int, ...], fragm
         RegexMetric.from_params(params)
     assert info.value.path == path
     assert fragment in info.value.message
+
+
+def test_hold_back_bound_comes_from_the_patterns_when_not_given() -> None:
+    from gateway.metrics.regex import RegexMetric
+
+    assert RegexMetric.from_params({"patterns": ["PROJECT-[0-9]{4}", "(?i)internal use only"]}).max_span_chars == 17
+    assert RegexMetric.from_params({"patterns": ["a+b"]}).max_span_chars == 256  # unbounded: the default
+    assert RegexMetric.from_params({"patterns": ["x{3}"], "max_match_chars": 40}).max_span_chars == 40
