@@ -38,7 +38,9 @@ def annotation(decision: Decision, request_id: str) -> dict[str, Any]:
     fired = {"action": decision.action, "stage": decision.stage.name if decision.stage else None,
              "ruleset": decision.ruleset}
     stages = [{"stage": o.stage, "on": o.on, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
-               "action": o.action, "triggered": list(o.triggered), "errors": list(o.errors)}
+               "action": o.action, "triggered": list(o.triggered),
+               # Only which metrics failed: an exception's text may hold internals or request text.
+               "errors": [e.split(":", 1)[0] for e in o.errors]}
               for o in decision.outcomes if o.triggered or o.errors or not o.scanned or o.action]
     out: dict[str, Any] = {"request_id": request_id, **fired, "stages": stages}
     if decision.action == "handoff":

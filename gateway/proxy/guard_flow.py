@@ -172,6 +172,8 @@ class GuardFlow:
             self._record(decisive, ex, "output", decisive.texts)
 
     def _record(self, decision: Decision, ex: Any, on: str, texts: tuple[str, ...]) -> None:
+        if decision.action is not None:
+            ex.guard = decision.action
         t = self._telemetry
         for o in decision.outcomes:
             stage_label = o.stage if o.stage in self.plan.stages else "request"

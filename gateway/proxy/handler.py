@@ -41,6 +41,7 @@ class Exchange:
     upstream_start: float = 0.0
     upstream_s: float | None = None
     ttft_s: float | None = None
+    guard: str | None = None  # the last guard action applied (block, redact, ...)
 
 
 class ProxyHandler:
@@ -257,6 +258,8 @@ def _access_fields(ex: Exchange, status: int, elapsed: float) -> dict[str, objec
         fields["upstream_ms"] = round(ex.upstream_s * 1000, 3)
     if ex.ttft_s is not None:
         fields["ttft_ms"] = round(ex.ttft_s * 1000, 3)
+    if ex.guard is not None:
+        fields["guard"] = ex.guard
     return fields
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import orjson
@@ -48,6 +50,10 @@ def test_input_block_makes_no_upstream_call(guarded: Gateway, recorder: Recorder
     assert raw.headers["x-guardrail-ruleset"] == "block-secret"
     assert reply.model_extra["guardrail"]["action"] == "block"
     assert len(recorder.requests) == before
+    request_id = raw.headers["x-guardrail-request-id"]
+    time.sleep(0.1)
+    line = next(orjson.loads(x) for x in guarded.logs().splitlines() if request_id in x and '"gateway.access"' in x)
+    assert line["guard"] == "block" and "PROJECT-1234" not in guarded.logs()
 
 
 def test_input_block_on_a_stream_request_answers_as_a_stream(guarded: Gateway) -> None:
