@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,20 @@ def start_gateway(config_path: Path, port: int, log_path: Path, env: dict[str, s
     raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
 
 
+@contextlib.contextmanager
+def running_gateway(tmp: Path, config_for: Callable[[int], str],
+                    env: dict[str, str] | None = None) -> Iterator[Gateway]:
+    """Write the config `config_for(port)` under `tmp`, serve it, and stop it afterwards."""
+    port = free_port()
+    config = tmp / "gateway.yaml"
+    config.write_text(config_for(port))
+    gw = start_gateway(config, port, tmp / "gateway.log", env=env)
+    try:
+        yield gw
+    finally:
+        stop_process(gw.process)
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -109,10 +124,6 @@ applications:
 
 @pytest.fixture(scope="session")
 def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("gateway")
-    port = free_port()
-    config = tmp / "gateway.yaml"
-    config.write_text(gateway_config(upstream, port))
-    gw = start_gateway(config, port, tmp / "gateway.log", env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
-    yield gw
-    stop_process(gw.process)
+    with running_gateway(tmp_path_factory.mktemp("gateway"), lambda port: gateway_config(upstream, port),
+                         env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as gw:
+        yield gw

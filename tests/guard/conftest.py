@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Gateway, free_port, start_gateway, stop_process
+from tests.conftest import Gateway, running_gateway
 
 KEY_A, KEY_B, KEY_C, KEY_D, KEY_E = "sk-guard-a", "sk-guard-b", "sk-guard-c", "sk-guard-d", "sk-guard-e"
 ADMIN, ADMIN_A = "admin-central-token", "admin-app-a-token"
@@ -97,10 +97,5 @@ stages:
 
 @pytest.fixture(scope="session")
 def guarded(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("guarded")
-    port = free_port()
-    config = tmp / "guarded.yaml"
-    config.write_text(guard_config(upstream, port))
-    gw = start_gateway(config, port, tmp / "guarded.log")
-    yield gw
-    stop_process(gw.process)
+    with running_gateway(tmp_path_factory.mktemp("guarded"), lambda port: guard_config(upstream, port)) as gw:
+        yield gw
