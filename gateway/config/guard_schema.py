@@ -19,13 +19,14 @@ class _Frozen(BaseModel):
 class RuleSpec(_Frozen):
     """`metric op value`; a rule naming a policy without `op` means `gt` (or `lt`) the policy's threshold."""
 
-    metric: Name
-    op: Op | None = None
-    value: Any = None
+    metric: Name = Field(description="A policy id, or a built-in metric: pii, length, tokens.")
+    op: Op | None = Field(None, description="Omitted with a policy: gt its threshold (lt for hallucination types).")
+    value: Any = Field(None, description="The target: a number, a label, or a list of labels.")
 
 
 class ActionSpec(_Frozen):
-    type: Literal["passthrough", "block", "override", "redact", "correct", "handoff"] = "passthrough"
+    type: Literal["passthrough", "block", "override", "redact", "correct", "handoff"] = Field(
+        "passthrough", description="What the first triggered ruleset of a stage does.")
     message: str | None = Field(None, description="block/handoff: the refusal text (default: the stage's message).")
     responses: tuple[str, ...] = Field((), description="override: fixed answers, one picked at random.")
     respond_with: Literal["completion", "error"] = Field(
@@ -45,9 +46,9 @@ class ActionSpec(_Frozen):
 
 
 class RulesetSpec(_Frozen):
-    name: Name
-    rules: tuple[RuleSpec, ...] = Field(min_length=1)
-    action: ActionSpec = ActionSpec()
+    name: Name = Field(description="Unique within its stage; a metric label.")
+    rules: tuple[RuleSpec, ...] = Field(min_length=1, description="All must trigger (AND).")
+    action: ActionSpec = Field(ActionSpec(), description="Applied when the ruleset triggers.")
     mode: Mode | None = Field(None, description="Overrides the stage's mode for this ruleset.")
 
 
@@ -58,16 +59,17 @@ class StreamSpec(_Frozen):
 
 
 class StageSpec(_Frozen):
-    name: Name
-    on: Literal["input", "output"]
-    scope: Literal["central", "application"] = "application"
-    on_error: Literal["block", "allow"] = "block"
-    mode: Mode = "enforce"
+    name: Name = Field(description="Unique; applications list their own stages by name.")
+    on: Literal["input", "output"] = Field(description="The request (input) or the answer (output).")
+    scope: Literal["central", "application"] = Field("application", description="Central stages run for "
+                                                     "every application, before its own.")
+    on_error: Literal["block", "allow"] = Field("block", description="What a failing or slow metric means.")
+    mode: Mode = Field("enforce", description="monitor: evaluate, log and count, never act.")
     timeout_ms: float = Field(250.0, gt=0, description="Per metric; a slower metric counts as an error.")
     roles: tuple[str, ...] | None = Field(None, description="Message roles scanned (input default: user, tool).")
     message: str = Field(DEFAULT_BLOCK_MESSAGE, description="Refusal used by block actions and fail-closed errors.")
-    stream: StreamSpec = StreamSpec()
-    rulesets: tuple[RulesetSpec, ...] = Field(min_length=1)
+    stream: StreamSpec = Field(StreamSpec(), description="How output stages guard streamed answers.")
+    rulesets: tuple[RulesetSpec, ...] = Field(min_length=1, description="In priority order (OR).")
 
 
 class ExampleSpec(_Frozen):
@@ -81,13 +83,14 @@ class PolicySpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    id: Name
-    type: str
-    rule: str = ""
-    examples: tuple[ExampleSpec, ...] = ()
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    allowed_behaviors: tuple[str, ...] = ()
-    disallowed_behaviors: tuple[str, ...] = ()
+    id: Name = Field(description="Unique; usable as a metric in rules.")
+    type: str = Field(description="regex (patterns), contains (keywords), pii (entities), code (function).")
+    rule: str = Field("", description="What the policy forbids, in words (used by `correct`).")
+    examples: tuple[ExampleSpec, ...] = Field((), description="PASS/FAIL examples (seed 001).")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Violated when the risk score is above it; "
+                                                                 "0 selects the calibrated threshold.")
+    allowed_behaviors: tuple[str, ...] = Field((), description="Seed 000 policy definition.")
+    disallowed_behaviors: tuple[str, ...] = Field((), description="Seed 000 policy definition.")
 
     @property
     def params(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class ServerConfig(_Frozen):
 class UpstreamConfig(_Frozen):
     """An OpenAI-compatible endpoint; the first whose `models` glob matches a request's model serves it."""
 
-    name: Name
+    name: Name = Field(description="Unique name; a metric label and the name in errors.")
     base_url: str = Field(description="Base URL including the API version path, e.g. https://api.openai.com/v1.")
     api_key: str | None = Field(None, description="Sent upstream as a bearer token; never shown to clients or logs.")
     models: tuple[NonEmpty, ...] = Field(min_length=1, description="Model name globs (fnmatch, case-sensitive).")
@@ -77,20 +77,20 @@ def _header_safe(text: str) -> bool:
 class ApplicationConfig(_Frozen):
     """A client of the gateway, identified by the bearer keys it sends."""
 
-    id: Name
+    id: Name = Field(description="Unique id; a metric label.")
     keys: tuple[NonEmpty, ...] = Field(min_length=1, description="Bearer keys (virtual keys) this application sends.")
     stages: tuple[Name, ...] = Field((), description="The application's own stages; central stages always apply.")
     allow_request_stages: bool = Field(True, description="May requests add stages in a `guardrails` body field.")
 
 
 class AdminToken(_Frozen):
-    token: NonEmpty
+    token: NonEmpty = Field(description="The bearer token an administrator sends.")
     role: Annotated[str, StringConstraints(pattern=r"^(central|app:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")] = Field(
         description="`central` (everything) or `app:<application id>` (that application only).")
 
 
 class AdminConfig(_Frozen):
-    tokens: tuple[AdminToken, ...] = ()
+    tokens: tuple[AdminToken, ...] = Field((), description="Admin API tokens (the monitoring log today).")
 
 
 class GuardSettings(_Frozen):
@@ -100,10 +100,10 @@ class GuardSettings(_Frozen):
 class GatewayConfig(_Frozen):
     """The whole file. Metric parameters and rule values are checked when the guard plan compiles."""
 
-    server: ServerConfig = ServerConfig()
-    upstreams: tuple[UpstreamConfig, ...] = ()
-    applications: tuple[ApplicationConfig, ...] = ()
-    admin: AdminConfig = AdminConfig()
-    guard: GuardSettings = GuardSettings()
-    policies: tuple[PolicySpec, ...] = ()
-    stages: tuple[StageSpec, ...] = ()
+    server: ServerConfig = Field(ServerConfig(), description="Where the gateway listens.")
+    upstreams: tuple[UpstreamConfig, ...] = Field((), description="At least one; the first matching glob wins.")
+    applications: tuple[ApplicationConfig, ...] = Field((), description="Clients and their keys.")
+    admin: AdminConfig = Field(AdminConfig(), description="Admin tokens and roles.")
+    guard: GuardSettings = Field(GuardSettings(), description="Guard-wide settings.")
+    policies: tuple[PolicySpec, ...] = Field((), description="Named metrics with thresholds (seed 001).")
+    stages: tuple[StageSpec, ...] = Field((), description="Input and output stages, central or per application.")
