@@ -62,7 +62,9 @@ def _longest_match(source: str) -> int:
         width = sre_parser.parse(source).getwidth()[1]
     except Exception:
         return DEFAULT_MAX_MATCH_CHARS
-    return int(width) if width < DEFAULT_MAX_MATCH_CHARS else DEFAULT_MAX_MATCH_CHARS
+    # Where the two parsers disagree (RE2 reads `x{,3}` as a 5-character literal, Python as x{0,3}),
+    # a literal reading never matches more than the pattern's own length: take the larger bound.
+    return min(max(int(width), len(source)), DEFAULT_MAX_MATCH_CHARS)
 
 
 class Pattern(NamedTuple):

@@ -149,6 +149,8 @@ def test_param_errors(params: dict[str, Any], path: tuple[str | int, ...], fragm
 def test_hold_back_bound_comes_from_the_patterns_when_not_given() -> None:
     from gateway.metrics.regex import RegexMetric
 
-    assert RegexMetric.from_params({"patterns": ["PROJECT-[0-9]{4}", "(?i)internal use only"]}).max_span_chars == 17
+    assert RegexMetric.from_params({"patterns": ["PROJECT-[0-9]{4}", "(?i)internal use only"]}).max_span_chars == 21
+    metric = RegexMetric.from_params({"patterns": ["x{,3}"]})  # RE2: a literal; Python: up to three x
+    assert metric.measure("x{,3}").spans[0].end == 5 and metric.max_span_chars >= 5
     assert RegexMetric.from_params({"patterns": ["a+b"]}).max_span_chars == 256  # unbounded: the default
     assert RegexMetric.from_params({"patterns": ["x{3}"], "max_match_chars": 40}).max_span_chars == 40
