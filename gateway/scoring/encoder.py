@@ -1,0 +1,115 @@
+"""The shared text encoder at run time: onnxruntime + tokenizers + numpy, nothing else.
+
+`Encoder` is synchronous and thread-safe (one ORT session; ORT releases the GIL). Long texts are
+split into windows of the model's 256 tokens; a text's embedding is one row per window, and heads
+score each window and keep the highest (an injection at the end of a long document is not cut off).
+Beyond `max_windows`, the first windows and the last one are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    precision: str = "int8"        # int8 | fp32
+    intra_threads: int = 0         # 0: min(cores, 4)
+    max_windows: int = 4           # windows of 256 tokens scored per text
+    max_chars: int = 32_000        # characters tokenised per text (the rest is not scored by models)
+
+
+def session_options(intra_threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_threads or min(os.cpu_count() or 1, 4)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_cpu_mem_arena = True
+    opts.log_severity_level = 3
+    return opts
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+class Encoder:
+    def __init__(self, model_path: Path, tokenizer_path: Path, version: str, hidden: int, max_tokens: int,
+                 options: EncoderOptions = EncoderOptions()) -> None:
+        self.version = version
+        self.hidden = hidden
+        self.max_tokens = max_tokens
+        self.options = options
+        self.session = ort.InferenceSession(str(model_path), session_options(options.intra_threads),
+                                            providers=["CPUExecutionProvider"])
+        self.tokenizer = load_tokenizer(tokenizer_path)
+        self._cls = self.tokenizer.token_to_id("[CLS]")
+        self._sep = self.tokenizer.token_to_id("[SEP]")
+
+    @classmethod
+    def load(cls, cache_dir: Path | None = None, options: EncoderOptions = EncoderOptions()) -> Encoder:
+        from gateway.scoring.build import encoder_files  # builds on first use when missing
+
+        files = encoder_files(cache_dir)
+        return cls(files.path(options.precision), files.tokenizer, f"{files.version}-{options.precision}",
+                   files.hidden, files.max_tokens, options)
+
+    def key(self, text: str) -> bytes:
+        """Cache key: the text's hash and the model version (a rebuilt model never serves stale vectors)."""
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16,
+                               person=self.version.encode()[:16]).digest()
+
+    def windows(self, texts: Sequence[str]) -> list[list[list[int]]]:
+        """Token id windows per text, each with [CLS] ... [SEP] and at most max_tokens ids."""
+        limit = self.options.max_chars
+        encodings = self.tokenizer.encode_batch([t[:limit] for t in texts], add_special_tokens=False)
+        width = self.max_tokens - 2
+        keep = self.options.max_windows
+        out = []
+        for enc in encodings:
+            ids = enc.ids
+            chunks = [ids[i:i + width] for i in range(0, len(ids), width)] or [[]]
+            if len(chunks) > keep:
+                chunks = chunks[:keep - 1] + chunks[-1:] if keep > 1 else chunks[:1]
+            out.append([[self._cls, *c, self._sep] for c in chunks])
+        return out
+
+    def run(self, windows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Embed token windows in one batch, padded to the longest: [len(windows), hidden] float32."""
+        if not windows:
+            return np.zeros((0, self.hidden), np.float32)
+        longest = max(len(w) for w in windows)
+        ids = np.zeros((len(windows), longest), np.int64)
+        mask = np.zeros((len(windows), longest), np.int64)
+        for row, window in enumerate(windows):
+            ids[row, :len(window)] = window
+            mask[row, :len(window)] = 1
+        return self.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
+        """Synchronous batch embedding (training, the score CLI): one [windows, hidden] array per text."""
+        per_text = self.windows(texts)
+        flat = [(i, w) for i, ws in enumerate(per_text) for w in ws]
+        flat.sort(key=lambda item: len(item[1]))  # similar lengths together: less padding
+        rows: list[list[np.ndarray]] = [[] for _ in texts]
+        order: list[list[int]] = [[] for _ in texts]
+        position = {id(w): j for ws in per_text for j, w in enumerate(ws)}
+        for start in range(0, len(flat), batch_size):
+            part = flat[start:start + batch_size]
+            vectors = self.run([w for _, w in part])
+            for (i, w), vec in zip(part, vectors):
+                rows[i].append(vec)
+                order[i].append(position[id(w)])
+        return [np.stack([r for _, r in sorted(zip(o, rs), key=lambda x: x[0])]) for o, rs in zip(order, rows)]

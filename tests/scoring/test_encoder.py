@@ -1,0 +1,171 @@
+"""The compiled encoder against sentence-transformers' own embeddings, windows, build, batching, cache."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.scoring.batcher import EmbeddingService
+from gateway.scoring.build import ModelError, encoder_files, find_source
+from gateway.scoring.encoder import Encoder, EncoderOptions
+
+REFERENCE = Path(__file__).resolve().parent.parent / "data" / "encoder_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[list[str], np.ndarray]:
+    # 300 texts and their embeddings from sentence-transformers itself (tools/make_encoder_reference.py).
+    with np.load(REFERENCE) as data:
+        return [str(t) for t in data["texts"]], data["embeddings"].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder.load()
+
+
+def _cosines(precision: str, texts: list[str], ref: np.ndarray) -> np.ndarray:
+    enc = Encoder.load(options=EncoderOptions(precision=precision, max_windows=1))
+    windows = [w[0] for w in enc.windows(texts)]  # sentence-transformers truncates at 256 tokens
+    out = np.concatenate([enc.run(windows[i:i + 32]) for i in range(0, len(windows), 32)])
+    return (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+
+
+@pytest.mark.parametrize(("precision", "floor"), [("fp32", 0.99), ("int8", 0.95)])
+def test_matches_sentence_transformers(reference, precision: str, floor: float) -> None:
+    texts, ref = reference
+    assert len(texts) >= 300
+    cos = _cosines(precision, texts, ref)
+    assert cos.min() >= floor, f"{precision}: worst cosine {cos.min():.4f} (mean {cos.mean():.4f})"
+
+
+def test_embeddings_are_normalised_and_batch_independent(encoder: Encoder) -> None:
+    texts = ["short", "a somewhat longer sentence about the weather in Paris", "x " * 300]
+    windows = [w[0] for w in encoder.windows(texts)]
+    together = encoder.run(windows)
+    alone = np.stack([encoder.run([w])[0] for w in windows])
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(together, alone, atol=2e-3)  # padding must not change a text's vector
+
+
+def test_long_texts_are_windowed(encoder: Encoder) -> None:
+    words = " ".join(f"word{i}" for i in range(3000))
+    windows = encoder.windows([words])[0]
+    assert len(windows) == encoder.options.max_windows
+    assert all(len(w) <= encoder.max_tokens for w in windows)
+    cls, sep = encoder.tokenizer.token_to_id("[CLS]"), encoder.tokenizer.token_to_id("[SEP]")
+    assert all(w[0] == cls and w[-1] == sep for w in windows)
+    tail = encoder.tokenizer.encode(words, add_special_tokens=False).ids[-5:]
+    assert windows[-1][-6:-1] == tail  # the end of the text is always scored
+    assert encoder.windows([""])[0] == [[cls, sep]]
+
+
+def test_build_is_cached_and_versioned(tmp_path: Path) -> None:
+    files = encoder_files(tmp_path)
+    manifest = (files.directory / "manifest.json").stat().st_mtime
+    again = encoder_files(tmp_path)
+    assert again.directory == files.directory and (files.directory / "manifest.json").stat().st_mtime == manifest
+    assert files.int8.stat().st_size < files.fp32.stat().st_size
+    assert not list(tmp_path.rglob(".build-*"))  # no temporary directory left behind
+
+
+def test_missing_source_names_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="missing model.safetensors, tokenizer.json"):
+        find_source(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "gateway", "models", "build", "--source", str(tmp_path),
+                           "--model-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "missing model.safetensors" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_models_build_command(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "gateway", "models", "build", "--model-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "encoder-int8.onnx" in proc.stdout and "encoder-fp32.onnx" in proc.stdout
+
+
+# --- the embedding service: batching, cache, de-duplication --------------------------------------
+
+def _service(encoder: Encoder, **kw) -> EmbeddingService:
+    return EmbeddingService(encoder, **kw)
+
+
+def test_service_matches_direct_encoding(encoder: Encoder) -> None:
+    texts = [f"request number {i}: " + "please summarise this paragraph " * (i % 7) for i in range(24)]
+
+    async def go() -> list[np.ndarray]:
+        service = _service(encoder, max_batch=8, max_wait_ms=2)
+        try:
+            return await asyncio.gather(*(service.embed(t) for t in texts))
+        finally:
+            service.close()
+
+    got = asyncio.run(go())
+    expected = encoder.embed(texts)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=2e-3)
+
+
+def test_concurrent_texts_share_batches(encoder: Encoder) -> None:
+    texts = [f"distinct text {i} about topic {i * 7}" for i in range(16)]
+
+    async def go() -> EmbeddingService:
+        service = _service(encoder, max_batch=32, max_wait_ms=5)
+        await asyncio.gather(*(service.embed(t) for t in texts))
+        service.close()
+        return service
+
+    stats = asyncio.run(go()).stats
+    assert stats.windows == 16
+    assert stats.batches < 16, stats  # some texts were embedded together
+
+
+def test_unbatched_runs_one_text_per_call(encoder: Encoder) -> None:
+    async def go() -> EmbeddingService:
+        service = _service(encoder, batching=False)
+        await asyncio.gather(*(service.embed(f"text {i}") for i in range(6)))
+        service.close()
+        return service
+
+    stats = asyncio.run(go()).stats
+    assert stats.batches == 6 and max(stats.batch_sizes) == 1
+
+
+def test_cache_and_inflight_deduplication(encoder: Encoder) -> None:
+    async def go() -> EmbeddingService:
+        service = _service(encoder, cache_entries=2)
+        await asyncio.gather(*(service.embed("the same system prompt") for _ in range(10)))
+        await service.embed("the same system prompt")
+        await service.embed("b")
+        await service.embed("c")  # evicts the oldest entry (LRU of 2)
+        await service.embed("the same system prompt")
+        service.close()
+        return service
+
+    stats = asyncio.run(go()).stats
+    assert stats.windows == 4  # one run for ten concurrent copies, one for b, one for c, one after eviction
+    assert stats.cache_hits == 10
+
+
+def test_encoder_errors_reach_every_caller(encoder: Encoder) -> None:
+    class Broken(Encoder):
+        def __init__(self, inner: Encoder) -> None:
+            self.__dict__.update(inner.__dict__)
+
+        def run(self, windows):  # a failing ONNX session (e.g. out of memory)
+            raise RuntimeError("session failed")
+
+    async def go() -> list:
+        service = _service(Broken(encoder), max_wait_ms=2)
+        out = await asyncio.gather(*(service.embed(f"t{i}") for i in range(4)), return_exceptions=True)
+        service.close()
+        return out
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, RuntimeError) and "session failed" in str(r) for r in results)
