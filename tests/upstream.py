@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -79,6 +80,11 @@ def create_upstream(rec: Recorder) -> Starlette:
                     break
                 await asyncio.sleep(0.05)
         text = "echo:" + str(payload["messages"][-1]["content"])
+        if model.startswith("judge-"):  # an LLM judge: "VIOLATION" in the judged text scores high
+            judged = str(payload["messages"][-1]["content"]).split("TEXT:", 1)[-1]
+            text = json.dumps({"score": 0.93 if "VIOLATION" in judged else 0.04, "reason": "test judge"})
+            if model.startswith("judge-rambling"):
+                text = "Well, it depends on how you look at it."
         if model.startswith("fixer-"):  # a corrector: returns the answer with the banned word replaced
             text = str(payload["messages"][-1]["content"]).replace("forbidden", "allowed")
         if payload.get("stream"):

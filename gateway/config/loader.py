@@ -60,8 +60,9 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> GatewayConfi
         raise ConfigError(source, issues) from None
     issues += cross_check(config)
     if not issues:
-        from gateway.guard.plan import compile_plan  # the guard layer compiles metrics; import it only here
+        from gateway.guard.plan import compile_plan, prepare_scoring  # the guard layer compiles metrics
 
+        prepare_scoring(config)
         _, plan_issues = compile_plan(config.policies, config.stages,
                                       {a.id: a.stages for a in config.applications})
         issues += plan_issues

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -97,6 +97,19 @@ class GuardSettings(_Frozen):
     corrector_model: str | None = Field(None, description="Model that writes the Evaluate API's corrections.")
 
 
+class ScoringConfig(_Frozen):
+    """Model-based metrics: the shared ONNX text encoder, micro-batching and the score cache."""
+
+    precision: Literal["fp32", "int8"] = Field("fp32", description="Encoder weights. int8 is smaller, but quantises "
+                                               "activations per batch: a score can shift slightly with its batch.")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = min(cores, 4).")
+    max_batch: int = Field(32, ge=1, description="Most 256-token windows run in one encoder call.")
+    max_wait_ms: float = Field(1.0, ge=0, le=50, description="Longest wait to fill a batch when others are queued.")
+    cache_entries: int = Field(4096, ge=0, description="Texts whose embeddings are kept (LRU); 0 disables.")
+    max_windows: int = Field(4, ge=1, le=64, description="256-token windows scored per text (first ones and the last).")
+    model_dir: str | None = Field(None, description="Compiled model cache; default $GATEWAY_MODEL_DIR or ~/.cache/guardrail-gateway/models.")
+
+
 class GatewayConfig(_Frozen):
     """The whole file. Metric parameters and rule values are checked when the guard plan compiles."""
 
@@ -105,5 +118,6 @@ class GatewayConfig(_Frozen):
     applications: tuple[ApplicationConfig, ...] = Field((), description="Clients and their keys.")
     admin: AdminConfig = Field(AdminConfig(), description="Admin tokens and roles.")
     guard: GuardSettings = Field(GuardSettings(), description="Guard-wide settings.")
+    scoring: ScoringConfig = Field(ScoringConfig(), description="Model-based scoring (ONNX Runtime).")
     policies: tuple[PolicySpec, ...] = Field((), description="Named metrics with thresholds (seed 001).")
     stages: tuple[StageSpec, ...] = Field((), description="Input and output stages, central or per application.")

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.config.errors import format_path
 from gateway.config.guard_schema import PolicySpec
+from gateway.guard.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.plan import GuardPlan
 from gateway.guard.policy import Policy, compile_policy
 from gateway.guard.redact import redact
-from gateway.guard.types import ParamError
+from gateway.guard.types import MetricValue, ParamError
 
 GENERIC_CORRECTION = "I'm sorry, but I can't share that. How else can I help you?"
 Complete = Callable[[str, list[dict[str, str]]], Awaitable[str]]
@@ -29,6 +30,7 @@ class EvaluateRequest(BaseModel):
     correction_enabled: bool = False
     policy_ids: list[str] = []
     override_policy: list[PolicySpec] = []
+    context: str | list[str] | None = None  # RAG documents for relevance/consistency policies
 
 
 class EvaluateError(ValueError):
@@ -78,15 +80,43 @@ def split_roles(messages: list[dict[str, Any]]) -> tuple[str, str]:
     return "\n\n".join(inputs), "\n\n".join(outputs)
 
 
+def system_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """System and developer messages: the context relevance and consistency policies compare against."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if message.get("role") in ("system", "developer") and isinstance(content, str):
+            out.append(content)
+    return out
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+async def _score(policy: Policy, text: str, ctx: EvalContext) -> MetricValue:
+    token = EVAL_CONTEXT.set(ctx)
+    try:
+        return await policy.score_async(text)
+    finally:
+        EVAL_CONTEXT.reset(token)
+
+
 async def evaluate(request: EvaluateRequest, policies: list[Policy], complete: Complete | None,
                    corrector_model: str | None) -> dict[str, Any]:
     text_in, text_out = split_roles(request.messages)
+    context = "\n\n".join([*system_texts(request.messages), *_as_list(request.context)])
     input_score = output_score = 0.0
     violations: list[dict[str, Any]] = []
     violated: Policy | None = None
     for policy in policies:
-        in_value = policy.score(text_in) if text_in else None
-        out_value = policy.score(text_out) if text_out else None
+        in_value = await _score(policy, text_in, EvalContext("input", text_in, context, complete)) if text_in else None
+        out_value = await _score(policy, text_out, EvalContext("output", text_in, context, complete)) \
+            if text_out else None
         scores = [float(v.value) for v in (in_value, out_value) if v is not None]  # type: ignore[arg-type]
         if not scores:
             continue
@@ -120,11 +150,11 @@ async def _correct(policy: Policy, output: str, complete: Complete | None, model
                 {"role": "system", "content": "Rewrite the assistant answer so that it complies with this rule: "
                                               f"{policy.rule or policy.id}. Reply with the rewritten answer only."},
                 {"role": "user", "content": output}])
-            if not policy.violated(float(policy.score(rewritten).value)):  # type: ignore[arg-type]
+            if not policy.violated((await policy.score_async(rewritten)).risk):
                 return rewritten
         except Exception:  # a failed corrector falls back to the local correction below
             pass
-    spans = policy.score(output).spans if output else ()
+    spans = (await policy.score_async(output)).spans if output else ()
     if spans:
         return redact(output, spans, "<{label}>")
     return GENERIC_CORRECTION

@@ -73,10 +73,30 @@ class GuardPlan:
 
 def build_plan(config: GatewayConfig, source: str = "config") -> GuardPlan:
     """The plan for a validated config; raises ConfigError if a policy or stage does not compile."""
+    prepare_scoring(config)
     plan, issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications})
     if issues:
         raise ConfigError(source, issues)
     return plan
+
+
+MODEL_METRICS = frozenset({"prompt_injection", "harmful", "toxicity"})
+
+
+def prepare_scoring(config: GatewayConfig) -> None:
+    """Apply the config's `scoring` settings before its model-based policies compile."""
+    if _uses_models(config):
+        from gateway.scoring.runtime import configure  # onnxruntime loads only for configs that use models
+
+        configure(config.scoring)
+
+
+def _uses_models(config: GatewayConfig) -> bool:
+    from gateway.guard.policy import MODEL_TYPES
+
+    if any(p.type in MODEL_TYPES or p.type == "detector" for p in config.policies):
+        return True
+    return any(rule.metric in MODEL_METRICS for stage in config.stages for rs in stage.rulesets for rule in rs.rules)
 
 
 def compile_plan(policies: Sequence[PolicySpec], stages: Sequence[StageSpec],

@@ -10,8 +10,12 @@ from gateway.metrics import KINDS
 
 # Hallucination policies (seed 002) score compliance: higher is better, violated below the threshold.
 HIGHER_IS_COMPLIANT = frozenset({"relevance", "consistency", "factual"})
-# Types the seeds define that need model-based scoring (ONNX heads, an LLM judge): not in this build.
-MODEL_TYPES = frozenset({"jailbreak", "classifier", "rubric", "similar", "factual", "relevance", "consistency"})
+# Types scored by models (gateway/scoring): heads on the shared encoder, or a user's ONNX classifier.
+MODEL_TYPES = frozenset({"jailbreak", "classifier", "similar", "factual", "relevance", "consistency",
+                         "onnx_classifier"})
+# Scored by an LLM judge on a configured upstream (gateway/scoring/judge.py).
+JUDGE_TYPES = frozenset({"rubric"})
+JUDGE_CALIBRATED_THRESHOLD = 0.5  # the judge answers a probability of violation
 # Lexical policies score 0 or a span confidence: any threshold below 1 separates them; 0.5 is the calibrated one.
 LEXICAL_CALIBRATED_THRESHOLD = 0.5
 # Pattern and keyword policies label their spans with the policy id; PII keeps entity types.
@@ -46,6 +50,12 @@ class Policy:
     def score(self, text: str) -> MetricValue:
         return self.as_metric().measure(text)
 
+    async def score_async(self, text: str) -> MetricValue:
+        metric = self.as_metric()
+        if hasattr(metric, "measure_async"):
+            return await metric.measure_async(text)  # type: ignore[attr-defined]
+        return metric.measure(text)
+
 
 @dataclass(frozen=True, slots=True)
 class _PolicyMetric:
@@ -65,6 +75,15 @@ class _PolicyMetric:
     def blocking(self) -> bool:
         return bool(getattr(self.inner, "blocking", False))
 
+    def __getattr__(self, name: str):  # measure_async, when the inner metric has one
+        if name == "measure_async" and hasattr(self.inner, "measure_async"):
+            return self._measure_async
+        raise AttributeError(name)
+
+    async def _measure_async(self, text: str) -> MetricValue:
+        result = await self.inner.measure_async(text)  # type: ignore[attr-defined]
+        return MetricValue(result.risk, result.spans)
+
     def measure(self, text: str) -> MetricValue:
         result = self.inner.measure(text)
         spans = result.spans
@@ -75,11 +94,18 @@ class _PolicyMetric:
 
 def compile_policy(spec: PolicySpec) -> Policy:
     """Build the policy's metric from its type parameters; raise ParamError with a path inside the policy."""
-    if spec.type in MODEL_TYPES:
-        raise ParamError(("type",), f"policy type {spec.type!r} needs model-based scoring, which this build "
-                                    f"does not have yet; available: {', '.join(sorted(KINDS))}")
+    if spec.type in JUDGE_TYPES:
+        from gateway.scoring.judge import JudgeMetric
+
+        return Policy(spec.id, spec.type, spec.rule, spec.threshold, JUDGE_CALIBRATED_THRESHOLD,
+                      JudgeMetric.from_params(spec.params, spec.rule))
+    if spec.type in MODEL_TYPES or spec.type == "detector":
+        from gateway.scoring.metrics import compile_model_policy  # loads onnxruntime only when needed
+
+        metric, calibrated = compile_model_policy(spec)
+        return Policy(spec.id, spec.type, spec.rule, spec.threshold, calibrated, metric)
     if spec.type not in KINDS:
-        known = sorted({*KINDS, *MODEL_TYPES})
+        known = sorted({*KINDS, *MODEL_TYPES, *JUDGE_TYPES})
         raise ParamError(("type",), f"unknown policy type {spec.type!r}; known: {', '.join(known)}")
     factory, _ = KINDS[spec.type]
     return Policy(spec.id, spec.type, spec.rule, spec.threshold, LEXICAL_CALIBRATED_THRESHOLD, factory(spec.params))

@@ -33,6 +33,18 @@ def _code(params: Mapping[str, Any]) -> Metric:
     return _Blocking(CodeMetric.from_params(params))
 
 
+def _detector(params: Mapping[str, Any]) -> Metric:
+    from gateway.scoring.detectors import DETECTORS  # onnxruntime loads only when a model metric is used
+    from gateway.scoring.metrics import DetectorMetric
+
+    name = params.get("detector")
+    if name not in DETECTORS:
+        from gateway.guard.types import ParamError
+
+        raise ParamError(("detector",), f"must be one of {', '.join(DETECTORS)}")
+    return DetectorMetric.named(str(name))
+
+
 # Metric kinds a policy `type` or a rule `metric` may name, with the kind of value each returns.
 KINDS: dict[str, tuple[Factory, Kind]] = {
     "regex": (RegexMetric.from_params, "labels"),
@@ -40,6 +52,7 @@ KINDS: dict[str, tuple[Factory, Kind]] = {
     "pii": (PiiMetric.from_params, "labels"),
     "length": (LengthMetric.from_params, "number"),
     "code": (_code, "any"),
+    "detector": (_detector, "score"),
 }
 
 # Metrics usable by name in a rule without a policy: (kind, params).
@@ -47,6 +60,9 @@ BUILTINS: dict[str, tuple[str, dict[str, Any]]] = {
     "pii": ("pii", {}),
     "length": ("length", {"unit": "chars"}),
     "tokens": ("length", {"unit": "tokens"}),
+    "prompt_injection": ("detector", {"detector": "prompt_injection"}),
+    "harmful": ("detector", {"detector": "harmful"}),
+    "toxicity": ("detector", {"detector": "toxicity"}),
 }
 
 __all__ = ["BUILTINS", "KINDS", "Factory", "Kind"]

@@ -16,7 +16,8 @@ from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import StageSpec
 from gateway.config.schema import ApplicationConfig
 from gateway.guard import actions
-from gateway.guard.engine import Decision, Engine, Segment
+from gateway.guard.context import EVAL_CONTEXT, EvalContext
+from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import GuardPlan, Stage, compile_stages
 from gateway.proxy.openai import OpenAIError
@@ -36,6 +37,10 @@ CORRECT_PROMPT = ("Rewrite the assistant answer below so that it complies with e
 Complete = Callable[[str, list[dict[str, str]]], Awaitable[str]]  # (model, messages) -> answer text
 
 
+_PROMPT_ROLES = frozenset({"user", "tool"})
+_CONTEXT_ROLES = frozenset({"system", "developer"})
+
+
 @dataclass(slots=True)
 class Guarded:
     """The stages that apply to one request, and what the input check decided."""
@@ -43,6 +48,13 @@ class Guarded:
     input: tuple[Stage, ...]
     output: tuple[Stage, ...]
     decisions: list[Decision] = field(default_factory=list)
+    prompt: str = ""     # the scanned user/tool texts, for output-side relevance and consistency
+    context: str = ""    # system/developer messages
+    complete: Complete | None = None  # for judge metrics
+
+    def enter_output(self) -> None:
+        """Output metrics compare the answer with the prompt and context (the ContextVar is per task)."""
+        EVAL_CONTEXT.set(EvalContext("output", self.prompt, self.context, self.complete))
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         fired = [d for d in self.decisions if d.action is not None]
@@ -94,6 +106,10 @@ class GuardFlow:
 
     async def check_input(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any) -> Decision:
         found = request_texts(endpoint, payload)
+        guarded.prompt = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _PROMPT_ROLES)
+        guarded.context = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _CONTEXT_ROLES)
+        guarded.complete = self._complete
+        EVAL_CONTEXT.set(EvalContext("input", guarded.prompt, guarded.context, self._complete))
         decision = await self.engine.evaluate(guarded.input, [seg for seg, _ in found])
         self._record(decision, ex, "input", tuple(seg.text for seg, _ in found))
         guarded.decisions.append(decision)
@@ -105,6 +121,7 @@ class GuardFlow:
 
     async def check_output(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any) -> Decision:
         found = response_texts(endpoint, payload)
+        guarded.enter_output()
         decision = await self.engine.evaluate(guarded.output, [seg for seg, _ in found])
         self._record(decision, ex, "output", tuple(seg.text for seg, _ in found))
         guarded.decisions.append(decision)

@@ -196,6 +196,7 @@ class ProxyHandler:
 
         relay: EventRelay | StreamGuard = EventRelay()
         if guarded.output:
+            guarded.enter_output()
             relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
                                 self._flow.replacement, lambda d: annotation(d, ex.request_id),
                                 self._flow.lookback(guarded.output))

@@ -49,7 +49,7 @@ def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: 
     counter = iter(range(1_000_000))
 
     def const(name: str, array: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        inits.append(numpy_helper.from_array(np.asarray(array, order="C"), name))  # keeps 0-d scalars 0-d
         return name
 
     def node(op: str, inputs: list[str], **attrs) -> str:
@@ -93,8 +93,8 @@ def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: 
     for i in range(shape.layers):
         p = f"encoder.layer.{i}"
 
-        def heads(name: str, perm: list[int], _p: str = p) -> str:
-            return node("Transpose", [node("Reshape", [linear(x, f"{_p}.attention.self.{name}"), split_shape])],
+        def heads(name: str, perm: list[int], _p: str = p, _x: str = x) -> str:
+            return node("Transpose", [node("Reshape", [linear(_x, f"{_p}.attention.self.{name}"), split_shape])],
                         perm=perm)
 
         q = heads("query", [0, 2, 1, 3])

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 
 @dataclass(frozen=True)
 class EncoderOptions:
-    precision: str = "int8"        # int8 | fp32
+    precision: str = "fp32"        # fp32 | int8 (int8: activations quantised per batch, see README)
     intra_threads: int = 0         # 0: min(cores, 4)
     max_windows: int = 4           # windows of 256 tokens scored per text
     max_chars: int = 32_000        # characters tokenised per text (the rest is not scored by models)

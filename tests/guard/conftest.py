@@ -37,6 +37,7 @@ stages:
   - name: org-input
     scope: central
     on: input
+    timeout_ms: 5000
     rulesets:
       - name: block-secret
         rules: [{{metric: secret_codes}}]
@@ -44,6 +45,10 @@ stages:
       - name: mask-contact
         rules: [{{metric: pii, op: contains_any, value: [EMAIL_ADDRESS, PHONE_NUMBER]}}]
         action: {{type: redact}}
+      - name: watch-injection
+        mode: monitor
+        rules: [{{metric: prompt_injection, op: gt, value: 0.99}}]
+        action: {{type: block}}
   - name: org-output
     scope: central
     on: output

@@ -44,13 +44,17 @@ def test_matches_sentence_transformers(reference, precision: str, floor: float) 
     assert cos.min() >= floor, f"{precision}: worst cosine {cos.min():.4f} (mean {cos.mean():.4f})"
 
 
-def test_embeddings_are_normalised_and_batch_independent(encoder: Encoder) -> None:
+@pytest.mark.parametrize(("precision", "floor"), [("fp32", 0.99999), ("int8", 0.98)])
+def test_embeddings_are_normalised_and_batch_independent(precision: str, floor: float) -> None:
+    # fp32: padding and batch companions must not change a text's vector (same text, same verdict).
+    # int8: dynamic quantisation scales activations per batch, so vectors move a little (documented).
+    encoder = Encoder.load(options=EncoderOptions(precision=precision))
     texts = ["short", "a somewhat longer sentence about the weather in Paris", "x " * 300]
     windows = [w[0] for w in encoder.windows(texts)]
     together = encoder.run(windows)
     alone = np.stack([encoder.run([w])[0] for w in windows])
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
-    np.testing.assert_allclose(together, alone, atol=2e-3)  # padding must not change a text's vector
+    assert (together * alone).sum(1).min() >= floor
 
 
 def test_long_texts_are_windowed(encoder: Encoder) -> None:
@@ -109,7 +113,7 @@ def test_service_matches_direct_encoding(encoder: Encoder) -> None:
     got = asyncio.run(go())
     expected = encoder.embed(texts)
     for g, e in zip(got, expected):
-        np.testing.assert_allclose(g, e, atol=2e-3)
+        np.testing.assert_allclose(g, e, atol=1e-4)
 
 
 def test_concurrent_texts_share_batches(encoder: Encoder) -> None:

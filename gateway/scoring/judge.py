@@ -1,0 +1,95 @@
+"""`rubric` policies: an LLM judge scores a text against the policy's rubric (seed 001).
+
+The judge is any model on any configured upstream (`judge_model`), asked at temperature 0 for one
+JSON object `{"score": <0..1>, "reason": "..."}`: the probability that the text violates the rubric.
+An answer not in that form is an error, so the stage's `on_error` decides (block or allow); so is a
+judge slower than `timeout_ms`. Scores are cached by (model, rubric, text) in a bounded LRU. The judge
+runs only where a stage names the policy, never elsewhere on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.guard.context import EVAL_CONTEXT
+from gateway.guard.types import MetricValue, ParamError
+
+SYSTEM = ("You are a strict compliance judge. Decide whether the TEXT violates the RUBRIC. "
+          "Answer with one JSON object and nothing else: {\"score\": <number from 0 to 1, the probability "
+          "that the text violates the rubric>, \"reason\": \"<one short sentence>\"}.")
+_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
+
+
+def parse_verdict(answer: str) -> float:
+    """The judge's score in [0,1]; ValueError if the answer is not the constrained JSON form."""
+    match = _JSON_OBJECT.search(answer)
+    if match is None:
+        raise ValueError("the judge did not answer with a JSON object")
+    try:
+        verdict = json.loads(match.group(0))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the judge's JSON does not parse: {exc.msg}") from None
+    score = verdict.get("score") if isinstance(verdict, dict) else None
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= float(score) <= 1.0:
+        raise ValueError("the judge's answer has no \"score\" between 0 and 1")
+    return float(score)
+
+
+@dataclass
+class JudgeMetric:
+    model: str
+    rubric: str
+    timeout_s: float
+    cache_entries: int = 1024
+    max_span_chars: int = 0
+    blocking: bool = False
+    _cache: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], rule: str) -> JudgeMetric:
+        model = params.get("judge_model")
+        if not isinstance(model, str) or not model.strip():
+            raise ParamError(("judge_model",), "a rubric policy needs judge_model: the model (on any configured "
+                                               "upstream) that judges texts")
+        rubric = params.get("rubric", rule)
+        if not isinstance(rubric, str) or not rubric.strip():
+            raise ParamError(("rubric",), "a rubric policy needs a rubric (or a rule) to judge against")
+        timeout_ms = params.get("timeout_ms", 10_000)
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms <= 0:
+            raise ParamError(("timeout_ms",), "must be a positive number of milliseconds")
+        cache = params.get("cache_entries", 1024)
+        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
+            raise ParamError(("cache_entries",), "must be a whole number >= 0")
+        return cls(model, rubric, timeout_ms / 1000.0, cache)
+
+    def _key(self, text: str) -> bytes:
+        return hashlib.blake2b(json.dumps([self.model, self.rubric, text]).encode(), digest_size=16).digest()
+
+    async def measure_async(self, text: str) -> MetricValue:
+        key = self._key(text)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return MetricValue(self._cache[key])
+        ctx = EVAL_CONTEXT.get()
+        complete = ctx.complete if ctx is not None else None
+        if complete is None:
+            raise RuntimeError("no judge available here (rubric policies are scored inside the gateway)")
+        messages = [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"RUBRIC:\n{self.rubric}\n\nTEXT:\n{text}"}]
+        answer = await asyncio.wait_for(complete(self.model, messages), self.timeout_s)
+        score = parse_verdict(answer)
+        if self.cache_entries:
+            self._cache[key] = score
+            while len(self._cache) > self.cache_entries:
+                self._cache.popitem(last=False)
+        return MetricValue(score)
+
+    def measure(self, text: str) -> MetricValue:
+        return asyncio.run(self.measure_async(text))

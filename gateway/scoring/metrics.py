@@ -1,0 +1,321 @@
+"""Model-based metrics on the shared encoder: detectors, policy heads, similarity, relevance, consistency.
+
+Each is async (`measure_async`): the engine awaits it under the stage timeout while the embedding
+service batches and caches encoder runs. Several policies on one text cost one encoder run: they all
+await the same cached (or in-flight) embedding. `measure` is the synchronous equivalent for tools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.config.guard_schema import PolicySpec
+from gateway.guard.context import EVAL_CONTEXT
+from gateway.guard.types import MetricValue, ParamError
+from gateway.scoring.heads import Head, fit_logistic, lexical_indices, pooled
+from gateway.scoring.runtime import ScoringRuntime, get_runtime
+
+BACKGROUND = Path(__file__).parent / "weights" / "background.json"
+SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+SIMILAR_THRESHOLD_WITH_PASS = 0.5      # nearer a FAIL example than any PASS example
+SIMILAR_THRESHOLD_FAIL_ONLY = 0.6      # cosine to the nearest FAIL example (MiniLM paraphrases: >= 0.6)
+
+
+class _ModelMetric:
+    max_span_chars = 0
+    blocking = False
+    runtime: ScoringRuntime
+
+    async def _embedding(self, text: str) -> np.ndarray:
+        return pooled(await self.runtime.service.embed(text))
+
+    def _embedding_sync(self, text: str) -> np.ndarray:
+        return pooled(self.runtime.encoder.embed([text])[0])
+
+
+@dataclass
+class DetectorMetric(_ModelMetric):
+    """A built-in detector head (prompt_injection, harmful, toxicity): risk in [0,1]."""
+
+    head: Head
+    runtime: ScoringRuntime
+    gated: int = 0
+    encoded: int = 0
+
+    @classmethod
+    def named(cls, name: str, runtime: ScoringRuntime | None = None) -> DetectorMetric:
+        rt = runtime or get_runtime()
+        metric = cls(rt.detector(name), rt)
+        _ = rt.service  # load the encoder now, at compile time, not on the first request
+        return metric
+
+    def _lexical(self, text: str) -> float | None:
+        if not self.head.needs_lexical:
+            return None
+        return self.head.lexical(lexical_indices(self.runtime.encoder.tokenizer, [text])[0])
+
+    async def measure_async(self, text: str) -> MetricValue:
+        lex = self._lexical(text)
+        early = self.head.gated_out(lex)
+        if early is not None:
+            self.gated += 1
+            return MetricValue(early)
+        self.encoded += 1
+        return MetricValue(self.head.score(await self._embedding(text), lex))
+
+    def measure(self, text: str) -> MetricValue:
+        lex = self._lexical(text)
+        early = self.head.gated_out(lex)
+        return MetricValue(early if early is not None else self.head.score(self._embedding_sync(text), lex))
+
+
+def policy_examples(spec: PolicySpec) -> tuple[list[str], list[int]]:
+    """Labelled texts from the policy definition: examples (FAIL=1), disallowed/allowed behaviours,
+    and a `training_data` JSONL file of {"example", "compliance": PASS|FAIL} rows (seed 000)."""
+    texts: list[str] = []
+    labels: list[int] = []
+    for ex in spec.examples:
+        for text in (ex.output_example, ex.input_example):
+            if text.strip():
+                texts.append(text)
+                labels.append(1 if ex.type == "FAIL" else 0)
+    texts += list(spec.disallowed_behaviors)
+    labels += [1] * len(spec.disallowed_behaviors)
+    texts += list(spec.allowed_behaviors)
+    labels += [0] * len(spec.allowed_behaviors)
+    path = spec.params.get("training_data")
+    if path is not None:
+        try:
+            lines = Path(str(path)).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ParamError(("training_data",), f"cannot read {path}: {exc.strerror}") from None
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                status = str(row["compliance"]).upper()
+                if status not in ("PASS", "FAIL") or not isinstance(row["example"], str):
+                    raise ValueError("compliance must be PASS or FAIL and example a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ParamError(("training_data",), f"{path}:{n}: {exc}") from None
+            texts.append(row["example"])
+            labels.append(1 if status == "FAIL" else 0)
+    return texts, labels
+
+
+def background_texts() -> list[str]:
+    """Everyday prompts shipped with the package: the negatives every classifier head also sees."""
+    return json.loads(BACKGROUND.read_text(encoding="utf-8"))
+
+
+@dataclass
+class HeadMetric(_ModelMetric):
+    """A policy head trained from the policy's own examples (type `classifier`)."""
+
+    head: Head
+    runtime: ScoringRuntime
+
+    async def measure_async(self, text: str) -> MetricValue:
+        return MetricValue(self.head.score(await self._embedding(text)))
+
+    def measure(self, text: str) -> MetricValue:
+        return MetricValue(self.head.score(self._embedding_sync(text)))
+
+
+def train_policy_head(policy_id: str, texts: Sequence[str], labels: Sequence[int], runtime: ScoringRuntime,
+                      cache_dir: Path | None = None) -> Head:
+    """Logistic regression on embeddings of the examples plus the shipped background negatives.
+
+    The calibrated threshold is the best-F1 cut on out-of-fold scores (5 folds) when there are at
+    least 5 examples of each class, else 0.5. Heads are cached on disk by data hash + encoder version."""
+    from gateway.scoring.detectors import best_f1_threshold, roc_auc
+
+    encoder = runtime.encoder
+    background = background_texts()
+    all_texts = [*texts, *background]
+    y = np.asarray([*labels, *([0] * len(background))], np.int64)
+    digest = hashlib.sha256(json.dumps([encoder.version, all_texts, y.tolist()]).encode()).hexdigest()[:20]
+    cache = (cache_dir / "heads" / f"{policy_id}-{digest}.npz") if cache_dir else None
+    if cache is not None and cache.is_file():
+        return Head.load(cache)
+    x = np.stack([pooled(v) for v in encoder.embed(all_texts)])
+    w, b = fit_logistic(x, y, l2=1.0)
+    threshold, meta = 0.5, {"examples": len(texts), "background": len(background)}
+    n_pos, n_neg = int(y.sum()), int(len(texts) - y.sum())
+    if n_pos >= 5 and n_neg >= 5:
+        rng = np.random.default_rng(0)
+        folds = rng.permutation(len(y)) % 5
+        oof = np.zeros(len(y))
+        for k in range(5):
+            fw, fb = fit_logistic(x[folds != k], y[folds != k], l2=1.0)
+            oof[folds == k] = 1 / (1 + np.exp(-(x[folds == k] @ fw + fb)))
+        threshold, f1 = best_f1_threshold(oof[:len(texts)], y[:len(texts)])
+        meta.update(cv_f1=round(f1, 4), cv_auc=round(roc_auc(oof[:len(texts)], y[:len(texts)]), 4))
+    head = Head(policy_id, w, b, threshold=float(min(max(threshold, 0.01), 0.99)),
+                meta={**meta, "encoder": encoder.version, "data_sha": digest})
+    if cache is not None:
+        head.save(cache)
+    return head
+
+
+@dataclass
+class SimilarMetric(_ModelMetric):
+    """Similarity to FAIL examples against PASS examples (type `similar`).
+
+    With PASS examples: 0.5 + (max cos to FAIL - max cos to PASS) / 2, so > 0.5 means nearer a FAIL.
+    Without: the cosine to the nearest FAIL example (clipped to [0,1])."""
+
+    fail: np.ndarray
+    passing: np.ndarray
+    runtime: ScoringRuntime
+
+    def _risk(self, e: np.ndarray) -> float:
+        top_fail = float(np.max(self.fail @ e))
+        if len(self.passing) == 0:
+            return min(max(top_fail, 0.0), 1.0)
+        return min(max(0.5 + (top_fail - float(np.max(self.passing @ e))) / 2, 0.0), 1.0)
+
+    async def measure_async(self, text: str) -> MetricValue:
+        return MetricValue(self._risk(await self._embedding(text)))
+
+    def measure(self, text: str) -> MetricValue:
+        return MetricValue(self._risk(self._embedding_sync(text)))
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in (p.strip() for p in SENTENCE.split(text)) if len(s) > 2]
+
+
+@dataclass
+class RelevanceMetric(_ModelMetric):
+    """Compliance in [0,1] (higher = relevant): cosine of the text to its reference, clipped at 0.
+
+    Input side: the reference is the context (system/developer messages, an evaluate `context`).
+    Output side: the better of the prompt and the context. No reference: 1.0 (nothing to be
+    irrelevant to)."""
+
+    runtime: ScoringRuntime
+
+    def _references(self) -> list[str]:
+        ctx = EVAL_CONTEXT.get()
+        if ctx is None:
+            return []
+        refs = [ctx.context] if ctx.side == "input" else [ctx.prompt, ctx.context]
+        return [r for r in refs if r.strip()]
+
+    async def measure_async(self, text: str) -> MetricValue:
+        refs = self._references()
+        if not refs:
+            return MetricValue(1.0)
+        e = await self._embedding(text)
+        sims = [float(e @ await self._embedding(r)) for r in refs]
+        return MetricValue(min(max(max(sims), 0.0), 1.0))
+
+    def measure(self, text: str) -> MetricValue:
+        refs = self._references()
+        if not refs:
+            return MetricValue(1.0)
+        e = self._embedding_sync(text)
+        return MetricValue(min(max(max(float(e @ self._embedding_sync(r)) for r in refs), 0.0), 1.0))
+
+
+@dataclass
+class ConsistencyMetric(_ModelMetric):
+    """Compliance in [0,1]: how well each sentence of the text is supported by the source (types
+    `consistency` and `factual`). Each sentence's support is its best cosine to a source sentence
+    (or the whole source); the score is the weakest sentence's support, so one unsupported claim
+    shows. The source is the context, else the prompt; with neither, 1.0."""
+
+    runtime: ScoringRuntime
+
+    def _source(self) -> str:
+        ctx = EVAL_CONTEXT.get()
+        if ctx is None:
+            return ""
+        return ctx.context if ctx.context.strip() else ctx.prompt
+
+    @staticmethod
+    def _support(claims: np.ndarray, source: np.ndarray) -> float:
+        best = (claims @ source.T).max(axis=1)
+        return float(min(max(best.min(), 0.0), 1.0))
+
+    async def measure_async(self, text: str) -> MetricValue:
+        source = self._source()
+        claims = _sentences(text)
+        if not source.strip() or not claims:
+            return MetricValue(1.0)
+        src_parts = [*_sentences(source), source]
+        c = np.stack([await self._embedding(s) for s in claims])
+        s = np.stack([await self._embedding(p) for p in src_parts])
+        return MetricValue(self._support(c, s))
+
+    def measure(self, text: str) -> MetricValue:
+        source = self._source()
+        claims = _sentences(text)
+        if not source.strip() or not claims:
+            return MetricValue(1.0)
+        enc = self.runtime.encoder
+        c = np.stack([pooled(v) for v in enc.embed(claims)])
+        s = np.stack([pooled(v) for v in enc.embed([*_sentences(source), source])])
+        return MetricValue(self._support(c, s))
+
+
+CONSISTENCY_CALIBRATED = 0.35   # a sentence whose best source match is below this is unsupported
+RELEVANCE_CALIBRATED = 0.15     # see README "Model-based policies": from matched vs shuffled pairs
+
+
+def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None) -> tuple[Any, float]:
+    """(metric, calibrated threshold) for a model-based policy type; ParamError names the bad key."""
+    from gateway.scoring.detectors import DETECTORS
+
+    rt = runtime or get_runtime()
+    params: Mapping[str, Any] = spec.params
+    if spec.type == "jailbreak":
+        metric = DetectorMetric.named("prompt_injection", rt)
+        return metric, metric.head.threshold
+    if spec.type == "detector":
+        name = params.get("detector")
+        if name not in DETECTORS:
+            raise ParamError(("detector",), f"must be one of {', '.join(DETECTORS)}")
+        metric = DetectorMetric.named(str(name), rt)
+        return metric, metric.head.threshold
+    if spec.type == "classifier":
+        texts, labels = policy_examples(spec)
+        if sum(labels) == 0:
+            raise ParamError(("examples",), "a classifier policy needs at least one FAIL example "
+                                            "(examples, disallowed_behaviors or training_data)")
+        cache = Path(rt.config.model_dir) if rt.config.model_dir else None
+        from gateway.scoring.build import default_cache_dir
+
+        head = train_policy_head(spec.id, texts, labels, rt, cache or default_cache_dir())
+        return HeadMetric(head, rt), head.threshold
+    if spec.type == "similar":
+        texts, labels = policy_examples(spec)
+        fail = [t for t, y in zip(texts, labels) if y == 1]
+        if not fail:
+            raise ParamError(("examples",), "a similar policy needs at least one FAIL example")
+        passing = [t for t, y in zip(texts, labels) if y == 0]
+        enc = rt.encoder
+        f = np.stack([pooled(v) for v in enc.embed(fail)])
+        p = np.stack([pooled(v) for v in enc.embed(passing)]) if passing else np.zeros((0, enc.hidden), np.float32)
+        return SimilarMetric(f, p, rt), (SIMILAR_THRESHOLD_WITH_PASS if passing else SIMILAR_THRESHOLD_FAIL_ONLY)
+    if spec.type == "relevance":
+        _ = rt.service
+        return RelevanceMetric(rt), RELEVANCE_CALIBRATED
+    if spec.type in ("consistency", "factual"):
+        _ = rt.service
+        return ConsistencyMetric(rt), CONSISTENCY_CALIBRATED
+    if spec.type == "onnx_classifier":
+        from gateway.scoring.onnx_classifier import OnnxClassifierMetric
+
+        return OnnxClassifierMetric.from_params(params), 0.5
+    raise ParamError(("type",), f"not a model-based type: {spec.type!r}")

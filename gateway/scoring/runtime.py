@@ -1,0 +1,96 @@
+"""The process-wide scoring runtime: one encoder, one embedding service, loaded heads.
+
+Plans compile policies against it; it is created from the config's `scoring` section the first time
+a model-based metric is compiled (at startup, never on a request), so the first request is not slow.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from gateway.config.schema import ScoringConfig
+from gateway.guard.context import EVAL_CONTEXT, EvalContext  # noqa: F401  (re-exported)
+from gateway.scoring.batcher import EmbeddingService
+from gateway.scoring.encoder import Encoder, EncoderOptions
+from gateway.scoring.heads import Head
+
+
+class BatchHistogram:
+    """Cumulative batch-size histogram for Prometheus (fed from the service's drained sample list)."""
+
+    BOUNDS = (1, 2, 4, 8, 16, 32, 64)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)
+        self.total = 0.0
+
+    def observe_all(self, sizes: list[int]) -> None:
+        for size in sizes:
+            self.total += size
+            index = next((i for i, b in enumerate(self.BOUNDS) if size <= b), len(self.BOUNDS))
+            self.counts[index] += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip([*map(str, self.BOUNDS), "+Inf"], self.counts):
+            running += count
+            out.append((bound, float(running)))
+        return out
+
+
+class ScoringRuntime:
+    def __init__(self, config: ScoringConfig = ScoringConfig()) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._service: EmbeddingService | None = None
+        self._heads: dict[str, Head] = {}
+        self.batch_histogram = BatchHistogram()
+
+    @property
+    def loaded(self) -> bool:
+        return self._service is not None
+
+    @property
+    def service(self) -> EmbeddingService:
+        if self._service is None:
+            with self._lock:
+                if self._service is None:
+                    c = self.config
+                    encoder = Encoder.load(Path(c.model_dir) if c.model_dir else None,
+                                           EncoderOptions(c.precision, c.threads, c.max_windows))
+                    self._service = EmbeddingService(encoder, c.max_batch, c.max_wait_ms, c.cache_entries)
+        return self._service
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.service.encoder
+
+    def detector(self, name: str) -> Head:
+        from gateway.scoring.detectors import load_detector
+
+        with self._lock:
+            if name not in self._heads:
+                self._heads[name] = load_detector(name)
+            return self._heads[name]
+
+
+_RUNTIME: ScoringRuntime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
+def configure(config: ScoringConfig) -> ScoringRuntime:
+    """Use these settings; a loaded runtime with other settings is replaced (its encoder reloads)."""
+    global _RUNTIME
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None or _RUNTIME.config != config:
+            _RUNTIME = ScoringRuntime(config)
+        return _RUNTIME
+
+
+def get_runtime() -> ScoringRuntime:
+    global _RUNTIME
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None:
+            _RUNTIME = ScoringRuntime()
+        return _RUNTIME
