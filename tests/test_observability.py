@@ -41,7 +41,8 @@ EXPECTED_PANELS = {
     "Gateway overhead p50 / p99 by route", "Time to first token p50 / p99 by route", "In-flight requests by route",
     "Guard triggers by stage, ruleset and action", "Blocked vs rewritten vs passed",
     "Guard metric latency p99 by metric", "Guard metric errors and timeouts", "Upstream errors by upstream and kind",
-    "Stage runs with nothing to scan",
+    "Stage runs with nothing to scan", "Scorer batch size (windows per encoder call)", "Scorer cache hit ratio",
+    "Scorer queue and encoder busy share",
 }
 
 
