@@ -43,7 +43,7 @@ def _texts(n: int, size: int, prefix: str = "") -> list[str]:
 def bench_encoder(runs: int) -> dict:
     from gateway.scoring.detectors import DETECTORS, load_detector
     from gateway.scoring.encoder import Encoder
-    from gateway.scoring.heads import lexical_indices, pooled
+    from gateway.scoring.heads import lexical_from_ids, pooled
 
     encoder = Encoder.load()
     heads = [load_detector(n) for n in DETECTORS]
@@ -51,8 +51,11 @@ def bench_encoder(runs: int) -> dict:
     full, gate = [], []
     for i, text in enumerate(texts):
         start = time.perf_counter()
-        indices = lexical_indices(encoder.tokenizer, [text])[0]
+        ids = encoder.token_ids([text])
+        indices = lexical_from_ids(ids[0], encoder.tokenizer.get_vocab_size())
+        static = encoder.static(ids)[0]
         logits = [h.lexical(indices) for h in heads]
+        _ = [h.gate_score(static, z) for h, z in zip(heads, logits) if h.gate_w is not None]
         mid = time.perf_counter()
         embedding = pooled(encoder.embed([text])[0])
         _ = [h.score(embedding, z) for h, z in zip(heads, logits)]
@@ -62,7 +65,7 @@ def bench_encoder(runs: int) -> dict:
             full.append((end - start) * 1000)
     tokens = len(encoder.windows([texts[0]])[0][0])
     return {"text_chars": 1000, "tokens": tokens, "encoder_and_heads_ms": {"p50": _pct(full, 0.5), "p99": _pct(full, 0.99)},
-            "lexical_gate_all_heads_ms": {"p50": _pct(gate, 0.5), "p99": _pct(gate, 0.99)}}
+            "first_tier_all_heads_ms": {"p50": _pct(gate, 0.5), "p99": _pct(gate, 0.99)}}
 
 
 def bench_batching(n_texts: int, concurrency: int) -> dict:
@@ -142,6 +145,10 @@ def bench_gateway(requests: int) -> dict:
             benign = _texts(requests + 5, 1000, prefix="gw")
             suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
             base = _latencies(plain_url, benign)
+            short = [f"Request {i}: how do I change the PIN of my debit card, and is there a fee?"
+                     for i in range(requests + 5)]
+            short_base = _latencies(plain_url, short)
+            short_guarded = _latencies(guarded_url, short)
             gated = _latencies(guarded_url, benign)
             encoded = _latencies(guarded_url, suspicious)
             metrics = httpx.get(guarded_url.replace(CHAT_PATH, "/metrics")).text
@@ -155,6 +162,8 @@ def bench_gateway(requests: int) -> dict:
     return {"requests": requests, "prompt_chars": 1000,
             "plain_ms": {"p50": b50, "p95": b95},
             "benign_added_ms": {"p50": _pct(gated, 0.5) - b50, "p95": _pct(gated, 0.95) - b95},
+            "short_benign_added_ms": {"p50": _pct(short_guarded, 0.5) - _pct(short_base, 0.5),
+                                      "p95": _pct(short_guarded, 0.95) - _pct(short_base, 0.95)},
             "encoder_path_added_ms": {"p50": _pct(encoded, 0.5) - b50, "p95": _pct(encoded, 0.95) - b95},
             "encoder_windows_run": windows, "model_gateway_rss_mb": rss}
 
@@ -176,10 +185,11 @@ def run(args: argparse.Namespace) -> int:
     e, b, g = figures["encoder"], figures["batching"], figures["gateway"]
     print(f"""
 encoder + 3 heads, one {e['text_chars']}-char prompt ({e['tokens']} tokens): p50 {e['encoder_and_heads_ms']['p50']:.1f} ms, p99 {e['encoder_and_heads_ms']['p99']:.1f} ms
-lexical gate, 3 heads:                     p50 {e['lexical_gate_all_heads_ms']['p50']:.2f} ms, p99 {e['lexical_gate_all_heads_ms']['p99']:.2f} ms
+first tier (lexical + static), 3 heads:   p50 {e['first_tier_all_heads_ms']['p50']:.2f} ms, p99 {e['first_tier_all_heads_ms']['p99']:.2f} ms
 16 callers: {b['texts_per_s_unbatched']:.1f} texts/s unbatched, {b['texts_per_s_batched']:.1f} batched (x{b['ratio']:.2f}, mean batch {b['mean_batch']:.1f})
 gateway + prompt_injection stage, c1, added vs the same gateway without stages:
   benign prompts:        p50 {g['benign_added_ms']['p50']:.2f} ms, p95 {g['benign_added_ms']['p95']:.2f} ms
+  short benign question: p50 {g['short_benign_added_ms']['p50']:.2f} ms, p95 {g['short_benign_added_ms']['p95']:.2f} ms
   gate -> encoder path:  p50 {g['encoder_path_added_ms']['p50']:.2f} ms, p95 {g['encoder_path_added_ms']['p95']:.2f} ms
   resident memory with models loaded: {g['model_gateway_rss_mb']:.0f} MB""")
     if args.json:

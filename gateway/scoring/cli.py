@@ -103,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for r in reports:
         print(f"\n{r['detector']}  (threshold {r['threshold']}): AUC {r['auc']}  TPR@1%FPR {r['tpr_at_1pct_fpr']}  "
               f"TPR@5%FPR {r['tpr_at_5pct_fpr']}  F1 {r['f1']}  rows {r['rows']} ({r['positives']} positive)  "
-              f"decided by the lexical gate: {r['gated_without_encoder']:.1%}")
+              f"decided by the first tier (no encoder): {r['gated_without_encoder']:.1%}")
         for stem, e in r["files"].items():
             parts = [f"{k} {v}" for k, v in e.items() if k not in ("rows", "gated_without_encoder")]
             print(f"  {stem:45s} rows {e['rows']:5d}  " + "  ".join(parts))

@@ -12,18 +12,20 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from gateway.scoring import synthetic
 from gateway.scoring.encoder import Encoder
-from gateway.scoring.heads import LEX_DIM, Head, lexical_indices, pooled, sigmoid
+from gateway.scoring.heads import LEX_DIM, Head, lexical_from_ids, lexical_indices, pooled, sigmoid
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SEED = 20261121
 GATE_RECALL = 0.995  # the lexical gate passes at least this share of held-out positives to the encoder
+LONG_CHARS, LONG_WEIGHT = 300, 3.0
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,12 @@ class Recipe:
     negatives: tuple[str, ...]             # task names whose label-0 rows are negatives (benign always is)
     benign_per_file: int                   # benign rows sampled per file
     max_per_file: int                      # cap on any other file (fixed seed)
+    synthetic: Callable[[list[str], int], list[tuple[str, int]]] | None = None  # gateway/scoring/synthetic.py
 
 
 RECIPES: dict[str, Recipe] = {
-    "prompt_injection": Recipe(("injection",), ("injection",), 2500, 4000),
-    "harmful": Recipe(("harmful",), (), 2500, 4000),
+    "prompt_injection": Recipe(("injection",), ("injection",), 2500, 4000, synthetic.injection_rows),
+    "harmful": Recipe(("harmful",), (), 2500, 4000, synthetic.harmful_negatives),
     "toxicity": Recipe(("toxic",), ("toxic",), 1500, 6000),
 }
 DETECTORS = tuple(RECIPES)
@@ -68,6 +71,10 @@ def training_rows(data_dir: Path, name: str) -> tuple[list[str], np.ndarray]:
             chosen = rng.sample(chosen, cap)
         texts += [t for t, _ in chosen]
         labels += [y for _, y in chosen]
+    carriers = [t for t, y in zip(texts, labels) if y == 0 and len(t) < 400]
+    extra = recipe.synthetic(carriers, SEED) if recipe.synthetic else []
+    texts += [t for t, _ in extra]
+    labels += [y for _, y in extra]
     return texts, np.asarray(labels, np.int64)
 
 
@@ -105,8 +112,9 @@ def lexical_matrix(encoder: Encoder, texts: Sequence[str]):
 
 
 def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: EmbeddingCache, log=print) -> Head:
+    from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+    from sklearn.model_selection import StratifiedKFold, train_test_split
 
     started = time.perf_counter()
     texts, labels = training_rows(data_dir, name)
@@ -115,18 +123,28 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
     emb = cache.embed(texts)
     log(f"{name}: {len(texts)} rows ({int(labels.sum())} positive), embedded in {time.perf_counter() - started:.0f} s")
 
+    # Long everyday prompts weigh more: the corpus's long texts are mostly attacks, and a head must not
+    # learn "long = attack" (the data README's caveat).
+    weights = np.where((labels == 0) & (np.array([len(t) for t in texts]) > LONG_CHARS), LONG_WEIGHT, 1.0)
     lexical = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, solver="liblinear", tol=1e-3)
-    folds = StratifiedKFold(3, shuffle=True, random_state=SEED)
-    oof = cross_val_predict(lexical, lex[idx_train], labels[idx_train], cv=folds, method="decision_function")
-    lexical.fit(lex[idx_train], labels[idx_train])
+    oof = np.zeros(len(idx_train))
+    for fit, held in StratifiedKFold(3, shuffle=True, random_state=SEED).split(idx_train, labels[idx_train]):
+        fold = clone(lexical).fit(lex[idx_train[fit]], labels[idx_train[fit]], sample_weight=weights[idx_train[fit]])
+        oof[held] = fold.decision_function(lex[idx_train[held]])
+    lexical.fit(lex[idx_train], labels[idx_train], sample_weight=weights[idx_train])
     full = LogisticRegression(C=2.0, class_weight="balanced", max_iter=5000)
-    full.fit(np.hstack([emb[idx_train], oof[:, None]]), labels[idx_train])
+    full.fit(np.hstack([emb[idx_train], oof[:, None]]), labels[idx_train], sample_weight=weights[idx_train])
+
+    static = encoder.static(encoder.token_ids(texts))
+    first = LogisticRegression(C=2.0, class_weight="balanced", max_iter=5000)
+    first.fit(np.hstack([static[idx_train], oof[:, None]]), labels[idx_train], sample_weight=weights[idx_train])
 
     head = Head(name, full.coef_[0].astype(np.float32), float(full.intercept_[0]),
-                lexical.coef_[0].astype(np.float32), float(lexical.intercept_[0]))
+                lexical.coef_[0].astype(np.float32), float(lexical.intercept_[0]),
+                gate_w=first.coef_[0].astype(np.float32), gate_b=float(first.intercept_[0]))
     hold_lex = lexical.decision_function(lex[idx_hold])
     hold_full = np.array([head.score(e, float(z)) for e, z in zip(emb[idx_hold], hold_lex)])
-    hold_p = sigmoid(hold_lex)
+    hold_p = np.array([head.gate_score(v, float(z)) for v, z in zip(static[idx_hold], hold_lex)])
     y = labels[idx_hold]
     gate = float(np.quantile(hold_p[y == 1], 1.0 - GATE_RECALL))
     combined = np.where(hold_p < gate, hold_p, hold_full)
@@ -138,7 +156,7 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
             "train_seconds": round(time.perf_counter() - started, 1)}
     log(f"{name}: held-out F1 {f1:.3f} at {threshold:.3f}, gate {gate:.4f} skips the encoder for "
         f"{skipped:.1%} of held-out negatives")
-    return Head(name, head.emb_w, head.emb_b, head.lex_w, head.lex_b, gate, threshold, meta)
+    return replace(head, gate=gate, threshold=threshold, meta=meta)
 
 
 def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -204,12 +222,14 @@ def load_detector(name: str, directory: Path = WEIGHTS_DIR) -> Head:
 def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.ndarray, float]:
     """Batch scoring exactly as the gateway scores one text (gate, then encoder); returns the scores
     and the share of texts the gate decided without the encoder."""
-    lex = [head.lexical(ix) for ix in lexical_indices(encoder.tokenizer, texts)] if head.needs_lexical \
-        else [None] * len(texts)
+    ids = encoder.token_ids(texts)
+    vocab = encoder.tokenizer.get_vocab_size()
+    lex = [head.lexical(lexical_from_ids(i, vocab)) for i in ids] if head.needs_lexical else [None] * len(texts)
+    static = encoder.static(ids) if head.gate_w is not None else [None] * len(texts)
     scores = np.zeros(len(texts))
     todo = []
     for i, z in enumerate(lex):
-        early = head.gated_out(z)
+        early = head.gated_out(z, static[i])
         if early is None:
             todo.append(i)
         else:

@@ -57,6 +57,8 @@ class Encoder:
         self.tokenizer = load_tokenizer(tokenizer_path)
         self._cls = self.tokenizer.token_to_id("[CLS]")
         self._sep = self.tokenizer.token_to_id("[SEP]")
+        static = Path(model_path).parent / "static-fp16.npy"
+        self.static_table = np.load(static).astype(np.float32) if static.is_file() else None
 
     @classmethod
     def load(cls, cache_dir: Path | None = None, options: EncoderOptions = EncoderOptions()) -> Encoder:
@@ -85,6 +87,22 @@ class Encoder:
                 chunks = chunks[:keep - 1] + chunks[-1:] if keep > 1 else chunks[:1]
             out.append([[self._cls, *c, self._sep] for c in chunks])
         return out
+
+    def static(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
+        """Static embeddings: the normalised mean of each text's token rows in the distilled table."""
+        if self.static_table is None:
+            raise RuntimeError("the static token table is missing: run `guardrail-gateway models build`")
+        out = np.zeros((len(token_ids), self.hidden), np.float32)
+        for row, ids in enumerate(token_ids):
+            if len(ids):
+                mean = self.static_table[ids].mean(axis=0)
+                out[row] = mean / max(float(np.linalg.norm(mean)), 1e-9)
+        return out
+
+    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        limit = self.options.max_chars
+        return [np.asarray(e.ids, np.int64)
+                for e in self.tokenizer.encode_batch([t[:limit] for t in texts], add_special_tokens=False)]
 
     def run(self, windows: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed token windows in one batch, padded to the longest: [len(windows), hidden] float32."""

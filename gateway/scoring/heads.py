@@ -2,9 +2,11 @@
 
 Lexical features are the text's WordPiece unigrams and hashed bigrams (from the encoder's own
 tokenizer, in Rust: microseconds for a 1,000-character prompt), binary and L2-normalised. A head may
-have a *gate*: its lexical model alone decides texts it scores below `gate` (they never reach the
-encoder); the rest are scored by the full model on [mean window embedding, lexical logit]. The gate
-is calibrated on held-out data to pass >= 99.5% of positives through to the full model.
+have a *gate*: a cheap first tier on [static embedding, lexical logit] (the static embedding is the
+mean of the text's rows in a token table distilled from the encoder: no transformer). Texts the gate
+scores below `gate` are decided there and never reach the encoder; the rest are scored by the full
+model on [mean window embedding, lexical logit]. The gate is calibrated on held-out data to pass
+>= 99.5% of positives through to the full model.
 
 Heads are stored as one `.npz` (arrays) with a JSON `meta` entry; runtime needs only numpy.
 """
@@ -26,13 +28,14 @@ _BIGRAM_MUL = np.int64(1_000_003)
 
 def lexical_indices(tokenizer: Tokenizer, texts: Sequence[str], max_chars: int = 32_000) -> list[np.ndarray]:
     """Per text: the sorted unique feature indices (unigram ids, then hashed bigrams)."""
-    out = []
     vocab = tokenizer.get_vocab_size()
-    for enc in tokenizer.encode_batch([t[:max_chars] for t in texts], add_special_tokens=False):
-        ids = np.asarray(enc.ids, np.int64)
-        bigrams = vocab + (ids[:-1] * _BIGRAM_MUL + ids[1:]) % (LEX_DIM - vocab)
-        out.append(np.unique(np.concatenate([ids, bigrams])))
-    return out
+    return [lexical_from_ids(np.asarray(enc.ids, np.int64), vocab)
+            for enc in tokenizer.encode_batch([t[:max_chars] for t in texts], add_special_tokens=False)]
+
+
+def lexical_from_ids(ids: np.ndarray, vocab: int) -> np.ndarray:
+    bigrams = vocab + (ids[:-1] * _BIGRAM_MUL + ids[1:]) % (LEX_DIM - vocab)
+    return np.unique(np.concatenate([ids, bigrams]))
 
 
 def lexical_logit(weights: np.ndarray, bias: float, indices: np.ndarray) -> float:
@@ -61,7 +64,9 @@ class Head:
     emb_b: float
     lex_w: np.ndarray | None = None        # [LEX_DIM]
     lex_b: float = 0.0
-    gate: float | None = None              # lexical probability below which the encoder is skipped
+    gate: float | None = None              # gate probability below which the encoder is skipped
+    gate_w: np.ndarray | None = None       # [hidden + 1]: the gate model on [static embedding, lexical logit]
+    gate_b: float = 0.0
     threshold: float = 0.5                 # calibrated on held-out data
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -73,11 +78,20 @@ class Head:
         assert self.lex_w is not None
         return lexical_logit(self.lex_w, self.lex_b, indices)
 
-    def gated_out(self, lex_logit: float | None) -> float | None:
-        """The lexical probability if the gate decides the text alone, else None."""
+    def gate_score(self, static: np.ndarray, lex_logit: float) -> float:
+        assert self.gate_w is not None
+        return float(sigmoid(float(np.append(static, np.float32(lex_logit)) @ self.gate_w) + self.gate_b))
+
+    def gated_out(self, lex_logit: float | None, static: np.ndarray | None = None) -> float | None:
+        """The first tier's probability if it decides the text alone, else None (ask the encoder)."""
         if self.gate is None or lex_logit is None:
             return None
-        p = float(sigmoid(lex_logit))
+        if self.gate_w is not None:
+            if static is None:
+                return None
+            p = self.gate_score(static, lex_logit)
+        else:
+            p = float(sigmoid(lex_logit))
         return p if p < self.gate else None
 
     def score(self, embedding: np.ndarray, lex_logit: float | None = None) -> float:
@@ -93,8 +107,10 @@ class Head:
             arrays["emb_w"] = self.emb_w.astype(np.float32)
         if self.lex_w is not None:
             arrays["lex_w"] = self.lex_w.astype(np.float16)
+        if self.gate_w is not None:
+            arrays["gate_w"] = self.gate_w.astype(np.float32)
         meta = {**self.meta, "name": self.name, "emb_b": self.emb_b, "lex_b": self.lex_b, "gate": self.gate,
-                "threshold": self.threshold}
+                "gate_b": self.gate_b, "threshold": self.threshold}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
@@ -106,8 +122,9 @@ class Head:
             meta = json.loads(bytes(data["meta"]).decode())
             emb_w = data["emb_w"].astype(np.float32) if "emb_w" in data else None
             lex_w = data["lex_w"].astype(np.float32) if "lex_w" in data else None
+            gate_w = data["gate_w"].astype(np.float32) if "gate_w" in data else None
         return cls(meta.pop("name"), emb_w, float(meta.pop("emb_b")), lex_w, float(meta.pop("lex_b")),
-                   meta.pop("gate"), float(meta.pop("threshold")), meta)
+                   meta.pop("gate"), gate_w, float(meta.pop("gate_b", 0.0)), float(meta.pop("threshold")), meta)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, weights: np.ndarray | None = None,

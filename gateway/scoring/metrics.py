@@ -20,7 +20,7 @@ import numpy as np
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.context import EVAL_CONTEXT
 from gateway.guard.types import MetricValue, ParamError
-from gateway.scoring.heads import Head, fit_logistic, lexical_indices, pooled
+from gateway.scoring.heads import Head, fit_logistic, lexical_from_ids, pooled
 from gateway.scoring.runtime import ScoringRuntime, get_runtime
 
 BACKGROUND = Path(__file__).parent / "weights" / "background.json"
@@ -57,14 +57,18 @@ class DetectorMetric(_ModelMetric):
         _ = rt.service  # load the encoder now, at compile time, not on the first request
         return metric
 
-    def _lexical(self, text: str) -> float | None:
+    def _first_tier(self, text: str) -> tuple[float | None, float | None]:
+        """(lexical logit, the gate's probability if it decides the text alone)."""
         if not self.head.needs_lexical:
-            return None
-        return self.head.lexical(lexical_indices(self.runtime.encoder.tokenizer, [text])[0])
+            return None, None
+        encoder = self.runtime.encoder
+        ids = encoder.token_ids([text])
+        lex = self.head.lexical(lexical_from_ids(ids[0], encoder.tokenizer.get_vocab_size()))
+        static = encoder.static(ids)[0] if self.head.gate_w is not None else None
+        return lex, self.head.gated_out(lex, static)
 
     async def measure_async(self, text: str) -> MetricValue:
-        lex = self._lexical(text)
-        early = self.head.gated_out(lex)
+        lex, early = self._first_tier(text)
         if early is not None:
             self.gated += 1
             return MetricValue(early)
@@ -72,8 +76,7 @@ class DetectorMetric(_ModelMetric):
         return MetricValue(self.head.score(await self._embedding(text), lex))
 
     def measure(self, text: str) -> MetricValue:
-        lex = self._lexical(text)
-        early = self.head.gated_out(lex)
+        lex, early = self._first_tier(text)
         return MetricValue(early if early is not None else self.head.score(self._embedding_sync(text), lex))
 
 

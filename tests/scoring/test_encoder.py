@@ -44,7 +44,7 @@ def test_matches_sentence_transformers(reference, precision: str, floor: float) 
     assert cos.min() >= floor, f"{precision}: worst cosine {cos.min():.4f} (mean {cos.mean():.4f})"
 
 
-@pytest.mark.parametrize(("precision", "floor"), [("fp32", 0.99999), ("int8", 0.98)])
+@pytest.mark.parametrize(("precision", "floor"), [("fp32", 0.99999), ("int8", 0.95)])
 def test_embeddings_are_normalised_and_batch_independent(precision: str, floor: float) -> None:
     # fp32: padding and batch companions must not change a text's vector (same text, same verdict).
     # int8: dynamic quantisation scales activations per batch, so vectors move a little (documented).
