@@ -149,7 +149,7 @@ server: {{host: 127.0.0.1, port: {port}}}
 upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*"]}}]
 applications: [{{id: app, keys: ["{KEY}"], stages: [injection]}}]
 policies:
-  - {{id: on_topic, type: relevance, threshold: 0.0}}
+  - {{id: on_topic, type: relevance, threshold: 0.2}}  # input vs a system prompt runs lower than Q/A pairs
 stages:
   - name: injection
     on: input
