@@ -1,0 +1,128 @@
+"""The Store protocol: what the gateway keeps beyond its config file, with two implementations
+(SQLite: embedded default; Redis: shared by replicas) that pass one contract test suite.
+
+Model:
+- **Documents** of a few kinds (policy, stage, application), each a JSON object with an `id`. Every
+  write creates a new immutable **version**; `current` points at one of them. `revert` makes an
+  earlier version current again by writing it as a new version (history is never rewritten).
+  Deleting keeps the history; a deleted document is absent from `get` and `list`.
+- **Examples**: labelled training rows per policy (append-only; `synthetic` and `source` kept).
+- **Records**: the monitoring log (append-only, bounded: the oldest beyond `max_records` go).
+- **Feedback**: a corrected label for a named policy on a record.
+- A **revision** counter that every document write bumps: replicas compare it to know their plan is
+  stale (plus a notification channel where the implementation has one).
+
+Every method is async; implementations never block the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+KINDS = ("policy", "stage", "application")
+
+
+class StoreError(RuntimeError):
+    """The store is unreachable or refused the operation (the admin API answers 503)."""
+
+
+class NotFound(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Version:
+    kind: str
+    id: str
+    version: int
+    body: dict[str, Any]
+    created: float
+    author: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str                     # PASS | FAIL (seed 000's compliance status)
+    synthetic: bool = False
+    source: str = "manual"         # manual | synthetic | feedback
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    time: float
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    seq: int
+    record_seq: int
+    policy_id: str
+    label: str                     # PASS | FAIL: what the policy should have said
+    text: str
+    time: float
+    applied: bool = False
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def revision(self) -> int: ...
+
+    # documents
+    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version: ...
+    async def get(self, kind: str, doc_id: str, version: int | None = None) -> Version | None: ...
+    async def list(self, kind: str) -> list[Version]: ...
+    async def versions(self, kind: str, doc_id: str) -> list[Version]: ...
+    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version: ...
+    async def delete(self, kind: str, doc_id: str, author: str) -> bool: ...
+
+    # training data
+    async def add_examples(self, policy_id: str, examples: list[Example]) -> int: ...
+    async def examples(self, policy_id: str) -> list[Example]: ...
+
+    # monitoring log
+    async def append_records(self, bodies: list[dict[str, Any]]) -> list[int]: ...
+    async def records(self, limit: int = 100, before: int | None = None, **match: str) -> list[Record]: ...
+    async def record(self, seq: int) -> Record | None: ...
+
+    # feedback
+    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback: ...
+    async def feedback(self, policy_id: str, applied: bool | None = None) -> list[Feedback]: ...
+    async def mark_applied(self, seqs: list[int]) -> None: ...
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown document kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def check_label(label: str) -> str:
+    upper = label.upper()
+    if upper not in ("PASS", "FAIL"):
+        raise ValueError(f"label must be PASS or FAIL, not {label!r}")
+    return upper
+
+
+def doc_id(body: dict[str, Any]) -> str:
+    value = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value:
+        raise ValueError("a document needs a non-empty string `id`")
+    return value
+
+
+def matches(body: dict[str, Any], match: dict[str, str]) -> bool:
+    """Record filters: each key must equal the record's field (a list field matches if it contains it)."""
+    for key, wanted in match.items():
+        value = body.get(key)
+        if isinstance(value, list):
+            if wanted not in value:
+                return False
+        elif value != wanted:
+            return False
+    return True

@@ -1,0 +1,199 @@
+"""The shared store for several replicas: Redis (redis-py asyncio). Every key starts with `prefix`, so
+deployments and test runs sharing a server never collide. The monitoring log is a Redis Stream capped
+at `max_records` entries; every document write bumps `{prefix}revision` and is published on
+`{prefix}changes` (replicas also poll the revision, for messages missed while disconnected)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.store.base import (Example, Feedback, NotFound, Record, StoreError, Version, check_kind, check_label,
+                                doc_id, matches)
+
+# INCR the record counter and XADD the record under that number as its stream id, atomically, so
+# concurrent writers never add ids out of order.
+_APPEND = """
+local out = {}
+for i = 1, #ARGV - 1 do
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[#ARGV], seq .. '-1', 'b', ARGV[i])
+  out[i] = seq
+end
+return out
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str = "gg:", max_records: int = 100_000,
+                 timeout_s: float = 0.5) -> None:
+        self.prefix = prefix
+        self.max_records = max_records
+        self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                              decode_responses=True)
+        self._append = self.client.register_script(_APPEND)
+
+    def k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def _call(self, coro):
+        try:
+            return await coro
+        except RedisError as exc:
+            raise StoreError(f"redis store: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> None:
+        await self._call(self.client.ping())
+
+    async def revision(self) -> int:
+        return int(await self._call(self.client.get(self.k("revision"))) or 0)
+
+    # --- documents ---------------------------------------------------------------------------
+
+    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
+        check_kind(kind)
+        ident = doc_id(body)
+        version = int(await self._call(self.client.hincrby(self.k("vn", kind), ident, 1)))
+        created = time.time()
+        entry = json.dumps({"body": body, "created": created, "author": author, "note": note})
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.k("v", kind, ident), str(version), entry)
+        pipe.hset(self.k("cur", kind), ident, str(version))
+        pipe.incr(self.k("revision"))
+        result = await self._call(pipe.execute())
+        await self._call(self.client.publish(self.k("changes"), str(result[-1])))
+        return Version(kind, ident, version, body, created, author, note)
+
+    @staticmethod
+    def _version(kind: str, ident: str, version: int, raw: str) -> Version:
+        entry = json.loads(raw)
+        return Version(kind, ident, version, entry["body"], entry["created"], entry["author"], entry.get("note", ""))
+
+    async def get(self, kind: str, doc_id: str, version: int | None = None) -> Version | None:
+        check_kind(kind)
+        if version is None:
+            current = await self._call(self.client.hget(self.k("cur", kind), doc_id))
+            if current is None:
+                return None
+            version = int(current)
+        raw = await self._call(self.client.hget(self.k("v", kind, doc_id), str(version)))
+        return self._version(kind, doc_id, version, raw) if raw else None
+
+    async def list(self, kind: str) -> list[Version]:
+        check_kind(kind)
+        current = await self._call(self.client.hgetall(self.k("cur", kind)))
+        out = []
+        for ident in sorted(current):
+            doc = await self.get(kind, ident, int(current[ident]))
+            if doc is not None:
+                out.append(doc)
+        return out
+
+    async def versions(self, kind: str, doc_id: str) -> list[Version]:
+        check_kind(kind)
+        raw = await self._call(self.client.hgetall(self.k("v", kind, doc_id)))
+        return [self._version(kind, doc_id, int(v), raw[v]) for v in sorted(raw, key=int)]
+
+    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
+        old = await self.get(kind, doc_id, version)
+        if old is None:
+            raise NotFound(f"{kind} {doc_id!r} has no version {version}")
+        return await self.put(kind, old.body, author, f"revert to version {version}")
+
+    async def delete(self, kind: str, doc_id: str, author: str) -> bool:
+        check_kind(kind)
+        removed = await self._call(self.client.hdel(self.k("cur", kind), doc_id))
+        if removed:
+            revision = await self._call(self.client.incr(self.k("revision")))
+            await self._call(self.client.publish(self.k("changes"), str(revision)))
+        return bool(removed)
+
+    # --- training data -----------------------------------------------------------------------
+
+    async def add_examples(self, policy_id: str, examples: list[Example]) -> int:
+        if not examples:
+            return 0
+        first = int(await self._call(self.client.incrby(self.k("exseq"), len(examples)))) - len(examples) + 1
+        rows = [json.dumps({"text": e.text, "label": check_label(e.label), "synthetic": e.synthetic,
+                            "source": e.source, "seq": first + i}) for i, e in enumerate(examples)]
+        await self._call(self.client.rpush(self.k("ex", policy_id), *rows))
+        return len(rows)
+
+    async def examples(self, policy_id: str) -> list[Example]:
+        rows = await self._call(self.client.lrange(self.k("ex", policy_id), 0, -1))
+        return [Example(r["text"], r["label"], r["synthetic"], r["source"], r["seq"]) for r in map(json.loads, rows)]
+
+    # --- monitoring log ----------------------------------------------------------------------
+
+    async def append_records(self, bodies: list[dict[str, Any]]) -> list[int]:
+        if not bodies:
+            return []
+        payload = [json.dumps({"time": float(b.get("time", time.time())), "body": b}) for b in bodies]
+        seqs = await self._call(self._append(keys=[self.k("records"), self.k("recseq")],
+                                             args=[*payload, str(self.max_records)]))
+        return [int(s) for s in seqs]
+
+    @staticmethod
+    def _record(entry_id: str, fields: dict[str, str]) -> Record:
+        data = json.loads(fields["b"])
+        return Record(int(entry_id.split("-")[0]), data["time"], data["body"])
+
+    async def records(self, limit: int = 100, before: int | None = None, **match: str) -> list[Record]:
+        out: list[Record] = []
+        upper = f"({before}-1" if before is not None else "+"
+        while len(out) < limit:
+            batch = await self._call(self.client.xrevrange(self.k("records"), max=upper, min="-", count=500))
+            if not batch:
+                break
+            for entry_id, fields in batch:
+                record = self._record(entry_id, fields)
+                if matches(record.body, match):
+                    out.append(record)
+                    if len(out) >= limit:
+                        break
+            upper = f"({batch[-1][0]}"
+        return out
+
+    async def record(self, seq: int) -> Record | None:
+        batch = await self._call(self.client.xrange(self.k("records"), min=f"{seq}-1", max=f"{seq}-1", count=1))
+        return self._record(*batch[0]) if batch else None
+
+    # --- feedback ------------------------------------------------------------------------------
+
+    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback:
+        label = check_label(label)
+        seq = int(await self._call(self.client.incr(self.k("fbseq"))))
+        item = Feedback(seq, record_seq, policy_id, label, text, time.time())
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.k("fb"), str(seq), json.dumps(item.__dict__))
+        pipe.rpush(self.k("fb", policy_id), str(seq))
+        await self._call(pipe.execute())
+        return item
+
+    async def feedback(self, policy_id: str, applied: bool | None = None) -> list[Feedback]:
+        seqs = await self._call(self.client.lrange(self.k("fb", policy_id), 0, -1))
+        if not seqs:
+            return []
+        raw = await self._call(self.client.hmget(self.k("fb"), seqs))
+        items = [Feedback(**json.loads(r)) for r in raw if r]
+        return [f for f in items if applied is None or f.applied == applied]
+
+    async def mark_applied(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        raw = await self._call(self.client.hmget(self.k("fb"), [str(s) for s in seqs]))
+        updates = {}
+        for r in raw:
+            if r:
+                data = json.loads(r)
+                data["applied"] = True
+                updates[str(data["seq"])] = json.dumps(data)
+        if updates:
+            await self._call(self.client.hset(self.k("fb"), mapping=updates))

@@ -1,0 +1,240 @@
+"""The embedded store: one SQLite file (WAL), nothing to install. Calls run on one worker thread
+(sqlite3 connections are not shared across threads), so the event loop never waits on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gateway.store.base import (Example, Feedback, Record, StoreError, Version, check_kind, check_label, doc_id,
+                                matches)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+    created REAL NOT NULL, author TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (kind, id, version));
+CREATE TABLE IF NOT EXISTS current (
+    kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS examples (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL, text TEXT NOT NULL, label TEXT NOT NULL,
+    synthetic INTEGER NOT NULL, source TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS examples_policy ON examples (policy, seq);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, record INTEGER NOT NULL, policy TEXT NOT NULL, label TEXT NOT NULL,
+    text TEXT NOT NULL, time REAL NOT NULL, applied INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS feedback_policy ON feedback (policy, seq);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, max_records: int = 100_000) -> None:
+        self.path = Path(path)
+        self.max_records = max_records
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.path}: {exc}") from exc
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        await self._run(shut)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._db().execute("SELECT 1").fetchone())
+
+    async def revision(self) -> int:
+        return await self._run(lambda: int(self._db().execute(
+            "SELECT value FROM meta WHERE key='revision'").fetchone()[0]))
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def _write(self, kind: str, body: dict[str, Any], author: str, note: str) -> Version:
+        check_kind(kind)
+        ident = doc_id(body)
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT MAX(version) FROM versions WHERE kind=? AND id=?", (kind, ident)).fetchone()
+            version = (row[0] or 0) + 1
+            created = time.time()
+            db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (kind, ident, version, json.dumps(body), created, author, note))
+            db.execute("INSERT INTO current VALUES (?, ?, ?, 0) ON CONFLICT (kind, id) DO UPDATE SET "
+                       "version=excluded.version, deleted=0", (kind, ident, version))
+            db.execute("UPDATE meta SET value = value + 1 WHERE key='revision'")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return Version(kind, ident, version, body, created, author, note)
+
+    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
+        return await self._run(self._write, kind, body, author, note)
+
+    @staticmethod
+    def _version(row: tuple) -> Version:
+        kind, ident, version, body, created, author, note = row
+        return Version(kind, ident, version, json.loads(body), created, author, note)
+
+    async def get(self, kind: str, doc_id: str, version: int | None = None) -> Version | None:
+        check_kind(kind)
+
+        def read() -> Version | None:
+            db = self._db()
+            if version is None:
+                row = db.execute("SELECT v.* FROM versions v JOIN current c ON c.kind=v.kind AND c.id=v.id "
+                                 "AND c.version=v.version WHERE v.kind=? AND v.id=? AND c.deleted=0",
+                                 (kind, doc_id)).fetchone()
+            else:
+                row = db.execute("SELECT * FROM versions WHERE kind=? AND id=? AND version=?",
+                                 (kind, doc_id, version)).fetchone()
+            return self._version(row) if row else None
+        return await self._run(read)
+
+    async def list(self, kind: str) -> list[Version]:
+        check_kind(kind)
+        rows = await self._run(lambda: self._db().execute(
+            "SELECT v.* FROM versions v JOIN current c ON c.kind=v.kind AND c.id=v.id AND c.version=v.version "
+            "WHERE v.kind=? AND c.deleted=0 ORDER BY v.id", (kind,)).fetchall())
+        return [self._version(r) for r in rows]
+
+    async def versions(self, kind: str, doc_id: str) -> list[Version]:
+        check_kind(kind)
+        rows = await self._run(lambda: self._db().execute(
+            "SELECT * FROM versions WHERE kind=? AND id=? ORDER BY version", (kind, doc_id)).fetchall())
+        return [self._version(r) for r in rows]
+
+    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
+        old = await self.get(kind, doc_id, version)
+        if old is None:
+            from gateway.store.base import NotFound
+            raise NotFound(f"{kind} {doc_id!r} has no version {version}")
+        return await self.put(kind, old.body, author, f"revert to version {version}")
+
+    async def delete(self, kind: str, doc_id: str, author: str) -> bool:
+        check_kind(kind)
+
+        def remove() -> bool:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                changed = db.execute("UPDATE current SET deleted=1 WHERE kind=? AND id=? AND deleted=0",
+                                     (kind, doc_id)).rowcount
+                if changed:
+                    db.execute("UPDATE meta SET value = value + 1 WHERE key='revision'")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return bool(changed)
+        return await self._run(remove)
+
+    # --- training data -----------------------------------------------------------------------
+
+    async def add_examples(self, policy_id: str, examples: list[Example]) -> int:
+        rows = [(policy_id, e.text, check_label(e.label), int(e.synthetic), e.source) for e in examples]
+
+        def insert() -> int:
+            db = self._db()
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO examples (policy, text, label, synthetic, source) VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+            return len(rows)
+        return await self._run(insert)
+
+    async def examples(self, policy_id: str) -> list[Example]:
+        rows = await self._run(lambda: self._db().execute(
+            "SELECT text, label, synthetic, source, seq FROM examples WHERE policy=? ORDER BY seq",
+            (policy_id,)).fetchall())
+        return [Example(t, lab, bool(s), src, seq) for t, lab, s, src, seq in rows]
+
+    # --- monitoring log ----------------------------------------------------------------------
+
+    async def append_records(self, bodies: list[dict[str, Any]]) -> list[int]:
+        def insert() -> list[int]:
+            db = self._db()
+            db.execute("BEGIN")
+            seqs = [db.execute("INSERT INTO records (time, body) VALUES (?, ?)",
+                               (float(b.get("time", time.time())), json.dumps(b))).lastrowid for b in bodies]
+            if seqs:  # retention: keep the newest max_records
+                db.execute("DELETE FROM records WHERE seq <= ?", (seqs[-1] - self.max_records,))
+            db.execute("COMMIT")
+            return [int(s) for s in seqs]
+        return await self._run(insert)
+
+    async def records(self, limit: int = 100, before: int | None = None, **match: str) -> list[Record]:
+        def read() -> list[Record]:
+            out: list[Record] = []
+            cursor = before if before is not None else 1 << 62
+            db = self._db()
+            while len(out) < limit:
+                rows = db.execute("SELECT seq, time, body FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 500",
+                                  (cursor,)).fetchall()
+                if not rows:
+                    break
+                for seq, t, body in rows:
+                    parsed = json.loads(body)
+                    if matches(parsed, match):
+                        out.append(Record(seq, t, parsed))
+                        if len(out) >= limit:
+                            break
+                cursor = rows[-1][0]
+            return out
+        return await self._run(read)
+
+    async def record(self, seq: int) -> Record | None:
+        row = await self._run(lambda: self._db().execute(
+            "SELECT seq, time, body FROM records WHERE seq=?", (seq,)).fetchone())
+        return Record(row[0], row[1], json.loads(row[2])) if row else None
+
+    # --- feedback ------------------------------------------------------------------------------
+
+    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback:
+        label = check_label(label)
+        now = time.time()
+        seq = await self._run(lambda: self._db().execute(
+            "INSERT INTO feedback (record, policy, label, text, time) VALUES (?, ?, ?, ?, ?)",
+            (record_seq, policy_id, label, text, now)).lastrowid)
+        return Feedback(int(seq), record_seq, policy_id, label, text, now)
+
+    async def feedback(self, policy_id: str, applied: bool | None = None) -> list[Feedback]:
+        query = "SELECT seq, record, policy, label, text, time, applied FROM feedback WHERE policy=?"
+        args: tuple = (policy_id,)
+        if applied is not None:
+            query += " AND applied=?"
+            args += (int(applied),)
+        rows = await self._run(lambda: self._db().execute(query + " ORDER BY seq", args).fetchall())
+        return [Feedback(s, r, p, lab, t, tm, bool(a)) for s, r, p, lab, t, tm, a in rows]
+
+    async def mark_applied(self, seqs: list[int]) -> None:
+        await self._run(lambda: self._db().executemany("UPDATE feedback SET applied=1 WHERE seq=?",
+                                                       [(s,) for s in seqs]))

@@ -1,0 +1,178 @@
+"""One contract, two stores: SQLite (a file under tmp) and the real Redis at 127.0.0.1:6379 (a unique
+key prefix per test, deleted afterwards)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis
+
+from gateway.store import Example, NotFound, Store, StoreError, open_store
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request, tmp_path) -> Callable[..., Store]:
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+
+    def make(max_records: int = 100) -> Store:
+        if request.param == "sqlite":
+            return open_store(f"sqlite:///{tmp_path / 'store.db'}", max_records=max_records)
+        return open_store(REDIS_URL, prefix=prefix, max_records=max_records)
+
+    yield make
+    if request.param == "redis":
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+
+async def _with(store: Store, fn):
+    try:
+        await store.ping()
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def test_documents_are_versioned(make_store) -> None:
+    async def body(s: Store):
+        assert await s.revision() == 0
+        v1 = await s.put("policy", {"id": "p1", "type": "regex", "patterns": ["a"]}, "central")
+        v2 = await s.put("policy", {"id": "p1", "type": "regex", "patterns": ["b"]}, "app:x", note="edit")
+        await s.put("policy", {"id": "p0", "type": "pii"}, "central")
+        assert (v1.version, v2.version) == (1, 2) and await s.revision() == 3
+        current = await s.get("policy", "p1")
+        assert current is not None and current.version == 2 and current.body["patterns"] == ["b"]
+        assert current.author == "app:x" and current.note == "edit"
+        assert (await s.get("policy", "p1", 1)).body["patterns"] == ["a"]
+        assert await s.get("policy", "p1", 9) is None and await s.get("policy", "nope") is None
+        assert [d.id for d in await s.list("policy")] == ["p0", "p1"]
+        assert await s.list("stage") == []
+        reverted = await s.revert("policy", "p1", 1, "central")
+        assert reverted.version == 3 and reverted.body["patterns"] == ["a"] and "revert" in reverted.note
+        assert [v.version for v in await s.versions("policy", "p1")] == [1, 2, 3]
+        with pytest.raises(NotFound):
+            await s.revert("policy", "p1", 7, "central")
+        rev = await s.revision()
+        assert await s.delete("policy", "p1", "central") is True
+        assert await s.delete("policy", "p1", "central") is False
+        assert await s.revision() == rev + 1
+        assert await s.get("policy", "p1") is None and [d.id for d in await s.list("policy")] == ["p0"]
+        assert len(await s.versions("policy", "p1")) == 3  # history survives deletion
+        again = await s.put("policy", {"id": "p1", "type": "pii"}, "central")
+        assert again.version == 4 and (await s.get("policy", "p1")).body["type"] == "pii"
+    run(_with(make_store(), body))
+
+
+def test_bad_documents_are_refused(make_store) -> None:
+    async def body(s: Store):
+        with pytest.raises(ValueError, match="kind"):
+            await s.put("widget", {"id": "x"}, "central")
+        with pytest.raises(ValueError, match="`id`"):
+            await s.put("policy", {"type": "pii"}, "central")
+        assert await s.revision() == 0
+    run(_with(make_store(), body))
+
+
+def test_examples(make_store) -> None:
+    async def body(s: Store):
+        assert await s.add_examples("p1", [Example("leak", "FAIL"), Example("fine", "pass", synthetic=True,
+                                                                             source="synthetic")]) == 2
+        await s.add_examples("p2", [Example("other", "FAIL")])
+        got = await s.examples("p1")
+        assert [(e.text, e.label, e.synthetic, e.source) for e in got] == [
+            ("leak", "FAIL", False, "manual"), ("fine", "PASS", True, "synthetic")]
+        assert got[0].seq < got[1].seq
+        with pytest.raises(ValueError, match="PASS or FAIL"):
+            await s.add_examples("p1", [Example("x", "MAYBE")])
+        assert len(await s.examples("p1")) == 2 and await s.examples("none") == []
+    run(_with(make_store(), body))
+
+
+def test_records_are_bounded_and_filterable(make_store) -> None:
+    async def body(s: Store):
+        seqs = []
+        for i in range(12):
+            seqs += await s.append_records([{"application": "a" if i % 2 else "b", "action": "block" if i % 3 == 0
+                                             else None, "policies": ["p1"] if i % 4 == 0 else [], "i": i}])
+        assert seqs == sorted(seqs) and len(set(seqs)) == 12
+        latest = await s.records(limit=3)
+        assert [r.body["i"] for r in latest] == [11, 10, 9]
+        assert [r.body["i"] for r in await s.records(limit=3, before=latest[-1].seq)] == [8, 7, 6]
+        assert [r.body["i"] for r in await s.records(limit=50, application="a", action="block")] == [9, 3]
+        assert [r.body["i"] for r in await s.records(limit=50, policies="p1")] == [8, 4, 0]
+        one = await s.record(seqs[5])
+        assert one is not None and one.body["i"] == 5 and await s.record(10**9) is None
+    run(_with(make_store(), body))
+
+    async def bounded(s: Store):
+        await s.append_records([{"i": i} for i in range(15)])
+        kept = await s.records(limit=100)
+        assert [r.body["i"] for r in kept] == list(range(14, 4, -1))  # the newest 10
+    run(_with(make_store(max_records=10), bounded))
+
+
+def test_feedback(make_store) -> None:
+    async def body(s: Store):
+        [seq] = await s.append_records([{"application": "a"}])
+        f1 = await s.add_feedback(seq, "p1", "fail", "this should have been blocked")
+        f2 = await s.add_feedback(seq, "p1", "PASS", "fine")
+        await s.add_feedback(seq, "p2", "PASS", "x")
+        assert f1.label == "FAIL" and f1.seq < f2.seq
+        assert [f.text for f in await s.feedback("p1")] == ["this should have been blocked", "fine"]
+        await s.mark_applied([f1.seq])
+        assert [f.seq for f in await s.feedback("p1", applied=False)] == [f2.seq]
+        assert [f.seq for f in await s.feedback("p1", applied=True)] == [f1.seq]
+        with pytest.raises(ValueError):
+            await s.add_feedback(seq, "p1", "MAYBE", "x")
+    run(_with(make_store(), body))
+
+
+def test_concurrent_writers_get_distinct_versions(make_store) -> None:
+    async def body(s: Store):
+        versions = await asyncio.gather(*(s.put("stage", {"id": "st", "n": i}, "central") for i in range(20)))
+        assert sorted(v.version for v in versions) == list(range(1, 21))
+        assert await s.revision() == 20
+    run(_with(make_store(), body))
+
+
+def test_sqlite_persists_across_reopen(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'data' / 'store.db'}"
+
+    async def write(s: Store):
+        await s.put("application", {"id": "app", "key_hashes": ["h"]}, "central")
+        await s.append_records([{"x": 1}])
+
+    async def read(s: Store):
+        assert (await s.get("application", "app")).body["key_hashes"] == ["h"]
+        assert [r.body for r in await s.records()] == [{"x": 1}] and await s.revision() == 1
+
+    run(_with(open_store(url), write))
+    run(_with(open_store(url), read))
+
+
+def test_unreachable_redis_is_a_store_error() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+
+    async def body():
+        s = open_store(f"redis://127.0.0.1:{port}/0", prefix="dead:")
+        try:
+            with pytest.raises(StoreError, match="redis store"):
+                await s.revision()
+        finally:
+            await s.close()
+    run(body())
