@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.admin.auth import AdminAuth
+from gateway.admin.policies import policy_routes
+from gateway.admin.registry import Registry
 from gateway.admin.routes import admin_routes
 from gateway.config import GatewayConfig, load_config
 from gateway.proxy.handler import ProxyHandler
@@ -26,7 +32,17 @@ from gateway.proxy.corrector import make_completer
 from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.upstream import Router, make_upstream
 from gateway.settings import Settings
+from gateway.store import StoreError, open_store
 from gateway.telemetry import Telemetry
+
+log = logging.getLogger("gateway.app")
+
+
+def store_url(config: GatewayConfig, config_path: str) -> str:
+    """The configured store, else SQLite under `data/` next to the config file (the embedded default)."""
+    if config.store.url:
+        return config.store.url
+    return f"sqlite:///{Path(config_path).resolve().parent / 'data' / 'gateway.db'}"
 
 
 class GatewayApp:
@@ -62,6 +78,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     complete = make_completer(router)
     flow = GuardFlow(build_plan(config), telemetry, monitor, complete)
     handler = ProxyHandler(config, upstreams, router, telemetry, flow)
+    registry = Registry(config, open_store(store_url(config, settings.config_path), config.store.prefix,
+                                           config.store.max_records, config.store.timeout_s), flow)
     state = {"ready": False}
 
     @contextlib.asynccontextmanager
@@ -70,12 +88,20 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
             await upstream.open()
         # Everything built so far lives as long as the process: keep it out of the GC's scans so
         # collections triggered by request garbage stay short (they show up in p99 latency).
+        try:  # stored policies and stages join the config's before the first request
+            await asyncio.wait_for(registry.load(), timeout=max(5.0, config.store.timeout_s * 4))
+        except (StoreError, TimeoutError) as exc:
+            registry.degraded = str(exc) or type(exc).__name__
+            log.warning("store unreachable at start; serving the config's plan",
+                        extra={"fields": {"error": registry.degraded}})
+        registry.start()
         gc.freeze()
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
+            await registry.stop()
             for upstream in upstreams:
                 await upstream.close()
 
@@ -83,7 +109,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(request: Request) -> Response:
-        checks = {"config": "ok", "upstream_clients": "ok" if state["ready"] else "starting"}
+        checks = {"config": "ok", "upstream_clients": "ok" if state["ready"] else "starting",
+                  "store": f"degraded: {registry.degraded}" if registry.degraded else "ok"}
         ok = state["ready"]
         body = orjson.dumps({"status": "ready" if ok else "not_ready", "checks": checks})
         return Response(body, status_code=200 if ok else 503, media_type="application/json")
@@ -102,6 +129,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
 
     routes = [
         *admin_routes(config, flow, monitor, complete),
+        *policy_routes(AdminAuth(config.admin.tokens), registry),
         Route("/v1/models", handler.list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -110,6 +110,17 @@ class ScoringConfig(_Frozen):
     model_dir: str | None = Field(None, description="Compiled model cache; default $GATEWAY_MODEL_DIR or ~/.cache/guardrail-gateway/models.")
 
 
+class StoreConfig(_Frozen):
+    """Where policies, stages and versions created through the admin API live."""
+
+    url: str | None = Field(None, description="redis://host:port/db to share with other replicas, or "
+                                              "sqlite:///path.db; default: data/gateway.db next to the config file.")
+    prefix: str = Field("gg:", min_length=1, description="Redis key prefix (deployments sharing a server differ).")
+    max_records: int = Field(100_000, ge=100, description="Monitoring records kept in the store.")
+    poll_interval_s: float = Field(0.25, gt=0, le=10, description="How often a replica checks the store for changes.")
+    timeout_s: float = Field(0.5, gt=0, le=10, description="Longest wait on the store for any call.")
+
+
 class GatewayConfig(_Frozen):
     """The whole file. Metric parameters and rule values are checked when the guard plan compiles."""
 
@@ -119,5 +130,6 @@ class GatewayConfig(_Frozen):
     admin: AdminConfig = Field(AdminConfig(), description="Admin tokens and roles.")
     guard: GuardSettings = Field(GuardSettings(), description="Guard-wide settings.")
     scoring: ScoringConfig = Field(ScoringConfig(), description="Model-based scoring (ONNX Runtime).")
+    store: StoreConfig = Field(StoreConfig(), description="The policy registry (SQLite or Redis).")
     policies: tuple[PolicySpec, ...] = Field((), description="Named metrics with thresholds (seed 001).")
     stages: tuple[StageSpec, ...] = Field((), description="Input and output stages, central or per application.")

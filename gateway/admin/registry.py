@@ -1,0 +1,190 @@
+"""The live guard plan: the config file's policies and stages plus what the admin API stored.
+
+Every replica serves from an immutable compiled plan and swaps it atomically (one attribute
+assignment on the GuardFlow). A background task compares the store's revision with the plan's every
+`poll_interval_s` and rebuilds on change, so a change made through any replica reaches every replica
+sharing the store. A candidate that does not compile never replaces the running plan. The request
+path never calls the store.
+
+Store documents: `policy` bodies are seed-001 policy specs (plus `owner`: "central" or
+"app:<id>"); `stage` bodies are {"spec": <stage spec>, "applications": [ids], "owner": ...}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.config.errors import ConfigIssue, format_path
+from gateway.config.guard_schema import PolicySpec, StageSpec
+from gateway.config.schema import GatewayConfig
+from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
+from gateway.store import Store, StoreError, Version
+
+log = logging.getLogger("gateway.registry")
+
+
+class InvalidChange(ValueError):
+    """A change that would not compile; `param` names the field (admin API: 400)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    policies: tuple[Version, ...]
+    stages: tuple[Version, ...]
+
+
+def _policy_spec(body: dict[str, Any]) -> PolicySpec:
+    return PolicySpec.model_validate({k: v for k, v in body.items() if k != "owner"})
+
+
+class Registry:
+    def __init__(self, config: GatewayConfig, store: Store, flow: Any) -> None:
+        self.config = config
+        self.store = store
+        self.flow = flow
+        self.revision = -1
+        self.degraded: str | None = None       # why the store is unreachable, if it is
+        self.last_sync = 0.0
+        self.swaps = 0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def config_policy_ids(self) -> frozenset[str]:
+        return frozenset(p.id for p in self.config.policies)
+
+    @property
+    def config_stage_names(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.config.stages)
+
+    def compile(self, snapshot: Snapshot) -> tuple[GuardPlan, list[ConfigIssue]]:
+        """Config + store documents -> plan; issues name `store.policies.<id>...` for stored ones."""
+        issues: list[ConfigIssue] = []
+        policies = list(self.config.policies)
+        for doc in snapshot.policies:
+            if doc.id in self.config_policy_ids:
+                issues.append(ConfigIssue(f"store.policies.{doc.id}", "a policy with this id is defined in the "
+                                                                       "config file too; rename one of them"))
+                continue
+            try:
+                policies.append(_policy_spec(doc.body))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                issues.append(ConfigIssue(format_path(("store", "policies", doc.id, *err["loc"])), err["msg"]))
+        stages = list(self.config.stages)
+        app_stages = {a.id: list(a.stages) for a in self.config.applications}
+        for doc in snapshot.stages:
+            try:
+                spec = StageSpec.model_validate(doc.body["spec"])
+            except (ValidationError, KeyError, TypeError) as exc:
+                issues.append(ConfigIssue(f"store.stages.{doc.id}", str(exc).splitlines()[0]))
+                continue
+            stages.append(spec)
+            for app in doc.body.get("applications", []):
+                app_stages.setdefault(app, []).append(spec.name)
+        prepare_scoring(self.config)
+        plan, more = compile_plan(policies, stages, app_stages)
+        # Name stored documents by id, not by their index in the merged lists.
+        names = {f"policies[{i}]": f"store.policies.{p.id}" for i, p in enumerate(policies)
+                 if i >= len(self.config.policies)}
+        names.update({f"stages[{i}]": f"store.stages.{st.name}" for i, st in enumerate(stages)
+                      if i >= len(self.config.stages)})
+        for n, issue in enumerate(more):
+            head, dot, rest = issue.path.partition(".")
+            if head in names:
+                more[n] = ConfigIssue(names[head] + dot + rest, issue.message)
+        return plan, issues + more
+
+    async def snapshot(self) -> Snapshot:
+        return Snapshot(tuple(await self.store.list("policy")), tuple(await self.store.list("stage")))
+
+    async def check(self, snapshot: Snapshot) -> GuardPlan:
+        """Compile off the event loop (a classifier policy trains here); raise InvalidChange on issues."""
+        plan, issues = await asyncio.to_thread(self.compile, snapshot)
+        if issues:
+            raise InvalidChange(issues[0].path, issues[0].message)
+        return plan
+
+    async def load(self) -> bool:
+        """Rebuild from the store if its revision moved; True if the plan was swapped."""
+        async with self._lock:
+            revision = await self.store.revision()
+            if revision == self.revision:
+                return False
+            snapshot = await self.snapshot()
+            try:
+                plan = await self.check(snapshot)
+            except InvalidChange as err:  # keep enforcing the last good plan
+                log.error("stored policies do not compile; keeping the running plan",
+                          extra={"fields": {"param": err.param, "error": err.message}})
+                self.revision = revision
+                return False
+            self.flow.plan = plan  # the atomic swap: requests already running keep their stages
+            self.revision = revision
+            self.swaps += 1
+            return True
+
+    async def follow(self) -> None:
+        interval = self.config.store.poll_interval_s
+        while True:
+            try:
+                await asyncio.wait_for(self.load(), timeout=max(5.0, interval * 4))
+                self.degraded = None
+                self.last_sync = time.time()
+            except (StoreError, TimeoutError) as exc:
+                if self.degraded is None:
+                    log.warning("store unreachable; enforcing the last good plan",
+                                extra={"fields": {"error": str(exc)}})
+                self.degraded = str(exc) or type(exc).__name__
+            await asyncio.sleep(interval)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.follow(), name="registry-follow")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.store.close()
+
+    async def write(self, kind: str, body: dict[str, Any], author: str, replacing: Sequence[Version] = ()) -> Version:
+        """Validate the store with this document in it, then write it and swap the plan at once."""
+        snapshot = await self.snapshot()
+        others = [d for d in (snapshot.policies if kind == "policy" else snapshot.stages) if d.id != body["id"]]
+        candidate = Version(kind, body["id"], 0, body, time.time(), author)
+        trial = Snapshot(tuple([*others, candidate]), snapshot.stages) if kind == "policy" \
+            else Snapshot(snapshot.policies, tuple([*others, candidate]))
+        try:
+            await self.check(trial)
+        except InvalidChange as err:  # a field of the document being written: name it as the caller sent it
+            own = f"store.{'policies' if kind == 'policy' else 'stages'}.{body['id']}."
+            if err.param.startswith(own):
+                raise InvalidChange(err.param.removeprefix(own), err.message) from None
+            raise
+        written = await self.store.put(kind, body, author)
+        await self.load()
+        return written
+
+    async def remove(self, kind: str, doc_id: str, author: str) -> bool:
+        snapshot = await self.snapshot()
+        trial = Snapshot(tuple(d for d in snapshot.policies if not (kind == "policy" and d.id == doc_id)),
+                         tuple(d for d in snapshot.stages if not (kind == "stage" and d.id == doc_id)))
+        await self.check(trial)
+        removed = await self.store.delete(kind, doc_id, author)
+        await self.load()
+        return removed

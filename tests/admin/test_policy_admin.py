@@ -1,0 +1,215 @@
+"""The policy admin API against a real gateway process: every endpoint and permission, validation,
+versions and revert, the seed-002 threshold endpoint, apply; and two gateway processes sharing the
+real Redis, where a change made through one changes the other's verdict within a second."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import Gateway, running_gateway
+
+CENTRAL, ADMIN_A = "admin-central", "admin-app-a"
+KEY_A, KEY_B = "sk-app-a", "sk-app-b"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _config(upstream: str, port: int, store: str = "") -> str:
+    return f"""
+server: {{host: 127.0.0.1, port: {port}}}
+upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*"]}}]
+applications:
+  - {{id: app-a, keys: ["{KEY_A}"]}}
+  - {{id: app-b, keys: ["{KEY_B}"]}}
+admin:
+  tokens:
+    - {{token: {CENTRAL}, role: central}}
+    - {{token: {ADMIN_A}, role: "app:app-a"}}
+policies:
+  - {{id: from_config, type: contains, keywords: ["configured-word"]}}
+{store}
+"""
+
+
+def h(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def chat(gw: Gateway, key: str, text: str) -> httpx.Response:
+    return httpx.post(gw.url + "/v1/chat/completions", headers=h(key), timeout=10,
+                      json={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
+
+
+@pytest.fixture(scope="module")
+def gw(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("admin"), lambda port: _config(upstream, port)) as g:
+        yield g
+
+
+def test_create_read_list_edit_delete(gw: Gateway) -> None:
+    body = {"id": "codes", "type": "regex", "rule": "No project codes", "patterns": ["PRJ-[0-9]{3}"]}
+    r = httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["version"] == 1 and r.json()["owner"] == "central"
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=body).status_code == 409
+    listed = httpx.get(gw.url + "/v1/admin/policies", headers=h(ADMIN_A)).json()["data"]
+    assert {(p["id"], p["source"]) for p in listed} >= {("codes", "store"), ("from_config", "config")}
+    r = httpx.patch(gw.url + "/v1/admin/policies/codes", headers=h(CENTRAL), json={"patterns": ["PRJ-[0-9]{4}"]})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    assert httpx.get(gw.url + "/v1/admin/policies/codes", headers=h(CENTRAL)).json()["patterns"] == ["PRJ-[0-9]{4}"]
+    versions = httpx.get(gw.url + "/v1/admin/policies/codes/versions", headers=h(CENTRAL)).json()["data"]
+    assert [(v["version"], v["current"]) for v in versions] == [(1, False), (2, True)]
+    r = httpx.post(gw.url + "/v1/admin/policies/codes/revert", headers=h(CENTRAL), json={"version": 1})
+    assert r.status_code == 200 and r.json()["version"] == 3 and r.json()["patterns"] == ["PRJ-[0-9]{3}"]
+    assert httpx.delete(gw.url + "/v1/admin/policies/codes", headers=h(CENTRAL)).json()["deleted"] is True
+    assert httpx.get(gw.url + "/v1/admin/policies/codes", headers=h(CENTRAL)).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"id": "bad", "type": "regex", "patterns": ["(a)\\1"]}, "patterns[0]"),
+    ({"id": "bad", "type": "telepathy"}, "type"),
+    ({"id": "bad", "type": "regex", "patterns": ["x"], "threshold": 3}, "threshold"),
+    ({"type": "regex"}, "id"),
+])
+def test_invalid_policies_are_rejected_with_the_field(gw: Gateway, body: dict, param: str) -> None:
+    r = httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["code"] in ("invalid_policy",)
+    assert httpx.get(gw.url + "/v1/admin/policies/bad", headers=h(CENTRAL)).status_code == 404
+
+
+def test_permissions(gw: Gateway) -> None:
+    assert httpx.get(gw.url + "/v1/admin/policies").status_code == 401
+    assert httpx.get(gw.url + "/v1/admin/policies", headers=h("nope")).json()["error"]["code"] == "invalid_admin_token"
+    own = {"id": "a-owned", "type": "contains", "keywords": ["alpha"]}
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(ADMIN_A), json=own).json()["owner"] == "app:app-a"
+    central = {"id": "c-owned", "type": "contains", "keywords": ["gamma"]}
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=central).status_code == 201
+    # An application token edits its own policies, not central ones nor the config's.
+    assert httpx.patch(gw.url + "/v1/admin/policies/a-owned", headers=h(ADMIN_A), json={"rule": "r"}).status_code == 200
+    for path in ("c-owned", "from_config"):
+        r = httpx.patch(gw.url + f"/v1/admin/policies/{path}", headers=h(ADMIN_A), json={"rule": "r"})
+        assert r.status_code == 403, r.text
+    assert httpx.delete(gw.url + "/v1/admin/policies/c-owned", headers=h(ADMIN_A)).status_code == 403
+    r = httpx.put(gw.url + "/v1/moderation/policy/c-owned/update-threshold", headers=h(ADMIN_A),
+                  json={"classification_threshold": 0.2})
+    assert r.status_code == 403
+    r = httpx.post(gw.url + "/v1/admin/policies/a-owned/apply", headers=h(ADMIN_A), json={"application": "app-b"})
+    assert r.status_code == 403 and r.json()["error"]["param"] == "application"
+    r = httpx.patch(gw.url + "/v1/admin/policies/a-owned", headers=h(ADMIN_A), json={"owner": "central"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "owner"
+
+
+def test_apply_enforces_on_traffic_and_threshold_endpoint(gw: Gateway) -> None:
+    body = {"id": "no-secrets", "type": "contains", "keywords": ["launch code"], "rule": "No launch codes"}
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(ADMIN_A), json=body).status_code == 201
+    assert chat(gw, KEY_A, "the launch code is 1234").json()["choices"][0]["message"]["content"].startswith("echo:")
+    r = httpx.post(gw.url + "/v1/admin/policies/no-secrets/apply", headers=h(ADMIN_A),
+                   json={"application": "app-a", "on": "input", "action": {"type": "block", "message": "nope"}})
+    assert r.status_code == 201, r.text
+    blocked = chat(gw, KEY_A, "the launch code is 1234")
+    assert blocked.headers["x-guardrail-action"] == "block" and blocked.json()["choices"][0]["message"]["content"] == "nope"
+    assert chat(gw, KEY_B, "the launch code is 1234").json()["choices"][0]["message"]["content"].startswith("echo:")
+    # Seed 002: 0 <= x <= 1, else 400; a threshold of 1 lets everything through (risk is never > 1).
+    for bad in (1.5, -0.1, "high", None):
+        r = httpx.put(gw.url + "/v1/moderation/policy/no-secrets/update-threshold", headers=h(CENTRAL),
+                      json={"classification_threshold": bad})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "classification_threshold"
+    r = httpx.put(gw.url + "/v1/moderation/policy/no-secrets/update-threshold", headers=h(CENTRAL),
+                  json={"classification_threshold": 1.0})
+    assert r.status_code == 200 and r.json()["classification_threshold"] == 1.0
+    assert chat(gw, KEY_A, "the launch code is 1234").json()["choices"][0]["message"]["content"].startswith("echo:")
+    r = httpx.request("DELETE", gw.url + "/v1/admin/policies/no-secrets", headers=h(CENTRAL))
+    assert r.status_code == 400 and "unknown metric 'no-secrets'" in r.json()["error"]["message"]  # still applied
+    r = httpx.request("DELETE", gw.url + "/v1/admin/policies/no-secrets/apply", headers=h(ADMIN_A),
+                      json={"application": "app-a", "on": "input"})
+    assert r.status_code == 200
+
+
+def test_training_data(gw: Gateway) -> None:
+    httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL),
+               json={"id": "with-data", "type": "contains", "keywords": ["x"]})
+    r = httpx.post(gw.url + "/v1/admin/policies/with-data/data", headers=h(CENTRAL),
+                   json={"data": [{"example": "leak", "compliance": "FAIL"}, {"example": "ok", "compliance": "pass"}]})
+    assert r.status_code == 201 and r.json()["total"] == 2
+    r = httpx.post(gw.url + "/v1/admin/policies/with-data/data", headers=h(CENTRAL),
+                   json={"data": [{"example": "x", "compliance": "MAYBE"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "data[0].compliance"
+    rows = httpx.get(gw.url + "/v1/admin/policies/with-data/data", headers=h(CENTRAL)).json()["data"]
+    assert [(d["example"], d["compliance"]) for d in rows] == [("leak", "FAIL"), ("ok", "PASS")]
+
+
+def test_stored_policies_survive_a_restart(upstream: str, tmp_path) -> None:
+    with running_gateway(tmp_path, lambda port: _config(upstream, port)) as g:
+        assert httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL),
+                          json={"id": "kept", "type": "contains", "keywords": ["k"]}).status_code == 201
+    with running_gateway(tmp_path, lambda port: _config(upstream, port)) as g:
+        assert httpx.get(g.url + "/v1/admin/policies/kept", headers=h(CENTRAL)).json()["version"] == 1
+
+
+@pytest.fixture()
+def redis_prefix() -> Iterator[str]:
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(prefix + "*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_two_replicas_share_redis(upstream: str, tmp_path, redis_prefix: str) -> None:
+    store = f'store: {{url: "{REDIS_URL}", prefix: "{redis_prefix}", poll_interval_s: 0.2}}'
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    with running_gateway(tmp_path / "one", lambda port: _config(upstream, port, store)) as one, \
+            running_gateway(tmp_path / "two", lambda port: _config(upstream, port, store)) as two:
+        body = {"id": "shared", "type": "contains", "keywords": ["forbidden fruit"]}
+        assert httpx.post(one.url + "/v1/admin/policies", headers=h(CENTRAL), json=body).status_code == 201
+        r = httpx.post(one.url + "/v1/admin/policies/shared/apply", headers=h(CENTRAL),
+                       json={"application": "app-a", "action": {"type": "block", "message": "blocked"}})
+        assert r.status_code == 201
+
+        def verdict() -> str:
+            return chat(two, KEY_A, "tell me about the forbidden fruit").json()["choices"][0]["message"]["content"]
+
+        def wait_for(expected: str) -> float:
+            start = time.monotonic()
+            while time.monotonic() - start < 5:
+                if verdict() == expected:
+                    return time.monotonic() - start
+                time.sleep(0.02)
+            raise AssertionError(f"replica two never answered {expected!r}")
+
+        wait_for("blocked")
+        # A threshold changed through replica one changes replica two's verdict within a second.
+        start = time.monotonic()
+        r = httpx.put(one.url + "/v1/moderation/policy/shared/update-threshold", headers=h(CENTRAL),
+                      json={"classification_threshold": 1.0})
+        assert r.status_code == 200
+        waited = wait_for("echo:tell me about the forbidden fruit")
+        assert time.monotonic() - start < 1.0, f"propagation took {time.monotonic() - start:.2f} s"
+        print(f"propagation: {waited * 1000:.0f} ms")
+        ready = httpx.get(two.url + "/readyz").json()
+        assert ready["checks"]["store"] == "ok"
+
+
+def test_store_down_keeps_serving_and_admin_writes_503(upstream: str, tmp_path) -> None:
+    from tests.conftest import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    store = f'store: {{url: "{dead}", timeout_s: 0.2, poll_interval_s: 0.2}}'
+    with running_gateway(tmp_path, lambda port: _config(upstream, port, store)) as g:
+        started = time.monotonic()
+        r = chat(g, KEY_A, "hello")
+        assert r.status_code == 200 and time.monotonic() - started < 1.0  # never waits on the store
+        ready = httpx.get(g.url + "/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["store"].startswith("degraded")
+        r = httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL), json={"id": "x", "type": "pii"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        assert "redis" not in r.text.lower() or dead not in r.text  # no internals in the answer
