@@ -129,7 +129,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
 
     routes = [
         *admin_routes(config, flow, monitor, complete),
-        *policy_routes(AdminAuth(config.admin.tokens), registry),
+        *policy_routes(AdminAuth(config.admin.tokens), registry, monitor),
         Route("/v1/models", handler.list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

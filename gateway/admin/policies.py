@@ -8,6 +8,8 @@ from the config file are read-only here. Errors are OpenAI-shaped: 400 names the
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,11 +19,47 @@ from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.registry import InvalidChange, Registry
+from gateway.guard.monitor import MonitorLog
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
 from gateway.store import Example, StoreError, Version
 
 _MAX_BODY = 4 * 1024 * 1024
+TRAINABLE = ("classifier", "similar")
+
+
+def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]:
+    """The next version of a policy trained on its definition and its stored training data (blocking).
+
+    classifier: a head (logistic regression on the shared encoder) with held-out (5-fold) metrics and
+    its calibrated threshold, stored in the version. similar: the stored examples become the version's
+    examples. Either way the version records how many rows and which data (hash) it was made from."""
+    import hashlib
+
+    from gateway.config.guard_schema import PolicySpec
+    from gateway.scoring.metrics import head_to_dict, policy_examples, train_policy_head
+    from gateway.scoring.runtime import get_runtime
+
+    definition = {k: v for k, v in body.items() if k not in ("owner", "head", "trained", "training_examples")}
+    spec = PolicySpec.model_validate(definition)
+    texts, labels = policy_examples(spec)
+    for e in stored:  # feedback rows are the cases the policy got wrong: they count three times
+        copies = 3 if e.source == "feedback" else 1
+        texts += [e.text] * copies
+        labels += [1 if e.label == "FAIL" else 0] * copies
+    if sum(labels) == 0:
+        raise ValueError("no FAIL examples: add training data first")
+    data_sha = hashlib.sha256("\n".join(f"{y}\t{t}" for t, y in zip(texts, labels)).encode()).hexdigest()[:16]
+    out = dict(body)
+    if body.get("type") == "classifier":
+        started = time.perf_counter()
+        head = train_policy_head(spec.id, texts, labels, get_runtime())
+        out["head"] = head_to_dict(head)
+        out["head"]["meta"]["train_seconds"] = round(time.perf_counter() - started, 2)
+    else:
+        out["training_examples"] = [{"example": e.text, "compliance": e.label} for e in stored]
+    out["trained"] = {"rows": len(texts), "fail": int(sum(labels)), "data_sha": data_sha, "time": time.time()}
+    return out
 Handler = Callable[[Request, Role], Awaitable[Any]]
 
 
@@ -51,7 +89,7 @@ async def _json(request: Request) -> dict[str, Any]:
     return parsed
 
 
-def policy_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
+def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog) -> list[Route]:
     store = registry.store
 
     def endpoint(handler: Handler) -> Callable[[Request], Awaitable[RawResponse]]:
@@ -213,6 +251,87 @@ def policy_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         await registry.remove("stage", name, _owner(role))
         return _ok({"object": "stage", "id": name, "deleted": True})
 
+    jobs: dict[str, dict[str, Any]] = {}
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run_training(policy_id: str, author: str) -> None:
+        job = jobs[policy_id]
+        try:
+            job["status"] = "training"
+            doc = await store.get("policy", policy_id)
+            if doc is None:
+                raise LookupError("the policy was deleted")
+            stored_rows = await store.examples(policy_id)
+            body = await asyncio.to_thread(train_version, doc.body, stored_rows)
+            new = await registry.write("policy", body, author)
+            job.update(status="ready", version=new.version, finished=time.time(),
+                       metrics=body.get("head", {}).get("meta", {}))
+        except Exception as exc:  # the seed's `failed` state, with the reason
+            job.update(status="failed", error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}",
+                       finished=time.time())
+
+    async def train(request: Request, role: Role) -> RawResponse:
+        doc = await stored(request.path_params["id"], role, write=True)
+        if doc.body.get("type") not in TRAINABLE:
+            raise OpenAIError(400, f"A {doc.body.get('type')} policy has nothing to train; trainable types: "
+                                   f"{', '.join(TRAINABLE)}.", code="not_trainable", param="type")
+        if jobs.get(doc.id, {}).get("status") in ("training_queued", "training"):
+            raise OpenAIError(409, f"Policy '{doc.id}' is already training.", code="training_in_progress")
+        jobs[doc.id] = {"policy": doc.id, "status": "training_queued", "started": time.time()}
+        task = asyncio.get_running_loop().create_task(run_training(doc.id, _owner(role)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return _ok(jobs[doc.id], 202)
+
+    async def training_status(request: Request, role: Role) -> RawResponse:
+        doc = await stored(request.path_params["id"], role, write=False)
+        job = jobs.get(doc.id)
+        if job is None:
+            raise OpenAIError(404, f"No training of '{doc.id}' ran on this replica.", code="no_training")
+        return _ok(job)
+
+    async def feedback(request: Request, role: Role) -> RawResponse:
+        """Seed 000's feedback: the correct label for a named policy on a monitoring record."""
+        body = await _json(request)
+        record_id, policy_id = body.get("record_id"), body.get("policy_id")
+        label = str(body.get("label", "")).upper()
+        on = body.get("on", "input")
+        if not isinstance(record_id, str) or not record_id:
+            raise OpenAIError(400, "record_id: required (a monitoring record's id).", code="invalid_request",
+                              param="record_id")
+        if label not in ("PASS", "FAIL"):
+            raise OpenAIError(400, "label: PASS or FAIL.", code="invalid_request", param="label")
+        if not isinstance(policy_id, str) or (policy_id not in registry.config_policy_ids
+                                              and await store.get("policy", policy_id) is None):
+            raise OpenAIError(400, "policy_id: required, an existing policy.", code="invalid_request",
+                              param="policy_id")
+        record = monitor.get(record_id, on)
+        if record is None:
+            raise OpenAIError(404, f"No monitoring record {record_id!r} ({on}) on this replica.",
+                              code="record_not_found", param="record_id")
+        if not role.may_see(record["application"]):
+            raise OpenAIError(403, "This token may only give feedback on its own application's records.",
+                              code="forbidden", param="record_id")
+        text = "\n\n".join(record["texts"])  # PII-redacted, as the log shows it
+        item = await store.add_feedback(0, policy_id, label, text)
+        return _ok({"object": "feedback", "id": item.seq, "record_id": record_id, "policy_id": policy_id,
+                    "label": label, "text": text}, 201)
+
+    async def list_feedback(request: Request, role: Role) -> RawResponse:
+        doc = await stored(request.path_params["id"], role, write=False)
+        items = await store.feedback(doc.id)
+        return _ok({"object": "list", "data": [{"id": f.seq, "label": f.label, "text": f.text,
+                                                "applied": f.applied} for f in items]})
+
+    async def apply_feedback(request: Request, role: Role) -> RawResponse:
+        """Turn unapplied feedback into training data for the next training (seed 000)."""
+        doc = await stored(request.path_params["id"], role, write=True)
+        items = await store.feedback(doc.id, applied=False)
+        if items:
+            await store.add_examples(doc.id, [Example(f.text, f.label, source="feedback") for f in items])
+            await store.mark_applied([f.seq for f in items])
+        return _ok({"id": doc.id, "applied": len(items), "total_examples": len(await store.examples(doc.id))})
+
     base = "/v1/admin/policies"
     return [
         Route(base, endpoint(list_policies), methods=["GET"]),
@@ -226,5 +345,10 @@ def policy_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         Route(base + "/{id}/data", endpoint(list_data), methods=["GET"]),
         Route(base + "/{id}/apply", endpoint(apply), methods=["POST"]),
         Route(base + "/{id}/apply", endpoint(unapply), methods=["DELETE"]),
+        Route(base + "/{id}/train", endpoint(train), methods=["POST"]),
+        Route(base + "/{id}/train", endpoint(training_status), methods=["GET"]),
+        Route(base + "/{id}/feedback", endpoint(list_feedback), methods=["GET"]),
+        Route(base + "/{id}/apply-feedback", endpoint(apply_feedback), methods=["POST"]),
+        Route("/v1/admin/feedback", endpoint(feedback), methods=["POST"]),
         Route("/v1/moderation/policy/{id}/update-threshold", endpoint(update_threshold), methods=["PUT"]),
     ]

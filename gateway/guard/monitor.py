@@ -65,5 +65,12 @@ class MonitorLog:
                 break
         return out
 
+    def get(self, record_id: str, on: str | None = None) -> dict[str, Any] | None:
+        """The newest record of that request (and side), texts PII-redacted; None if it left the buffer."""
+        for record in reversed(self._records):
+            if record.id == record_id and (on is None or record.on == on):
+                return {**record.as_dict(), "texts": [self._scrub(t) for t in record.texts]}
+        return None
+
     def _scrub(self, text: str) -> str:
         return redact(text, self._pii.measure(text).spans, "<{label}>")

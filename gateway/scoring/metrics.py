@@ -94,6 +94,15 @@ def policy_examples(spec: PolicySpec) -> tuple[list[str], list[int]]:
     labels += [1] * len(spec.disallowed_behaviors)
     texts += list(spec.allowed_behaviors)
     labels += [0] * len(spec.allowed_behaviors)
+    stored = spec.params.get("training_examples", [])  # a trained version's snapshot of the store's rows
+    if not isinstance(stored, list):
+        raise ParamError(("training_examples",), "must be a list of {example, compliance}")
+    for i, row in enumerate(stored):
+        if not isinstance(row, dict) or not isinstance(row.get("example"), str) \
+                or str(row.get("compliance", "")).upper() not in ("PASS", "FAIL"):
+            raise ParamError(("training_examples", i), "must be {example: text, compliance: PASS or FAIL}")
+        texts.append(row["example"])
+        labels.append(1 if str(row["compliance"]).upper() == "FAIL" else 0)
     path = spec.params.get("training_data")
     if path is not None:
         try:
@@ -167,6 +176,28 @@ def train_policy_head(policy_id: str, texts: Sequence[str], labels: Sequence[int
                 meta={**meta, "encoder": encoder.version, "data_sha": digest})
     if cache is not None:
         head.save(cache)
+    return head
+
+
+def head_to_dict(head: Head) -> dict[str, Any]:
+    """A policy head as JSON (about 400 numbers): stored inside the policy version it belongs to."""
+    assert head.emb_w is not None
+    return {"w": [round(float(x), 7) for x in head.emb_w], "b": head.emb_b, "threshold": head.threshold,
+            "meta": head.meta}
+
+
+def head_from_dict(policy_id: str, raw: Any, runtime: ScoringRuntime) -> Head:
+    try:
+        w = np.asarray(raw["w"], np.float32)
+        head = Head(policy_id, w, float(raw["b"]), threshold=float(raw["threshold"]), meta=dict(raw.get("meta", {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParamError(("head",), f"not a trained head: {exc}") from None
+    if w.shape != (runtime.encoder.hidden,):
+        raise ParamError(("head",), f"head has {w.shape} weights; the encoder has {runtime.encoder.hidden} dimensions")
+    encoder = head.meta.get("encoder")
+    if encoder and encoder != runtime.encoder.version:
+        raise ParamError(("head",), f"head trained on encoder {encoder}, this gateway runs "
+                                    f"{runtime.encoder.version}: retrain the policy")
     return head
 
 
@@ -295,6 +326,9 @@ def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None
             raise ParamError(("detector",), f"must be one of {', '.join(DETECTORS)}")
         metric = DetectorMetric.named(str(name), rt)
         return metric, metric.head.threshold
+    if spec.type == "classifier" and "head" in params:  # trained through the admin API: a stored version
+        head = head_from_dict(spec.id, params["head"], rt)
+        return HeadMetric(head, rt), head.threshold
     if spec.type == "classifier":
         texts, labels = policy_examples(spec)
         if sum(labels) == 0:

@@ -213,3 +213,97 @@ def test_store_down_keeps_serving_and_admin_writes_503(upstream: str, tmp_path) 
         r = httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL), json={"id": "x", "type": "pii"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
         assert "redis" not in r.text.lower() or dead not in r.text  # no internals in the answer
+
+
+def _wait_trained(g: Gateway, policy_id: str) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = httpx.get(g.url + f"/v1/admin/policies/{policy_id}/train", headers=h(CENTRAL)).json()
+        if job["status"] in ("ready", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError("training did not finish in 120 s")
+
+
+def _scores(g: Gateway, policy_id: str, texts: list[str]) -> list[tuple[float, str]]:
+    """(score, PASS/FAIL verdict at the version's calibrated threshold) per text, via the evaluate API."""
+    out = []
+    for text in texts:
+        r = httpx.post(g.url + "/v1/guard/evaluate", headers=h(KEY_A), timeout=30,
+                       json={"messages": [{"role": "user", "content": text}], "policy_ids": [policy_id]})
+        assert r.status_code == 200, r.text
+        out.append((r.json()["evaluation"]["input_score"], r.json()["evaluation"]["status"]))
+    return out
+
+
+def test_seed_000_cycle(gw: Gateway) -> None:
+    """Create, add data, train, apply, traffic, feedback, apply feedback, retrain (better on the
+    feedback cases), revert."""
+    policy = {"id": "financials", "type": "classifier", "threshold": 0.0,
+              "rule": "Do not disclose unreleased financial results",
+              "disallowed_behaviors": ["sharing revenue or profit figures before they are published",
+                                       "leaking internal earnings forecasts"],
+              "allowed_behaviors": ["explaining general accounting concepts", "talking about office logistics"]}
+    r = httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=policy, timeout=60)
+    assert r.status_code == 201, r.text
+    data = [{"example": f"Internal only: Q{q} revenue came in at {v} million, announce next week.",
+             "compliance": "FAIL"} for q, v in [(1, 3.1), (2, 4.7), (3, 5.2), (4, 6.8)]]
+    data += [{"example": t, "compliance": "PASS"} for t in [
+        "The cafeteria is closed on Friday.", "What is deferred revenue in accounting?",
+        "Please book the meeting room for 3pm.", "Our published annual report is on the website."]]
+    assert httpx.post(gw.url + "/v1/admin/policies/financials/data", headers=h(CENTRAL),
+                      json={"data": data}).status_code == 201
+    r = httpx.post(gw.url + "/v1/admin/policies/financials/train", headers=h(CENTRAL))
+    assert r.status_code == 202 and r.json()["status"] == "training_queued"
+    job = _wait_trained(gw, "financials")
+    assert job["status"] == "ready", job
+    first = job["version"]
+    trained = httpx.get(gw.url + "/v1/admin/policies/financials", headers=h(CENTRAL)).json()
+    assert trained["version"] == first and trained["trained"]["rows"] == 12 and trained["head"]["threshold"] > 0
+    assert httpx.post(gw.url + "/v1/admin/policies/financials/apply", headers=h(CENTRAL),
+                      json={"application": "app-a", "on": "input", "action": {"type": "block"}}).status_code == 201
+
+    # Traffic the policy gets wrong or nearly wrong; an analyst labels it.
+    cases = [("psst, between us the quarter closed at 9.4M, keep it quiet until the call", "FAIL"),
+             ("heads up: margin this quarter is 31%, not public yet", "FAIL"),
+             ("How is operating income different from net income?", "PASS"),
+             ("The quarterly all-hands moves to the big auditorium.", "PASS")]
+    before = _scores(gw, "financials", [t for t, _ in cases])
+    for text, label in cases:
+        r = chat(gw, KEY_A, text)
+        record_id = r.headers["x-guardrail-request-id"]
+        fb = httpx.post(gw.url + "/v1/admin/feedback", headers=h(CENTRAL),
+                        json={"record_id": record_id, "policy_id": "financials", "label": label, "on": "input"})
+        assert fb.status_code == 201, fb.text
+    r = httpx.post(gw.url + "/v1/admin/policies/financials/apply-feedback", headers=h(CENTRAL))
+    assert r.json()["applied"] == 4 and r.json()["total_examples"] == 12
+    assert httpx.post(gw.url + "/v1/admin/policies/financials/apply-feedback", headers=h(CENTRAL)).json()["applied"] == 0
+    httpx.post(gw.url + "/v1/admin/policies/financials/train", headers=h(CENTRAL))
+    job = _wait_trained(gw, "financials")
+    assert job["status"] == "ready" and job["version"] > first
+    after = _scores(gw, "financials", [t for t, _ in cases])
+    # The new version is better on the feedback cases: more right verdicts, and every one right.
+    right_before = sum(v == label for (_, label), (_, v) in zip(cases, before))
+    right_after = sum(v == label for (_, label), (_, v) in zip(cases, after))
+    print(f"feedback cases right: {right_before}/4 before, {right_after}/4 after; {before} -> {after}")
+    assert right_after == 4 and right_after > right_before, (before, after)
+    # Revert to the first trained version: its scores come back.
+    r = httpx.post(gw.url + "/v1/admin/policies/financials/revert", headers=h(CENTRAL), json={"version": first})
+    assert r.status_code == 200
+    reverted = _scores(gw, "financials", [t for t, _ in cases])
+    assert all(abs(x[0] - y[0]) < 1e-3 for x, y in zip(reverted, before)), (reverted, before)
+    httpx.request("DELETE", gw.url + "/v1/admin/policies/financials/apply", headers=h(CENTRAL),
+                  json={"application": "app-a", "on": "input"})
+
+
+def test_training_refusals(gw: Gateway) -> None:
+    httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json={"id": "lexical", "type": "contains",
+                                                                       "keywords": ["k"]})
+    r = httpx.post(gw.url + "/v1/admin/policies/lexical/train", headers=h(CENTRAL))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "not_trainable"
+    r = httpx.post(gw.url + "/v1/admin/feedback", headers=h(CENTRAL),
+                   json={"record_id": "nope", "policy_id": "lexical", "label": "FAIL"})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "record_id"
+    r = httpx.post(gw.url + "/v1/admin/feedback", headers=h(CENTRAL),
+                   json={"record_id": "x", "policy_id": "lexical", "label": "MAYBE"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "label"
