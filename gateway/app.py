@@ -33,7 +33,7 @@ from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.upstream import Router, make_upstream
 from gateway.settings import Settings
 from gateway.store import StoreError, open_store
-from gateway.telemetry import Telemetry
+from gateway.telemetry import RegistryCollector, Telemetry
 
 log = logging.getLogger("gateway.app")
 
@@ -74,12 +74,13 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     telemetry = Telemetry()
     upstreams = [make_upstream(u) for u in config.upstreams]
     router = Router(upstreams)
-    monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer)
+    monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)
     complete = make_completer(router)
     flow = GuardFlow(build_plan(config), telemetry, monitor, complete)
     handler = ProxyHandler(config, upstreams, router, telemetry, flow)
     registry = Registry(config, open_store(store_url(config, settings.config_path), config.store.prefix,
                                            config.store.max_records, config.store.timeout_s), flow)
+    telemetry.registry.register(RegistryCollector(registry, monitor))
     state = {"ready": False}
 
     @contextlib.asynccontextmanager
@@ -94,7 +95,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
             registry.degraded = str(exc) or type(exc).__name__
             log.warning("store unreachable at start; serving the config's plan",
                         extra={"fields": {"error": registry.degraded}})
-        registry.start()
+        registry.start(monitor)
         gc.freeze()
         state["ready"] = True
         try:
@@ -128,7 +129,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         return RawResponse(405, [JSON], err.body())
 
     routes = [
-        *admin_routes(config, flow, monitor, complete),
+        *admin_routes(config, flow, monitor, complete, registry.store),
         *policy_routes(AdminAuth(config.admin.tokens), registry, monitor),
         Route("/v1/models", handler.list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -130,3 +130,28 @@ class ScorerCollector:
         yield HistogramMetricFamily("gateway_scorer_batch_size", "Windows per encoder call.", buckets=buckets,
                                     sum_value=runtime.batch_histogram.total)
 
+
+class RegistryCollector:
+    """The store link and the monitoring log's way to it: degraded flag, backlog, writes, drops."""
+
+    def __init__(self, registry, monitor) -> None:
+        self.registry = registry
+        self.monitor = monitor
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield GaugeMetricFamily("gateway_store_degraded", "1 while the store is unreachable (the last good plan "
+                                "is enforced).", value=1.0 if self.registry.degraded else 0.0)
+        yield GaugeMetricFamily("gateway_monitoring_backlog", "Monitoring records waiting to be written to the "
+                                "store.", value=self.monitor.backlog)
+        yield CounterMetricFamily("gateway_monitoring_written", "Monitoring records written to the store.",
+                                  value=self.monitor.written)
+        yield CounterMetricFamily("gateway_monitoring_dropped", "Monitoring records dropped because the buffer "
+                                  "was full while the store was down.", value=self.monitor.dropped)
+        yield CounterMetricFamily("gateway_plan_swaps", "Guard plans swapped in after a change in the store.",
+                                  value=self.registry.swaps)
+

@@ -42,7 +42,8 @@ EXPECTED_PANELS = {
     "Guard triggers by stage, ruleset and action", "Blocked vs rewritten vs passed",
     "Guard metric latency p99 by metric", "Guard metric errors and timeouts", "Upstream errors by upstream and kind",
     "Stage runs with nothing to scan", "Scorer batch size (windows per encoder call)", "Scorer cache hit ratio",
-    "Scorer queue and encoder busy share",
+    "Scorer queue and encoder busy share", "Monitoring-log backlog and store link",
+    "Monitoring records written and dropped",
 }
 
 

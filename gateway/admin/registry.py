@@ -60,6 +60,7 @@ class Registry:
         self.swaps = 0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._flush: asyncio.Task[None] | None = None
 
     @property
     def config_policy_ids(self) -> frozenset[str]:
@@ -150,16 +151,34 @@ class Registry:
                 self.degraded = str(exc) or type(exc).__name__
             await asyncio.sleep(interval)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.follow(), name="registry-follow")
+    async def flush_monitoring(self, monitor: Any, interval: float = 0.2) -> None:
+        """Write the monitoring log's outbox to the store in batches; keep it while the store is down."""
+        while True:
+            batch = monitor.take()
+            if batch:
+                try:
+                    bodies = [monitor.stored_form(r) for r in batch]
+                    await asyncio.wait_for(self.store.append_records(bodies), timeout=max(2.0, interval * 10))
+                    monitor.written += len(batch)
+                    continue  # more may be waiting
+                except (StoreError, TimeoutError):
+                    monitor.put_back(batch)
+            await asyncio.sleep(interval)
+
+    def start(self, monitor: Any = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self.follow(), name="registry-follow")
+        if monitor is not None:
+            self._flush = loop.create_task(self.flush_monitoring(monitor), name="monitoring-flush")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self._task, self._flush):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
         await self.store.close()
 
     async def write(self, kind: str, body: dict[str, Any], author: str, replacing: Sequence[Version] = ()) -> Version:

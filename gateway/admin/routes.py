@@ -14,12 +14,13 @@ from gateway.proxy.auth import KeyRing
 from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
+from gateway.store import Store, StoreError
 
 _MAX_EVALUATE_BODY = 1024 * 1024
 
 
 def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
-                 complete: guard_evaluate.Complete) -> list[Route]:
+                 complete: guard_evaluate.Complete, store: Store | None = None) -> list[Route]:
     admin = AdminAuth(config.admin.tokens)
     keys = KeyRing(config.applications)
     apps = {a.id: a for a in config.applications}
@@ -34,10 +35,27 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
                                       code="forbidden")
                 app = role.application
             limit = _int(request.query_params.get("limit"), 100, "limit")
+            before = request.query_params.get("before")
+            if before and not before.isdigit():
+                raise OpenAIError(400, "before: a record's seq.", code="invalid_value", param="before")
+            before_seq = int(before) if before else None
+            since = _float(request.query_params.get("since"), "since")
+            until = _float(request.query_params.get("until"), "until")
         except OpenAIError as err:
             return RawResponse(err.status, [JSON], err.body())
-        records = monitor.query(app, request.query_params.get("action"), limit)
-        return RawResponse(200, [JSON], orjson.dumps({"object": "list", "data": records}))
+        q = request.query_params
+        match = {k: v for k, v in (("application", app), ("model", q.get("model")), ("action", q.get("action")),
+                                   ("on", q.get("on")), ("metrics", q.get("policy"))) if v}
+        if store is not None:
+            try:
+                found = await store.records(limit, before_seq, **match)
+                data = [{"seq": r.seq, **r.body} for r in found
+                        if (since is None or r.time >= since) and (until is None or r.time <= until)]
+                return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "store", "data": data}))
+            except StoreError:
+                pass  # the store is down: this replica's own recent records still answer
+        records = monitor.query(app, q.get("action"), limit)
+        return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "memory", "data": records}))
 
     async def evaluate(request: Request) -> RawResponse:
         try:
@@ -86,3 +104,13 @@ def _int(value: str | None, default: int, name: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 1000:
         raise OpenAIError(400, f"'{name}' must be an integer from 1 to 1000.", code="invalid_value", param=name)
     return int(value)
+
+
+def _float(value: str | None, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise OpenAIError(400, f"{name}: a Unix time in seconds.", code="invalid_request", param=name) from None
+

@@ -119,6 +119,8 @@ class StoreConfig(_Frozen):
     max_records: int = Field(100_000, ge=100, description="Monitoring records kept in the store.")
     poll_interval_s: float = Field(0.25, gt=0, le=10, description="How often a replica checks the store for changes.")
     timeout_s: float = Field(0.5, gt=0, le=10, description="Longest wait on the store for any call.")
+    outbox: int = Field(10_000, ge=0, description="Monitoring records buffered in memory while the store is "
+                                                  "down; beyond it the oldest are dropped (and counted).")
 
 
 class GatewayConfig(_Frozen):

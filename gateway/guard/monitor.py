@@ -38,20 +38,55 @@ class MonitorLog:
     memory (as the request itself did) and nothing leaves it unredacted.
     """
 
-    def __init__(self, pii: Metric, size: int = 1000, max_text: int = 2000) -> None:
+    def __init__(self, pii: Metric, size: int = 1000, max_text: int = 2000, outbox: int = 10_000) -> None:
         self._pii = pii
         self._records: collections.deque[MonitorRecord] = collections.deque(maxlen=size)
         self._max_text = max_text
+        # Records waiting to be written to the store (a bounded buffer: while the store is down the
+        # newest `outbox` records wait; older ones are dropped and counted).
+        self._outbox: collections.deque[MonitorRecord] = collections.deque()
+        self.outbox_size = outbox
+        self.dropped = 0
+        self.written = 0
 
     def add(self, request_id: str, application: str, model: str, on: str, decision: Decision,
             texts: tuple[str, ...]) -> None:
         stages = tuple({"stage": o.stage, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
                         "action": o.action, "triggered": list(o.triggered), "errors": list(o.errors),
                         "values": o.values} for o in decision.outcomes)
-        self._records.append(MonitorRecord(
+        record = MonitorRecord(
             request_id, time.time(), application, model, on, decision.action,
             decision.stage.name if decision.stage else None, decision.ruleset,
-            tuple(t[: self._max_text] for t in texts), stages))
+            tuple(t[: self._max_text] for t in texts), stages)
+        self._records.append(record)
+        if self.outbox_size:
+            if len(self._outbox) >= self.outbox_size:
+                self._outbox.popleft()
+                self.dropped += 1
+            self._outbox.append(record)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._outbox)
+
+    def take(self, limit: int = 500) -> list[MonitorRecord]:
+        out = []
+        while self._outbox and len(out) < limit:
+            out.append(self._outbox.popleft())
+        return out
+
+    def put_back(self, records: list[MonitorRecord]) -> None:
+        """A failed write: the records go back to the front, oldest dropped beyond the bound."""
+        for record in reversed(records):
+            if len(self._outbox) >= self.outbox_size:
+                self.dropped += 1
+                continue
+            self._outbox.appendleft(record)
+
+    def stored_form(self, record: MonitorRecord) -> dict[str, Any]:
+        """What the store keeps: texts PII-redacted, plus the policies/metrics each stage measured."""
+        metrics = sorted({m for st in record.stages for m in st.get("values", {})})
+        return {**record.as_dict(), "texts": [self._scrub(t) for t in record.texts], "metrics": metrics}
 
     def query(self, application: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         out = []

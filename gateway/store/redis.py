@@ -16,13 +16,23 @@ from gateway.store.base import (Example, Feedback, NotFound, Record, StoreError,
                                 doc_id, matches)
 
 # INCR the record counter and XADD the record under that number as its stream id, atomically, so
-# concurrent writers never add ids out of order.
+# concurrent writers never add ids out of order. A record with a dedupe key already seen in the last day
+# is skipped: a write that timed out on the client but ran on the server is not stored twice on retry.
+# ARGV: max_records, then (dedupe key or "", body) pairs.
 _APPEND = """
 local out = {}
-for i = 1, #ARGV - 1 do
-  local seq = redis.call('INCR', KEYS[2])
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[#ARGV], seq .. '-1', 'b', ARGV[i])
-  out[i] = seq
+local n = 0
+for i = 2, #ARGV, 2 do
+  local fresh = true
+  if ARGV[i] ~= '' then
+    fresh = redis.call('SET', KEYS[3] .. ARGV[i], '1', 'NX', 'EX', 86400)
+  end
+  if fresh then
+    local seq = redis.call('INCR', KEYS[2])
+    redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], seq .. '-1', 'b', ARGV[i + 1])
+    n = n + 1
+    out[n] = seq
+  end
 end
 return out
 """
@@ -135,9 +145,12 @@ class RedisStore:
     async def append_records(self, bodies: list[dict[str, Any]]) -> list[int]:
         if not bodies:
             return []
-        payload = [json.dumps({"time": float(b.get("time", time.time())), "body": b}) for b in bodies]
-        seqs = await self._call(self._append(keys=[self.k("records"), self.k("recseq")],
-                                             args=[*payload, str(self.max_records)]))
+        args = [str(self.max_records)]
+        for b in bodies:
+            key = f"{b['id']}:{b.get('on', '')}" if b.get("id") else ""
+            args += [key, json.dumps({"time": float(b.get("time", time.time())), "body": b})]
+        seqs = await self._call(self._append(keys=[self.k("records"), self.k("recseq"), self.k("recid:")],
+                                             args=args))
         return [int(s) for s in seqs]
 
     @staticmethod

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS examples (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL, text TEXT NOT NULL, label TEXT NOT NULL,
     synthetic INTEGER NOT NULL, source TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS examples_policy ON examples (policy, seq);
-CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, body TEXT NOT NULL,
+    dedupe TEXT UNIQUE);
 CREATE TABLE IF NOT EXISTS feedback (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, record INTEGER NOT NULL, policy TEXT NOT NULL, label TEXT NOT NULL,
     text TEXT NOT NULL, time REAL NOT NULL, applied INTEGER NOT NULL DEFAULT 0);
@@ -183,8 +184,13 @@ class SqliteStore:
         def insert() -> list[int]:
             db = self._db()
             db.execute("BEGIN")
-            seqs = [db.execute("INSERT INTO records (time, body) VALUES (?, ?)",
-                               (float(b.get("time", time.time())), json.dumps(b))).lastrowid for b in bodies]
+            seqs = []
+            for b in bodies:  # a record written twice (a retried write) is stored once
+                key = f"{b['id']}:{b.get('on', '')}" if b.get("id") else None
+                cur = db.execute("INSERT OR IGNORE INTO records (time, body, dedupe) VALUES (?, ?, ?)",
+                                 (float(b.get("time", time.time())), json.dumps(b), key))
+                if cur.rowcount:
+                    seqs.append(cur.lastrowid)
             if seqs:  # retention: keep the newest max_records
                 db.execute("DELETE FROM records WHERE seq <= ?", (seqs[-1] - self.max_records,))
             db.execute("COMMIT")

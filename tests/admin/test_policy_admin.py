@@ -307,3 +307,69 @@ def test_training_refusals(gw: Gateway) -> None:
     r = httpx.post(gw.url + "/v1/admin/feedback", headers=h(CENTRAL),
                    json={"record_id": "x", "policy_id": "lexical", "label": "MAYBE"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "label"
+
+
+def test_monitoring_log_survives_a_redis_outage(upstream: str, tmp_path) -> None:
+    """A private redis-server is frozen (SIGSTOP) mid-traffic: requests keep being served, /readyz says
+    degraded, records wait in the bounded buffer, and all of them are in Redis once it answers again."""
+    import shutil
+    import signal
+    import subprocess
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                               "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.05)
+        policies = 'stages:\n  - {name: watch, scope: central, on: input, rulesets: [{name: w, mode: monitor, ' \
+                   'rules: [{metric: length, op: gt, value: 0}], action: {type: block}}]}\n'
+        store = f'store: {{url: "redis://127.0.0.1:{port}/0", timeout_s: 0.2, poll_interval_s: 0.2}}\n' + policies
+        (tmp_path / "gw").mkdir()
+        with running_gateway(tmp_path / "gw", lambda p: _config(upstream, p, store)) as g:
+            for i in range(5):
+                assert chat(g, KEY_A, f"before {i}").status_code == 200
+            server.send_signal(signal.SIGSTOP)  # Redis stops answering
+            try:
+                slowest = 0.0
+                for i in range(20):
+                    started = time.monotonic()
+                    assert chat(g, KEY_A, f"during {i}").status_code == 200
+                    slowest = max(slowest, time.monotonic() - started)
+                assert slowest < 1.0, f"a request waited {slowest:.2f} s on the frozen store"
+                deadline = time.monotonic() + 5
+                while "degraded" not in httpx.get(g.url + "/readyz").json()["checks"]["store"]:
+                    assert time.monotonic() < deadline, "readyz never reported the store degraded"
+                    time.sleep(0.1)
+                metrics = httpx.get(g.url + "/metrics").text
+                assert "gateway_store_degraded 1.0" in metrics
+            finally:
+                server.send_signal(signal.SIGCONT)
+            for i in range(5):
+                assert chat(g, KEY_A, f"after {i}").status_code == 200
+            expected = {f"{w} {i}" for w, n in (("before", 5), ("during", 20), ("after", 5)) for i in range(n)}
+            deadline = time.monotonic() + 10
+            texts: list[str] = []
+            while time.monotonic() < deadline:
+                r = httpx.get(g.url + "/v1/monitoring?limit=100", headers=h(CENTRAL)).json()
+                texts = [t for rec in r["data"] for t in rec["texts"]] if r.get("source") == "store" else []
+                if expected <= set(texts):
+                    break
+                time.sleep(0.2)
+            assert expected <= set(texts), sorted(expected - set(texts))
+            assert len(texts) == len(set(texts)) == 30, "a record was stored twice"
+            metrics = httpx.get(g.url + "/metrics").text
+            assert "gateway_monitoring_dropped_total 0.0" in metrics and "gateway_store_degraded 0.0" in metrics
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.terminate()
+        server.wait(timeout=10)

@@ -176,3 +176,12 @@ def test_unreachable_redis_is_a_store_error() -> None:
         finally:
             await s.close()
     run(body())
+
+
+def test_a_retried_record_is_stored_once(make_store) -> None:
+    async def body(s: Store):
+        first = await s.append_records([{"id": "req-1", "on": "input", "x": 1}, {"id": "req-1", "on": "output"}])
+        again = await s.append_records([{"id": "req-1", "on": "input", "x": 1}, {"id": "req-2", "on": "input"}])
+        assert len(first) == 2 and len(again) == 1
+        assert [r.body.get("id") for r in await s.records()] == ["req-2", "req-1", "req-1"]
+    run(_with(make_store(), body))
