@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin.auth import AdminAuth
+from gateway.admin.openapi import openapi_document
 from gateway.admin.policies import policy_routes
 from gateway.admin.registry import Registry
 from gateway.admin.routes import admin_routes
@@ -128,9 +129,16 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
                           code="method_not_allowed")
         return RawResponse(405, [JSON], err.body())
 
+    api = [*admin_routes(config, flow, monitor, complete, registry.store),
+           *policy_routes(AdminAuth(config.admin.tokens), registry, monitor)]
+    openapi = orjson.dumps(openapi_document(api))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
     routes = [
-        *admin_routes(config, flow, monitor, complete, registry.store),
-        *policy_routes(AdminAuth(config.admin.tokens), registry, monitor),
+        *api,
+        Route("/v1/admin/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/models", handler.list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

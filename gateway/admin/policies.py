@@ -106,6 +106,8 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog) -> 
                 e = OpenAIError(503, "The policy store is unreachable; the gateway keeps enforcing its last good "
                                      "plan. Retry later.", code="store_unavailable")
                 return RawResponse(503, [JSON], e.body())
+        run.__doc__ = handler.__doc__ or handler.__name__.replace("_", " ").capitalize() + "."
+        run.__name__ = handler.__name__
         return run
 
     async def stored(policy_id: str, role: Role, write: bool) -> Version:

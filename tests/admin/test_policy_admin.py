@@ -373,3 +373,21 @@ def test_monitoring_log_survives_a_redis_outage(upstream: str, tmp_path) -> None
         server.send_signal(signal.SIGCONT)
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_openapi_document(gw: Gateway) -> None:
+    doc = httpx.get(gw.url + "/v1/admin/openapi.json").json()
+    assert doc["openapi"].startswith("3.") and doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    paths = doc["paths"]
+    for path, method in [("/v1/admin/policies", "post"), ("/v1/admin/policies/{id}", "patch"),
+                         ("/v1/admin/policies/{id}/train", "post"), ("/v1/admin/feedback", "post"),
+                         ("/v1/moderation/policy/{id}/update-threshold", "put"), ("/v1/guard/evaluate", "post"),
+                         ("/v1/monitoring", "get")]:
+        assert method in paths[path], (path, method)
+    op = paths["/v1/admin/policies/{id}/apply"]["post"]
+    assert op["parameters"][0]["name"] == "id" and "Apply Policy" in op["summary"]
+    # Every admin route the gateway answers is in the document.
+    for path, item in paths.items():
+        for method in item:
+            r = httpx.request(method.upper(), gw.url + path.replace("{id}", "nope"), headers=h("bad-token"))
+            assert r.status_code in (400, 401, 404), (path, method, r.status_code)
