@@ -22,6 +22,7 @@ from gateway.admin.openapi import openapi_document
 from gateway.admin.policies import policy_routes
 from gateway.admin.registry import Registry
 from gateway.admin.routes import admin_routes
+from gateway.admin.stages import stage_routes
 from gateway.config import GatewayConfig, load_config
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
@@ -130,7 +131,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         return RawResponse(405, [JSON], err.body())
 
     api = [*admin_routes(config, flow, monitor, complete, registry.store),
-           *policy_routes(AdminAuth(config.admin.tokens), registry, monitor)]
+           *policy_routes(AdminAuth(config.admin.tokens), registry, monitor),
+           *stage_routes(AdminAuth(config.admin.tokens), registry)]
     openapi = orjson.dumps(openapi_document(api))
 
     async def openapi_json(request: Request) -> Response:

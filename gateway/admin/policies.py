@@ -89,26 +89,32 @@ async def _json(request: Request) -> dict[str, Any]:
     return parsed
 
 
+def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[RawResponse]]:
+    """Authenticate, run, and map errors to OpenAI-shaped answers (400 invalid, 503 store down)."""
+
+    async def run(request: Request) -> RawResponse:
+        try:
+            role = admin.role(request.headers.get("authorization"))
+            return await handler(request, role)
+        except OpenAIError as err:
+            return RawResponse(err.status, [JSON], err.body())
+        except InvalidChange as err:
+            e = OpenAIError(400, f"{err.param}: {err.message}", code="invalid_policy", param=err.param)
+            return RawResponse(400, [JSON], e.body())
+        except StoreError:
+            e = OpenAIError(503, "The policy store is unreachable; the gateway keeps enforcing its last good "
+                                 "plan. Retry later.", code="store_unavailable")
+            return RawResponse(503, [JSON], e.body())
+    run.__doc__ = handler.__doc__ or handler.__name__.replace("_", " ").capitalize() + "."
+    run.__name__ = handler.__name__
+    return run
+
+
 def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog) -> list[Route]:
     store = registry.store
 
     def endpoint(handler: Handler) -> Callable[[Request], Awaitable[RawResponse]]:
-        async def run(request: Request) -> RawResponse:
-            try:
-                role = admin.role(request.headers.get("authorization"))
-                return await handler(request, role)
-            except OpenAIError as err:
-                return RawResponse(err.status, [JSON], err.body())
-            except InvalidChange as err:
-                e = OpenAIError(400, f"{err.param}: {err.message}", code="invalid_policy", param=err.param)
-                return RawResponse(400, [JSON], e.body())
-            except StoreError:
-                e = OpenAIError(503, "The policy store is unreachable; the gateway keeps enforcing its last good "
-                                     "plan. Retry later.", code="store_unavailable")
-                return RawResponse(503, [JSON], e.body())
-        run.__doc__ = handler.__doc__ or handler.__name__.replace("_", " ").capitalize() + "."
-        run.__name__ = handler.__name__
-        return run
+        return wrap(admin, handler)
 
     async def stored(policy_id: str, role: Role, write: bool) -> Version:
         if policy_id in registry.config_policy_ids:

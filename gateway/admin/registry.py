@@ -87,6 +87,8 @@ class Registry:
         stages = list(self.config.stages)
         app_stages = {a.id: list(a.stages) for a in self.config.applications}
         for doc in snapshot.stages:
+            if doc.body.get("paused"):
+                continue  # kept, not enforced
             try:
                 spec = StageSpec.model_validate(doc.body["spec"])
             except (ValidationError, KeyError, TypeError) as exc:

@@ -391,3 +391,51 @@ def test_openapi_document(gw: Gateway) -> None:
         for method in item:
             r = httpx.request(method.upper(), gw.url + path.replace("{id}", "nope"), headers=h("bad-token"))
             assert r.status_code in (400, 401, 404), (path, method, r.status_code)
+
+
+def test_stages_api(gw: Gateway) -> None:
+    central = {"name": "org-no-pirates", "scope": "central", "on": "input",
+               "rulesets": [{"name": "pirates", "rules": [{"metric": "from_config"}],
+                             "action": {"type": "block", "message": "arr, no"}}]}
+    # An application token may not create (or touch) central stages.
+    r = httpx.post(gw.url + "/v1/admin/stages", headers=h(ADMIN_A), json=central)
+    assert r.status_code == 403 and r.json()["error"]["param"] == "scope"
+    r = httpx.post(gw.url + "/v1/admin/stages", headers=h(CENTRAL), json=central)
+    assert r.status_code == 201 and r.json()["version"] == 1
+    for key in (KEY_A, KEY_B):  # central: every application
+        assert chat(gw, key, "a configured-word here").json()["choices"][0]["message"]["content"] == "arr, no"
+    assert httpx.post(gw.url + "/v1/admin/stages/org-no-pirates/pause", headers=h(ADMIN_A)).status_code == 403
+    assert httpx.request("DELETE", gw.url + "/v1/admin/stages/org-no-pirates", headers=h(ADMIN_A)).status_code == 403
+    r = httpx.patch(gw.url + "/v1/admin/stages/org-no-pirates", headers=h(ADMIN_A), json={"mode": "monitor"})
+    assert r.status_code == 403  # apps cannot weaken a central stage
+    # Pause and resume (Galileo's central stages): versioned, history kept.
+    assert httpx.post(gw.url + "/v1/admin/stages/org-no-pirates/pause", headers=h(CENTRAL)).json()["paused"] is True
+    assert chat(gw, KEY_A, "a configured-word here").json()["choices"][0]["message"]["content"].startswith("echo:")
+    assert httpx.post(gw.url + "/v1/admin/stages/org-no-pirates/resume", headers=h(CENTRAL)).json()["version"] == 3
+    assert chat(gw, KEY_A, "a configured-word here").json()["choices"][0]["message"]["content"] == "arr, no"
+    r = httpx.patch(gw.url + "/v1/admin/stages/org-no-pirates", headers=h(CENTRAL),
+                    json={"rulesets": [{"name": "pirates", "rules": [{"metric": "from_config"}],
+                                        "action": {"type": "block", "message": "changed"}}]})
+    assert r.status_code == 200 and r.json()["version"] == 4
+    assert chat(gw, KEY_B, "a configured-word here").json()["choices"][0]["message"]["content"] == "changed"
+    r = httpx.post(gw.url + "/v1/admin/stages/org-no-pirates/revert", headers=h(CENTRAL), json={"version": 1})
+    assert r.json()["version"] == 5
+    assert chat(gw, KEY_B, "a configured-word here").json()["choices"][0]["message"]["content"] == "arr, no"
+    versions = httpx.get(gw.url + "/v1/admin/stages/org-no-pirates/versions", headers=h(CENTRAL)).json()["data"]
+    assert [v["paused"] for v in versions] == [False, True, False, False, False]
+    # Invalid stages name the field; the running plan stays.
+    bad = {"name": "broken", "on": "input", "applications": ["app-a"],
+           "rulesets": [{"name": "x", "rules": [{"metric": "no-such-policy"}], "action": {"type": "block"}}]}
+    r = httpx.post(gw.url + "/v1/admin/stages", headers=h(ADMIN_A), json=bad)
+    assert r.status_code == 400, r.text
+    print("bad stage param:", r.json()["error"]["param"])
+    assert r.json()["error"]["param"] == "rulesets[0].rules[0].metric", r.text
+    r = httpx.post(gw.url + "/v1/admin/stages", headers=h(ADMIN_A), json={**bad, "applications": ["app-b"]})
+    assert r.status_code == 403
+    own = {"name": "a-own", "on": "input", "applications": ["app-a"],
+           "rulesets": [{"name": "x", "rules": [{"metric": "length", "op": "gt", "value": 5000}],
+                         "action": {"type": "block"}}]}
+    assert httpx.post(gw.url + "/v1/admin/stages", headers=h(ADMIN_A), json=own).status_code == 201
+    assert httpx.request("DELETE", gw.url + "/v1/admin/stages/a-own", headers=h(ADMIN_A)).status_code == 200
+    assert httpx.request("DELETE", gw.url + "/v1/admin/stages/org-no-pirates", headers=h(CENTRAL)).status_code == 200
+    assert chat(gw, KEY_A, "a configured-word here").json()["choices"][0]["message"]["content"].startswith("echo:")

@@ -1,0 +1,157 @@
+"""Admin API for stages (DESIGN section 2; Galileo's central stages).
+
+A stored stage is {"id": name, "spec": <stage spec>, "applications": [ids], "owner", "paused"}.
+Central stages (`scope: central`) run for every application and only central tokens may create,
+change, pause or remove them; every change is a new version, and `revert` restores an old one. An
+`app:<id>` token manages application stages attached to its own application only. A paused stage is
+kept (with its history) but not enforced until resumed. Config stages are read-only here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from gateway.admin.auth import AdminAuth, Role
+from gateway.admin.policies import _json, _ok, _owner, wrap
+from gateway.admin.registry import Registry
+from gateway.proxy.openai import OpenAIError
+from gateway.proxy.responses import RawResponse
+from gateway.store import Version
+
+
+def _view(doc: Version) -> dict[str, Any]:
+    return {"id": doc.id, "object": "stage", "source": "store", "version": doc.version, "updated": doc.created,
+            "author": doc.author, "paused": bool(doc.body.get("paused")), "applications": doc.body.get("applications", []),
+            "owner": doc.body.get("owner"), **doc.body["spec"]}
+
+
+def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
+    store = registry.store
+    app_ids = {a.id for a in registry.config.applications}
+
+    def check_scope(role: Role, spec: dict[str, Any], applications: list[Any]) -> None:
+        if spec.get("scope") == "central":
+            if not role.central:
+                raise OpenAIError(403, "Only central tokens may manage central stages.", code="forbidden",
+                                  param="scope")
+            if applications:
+                raise OpenAIError(400, "applications: a central stage runs for every application; omit it.",
+                                  code="invalid_stage", param="applications")
+            return
+        for i, app in enumerate(applications):
+            if app not in app_ids:
+                raise OpenAIError(400, f"applications[{i}]: no application {app!r}.", code="invalid_stage",
+                                  param=f"applications[{i}]")
+            if not role.central and app != role.application:
+                raise OpenAIError(403, "This token may only attach stages to its own application.",
+                                  code="forbidden", param=f"applications[{i}]")
+
+    async def stored(name: str, role: Role, write: bool) -> Version:
+        if name in registry.config_stage_names and write:
+            raise OpenAIError(403, f"Stage '{name}' is defined in the config file; change it there.",
+                              code="config_stage")
+        doc = await store.get("stage", name)
+        if doc is None:
+            raise OpenAIError(404, f"No stage '{name}' in the store.", code="stage_not_found")
+        if write:
+            check_scope(role, doc.body["spec"], doc.body.get("applications", []))
+            if not role.central and doc.body.get("owner") != _owner(role):
+                raise OpenAIError(403, f"Stage '{name}' belongs to {doc.body.get('owner')}.", code="forbidden")
+        elif not role.central and doc.body["spec"].get("scope") != "central" \
+                and role.application not in doc.body.get("applications", []):
+            raise OpenAIError(403, f"Stage '{name}' is not attached to this token's application.", code="forbidden")
+        return doc
+
+    def split(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        applications = body.pop("applications", [])
+        if not isinstance(applications, list):
+            raise OpenAIError(400, "applications: a list of application ids.", code="invalid_stage",
+                              param="applications")
+        if not isinstance(body.get("name"), str) or not body["name"]:
+            raise OpenAIError(400, "name: required, a non-empty string.", code="invalid_stage", param="name")
+        return body, applications
+
+    async def list_stages(request: Request, role: Role) -> RawResponse:
+        data = [{"id": s.name, "object": "stage", "source": "config", **s.model_dump(mode="json")}
+                for s in registry.config.stages]
+        for doc in await store.list("stage"):
+            view = _view(doc)
+            if role.central or view.get("scope") == "central" or role.application in view["applications"]:
+                data.append(view)
+        return _ok({"object": "list", "data": data})
+
+    async def create(request: Request, role: Role) -> RawResponse:
+        """Create a stage (central or attached to applications)."""
+        spec, applications = split(await _json(request))
+        check_scope(role, spec, applications)
+        if spec["name"] in registry.config_stage_names or await store.get("stage", spec["name"]) is not None:
+            raise OpenAIError(409, f"A stage '{spec['name']}' exists already.", code="stage_exists", param="name")
+        doc = await registry.write("stage", {"id": spec["name"], "spec": spec, "applications": applications,
+                                            "owner": _owner(role), "paused": False}, _owner(role))
+        return _ok(_view(doc), 201)
+
+    async def read(request: Request, role: Role) -> RawResponse:
+        return _ok(_view(await stored(request.path_params["name"], role, write=False)))
+
+    async def edit(request: Request, role: Role) -> RawResponse:
+        """Change a stage: the body replaces its spec (and `applications` if given); a new version."""
+        doc = await stored(request.path_params["name"], role, write=True)
+        body = await _json(request)
+        applications = body.pop("applications", doc.body.get("applications", []))
+        spec = {**doc.body["spec"], **body}
+        if spec.get("name") != doc.id:
+            raise OpenAIError(400, "name: cannot be changed.", code="invalid_stage", param="name")
+        check_scope(role, spec, applications)
+        new = await registry.write("stage", {**doc.body, "spec": spec, "applications": applications}, _owner(role))
+        return _ok(_view(new))
+
+    async def delete(request: Request, role: Role) -> RawResponse:
+        doc = await stored(request.path_params["name"], role, write=True)
+        await registry.remove("stage", doc.id, _owner(role))
+        return _ok({"id": doc.id, "object": "stage", "deleted": True})
+
+    async def pause(request: Request, role: Role) -> RawResponse:
+        """Pause a stage: kept with its history, not enforced until resumed."""
+        doc = await stored(request.path_params["name"], role, write=True)
+        new = await registry.write("stage", {**doc.body, "paused": True}, _owner(role))
+        return _ok(_view(new))
+
+    async def resume(request: Request, role: Role) -> RawResponse:
+        doc = await stored(request.path_params["name"], role, write=True)
+        new = await registry.write("stage", {**doc.body, "paused": False}, _owner(role))
+        return _ok(_view(new))
+
+    async def versions(request: Request, role: Role) -> RawResponse:
+        doc = await stored(request.path_params["name"], role, write=False)
+        history = await store.versions("stage", doc.id)
+        return _ok({"object": "list", "data": [{**_view(v), "note": v.note, "current": v.version == doc.version}
+                                               for v in history]})
+
+    async def revert(request: Request, role: Role) -> RawResponse:
+        doc = await stored(request.path_params["name"], role, write=True)
+        version = (await _json(request)).get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise OpenAIError(400, "version: required, a whole number.", code="invalid_request", param="version")
+        old = await store.get("stage", doc.id, version)
+        if old is None:
+            raise OpenAIError(404, f"Stage '{doc.id}' has no version {version}.", code="version_not_found",
+                              param="version")
+        new = await registry.write("stage", old.body, _owner(role))
+        return _ok({**_view(new), "reverted_to": version})
+
+    base = "/v1/admin/stages"
+    return [
+        Route(base, wrap(admin, list_stages), methods=["GET"]),
+        Route(base, wrap(admin, create), methods=["POST"]),
+        Route(base + "/{name}", wrap(admin, read), methods=["GET"]),
+        Route(base + "/{name}", wrap(admin, edit), methods=["PATCH"]),
+        Route(base + "/{name}", wrap(admin, delete), methods=["DELETE"]),
+        Route(base + "/{name}/pause", wrap(admin, pause), methods=["POST"]),
+        Route(base + "/{name}/resume", wrap(admin, resume), methods=["POST"]),
+        Route(base + "/{name}/versions", wrap(admin, versions), methods=["GET"]),
+        Route(base + "/{name}/revert", wrap(admin, revert), methods=["POST"]),
+    ]
+
