@@ -131,7 +131,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         return RawResponse(405, [JSON], err.body())
 
     api = [*admin_routes(config, flow, monitor, complete, registry.store),
-           *policy_routes(AdminAuth(config.admin.tokens), registry, monitor),
+           *policy_routes(AdminAuth(config.admin.tokens), registry, monitor, complete),
            *stage_routes(AdminAuth(config.admin.tokens), registry)]
     openapi = orjson.dumps(openapi_document(api))
 

@@ -85,6 +85,12 @@ def create_upstream(rec: Recorder) -> Starlette:
             text = json.dumps({"score": 0.93 if "VIOLATION" in judged else 0.04, "reason": "test judge"})
             if model.startswith("judge-rambling"):
                 text = "Well, it depends on how you look at it."
+        if model.startswith("gen-"):  # a training-data generator: a JSON array of examples
+            text = json.dumps([{"example": "Q3 revenue was 4.1M, keep it quiet", "compliance": "FAIL"},
+                               {"example": "What is EBITDA?", "compliance": "PASS"},
+                               {"example": "no label here"}, "junk"])
+            if model.startswith("gen-broken"):
+                text = "Sure! Here are some ideas: ..."
         if model.startswith("fixer-"):  # a corrector: returns the answer with the banned word replaced
             text = str(payload["messages"][-1]["content"]).replace("forbidden", "allowed")
         if payload.get("stream"):

@@ -110,7 +110,41 @@ def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[Ra
     return run
 
 
-def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog) -> list[Route]:
+GENERATE_PROMPT = """You write training data for a content policy classifier.
+Policy: {rule}
+Disallowed (FAIL): {disallowed}
+Allowed (PASS): {allowed}
+Write {count} realistic, varied user messages: about half that violate the policy (FAIL) and half that
+are close to it but compliant (PASS). Answer with a JSON array only, each item
+{{"example": "<message>", "compliance": "PASS" or "FAIL"}}."""
+
+
+def parse_generated(answer: str, limit: int) -> list[Example]:
+    """The generator's JSON array of {example, compliance}; ValueError if there is none usable."""
+    import json as _json
+    import re
+
+    match = re.search(r"\[.*\]", answer, re.S)
+    if match is None:
+        raise ValueError("the generator did not answer with a JSON array")
+    try:
+        items = _json.loads(match.group(0))
+    except _json.JSONDecodeError as exc:
+        raise ValueError(f"the generator's JSON does not parse: {exc.msg}") from None
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        text, status = item.get("example"), str(item.get("compliance", "")).upper()
+        if isinstance(text, str) and text.strip() and status in ("PASS", "FAIL"):
+            out.append(Example(text.strip(), status, synthetic=True, source="synthetic"))
+    if not out:
+        raise ValueError("the generator's answer held no {example, compliance} items")
+    return out[:limit]
+
+
+def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
+                  complete: Any = None) -> list[Route]:
     store = registry.store
 
     def endpoint(handler: Handler) -> Callable[[Request], Awaitable[RawResponse]]:
@@ -340,6 +374,32 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog) -> 
             await store.mark_applied([f.seq for f in items])
         return _ok({"id": doc.id, "applied": len(items), "total_examples": len(await store.examples(doc.id))})
 
+    async def generate(request: Request, role: Role) -> RawResponse:
+        """Seed 000's synthetic dataset: a generator model writes examples from the policy definition."""
+        doc = await stored(request.path_params["id"], role, write=True)
+        body = await _json(request)
+        model = body.get("model") or registry.config.guard.generator_model
+        if not isinstance(model, str) or not model:
+            raise OpenAIError(400, "model: required (or set guard.generator_model in the config).",
+                              code="invalid_request", param="model")
+        count = body.get("count", 20)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 200:
+            raise OpenAIError(400, "count: a whole number from 1 to 200.", code="invalid_request", param="count")
+        if complete is None:
+            raise OpenAIError(503, "No upstream client to ask the generator.", code="generator_unavailable")
+        d = doc.body
+        prompt = GENERATE_PROMPT.format(rule=d.get("rule") or doc.id, count=count,
+                                        disallowed="; ".join(d.get("disallowed_behaviors", [])) or "-",
+                                        allowed="; ".join(d.get("allowed_behaviors", [])) or "-")
+        try:
+            answer = await asyncio.wait_for(complete(model, [{"role": "user", "content": prompt}]), 120)
+            examples = parse_generated(answer, count)
+        except (ValueError, LookupError, RuntimeError, TimeoutError) as exc:
+            raise OpenAIError(502, f"The generator model failed: {exc}", code="generator_failed") from None
+        await store.add_examples(doc.id, examples)
+        return _ok({"id": doc.id, "added": len(examples), "synthetic": True,
+                    "data": [{"example": e.text, "compliance": e.label} for e in examples]}, 201)
+
     base = "/v1/admin/policies"
     return [
         Route(base, endpoint(list_policies), methods=["GET"]),
@@ -351,6 +411,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog) -> 
         Route(base + "/{id}/revert", endpoint(revert), methods=["POST"]),
         Route(base + "/{id}/data", endpoint(add_data), methods=["POST"]),
         Route(base + "/{id}/data", endpoint(list_data), methods=["GET"]),
+        Route(base + "/{id}/generate", endpoint(generate), methods=["POST"]),
         Route(base + "/{id}/apply", endpoint(apply), methods=["POST"]),
         Route(base + "/{id}/apply", endpoint(unapply), methods=["DELETE"]),
         Route(base + "/{id}/train", endpoint(train), methods=["POST"]),

@@ -95,6 +95,8 @@ class AdminConfig(_Frozen):
 
 class GuardSettings(_Frozen):
     corrector_model: str | None = Field(None, description="Model that writes the Evaluate API's corrections.")
+    generator_model: str | None = Field(None, description="Model that writes synthetic training data for policies "
+                                                          "(admin API `generate`).")
 
 
 class ScoringConfig(_Frozen):

@@ -22,7 +22,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def _config(upstream: str, port: int, store: str = "") -> str:
     return f"""
 server: {{host: 127.0.0.1, port: {port}}}
-upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*"]}}]
+upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*", "gen-*"]}}]
 applications:
   - {{id: app-a, keys: ["{KEY_A}"]}}
   - {{id: app-b, keys: ["{KEY_B}"]}}
@@ -439,3 +439,24 @@ def test_stages_api(gw: Gateway) -> None:
     assert httpx.request("DELETE", gw.url + "/v1/admin/stages/a-own", headers=h(ADMIN_A)).status_code == 200
     assert httpx.request("DELETE", gw.url + "/v1/admin/stages/org-no-pirates", headers=h(CENTRAL)).status_code == 200
     assert chat(gw, KEY_A, "a configured-word here").json()["choices"][0]["message"]["content"].startswith("echo:")
+
+
+def test_generate_synthetic_training_data(gw: Gateway) -> None:
+    httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json={
+        "id": "gen-target", "type": "contains", "keywords": ["x"], "rule": "No unreleased financials",
+        "disallowed_behaviors": ["sharing revenue before release"]})
+    r = httpx.post(gw.url + "/v1/admin/policies/gen-target/generate", headers=h(CENTRAL), json={"count": 5})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"  # no guard.generator_model here
+    r = httpx.post(gw.url + "/v1/admin/policies/gen-target/generate", headers=h(CENTRAL),
+                   json={"model": "gen-1", "count": 5})
+    assert r.status_code == 201, r.text
+    assert r.json()["added"] == 2  # the malformed items are skipped
+    rows = httpx.get(gw.url + "/v1/admin/policies/gen-target/data", headers=h(CENTRAL)).json()["data"]
+    assert [(d["compliance"], d["synthetic"], d["source"]) for d in rows] == [("FAIL", True, "synthetic"),
+                                                                               ("PASS", True, "synthetic")]
+    r = httpx.post(gw.url + "/v1/admin/policies/gen-target/generate", headers=h(CENTRAL),
+                   json={"model": "gen-broken-1", "count": 5})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "generator_failed"
+    r = httpx.post(gw.url + "/v1/admin/policies/gen-target/generate", headers=h(CENTRAL),
+                   json={"model": "gen-1", "count": 0})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "count"
