@@ -61,6 +61,7 @@ class Registry:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._flush: asyncio.Task[None] | None = None
+        self._listen: asyncio.Task[None] | None = None
 
     @property
     def config_policy_ids(self) -> frozenset[str]:
@@ -153,6 +154,18 @@ class Registry:
                 self.degraded = str(exc) or type(exc).__name__
             await asyncio.sleep(interval)
 
+    async def listen(self) -> None:
+        """Pub/sub where the store has it (Redis): reload as soon as another replica publishes a change.
+        The revision poll in `follow` still catches whatever this misses while disconnected."""
+        while True:
+            try:
+                async for revision in self.store.changes():  # type: ignore[attr-defined]
+                    if revision != self.revision:
+                        await self.load()
+            except (StoreError, TimeoutError, ValueError):
+                pass
+            await asyncio.sleep(1.0)
+
     async def flush_monitoring(self, monitor: Any, interval: float = 0.2) -> None:
         """Write the monitoring log's outbox to the store in batches; keep it while the store is down."""
         while True:
@@ -170,11 +183,13 @@ class Registry:
     def start(self, monitor: Any = None) -> None:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self.follow(), name="registry-follow")
+        if hasattr(self.store, "changes"):
+            self._listen = loop.create_task(self.listen(), name="registry-listen")
         if monitor is not None:
             self._flush = loop.create_task(self.flush_monitoring(monitor), name="monitoring-flush")
 
     async def stop(self) -> None:
-        for task in (self._task, self._flush):
+        for task in (self._task, self._flush, self._listen):
             if task is not None:
                 task.cancel()
                 try:

@@ -125,6 +125,18 @@ class RedisStore:
             await self._call(self.client.publish(self.k("changes"), str(revision)))
         return bool(removed)
 
+    async def changes(self):
+        """Revision numbers as other replicas publish them (pub/sub); ends with StoreError on a lost link."""
+        pubsub = self.client.pubsub()
+        try:
+            await self._call(pubsub.subscribe(self.k("changes")))
+            while True:
+                message = await self._call(pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0))
+                if message is not None:
+                    yield int(message["data"])
+        finally:
+            await pubsub.aclose()
+
     # --- training data -----------------------------------------------------------------------
 
     async def add_examples(self, policy_id: str, examples: list[Example]) -> int:
