@@ -461,3 +461,46 @@ def test_generate_synthetic_training_data(gw: Gateway) -> None:
     r = httpx.post(gw.url + "/v1/admin/policies/gen-target/generate", headers=h(CENTRAL),
                    json={"model": "gen-1", "count": 0})
     assert r.status_code == 400 and r.json()["error"]["param"] == "count"
+
+
+def test_no_failed_request_while_plans_swap(gw: Gateway) -> None:
+    """Requests keep flowing while the plan is swapped twenty times; each gets one whole verdict."""
+    import threading
+
+    body = {"id": "swapping", "type": "contains", "keywords": ["swap-me"]}
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=body).status_code == 201
+    assert httpx.post(gw.url + "/v1/admin/policies/swapping/apply", headers=h(CENTRAL),
+                      json={"application": "app-a", "action": {"type": "block", "message": "swapped"}}).status_code == 201
+    answers: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(headers=h(KEY_A), timeout=10) as client:
+            for _ in range(2000):  # bounded
+                if stop.is_set():
+                    return
+                r = client.post(gw.url + "/v1/chat/completions",
+                                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "swap-me now"}]})
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text[:100]}")
+                else:
+                    answers.append(r.json()["choices"][0]["message"]["content"])
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            r = httpx.put(gw.url + "/v1/moderation/policy/swapping/update-threshold", headers=h(CENTRAL),
+                          json={"classification_threshold": 1.0 if i % 2 == 0 else 0.5})
+            assert r.status_code == 200
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors, errors[:3]
+    assert answers and set(answers) <= {"swapped", "echo:swap-me now"}, set(answers)
+    assert len(set(answers)) == 2  # both plans served while swapping
+    httpx.request("DELETE", gw.url + "/v1/admin/policies/swapping/apply", headers=h(CENTRAL),
+                  json={"application": "app-a", "on": "input"})
