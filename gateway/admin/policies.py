@@ -348,9 +348,12 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             raise OpenAIError(400, "policy_id: required, an existing policy.", code="invalid_request",
                               param="policy_id")
         record = monitor.get(record_id, on)
+        if record is None:  # another replica's, or older than this one's buffer: the shared log has it
+            found = await store.records(1, None, id=record_id, on=on)
+            record = found[0].body if found else None
         if record is None:
-            raise OpenAIError(404, f"No monitoring record {record_id!r} ({on}) on this replica.",
-                              code="record_not_found", param="record_id")
+            raise OpenAIError(404, f"No monitoring record {record_id!r} ({on}).", code="record_not_found",
+                              param="record_id")
         if not role.may_see(record["application"]):
             raise OpenAIError(403, "This token may only give feedback on its own application's records.",
                               code="forbidden", param="record_id")

@@ -504,3 +504,25 @@ def test_no_failed_request_while_plans_swap(gw: Gateway) -> None:
     assert len(set(answers)) == 2  # both plans served while swapping
     httpx.request("DELETE", gw.url + "/v1/admin/policies/swapping/apply", headers=h(CENTRAL),
                   json={"application": "app-a", "on": "input"})
+
+
+def test_feedback_on_another_replicas_record(upstream: str, tmp_path, redis_prefix: str) -> None:
+    store = f'store: {{url: "{REDIS_URL}", prefix: "{redis_prefix}", poll_interval_s: 0.2}}\n' \
+            'stages:\n  - {name: watch, scope: central, on: input, rulesets: [{name: w, mode: monitor, ' \
+            'rules: [{metric: length, op: gt, value: 0}], action: {type: block}}]}\n'
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    with running_gateway(tmp_path / "one", lambda port: _config(upstream, port, store)) as one, \
+            running_gateway(tmp_path / "two", lambda port: _config(upstream, port, store)) as two:
+        httpx.post(one.url + "/v1/admin/policies", headers=h(CENTRAL), json={"id": "fb", "type": "contains",
+                                                                             "keywords": ["k"]})
+        record_id = chat(one, KEY_A, "mail me at jane@example.com").headers["x-guardrail-request-id"]
+        deadline = time.monotonic() + 5
+        while True:
+            r = httpx.post(two.url + "/v1/admin/feedback", headers=h(CENTRAL),
+                           json={"record_id": record_id, "policy_id": "fb", "label": "FAIL"})
+            if r.status_code == 201 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.status_code == 201, r.text
+        assert r.json()["text"] == "mail me at <EMAIL_ADDRESS>"  # the log's PII-redacted text
