@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.admin.applications import application_routes
 from gateway.admin.auth import AdminAuth
 from gateway.admin.openapi import openapi_document
 from gateway.admin.policies import policy_routes
@@ -130,9 +131,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
                           code="method_not_allowed")
         return RawResponse(405, [JSON], err.body())
 
-    api = [*admin_routes(config, flow, monitor, complete, registry.store),
+    registry.keyring = handler.keyring
+    api = [*admin_routes(config, flow, monitor, complete, registry.store, handler.keyring),
            *policy_routes(AdminAuth(config.admin.tokens), registry, monitor, complete),
-           *stage_routes(AdminAuth(config.admin.tokens), registry)]
+           *stage_routes(AdminAuth(config.admin.tokens), registry),
+           *application_routes(AdminAuth(config.admin.tokens), registry)]
     openapi = orjson.dumps(openapi_document(api))
 
     async def openapi_json(request: Request) -> Response:

@@ -262,8 +262,8 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             await stored(policy_id, role, write=False)
         body = await _json(request)
         app = body.get("application")
-        if not isinstance(app, str) or app not in {a.id for a in registry.config.applications}:
-            raise OpenAIError(400, "application: required, a configured application id.", code="invalid_request",
+        if not isinstance(app, str) or app not in registry.application_ids:
+            raise OpenAIError(400, "application: required, an application id.", code="invalid_request",
                               param="application")
         if not role.central and app != role.application:
             raise OpenAIError(403, "This token may only apply policies to its own application.", code="forbidden",

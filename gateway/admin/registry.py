@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import PolicySpec, StageSpec
-from gateway.config.schema import GatewayConfig
+from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
 from gateway.store import Store, StoreError, Version
 
@@ -43,6 +43,13 @@ class InvalidChange(ValueError):
 class Snapshot:
     policies: tuple[Version, ...]
     stages: tuple[Version, ...]
+    applications: tuple[Version, ...] = ()
+
+
+def stored_application(doc: Version) -> ApplicationConfig:
+    """A stored application (its keys are only hashes: see KeyRing.set_stored)."""
+    return ApplicationConfig.model_construct(id=doc.id, keys=(), stages=tuple(doc.body.get("stages", [])),
+                                             allow_request_stages=bool(doc.body.get("allow_request_stages", True)))
 
 
 def _policy_spec(body: dict[str, Any]) -> PolicySpec:
@@ -59,6 +66,9 @@ class Registry:
         self.last_sync = 0.0
         self.swaps = 0
         self._lock = asyncio.Lock()
+        self.keyring: Any = None               # the proxy's KeyRing: stored applications' key hashes go there
+        self._stored_apps: frozenset[str] = frozenset()
+        self._config_apps = frozenset(a.id for a in config.applications)
         self._task: asyncio.Task[None] | None = None
         self._flush: asyncio.Task[None] | None = None
         self._listen: asyncio.Task[None] | None = None
@@ -87,6 +97,8 @@ class Registry:
                 issues.append(ConfigIssue(format_path(("store", "policies", doc.id, *err["loc"])), err["msg"]))
         stages = list(self.config.stages)
         app_stages = {a.id: list(a.stages) for a in self.config.applications}
+        for doc in snapshot.applications:
+            app_stages.setdefault(doc.id, list(doc.body.get("stages", [])))
         for doc in snapshot.stages:
             if doc.body.get("paused"):
                 continue  # kept, not enforced
@@ -112,7 +124,12 @@ class Registry:
         return plan, issues + more
 
     async def snapshot(self) -> Snapshot:
-        return Snapshot(tuple(await self.store.list("policy")), tuple(await self.store.list("stage")))
+        return Snapshot(tuple(await self.store.list("policy")), tuple(await self.store.list("stage")),
+                        tuple(await self.store.list("application")))
+
+    @property
+    def application_ids(self) -> frozenset[str]:
+        return frozenset(a.id for a in self.config.applications) | self._stored_apps
 
     async def check(self, snapshot: Snapshot) -> GuardPlan:
         """Compile off the event loop (a classifier policy trains here); raise InvalidChange on issues."""
@@ -136,6 +153,10 @@ class Registry:
                 self.revision = revision
                 return False
             self.flow.plan = plan  # the atomic swap: requests already running keep their stages
+            if self.keyring is not None:
+                self.keyring.set_stored((stored_application(d), d.body.get("key_hashes", []))
+                                        for d in snapshot.applications if d.id not in self._config_apps)
+            self._stored_apps = frozenset(d.id for d in snapshot.applications)
             self.revision = revision
             self.swaps += 1
             return True
@@ -203,8 +224,13 @@ class Registry:
         snapshot = await self.snapshot()
         others = [d for d in (snapshot.policies if kind == "policy" else snapshot.stages) if d.id != body["id"]]
         candidate = Version(kind, body["id"], 0, body, time.time(), author)
-        trial = Snapshot(tuple([*others, candidate]), snapshot.stages) if kind == "policy" \
-            else Snapshot(snapshot.policies, tuple([*others, candidate]))
+        if kind == "policy":
+            trial = Snapshot(tuple([*others, candidate]), snapshot.stages, snapshot.applications)
+        elif kind == "stage":
+            trial = Snapshot(snapshot.policies, tuple([*others, candidate]), snapshot.applications)
+        else:
+            apps = [d for d in snapshot.applications if d.id != body["id"]]
+            trial = Snapshot(snapshot.policies, snapshot.stages, tuple([*apps, candidate]))
         try:
             await self.check(trial)
         except InvalidChange as err:  # a field of the document being written: name it as the caller sent it
@@ -219,7 +245,8 @@ class Registry:
     async def remove(self, kind: str, doc_id: str, author: str) -> bool:
         snapshot = await self.snapshot()
         trial = Snapshot(tuple(d for d in snapshot.policies if not (kind == "policy" and d.id == doc_id)),
-                         tuple(d for d in snapshot.stages if not (kind == "stage" and d.id == doc_id)))
+                         tuple(d for d in snapshot.stages if not (kind == "stage" and d.id == doc_id)),
+                         tuple(d for d in snapshot.applications if not (kind == "application" and d.id == doc_id)))
         await self.check(trial)
         removed = await self.store.delete(kind, doc_id, author)
         await self.load()

@@ -20,10 +20,10 @@ _MAX_EVALUATE_BODY = 1024 * 1024
 
 
 def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
-                 complete: guard_evaluate.Complete, store: Store | None = None) -> list[Route]:
+                 complete: guard_evaluate.Complete, store: Store | None = None,
+                 keyring: KeyRing | None = None) -> list[Route]:
     admin = AdminAuth(config.admin.tokens)
-    keys = KeyRing(config.applications)
-    apps = {a.id: a for a in config.applications}
+    keys = keyring or KeyRing(config.applications)
 
     async def monitoring(request: Request) -> RawResponse:
         try:
@@ -72,7 +72,7 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             if parsed.application not in (None, app.id):
                 raise OpenAIError(403, f"This key belongs to application '{app.id}'.", code="forbidden",
                                   param="application")
-            default = _app_policies(flow, apps[app.id].id)
+            default = _app_policies(flow, app.id)
             policies = guard_evaluate.select_policies(parsed, flow.plan, default)
             result = await guard_evaluate.evaluate(parsed, policies, complete, config.guard.corrector_model)
         except guard_evaluate.EvaluateError as err:

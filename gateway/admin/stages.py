@@ -30,7 +30,6 @@ def _view(doc: Version) -> dict[str, Any]:
 
 def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
     store = registry.store
-    app_ids = {a.id for a in registry.config.applications}
 
     def check_scope(role: Role, spec: dict[str, Any], applications: list[Any]) -> None:
         if spec.get("scope") == "central":
@@ -42,7 +41,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
                                   code="invalid_stage", param="applications")
             return
         for i, app in enumerate(applications):
-            if app not in app_ids:
+            if app not in registry.application_ids:
                 raise OpenAIError(400, f"applications[{i}]: no application {app!r}.", code="invalid_stage",
                                   param=f"applications[{i}]")
             if not role.central and app != role.application:

@@ -51,7 +51,7 @@ class ProxyHandler:
                  flow: GuardFlow) -> None:
         self._config = config
         self._flow = flow
-        self._keys = KeyRing(config.applications)
+        self._keys = self.keyring = KeyRing(config.applications)
         self._router = router
         self._catalog = ModelCatalog(upstreams, self._router)
         self._telemetry = telemetry

@@ -526,3 +526,38 @@ def test_feedback_on_another_replicas_record(upstream: str, tmp_path, redis_pref
             time.sleep(0.1)
         assert r.status_code == 201, r.text
         assert r.json()["text"] == "mail me at <EMAIL_ADDRESS>"  # the log's PII-redacted text
+
+
+def test_applications_api(gw: Gateway) -> None:
+    import openai
+
+    from gateway.proxy.auth import key_digest
+
+    assert httpx.post(gw.url + "/v1/admin/applications", headers=h(ADMIN_A), json={"id": "new-app"}).status_code == 403
+    r = httpx.post(gw.url + "/v1/admin/applications", headers=h(CENTRAL), json={"id": "app-a"})
+    assert r.status_code == 409
+    r = httpx.post(gw.url + "/v1/admin/applications", headers=h(CENTRAL), json={"id": "new-app", "stages": ["nope"]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "stages[0]"
+    r = httpx.post(gw.url + "/v1/admin/applications", headers=h(CENTRAL), json={"id": "new-app"})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    assert key.startswith("sk-gg-") and r.json()["keys"] == 1
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "echo:hi"
+    assert "key" not in httpx.get(gw.url + "/v1/admin/applications/new-app", headers=h(CENTRAL)).json()
+    # The key is stored only as a hash.
+    stored = b"".join(f.read_bytes() for f in (gw.log_path.parent / "data").iterdir())  # db, -wal, -shm
+    assert key_digest(key).encode() in stored and key.encode() not in stored
+    # Policies can be applied to it; keys rotate; revoked keys stop working.
+    r = httpx.post(gw.url + "/v1/admin/applications/new-app/keys", headers=h(CENTRAL))
+    second = r.json()["key"]
+    assert r.status_code == 201 and r.json()["keys"] == 2
+    assert httpx.request("DELETE", gw.url + "/v1/admin/applications/new-app/keys", headers=h(CENTRAL),
+                         json={"keep": 1}).json()["keys"] == 1
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert chat(gw, second, "hello").status_code == 200
+    assert httpx.request("DELETE", gw.url + "/v1/admin/applications/new-app", headers=h(CENTRAL)).status_code == 200
+    assert chat(gw, second, "hello").status_code == 401
+    assert httpx.request("DELETE", gw.url + "/v1/admin/applications/app-a", headers=h(CENTRAL)).status_code == 403
