@@ -44,6 +44,8 @@ class Snapshot:
     policies: tuple[Version, ...]
     stages: tuple[Version, ...]
     applications: tuple[Version, ...] = ()
+    pins: tuple[Version, ...] = ()                  # {"application", "stage", "version"}
+    pinned: tuple[Version, ...] = ()                # the pinned stage versions themselves
 
 
 def stored_application(doc: Version) -> ApplicationConfig:
@@ -121,11 +123,42 @@ class Registry:
             head, dot, rest = issue.path.partition(".")
             if head in names:
                 more[n] = ConfigIssue(names[head] + dot + rest, issue.message)
+        if snapshot.pins and not more:
+            plan = self._with_pins(plan, snapshot, policies, more)
         return plan, issues + more
 
+    def _with_pins(self, plan: GuardPlan, snapshot: Snapshot, policies: list[PolicySpec],
+                   issues: list[ConfigIssue]) -> GuardPlan:
+        """Per-application central lists where an application pinned a central stage's older version."""
+        from dataclasses import replace as dc_replace
+
+        from gateway.guard.plan import compile_stages
+
+        versions = {(d.id, d.version): d for d in snapshot.pinned}
+        compiled_policies = plan.policies
+        central_by_app: dict[str, dict[str, tuple]] = {}
+        for pin in snapshot.pins:
+            app, stage, version = pin.body["application"], pin.body["stage"], int(pin.body["version"])
+            doc = versions.get((stage, version))
+            if doc is None or doc.body.get("paused"):
+                continue
+            spec = StageSpec.model_validate(doc.body["spec"])
+            [old] = compile_stages([spec], compiled_policies, ("store", "pins", pin.id), issues) or [None]
+            if old is None:
+                continue
+            lists = central_by_app.setdefault(app, {on: tuple(plan.central.get(on, ())) for on in ("input", "output")})
+            lists[old.on] = tuple(old if s.name == stage else s for s in lists[old.on])
+        return dc_replace(plan, central_by_app=central_by_app)
+
     async def snapshot(self) -> Snapshot:
+        pins = tuple(await self.store.list("pin"))
+        pinned = []
+        for pin in pins:
+            doc = await self.store.get("stage", pin.body["stage"], int(pin.body["version"]))
+            if doc is not None:
+                pinned.append(doc)
         return Snapshot(tuple(await self.store.list("policy")), tuple(await self.store.list("stage")),
-                        tuple(await self.store.list("application")))
+                        tuple(await self.store.list("application")), pins, tuple(pinned))
 
     @property
     def application_ids(self) -> frozenset[str]:
@@ -224,13 +257,20 @@ class Registry:
         snapshot = await self.snapshot()
         others = [d for d in (snapshot.policies if kind == "policy" else snapshot.stages) if d.id != body["id"]]
         candidate = Version(kind, body["id"], 0, body, time.time(), author)
+        rest = (snapshot.applications, snapshot.pins, snapshot.pinned)
         if kind == "policy":
-            trial = Snapshot(tuple([*others, candidate]), snapshot.stages, snapshot.applications)
+            trial = Snapshot(tuple([*others, candidate]), snapshot.stages, *rest)
         elif kind == "stage":
-            trial = Snapshot(snapshot.policies, tuple([*others, candidate]), snapshot.applications)
+            trial = Snapshot(snapshot.policies, tuple([*others, candidate]), *rest)
+        elif kind == "pin":
+            pinned = await self.store.get("stage", body["stage"], int(body["version"]))
+            pins = tuple([*(d for d in snapshot.pins if d.id != body["id"]), candidate])
+            trial = Snapshot(snapshot.policies, snapshot.stages, snapshot.applications, pins,
+                             (*snapshot.pinned, *([pinned] if pinned else [])))
         else:
             apps = [d for d in snapshot.applications if d.id != body["id"]]
-            trial = Snapshot(snapshot.policies, snapshot.stages, tuple([*apps, candidate]))
+            trial = Snapshot(snapshot.policies, snapshot.stages, tuple([*apps, candidate]), snapshot.pins,
+                             snapshot.pinned)
         try:
             await self.check(trial)
         except InvalidChange as err:  # a field of the document being written: name it as the caller sent it
@@ -246,7 +286,8 @@ class Registry:
         snapshot = await self.snapshot()
         trial = Snapshot(tuple(d for d in snapshot.policies if not (kind == "policy" and d.id == doc_id)),
                          tuple(d for d in snapshot.stages if not (kind == "stage" and d.id == doc_id)),
-                         tuple(d for d in snapshot.applications if not (kind == "application" and d.id == doc_id)))
+                         tuple(d for d in snapshot.applications if not (kind == "application" and d.id == doc_id)),
+                         tuple(d for d in snapshot.pins if not (kind == "pin" and d.id == doc_id)), snapshot.pinned)
         await self.check(trial)
         removed = await self.store.delete(kind, doc_id, author)
         await self.load()

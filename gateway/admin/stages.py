@@ -141,6 +141,40 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         new = await registry.write("stage", old.body, _owner(role))
         return _ok({**_view(new), "reverted_to": version})
 
+    async def pin(request: Request, role: Role) -> RawResponse:
+        """Pin an application to an older version of a central stage (it stops following the latest)."""
+        body = await _json(request)
+        app, version = body.get("application"), body.get("version")
+        name = request.path_params["name"]
+        if not isinstance(app, str) or app not in registry.application_ids:
+            raise OpenAIError(400, "application: required, an application id.", code="invalid_request",
+                              param="application")
+        if not role.central and app != role.application:
+            raise OpenAIError(403, "This token may only pin stages for its own application.", code="forbidden",
+                              param="application")
+        doc = await store.get("stage", name)
+        if doc is None or doc.body["spec"].get("scope") != "central":
+            raise OpenAIError(404, f"No stored central stage '{name}'.", code="stage_not_found")
+        if isinstance(version, bool) or not isinstance(version, int) or await store.get("stage", name, version) is None:
+            raise OpenAIError(400, f"version: a version of '{name}' (1 to {doc.version}).", code="invalid_request",
+                              param="version")
+        new = await registry.write("pin", {"id": f"{app}:{name}", "application": app, "stage": name,
+                                           "version": version}, _owner(role))
+        return _ok({"object": "pin", "application": app, "stage": name, "version": version,
+                    "pin_version": new.version}, 201)
+
+    async def unpin(request: Request, role: Role) -> RawResponse:
+        """Follow the latest version of a central stage again."""
+        app = (await _json(request)).get("application")
+        if not role.central and app != role.application:
+            raise OpenAIError(403, "This token may only change its own application.", code="forbidden",
+                              param="application")
+        pin_id = f"{app}:{request.path_params['name']}"
+        if await store.get("pin", pin_id) is None:
+            raise OpenAIError(404, "No such pin.", code="pin_not_found")
+        await registry.remove("pin", pin_id, _owner(role))
+        return _ok({"object": "pin", "application": app, "stage": request.path_params["name"], "deleted": True})
+
     base = "/v1/admin/stages"
     return [
         Route(base, wrap(admin, list_stages), methods=["GET"]),
@@ -152,5 +186,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         Route(base + "/{name}/resume", wrap(admin, resume), methods=["POST"]),
         Route(base + "/{name}/versions", wrap(admin, versions), methods=["GET"]),
         Route(base + "/{name}/revert", wrap(admin, revert), methods=["POST"]),
+        Route(base + "/{name}/pin", wrap(admin, pin), methods=["PUT"]),
+        Route(base + "/{name}/pin", wrap(admin, unpin), methods=["DELETE"]),
     ]
 

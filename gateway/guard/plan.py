@@ -60,11 +60,14 @@ class GuardPlan:
     stages: Mapping[str, Stage]
     central: Mapping[str, tuple[Stage, ...]]                 # on -> central stages, in config order
     by_app: Mapping[str, Mapping[str, tuple[Stage, ...]]] = field(default_factory=dict)
+    # Applications that pinned a central stage to an older version see their own central list.
+    central_by_app: Mapping[str, Mapping[str, tuple[Stage, ...]]] = field(default_factory=dict)
 
     def stages_for(self, app_id: str, on: str, extra: Sequence[Stage] = ()) -> tuple[Stage, ...]:
         """Central stages, then the application's, then stages the request added."""
         own = self.by_app.get(app_id, {}).get(on, ())
-        return (*self.central.get(on, ()), *own, *(s for s in extra if s.on == on))
+        central = self.central_by_app[app_id] if app_id in self.central_by_app else self.central
+        return (*central.get(on, ()), *own, *(s for s in extra if s.on == on))
 
     @property
     def empty(self) -> bool:

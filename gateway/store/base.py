@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-KINDS = ("policy", "stage", "application")
+KINDS = ("policy", "stage", "application", "pin")
 
 
 class StoreError(RuntimeError):

@@ -561,3 +561,36 @@ def test_applications_api(gw: Gateway) -> None:
     assert httpx.request("DELETE", gw.url + "/v1/admin/applications/new-app", headers=h(CENTRAL)).status_code == 200
     assert chat(gw, second, "hello").status_code == 401
     assert httpx.request("DELETE", gw.url + "/v1/admin/applications/app-a", headers=h(CENTRAL)).status_code == 403
+
+
+def test_pin_a_central_stage_version(gw: Gateway) -> None:
+    stage = {"name": "org-pinnable", "scope": "central", "on": "input",
+             "rulesets": [{"name": "r", "rules": [{"metric": "from_config"}],
+                           "action": {"type": "block", "message": "version one"}}]}
+    assert httpx.post(gw.url + "/v1/admin/stages", headers=h(CENTRAL), json=stage).status_code == 201
+    stage["rulesets"][0]["action"]["message"] = "version two"
+    assert httpx.patch(gw.url + "/v1/admin/stages/org-pinnable", headers=h(CENTRAL),
+                       json={"rulesets": stage["rulesets"]}).json()["version"] == 2
+
+    def answer(key: str) -> str:
+        return chat(gw, key, "configured-word").json()["choices"][0]["message"]["content"]
+
+    assert answer(KEY_A) == answer(KEY_B) == "version two"
+    r = httpx.put(gw.url + "/v1/admin/stages/org-pinnable/pin", headers=h(ADMIN_A),
+                  json={"application": "app-b", "version": 1})
+    assert r.status_code == 403
+    r = httpx.put(gw.url + "/v1/admin/stages/org-pinnable/pin", headers=h(ADMIN_A),
+                  json={"application": "app-a", "version": 9})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "version"
+    r = httpx.put(gw.url + "/v1/admin/stages/org-pinnable/pin", headers=h(ADMIN_A),
+                  json={"application": "app-a", "version": 1})
+    assert r.status_code == 201, r.text
+    assert (answer(KEY_A), answer(KEY_B)) == ("version one", "version two")  # app-a pinned, app-b follows
+    stage["rulesets"][0]["action"]["message"] = "version three"
+    httpx.patch(gw.url + "/v1/admin/stages/org-pinnable", headers=h(CENTRAL), json={"rulesets": stage["rulesets"]})
+    assert (answer(KEY_A), answer(KEY_B)) == ("version one", "version three")
+    r = httpx.request("DELETE", gw.url + "/v1/admin/stages/org-pinnable/pin", headers=h(ADMIN_A),
+                      json={"application": "app-a"})
+    assert r.status_code == 200
+    assert answer(KEY_A) == "version three"
+    httpx.request("DELETE", gw.url + "/v1/admin/stages/org-pinnable", headers=h(CENTRAL))
