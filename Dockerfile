@@ -51,7 +51,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/opt/venv/bin:${PATH}" \
     GATEWAY_CONFIG=/etc/guardrail-gateway/gateway.yaml \
-    GATEWAY_MODEL_DIR=/opt/models
+    GATEWAY_MODEL_DIR=/opt/models \
+    GATEWAY_DATA_DIR=/tmp/guardrail-gateway
+# GATEWAY_DATA_DIR: where the embedded SQLite store goes when the config names no store.url (the
+# config directory is a read-only mount; /tmp is the writable tmpfs). Replicas should share Redis.
 
 RUN groupadd --gid 10001 gateway \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -42,10 +43,11 @@ log = logging.getLogger("gateway.app")
 
 
 def store_url(config: GatewayConfig, config_path: str) -> str:
-    """The configured store, else SQLite under `data/` next to the config file (the embedded default)."""
+    """The configured store, else SQLite in $GATEWAY_DATA_DIR or in `data/` next to the config file."""
     if config.store.url:
         return config.store.url
-    return f"sqlite:///{Path(config_path).resolve().parent / 'data' / 'gateway.db'}"
+    directory = os.environ.get("GATEWAY_DATA_DIR") or Path(config_path).resolve().parent / "data"
+    return f"sqlite:///{Path(directory) / 'gateway.db'}"
 
 
 class GatewayApp:

@@ -594,3 +594,12 @@ def test_pin_a_central_stage_version(gw: Gateway) -> None:
     assert r.status_code == 200
     assert answer(KEY_A) == "version three"
     httpx.request("DELETE", gw.url + "/v1/admin/stages/org-pinnable", headers=h(CENTRAL))
+
+
+def test_data_dir_environment_variable(upstream: str, tmp_path) -> None:
+    data = tmp_path / "elsewhere"
+    (tmp_path / "cfg").mkdir()
+    with running_gateway(tmp_path / "cfg", lambda port: _config(upstream, port), env={"GATEWAY_DATA_DIR": str(data)}) as g:
+        assert httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL),
+                          json={"id": "where", "type": "contains", "keywords": ["w"]}).status_code == 201
+    assert (data / "gateway.db").is_file() and not (tmp_path / "cfg" / "data").exists()
