@@ -22,7 +22,7 @@ from gateway.admin.registry import InvalidChange, Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
-from gateway.store import Example, StoreError, Version
+from gateway.store import Example, NotFound, StoreError, Version
 
 _MAX_BODY = 4 * 1024 * 1024
 TRAINABLE = ("classifier", "similar")
@@ -89,6 +89,20 @@ async def _json(request: Request) -> dict[str, Any]:
     return parsed
 
 
+async def revert_to(registry: Registry, kind: str, doc: Version, request: Request, role: Role,
+                    view: Callable[[Version], dict[str, Any]]) -> RawResponse:
+    """The revert endpoints of policies and stages: `{"version": n}` becomes current again."""
+    version = (await _json(request)).get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise OpenAIError(400, "version: required, a whole number.", code="invalid_request", param="version")
+    try:
+        new = await registry.revert(kind, doc.id, version, _owner(role))
+    except NotFound:
+        raise OpenAIError(404, f"{kind.capitalize()} '{doc.id}' has no version {version}.",
+                          code="version_not_found", param="version") from None
+    return _ok({**view(new), "reverted_to": version})
+
+
 def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[RawResponse]]:
     """Authenticate, run, and map errors to OpenAI-shaped answers (400 invalid, 503 store down)."""
 
@@ -121,16 +135,9 @@ are close to it but compliant (PASS). Answer with a JSON array only, each item
 
 def parse_generated(answer: str, limit: int) -> list[Example]:
     """The generator's JSON array of {example, compliance}; ValueError if there is none usable."""
-    import json as _json
-    import re
+    from gateway.scoring.judge import extract_json
 
-    match = re.search(r"\[.*\]", answer, re.S)
-    if match is None:
-        raise ValueError("the generator did not answer with a JSON array")
-    try:
-        items = _json.loads(match.group(0))
-    except _json.JSONDecodeError as exc:
-        raise ValueError(f"the generator's JSON does not parse: {exc.msg}") from None
+    items = extract_json(answer, "array", "generator")
     out = []
     for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
@@ -207,16 +214,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
 
     async def revert(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
-        body = await _json(request)
-        version = body.get("version")
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise OpenAIError(400, "version: required, a whole number.", code="invalid_request", param="version")
-        old = await store.get("policy", doc.id, version)
-        if old is None:
-            raise OpenAIError(404, f"Policy '{doc.id}' has no version {version}.", code="version_not_found",
-                              param="version")
-        new = await registry.write("policy", old.body, _owner(role))
-        return _ok({**_view(new), "reverted_to": version})
+        return await revert_to(registry, "policy", doc, request, role, _view)
 
     async def update_threshold(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,8 @@ from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
-from gateway.store import Store, StoreError, Version
+from gateway.store import NotFound, Store, StoreError, Version
+from gateway.store.base import revert_note
 
 log = logging.getLogger("gateway.registry")
 
@@ -252,7 +252,7 @@ class Registry:
                     pass
         await self.store.close()
 
-    async def write(self, kind: str, body: dict[str, Any], author: str, replacing: Sequence[Version] = ()) -> Version:
+    async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
         """Validate the store with this document in it, then write it and swap the plan at once."""
         snapshot = await self.snapshot()
         others = [d for d in (snapshot.policies if kind == "policy" else snapshot.stages) if d.id != body["id"]]
@@ -278,9 +278,16 @@ class Registry:
             if err.param.startswith(own):
                 raise InvalidChange(err.param.removeprefix(own), err.message) from None
             raise
-        written = await self.store.put(kind, body, author)
+        written = await self.store.put(kind, body, author, note)
         await self.load()
         return written
+
+    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
+        """Make an old version current again (as a new version), validated like any write."""
+        old = await self.store.get(kind, doc_id, version)
+        if old is None:
+            raise NotFound(f"{kind} {doc_id!r} has no version {version}")
+        return await self.write(kind, old.body, author, revert_note(version))
 
     async def remove(self, kind: str, doc_id: str, author: str) -> bool:
         snapshot = await self.snapshot()

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.policies import _json, _ok, _owner, wrap
+from gateway.admin.policies import _json, _ok, _owner, revert_to, wrap
 from gateway.admin.registry import Registry
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import RawResponse
@@ -131,15 +131,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
 
     async def revert(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=True)
-        version = (await _json(request)).get("version")
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise OpenAIError(400, "version: required, a whole number.", code="invalid_request", param="version")
-        old = await store.get("stage", doc.id, version)
-        if old is None:
-            raise OpenAIError(404, f"Stage '{doc.id}' has no version {version}.", code="version_not_found",
-                              param="version")
-        new = await registry.write("stage", old.body, _owner(role))
-        return _ok({**_view(new), "reverted_to": version})
+        return await revert_to(registry, "stage", doc, request, role, _view)
 
     async def pin(request: Request, role: Role) -> RawResponse:
         """Pin an application to an older version of a central stage (it stops following the latest)."""

@@ -24,18 +24,23 @@ from gateway.guard.types import MetricValue, ParamError
 SYSTEM = ("You are a strict compliance judge. Decide whether the TEXT violates the RUBRIC. "
           "Answer with one JSON object and nothing else: {\"score\": <number from 0 to 1, the probability "
           "that the text violates the rubric>, \"reason\": \"<one short sentence>\"}.")
-_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
+_JSON_SPANS = {"object": re.compile(r"\{.*\}", re.S), "array": re.compile(r"\[.*\]", re.S)}
+
+
+def extract_json(answer: str, shape: str, who: str) -> Any:
+    """The JSON object or array in a model's answer (models wrap it in prose or code fences)."""
+    match = _JSON_SPANS[shape].search(answer)
+    if match is None:
+        raise ValueError(f"the {who} did not answer with a JSON {shape}")
+    try:
+        return json.loads(match.group(0))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the {who}'s JSON does not parse: {exc.msg}") from None
 
 
 def parse_verdict(answer: str) -> float:
     """The judge's score in [0,1]; ValueError if the answer is not the constrained JSON form."""
-    match = _JSON_OBJECT.search(answer)
-    if match is None:
-        raise ValueError("the judge did not answer with a JSON object")
-    try:
-        verdict = json.loads(match.group(0))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the judge's JSON does not parse: {exc.msg}") from None
+    verdict = extract_json(answer, "object", "judge")
     score = verdict.get("score") if isinstance(verdict, dict) else None
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= float(score) <= 1.0:
         raise ValueError("the judge's answer has no \"score\" between 0 and 1")

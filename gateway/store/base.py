@@ -97,6 +97,20 @@ class Store(Protocol):
     async def mark_applied(self, seqs: list[int]) -> None: ...
 
 
+class DocumentHistory:
+    """What both stores share on top of their own get/put: revert writes an old version anew."""
+
+    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
+        old = await self.get(kind, doc_id, version)  # type: ignore[attr-defined]
+        if old is None:
+            raise NotFound(f"{kind} {doc_id!r} has no version {version}")
+        return await self.put(kind, old.body, author, revert_note(version))  # type: ignore[attr-defined]
+
+
+def revert_note(version: int) -> str:
+    return f"revert to version {version}"
+
+
 def check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown document kind {kind!r}; known: {', '.join(KINDS)}")

@@ -12,8 +12,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.store.base import (Example, Feedback, NotFound, Record, StoreError, Version, check_kind, check_label,
-                                doc_id, matches)
+from gateway.store.base import (
+    DocumentHistory,
+    Example,
+    Feedback,
+    Record,
+    StoreError,
+    Version,
+    check_kind,
+    check_label,
+    doc_id,
+    matches,
+)
 
 # INCR the record counter and XADD the record under that number as its stream id, atomically, so
 # concurrent writers never add ids out of order. A record with a dedupe key already seen in the last day
@@ -38,7 +48,7 @@ return out
 """
 
 
-class RedisStore:
+class RedisStore(DocumentHistory):
     def __init__(self, url: str, prefix: str = "gg:", max_records: int = 100_000,
                  timeout_s: float = 0.5) -> None:
         self.prefix = prefix
@@ -110,12 +120,6 @@ class RedisStore:
         check_kind(kind)
         raw = await self._call(self.client.hgetall(self.k("v", kind, doc_id)))
         return [self._version(kind, doc_id, int(v), raw[v]) for v in sorted(raw, key=int)]
-
-    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
-        old = await self.get(kind, doc_id, version)
-        if old is None:
-            raise NotFound(f"{kind} {doc_id!r} has no version {version}")
-        return await self.put(kind, old.body, author, f"revert to version {version}")
 
     async def delete(self, kind: str, doc_id: str, author: str) -> bool:
         check_kind(kind)

@@ -11,8 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gateway.store.base import (Example, Feedback, Record, StoreError, Version, check_kind, check_label, doc_id,
-                                matches)
+from gateway.store.base import (
+    DocumentHistory,
+    Example,
+    Feedback,
+    Record,
+    StoreError,
+    Version,
+    check_kind,
+    check_label,
+    doc_id,
+    matches,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -37,7 +47,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
 """
 
 
-class SqliteStore:
+class SqliteStore(DocumentHistory):
     def __init__(self, path: str | Path, max_records: int = 100_000) -> None:
         self.path = Path(path)
         self.max_records = max_records
@@ -133,13 +143,6 @@ class SqliteStore:
         rows = await self._run(lambda: self._db().execute(
             "SELECT * FROM versions WHERE kind=? AND id=? ORDER BY version", (kind, doc_id)).fetchall())
         return [self._version(r) for r in rows]
-
-    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
-        old = await self.get(kind, doc_id, version)
-        if old is None:
-            from gateway.store.base import NotFound
-            raise NotFound(f"{kind} {doc_id!r} has no version {version}")
-        return await self.put(kind, old.body, author, f"revert to version {version}")
 
     async def delete(self, kind: str, doc_id: str, author: str) -> bool:
         check_kind(kind)
