@@ -21,6 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.scoring.encoder import Encoder
+from gateway.scoring.heads import lexical_from_ids
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """What every head's first tier reads of a text, computed once however many heads ask."""
+
+    ids: np.ndarray                 # token ids, no special tokens
+    lexical: np.ndarray             # lexical feature indices
+    static: np.ndarray | None       # static embedding (None without the distilled table)
 
 
 @dataclass
@@ -46,6 +56,7 @@ class EmbeddingService:
         self.cache_entries = cache_entries
         self.stats = BatchStats()
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._features: OrderedDict[bytes, TextFeatures] = OrderedDict()
         self._inflight: dict[bytes, asyncio.Future[np.ndarray]] = {}
         self._queue: list[tuple[list[list[int]], asyncio.Future[np.ndarray]]] = []
         self._busy = False
@@ -58,6 +69,23 @@ class EmbeddingService:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def features(self, text: str) -> TextFeatures:
+        """Tokens, lexical indices and static embedding of `text` (LRU-cached like embeddings): the
+        detectors on a stage all read them, and the encoder reuses the tokens."""
+        key = self.encoder.key(text)
+        hit = self._features.get(key)
+        if hit is not None:
+            self._features.move_to_end(key)
+            return hit
+        enc = self.encoder
+        ids = enc.token_ids([text])[0]
+        static = enc.static([ids])[0] if enc.static_table is not None else None
+        feats = TextFeatures(ids, lexical_from_ids(ids, enc.tokenizer.get_vocab_size()), static)
+        self._features[key] = feats
+        while len(self._features) > max(self.cache_entries, 64):
+            self._features.popitem(last=False)
+        return feats
 
     async def embed(self, text: str) -> np.ndarray:
         """[windows, hidden] for `text`, from the cache, a request already computing it, or a batch."""
@@ -76,7 +104,8 @@ class EmbeddingService:
         future: asyncio.Future[np.ndarray] = loop.create_future()
         self._inflight[key] = future
         try:
-            windows = self.encoder.windows([text])[0]
+            known = self._features.get(key)
+            windows = self.encoder.windows_of(known.ids) if known is not None else self.encoder.windows([text])[0]
             self._queue.append((windows, future))
             self.stats.queued += len(windows)
             self._kick(loop)

@@ -20,7 +20,7 @@ import numpy as np
 
 from gateway.scoring import synthetic
 from gateway.scoring.encoder import Encoder
-from gateway.scoring.heads import LEX_DIM, Head, lexical_from_ids, lexical_indices, pooled, sigmoid
+from gateway.scoring.heads import LEX_DIM, Head, lexical_from_ids, lexical_indices, pooled
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SEED = 20261121

@@ -75,18 +75,17 @@ class Encoder:
 
     def windows(self, texts: Sequence[str]) -> list[list[list[int]]]:
         """Token id windows per text, each with [CLS] ... [SEP] and at most max_tokens ids."""
-        limit = self.options.max_chars
-        encodings = self.tokenizer.encode_batch([t[:limit] for t in texts], add_special_tokens=False)
+        return [self.windows_of(ids) for ids in self.token_ids(texts)]
+
+    def windows_of(self, ids: Sequence[int] | np.ndarray) -> list[list[int]]:
+        """One text's token ids (no special tokens) cut into windows."""
+        ids = [int(i) for i in ids]
         width = self.max_tokens - 2
         keep = self.options.max_windows
-        out = []
-        for enc in encodings:
-            ids = enc.ids
-            chunks = [ids[i:i + width] for i in range(0, len(ids), width)] or [[]]
-            if len(chunks) > keep:
-                chunks = chunks[:keep - 1] + chunks[-1:] if keep > 1 else chunks[:1]
-            out.append([[self._cls, *c, self._sep] for c in chunks])
-        return out
+        chunks = [ids[i:i + width] for i in range(0, len(ids), width)] or [[]]
+        if len(chunks) > keep:
+            chunks = chunks[:keep - 1] + chunks[-1:] if keep > 1 else chunks[:1]
+        return [[self._cls, *c, self._sep] for c in chunks]
 
     def static(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
         """Static embeddings: the normalised mean of each text's token rows in the distilled table."""

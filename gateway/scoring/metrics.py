@@ -20,7 +20,7 @@ import numpy as np
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.context import EVAL_CONTEXT
 from gateway.guard.types import MetricValue, ParamError
-from gateway.scoring.heads import Head, fit_logistic, lexical_from_ids, pooled
+from gateway.scoring.heads import Head, fit_logistic, pooled
 from gateway.scoring.runtime import ScoringRuntime, get_runtime
 
 BACKGROUND = Path(__file__).parent / "weights" / "background.json"
@@ -61,11 +61,9 @@ class DetectorMetric(_ModelMetric):
         """(lexical logit, the gate's probability if it decides the text alone)."""
         if not self.head.needs_lexical:
             return None, None
-        encoder = self.runtime.encoder
-        ids = encoder.token_ids([text])
-        lex = self.head.lexical(lexical_from_ids(ids[0], encoder.tokenizer.get_vocab_size()))
-        static = encoder.static(ids)[0] if self.head.gate_w is not None else None
-        return lex, self.head.gated_out(lex, static)
+        feats = self.runtime.service.features(text)
+        lex = self.head.lexical(feats.lexical)
+        return lex, self.head.gated_out(lex, feats.static)
 
     async def measure_async(self, text: str) -> MetricValue:
         lex, early = self._first_tier(text)

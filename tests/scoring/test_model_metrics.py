@@ -188,3 +188,21 @@ def test_gateway_relevance_to_system_context(model_gateway: Gateway) -> None:
     assert r.status_code == 200 and "x-guardrail-action" not in r.headers, r.text
     metrics = httpx.get(model_gateway.url + "/metrics").text
     assert "gateway_scorer_batches_total" in metrics
+
+
+def test_detectors_on_one_text_share_its_first_tier_features() -> None:
+    import uuid
+
+    from gateway.scoring.metrics import DetectorMetric
+
+    metrics = [DetectorMetric.named(n) for n in ("prompt_injection", "harmful", "toxicity")]
+    service = metrics[0].runtime.service
+    text = f"a text nobody scored before {uuid.uuid4().hex}"
+
+    async def go() -> list[float]:
+        return [(await m.measure_async(text)).risk for m in metrics]
+
+    before = len(service._features)
+    scores = asyncio.run(go())
+    assert len(service._features) == before + 1  # tokenised once for three heads
+    assert scores == [m.measure(text).risk for m in metrics]
