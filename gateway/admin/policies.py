@@ -253,43 +253,130 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         return _ok({"object": "list", "data": [{"example": e.text, "compliance": e.label, "synthetic": e.synthetic,
                                                 "source": e.source} for e in rows]})
 
+    def _where(body: dict[str, Any], role: Role) -> tuple[str | None, list[str] | None, str]:
+        """Where an apply/unapply body points: (application or None for every application, models or
+        None for every model, on). Application tokens always mean their own application."""
+        app = body.get("application")
+        models = body.get("models")
+        if models is not None and (not isinstance(models, list) or not models
+                                   or not all(isinstance(m, str) and m for m in models)):
+            raise OpenAIError(400, "models: a non-empty list of model names.", code="invalid_request",
+                              param="models")
+        if app is None and not role.central:
+            app = role.application
+        if app is None and models is None:
+            raise OpenAIError(400, "application or models: say where to apply the policy.",
+                              code="invalid_request", param="application")
+        if app is not None:
+            if not isinstance(app, str) or app not in registry.application_ids:
+                raise OpenAIError(400, "application: an application id.", code="invalid_request",
+                                  param="application")
+            if not role.central and app != role.application:
+                raise OpenAIError(403, "This token may only change its own application.", code="forbidden",
+                                  param="application")
+        on = body.get("on", "input")
+        if on not in ("input", "output"):
+            raise OpenAIError(400, "on: input or output.", code="invalid_request", param="on")
+        return app, sorted(set(models)) if models is not None else None, on
+
+    def _apply_id(policy_id: str, app: str | None, on: str) -> str:
+        return f"apply-{policy_id}-{app}-{on}" if app else f"apply-{policy_id}-models-{on}"
+
     async def apply(request: Request, role: Role) -> RawResponse:
-        """Seed 000's 'Apply Policy': enforce it on an application's input or output (a stored stage)."""
+        """Seed 000's 'Apply Policy': enforce it on an application's traffic, on every request for some
+        models (central tokens; all applications), or on one application's requests for some models.
+        Applying again adds models; without `models` the policy runs for every model."""
         policy_id = request.path_params["id"]
         if policy_id not in registry.config_policy_ids:
             await stored(policy_id, role, write=False)
         body = await _json(request)
-        app = body.get("application")
-        if not isinstance(app, str) or app not in registry.application_ids:
-            raise OpenAIError(400, "application: required, an application id.", code="invalid_request",
-                              param="application")
-        if not role.central and app != role.application:
-            raise OpenAIError(403, "This token may only apply policies to its own application.", code="forbidden",
-                              param="application")
-        on = body.get("on", "input")
-        if on not in ("input", "output"):
-            raise OpenAIError(400, "on: input or output.", code="invalid_request", param="on")
-        action = body.get("action", {"type": "block"})
-        name = f"apply-{policy_id}-{app}-{on}"
-        spec = {"name": name, "on": on, "timeout_ms": body.get("timeout_ms", 1000),
-                "rulesets": [{"name": policy_id, "rules": [{"metric": policy_id}], "action": action}]}
-        doc = await registry.write("stage", {"id": name, "spec": spec, "applications": [app],
+        app, models, on = _where(body, role)
+        name = _apply_id(policy_id, app, on)
+        existing = await store.get("stage", name)
+        if existing is not None and models is not None:
+            before = existing.body["spec"].get("models")
+            if before is None and app is not None:
+                models = None  # already applied to every model of the application
+            elif before:
+                models = sorted({*before, *models})
+        action = body.get("action", existing.body["spec"]["rulesets"][0]["action"] if existing else {"type": "block"})
+        spec: dict[str, Any] = {"name": name, "on": on, "timeout_ms": body.get("timeout_ms", 1000),
+                                "scope": "application" if app else "central",
+                                "rulesets": [{"name": policy_id, "rules": [{"metric": policy_id}], "action": action}]}
+        if models is not None:
+            spec["models"] = models
+        doc = await registry.write("stage", {"id": name, "spec": spec, "applications": [app] if app else [],
                                              "owner": _owner(role)}, _owner(role))
         return _ok({"object": "stage", "id": doc.id, "version": doc.version, "policy": policy_id,
-                    "application": app, "on": on}, 201)
+                    "application": app, "models": models, "on": on}, 201)
 
     async def unapply(request: Request, role: Role) -> RawResponse:
+        """Remove a policy from an application or from some models (the rest stay applied)."""
+        policy_id = request.path_params["id"]
         body = await _json(request)
-        app, on = body.get("application"), body.get("on", "input")
-        if not role.central and app != role.application:
-            raise OpenAIError(403, "This token may only change its own application.", code="forbidden",
-                              param="application")
-        name = f"apply-{request.path_params['id']}-{app}-{on}"
-        if await store.get("stage", name) is None:
-            raise OpenAIError(404, f"Policy '{request.path_params['id']}' is not applied to {app} ({on}).",
+        app, models, on = _where(body, role)
+        name = _apply_id(policy_id, app, on)
+        doc = await store.get("stage", name)
+        if doc is None:
+            raise OpenAIError(404, f"Policy '{policy_id}' is not applied to {app or 'models'} ({on}).",
                               code="not_applied")
+        before = doc.body["spec"].get("models")
+        if models is not None and before is not None:
+            if not set(models) & set(before):
+                raise OpenAIError(404, f"Policy '{policy_id}' is not applied to {', '.join(models)} ({on}).",
+                                  code="not_applied", param="models")
+            remaining = sorted(set(before) - set(models))
+            if remaining:
+                spec = {**doc.body["spec"], "models": remaining}
+                new = await registry.write("stage", {**doc.body, "spec": spec}, _owner(role))
+                return _ok({"object": "stage", "id": name, "version": new.version, "models": remaining})
+        elif models is not None:
+            raise OpenAIError(400, f"models: policy '{policy_id}' is applied to every model of {app}; remove it "
+                                   "from the application (no `models`).", code="invalid_request", param="models")
         await registry.remove("stage", name, _owner(role))
         return _ok({"object": "stage", "id": name, "deleted": True})
+
+    async def applied(request: Request, role: Role) -> RawResponse:
+        """Where the policy is applied through this API (its `apply-*` stages)."""
+        policy_id = request.path_params["id"]
+        if policy_id not in registry.config_policy_ids:
+            await stored(policy_id, role, write=False)
+        data = []
+        for doc in await store.list("stage"):
+            spec = doc.body.get("spec", {})
+            rules = [r.get("metric") for rs in spec.get("rulesets", []) for r in rs.get("rules", [])]
+            if not doc.id.startswith(f"apply-{policy_id}-") or rules != [policy_id]:
+                continue
+            apps = doc.body.get("applications", [])
+            if not role.central and apps != [role.application]:
+                continue
+            data.append({"stage": doc.id, "application": apps[0] if apps else None,
+                         "models": spec.get("models"), "on": spec.get("on"), "paused": bool(doc.body.get("paused"))})
+        return _ok({"object": "list", "data": data})
+
+    async def model_policies(request: Request, role: Role) -> RawResponse:
+        """Seed 000: the list of policies for a model, as one application's requests for it see them
+        (every stage that runs: central and the application's, in order)."""
+        model = request.path_params["model"]
+        app = request.query_params.get("application") or role.application
+        if app is None:
+            raise OpenAIError(400, "application: required with a central token (whose requests?).",
+                              code="invalid_request", param="application")
+        if app not in registry.application_ids:
+            raise OpenAIError(404, f"No application '{app}'.", code="application_not_found", param="application")
+        if not role.may_see(app):
+            raise OpenAIError(403, "This token may only read its own application.", code="forbidden",
+                              param="application")
+        plan = registry.flow.plan
+        data = []
+        for on in ("input", "output"):
+            for stage in plan.stages_for(app, on, model=model):
+                for rs in stage.rulesets:
+                    for rule in rs.rules:
+                        data.append({"policy": rule.metric, "stage": stage.name, "scope": stage.scope, "on": on,
+                                     "ruleset": rs.name, "source": "policy" if rule.metric in plan.policies
+                                     else "builtin"})
+        return _ok({"object": "list", "model": model, "application": app, "data": data})
 
     jobs: dict[str, dict[str, Any]] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -415,6 +502,8 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         Route(base + "/{id}/generate", endpoint(generate), methods=["POST"]),
         Route(base + "/{id}/apply", endpoint(apply), methods=["POST"]),
         Route(base + "/{id}/apply", endpoint(unapply), methods=["DELETE"]),
+        Route(base + "/{id}/apply", endpoint(applied), methods=["GET"]),
+        Route("/v1/admin/models/{model}/policies", endpoint(model_policies), methods=["GET"]),
         Route(base + "/{id}/train", endpoint(train), methods=["POST"]),
         Route(base + "/{id}/train", endpoint(training_status), methods=["GET"]),
         Route(base + "/{id}/feedback", endpoint(list_feedback), methods=["GET"]),

@@ -67,6 +67,8 @@ class StageSpec(_Frozen):
     mode: Mode = Field("enforce", description="monitor: evaluate, log and count, never act.")
     timeout_ms: float = Field(250.0, gt=0, description="Per metric; a slower metric counts as an error.")
     roles: tuple[str, ...] | None = Field(None, description="Message roles scanned (input default: user, tool).")
+    models: tuple[str, ...] | None = Field(None, min_length=1, description="Run only on requests for these models "
+                                           "(the request's `model`; seed 000's 'apply to models'). Default: all.")
     message: str = Field(DEFAULT_BLOCK_MESSAGE, description="Refusal used by block actions and fail-closed errors.")
     stream: StreamSpec = Field(StreamSpec(), description="How output stages guard streamed answers.")
     rulesets: tuple[RulesetSpec, ...] = Field(min_length=1, description="In priority order (OR).")

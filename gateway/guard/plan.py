@@ -52,6 +52,7 @@ class Stage:
     lookback_chars: int
     rulesets: tuple[Ruleset, ...]
     metrics: Mapping[str, Metric]  # every metric the rulesets name, measured once per evaluation
+    models: frozenset[str] | None = None  # run only on requests for these models (None: every model)
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,16 @@ class GuardPlan:
     # Applications that pinned a central stage to an older version see their own central list.
     central_by_app: Mapping[str, Mapping[str, tuple[Stage, ...]]] = field(default_factory=dict)
 
-    def stages_for(self, app_id: str, on: str, extra: Sequence[Stage] = ()) -> tuple[Stage, ...]:
-        """Central stages, then the application's, then stages the request added."""
+    def stages_for(self, app_id: str, on: str, extra: Sequence[Stage] = (),
+                   model: str | None = None) -> tuple[Stage, ...]:
+        """Central stages, then the application's, then stages the request added; with `model`, only
+        the stages that run for that model (a stage naming `models` runs for those alone)."""
         own = self.by_app.get(app_id, {}).get(on, ())
         central = self.central_by_app[app_id] if app_id in self.central_by_app else self.central
-        return (*central.get(on, ()), *own, *(s for s in extra if s.on == on))
+        stages = (*central.get(on, ()), *own, *(s for s in extra if s.on == on))
+        if model is None:
+            return stages
+        return tuple(s for s in stages if s.models is None or model in s.models)
 
     @property
     def empty(self) -> bool:
@@ -157,7 +163,8 @@ def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[
     # stream stopped before the rest of it leaves) even though its start was already released.
     lookback = max(holdback, min(longest, LOOKBACK_CAP))
     return Stage(spec.name, spec.on, spec.scope, spec.on_error, spec.timeout_ms / 1000.0, roles, spec.message,
-                 holdback, lookback, tuple(rulesets), metrics)
+                 holdback, lookback, tuple(rulesets), metrics,
+                 frozenset(spec.models) if spec.models is not None else None)
 
 
 def _compile_rule(rule: RuleSpec, policies: Mapping[str, Policy], metrics: dict[str, Metric],

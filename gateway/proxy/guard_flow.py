@@ -79,7 +79,9 @@ class GuardFlow:
                 raise OpenAIError(400, f"Application '{app.id}' may not add stages with '{REQUEST_FIELD}'.",
                                   code="request_stages_denied", param=REQUEST_FIELD)
             extra = self._compile_request_stages(payload.pop(REQUEST_FIELD))
-        return Guarded(self.plan.stages_for(app.id, "input", extra), self.plan.stages_for(app.id, "output", extra))
+        model = payload.get("model") if isinstance(payload.get("model"), str) else None
+        plan = self.plan
+        return Guarded(plan.stages_for(app.id, "input", extra, model), plan.stages_for(app.id, "output", extra, model))
 
     def _compile_request_stages(self, raw: Any) -> tuple[Stage, ...]:
         key = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).digest()

@@ -132,6 +132,67 @@ def test_apply_enforces_on_traffic_and_threshold_endpoint(gw: Gateway) -> None:
     assert r.status_code == 200
 
 
+def _answer(gw: Gateway, key: str, text: str, model: str) -> str:
+    r = httpx.post(gw.url + "/v1/chat/completions", headers=h(key), timeout=10,
+                   json={"model": model, "messages": [{"role": "user", "content": text}]})
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]["content"]
+
+
+def test_apply_to_models(gw: Gateway) -> None:
+    """Seed 000: a policy applied to models runs on every application's requests for those models only;
+    applying again adds models, removing a model leaves the others; an application token applies to its
+    own application's requests for a model."""
+    body = {"id": "no-moon", "type": "contains", "keywords": ["moon base"], "rule": "No moon base talk"}
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=body).status_code == 201
+    text = "tell me about the moon base"
+    r = httpx.post(gw.url + "/v1/admin/policies/no-moon/apply", headers=h(CENTRAL), json={"models": ["gpt-4o"]})
+    assert r.status_code == 201 and r.json()["models"] == ["gpt-4o"] and r.json()["application"] is None, r.text
+    for key in (KEY_A, KEY_B):
+        assert not _answer(gw, key, text, "gpt-4o").startswith("echo:")
+        assert _answer(gw, key, text, "gpt-4o-mini").startswith("echo:")
+    listed = httpx.get(gw.url + "/v1/admin/models/gpt-4o/policies?application=app-b", headers=h(CENTRAL)).json()
+    assert ("no-moon", "central") in {(p["policy"], p["scope"]) for p in listed["data"]}
+    other = httpx.get(gw.url + "/v1/admin/models/gpt-4o-mini/policies?application=app-b", headers=h(CENTRAL)).json()
+    assert "no-moon" not in {p["policy"] for p in other["data"]}
+    r = httpx.post(gw.url + "/v1/admin/policies/no-moon/apply", headers=h(CENTRAL), json={"models": ["gpt-4o-mini"]})
+    assert r.json()["models"] == ["gpt-4o", "gpt-4o-mini"]
+    assert not _answer(gw, KEY_B, text, "gpt-4o-mini").startswith("echo:")
+    applied = httpx.get(gw.url + "/v1/admin/policies/no-moon/apply", headers=h(CENTRAL)).json()["data"]
+    assert [(a["application"], a["models"], a["on"]) for a in applied] == [(None, ["gpt-4o", "gpt-4o-mini"], "input")]
+    r = httpx.request("DELETE", gw.url + "/v1/admin/policies/no-moon/apply", headers=h(CENTRAL),
+                      json={"models": ["gpt-4o"]})
+    assert r.status_code == 200 and r.json()["models"] == ["gpt-4o-mini"], r.text
+    assert _answer(gw, KEY_A, text, "gpt-4o").startswith("echo:")
+    assert not _answer(gw, KEY_A, text, "gpt-4o-mini").startswith("echo:")
+    r = httpx.request("DELETE", gw.url + "/v1/admin/policies/no-moon/apply", headers=h(CENTRAL),
+                      json={"models": ["gpt-4o"]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_applied"
+    r = httpx.request("DELETE", gw.url + "/v1/admin/policies/no-moon/apply", headers=h(CENTRAL),
+                      json={"models": ["gpt-4o-mini"]})
+    assert r.json()["deleted"] is True
+    assert _answer(gw, KEY_A, text, "gpt-4o-mini").startswith("echo:")
+    # An application token: its own application only, for the model it names.
+    mine = {"id": "a-moon", "type": "contains", "keywords": ["moon base"]}
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(ADMIN_A), json=mine).status_code == 201
+    r = httpx.post(gw.url + "/v1/admin/policies/a-moon/apply", headers=h(ADMIN_A), json={"models": ["gpt-4o-mini"]})
+    assert r.status_code == 201 and r.json()["application"] == "app-a"
+    assert not _answer(gw, KEY_A, text, "gpt-4o-mini").startswith("echo:")
+    assert _answer(gw, KEY_A, text, "gpt-4o").startswith("echo:")
+    assert _answer(gw, KEY_B, text, "gpt-4o-mini").startswith("echo:")
+    r = httpx.get(gw.url + "/v1/admin/models/gpt-4o-mini/policies?application=app-b", headers=h(ADMIN_A))
+    assert r.status_code == 403
+    mine_listed = httpx.get(gw.url + "/v1/admin/models/gpt-4o-mini/policies", headers=h(ADMIN_A)).json()["data"]
+    assert [p["policy"] for p in mine_listed if p["stage"].startswith("apply-")] == ["a-moon"]
+    # Bad bodies name their field.
+    for bad, param in (({"models": []}, "models"), ({"models": "gpt-4o"}, "models"), ({}, "application"),
+                       ({"models": ["gpt-4o"], "on": "sideways"}, "on")):
+        r = httpx.post(gw.url + "/v1/admin/policies/no-moon/apply", headers=h(CENTRAL), json=bad)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (bad, r.text)
+    httpx.request("DELETE", gw.url + "/v1/admin/policies/a-moon/apply", headers=h(ADMIN_A), json={})
+    assert _answer(gw, KEY_A, text, "gpt-4o-mini").startswith("echo:")
+
+
 def test_training_data(gw: Gateway) -> None:
     httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL),
                json={"id": "with-data", "type": "contains", "keywords": ["x"]})
@@ -238,8 +299,8 @@ def _scores(g: Gateway, policy_id: str, texts: list[str]) -> list[tuple[float, s
 
 
 def test_seed_000_cycle(gw: Gateway) -> None:
-    """Create, add data, train, apply, traffic, feedback, apply feedback, retrain (better on the
-    feedback cases), revert."""
+    """Create, add data, train, apply to a model, traffic, feedback, apply feedback, retrain (better on
+    the feedback cases), revert."""
     policy = {"id": "financials", "type": "classifier", "threshold": 0.0,
               "rule": "Do not disclose unreleased financial results",
               "disallowed_behaviors": ["sharing revenue or profit figures before they are published",
@@ -261,8 +322,8 @@ def test_seed_000_cycle(gw: Gateway) -> None:
     first = job["version"]
     trained = httpx.get(gw.url + "/v1/admin/policies/financials", headers=h(CENTRAL)).json()
     assert trained["version"] == first and trained["trained"]["rows"] == 12 and trained["head"]["threshold"] > 0
-    assert httpx.post(gw.url + "/v1/admin/policies/financials/apply", headers=h(CENTRAL),
-                      json={"application": "app-a", "on": "input", "action": {"type": "block"}}).status_code == 201
+    assert httpx.post(gw.url + "/v1/admin/policies/financials/apply", headers=h(CENTRAL),  # to a model
+                      json={"models": ["gpt-4o"], "on": "input", "action": {"type": "block"}}).status_code == 201
 
     # Traffic the policy gets wrong or nearly wrong; an analyst labels it.
     cases = [("psst, between us the quarter closed at 9.4M, keep it quiet until the call", "FAIL"),
@@ -294,7 +355,7 @@ def test_seed_000_cycle(gw: Gateway) -> None:
     reverted = _scores(gw, "financials", [t for t, _ in cases])
     assert all(abs(x[0] - y[0]) < 1e-3 for x, y in zip(reverted, before)), (reverted, before)
     httpx.request("DELETE", gw.url + "/v1/admin/policies/financials/apply", headers=h(CENTRAL),
-                  json={"application": "app-a", "on": "input"})
+                  json={"models": ["gpt-4o"], "on": "input"})
 
 
 def test_training_refusals(gw: Gateway) -> None:

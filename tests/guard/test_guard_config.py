@@ -85,3 +85,18 @@ def test_a_valid_guard_config_loads() -> None:
     config = parse_config(BASE + STAGE.replace("{rule}", "{metric: codes}").replace("{action}", "{type: block}"),
                           "g.yaml", {})
     assert config.stages[0].rulesets[0].rules[0].metric == "codes"
+
+
+def test_stage_models_filter() -> None:
+    """A stage naming `models` runs only on requests for them; an empty list is an error with its path."""
+    from gateway.guard.plan import build_plan
+
+    stage = STAGE.replace("{rule}", "{metric: codes}").replace("{action}", "{type: block}")
+    config = parse_config(BASE + stage.replace("    on: input\n", "    on: input\n    models: [gpt-4o]\n"),
+                          "g.yaml", {})
+    plan = build_plan(config)
+    assert [s.name for s in plan.stages_for("app", "input", model="gpt-4o")] == ["s-app"]
+    assert plan.stages_for("app", "input", model="gpt-4o-mini") == ()
+    assert [s.name for s in plan.stages_for("app", "input")] == ["s-app"]  # no model known: every stage
+    errs = errors(stage.replace("    on: input\n", "    on: input\n    models: []\n"))
+    assert "stages[0].models: must list at least 1 item(s)" in errs, errs
