@@ -9,6 +9,8 @@ from the config file are read-only here. Errors are OpenAI-shaped: 400 names the
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,9 +25,12 @@ from gateway.guard.monitor import MonitorLog
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
 from gateway.store import Example, NotFound, StoreError, Version
+from gateway.store.base import ACTIVE_JOB
 
 _MAX_BODY = 4 * 1024 * 1024
 TRAINABLE = ("classifier", "similar")
+HEARTBEAT_S = 5.0
+STALE_AFTER_S = 60.0
 
 
 def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]:
@@ -378,23 +383,43 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                                      else "builtin"})
         return _ok({"object": "list", "model": model, "application": app, "data": data})
 
+    # Training jobs live in the store, so every replica answers for them and only one trains a policy
+    # at a time; the replica running one refreshes `updated` every HEARTBEAT_S, and a job silent for
+    # STALE_AFTER_S (its replica died) no longer blocks a new training. `jobs` keeps this replica's own
+    # jobs for when the store is unreachable.
     jobs: dict[str, dict[str, Any]] = {}
     tasks: set[asyncio.Task[None]] = set()
+    replica = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def save(policy_id: str, **changes: Any) -> None:
+        job = jobs[policy_id]
+        job.update(changes, updated=time.time())
+        try:
+            await store.put_job(policy_id, dict(job))
+        except StoreError:
+            pass  # the status stays readable on this replica; the next save or heartbeat retries
+
+    async def heartbeat(policy_id: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await save(policy_id)
 
     async def run_training(policy_id: str, author: str) -> None:
-        job = jobs[policy_id]
+        beating = asyncio.get_running_loop().create_task(heartbeat(policy_id))
         try:
-            job["status"] = "training"
+            await save(policy_id, status="training")
             doc = await store.get("policy", policy_id)
             if doc is None:
                 raise LookupError("the policy was deleted")
             stored_rows = await store.examples(policy_id)
             body = await asyncio.to_thread(train_version, doc.body, stored_rows)
             new = await registry.write("policy", body, author)
-            job.update(status="ready", version=new.version, finished=time.time(),
+            beating.cancel()
+            await save(policy_id, status="ready", version=new.version, finished=time.time(),
                        metrics=body.get("head", {}).get("meta", {}))
         except Exception as exc:  # the seed's `failed` state, with the reason
-            job.update(status="failed", error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}",
+            beating.cancel()
+            await save(policy_id, status="failed", error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}",
                        finished=time.time())
 
     async def train(request: Request, role: Role) -> RawResponse:
@@ -402,19 +427,29 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         if doc.body.get("type") not in TRAINABLE:
             raise OpenAIError(400, f"A {doc.body.get('type')} policy has nothing to train; trainable types: "
                                    f"{', '.join(TRAINABLE)}.", code="not_trainable", param="type")
-        if jobs.get(doc.id, {}).get("status") in ("training_queued", "training"):
-            raise OpenAIError(409, f"Policy '{doc.id}' is already training.", code="training_in_progress")
-        jobs[doc.id] = {"policy": doc.id, "status": "training_queued", "started": time.time()}
+        now = time.time()
+        job = {"policy": doc.id, "status": "training_queued", "started": now, "updated": now, "replica": replica}
+        running = await store.claim_job(doc.id, job, STALE_AFTER_S)
+        if running is not None:
+            raise OpenAIError(409, f"Policy '{doc.id}' is already training (on {running.get('replica')}).",
+                              code="training_in_progress")
+        jobs[doc.id] = job
         task = asyncio.get_running_loop().create_task(run_training(doc.id, _owner(role)))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        return _ok(jobs[doc.id], 202)
+        return _ok(job, 202)
 
     async def training_status(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=False)
-        job = jobs.get(doc.id)
+        try:
+            job = await store.job(doc.id)
+        except StoreError:
+            job = jobs.get(doc.id)
         if job is None:
-            raise OpenAIError(404, f"No training of '{doc.id}' ran on this replica.", code="no_training")
+            raise OpenAIError(404, f"Policy '{doc.id}' has not been trained.", code="no_training")
+        if job.get("status") in ACTIVE_JOB and time.time() - float(job.get("updated", 0)) > STALE_AFTER_S:
+            job = {**job, "status": "failed", "error": f"replica {job.get('replica')} stopped reporting on "
+                                                      "this training; train again"}
         return _ok(job)
 
     async def feedback(request: Request, role: Role) -> RawResponse:

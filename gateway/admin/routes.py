@@ -48,9 +48,8 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
                                    ("on", q.get("on")), ("metrics", q.get("policy"))) if v}
         if store is not None:
             try:
-                found = await store.records(limit, before_seq, **match)
-                data = [{"seq": r.seq, **r.body} for r in found
-                        if (since is None or r.time >= since) and (until is None or r.time <= until)]
+                found = await store.records(limit, before_seq, since, until, **match)
+                data = [{"seq": r.seq, **r.body} for r in found]
                 return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "store", "data": data}))
             except StoreError:
                 pass  # the store is down: this replica's own recent records still answer

@@ -9,6 +9,8 @@ Model:
 - **Examples**: labelled training rows per policy (append-only; `synthetic` and `source` kept).
 - **Records**: the monitoring log (append-only, bounded: the oldest beyond `max_records` go).
 - **Feedback**: a corrected label for a named policy on a record.
+- **Jobs**: the status of a policy's training (one per policy), shared by the replicas: `claim_job`
+  starts one only when no other is running (or the running one stopped sending heartbeats).
 - A **revision** counter that every document write bumps: replicas compare it to know their plan is
   stale (plus a notification channel where the implementation has one).
 
@@ -88,13 +90,32 @@ class Store(Protocol):
 
     # monitoring log
     async def append_records(self, bodies: list[dict[str, Any]]) -> list[int]: ...
-    async def records(self, limit: int = 100, before: int | None = None, **match: str) -> list[Record]: ...
+    async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
+                      until: float | None = None, **match: str) -> list[Record]: ...
     async def record(self, seq: int) -> Record | None: ...
 
     # feedback
     async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback: ...
     async def feedback(self, policy_id: str, applied: bool | None = None) -> list[Feedback]: ...
     async def mark_applied(self, seqs: list[int]) -> None: ...
+
+    # training jobs (bodies carry `status` and `updated`, a time.time() heartbeat)
+    async def claim_job(self, policy_id: str, job: dict[str, Any], stale_after_s: float) -> dict[str, Any] | None: ...
+    async def put_job(self, policy_id: str, job: dict[str, Any]) -> None: ...
+    async def job(self, policy_id: str) -> dict[str, Any] | None: ...
+
+
+ACTIVE_JOB = ("training_queued", "training")
+
+
+def job_is_active(job: dict[str, Any] | None, now: float, stale_after_s: float) -> bool:
+    """A job blocks a new claim while it runs and its heartbeat is fresh."""
+    return (job is not None and job.get("status") in ACTIVE_JOB
+            and now - float(job.get("updated", 0)) <= stale_after_s)
+
+
+def in_window(t: float, since: float | None, until: float | None) -> bool:
+    return (since is None or t >= since) and (until is None or t <= until)
 
 
 class DocumentHistory:

@@ -22,6 +22,7 @@ from gateway.store.base import (
     check_kind,
     check_label,
     doc_id,
+    in_window,
     matches,
 )
 
@@ -48,6 +49,22 @@ return out
 """
 
 
+# Start a training job unless one is running with a fresh heartbeat. KEYS[1]: the jobs hash;
+# ARGV: policy id, the new job (JSON), now, stale_after_s. Returns the running job, or false.
+_CLAIM = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw then
+  local job = cjson.decode(raw)
+  if (job.status == 'training_queued' or job.status == 'training')
+     and tonumber(ARGV[3]) - tonumber(job.updated or 0) <= tonumber(ARGV[4]) then
+    return raw
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return false
+"""
+
+
 class RedisStore(DocumentHistory):
     def __init__(self, url: str, prefix: str = "gg:", max_records: int = 100_000,
                  timeout_s: float = 0.5) -> None:
@@ -56,6 +73,7 @@ class RedisStore(DocumentHistory):
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                               decode_responses=True)
         self._append = self.client.register_script(_APPEND)
+        self._claim = self.client.register_script(_CLAIM)
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -174,7 +192,11 @@ class RedisStore(DocumentHistory):
         data = json.loads(fields["b"])
         return Record(int(entry_id.split("-")[0]), data["time"], data["body"])
 
-    async def records(self, limit: int = 100, before: int | None = None, **match: str) -> list[Record]:
+    async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
+                      until: float | None = None, **match: str) -> list[Record]:
+        """Newest first. The stream is ordered by seq, not time (a record buffered through an outage is
+        written late), so a time window filters the scan rather than ending it; the scan is bounded by the
+        stream's length (`max_records`)."""
         out: list[Record] = []
         upper = f"({before}-1" if before is not None else "+"
         while len(out) < limit:
@@ -183,7 +205,7 @@ class RedisStore(DocumentHistory):
                 break
             for entry_id, fields in batch:
                 record = self._record(entry_id, fields)
-                if matches(record.body, match):
+                if in_window(record.time, since, until) and matches(record.body, match):
                     out.append(record)
                     if len(out) >= limit:
                         break
@@ -226,3 +248,17 @@ class RedisStore(DocumentHistory):
                 updates[str(data["seq"])] = json.dumps(data)
         if updates:
             await self._call(self.client.hset(self.k("fb"), mapping=updates))
+
+    # --- training jobs -------------------------------------------------------------------------
+
+    async def claim_job(self, policy_id: str, job: dict[str, Any], stale_after_s: float) -> dict[str, Any] | None:
+        running = await self._call(self._claim(keys=[self.k("jobs")],
+                                               args=[policy_id, json.dumps(job), time.time(), stale_after_s]))
+        return json.loads(running) if running else None
+
+    async def put_job(self, policy_id: str, job: dict[str, Any]) -> None:
+        await self._call(self.client.hset(self.k("jobs"), policy_id, json.dumps(job)))
+
+    async def job(self, policy_id: str) -> dict[str, Any] | None:
+        raw = await self._call(self.client.hget(self.k("jobs"), policy_id))
+        return json.loads(raw) if raw else None

@@ -21,10 +21,13 @@ from gateway.store.base import (
     check_kind,
     check_label,
     doc_id,
+    job_is_active,
     matches,
 )
 
-SCHEMA = """
+# Schema migrations: PRAGMA user_version holds how many have run; each runs once, in order, in one
+# transaction with the version bump. A file written by a newer gateway (a higher version) is refused.
+_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
     kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
@@ -37,14 +40,60 @@ CREATE TABLE IF NOT EXISTS examples (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL, text TEXT NOT NULL, label TEXT NOT NULL,
     synthetic INTEGER NOT NULL, source TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS examples_policy ON examples (policy, seq);
-CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, body TEXT NOT NULL,
-    dedupe TEXT UNIQUE);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feedback (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, record INTEGER NOT NULL, policy TEXT NOT NULL, label TEXT NOT NULL,
     text TEXT NOT NULL, time REAL NOT NULL, applied INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS feedback_policy ON feedback (policy, seq);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
 """
+
+
+def _v2_record_dedupe(db: sqlite3.Connection) -> None:
+    """Retried monitoring writes are stored once (files from before had no dedupe key)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    if "dedupe" not in columns:
+        db.execute("ALTER TABLE records ADD COLUMN dedupe TEXT")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS records_dedupe ON records (dedupe)")
+
+
+def _v3_jobs_and_record_indexes(db: sqlite3.Connection) -> None:
+    """Training jobs shared by every process using the file; monitoring queries by application and time
+    use indexes instead of reading the whole log."""
+    db.execute("CREATE TABLE IF NOT EXISTS jobs (policy TEXT PRIMARY KEY, body TEXT NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS records_app ON records (json_extract(body, '$.application'), seq)")
+    db.execute("CREATE INDEX IF NOT EXISTS records_time ON records (time)")
+
+
+def _v1_base(db: sqlite3.Connection) -> None:
+    db.executescript("BEGIN;" + _V1 + "COMMIT;")
+
+
+MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> int:
+    """Bring the file's schema up to SCHEMA_VERSION; returns the version it had."""
+    found = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"sqlite store {path}: schema version {found} was written by a newer gateway (this one "
+                         f"knows up to {SCHEMA_VERSION}); upgrade the gateway or point store.url elsewhere")
+    for number in range(found + 1, SCHEMA_VERSION + 1):
+        if number == 1:
+            MIGRATIONS[0](db)  # CREATE ... IF NOT EXISTS: also adopts files from before versioning
+            db.execute("PRAGMA user_version = 1")
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) < number:  # another process may have run it
+                MIGRATIONS[number - 1](db)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return found
 
 
 class SqliteStore(DocumentHistory):
@@ -67,7 +116,11 @@ class SqliteStore(DocumentHistory):
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
+            try:
+                migrate(conn, self.path)
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -200,14 +253,26 @@ class SqliteStore(DocumentHistory):
             return [int(s) for s in seqs]
         return await self._run(insert)
 
-    async def records(self, limit: int = 100, before: int | None = None, **match: str) -> list[Record]:
+    async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
+                      until: float | None = None, **match: str) -> list[Record]:
+        where, args = ["seq < ?"], []
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("time <= ?")
+            args.append(until)
+        if "application" in match:  # indexed (records_app)
+            where.append("json_extract(body, '$.application') = ?")
+            args.append(match["application"])
+        query = f"SELECT seq, time, body FROM records WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT 500"
+
         def read() -> list[Record]:
             out: list[Record] = []
             cursor = before if before is not None else 1 << 62
             db = self._db()
             while len(out) < limit:
-                rows = db.execute("SELECT seq, time, body FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 500",
-                                  (cursor,)).fetchall()
+                rows = db.execute(query, (cursor, *args)).fetchall()
                 if not rows:
                     break
                 for seq, t, body in rows:
@@ -247,3 +312,32 @@ class SqliteStore(DocumentHistory):
     async def mark_applied(self, seqs: list[int]) -> None:
         await self._run(lambda: self._db().executemany("UPDATE feedback SET applied=1 WHERE seq=?",
                                                        [(s,) for s in seqs]))
+
+    # --- training jobs -------------------------------------------------------------------------
+
+    async def claim_job(self, policy_id: str, job: dict[str, Any], stale_after_s: float) -> dict[str, Any] | None:
+        def claim() -> dict[str, Any] | None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT body FROM jobs WHERE policy=?", (policy_id,)).fetchone()
+                running = json.loads(row[0]) if row else None
+                if job_is_active(running, time.time(), stale_after_s):
+                    db.execute("COMMIT")
+                    return running
+                db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (policy_id, json.dumps(job)))
+                db.execute("COMMIT")
+                return None
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return await self._run(claim)
+
+    async def put_job(self, policy_id: str, job: dict[str, Any]) -> None:
+        await self._run(lambda: self._db().execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)",
+                                                   (policy_id, json.dumps(job))))
+
+    async def job(self, policy_id: str) -> dict[str, Any] | None:
+        row = await self._run(lambda: self._db().execute("SELECT body FROM jobs WHERE policy=?",
+                                                         (policy_id,)).fetchone())
+        return json.loads(row[0]) if row else None

@@ -4,6 +4,7 @@ real Redis, where a change made through one changes the other's verdict within a
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -259,6 +260,37 @@ def test_two_replicas_share_redis(upstream: str, tmp_path, redis_prefix: str, po
         print(f"propagation (poll every {poll} s): {waited * 1000:.0f} ms")
         ready = httpx.get(two.url + "/readyz").json()
         assert ready["checks"]["store"] == "ok"
+
+
+def test_training_jobs_are_shared_by_replicas(upstream: str, tmp_path, redis_prefix: str) -> None:
+    """Every replica answers for a training, only one runs per policy at a time, and a training whose
+    replica went silent (no heartbeat) stops blocking."""
+    store = f'store: {{url: "{REDIS_URL}", prefix: "{redis_prefix}"}}'
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    with running_gateway(tmp_path / "one", lambda port: _config(upstream, port, store)) as one, \
+            running_gateway(tmp_path / "two", lambda port: _config(upstream, port, store)) as two:
+        body = {"id": "leaks", "type": "classifier", "threshold": 0.0, "rule": "No leaked passwords",
+                "examples": [{"type": "FAIL", "input_example": "the admin password is hunter2"},
+                             {"type": "PASS", "input_example": "how do I reset my password?"}]}
+        assert httpx.post(one.url + "/v1/admin/policies", headers=h(CENTRAL), json=body, timeout=60).status_code == 201
+        assert httpx.get(two.url + "/v1/admin/policies/leaks/train", headers=h(CENTRAL)).status_code == 404
+        # A training another replica is running (fresh heartbeat) blocks both.
+        running = {"policy": "leaks", "status": "training", "updated": time.time(), "replica": "elsewhere:1"}
+        client.hset(f"{redis_prefix}jobs", "leaks", json.dumps(running))
+        for g in (one, two):
+            r = httpx.post(g.url + "/v1/admin/policies/leaks/train", headers=h(CENTRAL))
+            assert r.status_code == 409 and "elsewhere:1" in r.json()["error"]["message"], r.text
+        # Its replica went silent: the status says so and a new training may start.
+        client.hset(f"{redis_prefix}jobs", "leaks", json.dumps({**running, "updated": time.time() - 600}))
+        job = httpx.get(one.url + "/v1/admin/policies/leaks/train", headers=h(CENTRAL)).json()
+        assert job["status"] == "failed" and "stopped reporting" in job["error"]
+        r = httpx.post(two.url + "/v1/admin/policies/leaks/train", headers=h(CENTRAL))
+        assert r.status_code == 202, r.text
+        job = _wait_trained(one, "leaks")  # asked of the replica that is not training
+        assert job["status"] == "ready" and job["replica"] != "elsewhere:1", job
+        assert httpx.get(two.url + "/v1/admin/policies/leaks/train", headers=h(CENTRAL)).json() == job
 
 
 def test_store_down_keeps_serving_and_admin_writes_503(upstream: str, tmp_path) -> None:

@@ -4,6 +4,7 @@ key prefix per test, deleted afterwards)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -185,3 +186,71 @@ def test_a_retried_record_is_stored_once(make_store) -> None:
         assert len(first) == 2 and len(again) == 1
         assert [r.body.get("id") for r in await s.records()] == ["req-2", "req-1", "req-1"]
     run(_with(make_store(), body))
+
+
+def test_records_by_time_window(make_store) -> None:
+    """A time window filters the whole log, not only the newest page; a late record (buffered through an
+    outage, so a higher seq with an older time) is still found."""
+    async def body(s: Store):
+        base = 1_700_000_000.0
+        await s.append_records([{"time": base + i, "application": "a" if i % 2 else "b", "i": i} for i in range(20)])
+        await s.append_records([{"time": base + 3.5, "application": "a", "i": "late"}])
+        window = await s.records(limit=100, since=base + 3, until=base + 6)
+        assert [r.body["i"] for r in window] == ["late", 6, 5, 4, 3]
+        assert [r.body["i"] for r in await s.records(limit=2, since=base + 3, until=base + 6, application="a")] \
+            == ["late", 5]
+        assert await s.records(limit=5, since=base + 100) == []
+    run(_with(make_store(), body))
+
+
+def test_training_jobs_are_claimed_once(make_store) -> None:
+    """One training per policy at a time across every process sharing the store; a job whose heartbeat
+    stopped (its replica died) no longer blocks a new one."""
+    async def body(s: Store):
+        now = time.time()
+        assert await s.job("p") is None
+        assert await s.claim_job("p", {"status": "training_queued", "updated": now, "replica": "r1"}, 60) is None
+        running = await s.claim_job("p", {"status": "training_queued", "updated": now, "replica": "r2"}, 60)
+        assert running is not None and running["replica"] == "r1"
+        await s.put_job("p", {"status": "ready", "updated": now, "replica": "r1", "version": 3})
+        assert (await s.job("p"))["version"] == 3
+        assert await s.claim_job("p", {"status": "training_queued", "updated": now, "replica": "r2"}, 60) is None
+        await s.put_job("p", {"status": "training", "updated": now - 120, "replica": "r2"})  # went silent
+        assert await s.claim_job("p", {"status": "training_queued", "updated": now, "replica": "r3"}, 60) is None
+        assert (await s.job("p"))["replica"] == "r3" and await s.job("other") is None
+    run(_with(make_store(), body))
+
+
+def test_sqlite_migrates_an_older_file(tmp_path) -> None:
+    """A file made before schema versioning (no dedupe key, no jobs table) is upgraded in place and keeps
+    its data; a file from a newer gateway is refused with a message naming it."""
+    import sqlite3
+
+    from gateway.store.sqlite import _V1, SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(_V1)
+    db.execute("INSERT INTO records (time, body) VALUES (1.0, '{\"id\": \"old\", \"application\": \"a\"}')")
+    db.close()
+
+    async def body(s: Store):
+        assert [r.body["id"] for r in await s.records(application="a")] == ["old"]
+        assert await s.append_records([{"id": "r", "on": "input"}, {"id": "r", "on": "input"}]) != []
+        assert len(await s.records()) == 2  # the retried record was stored once
+        assert await s.claim_job("p", {"status": "training", "updated": time.time()}, 60) is None
+    run(_with(open_store(str(path)), body))
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    check.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    check.commit()
+    check.close()
+
+    async def newer():
+        s = open_store(str(path))
+        try:
+            with pytest.raises(StoreError, match=f"{path}: schema version {SCHEMA_VERSION + 1} was written by a newer"):
+                await s.revision()
+        finally:
+            await s.close()
+    run(newer())
