@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     from gateway import bench as bench_module
     bench_module.add_arguments(bench)
     bench.set_defaults(func=bench_module.run)
+
+    store = sub.add_parser("store", help="the policy store")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    store_bench = store_sub.add_parser("bench", help="request latency with the SQLite, Redis and an unreachable store")
+    from gateway.bench import store as store_bench_module
+    store_bench_module.add_arguments(store_bench)
+    store_bench.set_defaults(func=store_bench_module.run)
     return parser
 
 

@@ -230,3 +230,20 @@ def test_guarded_target_passes_the_prompt_and_blocks_a_code(mock_url: str, tmp_p
             verify(replace(target, body=leaked))
     finally:
         stop_child(child)
+
+
+def test_store_bench_runs_every_store_and_counts_records(tmp_path: Path) -> None:
+    """`guardrail-gateway store bench` starts the four gateways, measures, and finds every logged request
+    in the SQLite and Redis stores (and none in the unreachable one)."""
+    out = tmp_path / "store.json"
+    done = subprocess.run([sys.executable, "-m", "gateway", "store", "bench", "--rounds", "1", "--per-round", "5",
+                           "--churn-ms", "100", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    stores = figures["stores"]
+    assert set(stores) == {"sqlite", "redis", "redis+churn", "redis-down"}
+    for name in ("sqlite", "redis", "redis+churn"):
+        assert stores[name]["records_in_store_of_last_1000"] == 25, (name, stores[name])  # 20 warm-up + 5
+    assert stores["redis-down"]["records_in_store_of_last_1000"] == 0
+    assert all(0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] for s in stores.values())
+    assert "p50/sqlite" in done.stdout
