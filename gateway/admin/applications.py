@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.policies import _json, _ok, wrap
+from gateway.admin.common import ok, read_json, wrap
 from gateway.admin.registry import Registry
 from gateway.proxy.auth import key_digest
 from gateway.proxy.openai import OpenAIError
@@ -40,7 +40,7 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             raise OpenAIError(403, "Only central tokens may manage applications.", code="forbidden")
 
     async def body_fields(request: Request) -> dict[str, Any]:
-        body = await _json(request)
+        body = await read_json(request)
         stages = body.get("stages", [])
         if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
             raise OpenAIError(400, "stages: a list of stage names.", code="invalid_application", param="stages")
@@ -60,7 +60,7 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         data = [{"id": a.id, "object": "application", "source": "config", "stages": list(a.stages),
                  "keys": len(a.keys)} for a in registry.config.applications]
         data += [_view(d) for d in await store.list("application")]
-        return _ok({"object": "list", "data": data})
+        return ok({"object": "list", "data": data})
 
     async def create(request: Request, role: Role) -> RawResponse:
         """Create an application; its first key is in this answer only."""
@@ -75,7 +75,7 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         key = _new_key()
         doc = await registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)]},
                                    "central")
-        return _ok({**_view(doc), "key": key}, 201)
+        return ok({**_view(doc), "key": key}, 201)
 
     async def stored(app_id: str) -> Version:
         if app_id in {a.id for a in registry.config.applications}:
@@ -88,7 +88,7 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
 
     async def read(request: Request, role: Role) -> RawResponse:
         central_only(role)
-        return _ok(_view(await stored(request.path_params["id"])))
+        return ok(_view(await stored(request.path_params["id"])))
 
     async def edit(request: Request, role: Role) -> RawResponse:
         central_only(role)
@@ -96,7 +96,7 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         fields = await body_fields(request)
         fields.pop("id")
         new = await registry.write("application", {**doc.body, **fields}, "central")
-        return _ok(_view(new))
+        return ok(_view(new))
 
     async def add_key(request: Request, role: Role) -> RawResponse:
         """Add a key (rotation: add, move clients over, then revoke the old ones); shown once."""
@@ -105,25 +105,25 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         key = _new_key()
         body = {**doc.body, "key_hashes": [*doc.body.get("key_hashes", []), key_digest(key)]}
         new = await registry.write("application", body, "central")
-        return _ok({**_view(new), "key": key}, 201)
+        return ok({**_view(new), "key": key}, 201)
 
     async def revoke_keys(request: Request, role: Role) -> RawResponse:
         """Revoke every key but the newest `keep` (default 1)."""
         central_only(role)
         doc = await stored(request.path_params["id"])
-        keep = (await _json(request)).get("keep", 1)
+        keep = (await read_json(request)).get("keep", 1)
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise OpenAIError(400, "keep: a whole number >= 0.", code="invalid_request", param="keep")
         hashes = doc.body.get("key_hashes", [])
         new = await registry.write("application", {**doc.body, "key_hashes": hashes[len(hashes) - keep:] if keep
                                                    else []}, "central")
-        return _ok(_view(new))
+        return ok(_view(new))
 
     async def delete(request: Request, role: Role) -> RawResponse:
         central_only(role)
         doc = await stored(request.path_params["id"])
         await registry.remove("application", doc.id, "central")
-        return _ok({"id": doc.id, "object": "application", "deleted": True})
+        return ok({"id": doc.id, "object": "application", "deleted": True})
 
     base = "/v1/admin/applications"
     return [

@@ -15,19 +15,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.registry import InvalidChange, Registry
+from gateway.admin.common import Handler, ok, owner, read_json, revert_to, wrap
+from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.proxy.openai import OpenAIError
-from gateway.proxy.responses import JSON, RawResponse
-from gateway.store import Example, NotFound, StoreError, Version
+from gateway.proxy.responses import RawResponse
+from gateway.store import Example, StoreError, Version
 from gateway.store.base import ACTIVE_JOB
 
-_MAX_BODY = 4 * 1024 * 1024
 TRAINABLE = ("classifier", "similar")
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
@@ -65,68 +64,9 @@ def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]
         out["training_examples"] = [{"example": e.text, "compliance": e.label} for e in stored]
     out["trained"] = {"rows": len(texts), "fail": int(sum(labels)), "data_sha": data_sha, "time": time.time()}
     return out
-Handler = Callable[[Request, Role], Awaitable[Any]]
-
-
-def _ok(payload: Any, status: int = 200) -> RawResponse:
-    return RawResponse(status, [JSON], orjson.dumps(payload))
-
-
-def _owner(role: Role) -> str:
-    return "central" if role.central else f"app:{role.application}"
-
-
 def _view(doc: Version, source: str = "store") -> dict[str, Any]:
     return {"id": doc.id, "object": "policy", "source": source, "version": doc.version, "updated": doc.created,
             "author": doc.author, **{k: v for k, v in doc.body.items() if k != "id"}}
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise OpenAIError(413, "The request body is too large.", code="request_too_large")
-    try:
-        parsed = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(parsed, dict):
-        raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_request")
-    return parsed
-
-
-async def revert_to(registry: Registry, kind: str, doc: Version, request: Request, role: Role,
-                    view: Callable[[Version], dict[str, Any]]) -> RawResponse:
-    """The revert endpoints of policies and stages: `{"version": n}` becomes current again."""
-    version = (await _json(request)).get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise OpenAIError(400, "version: required, a whole number.", code="invalid_request", param="version")
-    try:
-        new = await registry.revert(kind, doc.id, version, _owner(role))
-    except NotFound:
-        raise OpenAIError(404, f"{kind.capitalize()} '{doc.id}' has no version {version}.",
-                          code="version_not_found", param="version") from None
-    return _ok({**view(new), "reverted_to": version})
-
-
-def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[RawResponse]]:
-    """Authenticate, run, and map errors to OpenAI-shaped answers (400 invalid, 503 store down)."""
-
-    async def run(request: Request) -> RawResponse:
-        try:
-            role = admin.role(request.headers.get("authorization"))
-            return await handler(request, role)
-        except OpenAIError as err:
-            return RawResponse(err.status, [JSON], err.body())
-        except InvalidChange as err:
-            e = OpenAIError(400, f"{err.param}: {err.message}", code="invalid_policy", param=err.param)
-            return RawResponse(400, [JSON], e.body())
-        except StoreError:
-            e = OpenAIError(503, "The policy store is unreachable; the gateway keeps enforcing its last good "
-                                 "plan. Retry later.", code="store_unavailable")
-            return RawResponse(503, [JSON], e.body())
-    run.__doc__ = handler.__doc__ or handler.__name__.replace("_", " ").capitalize() + "."
-    run.__name__ = handler.__name__
-    return run
 
 
 GENERATE_PROMPT = """You write training data for a content policy classifier.
@@ -170,7 +110,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         doc = await store.get("policy", policy_id)
         if doc is None:
             raise OpenAIError(404, f"No policy '{policy_id}' in the store.", code="policy_not_found")
-        if write and not role.central and doc.body.get("owner") != _owner(role):
+        if write and not role.central and doc.body.get("owner") != owner(role):
             raise OpenAIError(403, f"Policy '{policy_id}' belongs to {doc.body.get('owner')}.", code="forbidden")
         return doc
 
@@ -178,43 +118,43 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         data = [{"id": p.id, "object": "policy", "source": "config", "type": p.type, "rule": p.rule,
                  "threshold": p.threshold} for p in registry.config.policies]
         data += [_view(d) for d in await store.list("policy")]
-        return _ok({"object": "list", "data": data})
+        return ok({"object": "list", "data": data})
 
     async def create(request: Request, role: Role) -> RawResponse:
-        body = await _json(request)
+        body = await read_json(request)
         policy_id = body.get("id")
         if not isinstance(policy_id, str) or not policy_id:
             raise OpenAIError(400, "id: required, a non-empty string.", code="invalid_policy", param="id")
         if policy_id in registry.config_policy_ids or await store.get("policy", policy_id) is not None:
             raise OpenAIError(409, f"A policy '{policy_id}' exists already.", code="policy_exists", param="id")
-        doc = await registry.write("policy", {**body, "owner": _owner(role)}, _owner(role))
-        return _ok(_view(doc), 201)
+        doc = await registry.write("policy", {**body, "owner": owner(role)}, owner(role))
+        return ok(_view(doc), 201)
 
     async def read(request: Request, role: Role) -> RawResponse:
         policy_id = request.path_params["id"]
         for p in registry.config.policies:
             if p.id == policy_id:
-                return _ok({"object": "policy", "source": "config", **p.model_dump(mode="json")})
-        return _ok(_view(await stored(policy_id, role, write=False)))
+                return ok({"object": "policy", "source": "config", **p.model_dump(mode="json")})
+        return ok(_view(await stored(policy_id, role, write=False)))
 
     async def edit(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
-        changes = await _json(request)
+        changes = await read_json(request)
         for key in ("id", "owner"):
             if key in changes and changes[key] != doc.body.get(key):
                 raise OpenAIError(400, f"{key}: cannot be changed.", code="invalid_policy", param=key)
-        new = await registry.write("policy", {**doc.body, **changes}, _owner(role))
-        return _ok(_view(new))
+        new = await registry.write("policy", {**doc.body, **changes}, owner(role))
+        return ok(_view(new))
 
     async def delete(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
-        await registry.remove("policy", doc.id, _owner(role))
-        return _ok({"id": doc.id, "object": "policy", "deleted": True})
+        await registry.remove("policy", doc.id, owner(role))
+        return ok({"id": doc.id, "object": "policy", "deleted": True})
 
     async def versions(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=False)
         history = await store.versions("policy", doc.id)
-        return _ok({"object": "list", "data": [{**_view(v), "note": v.note, "current": v.version == doc.version}
+        return ok({"object": "list", "data": [{**_view(v), "note": v.note, "current": v.version == doc.version}
                                                for v in history]})
 
     async def revert(request: Request, role: Role) -> RawResponse:
@@ -223,17 +163,17 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
 
     async def update_threshold(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
-        body = await _json(request)
+        body = await read_json(request)
         value = body.get("classification_threshold")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise OpenAIError(400, "classification_threshold: required, a number from 0 to 1.",
                               code="invalid_request", param="classification_threshold")
-        new = await registry.write("policy", {**doc.body, "threshold": float(value)}, _owner(role))
-        return _ok({"id": new.id, "classification_threshold": float(value), "version": new.version})
+        new = await registry.write("policy", {**doc.body, "threshold": float(value)}, owner(role))
+        return ok({"id": new.id, "classification_threshold": float(value), "version": new.version})
 
     async def add_data(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
-        body = await _json(request)
+        body = await read_json(request)
         rows = body.get("data")
         if not isinstance(rows, list) or not rows:
             raise OpenAIError(400, "data: required, a list of {example, compliance}.", code="invalid_request",
@@ -250,12 +190,12 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                                   param=f"data[{i}].compliance")
             examples.append(Example(text, status))
         added = await store.add_examples(doc.id, examples)
-        return _ok({"id": doc.id, "added": added, "total": len(await store.examples(doc.id))}, 201)
+        return ok({"id": doc.id, "added": added, "total": len(await store.examples(doc.id))}, 201)
 
     async def list_data(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=False)
         rows = await store.examples(doc.id)
-        return _ok({"object": "list", "data": [{"example": e.text, "compliance": e.label, "synthetic": e.synthetic,
+        return ok({"object": "list", "data": [{"example": e.text, "compliance": e.label, "synthetic": e.synthetic,
                                                 "source": e.source} for e in rows]})
 
     def _where(body: dict[str, Any], role: Role) -> tuple[str | None, list[str] | None, str]:
@@ -294,7 +234,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         policy_id = request.path_params["id"]
         if policy_id not in registry.config_policy_ids:
             await stored(policy_id, role, write=False)
-        body = await _json(request)
+        body = await read_json(request)
         app, models, on = _where(body, role)
         name = _apply_id(policy_id, app, on)
         existing = await store.get("stage", name)
@@ -311,14 +251,14 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         if models is not None:
             spec["models"] = models
         doc = await registry.write("stage", {"id": name, "spec": spec, "applications": [app] if app else [],
-                                             "owner": _owner(role)}, _owner(role))
-        return _ok({"object": "stage", "id": doc.id, "version": doc.version, "policy": policy_id,
+                                             "owner": owner(role)}, owner(role))
+        return ok({"object": "stage", "id": doc.id, "version": doc.version, "policy": policy_id,
                     "application": app, "models": models, "on": on}, 201)
 
     async def unapply(request: Request, role: Role) -> RawResponse:
         """Remove a policy from an application or from some models (the rest stay applied)."""
         policy_id = request.path_params["id"]
-        body = await _json(request)
+        body = await read_json(request)
         app, models, on = _where(body, role)
         name = _apply_id(policy_id, app, on)
         doc = await store.get("stage", name)
@@ -333,13 +273,13 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             remaining = sorted(set(before) - set(models))
             if remaining:
                 spec = {**doc.body["spec"], "models": remaining}
-                new = await registry.write("stage", {**doc.body, "spec": spec}, _owner(role))
-                return _ok({"object": "stage", "id": name, "version": new.version, "models": remaining})
+                new = await registry.write("stage", {**doc.body, "spec": spec}, owner(role))
+                return ok({"object": "stage", "id": name, "version": new.version, "models": remaining})
         elif models is not None:
             raise OpenAIError(400, f"models: policy '{policy_id}' is applied to every model of {app}; remove it "
                                    "from the application (no `models`).", code="invalid_request", param="models")
-        await registry.remove("stage", name, _owner(role))
-        return _ok({"object": "stage", "id": name, "deleted": True})
+        await registry.remove("stage", name, owner(role))
+        return ok({"object": "stage", "id": name, "deleted": True})
 
     async def applied(request: Request, role: Role) -> RawResponse:
         """Where the policy is applied through this API (its `apply-*` stages)."""
@@ -357,7 +297,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                 continue
             data.append({"stage": doc.id, "application": apps[0] if apps else None,
                          "models": spec.get("models"), "on": spec.get("on"), "paused": bool(doc.body.get("paused"))})
-        return _ok({"object": "list", "data": data})
+        return ok({"object": "list", "data": data})
 
     async def model_policies(request: Request, role: Role) -> RawResponse:
         """Seed 000: the list of policies for a model, as one application's requests for it see them
@@ -381,7 +321,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                         data.append({"policy": rule.metric, "stage": stage.name, "scope": stage.scope, "on": on,
                                      "ruleset": rs.name, "source": "policy" if rule.metric in plan.policies
                                      else "builtin"})
-        return _ok({"object": "list", "model": model, "application": app, "data": data})
+        return ok({"object": "list", "model": model, "application": app, "data": data})
 
     # Training jobs live in the store, so every replica answers for them and only one trains a policy
     # at a time; the replica running one refreshes `updated` every HEARTBEAT_S, and a job silent for
@@ -434,10 +374,10 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             raise OpenAIError(409, f"Policy '{doc.id}' is already training (on {running.get('replica')}).",
                               code="training_in_progress")
         jobs[doc.id] = job
-        task = asyncio.get_running_loop().create_task(run_training(doc.id, _owner(role)))
+        task = asyncio.get_running_loop().create_task(run_training(doc.id, owner(role)))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        return _ok(job, 202)
+        return ok(job, 202)
 
     async def training_status(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=False)
@@ -450,11 +390,11 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         if job.get("status") in ACTIVE_JOB and time.time() - float(job.get("updated", 0)) > STALE_AFTER_S:
             job = {**job, "status": "failed", "error": f"replica {job.get('replica')} stopped reporting on "
                                                       "this training; train again"}
-        return _ok(job)
+        return ok(job)
 
     async def feedback(request: Request, role: Role) -> RawResponse:
         """Seed 000's feedback: the correct label for a named policy on a monitoring record."""
-        body = await _json(request)
+        body = await read_json(request)
         record_id, policy_id = body.get("record_id"), body.get("policy_id")
         label = str(body.get("label", "")).upper()
         on = body.get("on", "input")
@@ -479,13 +419,13 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                               code="forbidden", param="record_id")
         text = "\n\n".join(record["texts"])  # PII-redacted, as the log shows it
         item = await store.add_feedback(0, policy_id, label, text)
-        return _ok({"object": "feedback", "id": item.seq, "record_id": record_id, "policy_id": policy_id,
+        return ok({"object": "feedback", "id": item.seq, "record_id": record_id, "policy_id": policy_id,
                     "label": label, "text": text}, 201)
 
     async def list_feedback(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=False)
         items = await store.feedback(doc.id)
-        return _ok({"object": "list", "data": [{"id": f.seq, "label": f.label, "text": f.text,
+        return ok({"object": "list", "data": [{"id": f.seq, "label": f.label, "text": f.text,
                                                 "applied": f.applied} for f in items]})
 
     async def apply_feedback(request: Request, role: Role) -> RawResponse:
@@ -495,12 +435,12 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         if items:
             await store.add_examples(doc.id, [Example(f.text, f.label, source="feedback") for f in items])
             await store.mark_applied([f.seq for f in items])
-        return _ok({"id": doc.id, "applied": len(items), "total_examples": len(await store.examples(doc.id))})
+        return ok({"id": doc.id, "applied": len(items), "total_examples": len(await store.examples(doc.id))})
 
     async def generate(request: Request, role: Role) -> RawResponse:
         """Seed 000's synthetic dataset: a generator model writes examples from the policy definition."""
         doc = await stored(request.path_params["id"], role, write=True)
-        body = await _json(request)
+        body = await read_json(request)
         model = body.get("model") or registry.config.guard.generator_model
         if not isinstance(model, str) or not model:
             raise OpenAIError(400, "model: required (or set guard.generator_model in the config).",
@@ -520,7 +460,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         except (ValueError, LookupError, RuntimeError, TimeoutError) as exc:
             raise OpenAIError(502, f"The generator model failed: {exc}", code="generator_failed") from None
         await store.add_examples(doc.id, examples)
-        return _ok({"id": doc.id, "added": len(examples), "synthetic": True,
+        return ok({"id": doc.id, "added": len(examples), "synthetic": True,
                     "data": [{"example": e.text, "compliance": e.label} for e in examples]}, 201)
 
     base = "/v1/admin/policies"

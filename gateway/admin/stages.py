@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.policies import _json, _ok, _owner, revert_to, wrap
+from gateway.admin.common import ok, owner, read_json, revert_to, wrap
 from gateway.admin.registry import Registry
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import RawResponse
@@ -57,7 +57,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             raise OpenAIError(404, f"No stage '{name}' in the store.", code="stage_not_found")
         if write:
             check_scope(role, doc.body["spec"], doc.body.get("applications", []))
-            if not role.central and doc.body.get("owner") != _owner(role):
+            if not role.central and doc.body.get("owner") != owner(role):
                 raise OpenAIError(403, f"Stage '{name}' belongs to {doc.body.get('owner')}.", code="forbidden")
         elif not role.central and doc.body["spec"].get("scope") != "central" \
                 and role.application not in doc.body.get("applications", []):
@@ -80,53 +80,53 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             view = _view(doc)
             if role.central or view.get("scope") == "central" or role.application in view["applications"]:
                 data.append(view)
-        return _ok({"object": "list", "data": data})
+        return ok({"object": "list", "data": data})
 
     async def create(request: Request, role: Role) -> RawResponse:
         """Create a stage (central or attached to applications)."""
-        spec, applications = split(await _json(request))
+        spec, applications = split(await read_json(request))
         check_scope(role, spec, applications)
         if spec["name"] in registry.config_stage_names or await store.get("stage", spec["name"]) is not None:
             raise OpenAIError(409, f"A stage '{spec['name']}' exists already.", code="stage_exists", param="name")
         doc = await registry.write("stage", {"id": spec["name"], "spec": spec, "applications": applications,
-                                            "owner": _owner(role), "paused": False}, _owner(role))
-        return _ok(_view(doc), 201)
+                                            "owner": owner(role), "paused": False}, owner(role))
+        return ok(_view(doc), 201)
 
     async def read(request: Request, role: Role) -> RawResponse:
-        return _ok(_view(await stored(request.path_params["name"], role, write=False)))
+        return ok(_view(await stored(request.path_params["name"], role, write=False)))
 
     async def edit(request: Request, role: Role) -> RawResponse:
         """Change a stage: the body replaces its spec (and `applications` if given); a new version."""
         doc = await stored(request.path_params["name"], role, write=True)
-        body = await _json(request)
+        body = await read_json(request)
         applications = body.pop("applications", doc.body.get("applications", []))
         spec = {**doc.body["spec"], **body}
         if spec.get("name") != doc.id:
             raise OpenAIError(400, "name: cannot be changed.", code="invalid_stage", param="name")
         check_scope(role, spec, applications)
-        new = await registry.write("stage", {**doc.body, "spec": spec, "applications": applications}, _owner(role))
-        return _ok(_view(new))
+        new = await registry.write("stage", {**doc.body, "spec": spec, "applications": applications}, owner(role))
+        return ok(_view(new))
 
     async def delete(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=True)
-        await registry.remove("stage", doc.id, _owner(role))
-        return _ok({"id": doc.id, "object": "stage", "deleted": True})
+        await registry.remove("stage", doc.id, owner(role))
+        return ok({"id": doc.id, "object": "stage", "deleted": True})
 
     async def pause(request: Request, role: Role) -> RawResponse:
         """Pause a stage: kept with its history, not enforced until resumed."""
         doc = await stored(request.path_params["name"], role, write=True)
-        new = await registry.write("stage", {**doc.body, "paused": True}, _owner(role))
-        return _ok(_view(new))
+        new = await registry.write("stage", {**doc.body, "paused": True}, owner(role))
+        return ok(_view(new))
 
     async def resume(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=True)
-        new = await registry.write("stage", {**doc.body, "paused": False}, _owner(role))
-        return _ok(_view(new))
+        new = await registry.write("stage", {**doc.body, "paused": False}, owner(role))
+        return ok(_view(new))
 
     async def versions(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=False)
         history = await store.versions("stage", doc.id)
-        return _ok({"object": "list", "data": [{**_view(v), "note": v.note, "current": v.version == doc.version}
+        return ok({"object": "list", "data": [{**_view(v), "note": v.note, "current": v.version == doc.version}
                                                for v in history]})
 
     async def revert(request: Request, role: Role) -> RawResponse:
@@ -135,7 +135,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
 
     async def pin(request: Request, role: Role) -> RawResponse:
         """Pin an application to an older version of a central stage (it stops following the latest)."""
-        body = await _json(request)
+        body = await read_json(request)
         app, version = body.get("application"), body.get("version")
         name = request.path_params["name"]
         if not isinstance(app, str) or app not in registry.application_ids:
@@ -151,21 +151,21 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             raise OpenAIError(400, f"version: a version of '{name}' (1 to {doc.version}).", code="invalid_request",
                               param="version")
         new = await registry.write("pin", {"id": f"{app}:{name}", "application": app, "stage": name,
-                                           "version": version}, _owner(role))
-        return _ok({"object": "pin", "application": app, "stage": name, "version": version,
+                                           "version": version}, owner(role))
+        return ok({"object": "pin", "application": app, "stage": name, "version": version,
                     "pin_version": new.version}, 201)
 
     async def unpin(request: Request, role: Role) -> RawResponse:
         """Follow the latest version of a central stage again."""
-        app = (await _json(request)).get("application")
+        app = (await read_json(request)).get("application")
         if not role.central and app != role.application:
             raise OpenAIError(403, "This token may only change its own application.", code="forbidden",
                               param="application")
         pin_id = f"{app}:{request.path_params['name']}"
         if await store.get("pin", pin_id) is None:
             raise OpenAIError(404, "No such pin.", code="pin_not_found")
-        await registry.remove("pin", pin_id, _owner(role))
-        return _ok({"object": "pin", "application": app, "stage": request.path_params["name"], "deleted": True})
+        await registry.remove("pin", pin_id, owner(role))
+        return ok({"object": "pin", "application": app, "stage": request.path_params["name"], "deleted": True})
 
     base = "/v1/admin/stages"
     return [

@@ -1,0 +1,75 @@
+"""What every admin endpoint shares: bodies, answers, owners, the error mapping and revert."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from gateway.admin.auth import AdminAuth, Role
+from gateway.admin.registry import InvalidChange, Registry
+from gateway.proxy.openai import OpenAIError
+from gateway.proxy.responses import JSON, RawResponse
+from gateway.store import NotFound, StoreError, Version
+
+MAX_BODY = 4 * 1024 * 1024
+
+Handler = Callable[[Request, Role], Awaitable[Any]]
+
+
+def ok(payload: Any, status: int = 200) -> RawResponse:
+    return RawResponse(status, [JSON], orjson.dumps(payload))
+
+
+def owner(role: Role) -> str:
+    return "central" if role.central else f"app:{role.application}"
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise OpenAIError(413, "The request body is too large.", code="request_too_large")
+    try:
+        parsed = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(parsed, dict):
+        raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_request")
+    return parsed
+
+
+async def revert_to(registry: Registry, kind: str, doc: Version, request: Request, role: Role,
+                    view: Callable[[Version], dict[str, Any]]) -> RawResponse:
+    """The revert endpoints of policies and stages: `{"version": n}` becomes current again."""
+    version = (await read_json(request)).get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise OpenAIError(400, "version: required, a whole number.", code="invalid_request", param="version")
+    try:
+        new = await registry.revert(kind, doc.id, version, owner(role))
+    except NotFound:
+        raise OpenAIError(404, f"{kind.capitalize()} '{doc.id}' has no version {version}.",
+                          code="version_not_found", param="version") from None
+    return ok({**view(new), "reverted_to": version})
+
+
+def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[RawResponse]]:
+    """Authenticate, run, and map errors to OpenAI-shaped answers (400 invalid, 503 store down)."""
+
+    async def run(request: Request) -> RawResponse:
+        try:
+            role = admin.role(request.headers.get("authorization"))
+            return await handler(request, role)
+        except OpenAIError as err:
+            return RawResponse(err.status, [JSON], err.body())
+        except InvalidChange as err:
+            e = OpenAIError(400, f"{err.param}: {err.message}", code="invalid_policy", param=err.param)
+            return RawResponse(400, [JSON], e.body())
+        except StoreError:
+            e = OpenAIError(503, "The policy store is unreachable; the gateway keeps enforcing its last good "
+                                 "plan. Retry later.", code="store_unavailable")
+            return RawResponse(503, [JSON], e.body())
+    run.__doc__ = handler.__doc__ or handler.__name__.replace("_", " ").capitalize() + "."
+    run.__name__ = handler.__name__
+    return run
