@@ -123,6 +123,13 @@ class ScorerCollector:
         yield CounterMetricFamily("gateway_scorer_inference_seconds", "Time spent in the encoder.",
                                   value=stats.inference_seconds)
         yield GaugeMetricFamily("gateway_scorer_queue_windows", "Windows waiting for the encoder.", value=stats.queued)
+        decisions = CounterMetricFamily("gateway_scorer_detector_texts", "Texts a built-in detector scored, by the "
+                                        "tier that decided: first (lexical + static, no encoder) or encoder.",
+                                        labels=["detector", "tier"])
+        for name, (first, encoder) in sorted(runtime.decisions.items()):
+            decisions.add_metric([name, "first"], first)
+            decisions.add_metric([name, "encoder"], encoder)
+        yield decisions
         sizes = stats.batch_sizes
         stats.batch_sizes = []
         runtime.batch_histogram.observe_all(sizes)

@@ -41,7 +41,7 @@ EXPECTED_PANELS = {
     "Gateway overhead p50 / p99 by route", "Time to first token p50 / p99 by route", "In-flight requests by route",
     "Guard triggers by stage, ruleset and action", "Blocked vs rewritten vs passed",
     "Guard metric latency p99 by metric", "Guard metric errors and timeouts", "Upstream errors by upstream and kind",
-    "Stage runs with nothing to scan", "Scorer batch size (windows per encoder call)", "Scorer cache hit ratio",
+    "Stage runs with nothing to scan", "Scorer batch size (windows per encoder call)", "Scorer cache hit ratio and first-tier share",
     "Scorer queue and encoder busy share", "Monitoring-log backlog and store link",
     "Monitoring records written and dropped",
 }

@@ -47,8 +47,6 @@ class DetectorMetric(_ModelMetric):
 
     head: Head
     runtime: ScoringRuntime
-    gated: int = 0
-    encoded: int = 0
 
     @classmethod
     def named(cls, name: str, runtime: ScoringRuntime | None = None) -> DetectorMetric:
@@ -67,14 +65,14 @@ class DetectorMetric(_ModelMetric):
 
     async def measure_async(self, text: str) -> MetricValue:
         lex, early = self._first_tier(text)
+        self.runtime.count_decision(self.head.name, early is not None)
         if early is not None:
-            self.gated += 1
             return MetricValue(early)
-        self.encoded += 1
         return MetricValue(self.head.score(await self._embedding(text), lex))
 
     def measure(self, text: str) -> MetricValue:
         lex, early = self._first_tier(text)
+        self.runtime.count_decision(self.head.name, early is not None)
         return MetricValue(early if early is not None else self.head.score(self._embedding_sync(text), lex))
 
 

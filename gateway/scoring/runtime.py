@@ -46,6 +46,14 @@ class ScoringRuntime:
         self._service: EmbeddingService | None = None
         self._heads: dict[str, Head] = {}
         self.batch_histogram = BatchHistogram()
+        # detector -> [decided by the first tier, needed the encoder]; kept across plan swaps
+        self.decisions: dict[str, list[int]] = {}
+
+    def count_decision(self, detector: str, first_tier: bool) -> None:
+        counts = self.decisions.get(detector)
+        if counts is None:
+            counts = self.decisions.setdefault(detector, [0, 0])
+        counts[0 if first_tier else 1] += 1
 
     @property
     def loaded(self) -> bool:

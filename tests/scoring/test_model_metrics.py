@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -188,6 +189,25 @@ def test_gateway_relevance_to_system_context(model_gateway: Gateway) -> None:
     assert r.status_code == 200 and "x-guardrail-action" not in r.headers, r.text
     metrics = httpx.get(model_gateway.url + "/metrics").text
     assert "gateway_scorer_batches_total" in metrics
+
+
+def _detector_texts(gw: Gateway, detector: str) -> dict[str, float]:
+    out = {}
+    for line in httpx.get(gw.url + "/metrics").text.splitlines():
+        if line.startswith("gateway_scorer_detector_texts_total{") and f'detector="{detector}"' in line:
+            out[line.split('tier="')[1].split('"')[0]] = float(line.split()[-1])
+    return out
+
+
+def test_detector_tiers_are_counted(model_gateway: Gateway) -> None:
+    """Prometheus counts, per detector, the texts the first tier decided and those that needed the encoder."""
+    before = _detector_texts(model_gateway, "prompt_injection")
+    for text in (BENIGN[1], INJECTIONS[1]):
+        httpx.post(model_gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"{text} {uuid.uuid4().hex}"}]})
+    after = _detector_texts(model_gateway, "prompt_injection")
+    assert set(after) == {"first", "encoder"}
+    assert sum(after.values()) - sum(before.values()) >= 2, (before, after)
 
 
 def test_detectors_on_one_text_share_its_first_tier_features() -> None:
