@@ -40,12 +40,17 @@ def _texts(n: int, size: int, prefix: str = "") -> list[str]:
     return [(f"{prefix}[{i}] " + base[i % 97:])[:size] for i in range(n)]
 
 
-def bench_encoder(runs: int) -> dict:
+def _encoder(precision: str, threads: int):
+    from gateway.scoring.encoder import Encoder, EncoderOptions
+
+    return Encoder.load(options=EncoderOptions(precision=precision, intra_threads=threads))
+
+
+def bench_encoder(runs: int, precision: str = "fp32", threads: int = 0) -> dict:
     from gateway.scoring.detectors import DETECTORS, load_detector
-    from gateway.scoring.encoder import Encoder
     from gateway.scoring.heads import lexical_from_ids, pooled
 
-    encoder = Encoder.load()
+    encoder = _encoder(precision, threads)
     heads = [load_detector(n) for n in DETECTORS]
     texts = _texts(runs + 5, 1000)
     full, gate = [], []
@@ -68,11 +73,10 @@ def bench_encoder(runs: int) -> dict:
             "first_tier_all_heads_ms": {"p50": _pct(gate, 0.5), "p99": _pct(gate, 0.99)}}
 
 
-def bench_batching(n_texts: int, concurrency: int) -> dict:
+def bench_batching(n_texts: int, concurrency: int, precision: str = "fp32", threads: int = 0) -> dict:
     from gateway.scoring.batcher import EmbeddingService
-    from gateway.scoring.encoder import Encoder
 
-    encoder = Encoder.load()
+    encoder = _encoder(precision, threads)
 
     async def run(batching: bool) -> tuple[float, list[int]]:
         service = EmbeddingService(encoder, max_batch=32, max_wait_ms=1.0, cache_entries=0, batching=batching)
@@ -95,9 +99,10 @@ def bench_batching(n_texts: int, concurrency: int) -> dict:
             "ratio": on / off, "mean_batch": statistics.mean(sizes) if sizes else 0}
 
 
-def _gateway(mock_port: int, workdir: Path, name: str, stages: list) -> tuple:
+def _gateway(mock_port: int, workdir: Path, name: str, stages: list, scoring: dict | None = None) -> tuple:
     port = free_port()
     config = {"server": {"host": "127.0.0.1", "port": port, "access_log": False},
+              **({"scoring": scoring} if scoring else {}),
               "upstreams": [{"name": "mock", "base_url": f"http://127.0.0.1:{mock_port}/v1", "models": ["*"]}],
               "applications": [{"id": "bench", "keys": [CLIENT_KEY], "stages": [s["name"] for s in stages]}],
               "stages": stages}
@@ -130,7 +135,7 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_gateway(requests: int) -> dict:
+def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0) -> dict:
     stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [
         {"name": "pi", "rules": [{"metric": "prompt_injection", "op": "gt", "value": 0.999}],
          "action": {"type": "block"}}]}
@@ -140,7 +145,8 @@ def bench_gateway(requests: int) -> dict:
         try:
             plain, plain_url = _gateway(mock_port, Path(tmp), "plain", [])
             children.append(plain)
-            guarded, guarded_url = _gateway(mock_port, Path(tmp), "model", [stage])
+            guarded, guarded_url = _gateway(mock_port, Path(tmp), "model", [stage],
+                                            {"precision": precision, "threads": threads})
             children.append(guarded)
             benign = _texts(requests + 5, 1000, prefix="gw")
             suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
@@ -172,15 +178,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=60, help="single-text timings (default 60)")
     parser.add_argument("--texts", type=int, default=96, help="texts for the batching comparison (default 96)")
     parser.add_argument("--requests", type=int, default=60, help="gateway requests per series (default 60)")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="int8",
+                        help="encoder weights (default int8, the gateway's default)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: min(cores, 4))")
     parser.add_argument("--json", help="also write the figures to this file")
 
 
 def run(args: argparse.Namespace) -> int:
-    figures = {"encoder": bench_encoder(args.runs)}
+    print(f"precision {args.precision}, threads {args.threads or 'default'}", flush=True)
+    figures = {"encoder": bench_encoder(args.runs, args.precision, args.threads)}
     print(json.dumps(figures["encoder"]), flush=True)
-    figures["batching"] = bench_batching(args.texts, 16)
+    figures["batching"] = bench_batching(args.texts, 16, args.precision, args.threads)
     print(json.dumps(figures["batching"]), flush=True)
-    figures["gateway"] = bench_gateway(args.requests)
+    figures["gateway"] = bench_gateway(args.requests, args.precision, args.threads)
     print(json.dumps(figures["gateway"]), flush=True)
     e, b, g = figures["encoder"], figures["batching"], figures["gateway"]
     print(f"""

@@ -32,6 +32,8 @@ def add_models_parser(sub: Any) -> None:
     evaluate.add_argument("--data", type=Path, required=True, help="directory of test/*.jsonl files")
     evaluate.add_argument("--only", help="comma-separated detectors (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                          help="encoder weights to evaluate with (default fp32)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     from gateway.bench import scoring as scoring_bench
@@ -93,9 +95,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gateway.scoring.detectors import evaluate_detector
-    from gateway.scoring.encoder import Encoder
+    from gateway.scoring.encoder import Encoder, EncoderOptions
 
-    encoder = Encoder.load()
+    encoder = Encoder.load(options=EncoderOptions(precision=args.precision))
     reports = [evaluate_detector(name, _data_dir(args.data), encoder) for name in _names(args.only)]
     if args.json:
         print(json.dumps(reports, indent=2))

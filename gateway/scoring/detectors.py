@@ -204,7 +204,10 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
 
 def train_all(data_dir: Path, out_dir: Path, names: Iterable[str] = DETECTORS, cache_dir: Path | None = None,
               log=print) -> list[Path]:
-    encoder = Encoder.load()
+    from gateway.scoring.encoder import EncoderOptions
+
+    # The shipped heads were trained on fp32 embeddings (int8 serves them: the same quality on test).
+    encoder = Encoder.load(options=EncoderOptions(precision="fp32"))
     cache = EmbeddingCache(encoder, cache_dir)
     written = []
     for name in names:

@@ -182,6 +182,11 @@ def head_to_dict(head: Head) -> dict[str, Any]:
             "meta": head.meta}
 
 
+def same_model(version: str) -> str:
+    """An encoder version without its precision: heads trained on fp32 serve on int8 and back."""
+    return version.removesuffix("-fp32").removesuffix("-int8")
+
+
 def head_from_dict(policy_id: str, raw: Any, runtime: ScoringRuntime) -> Head:
     try:
         w = np.asarray(raw["w"], np.float32)
@@ -191,7 +196,7 @@ def head_from_dict(policy_id: str, raw: Any, runtime: ScoringRuntime) -> Head:
     if w.shape != (runtime.encoder.hidden,):
         raise ParamError(("head",), f"head has {w.shape} weights; the encoder has {runtime.encoder.hidden} dimensions")
     encoder = head.meta.get("encoder")
-    if encoder and encoder != runtime.encoder.version:
+    if encoder and same_model(encoder) != same_model(runtime.encoder.version):
         raise ParamError(("head",), f"head trained on encoder {encoder}, this gateway runs "
                                     f"{runtime.encoder.version}: retrain the policy")
     return head

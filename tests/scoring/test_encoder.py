@@ -44,17 +44,17 @@ def test_matches_sentence_transformers(reference, precision: str, floor: float) 
     assert cos.min() >= floor, f"{precision}: worst cosine {cos.min():.4f} (mean {cos.mean():.4f})"
 
 
-@pytest.mark.parametrize(("precision", "floor"), [("fp32", 0.99999), ("int8", 0.95)])
-def test_embeddings_are_normalised_and_batch_independent(precision: str, floor: float) -> None:
-    # fp32: padding and batch companions must not change a text's vector (same text, same verdict).
-    # int8: dynamic quantisation scales activations per batch, so vectors move a little (documented).
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_embeddings_are_normalised_and_batch_independent(precision: str) -> None:
+    # Padding and batch companions must not change a text's vector (same text, same verdict). int8
+    # quantises activations per call, so the encoder runs its windows one per call.
     encoder = Encoder.load(options=EncoderOptions(precision=precision))
     texts = ["short", "a somewhat longer sentence about the weather in Paris", "x " * 300]
     windows = [w[0] for w in encoder.windows(texts)]
     together = encoder.run(windows)
     alone = np.stack([encoder.run([w])[0] for w in windows])
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
-    assert (together * alone).sum(1).min() >= floor
+    assert (together * alone).sum(1).min() >= 0.99999
 
 
 def test_long_texts_are_windowed(encoder: Encoder) -> None:
