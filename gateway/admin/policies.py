@@ -228,9 +228,11 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         return f"apply-{policy_id}-{app}-{on}" if app else f"apply-{policy_id}-models-{on}"
 
     async def apply(request: Request, role: Role) -> RawResponse:
-        """Seed 000's 'Apply Policy': enforce it on an application's traffic, on every request for some
-        models (central tokens; all applications), or on one application's requests for some models.
-        Applying again adds models; without `models` the policy runs for every model."""
+        """Seed 000's 'Apply Policy': to an application, to models, or to an application's models.
+
+        With `models` alone (central tokens) it runs on every application's requests for them; with
+        `application` on that application's requests, for every model or the listed ones. Applying
+        again adds models."""
         policy_id = request.path_params["id"]
         if policy_id not in registry.config_policy_ids:
             await stored(policy_id, role, write=False)
