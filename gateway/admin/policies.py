@@ -9,6 +9,7 @@ from the config file are read-only here. Errors are OpenAI-shaped: 400 names the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -64,6 +65,8 @@ def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]
         out["training_examples"] = [{"example": e.text, "compliance": e.label} for e in stored]
     out["trained"] = {"rows": len(texts), "fail": int(sum(labels)), "data_sha": data_sha, "time": time.time()}
     return out
+
+
 def _view(doc: Version, source: str = "store") -> dict[str, Any]:
     return {"id": doc.id, "object": "policy", "source": source, "version": doc.version, "updated": doc.created,
             "author": doc.author, **{k: v for k, v in doc.body.items() if k != "id"}}
@@ -346,6 +349,12 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             await asyncio.sleep(HEARTBEAT_S)
             await save(policy_id)
 
+    async def stop(beating: asyncio.Task[None]) -> None:
+        """End the heartbeat before the final status, so a late beat never writes `training` over it."""
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+
     async def run_training(policy_id: str, author: str) -> None:
         beating = asyncio.get_running_loop().create_task(heartbeat(policy_id))
         try:
@@ -356,11 +365,11 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             stored_rows = await store.examples(policy_id)
             body = await asyncio.to_thread(train_version, doc.body, stored_rows)
             new = await registry.write("policy", body, author)
-            beating.cancel()
+            await stop(beating)
             await save(policy_id, status="ready", version=new.version, finished=time.time(),
                        metrics=body.get("head", {}).get("meta", {}))
         except Exception as exc:  # the seed's `failed` state, with the reason
-            beating.cancel()
+            await stop(beating)
             await save(policy_id, status="failed", error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}",
                        finished=time.time())
 
