@@ -113,16 +113,21 @@ class ScorerCollector:
         runtime = getattr(module, "_RUNTIME", None) if module else None
         if runtime is None or not runtime.loaded:
             return
-        stats = runtime.service.stats
-        yield CounterMetricFamily("gateway_scorer_batches", "Encoder calls.", value=stats.batches)
-        yield CounterMetricFamily("gateway_scorer_windows", "256-token windows embedded.", value=stats.windows)
+        every = [service.stats for service in runtime.services()]  # the shared encoder (+ the detectors' own)
+
+        def total(field: str) -> float:
+            return sum(getattr(stats, field) for stats in every)
+
+        yield CounterMetricFamily("gateway_scorer_batches", "Encoder calls.", value=total("batches"))
+        yield CounterMetricFamily("gateway_scorer_windows", "256-token windows embedded.", value=total("windows"))
         yield CounterMetricFamily("gateway_scorer_cache_hits", "Texts served from the embedding cache or a "
-                                  "concurrent request's run.", value=stats.cache_hits)
+                                  "concurrent request's run.", value=total("cache_hits"))
         yield CounterMetricFamily("gateway_scorer_cache_misses", "Texts that needed the encoder.",
-                                  value=stats.cache_misses)
+                                  value=total("cache_misses"))
         yield CounterMetricFamily("gateway_scorer_inference_seconds", "Time spent in the encoder.",
-                                  value=stats.inference_seconds)
-        yield GaugeMetricFamily("gateway_scorer_queue_windows", "Windows waiting for the encoder.", value=stats.queued)
+                                  value=total("inference_seconds"))
+        yield GaugeMetricFamily("gateway_scorer_queue_windows", "Windows waiting for the encoder.",
+                                value=total("queued"))
         decisions = CounterMetricFamily("gateway_scorer_detector_texts", "Texts a built-in detector scored, by the "
                                         "tier that decided: first (lexical + static, no encoder) or encoder.",
                                         labels=["detector", "tier"])
@@ -130,8 +135,9 @@ class ScorerCollector:
             decisions.add_metric([name, "first"], first)
             decisions.add_metric([name, "encoder"], encoder)
         yield decisions
-        sizes = stats.batch_sizes
-        stats.batch_sizes = []
+        sizes = [size for stats in every for size in stats.batch_sizes]
+        for stats in every:
+            stats.batch_sizes = []
         runtime.batch_histogram.observe_all(sizes)
         buckets = runtime.batch_histogram.buckets()
         yield HistogramMetricFamily("gateway_scorer_batch_size", "Windows per encoder call.", buckets=buckets,

@@ -40,18 +40,18 @@ def _texts(n: int, size: int, prefix: str = "") -> list[str]:
     return [(f"{prefix}[{i}] " + base[i % 97:])[:size] for i in range(n)]
 
 
-def _encoder(precision: str, threads: int):
+def _encoder(precision: str, threads: int, layers: int = 0):
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
-    return Encoder.load(options=EncoderOptions(precision=precision, intra_threads=threads))
+    return Encoder.load(options=EncoderOptions(precision=precision, intra_threads=threads, layers=layers))
 
 
-def bench_encoder(runs: int, precision: str = "fp32", threads: int = 0) -> dict:
+def bench_encoder(runs: int, precision: str = "fp32", threads: int = 0, layers: int = 0) -> dict:
     from gateway.scoring.detectors import DETECTORS, load_detector
     from gateway.scoring.heads import lexical_from_ids, pooled
 
-    encoder = _encoder(precision, threads)
-    heads = [load_detector(n) for n in DETECTORS]
+    encoder = _encoder(precision, threads, layers)
+    heads = [load_detector(n, layers=layers) for n in DETECTORS]
     texts = _texts(runs + 5, 1000)
     full, gate = [], []
     for i, text in enumerate(texts):
@@ -73,10 +73,11 @@ def bench_encoder(runs: int, precision: str = "fp32", threads: int = 0) -> dict:
             "first_tier_all_heads_ms": {"p50": _pct(gate, 0.5), "p99": _pct(gate, 0.99)}}
 
 
-def bench_batching(n_texts: int, concurrency: int, precision: str = "fp32", threads: int = 0) -> dict:
+def bench_batching(n_texts: int, concurrency: int, precision: str = "fp32", threads: int = 0,
+                   layers: int = 0) -> dict:
     from gateway.scoring.batcher import EmbeddingService
 
-    encoder = _encoder(precision, threads)
+    encoder = _encoder(precision, threads, layers)
 
     async def run(batching: bool) -> tuple[float, list[int]]:
         service = EmbeddingService(encoder, max_batch=32, max_wait_ms=1.0, cache_entries=0, batching=batching)
@@ -135,7 +136,7 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0) -> dict:
+def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, layers: int = 0) -> dict:
     stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [
         {"name": "pi", "rules": [{"metric": "prompt_injection", "op": "gt", "value": 0.999}],
          "action": {"type": "block"}}]}
@@ -146,7 +147,8 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0) -> d
             plain, plain_url = _gateway(mock_port, Path(tmp), "plain", [])
             children.append(plain)
             guarded, guarded_url = _gateway(mock_port, Path(tmp), "model", [stage],
-                                            {"precision": precision, "threads": threads})
+                                            {"precision": precision, "threads": threads,
+                                             "detector_layers": layers})
             children.append(guarded)
             benign = _texts(requests + 5, 1000, prefix="gw")
             suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
@@ -181,16 +183,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "int8"), default="int8",
                         help="encoder weights (default int8, the gateway's default)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: min(cores, 4))")
+    parser.add_argument("--detector-layers", type=int, choices=(0, 3), default=0,
+                        help="scoring.detector_layers: 0 the whole encoder, 3 its first 3 layers")
     parser.add_argument("--json", help="also write the figures to this file")
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"precision {args.precision}, threads {args.threads or 'default'}", flush=True)
-    figures = {"encoder": bench_encoder(args.runs, args.precision, args.threads)}
+    layers = args.detector_layers
+    print(f"precision {args.precision}, threads {args.threads or 'default'}, detector layers {layers or 'all'}",
+          flush=True)
+    figures = {"encoder": bench_encoder(args.runs, args.precision, args.threads, layers)}
     print(json.dumps(figures["encoder"]), flush=True)
-    figures["batching"] = bench_batching(args.texts, 16, args.precision, args.threads)
+    figures["batching"] = bench_batching(args.texts, 16, args.precision, args.threads, layers)
     print(json.dumps(figures["batching"]), flush=True)
-    figures["gateway"] = bench_gateway(args.requests, args.precision, args.threads)
+    figures["gateway"] = bench_gateway(args.requests, args.precision, args.threads, layers)
     print(json.dumps(figures["gateway"]), flush=True)
     e, b, g = figures["encoder"], figures["batching"], figures["gateway"]
     print(f"""

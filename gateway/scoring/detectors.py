@@ -203,23 +203,28 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
 
 
 def train_all(data_dir: Path, out_dir: Path, names: Iterable[str] = DETECTORS, cache_dir: Path | None = None,
-              log=print) -> list[Path]:
+              log=print, layers: int = 0) -> list[Path]:
     from gateway.scoring.encoder import EncoderOptions
 
     # The shipped heads were trained on fp32 embeddings (int8 serves them: the same quality on test).
-    encoder = Encoder.load(options=EncoderOptions(precision="fp32"))
+    encoder = Encoder.load(options=EncoderOptions(precision="fp32", layers=layers))
     cache = EmbeddingCache(encoder, cache_dir)
     written = []
     for name in names:
         head = train_detector(name, encoder, data_dir, cache, log)
-        path = out_dir / f"{name}.npz"
+        path = out_dir / detector_file(name, layers)
         head.save(path)
         written.append(path)
     return written
 
 
-def load_detector(name: str, directory: Path = WEIGHTS_DIR) -> Head:
-    return Head.load(directory / f"{name}.npz")
+def detector_file(name: str, layers: int = 0) -> str:
+    """`prompt_injection.npz`, or `prompt_injection-l3.npz` for the heads on the first 3 layers."""
+    return f"{name}-l{layers}.npz" if layers else f"{name}.npz"
+
+
+def load_detector(name: str, directory: Path = WEIGHTS_DIR, layers: int = 0) -> Head:
+    return Head.load(directory / detector_file(name, layers))
 
 
 def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.ndarray, float]:

@@ -25,6 +25,7 @@ class EncoderOptions:
     intra_threads: int = 0         # 0: min(cores, 4)
     max_windows: int = 4           # windows of 256 tokens scored per text
     max_chars: int = 32_000        # characters tokenised per text (the rest is not scored by models)
+    layers: int = 0                # 0: the whole model; else its first `layers` layers (built-in detectors)
 
 
 def session_options(intra_threads: int) -> ort.SessionOptions:
@@ -71,8 +72,9 @@ class Encoder:
         from gateway.scoring.build import encoder_files  # builds on first use when missing
 
         files = encoder_files(cache_dir)
-        return cls(files.path(options.precision), files.tokenizer, f"{files.version}-{options.precision}",
-                   files.hidden, files.max_tokens, options)
+        depth = f"-l{options.layers}" if options.layers else ""
+        return cls(files.path(options.precision, options.layers), files.tokenizer,
+                   f"{files.version}{depth}-{options.precision}", files.hidden, files.max_tokens, options)
 
     def key(self, text: str) -> bytes:
         """Cache key: the text's hash and the model version (a rebuilt model never serves stale vectors)."""

@@ -52,14 +52,20 @@ class DetectorMetric(_ModelMetric):
     def named(cls, name: str, runtime: ScoringRuntime | None = None) -> DetectorMetric:
         rt = runtime or get_runtime()
         metric = cls(rt.detector(name), rt)
-        _ = rt.service  # load the encoder now, at compile time, not on the first request
+        _ = rt.detector_service  # load the encoder now, at compile time, not on the first request
         return metric
+
+    async def _embedding(self, text: str) -> np.ndarray:
+        return pooled(await self.runtime.detector_service.embed(text))
+
+    def _embedding_sync(self, text: str) -> np.ndarray:
+        return pooled(self.runtime.detector_service.encoder.embed([text])[0])
 
     def _first_tier(self, text: str) -> tuple[float | None, float | None]:
         """(lexical logit, the gate's probability if it decides the text alone)."""
         if not self.head.needs_lexical:
             return None, None
-        feats = self.runtime.service.features(text)
+        feats = self.runtime.detector_service.features(text)
         lex = self.head.lexical(feats.lexical)
         return lex, self.head.gated_out(lex, feats.static)
 

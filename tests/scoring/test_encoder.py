@@ -75,6 +75,10 @@ def test_build_is_cached_and_versioned(tmp_path: Path) -> None:
     again = encoder_files(tmp_path)
     assert again.directory == files.directory and (files.directory / "manifest.json").stat().st_mtime == manifest
     assert files.int8.stat().st_size < files.fp32.stat().st_size
+    # The detectors' 3-layer encoder is built beside it, from the same weights, and is smaller.
+    assert files.path("int8", 3).name == "encoder-l3-int8.onnx"
+    assert files.path("fp32", 3).stat().st_size < files.fp32.stat().st_size
+    assert files.path("int8", 3).stat().st_size < files.int8.stat().st_size
     assert not list(tmp_path.rglob(".build-*"))  # no temporary directory left behind
 
 
@@ -92,6 +96,7 @@ def test_models_build_command(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "encoder-int8.onnx" in proc.stdout and "encoder-fp32.onnx" in proc.stdout
+    assert "encoder-l3-int8.onnx" in proc.stdout
 
 
 # --- the embedding service: batching, cache, de-duplication --------------------------------------
