@@ -69,12 +69,16 @@ class Encoder:
 
     @classmethod
     def load(cls, cache_dir: Path | None = None, options: EncoderOptions = EncoderOptions()) -> Encoder:
-        from gateway.scoring.build import encoder_files  # builds on first use when missing
+        from gateway.scoring.build import ModelError, encoder_files  # builds on first use when missing
 
         files = encoder_files(cache_dir)
+        path = files.path(options.precision, options.layers)
+        if not path.is_file():  # a cache compiled elsewhere, without this model, and no weights to build it
+            raise ModelError(f"{path} is missing: run `guardrail-gateway models build` with the encoder's "
+                             "weights installed")
         depth = f"-l{options.layers}" if options.layers else ""
-        return cls(files.path(options.precision, options.layers), files.tokenizer,
-                   f"{files.version}{depth}-{options.precision}", files.hidden, files.max_tokens, options)
+        return cls(path, files.tokenizer, f"{files.version}{depth}-{options.precision}", files.hidden,
+                   files.max_tokens, options)
 
     def key(self, text: str) -> bytes:
         """Cache key: the text's hash and the model version (a rebuilt model never serves stale vectors)."""

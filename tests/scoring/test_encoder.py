@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,25 @@ def test_encoder_errors_reach_every_caller(encoder: Encoder) -> None:
 
     results = asyncio.run(go())
     assert all(isinstance(r, RuntimeError) and "session failed" in str(r) for r in results)
+
+
+def test_a_missing_model_file_names_the_fix(tmp_path: Path) -> None:
+    """A cache compiled without the 3-layer model (and no weights to build it): a clear error."""
+    import shutil
+
+    from gateway.scoring.build import default_cache_dir
+
+    files = encoder_files()
+    copy = tmp_path / files.directory.relative_to(default_cache_dir())
+    copy.mkdir(parents=True)
+    for name in ("manifest.json", "tokenizer.json", "encoder-int8.onnx"):  # no encoder-l3-*
+        shutil.copyfile(files.directory / name, copy / name)
+    env_dir = tmp_path
+    proc = subprocess.run([sys.executable, "-c", (
+        "from gateway.scoring.encoder import Encoder, EncoderOptions\n"
+        "import gateway.scoring.build as b\n"
+        "b.find_source = lambda explicit=None: (_ for _ in ()).throw(b.ModelError('no weights'))\n"
+        "Encoder.load(options=EncoderOptions(layers=3))")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "GATEWAY_MODEL_DIR": str(env_dir)})
+    assert proc.returncode == 1 and "encoder-l3-int8.onnx is missing: run `guardrail-gateway models build`" \
+        in proc.stderr, proc.stderr[-1500:]
