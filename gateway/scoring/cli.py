@@ -34,8 +34,8 @@ def add_models_parser(sub: Any) -> None:
     evaluate.add_argument("--data", type=Path, required=True, help="directory of test/*.jsonl files")
     evaluate.add_argument("--only", help="comma-separated detectors (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
-    evaluate.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                          help="encoder weights to evaluate with (default fp32)")
+    evaluate.add_argument("--precision", choices=("fp32", "int8"), default="int8",
+                          help="encoder weights to evaluate with (default int8, as the gateway serves)")
     evaluate.add_argument("--layers", type=int, choices=(0, 3), default=0,
                           help="evaluate the heads for scoring.detector_layers (default 0: the whole encoder)")
     evaluate.set_defaults(func=cmd_evaluate)
