@@ -73,3 +73,11 @@ def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[Ra
     run.__doc__ = handler.__doc__ or handler.__name__.replace("_", " ").capitalize() + "."
     run.__name__ = handler.__name__
     return run
+
+
+async def versions_of(store: Any, kind: str, doc: Version,
+                      view: Callable[[Version], dict[str, Any]]) -> RawResponse:
+    """The versions endpoints of policies and stages: every version, its note, which one is current."""
+    history = await store.versions(kind, doc.id)
+    return ok({"object": "list", "data": [{**view(v), "note": v.note, "current": v.version == doc.version}
+                                          for v in history]})

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import Handler, ok, owner, read_json, revert_to, wrap
+from gateway.admin.common import Handler, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.proxy.openai import OpenAIError
@@ -156,9 +156,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
 
     async def versions(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=False)
-        history = await store.versions("policy", doc.id)
-        return ok({"object": "list", "data": [{**_view(v), "note": v.note, "current": v.version == doc.version}
-                                               for v in history]})
+        return await versions_of(store, "policy", doc, _view)
 
     async def revert(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)

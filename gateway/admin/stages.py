@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import ok, owner, read_json, revert_to, wrap
+from gateway.admin.common import ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import RawResponse
@@ -125,9 +125,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
 
     async def versions(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=False)
-        history = await store.versions("stage", doc.id)
-        return ok({"object": "list", "data": [{**_view(v), "note": v.note, "current": v.version == doc.version}
-                                               for v in history]})
+        return await versions_of(store, "stage", doc, _view)
 
     async def revert(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=True)
