@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -46,6 +47,12 @@ class Snapshot:
     applications: tuple[Version, ...] = ()
     pins: tuple[Version, ...] = ()                  # {"application", "stage", "version"}
     pinned: tuple[Version, ...] = ()                # the pinned stage versions themselves
+
+    def replaced(self, kind: str, doc_id: str, doc: Version | None = None) -> Snapshot:
+        """This snapshot with the `kind` document `doc_id` taken out, and `doc` (if any) put in."""
+        field = {"policy": "policies", "stage": "stages", "application": "applications", "pin": "pins"}[kind]
+        docs = tuple(d for d in getattr(self, field) if d.id != doc_id)
+        return dc_replace(self, **{field: docs + ((doc,) if doc is not None else ())})
 
 
 def stored_application(doc: Version) -> ApplicationConfig:
@@ -130,8 +137,6 @@ class Registry:
     def _with_pins(self, plan: GuardPlan, snapshot: Snapshot, policies: list[PolicySpec],
                    issues: list[ConfigIssue]) -> GuardPlan:
         """Per-application central lists where an application pinned a central stage's older version."""
-        from dataclasses import replace as dc_replace
-
         from gateway.guard.plan import compile_stages
 
         versions = {(d.id, d.version): d for d in snapshot.pinned}
@@ -255,22 +260,11 @@ class Registry:
     async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
         """Validate the store with this document in it, then write it and swap the plan at once."""
         snapshot = await self.snapshot()
-        others = [d for d in (snapshot.policies if kind == "policy" else snapshot.stages) if d.id != body["id"]]
         candidate = Version(kind, body["id"], 0, body, time.time(), author)
-        rest = (snapshot.applications, snapshot.pins, snapshot.pinned)
-        if kind == "policy":
-            trial = Snapshot(tuple([*others, candidate]), snapshot.stages, *rest)
-        elif kind == "stage":
-            trial = Snapshot(snapshot.policies, tuple([*others, candidate]), *rest)
-        elif kind == "pin":
+        trial = snapshot.replaced(kind, body["id"], candidate)
+        if kind == "pin":  # the pinned stage version compiles into the application's central list
             pinned = await self.store.get("stage", body["stage"], int(body["version"]))
-            pins = tuple([*(d for d in snapshot.pins if d.id != body["id"]), candidate])
-            trial = Snapshot(snapshot.policies, snapshot.stages, snapshot.applications, pins,
-                             (*snapshot.pinned, *([pinned] if pinned else [])))
-        else:
-            apps = [d for d in snapshot.applications if d.id != body["id"]]
-            trial = Snapshot(snapshot.policies, snapshot.stages, tuple([*apps, candidate]), snapshot.pins,
-                             snapshot.pinned)
+            trial = dc_replace(trial, pinned=(*snapshot.pinned, *([pinned] if pinned else [])))
         try:
             await self.check(trial)
         except InvalidChange as err:  # a field of the document being written: name it as the caller sent it
@@ -290,12 +284,7 @@ class Registry:
         return await self.write(kind, old.body, author, revert_note(version))
 
     async def remove(self, kind: str, doc_id: str, author: str) -> bool:
-        snapshot = await self.snapshot()
-        trial = Snapshot(tuple(d for d in snapshot.policies if not (kind == "policy" and d.id == doc_id)),
-                         tuple(d for d in snapshot.stages if not (kind == "stage" and d.id == doc_id)),
-                         tuple(d for d in snapshot.applications if not (kind == "application" and d.id == doc_id)),
-                         tuple(d for d in snapshot.pins if not (kind == "pin" and d.id == doc_id)), snapshot.pinned)
-        await self.check(trial)
+        await self.check((await self.snapshot()).replaced(kind, doc_id))
         removed = await self.store.delete(kind, doc_id, author)
         await self.load()
         return removed
