@@ -39,6 +39,9 @@ class Telemetry:
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served now.", ["route"], registry=r)
         self.upstream_errors = Counter("gateway_upstream_errors", "Upstream failures by kind.",
                                        ["upstream", "kind"], registry=r)
+        self.upstream_abandoned = Counter("gateway_upstream_abandoned", "Upstream calls made beside a parallel input "
+                                          "stage and dropped because the stage stopped the request.",
+                                          ["upstream"], registry=r)
         self.guard_triggers = Counter("gateway_guard_triggers", "Rulesets whose action applied (or would have, in "
                                       "monitor mode), by stage, ruleset, action and mode.",
                                       ["stage", "ruleset", "action", "mode"], registry=r)

@@ -82,6 +82,10 @@ def create_upstream(rec: Recorder) -> Starlette:
         text = "echo:" + str(payload["messages"][-1]["content"])
         if model.startswith("judge-"):  # an LLM judge: "VIOLATION" in the judged text scores high
             judged = str(payload["messages"][-1]["content"]).split("TEXT:", 1)[-1]
+            if model.startswith("judge-after-") and not await _seen_beside(rec, judged):
+                # judges only once the guarded request itself has reached us (parallel stages' tests)
+                return Response(b'{"error": {"message": "the guarded request never came"}}', 500,
+                                media_type="application/json")
             text = json.dumps({"score": 0.93 if "VIOLATION" in judged else 0.04, "reason": "test judge"})
             if model.startswith("judge-rambling"):
                 text = "Well, it depends on how you look at it."
@@ -134,6 +138,18 @@ def create_upstream(rec: Recorder) -> Starlette:
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
     ])
+
+
+async def _seen_beside(rec: Recorder, judged: str) -> bool:
+    """Whether a non-judge chat request carrying `judged` arrives within 2 s."""
+    for _ in range(40):
+        with rec.lock:
+            if any(r["path"] == "/v1/chat/completions" and not str(r["json"].get("model", "")).startswith("judge-")
+                   and any(str(m.get("content")) in judged for m in r["json"].get("messages", [])
+                           if m.get("content")) for r in rec.requests):
+                return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def _stream(model: str, text: str, rec: Recorder) -> AsyncIterator[bytes]:

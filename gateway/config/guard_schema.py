@@ -70,6 +70,10 @@ class StageSpec(_Frozen):
     models: tuple[str, ...] | None = Field(None, min_length=1, description="Run only on requests for these models "
                                            "(the request's `model`; seed 000's 'apply to models'). Default: all.")
     message: str = Field(DEFAULT_BLOCK_MESSAGE, description="Refusal used by block actions and fail-closed errors.")
+    parallel: bool = Field(False, description="Input stages only: send the request upstream while this stage "
+                           "runs, and release the answer only once it passes (a block cancels the upstream call). "
+                           "Hides the stage's latency behind the upstream's; the provider sees requests the stage "
+                           "then blocks, so it cannot redact.")
     stream: StreamSpec = Field(StreamSpec(), description="How output stages guard streamed answers.")
     rulesets: tuple[RulesetSpec, ...] = Field(min_length=1, description="In priority order (OR).")
 

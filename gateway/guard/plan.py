@@ -53,6 +53,7 @@ class Stage:
     rulesets: tuple[Ruleset, ...]
     metrics: Mapping[str, Metric]  # every metric the rulesets name, measured once per evaluation
     models: frozenset[str] | None = None  # run only on requests for these models (None: every model)
+    parallel: bool = False  # input: runs beside the upstream call (see StageSpec.parallel)
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,16 @@ def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[
         if rs.action.type == "correct" and spec.on == "input":
             issues.append(ConfigIssue(format_path((*rs_path, "action", "type")),
                                       "`correct` rewrites an answer: it is only valid in an output stage"))
+        if rs.action.type == "redact" and spec.parallel:
+            issues.append(ConfigIssue(format_path((*rs_path, "action", "type")),
+                                      "`redact` changes the request, but a parallel stage runs after the request "
+                                      "was sent upstream: use a stage without `parallel`"))
         rules = [_compile_rule(rule, policies, metrics, (*rs_path, "rules", k), issues)
                  for k, rule in enumerate(rs.rules)]
         rulesets.append(Ruleset(rs.name, tuple(r for r in rules if r is not None), rs.action, rs.mode or spec.mode))
+    if spec.parallel and spec.on != "input":
+        issues.append(ConfigIssue(format_path((*path, "parallel")),
+                                  "only input stages can run beside the upstream call"))
     if len(issues) > before:
         return None
     roles = frozenset(spec.roles) if spec.roles is not None else frozenset(DEFAULT_ROLES[spec.on])
@@ -164,7 +172,7 @@ def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[
     lookback = max(holdback, min(longest, LOOKBACK_CAP))
     return Stage(spec.name, spec.on, spec.scope, spec.on_error, spec.timeout_ms / 1000.0, roles, spec.message,
                  holdback, lookback, tuple(rulesets), metrics,
-                 frozenset(spec.models) if spec.models is not None else None)
+                 frozenset(spec.models) if spec.models is not None else None, spec.parallel)
 
 
 def _compile_rule(rule: RuleSpec, policies: Mapping[str, Policy], metrics: dict[str, Metric],

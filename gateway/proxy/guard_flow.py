@@ -45,8 +45,9 @@ _CONTEXT_ROLES = frozenset({"system", "developer"})
 class Guarded:
     """The stages that apply to one request, and what the input check decided."""
 
-    input: tuple[Stage, ...]
+    input: tuple[Stage, ...]       # run before the request is sent upstream
     output: tuple[Stage, ...]
+    parallel: tuple[Stage, ...] = ()  # input stages that run while the upstream call is under way
     decisions: list[Decision] = field(default_factory=list)
     prompt: str = ""     # the scanned user/tool texts, for output-side relevance and consistency
     context: str = ""    # system/developer messages
@@ -81,7 +82,11 @@ class GuardFlow:
             extra = self._compile_request_stages(payload.pop(REQUEST_FIELD))
         model = payload.get("model") if isinstance(payload.get("model"), str) else None
         plan = self.plan
-        return Guarded(plan.stages_for(app.id, "input", extra, model), plan.stages_for(app.id, "output", extra, model))
+        inputs = plan.stages_for(app.id, "input", extra, model)
+        parallel = tuple(s for s in inputs if s.parallel)
+        if parallel:
+            inputs = tuple(s for s in inputs if not s.parallel)
+        return Guarded(inputs, plan.stages_for(app.id, "output", extra, model), parallel)
 
     def _compile_request_stages(self, raw: Any) -> tuple[Stage, ...]:
         key = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).digest()
@@ -106,16 +111,19 @@ class GuardFlow:
         self._request_stages[key] = tuple(stages)
         return self._request_stages[key]
 
-    async def check_input(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any) -> Decision:
+    async def check_input(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any,
+                          parallel: bool = False) -> Decision:
+        """The input stages (or, with `parallel`, the parallel ones: the request as it was sent upstream)."""
         found = request_texts(endpoint, payload)
         guarded.prompt = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _PROMPT_ROLES)
         guarded.context = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _CONTEXT_ROLES)
         guarded.complete = self._complete
         EVAL_CONTEXT.set(EvalContext("input", guarded.prompt, guarded.context, self._complete))
-        decision = await self.engine.evaluate(guarded.input, [seg for seg, _ in found])
+        decision = await self.engine.evaluate(guarded.parallel if parallel else guarded.input,
+                                              [seg for seg, _ in found])
         self._record(decision, ex, "input", tuple(seg.text for seg, _ in found))
         guarded.decisions.append(decision)
-        if decision.changed and decision.terminal is None:
+        if decision.changed and decision.terminal is None and not parallel:
             for (segment, path), text in zip(found, decision.texts):
                 if text != segment.text:
                     write_back(payload, path, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -109,7 +110,14 @@ class ProxyHandler:
         upstream = route.upstream
         headers = upstream_request_headers(request.scope["headers"], upstream)
         with cancel_on_disconnect(request.receive):
-            response = await self._send(upstream, endpoint.path, headers, body, ex)
+            if guarded.parallel:
+                sent = await self._send_beside_guard(guarded, endpoint, parsed.payload, parsed.model, parsed.stream,
+                                                     upstream, headers, body, ex)
+                if isinstance(sent, RawResponse):
+                    return self._done(ex, sent)
+                response = sent
+            else:
+                response = await self._send(upstream, endpoint.path, headers, body, ex)
             if parsed.stream and response.content_type.startswith(b"text/event-stream"):
                 return self._relay(route, response, ex, guarded, endpoint)
             try:
@@ -172,6 +180,25 @@ class ProxyHandler:
             return await upstream.send("POST", path, headers, body)
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
             raise self._upstream_failure(upstream, exc) from None
+
+    async def _send_beside_guard(self, guarded: Guarded, endpoint: Endpoint, payload: dict, model: str, stream: bool,
+                                 upstream: Upstream, headers: list[tuple[str, str]], body: bytes,
+                                 ex: Exchange) -> UpstreamResponse | RawResponse:
+        """Send the request while the parallel input stages run; their verdict comes first either way. A
+        stop drops the upstream call (and its answer, if it came already) and answers with the refusal."""
+        sending = asyncio.ensure_future(self._send(upstream, endpoint.path, headers, body, ex))
+        try:
+            decision = await self._flow.check_input(guarded, endpoint.name, payload, ex, parallel=True)
+        except BaseException:
+            await _abandon(sending)
+            raise
+        if decision.terminal is None:
+            return await sending
+        await _abandon(sending)
+        self._telemetry.upstream_abandoned.labels(upstream.name).inc()
+        refusal = await self._flow.refusal_response(decision, endpoint.name, model, stream, ex.request_id)
+        refusal.headers.append(_rid(ex))
+        return refusal
 
     def _upstream_failure(self, upstream: Upstream, exc: UpstreamTimeout | UpstreamUnreachable) -> OpenAIError:
         # The message names the upstream and the failure class only: exception texts can carry URLs.
@@ -262,6 +289,14 @@ def _access_fields(ex: Exchange, status: int, elapsed: float) -> dict[str, objec
     if ex.guard is not None:
         fields["guard"] = ex.guard
     return fields
+
+
+async def _abandon(sending: asyncio.Future[UpstreamResponse]) -> None:
+    """Stop an upstream call nobody will read: cancel it, or close the answer that already came."""
+    sending.cancel()
+    done = await asyncio.gather(sending, return_exceptions=True)
+    if isinstance(done[0], UpstreamResponse):
+        done[0].close()
 
 
 def _header(request: Request, name: bytes) -> str | None:

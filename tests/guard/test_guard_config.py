@@ -100,3 +100,20 @@ def test_stage_models_filter() -> None:
     assert [s.name for s in plan.stages_for("app", "input")] == ["s-app"]  # no model known: every stage
     errs = errors(stage.replace("    on: input\n", "    on: input\n    models: []\n"))
     assert "stages[0].models: must list at least 1 item(s)" in errs, errs
+
+
+@pytest.mark.parametrize("stage,expected", [
+    ("{name: s-app, on: output, parallel: true, rulesets: [{name: r, rules: [{metric: codes}], action: {type: block}}]}",
+     "stages[0].parallel: only input stages can run beside the upstream call"),
+    ("{name: s-app, on: input, parallel: true, rulesets: [{name: r, rules: [{metric: codes}], action: {type: redact}}]}",
+     "stages[0].rulesets[0].action.type: `redact` changes the request"),
+])
+def test_parallel_stage_limits(stage: str, expected: str) -> None:
+    errs = errors(f"stages:\n  - {stage}\n")
+    assert any(expected in e for e in errs), errs
+
+
+def test_parallel_input_stage_compiles() -> None:
+    config = parse_config(BASE + "stages:\n  - {name: s-app, on: input, parallel: true, rulesets: "
+                                 "[{name: r, rules: [{metric: codes}], action: {type: block}}]}\n", "g.yaml", {})
+    assert config.stages[0].parallel is True
