@@ -247,3 +247,20 @@ def test_store_bench_runs_every_store_and_counts_records(tmp_path: Path) -> None
     assert stores["redis-down"]["records_in_store_of_last_1000"] == 0
     assert all(0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] for s in stores.values())
     assert "p50/sqlite" in done.stdout
+
+
+def test_mock_delay_holds_answers(tmp_path: Path) -> None:
+    """`--delay-ms` (the models bench's slow upstream) answers no earlier than asked, in OpenAI's shape."""
+    from gateway.bench.targets import start_mock
+
+    child, port, _ = start_mock(15, "{}", delay_ms=300)
+    try:
+        with httpx.Client(timeout=10) as client:
+            client.get(f"http://127.0.0.1:{port}/healthz")  # connect first: time only the answer
+            start = time.perf_counter()
+            r = client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY)
+            elapsed = time.perf_counter() - start
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == CONTENT
+        assert elapsed >= 0.29
+    finally:
+        stop_child(child)

@@ -155,6 +155,8 @@ def answer(head: _Head, body: bytes) -> bytes:
 class MockProtocol(asyncio.Protocol):
     """One client connection: buffers bytes, answers every complete request in order."""
 
+    delay_s = 0.0  # answer this long after the request came (a model's time to answer); set by --delay-ms
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         # Unparsed bytes are kept as a list of chunks and only joined once `need` bytes are in,
@@ -201,7 +203,10 @@ class MockProtocol(asyncio.Protocol):
             if close:
                 break
         self.chunks, self.size = ([buf], len(buf)) if buf and not close else ([], 0)
-        self._flush(out, close)
+        if self.delay_s and out:
+            asyncio.get_running_loop().call_later(self.delay_s, self._flush, out, close)
+        else:
+            self._flush(out, close)
 
     def _maybe_continue(self, head: _Head, out: list[bytes]) -> None:
         # A client that sent `Expect: 100-continue` waits for this before sending its body.
@@ -211,6 +216,8 @@ class MockProtocol(asyncio.Protocol):
 
     def _flush(self, out: list[bytes], close: bool) -> None:
         assert self.transport is not None
+        if self.transport.is_closing():  # the client left while a delayed answer waited
+            return
         if close and out:
             # Tell the client this connection ends after the last answer.
             out[-1] = out[-1].replace(b"\r\n", b"\r\nconnection: close\r\n", 1)
@@ -255,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.bench.mock", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (see the ready line)")
+    parser.add_argument("--delay-ms", type=float, default=0.0,
+                        help="answer each request this long after it came (default 0: at once)")
     args = parser.parse_args(argv)
+    MockProtocol.delay_s = max(0.0, args.delay_ms) / 1000.0
     try:
         import uvloop
     except ImportError:  # still works, just slower

@@ -6,6 +6,9 @@
    no stages, at concurrency 1 (benign prompts: the lexical gate decides most of them; and prompts
    the gate passes to the encoder), both in front of the bench mock upstream.
 4. The model gateway's resident memory after that traffic.
+5. The same stage with `parallel: true` (beside the upstream call), against an upstream that answers
+   at once and one that takes `--upstream-ms` (a model's time to answer), with the sequential stage
+   and no stage on that slow upstream as baselines.
 """
 
 from __future__ import annotations
@@ -100,11 +103,13 @@ def bench_batching(n_texts: int, concurrency: int, precision: str = "fp32", thre
             "ratio": on / off, "mean_batch": statistics.mean(sizes) if sizes else 0}
 
 
-def _gateway(mock_port: int, workdir: Path, name: str, stages: list, scoring: dict | None = None) -> tuple:
+def _gateway(mock_port: int, workdir: Path, name: str, stages: list, scoring: dict | None = None,
+             slow_port: int = 0) -> tuple:
     port = free_port()
+    slow = [{"name": "slow", "base_url": f"http://127.0.0.1:{slow_port}/v1", "models": ["slow-*"]}] if slow_port else []
     config = {"server": {"host": "127.0.0.1", "port": port, "access_log": False},
               **({"scoring": scoring} if scoring else {}),
-              "upstreams": [{"name": "mock", "base_url": f"http://127.0.0.1:{mock_port}/v1", "models": ["*"]}],
+              "upstreams": [*slow, {"name": "mock", "base_url": f"http://127.0.0.1:{mock_port}/v1", "models": ["*"]}],
               "applications": [{"id": "bench", "keys": [CLIENT_KEY], "stages": [s["name"] for s in stages]}],
               "stages": stages}
     path = workdir / f"{name}.yaml"
@@ -114,11 +119,11 @@ def _gateway(mock_port: int, workdir: Path, name: str, stages: list, scoring: di
     return child, f"http://127.0.0.1:{port}{CHAT_PATH}"
 
 
-def _latencies(url: str, prompts: list[str]) -> list[float]:
+def _latencies(url: str, prompts: list[str], model: str = "gpt-bench") -> list[float]:
     out = []
     with httpx.Client(headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=30) as client:
         for i, prompt in enumerate(prompts):
-            body = {"model": "gpt-bench", "messages": [{"role": "user", "content": prompt}]}
+            body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
             start = time.perf_counter()
             r = client.post(url, json=body)
             elapsed = (time.perf_counter() - start) * 1000
@@ -136,20 +141,25 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, layers: int = 0) -> dict:
+def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, layers: int = 0,
+                  upstream_ms: float = 50.0) -> dict:
     stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [
         {"name": "pi", "rules": [{"metric": "prompt_injection", "op": "gt", "value": 0.999}],
          "action": {"type": "block"}}]}
+    scoring = {"precision": precision, "threads": threads, "detector_layers": layers}
     with tempfile.TemporaryDirectory() as tmp:
         mock, mock_port, _ = start_mock(30, "{}")
         children = [mock]
         try:
-            plain, plain_url = _gateway(mock_port, Path(tmp), "plain", [])
+            slow, slow_port, _ = start_mock(30, "{}", delay_ms=upstream_ms)
+            children.append(slow)
+            plain, plain_url = _gateway(mock_port, Path(tmp), "plain", [], slow_port=slow_port)
             children.append(plain)
-            guarded, guarded_url = _gateway(mock_port, Path(tmp), "model", [stage],
-                                            {"precision": precision, "threads": threads,
-                                             "detector_layers": layers})
+            guarded, guarded_url = _gateway(mock_port, Path(tmp), "model", [stage], scoring, slow_port=slow_port)
             children.append(guarded)
+            beside, beside_url = _gateway(mock_port, Path(tmp), "parallel", [{**stage, "parallel": True}], scoring,
+                                          slow_port=slow_port)
+            children.append(beside)
             benign = _texts(requests + 5, 1000, prefix="gw")
             suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
             base = _latencies(plain_url, benign)
@@ -159,6 +169,13 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             short_guarded = _latencies(guarded_url, short)
             gated = _latencies(guarded_url, benign)
             encoded = _latencies(guarded_url, suspicious)
+            # The same benign prompts to an upstream that takes `upstream_ms` to answer (a model), with the
+            # stage before the upstream call and beside it (`parallel: true`); and parallel at 0 ms.
+            again = _texts(requests + 5, 1000, prefix="up")  # new texts: no score cache hits
+            slow_base = _latencies(plain_url, again, "slow-bench")
+            slow_before = _latencies(guarded_url, _texts(requests + 5, 1000, prefix="sb"), "slow-bench")
+            slow_beside = _latencies(beside_url, _texts(requests + 5, 1000, prefix="sp"), "slow-bench")
+            instant_beside = _latencies(beside_url, _texts(requests + 5, 1000, prefix="ip"))
             metrics = httpx.get(guarded_url.replace(CHAT_PATH, "/metrics")).text
             windows = next((float(line.split()[-1]) for line in metrics.splitlines()
                             if line.startswith("gateway_scorer_windows_total")), 0.0)
@@ -173,7 +190,15 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             "short_benign_added_ms": {"p50": _pct(short_guarded, 0.5) - _pct(short_base, 0.5),
                                       "p95": _pct(short_guarded, 0.95) - _pct(short_base, 0.95)},
             "encoder_path_added_ms": {"p50": _pct(encoded, 0.5) - b50, "p95": _pct(encoded, 0.95) - b95},
-            "encoder_windows_run": windows, "model_gateway_rss_mb": rss}
+            "encoder_windows_run": windows, "model_gateway_rss_mb": rss,
+            "parallel_instant_added_ms": _added(instant_beside, base),
+            "upstream_ms": upstream_ms, "slow_plain_ms": {"p50": _pct(slow_base, 0.5), "p95": _pct(slow_base, 0.95)},
+            "slow_before_added_ms": _added(slow_before, slow_base),
+            "slow_parallel_added_ms": _added(slow_beside, slow_base)}
+
+
+def _added(series: list[float], base: list[float]) -> dict[str, float]:
+    return {"p50": _pct(series, 0.5) - _pct(base, 0.5), "p95": _pct(series, 0.95) - _pct(base, 0.95)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,6 +210,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: min(cores, 4))")
     parser.add_argument("--detector-layers", type=int, choices=(0, 3), default=0,
                         help="scoring.detector_layers: 0 the whole encoder, 3 its first 3 layers")
+    parser.add_argument("--upstream-ms", type=float, default=50.0,
+                        help="how long the slow mock upstream takes to answer, for the parallel-stage series "
+                             "(default 50; real models take longer)")
     parser.add_argument("--json", help="also write the figures to this file")
 
 
@@ -196,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(figures["encoder"]), flush=True)
     figures["batching"] = bench_batching(args.texts, 16, args.precision, args.threads, layers)
     print(json.dumps(figures["batching"]), flush=True)
-    figures["gateway"] = bench_gateway(args.requests, args.precision, args.threads, layers)
+    figures["gateway"] = bench_gateway(args.requests, args.precision, args.threads, layers, args.upstream_ms)
     print(json.dumps(figures["gateway"]), flush=True)
     e, b, g = figures["encoder"], figures["batching"], figures["gateway"]
     print(f"""
@@ -207,7 +235,11 @@ gateway + prompt_injection stage, c1, added vs the same gateway without stages:
   benign prompts:        p50 {g['benign_added_ms']['p50']:.2f} ms, p95 {g['benign_added_ms']['p95']:.2f} ms
   short benign question: p50 {g['short_benign_added_ms']['p50']:.2f} ms, p95 {g['short_benign_added_ms']['p95']:.2f} ms
   gate -> encoder path:  p50 {g['encoder_path_added_ms']['p50']:.2f} ms, p95 {g['encoder_path_added_ms']['p95']:.2f} ms
-  resident memory with models loaded: {g['model_gateway_rss_mb']:.0f} MB""")
+  the stage with parallel: true:  p50 {g['parallel_instant_added_ms']['p50']:.2f} ms, p95 {g['parallel_instant_added_ms']['p95']:.2f} ms (nothing to hide behind)
+  resident memory with models loaded: {g['model_gateway_rss_mb']:.0f} MB
+upstream answering in {g['upstream_ms']:.0f} ms (plain gateway p50 {g['slow_plain_ms']['p50']:.1f} ms), benign 1,000-char prompts:
+  stage before the upstream call: p50 {g['slow_before_added_ms']['p50']:.2f} ms, p95 {g['slow_before_added_ms']['p95']:.2f} ms added
+  stage beside it (parallel):     p50 {g['slow_parallel_added_ms']['p50']:.2f} ms, p95 {g['slow_parallel_added_ms']['p95']:.2f} ms added""")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0

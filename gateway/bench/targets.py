@@ -50,9 +50,10 @@ def _ready_or_stop(child: Child, url: str, timeout_s: float) -> float:
         raise
 
 
-def start_mock(timeout_s: float, body: str) -> tuple[Child, int, Target]:
+def start_mock(timeout_s: float, body: str, delay_ms: float = 0.0) -> tuple[Child, int, Target]:
     port = free_port()
-    child = start_child("mock", [sys.executable, "-m", "gateway.bench.mock", "--port", str(port)], child_env())
+    child = start_child("mock", [sys.executable, "-m", "gateway.bench.mock", "--port", str(port),
+                                 "--delay-ms", str(delay_ms)], child_env())
     _ready_or_stop(child, f"http://127.0.0.1:{port}/healthz", timeout_s)
     return child, port, Target("direct", f"http://127.0.0.1:{port}{CHAT_PATH}", CLIENT_KEY, body)
 
