@@ -40,7 +40,7 @@ EXPECTED_PANELS = {
     "Request rate by route and status", "Error rate (share of answers)", "Request latency p50 / p99 by route",
     "Gateway overhead p50 / p99 by route", "Time to first token p50 / p99 by route", "In-flight requests by route",
     "Guard triggers by stage, ruleset and action", "Blocked vs rewritten vs passed",
-    "Guard metric latency p99 by metric", "Guard metric errors and timeouts", "Upstream errors by upstream and kind",
+    "Guard metric latency p99 by metric", "Guard metric errors and timeouts", "Upstream errors, and calls dropped by parallel stages",
     "Stage runs with nothing to scan", "Scorer batch size (windows per encoder call)", "Scorer cache hit ratio and first-tier share",
     "Scorer queue and encoder busy share", "Monitoring-log backlog and store link",
     "Monitoring records written and dropped",
@@ -195,6 +195,11 @@ def _traffic(url: str) -> None:
         chunks = list(client(KEY_A).chat.completions.create(
             model="gpt-fast", stream=True, messages=[{"role": "user", "content": text}]))
         assert chunks
+    beside = [{"name": "beside", "on": "input", "parallel": True, "rulesets": [
+        {"name": "any", "rules": [{"metric": "length", "op": "gt", "value": 0}], "action": {"type": "block"}}]}]
+    stopped = client(KEY_A).chat.completions.create(model="gpt-fast", extra_body={"guardrails": beside},
+                                                    messages=[{"role": "user", "content": "sent, then dropped"}])
+    assert stopped.choices[0].finish_reason == "content_filter"  # a parallel stage drops the upstream call
     with pytest.raises(openai.APIStatusError) as info:  # upstream unreachable: 502 and an upstream error
         chat(KEY_E, "hi", model="down-1")
     assert info.value.status_code == 502

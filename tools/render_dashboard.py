@@ -197,6 +197,9 @@ REQUESTS: list[tuple[float, str, str, dict[str, Any] | None]] = [
     (2, KEY_E, "/v1/responses", {"model": "gpt-fast", "input": "Say hi"}),
     (2, KEY_E, "/v1/models", None),
     (1, "sk-unknown-key", "/v1/chat/completions", _chat("gpt-fast", "hi")),  # 401
+    (2, KEY_A, "/v1/chat/completions", {**_chat("gpt-fast", "sent, then dropped"), "guardrails": [  # parallel stop
+        {"name": "beside", "on": "input", "parallel": True, "rulesets": [
+            {"name": "any", "rules": [{"metric": "length", "op": "gt", "value": 0}], "action": {"type": "block"}}]}]}),
 ]
 DOWN = (KEY_E, "/v1/chat/completions", _chat("down-1", "hi"))  # nothing listens on the upstream: 502
 
