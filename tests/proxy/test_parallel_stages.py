@@ -17,6 +17,7 @@ from tests.conftest import Gateway, running_gateway
 
 KEY_PAR = "sk-parallel-app"
 KEY_SEQ = "sk-sequential-app"
+KEY_MIXED = "sk-mixed-app"
 
 
 def _config(upstream: str, port: int) -> str:
@@ -30,12 +31,16 @@ upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*", "judge-*", "
 applications:
   - {{id: par, keys: ["{KEY_PAR}"], stages: [beside]}}
   - {{id: seq, keys: ["{KEY_SEQ}"], stages: [before]}}
+  - {{id: mixed, keys: ["{KEY_MIXED}"], stages: [beside, mask]}}
 policies:
   - {{id: no_violations, type: rubric, judge_model: judge-after-1, rule: "No violations."}}
 stages:
   - name: beside
     parallel: true{stage}
   - name: before{stage}
+  - name: mask
+    on: input
+    rulesets: [{{name: mail, rules: [{{metric: pii, op: contains_any, value: [EMAIL_ADDRESS]}}], action: {{type: redact}}}}]
 """
 
 
@@ -97,3 +102,18 @@ def test_parallel_stage_on_streams(gw: Gateway) -> None:
                                                  messages=[{"role": "user", "content": bad}]))
     assert chunks[-1].choices[0].finish_reason == "content_filter"
     assert "echo:" not in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_stages_without_parallel_run_first_and_redact_what_is_sent(gw: Gateway, recorder) -> None:
+    """`beside` is listed first but runs after `mask`: it judges (and the upstream gets) the redacted text."""
+    tag = uuid.uuid4().hex
+    text = f"write to jane.doe@example.com about {tag}"
+    redacted = f"write to <EMAIL_ADDRESS> about {tag}"
+    answer = _client(gw, KEY_MIXED).chat.completions.create(model="gpt-4o",
+                                                            messages=[{"role": "user", "content": text}])
+    assert answer.choices[0].message.content == "echo:" + redacted
+    assert len(_sent(recorder, redacted)) == 1 and _sent(recorder, text) == []
+    with recorder.lock:
+        judged = [r for r in recorder.requests if r["json"]["model"] == "judge-after-1"
+                  and tag in r["json"]["messages"][-1]["content"]]
+    assert judged and "jane.doe@example.com" not in judged[-1]["json"]["messages"][-1]["content"]
