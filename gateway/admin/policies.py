@@ -396,7 +396,10 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             job = jobs.get(doc.id)
         if job is None:
             raise OpenAIError(404, f"Policy '{doc.id}' has not been trained.", code="no_training")
-        if job.get("status") in ACTIVE_JOB and time.time() - float(job.get("updated", 0)) > STALE_AFTER_S:
+        # `age_s` is by the store's clock (this replica's may disagree with the one that trains); this
+        # replica's own copy, read when the store is unreachable, is by its clock.
+        age = float(job.pop("age_s")) if "age_s" in job else time.time() - float(job.get("updated", 0))
+        if job.get("status") in ACTIVE_JOB and age > STALE_AFTER_S:
             job = {**job, "status": "failed", "error": f"replica {job.get('replica')} stopped reporting on "
                                                       "this training; train again"}
         return ok(job)

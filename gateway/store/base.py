@@ -99,7 +99,9 @@ class Store(Protocol):
     async def feedback(self, policy_id: str, applied: bool | None = None) -> list[Feedback]: ...
     async def mark_applied(self, seqs: list[int]) -> None: ...
 
-    # training jobs (bodies carry `status` and `updated`, a time.time() heartbeat)
+    # Training jobs (bodies carry `status` and `updated`). The store stamps `updated` with its own clock
+    # on every claim and put, and `job` adds `age_s` (seconds since, by that clock), so replicas whose
+    # clocks disagree still agree on whether a heartbeat is fresh.
     async def claim_job(self, policy_id: str, job: dict[str, Any], stale_after_s: float) -> dict[str, Any] | None: ...
     async def put_job(self, policy_id: str, job: dict[str, Any]) -> None: ...
     async def job(self, policy_id: str) -> dict[str, Any] | None: ...
@@ -109,9 +111,13 @@ ACTIVE_JOB = ("training_queued", "training")
 
 
 def job_is_active(job: dict[str, Any] | None, now: float, stale_after_s: float) -> bool:
-    """A job blocks a new claim while it runs and its heartbeat is fresh."""
+    """A job blocks a new claim while it runs and its heartbeat is fresh (`now` by the clock that stamped it)."""
     return (job is not None and job.get("status") in ACTIVE_JOB
             and now - float(job.get("updated", 0)) <= stale_after_s)
+
+
+def with_age(job: dict[str, Any], now: float) -> dict[str, Any]:
+    return {**job, "age_s": round(max(0.0, now - float(job.get("updated", 0))), 3)}
 
 
 def in_window(t: float, since: float | None, until: float | None) -> bool:

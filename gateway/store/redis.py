@@ -24,6 +24,7 @@ from gateway.store.base import (
     doc_id,
     in_window,
     matches,
+    with_age,
 )
 
 # INCR the record counter and XADD the record under that number as its stream id, atomically, so
@@ -251,14 +252,22 @@ class RedisStore(DocumentHistory):
 
     # --- training jobs -------------------------------------------------------------------------
 
+    async def _now(self) -> float:
+        """Redis's clock, which every replica shares (theirs may disagree)."""
+        seconds, micros = await self._call(self.client.time())
+        return seconds + micros / 1e6
+
     async def claim_job(self, policy_id: str, job: dict[str, Any], stale_after_s: float) -> dict[str, Any] | None:
+        now = await self._now()
         running = await self._call(self._claim(keys=[self.k("jobs")],
-                                               args=[policy_id, json.dumps(job), time.time(), stale_after_s]))
+                                               args=[policy_id, json.dumps({**job, "updated": now}), now,
+                                                     stale_after_s]))
         return json.loads(running) if running else None
 
     async def put_job(self, policy_id: str, job: dict[str, Any]) -> None:
-        await self._call(self.client.hset(self.k("jobs"), policy_id, json.dumps(job)))
+        now = await self._now()
+        await self._call(self.client.hset(self.k("jobs"), policy_id, json.dumps({**job, "updated": now})))
 
     async def job(self, policy_id: str) -> dict[str, Any] | None:
         raw = await self._call(self.client.hget(self.k("jobs"), policy_id))
-        return json.loads(raw) if raw else None
+        return with_age(json.loads(raw), await self._now()) if raw else None

@@ -22,6 +22,7 @@ from gateway.store.base import (
     check_label,
     doc_id,
     job_is_active,
+    with_age,
     matches,
 )
 
@@ -322,10 +323,11 @@ class SqliteStore(DocumentHistory):
             try:
                 row = db.execute("SELECT body FROM jobs WHERE policy=?", (policy_id,)).fetchone()
                 running = json.loads(row[0]) if row else None
-                if job_is_active(running, time.time(), stale_after_s):
+                now = time.time()
+                if job_is_active(running, now, stale_after_s):
                     db.execute("COMMIT")
                     return running
-                db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (policy_id, json.dumps(job)))
+                db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (policy_id, json.dumps({**job, "updated": now})))
                 db.execute("COMMIT")
                 return None
             except BaseException:
@@ -335,9 +337,9 @@ class SqliteStore(DocumentHistory):
 
     async def put_job(self, policy_id: str, job: dict[str, Any]) -> None:
         await self._run(lambda: self._db().execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)",
-                                                   (policy_id, json.dumps(job))))
+                                                   (policy_id, json.dumps({**job, "updated": time.time()}))))
 
     async def job(self, policy_id: str) -> dict[str, Any] | None:
         row = await self._run(lambda: self._db().execute("SELECT body FROM jobs WHERE policy=?",
                                                          (policy_id,)).fetchone())
-        return json.loads(row[0]) if row else None
+        return with_age(json.loads(row[0]), time.time()) if row else None

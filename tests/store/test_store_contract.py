@@ -215,9 +215,26 @@ def test_training_jobs_are_claimed_once(make_store) -> None:
         await s.put_job("p", {"status": "ready", "updated": now, "replica": "r1", "version": 3})
         assert (await s.job("p"))["version"] == 3
         assert await s.claim_job("p", {"status": "training_queued", "updated": now, "replica": "r2"}, 60) is None
-        await s.put_job("p", {"status": "training", "updated": now - 120, "replica": "r2"})  # went silent
-        assert await s.claim_job("p", {"status": "training_queued", "updated": now, "replica": "r3"}, 60) is None
+        await s.put_job("p", {"status": "training", "updated": now, "replica": "r2"})
+        await asyncio.sleep(0.3)  # r2 went silent: by the store's clock its heartbeat is 0.3 s old
+        assert (await s.job("p"))["age_s"] >= 0.25
+        assert await s.claim_job("p", {"status": "training_queued", "updated": now, "replica": "r3"}, 0.2) is None
         assert (await s.job("p"))["replica"] == "r3" and await s.job("other") is None
+    run(_with(make_store(), body))
+
+
+def test_job_heartbeats_use_the_store_clock(make_store) -> None:
+    """A replica whose clock is an hour behind (or ahead) still keeps its training claimed, and its
+    job reads as fresh on every replica: the store stamps `updated` with its own clock."""
+    async def body(s: Store):
+        skewed = time.time() - 3600
+        assert await s.claim_job("p", {"status": "training_queued", "updated": skewed, "replica": "r1"}, 60) is None
+        assert (await s.job("p"))["age_s"] < 5
+        running = await s.claim_job("p", {"status": "training_queued", "updated": time.time(), "replica": "r2"}, 60)
+        assert running is not None and running["replica"] == "r1"
+        await s.put_job("p", {"status": "training", "updated": time.time() + 3600, "replica": "r1"})
+        job = await s.job("p")
+        assert 0 <= job["age_s"] < 5 and abs(job["updated"] - time.time()) < 5
     run(_with(make_store(), body))
 
 
