@@ -18,7 +18,8 @@ from gateway.proxy.guard_flow import GuardFlow, Guarded
 from gateway.proxy.stream_guard import EventRelay, StreamGuard
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
-from gateway.proxy.openai import Endpoint, OpenAIError, model_list, parse_request, stream_error_event
+from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, model_list, parse_request,
+                                  stream_error_event)
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect
 from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
                                     client_response_headers, upstream_request_headers)
@@ -111,8 +112,7 @@ class ProxyHandler:
         headers = upstream_request_headers(request.scope["headers"], upstream)
         with cancel_on_disconnect(request.receive):
             if guarded.parallel:
-                sent = await self._send_beside_guard(guarded, endpoint, parsed.payload, parsed.model, parsed.stream,
-                                                     upstream, headers, body, ex)
+                sent = await self._send_beside_guard(guarded, endpoint, parsed, upstream, headers, body, ex)
                 if isinstance(sent, RawResponse):
                     return self._done(ex, sent)
                 response = sent
@@ -181,14 +181,14 @@ class ProxyHandler:
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
             raise self._upstream_failure(upstream, exc) from None
 
-    async def _send_beside_guard(self, guarded: Guarded, endpoint: Endpoint, payload: dict, model: str, stream: bool,
-                                 upstream: Upstream, headers: list[tuple[str, str]], body: bytes,
+    async def _send_beside_guard(self, guarded: Guarded, endpoint: Endpoint, parsed: ParsedRequest, upstream: Upstream,
+                                 headers: list[tuple[str, str]], body: bytes,
                                  ex: Exchange) -> UpstreamResponse | RawResponse:
         """Send the request while the parallel input stages run; their verdict comes first either way. A
         stop drops the upstream call (and its answer, if it came already) and answers with the refusal."""
         sending = asyncio.ensure_future(self._send(upstream, endpoint.path, headers, body, ex))
         try:
-            decision = await self._flow.check_input(guarded, endpoint.name, payload, ex, parallel=True)
+            decision = await self._flow.check_input(guarded, endpoint.name, parsed.payload, ex, parallel=True)
         except BaseException:
             await _abandon(sending)
             raise
@@ -196,7 +196,8 @@ class ProxyHandler:
             return await sending
         await _abandon(sending)
         self._telemetry.upstream_abandoned.labels(upstream.name).inc()
-        refusal = await self._flow.refusal_response(decision, endpoint.name, model, stream, ex.request_id)
+        refusal = await self._flow.refusal_response(decision, endpoint.name, parsed.model, parsed.stream,
+                                                    ex.request_id)
         refusal.headers.append(_rid(ex))
         return refusal
 
