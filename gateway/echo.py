@@ -19,13 +19,13 @@ _WORD_DELAY_S = 0.02  # so a streamed answer visibly streams
 
 
 def _reply_text(payload: dict[str, Any]) -> str:
-    messages = payload.get("messages") or []
-    for message in reversed(messages):
+    messages = payload.get("messages")
+    for message in reversed(messages if isinstance(messages, list) else []):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return f"Echo: {content}"
+                content = " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return f"Echo: {content if isinstance(content, str) else orjson.dumps(content).decode()}"
     prompt = payload.get("prompt") or payload.get("input") or ""
     return f"Echo: {prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()}"
 
@@ -34,8 +34,22 @@ def _json(data: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+async def _payload(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object, or the 400 an OpenAI endpoint answers to anything else."""
+    try:
+        payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        return _json({"error": {"message": "the body must be a JSON object", "type": "invalid_request_error",
+                                "param": None, "code": None}}, 400)
+    return payload
+
+
 async def chat(request: Request) -> Response:
-    payload = orjson.loads(await request.body())
+    payload = await _payload(request)
+    if isinstance(payload, Response):
+        return payload
     text, model, created = _reply_text(payload), payload.get("model", "echo-1"), int(time.time())
     if payload.get("stream"):
         return StreamingResponse(_chat_stream(text, model, created), media_type="text/event-stream")
@@ -58,7 +72,9 @@ async def _chat_stream(text: str, model: str, created: int) -> AsyncIterator[byt
 
 
 async def completions(request: Request) -> Response:
-    payload = orjson.loads(await request.body())
+    payload = await _payload(request)
+    if isinstance(payload, Response):
+        return payload
     return _json({
         "id": "cmpl-echo", "object": "text_completion", "created": int(time.time()), "model": payload.get("model"),
         "choices": [{"index": 0, "text": _reply_text(payload), "finish_reason": "stop", "logprobs": None}],
@@ -66,7 +82,9 @@ async def completions(request: Request) -> Response:
 
 
 async def embeddings(request: Request) -> Response:
-    payload = orjson.loads(await request.body())
+    payload = await _payload(request)
+    if isinstance(payload, Response):
+        return payload
     inputs = payload.get("input")
     inputs = inputs if isinstance(inputs, list) else [inputs]
     data = [{"object": "embedding", "index": i, "embedding": _vector(str(x))} for i, x in enumerate(inputs)]
@@ -80,7 +98,9 @@ def _vector(text: str) -> list[float]:
 
 
 async def responses(request: Request) -> Response:
-    payload = orjson.loads(await request.body())
+    payload = await _payload(request)
+    if isinstance(payload, Response):
+        return payload
     text = _reply_text(payload)
     return _json({
         "id": "resp_echo", "object": "response", "created_at": int(time.time()), "status": "completed",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import openai
 
 from tests.conftest import free_port, start_gateway, stop_process
@@ -73,6 +74,14 @@ def test_demo_serves_the_example_config_in_front_of_a_local_echo(tmp_path: Path)
         blocked = client.chat.completions.create(model="gpt-4o-mini", messages=[
             {"role": "user", "content": "my key is AKIAIOSFODNN7EXAMPLE"}])
         assert blocked.choices[0].finish_reason == "content_filter"
+        # Content parts of odd shapes (a fuzz run found the echo answering them with a bare 500): the
+        # text parts are echoed, the rest is skipped.
+        odd = httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-demo-key"}, json={
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": None}, {"type": "text", "text": "kept"}, {"type": "text", "text": [1]}]}]},
+            timeout=20)
+        assert odd.status_code == 200, odd.text
+        assert odd.json()["choices"][0]["message"]["content"] == "Echo: kept"
         assert "LOCAL ECHO" in gw.logs()
     finally:
         stop_process(gw.process)
