@@ -164,6 +164,11 @@ async def _stream(model: str, text: str, rec: Recorder) -> AsyncIterator[bytes]:
             yield _chunk(model, part)
             if model.startswith("die-") and i == 1:
                 raise ConnectionAbortedError("test upstream dies mid-stream")
+            if model.startswith("odd-") and i == 0:  # chunks of the wrong shape (found by a fuzz run)
+                yield b'data: {"choices": [{"index": [1], "delta": {"content": "hidden"}}]}\n\n'
+                yield b'data: {"choices": [{"index": 0, "delta": ["hidden"]}]}\n\n'
+                yield b'data: "hidden"\n\n'
+                yield b'data: {"choices": [{"index": 0, "delta": {"content": 7, "tool_calls": "x"}}]}\n\n'
             await asyncio.sleep(0 if "fast" in model else CHUNK_DELAY_S)
         yield _chunk(model, None, "stop")
         yield b"data: [DONE]\n\n"

@@ -249,6 +249,11 @@ class ProxyHandler:
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
             err = self._upstream_failure(upstream, exc)
             yield stream_error_event(f"The upstream stream ended early: {err.message}", err.type, err.code)
+        except Exception:  # a gateway bug on an odd stream: end it cleanly, pass nothing unchecked
+            log.exception("stream relay failed", extra={"fields": {"request_id": ex.request_id,
+                                                                    "upstream": upstream.name}})
+            yield stream_error_event("The gateway could not relay the rest of the upstream's stream.",
+                                     "server_error", "stream_relay_failed")
         finally:
             response.close()
             ex.upstream_s = time.perf_counter() - ex.upstream_start

@@ -36,6 +36,10 @@ class _Choice:
     tools: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
 class EventRelay:
     """The unguarded relay: whole SSE events as they arrive, byte for byte (a partial event is useless
     to a client, and holding it lets a dead upstream be reported at an event boundary)."""
@@ -108,19 +112,22 @@ class StreamGuard:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             return b""  # not a chunk we can check: never pass unchecked bytes
-        if not isinstance(obj, dict) or "error" in obj:
+        if not isinstance(obj, dict):
+            return b""  # not a chunk: dropped like undecodable data
+        if "error" in obj and not obj.get("choices"):
             return raw  # an upstream error event carries no model output
         self._template = {k: obj[k] for k in _COPIED if k in obj}
         choices = obj.get("choices")
         if not choices:
             self._trailer.append(raw)  # e.g. the usage chunk: sent after the last choice ends
             return b""
-        for c in choices:
-            if isinstance(c, dict):
-                index = int(c.get("index", 0))
-                choice = self._choices.setdefault(index, _Choice(index))
-                self._absorb(choice, c)
-                touched[index] = choice
+        for c in choices if isinstance(choices, list) else ():
+            index = c.get("index", 0) if isinstance(c, dict) else None
+            if type(index) is not int:  # not a choice we can check (bool is no index either): dropped
+                continue
+            choice = self._choices.setdefault(index, _Choice(index))
+            self._absorb(choice, c)
+            touched[index] = choice
         return b""
 
     async def _check_all(self, touched: dict[int, _Choice]) -> bytes:
@@ -133,26 +140,34 @@ class StreamGuard:
         return b"".join(out)
 
     def _absorb(self, choice: _Choice, c: dict[str, Any]) -> None:
+        """Take the text of one choice chunk. Fields of the wrong type are skipped: what leaves is built
+        from what was absorbed and checked, so a malformed field is dropped, never passed on unchecked."""
         if self._chat:
-            delta = c.get("delta") or {}
-            choice.text += delta.get("content") or ""
-            for call in delta.get("tool_calls") or []:
-                self._merge_tool(choice, call)
+            delta = c.get("delta")
+            if isinstance(delta, dict):
+                choice.text += _text(delta.get("content"))
+                calls = delta.get("tool_calls")
+                for call in calls if isinstance(calls, list) else ():
+                    if isinstance(call, dict) and type(call.get("index", 0)) is int:
+                        self._merge_tool(choice, call)
         else:
-            choice.text += c.get("text") or ""
-        if c.get("finish_reason"):
-            choice.finish = c["finish_reason"]
+            choice.text += _text(c.get("text"))
+        finish = c.get("finish_reason")
+        if finish and isinstance(finish, str):
+            choice.finish = finish
 
     @staticmethod
     def _merge_tool(choice: _Choice, call: dict[str, Any]) -> None:
-        held = choice.tools.setdefault(int(call.get("index", 0)), {"index": int(call.get("index", 0))})
+        index = call.get("index", 0)
+        held = choice.tools.setdefault(index, {"index": index})
         for key in ("id", "type"):
-            if call.get(key):
+            if call.get(key) and isinstance(call[key], str):
                 held[key] = call[key]
-        function = call.get("function") or {}
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
         target = held.setdefault("function", {"name": "", "arguments": ""})
-        target["name"] += function.get("name") or ""
-        target["arguments"] += function.get("arguments") or ""
+        target["name"] += _text(function.get("name"))
+        target["arguments"] += _text(function.get("arguments"))
 
     async def _check(self, choice: _Choice) -> bytes:
         final = choice.finish is not None

@@ -124,6 +124,15 @@ def test_output_redact_non_stream_and_stream(guarded: Gateway) -> None:
     assert finish == "stop"
 
 
+def test_malformed_upstream_chunks_are_dropped_from_a_guarded_stream(guarded: Gateway) -> None:
+    text = "the server is at 10.20.30.40 thanks"
+    chunks = list(client(guarded, KEY_A).chat.completions.create(
+        model="odd-fast", stream=True, messages=[{"role": "user", "content": text}]))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "echo:the server is at <IP_ADDRESS> thanks"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
 def test_clean_stream_is_identical(guarded: Gateway) -> None:
     text = "a perfectly ordinary sentence that is long enough to be released in several pieces " * 3
     content, finish, _ = streamed(guarded, KEY_A, text)

@@ -55,8 +55,9 @@ def run(stages: list, raw: bytes, byte_cuts: list[int]) -> tuple[str, list[str |
     out = asyncio.run(go())
     text, finishes = "", []
     for block in out.split(b"\n\n"):
-        if block.startswith(b"data: {"):
-            choice = orjson.loads(block[6:])["choices"][0]
+        event = orjson.loads(block[6:]) if block.startswith(b"data: {") else {}
+        if event.get("choices") and "error" not in event:  # not the trailer or an upstream error event
+            choice = event["choices"][0]
             text += choice["delta"].get("content") or ""
             finishes.append(choice["finish_reason"])
     return text, finishes, out
@@ -135,3 +136,43 @@ def test_a_span_longer_than_the_holdback_ends_the_stream_instead_of_leaking_more
     # Arriving in one read, the whole address is seen before anything is released: it is redacted.
     released, finishes, _ = run(stages, raw, [])
     assert released == "write to <EMAIL_ADDRESS> now" and finishes[-1] == "stop"
+
+
+# Upstream chunks of the wrong shape (a fuzz run against the gateway found two that raised in the guard
+# and cut the client's connection): each is dropped, the rest of the stream is still checked.
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=5),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                           max_leaves=8)
+not_int = json_values.filter(lambda v: type(v) is not int)
+not_text = json_values.filter(lambda v: not isinstance(v, (str, dict)))
+odd_choice = (
+    st.fixed_dictionaries({"index": not_int}, optional={"delta": json_values, "finish_reason": json_values})
+    | st.fixed_dictionaries({"index": st.just(0), "delta": not_text})  # a choice we know, a delta we don't
+    | st.fixed_dictionaries({"index": st.just(0), "delta": st.fixed_dictionaries({"content": not_text}, optional={
+        "tool_calls": json_values | st.lists(st.fixed_dictionaries({}, optional={
+            "index": json_values, "id": json_values, "function": json_values}), max_size=2)})})
+    | json_values.filter(lambda v: not isinstance(v, dict)))
+odd_event = st.fixed_dictionaries({"choices": st.lists(odd_choice, max_size=3) | json_values}) | json_values
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=words, suffix=words, cuts=st.lists(st.integers(0, 400), max_size=10),
+       odd=st.lists(st.tuples(st.integers(0, 30), odd_event), max_size=6))
+def test_malformed_chunks_are_dropped_and_the_stream_is_still_checked(prefix: str, suffix: str, cuts: list[int],
+                                                                     odd: list) -> None:
+    text = f"{prefix} {SECRET} {suffix}"
+    events = sse(text, cuts).split(b"\n\n")
+    for at, event in odd:
+        if event == "[DONE]":
+            continue
+        events.insert(min(at, len(events) - 2), b"data: " + orjson.dumps(event))
+    raw = b"\n\n".join(events)
+    for action in ({"type": "block"}, {"type": "redact"}):
+        released, finishes, out = run(stage(action), raw, [])
+        assert SECRET.encode() not in out
+        assert out.endswith(b"data: [DONE]\n\n")
+        # The well-formed chunks' text still arrives, checked: before the span for block, all of it for redact.
+        if action["type"] == "redact":
+            assert released == text.replace(SECRET, "<codes>") and finishes[-1] == "stop"
+        else:
+            assert text.startswith(released[: -len("[removed]")]) and finishes[-1] == "content_filter"
