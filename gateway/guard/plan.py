@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from gateway.guard.operators import OPERATORS, check_target
 from gateway.guard.policy import Policy, compile_policy
 from gateway.guard.types import Metric, MetricValue, ParamError
 from gateway.metrics import BUILTINS, KINDS
+
+log = logging.getLogger("gateway.guard")
 
 DEFAULT_ROLES = {"input": ("user", "tool"), "output": ("assistant",)}
 AUTO_HOLDBACK_CAP = 128
@@ -118,6 +121,11 @@ def compile_plan(policies: Sequence[PolicySpec], stages: Sequence[StageSpec],
             compiled_policies[spec.id] = compile_policy(spec)
         except ParamError as err:
             issues.append(ConfigIssue(format_path(("policies", i, *err.path)), err.message))
+        except Exception as exc:  # a parameter shape no check foresaw: a config error, never a crash
+            log.exception("policy %r failed to compile", spec.id)
+            issues.append(ConfigIssue(format_path(("policies", i)),
+                                      f"could not be compiled ({type(exc).__name__}: {str(exc)[:200]}); "
+                                      "check its parameters"))
     compiled = compile_stages(stages, compiled_policies, ("stages",), issues)
     central: dict[str, tuple[Stage, ...]] = {
         on: tuple(s for s in compiled if s.scope == "central" and s.on == on) for on in ("input", "output")}

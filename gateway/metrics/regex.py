@@ -101,7 +101,7 @@ class RegexMetric:
         if isinstance(flags, str) or not isinstance(flags, Sequence):
             raise ParamError(("flags",), f"must be a list of: {', '.join(_FLAGS)}")
         for j, flag in enumerate(flags):
-            if flag not in _FLAGS:
+            if not isinstance(flag, str) or flag not in _FLAGS:
                 raise ParamError(("flags", j), f"unknown flag {flag!r}; allowed: {', '.join(_FLAGS)}")
         max_match = params.get("max_match_chars", DEFAULT_MAX_MATCH_CHARS)
         if isinstance(max_match, bool) or not isinstance(max_match, int) or max_match < 1:

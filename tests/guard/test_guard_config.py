@@ -117,3 +117,18 @@ def test_parallel_input_stage_compiles() -> None:
     config = parse_config(BASE + "stages:\n  - {name: s-app, on: input, parallel: true, rulesets: "
                                  "[{name: r, rules: [{metric: codes}], action: {type: block}}]}\n", "g.yaml", {})
     assert config.stages[0].parallel is True
+
+
+def test_a_policy_that_fails_to_compile_in_an_unforeseen_way_is_a_config_error(monkeypatch) -> None:
+    """A parameter shape no check caught (a fuzz run found one: a list inside regex `flags`) must
+    be a config error naming the policy, not a crash of the admin API or of startup."""
+    import gateway.guard.policy as policy_module
+
+    def broken(params: dict) -> None:
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setitem(policy_module.KINDS, "broken", (broken, "labels"))
+    found = errors("  - {id: odd, type: broken}\n" + STAGE.replace("{rule}", "{metric: codes}")
+                   .replace("{action}", "{type: block}"))
+    assert found == ["policies[1]: could not be compiled (TypeError: unhashable type: 'list'); "
+                     "check its parameters"], found

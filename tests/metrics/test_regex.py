@@ -135,6 +135,7 @@ def test_lone_surrogate_does_not_break_offsets() -> None:
     ({"patterns": ["x", "x"]}, ("patterns", 1), "duplicate"),
     ({"patterns": ["x"], "flags": "ignorecase"}, ("flags",), "list"),
     ({"patterns": ["x"], "flags": ["ignorecase", "verbose"]}, ("flags", 1), "unknown flag 'verbose'"),
+    ({"patterns": ["x"], "flags": [["ignorecase"]]}, ("flags", 0), "unknown flag ['ignorecase']"),
     ({"patterns": ["x"], "max_match_chars": 0}, ("max_match_chars",), "positive integer"),
     ({"patterns": ["x"], "max_match_chars": True}, ("max_match_chars",), "positive integer"),
     ({"patterns": ["x"], "colour": "red"}, ("colour",), "unknown parameter; allowed: patterns, flags, max_match_chars"),
