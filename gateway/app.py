@@ -133,6 +133,13 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
                           code="method_not_allowed")
         return RawResponse(405, [JSON], err.body())
 
+    async def server_error(request: Request, exc: Exception) -> RawResponse:
+        # A bug behind an admin or monitoring route still answers in OpenAI's shape; Starlette logs
+        # the traceback. The proxy routes have their own net (ProxyHandler.proxy).
+        err = OpenAIError(500, "The gateway failed to handle this request; the error is in its log.",
+                          type="server_error", code="internal_error")
+        return RawResponse(500, [JSON], err.body())
+
     registry.keyring = handler.keyring
     api = [*admin_routes(config, flow, monitor, complete, registry.store, handler.keyring),
            *policy_routes(AdminAuth(config.admin.tokens), registry, monitor, complete),
@@ -152,7 +159,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={404: not_found, 405: bad_method})  # type: ignore[dict-item]
+                    exception_handlers={404: not_found, 405: bad_method, Exception: server_error})  # type: ignore[dict-item]
     app.state.config = config
     app.state.telemetry = telemetry
     proxied = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,

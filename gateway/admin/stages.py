@@ -66,7 +66,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
 
     def split(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         applications = body.pop("applications", [])
-        if not isinstance(applications, list):
+        if not isinstance(applications, list) or not all(isinstance(a, str) for a in applications):
             raise OpenAIError(400, "applications: a list of application ids.", code="invalid_stage",
                               param="applications")
         if not isinstance(body.get("name"), str) or not body["name"]:

@@ -526,6 +526,9 @@ def test_stages_api(gw: Gateway) -> None:
     assert r.json()["error"]["param"] == "rulesets[0].rules[0].metric", r.text
     r = httpx.post(gw.url + "/v1/admin/stages", headers=h(ADMIN_A), json={**bad, "applications": ["app-b"]})
     assert r.status_code == 403
+    for odd in ([["app-a"]], [{"id": "app-a"}], "app-a"):  # a fuzz run found a 500 for the first two
+        r = httpx.post(gw.url + "/v1/admin/stages", headers=h(CENTRAL), json={**bad, "applications": odd})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "applications", r.text
     own = {"name": "a-own", "on": "input", "applications": ["app-a"],
            "rulesets": [{"name": "x", "rules": [{"metric": "length", "op": "gt", "value": 5000}],
                          "action": {"type": "block"}}]}
