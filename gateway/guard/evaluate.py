@@ -63,13 +63,18 @@ def select_policies(request: EvaluateRequest, plan: GuardPlan, default_ids: list
     return out
 
 
+def _joined_parts(parts: list[Any]) -> str:
+    """The text parts of a content list (parts without a string `text` carry none, as on the proxy)."""
+    return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+
+
 def split_roles(messages: list[dict[str, Any]]) -> tuple[str, str]:
     """The input (user and tool messages) and the output (assistant messages) as two texts."""
     inputs, outputs = [], []
     for message in messages:
         content = message.get("content")
         if isinstance(content, list):
-            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = _joined_parts(content)
         if not isinstance(content, str):
             continue
         role = message.get("role")
@@ -86,7 +91,7 @@ def system_texts(messages: list[dict[str, Any]]) -> list[str]:
     for message in messages:
         content = message.get("content")
         if isinstance(content, list):
-            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = _joined_parts(content)
         if message.get("role") in ("system", "developer") and isinstance(content, str):
             out.append(content)
     return out

@@ -241,6 +241,19 @@ def test_evaluate_api_override_policy_and_pass(guarded: Gateway) -> None:
                                       "policy_violations": []}
 
 
+def test_evaluate_api_reads_text_parts_and_skips_parts_without_a_string_text(guarded: Gateway) -> None:
+    # A fuzz run found a 500 for a text part whose `text` was null; such parts carry no text, as on the proxy.
+    body = {"messages": [{"role": "system", "content": [{"type": "text", "text": None}]},
+                         {"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": [{"type": "text", "text": {"x": 1}},
+                                                            {"type": "text", "text": "card 4111 1111 1111 1111"}]}],
+            "policy_ids": ["payment_data"]}
+    r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 200, r.text
+    ev = r.json()["evaluation"]
+    assert ev["status"] == "FAIL" and ev["policy_violations"][0]["policy_id"] == "payment_data"
+
+
 @pytest.mark.parametrize("body,param", [
     ({"messages": []}, "messages"),
     ({"messages": [{"role": "user", "content": "x"}], "policy_ids": ["nope"]}, "policy_ids[0]"),
