@@ -79,7 +79,12 @@ def create_upstream(rec: Recorder) -> Starlette:
                     rec.closed_event(model).set()
                     break
                 await asyncio.sleep(0.05)
-        text = "echo:" + str(payload["messages"][-1]["content"])
+        last = payload["messages"][-1]
+        if not isinstance(last, dict):  # what OpenAI answers to a message that is not an object
+            body = {"error": {"message": "messages[-1]: expected an object", "type": "invalid_request_error",
+                              "param": "messages", "code": None}}
+            return Response(orjson.dumps(body), 400, media_type="application/json")
+        text = "echo:" + str(last.get("content"))
         if model.startswith("judge-"):  # an LLM judge: "VIOLATION" in the judged text scores high
             judged = str(payload["messages"][-1]["content"]).split("TEXT:", 1)[-1]
             if model.startswith("judge-after-") and not await _seen_beside(rec, judged):

@@ -87,7 +87,8 @@ def _message(message: dict[str, Any], path: Path, role: str) -> list[tuple[Segme
 def _parts(content: Any, path: Path, role: str) -> list[tuple[Segment, Path]]:
     # Images, audio and files are not text: a message made only of them yields nothing to scan.
     return [(Segment(role, part["text"]), (*path, j, "text")) for j, part in _items(content)
-            if part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str)]
+            if isinstance(part.get("type"), str) and part["type"] in _TEXT_PARTS
+            and isinstance(part.get("text"), str)]
 
 
 def _response_items(items: Any, path: Path) -> list[tuple[Segment, Path]]:
