@@ -151,7 +151,7 @@ async def _seen_beside(rec: Recorder, judged: str) -> bool:
         with rec.lock:
             if any(r["path"] == "/v1/chat/completions" and not str(r["json"].get("model", "")).startswith("judge-")
                    and any(str(m.get("content")) in judged for m in r["json"].get("messages", [])
-                           if m.get("content")) for r in rec.requests):
+                           if isinstance(m, dict) and m.get("content")) for r in rec.requests):
                 return True
         await asyncio.sleep(0.05)
     return False

@@ -57,7 +57,7 @@ def _client(gw: Gateway, key: str) -> openai.OpenAI:
 def _sent(recorder, text: str) -> list[dict]:
     with recorder.lock:
         return [r for r in recorder.requests if not r["json"]["model"].startswith("judge-")
-                and any(m.get("content") == text for m in r["json"].get("messages", []))]
+                and any(isinstance(m, dict) and m.get("content") == text for m in r["json"].get("messages", []))]
 
 
 def test_parallel_stage_passes_once_the_upstream_has_the_request(gw: Gateway, recorder) -> None:
