@@ -158,8 +158,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={404: not_found, 405: bad_method, Exception: server_error})  # type: ignore[dict-item]
+    handlers = {404: not_found, 405: bad_method, Exception: server_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.config = config
     app.state.telemetry = telemetry
     proxied = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,
