@@ -109,6 +109,9 @@ def test_completions_embeddings_responses(gateway: Gateway, recorder: Recorder) 
     assert recorder.last()["path"] == "/v1/completions"
     assert c.embeddings.create(model="embed-test", input="x").data[0].embedding == [0.1, 0.2, 0.3]
     assert recorder.last()["path"] == "/v1/embeddings"
+    # No input stage applies to this application, so input the guard could not read is forwarded as sent.
+    assert c.embeddings.create(model="embed-test", input=[[101, 202]]).data[0].embedding == [0.1, 0.2, 0.3]
+    assert recorder.last()["json"]["input"] == [[101, 202]]
     assert c.responses.create(model="gpt-test", input="r").output_text == "echo:r"
     assert recorder.last()["path"] == "/v1/responses"
 

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth
+from gateway.config.errors import format_path
 from gateway.config.schema import GatewayConfig
 from gateway.guard import evaluate as guard_evaluate
 from gateway.guard.monitor import MonitorLog
@@ -14,6 +15,7 @@ from gateway.proxy.auth import KeyRing
 from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
+from gateway.proxy.texts import unreadable
 from gateway.store import Store, StoreError
 
 _MAX_EVALUATE_BODY = 1024 * 1024
@@ -68,6 +70,9 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
                 parsed = guard_evaluate.parse_request(orjson.loads(body))
             except orjson.JSONDecodeError as exc:
                 raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+            unread = unreadable("chat_completions", {"messages": parsed.messages})
+            if unread is not None:  # a text the policies cannot read must not evaluate as compliant
+                raise guard_evaluate.EvaluateError(format_path(unread[0]), unread[1])
             if parsed.application not in (None, app.id):
                 raise OpenAIError(403, f"This key belongs to application '{app.id}'.", code="forbidden",
                                   param="application")

@@ -64,7 +64,7 @@ def select_policies(request: EvaluateRequest, plan: GuardPlan, default_ids: list
 
 
 def _joined_parts(parts: list[Any]) -> str:
-    """The text parts of a content list (parts without a string `text` carry none, as on the proxy)."""
+    """The text parts of a content list (the route refuses a text part without a string `text`)."""
     return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 

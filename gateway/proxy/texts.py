@@ -1,4 +1,10 @@
-"""Sans-IO: every scannable text of an OpenAI request or response, with the path to write it back."""
+"""Sans-IO: every scannable text of an OpenAI request or response, with the path to write it back.
+
+The same walk also finds what the guard cannot read: a text carrier of the wrong shape (a number where
+OpenAI wants a string, an object where it wants a message) or a prompt sent as token ids. `unreadable`
+reports the first one, so a request whose input is guarded can be refused instead of going upstream
+unchecked.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +14,64 @@ from typing import Any
 from gateway.guard.engine import Segment
 
 Path = tuple[str | int, ...]
+Found = list[tuple[Segment, Path]]
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+_STRING = "expected a string"
 
 
-def request_texts(endpoint: str, payload: dict[str, Any]) -> list[tuple[Segment, Path]]:
-    """All texts of a request body, by role: every message (not only the last) and text content part."""
-    if endpoint == "chat_completions":
-        return list(_chat_messages(payload.get("messages")))
-    if endpoint in ("completions", "embeddings"):
-        key = "prompt" if endpoint == "completions" else "input"
-        return list(_strings(payload.get(key), (key,), "user"))
-    if endpoint == "responses":
-        out = list(_strings(payload.get("instructions"), ("instructions",), "system"))
-        value = payload.get("input")
+class _Walk:
+    """Texts found, in order, and the carriers that could not be read (path, reason)."""
+
+    __slots__ = ("found", "bad")
+
+    def __init__(self) -> None:
+        self.found: Found = []
+        self.bad: list[tuple[Path, str]] = []
+
+    def text(self, value: Any, path: Path, role: str, optional: bool = False) -> None:
         if isinstance(value, str):
-            out.append((Segment("user", value), ("input",)))
-        elif isinstance(value, list):
-            out += _response_items(value, ("input",))
-        return out
-    return []
+            self.found.append((Segment(role, value), path))
+        elif not (optional and value is None):
+            self.bad.append((path, _STRING))
+
+    def objects(self, value: Any, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+        if value is None:
+            return
+        if not isinstance(value, list):
+            self.bad.append((path, "expected an array"))
+            return
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                yield i, item
+            else:
+                self.bad.append(((*path, i), "expected an object"))
 
 
-def response_texts(endpoint: str, payload: dict[str, Any]) -> list[tuple[Segment, Path]]:
+def request_texts(endpoint: str, payload: dict[str, Any]) -> Found:
+    """All texts of a request body, by role: every message (not only the last) and text content part."""
+    return _request(endpoint, payload).found
+
+
+def unreadable(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | None:
+    """The first place of a request that carries input the guard cannot read, and why; None if none."""
+    bad = _request(endpoint, payload).bad
+    return bad[0] if bad else None
+
+
+def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
     """All texts of a (non-streamed) response: every choice, its content and its tool-call arguments."""
-    out: list[tuple[Segment, Path]] = []
+    walk = _Walk()
     if endpoint == "chat_completions":
         for k, choice in _items(payload.get("choices")):
             message = choice.get("message")
             if isinstance(message, dict):
-                out += _message(message, ("choices", k, "message"), "assistant")
+                _message(walk, message, ("choices", k, "message"), "assistant")
     elif endpoint == "completions":
         for k, choice in _items(payload.get("choices")):
-            out += _strings(choice.get("text"), ("choices", k, "text"), "assistant")
+            _prompt(walk, choice.get("text"), ("choices", k, "text"), "assistant")
     elif endpoint == "responses":
-        out += _response_items(payload.get("output") or [], ("output",))
-    return out
+        _response_items(walk, payload.get("output") or [], ("output",))
+    return walk.found
 
 
 def write_back(payload: dict[str, Any], path: Path, text: str) -> None:
@@ -52,58 +81,90 @@ def write_back(payload: dict[str, Any], path: Path, text: str) -> None:
     node[path[-1]] = text
 
 
+def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
+    walk = _Walk()
+    if endpoint == "chat_completions":
+        for i, message in walk.objects(payload.get("messages"), ("messages",)):
+            _message(walk, message, ("messages", i), str(message.get("role", "user")))
+    elif endpoint in ("completions", "embeddings"):
+        key = "prompt" if endpoint == "completions" else "input"
+        _prompt(walk, payload.get(key), (key,), "user")
+    elif endpoint == "responses":
+        walk.text(payload.get("instructions"), ("instructions",), "system", optional=True)
+        value = payload.get("input")
+        if isinstance(value, str):
+            walk.found.append((Segment("user", value), ("input",)))
+        elif isinstance(value, list):
+            _response_items(walk, value, ("input",))
+        elif value is not None:
+            walk.bad.append((("input",), "expected a string or an array of items"))
+    return walk
+
+
 def _items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
     if isinstance(value, list):
         yield from ((i, v) for i, v in enumerate(value) if isinstance(v, dict))
 
 
-def _strings(value: Any, path: Path, role: str) -> list[tuple[Segment, Path]]:
-    if isinstance(value, str):
-        return [(Segment(role, value), path)]
-    if isinstance(value, list):  # lists of strings; token-id arrays cannot be read and are skipped
-        return [(Segment(role, v), (*path, i)) for i, v in enumerate(value) if isinstance(v, str)]
-    return []
-
-
-def _chat_messages(messages: Any) -> Iterator[tuple[Segment, Path]]:
-    for i, message in _items(messages):
-        yield from _message(message, ("messages", i), str(message.get("role", "user")))
-
-
-def _message(message: dict[str, Any], path: Path, role: str) -> list[tuple[Segment, Path]]:
-    out: list[tuple[Segment, Path]] = []
-    content = message.get("content")
-    if isinstance(content, str):
-        out.append((Segment(role, content), (*path, "content")))
+def _prompt(walk: _Walk, value: Any, path: Path, role: str) -> None:
+    """A string or a list of strings; token ids (a list of integers, or of such lists) cannot be read."""
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        walk.bad.append((path, "token ids cannot be checked; send the prompt as text"))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, list):
+                walk.bad.append(((*path, i), "token ids cannot be checked; send the prompt as text"))
+            else:
+                walk.text(item, (*path, i), role)
     else:
-        out += _parts(content, (*path, "content"), role)
-    for t, call in _items(message.get("tool_calls")):
-        function = call.get("function")
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            out.append((Segment(role, function["arguments"]), (*path, "tool_calls", t, "function", "arguments")))
-    return out
+        walk.text(value, path, role, optional=True)
 
 
-def _parts(content: Any, path: Path, role: str) -> list[tuple[Segment, Path]]:
-    # Images, audio and files are not text: a message made only of them yields nothing to scan.
-    return [(Segment(role, part["text"]), (*path, j, "text")) for j, part in _items(content)
-            if isinstance(part.get("type"), str) and part["type"] in _TEXT_PARTS
-            and isinstance(part.get("text"), str)]
+def _message(walk: _Walk, message: dict[str, Any], path: Path, role: str) -> None:
+    _content(walk, message.get("content"), (*path, "content"), role)
+    for t, call in walk.objects(message.get("tool_calls"), (*path, "tool_calls")):
+        if isinstance(call.get("custom"), dict):  # a custom tool's call carries free text
+            walk.text(call["custom"].get("input"), (*path, "tool_calls", t, "custom", "input"), role)
+        elif isinstance(call.get("function"), dict):
+            walk.text(call["function"].get("arguments"), (*path, "tool_calls", t, "function", "arguments"), role)
+        else:
+            walk.bad.append(((*path, "tool_calls", t), "expected a 'function' object"))
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        walk.text(legacy.get("arguments"), (*path, "function_call", "arguments"), role)
+    elif legacy is not None:
+        walk.bad.append(((*path, "function_call"), "expected an object"))
 
 
-def _response_items(items: Any, path: Path) -> list[tuple[Segment, Path]]:
-    out: list[tuple[Segment, Path]] = []
-    for i, item in _items(items):
+def _content(walk: _Walk, content: Any, path: Path, role: str) -> None:
+    """A string, null, or an array of parts. Images, audio and files are not text: they yield nothing."""
+    if content is None or isinstance(content, str):
+        walk.text(content, path, role, optional=True)
+        return
+    if not isinstance(content, list):
+        walk.bad.append((path, "expected a string or an array of content parts"))
+        return
+    for j, part in walk.objects(content, path):
+        kind = part.get("type")
+        if not isinstance(kind, str):
+            walk.bad.append(((*path, j, "type"), _STRING))
+        elif kind in _TEXT_PARTS:
+            walk.text(part.get("text"), (*path, j, "text"), role)
+        elif kind == "refusal":
+            walk.text(part.get("refusal"), (*path, j, "refusal"), role)
+
+
+def _response_items(walk: _Walk, items: Any, path: Path) -> None:
+    for i, item in walk.objects(items, path):
         kind = item.get("type", "message")
         if kind == "message":
             role = str(item.get("role", "assistant" if path == ("output",) else "user"))
-            content = item.get("content")
-            if isinstance(content, str):
-                out.append((Segment(role, content), (*path, i, "content")))
+            _content(walk, item.get("content"), (*path, i, "content"), role)
+        elif kind == "function_call_output":
+            output = item.get("output")
+            if isinstance(output, list):
+                _content(walk, output, (*path, i, "output"), "tool")
             else:
-                out += _parts(content, (*path, i, "content"), role)
-        elif kind == "function_call_output" and isinstance(item.get("output"), str):
-            out.append((Segment("tool", item["output"]), (*path, i, "output")))
-        elif kind == "function_call" and isinstance(item.get("arguments"), str):
-            out.append((Segment("assistant", item["arguments"]), (*path, i, "arguments")))
-    return out
+                walk.text(output, (*path, i, "output"), "tool")
+        elif kind == "function_call":
+            walk.text(item.get("arguments"), (*path, i, "arguments"), "assistant")

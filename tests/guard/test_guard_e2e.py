@@ -216,6 +216,57 @@ def test_images_only_are_not_scanned_and_pass(guarded: Gateway) -> None:
     assert 'gateway_guard_not_scanned_total{stage="org-input"}' in httpx.get(guarded.url + "/metrics").text
 
 
+def test_refusal_parts_are_checked(guarded: Gateway, recorder: Recorder) -> None:
+    extra = {"guardrails": [{"name": "history", "on": "input", "roles": ["assistant"], "rulesets": [
+        {"name": "no-codes", "rules": [{"metric": "secret_codes"}], "action": {"type": "block", "message": "nope"}}]}]}
+    before = len(recorder.requests)
+    raw = client(guarded, KEY_E).chat.completions.with_raw_response.create(model="gpt-fast", messages=[
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "not PROJECT 4321"}]},
+        {"role": "user", "content": "go on"}], extra_body=extra)
+    assert raw.parse().choices[0].message.content.startswith("echo:")
+    raw = client(guarded, KEY_E).chat.completions.with_raw_response.create(model="gpt-fast", messages=[
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "not PROJECT-4321"}]},
+        {"role": "user", "content": "go on"}], extra_body=extra)
+    assert raw.parse().choices[0].message.content == "nope"
+    assert raw.headers["x-guardrail-stage"] == "history"
+    assert len(recorder.requests) == before + 1
+
+
+@pytest.mark.parametrize("path,body,param", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": {"value": "PROJECT-1234"}}]}]}, "messages[0].content[0].text"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": {"text": "PROJECT-1234"}}]},
+     "messages[0].content"),
+    ("/v1/chat/completions", {"messages": ["PROJECT-1234"]}, "messages[0]"),
+    ("/v1/chat/completions", {"messages": [{"role": "assistant", "tool_calls": [
+        {"id": "t", "type": "function", "function": {"name": "f", "arguments": {"code": "PROJECT-1234"}}}]}]},
+     "messages[0].tool_calls[0].function.arguments"),
+    ("/v1/completions", {"prompt": [9, 8, 7]}, "prompt"),
+    ("/v1/embeddings", {"input": [[9, 8, 7]]}, "input[0]"),
+    ("/v1/responses", {"input": [{"role": "user", "content": [{"type": "input_text", "text": ["PROJECT-1234"]}]}]},
+     "input[0].content[0].text"),
+])
+def test_guarded_input_the_guard_cannot_read_is_refused(guarded: Gateway, recorder: Recorder, path: str,
+                                                         body: dict, param: str) -> None:
+    """Fail closed: a value the input stages cannot read never reaches the upstream unchecked."""
+    before = len(recorder.requests)
+    r = httpx.post(guarded.url + path, json={"model": "gpt-fast", **body},
+                   headers={"authorization": f"Bearer {KEY_E}"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "unreadable_input" and error["param"] == param
+    assert error["type"] == "invalid_request_error" and param in error["message"]
+    assert len(recorder.requests) == before
+
+
+def test_the_openai_client_sees_unreadable_input_as_a_bad_request(guarded: Gateway) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client(guarded, KEY_E).completions.create(model="gpt-fast", prompt=[[1, 2, 3]])
+    assert info.value.body["param"] == "prompt[0]" and "token ids" in info.value.body["message"]
+
+
 def test_evaluate_api_seed_shape(guarded: Gateway) -> None:
     body = {"messages": [{"role": "user", "content": "What's my card?"},
                          {"role": "assistant", "content": f"It is {CARD}."}],
@@ -241,17 +292,21 @@ def test_evaluate_api_override_policy_and_pass(guarded: Gateway) -> None:
                                       "policy_violations": []}
 
 
-def test_evaluate_api_reads_text_parts_and_skips_parts_without_a_string_text(guarded: Gateway) -> None:
-    # A fuzz run found a 500 for a text part whose `text` was null; such parts carry no text, as on the proxy.
-    body = {"messages": [{"role": "system", "content": [{"type": "text", "text": None}]},
+def test_evaluate_api_reads_text_parts_and_refuses_parts_it_cannot_read(guarded: Gateway) -> None:
+    body = {"messages": [{"role": "system", "content": [{"type": "text", "text": "be brief"}]},
                          {"role": "user", "content": "hi"},
-                         {"role": "assistant", "content": [{"type": "text", "text": {"x": 1}},
+                         {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "u"}},
                                                             {"type": "text", "text": "card 4111 1111 1111 1111"}]}],
             "policy_ids": ["payment_data"]}
     r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
     assert r.status_code == 200, r.text
     ev = r.json()["evaluation"]
     assert ev["status"] == "FAIL" and ev["policy_violations"][0]["policy_id"] == "payment_data"
+    # A text part whose text is not a string would otherwise evaluate as compliant: it is refused.
+    body["messages"][2]["content"][1]["text"] = {"x": "card 4111 1111 1111 1111"}
+    r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "messages[2].content[1].text"
 
 
 @pytest.mark.parametrize("body,param", [
