@@ -115,7 +115,7 @@ upstreams:
   - name: main
     base_url: {upstream_url}
     api_key: ${{TEST_UPSTREAM_KEY}}
-    models: ["gpt-*", "status-*", "die-*", "hang-*", "text-*", "embed-*", "gzip-*", "wait-*", "literal-model"]
+    models: ["gpt-*", "status-*", "die-*", "hang-*", "text-*", "embed-*", "gzip-*", "wait-*", "html-*", "literal-model"]
 applications:
   - {{id: app-a, keys: ["{CLIENT_KEY}"]}}
   - {{id: app-b, keys: ["{CLIENT_KEY_B}"]}}

@@ -234,6 +234,18 @@ def test_upstream_errors_relayed_as_they_are(gateway: Gateway, status: int) -> N
     assert r.headers["x-upstream-extra"] == "yes"
 
 
+@pytest.mark.parametrize("status", [500, 502])
+def test_upstream_error_without_an_openai_body_becomes_one(gateway: Gateway, status: int) -> None:
+    r = post(gateway, {**CHAT_OK, "model": f"html-{status}"})
+    assert_openai_error(r, status, "upstream_error")
+    assert r.headers["content-type"] == "application/json" and r.headers["retry-after"] == "3"
+    assert "html" not in r.text and "x-guardrail-request-id" in r.headers
+    with pytest.raises(openai.APIStatusError) as info:
+        client(gateway).chat.completions.create(model=f"html-{status}", stream=True,
+                                                messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == status and info.value.body["code"] == "upstream_error"
+
+
 def test_upstream_error_on_stream_request_relayed(gateway: Gateway) -> None:
     with pytest.raises(openai.RateLimitError):
         client(gateway).chat.completions.create(model="status-429", stream=True,

@@ -71,6 +71,9 @@ def create_upstream(rec: Recorder) -> Starlette:
                               "code": "test_code"}}
             return Response(orjson.dumps(body), status, {"retry-after": "7", "x-upstream-extra": "yes"},
                             media_type="application/json")
+        if model.startswith("html-"):  # a proxy's error page in front of the model
+            return Response(b"<html><body>502 Bad Gateway: echo " + orjson.dumps(payload) + b"</body></html>",
+                            int(model.split("-")[1]), {"retry-after": "3"}, media_type="text/html")
         if model.startswith("slow-"):
             await asyncio.sleep(3)
         if model.startswith("wait-"):  # a long non-streamed generation; notices when the gateway leaves

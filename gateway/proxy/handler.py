@@ -135,6 +135,17 @@ class ProxyHandler:
         headers = [*client_response_headers(response.headers), _rid(ex)]
         if guarded.output and response.status == 200:
             return self._done(ex, await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex))
+        if response.status >= 400 and not _is_openai_error(answer):
+            # An HTML page from a proxy in front of the model, a bare "Internal Server Error": clients and
+            # the OpenAI SDKs expect an error object. The upstream's text stays out (it may echo the prompt).
+            log.warning("upstream error without an OpenAI error body", extra={"fields": {
+                "request_id": ex.request_id, "upstream": upstream.name, "status": response.status,
+                "content_type": response.content_type.decode("latin-1"), "bytes": len(answer)}})
+            err = OpenAIError(response.status, f"Upstream '{upstream.name}' answered HTTP {response.status} "
+                                               "without an OpenAI error body.", type="upstream_error",
+                              code="upstream_error")
+            headers = [h for h in headers if h[0] != b"content-type"]
+            return self._done(ex, RawResponse(response.status, [JSON, *headers, *guarded.headers()], err.body()))
         return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], answer))
 
     async def _guard_answer(self, guarded: Guarded, endpoint: Endpoint, model: str, answer: bytes,
@@ -308,6 +319,14 @@ async def _abandon(sending: asyncio.Future[UpstreamResponse]) -> None:
     done = await asyncio.gather(sending, return_exceptions=True)
     if isinstance(done[0], UpstreamResponse):
         done[0].close()
+
+
+def _is_openai_error(body: bytes) -> bool:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and isinstance(payload.get("error"), dict)
 
 
 def _header(request: Request, name: bytes) -> str | None:
