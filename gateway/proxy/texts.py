@@ -60,18 +60,13 @@ def unreadable(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | Non
 
 def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
     """All texts of a (non-streamed) response: every choice, its content and its tool-call arguments."""
-    walk = _Walk()
-    if endpoint == "chat_completions":
-        for k, choice in _items(payload.get("choices")):
-            message = choice.get("message")
-            if isinstance(message, dict):
-                _message(walk, message, ("choices", k, "message"), "assistant")
-    elif endpoint == "completions":
-        for k, choice in _items(payload.get("choices")):
-            _prompt(walk, choice.get("text"), ("choices", k, "text"), "assistant")
-    elif endpoint == "responses":
-        _response_items(walk, payload.get("output") or [], ("output",))
-    return walk.found
+    return _response(endpoint, payload).found
+
+
+def unreadable_answer(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | None:
+    """The first place of an upstream answer that carries output the guard cannot read; None if none."""
+    bad = _response(endpoint, payload).bad
+    return bad[0] if bad else None
 
 
 def write_back(payload: dict[str, Any], path: Path, text: str) -> None:
@@ -101,9 +96,21 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
     return walk
 
 
-def _items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    if isinstance(value, list):
-        yield from ((i, v) for i, v in enumerate(value) if isinstance(v, dict))
+def _response(endpoint: str, payload: dict[str, Any]) -> _Walk:
+    walk = _Walk()
+    if endpoint == "chat_completions":
+        for k, choice in walk.objects(payload.get("choices"), ("choices",)):
+            message = choice.get("message")
+            if isinstance(message, dict):
+                _message(walk, message, ("choices", k, "message"), "assistant")
+            else:
+                walk.bad.append((("choices", k, "message"), "expected an object"))
+    elif endpoint == "completions":
+        for k, choice in walk.objects(payload.get("choices"), ("choices",)):
+            walk.text(choice.get("text"), ("choices", k, "text"), "assistant")
+    elif endpoint == "responses":
+        _response_items(walk, payload.get("output"), ("output",))
+    return walk
 
 
 def _prompt(walk: _Walk, value: Any, path: Path, role: str) -> None:

@@ -133,6 +133,15 @@ def test_malformed_upstream_chunks_are_dropped_from_a_guarded_stream(guarded: Ga
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+def test_an_answer_the_output_stages_cannot_read_is_not_passed(guarded: Gateway) -> None:
+    r = httpx.post(guarded.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY_A}"},
+                   json={"model": "odd-fast", "messages": [{"role": "user", "content": "at 10.20.30.40"}]})
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert error["code"] == "unreadable_answer" and "choices[0].message.content" in error["message"]
+    assert "10.20.30.40" not in r.text
+
+
 def test_clean_stream_is_identical(guarded: Gateway) -> None:
     text = "a perfectly ordinary sentence that is long enough to be released in several pieces " * 3
     content, finish, _ = streamed(guarded, KEY_A, text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.proxy.texts import request_texts, response_texts, unreadable, write_back
+from gateway.proxy.texts import request_texts, response_texts, unreadable, unreadable_answer, write_back
 
 
 def test_chat_request_every_message_and_part() -> None:
@@ -108,3 +108,17 @@ def test_unreadable_names_the_first_value_the_guard_cannot_read(endpoint: str, p
     found = unreadable(endpoint, payload)
     assert found is not None and found[0] == path
     assert isinstance(found[1], str) and found[1]
+
+
+def test_unreadable_answer() -> None:
+    ok = {"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "refusal": "no",
+                                               "tool_calls": [{"id": "x", "type": "function",
+                                                               "function": {"name": "f", "arguments": "{}"}}]}}]}
+    assert unreadable_answer("chat_completions", ok) is None
+    assert unreadable_answer("chat_completions", {"object": "chat.completion"}) is None  # nothing to read
+    bad = {"choices": [{"index": 0, "message": {"role": "assistant", "content": {"text": "x"}}}]}
+    assert unreadable_answer("chat_completions", bad)[0] == ("choices", 0, "message", "content")
+    assert unreadable_answer("chat_completions", {"choices": [{"index": 0}]})[0] == ("choices", 0, "message")
+    assert unreadable_answer("completions", {"choices": [{"text": 5}]})[0] == ("choices", 0, "text")
+    assert unreadable_answer("responses", {"output": [{"type": "message", "content": [
+        {"type": "output_text", "text": None}]}]})[0] == ("output", 0, "content", 0, "text")
