@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 
+from gateway.echo import create_echo_app
 from tests.conftest import free_port, start_gateway, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,15 +76,26 @@ def test_demo_serves_the_example_config_in_front_of_a_local_echo(tmp_path: Path)
         blocked = client.chat.completions.create(model="gpt-4o-mini", messages=[
             {"role": "user", "content": "my key is AKIAIOSFODNN7EXAMPLE"}])
         assert blocked.choices[0].finish_reason == "content_filter"
-        # Content parts of odd shapes (a fuzz run found the echo answering them with a bare 500): the
-        # text parts are echoed, the rest is skipped.
+        # A text part the input stages cannot read is refused by the gateway, not echoed unchecked.
         odd = httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-demo-key"}, json={
             "model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": None}, {"type": "text", "text": "kept"}, {"type": "text", "text": [1]}]}]},
-            timeout=20)
-        assert odd.status_code == 200, odd.text
-        assert odd.json()["choices"][0]["message"]["content"] == "Echo: kept"
+                {"type": "text", "text": "kept"}, {"type": "text", "text": [1]}]}]}, timeout=20)
+        assert odd.status_code == 400 and odd.json()["error"]["param"] == "messages[0].content[1].text"
         assert "LOCAL ECHO" in gw.logs()
     finally:
         stop_process(gw.process)
     assert gw.process.returncode == 0
+
+
+def test_the_echo_upstream_echoes_text_parts_and_skips_odd_ones() -> None:
+    # Content parts of odd shapes (a fuzz run found the echo answering them with a bare 500).
+    transport = httpx.ASGITransport(app=create_echo_app())
+
+    async def ask() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://echo") as echo:
+            return await echo.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": None}, {"type": "text", "text": "kept"}, {"type": "text", "text": [1]}]}]})
+
+    odd = asyncio.run(ask())
+    assert odd.status_code == 200, odd.text
+    assert odd.json()["choices"][0]["message"]["content"] == "Echo: kept"
