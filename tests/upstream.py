@@ -132,10 +132,12 @@ def create_upstream(rec: Recorder) -> Starlette:
 
     async def responses(request: Request) -> Response:
         entry = await record(request)
+        given = entry["json"]["input"]
+        text = given if isinstance(given, str) else f"{len(given)} items"
         body = {"id": "resp_t", "object": "response", "created_at": 1, "status": "completed",
                 "model": entry["json"]["model"], "output": [
                     {"type": "message", "id": "msg_t", "status": "completed", "role": "assistant",
-                     "content": [{"type": "output_text", "text": "echo:" + entry["json"]["input"],
+                     "content": [{"type": "output_text", "text": "echo:" + text,
                                   "annotations": []}]}]}
         return Response(orjson.dumps(body), media_type="application/json")
 

@@ -100,14 +100,14 @@ def _response(endpoint: str, payload: dict[str, Any]) -> _Walk:
     walk = _Walk()
     if endpoint == "chat_completions":
         for k, choice in walk.objects(payload.get("choices"), ("choices",)):
-            message = choice.get("message")
+            message = choice.get("message")  # absent on a choice some providers filtered: nothing to read
             if isinstance(message, dict):
                 _message(walk, message, ("choices", k, "message"), "assistant")
-            else:
+            elif message is not None:
                 walk.bad.append((("choices", k, "message"), "expected an object"))
     elif endpoint == "completions":
         for k, choice in walk.objects(payload.get("choices"), ("choices",)):
-            walk.text(choice.get("text"), ("choices", k, "text"), "assistant")
+            walk.text(choice.get("text"), ("choices", k, "text"), "assistant", optional=True)
     elif endpoint == "responses":
         _response_items(walk, payload.get("output"), ("output",))
     return walk

@@ -270,6 +270,28 @@ def test_guarded_input_the_guard_cannot_read_is_refused(guarded: Gateway, record
     assert len(recorder.requests) == before
 
 
+def test_valid_requests_of_every_shape_pass_the_readability_check(guarded: Gateway) -> None:
+    c = client(guarded, KEY_E)
+    reply = c.chat.completions.create(model="gpt-fast", tools=[{"type": "function", "function": {
+        "name": "lookup", "parameters": {"type": "object", "properties": {}}}}], messages=[
+        {"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "a cat"}]},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't say more."}]},
+        {"role": "user", "content": "thanks"}])
+    assert reply.choices[0].message.content == "echo:thanks"
+    assert c.completions.create(model="gpt-fast", prompt="one").choices[0].text == "echo:one"
+    response = c.responses.create(model="gpt-fast", instructions="be brief", input=[
+        {"role": "user", "content": [{"type": "input_text", "text": "hi there"},
+                                     {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]},
+        {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "a dog"}])
+    assert response.output_text == "echo:3 items"
+
+
 def test_the_openai_client_sees_unreadable_input_as_a_bad_request(guarded: Gateway) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client(guarded, KEY_E).completions.create(model="gpt-fast", prompt=[[1, 2, 3]])

@@ -118,7 +118,9 @@ def test_unreadable_answer() -> None:
     assert unreadable_answer("chat_completions", {"object": "chat.completion"}) is None  # nothing to read
     bad = {"choices": [{"index": 0, "message": {"role": "assistant", "content": {"text": "x"}}}]}
     assert unreadable_answer("chat_completions", bad)[0] == ("choices", 0, "message", "content")
-    assert unreadable_answer("chat_completions", {"choices": [{"index": 0}]})[0] == ("choices", 0, "message")
+    assert unreadable_answer("chat_completions", {"choices": [{"index": 0, "finish_reason": "content_filter"}]}) is None
+    assert unreadable_answer("chat_completions", {"choices": [{"message": "hi"}]})[0] == ("choices", 0, "message")
+    assert unreadable_answer("completions", {"choices": [{"text": None}]}) is None
     assert unreadable_answer("completions", {"choices": [{"text": 5}]})[0] == ("choices", 0, "text")
     assert unreadable_answer("responses", {"output": [{"type": "message", "content": [
         {"type": "output_text", "text": None}]}]})[0] == ("output", 0, "content", 0, "text")
