@@ -8,9 +8,9 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from gateway.config.errors import format_path
