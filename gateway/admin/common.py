@@ -27,6 +27,16 @@ def owner(role: Role) -> str:
     return "central" if role.central else f"app:{role.application}"
 
 
+def acting_on(registry: Registry, role: Role, app: Any, required: str, doing: str) -> str:
+    """`app` must name a known application the token may act on: 400 `application: <required>.` if
+    not, 403 `This token may only <doing>.` for another application's."""
+    if not isinstance(app, str) or app not in registry.application_ids:
+        raise OpenAIError(400, f"application: {required}.", code="invalid_request", param="application")
+    if not role.central and app != role.application:
+        raise OpenAIError(403, f"This token may only {doing}.", code="forbidden", param="application")
+    return app
+
+
 async def read_json(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_BODY:

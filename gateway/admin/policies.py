@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import Handler, ok, owner, read_json, revert_to, versions_of, wrap
+from gateway.admin.common import Handler, acting_on, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.proxy.openai import OpenAIError
@@ -214,12 +214,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             raise OpenAIError(400, "application or models: say where to apply the policy.",
                               code="invalid_request", param="application")
         if app is not None:
-            if not isinstance(app, str) or app not in registry.application_ids:
-                raise OpenAIError(400, "application: an application id.", code="invalid_request",
-                                  param="application")
-            if not role.central and app != role.application:
-                raise OpenAIError(403, "This token may only change its own application.", code="forbidden",
-                                  param="application")
+            app = acting_on(registry, role, app, "an application id", "change its own application")
         on = body.get("on", "input")
         if on not in ("input", "output"):
             raise OpenAIError(400, "on: input or output.", code="invalid_request", param="on")

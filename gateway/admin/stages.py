@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import ok, owner, read_json, revert_to, versions_of, wrap
+from gateway.admin.common import acting_on, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import RawResponse
@@ -136,12 +136,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         body = await read_json(request)
         app, version = body.get("application"), body.get("version")
         name = request.path_params["name"]
-        if not isinstance(app, str) or app not in registry.application_ids:
-            raise OpenAIError(400, "application: required, an application id.", code="invalid_request",
-                              param="application")
-        if not role.central and app != role.application:
-            raise OpenAIError(403, "This token may only pin stages for its own application.", code="forbidden",
-                              param="application")
+        app = acting_on(registry, role, app, "required, an application id", "pin stages for its own application")
         doc = await store.get("stage", name)
         if doc is None or doc.body["spec"].get("scope") != "central":
             raise OpenAIError(404, f"No stored central stage '{name}'.", code="stage_not_found")
