@@ -31,7 +31,10 @@ def _view(doc: Version) -> dict[str, Any]:
 def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
     store = registry.store
 
-    def check_scope(role: Role, spec: dict[str, Any], applications: list[Any]) -> None:
+    def check_scope(role: Role, spec: dict[str, Any], applications: Any) -> None:
+        if not isinstance(applications, list) or not all(isinstance(a, str) for a in applications):
+            raise OpenAIError(400, "applications: a list of application ids.", code="invalid_stage",
+                              param="applications")
         if spec.get("scope") == "central":
             if not role.central:
                 raise OpenAIError(403, "Only central tokens may manage central stages.", code="forbidden",
@@ -65,10 +68,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         return doc
 
     def split(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        applications = body.pop("applications", [])
-        if not isinstance(applications, list) or not all(isinstance(a, str) for a in applications):
-            raise OpenAIError(400, "applications: a list of application ids.", code="invalid_stage",
-                              param="applications")
+        applications = body.pop("applications", [])  # checked with the scope, on create and edit alike
         if not isinstance(body.get("name"), str) or not body["name"]:
             raise OpenAIError(400, "name: required, a non-empty string.", code="invalid_stage", param="name")
         return body, applications

@@ -533,6 +533,9 @@ def test_stages_api(gw: Gateway) -> None:
            "rulesets": [{"name": "x", "rules": [{"metric": "length", "op": "gt", "value": 5000}],
                          "action": {"type": "block"}}]}
     assert httpx.post(gw.url + "/v1/admin/stages", headers=h(ADMIN_A), json=own).status_code == 201
+    for odd in ([["app-a"]], [{"id": "app-a"}]):  # an edit checks `applications` like a create (was a 500)
+        r = httpx.patch(gw.url + "/v1/admin/stages/a-own", headers=h(ADMIN_A), json={"applications": odd})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "applications", r.text
     assert httpx.request("DELETE", gw.url + "/v1/admin/stages/a-own", headers=h(ADMIN_A)).status_code == 200
     assert httpx.request("DELETE", gw.url + "/v1/admin/stages/org-no-pirates", headers=h(CENTRAL)).status_code == 200
     assert chat(gw, KEY_A, "a configured-word here").json()["choices"][0]["message"]["content"].startswith("echo:")
