@@ -22,7 +22,7 @@ from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import GuardPlan, Stage, compile_stages
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
-from gateway.proxy.texts import request_texts, response_texts, write_back
+from gateway.proxy.texts import Found, read_request, request_texts, response_texts, write_back
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.guard")
@@ -52,6 +52,7 @@ class Guarded:
     prompt: str = ""     # the scanned user/tool texts, for output-side relevance and consistency
     context: str = ""    # system/developer messages
     complete: Complete | None = None  # for judge metrics
+    found: Found | None = None  # the request's texts, read once by read_input (None: read them again)
 
     def enter_output(self) -> None:
         """Output metrics compare the answer with the prompt and context (the ContextVar is per task)."""
@@ -111,10 +112,20 @@ class GuardFlow:
         self._request_stages[key] = tuple(stages)
         return self._request_stages[key]
 
+    @staticmethod
+    def read_input(guarded: Guarded, endpoint: str, payload: dict[str, Any]) -> None:
+        """Read the request's texts for the input stages; input they cannot read must not reach the model
+        unchecked, so it is refused (fail closed) with a 400 naming the value."""
+        guarded.found, bad = read_request(endpoint, payload)
+        if bad is not None:
+            param = format_path(bad[0])
+            raise OpenAIError(400, f"Invalid value at '{param}': {bad[1]}. This gateway checks the input of this "
+                                   "request and cannot read this value.", code="unreadable_input", param=param)
+
     async def check_input(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any,
                           parallel: bool = False) -> Decision:
         """The input stages (or, with `parallel`, the parallel ones: the request as it was sent upstream)."""
-        found = request_texts(endpoint, payload)
+        found = guarded.found if guarded.found is not None else request_texts(endpoint, payload)
         guarded.prompt = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _PROMPT_ROLES)
         guarded.context = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _CONTEXT_ROLES)
         guarded.complete = self._complete
@@ -127,6 +138,7 @@ class GuardFlow:
             for (segment, path), text in zip(found, decision.texts):
                 if text != segment.text:
                     write_back(payload, path, text)
+            guarded.found = None  # the texts changed: a parallel check reads the request as sent
         return decision
 
     async def check_output(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any) -> Decision:

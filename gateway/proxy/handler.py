@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -18,7 +17,7 @@ from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
 from gateway.proxy.stream_guard import EventRelay, StreamGuard
-from gateway.proxy.texts import unreadable, unreadable_answer
+from gateway.proxy.texts import unreadable_answer
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, model_list, parse_request,
@@ -98,7 +97,7 @@ class ProxyHandler:
         ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
         guarded = self._flow.stages(app, parsed.payload)
         if guarded.input or guarded.parallel:
-            _require_readable(endpoint, parsed.payload)
+            self._flow.read_input(guarded, endpoint.name, parsed.payload)
         rewrite = len(parsed.payload) != parsed.fields  # the `guardrails` extension field was taken out
         if guarded.input:
             decision = await self._flow.check_input(guarded, endpoint.name, parsed.payload, ex)
@@ -356,12 +355,3 @@ def _too_large(limit: int) -> OpenAIError:
     return OpenAIError(413, f"The request body is larger than this gateway accepts ({limit} bytes).",
                        code="request_too_large")
 
-
-def _require_readable(endpoint: Endpoint, payload: dict[str, Any]) -> None:
-    """Guarded input the guard cannot read must not reach the model unchecked: refuse it (fail closed)."""
-    found = unreadable(endpoint.name, payload)
-    if found is not None:
-        path, reason = found
-        param = format_path(path)
-        raise OpenAIError(400, f"Invalid value at '{param}': {reason}. This gateway checks the input of this "
-                               "request and cannot read this value.", code="unreadable_input", param=param)

@@ -47,6 +47,13 @@ class _Walk:
                 self.bad.append(((*path, i), "expected an object"))
 
 
+def read_request(endpoint: str, payload: dict[str, Any]) -> tuple[Found, tuple[Path, str] | None]:
+    """In one walk: the request's texts, and the first place that carries input the guard cannot read
+    (and why), or None."""
+    walk = _request(endpoint, payload)
+    return walk.found, walk.bad[0] if walk.bad else None
+
+
 def request_texts(endpoint: str, payload: dict[str, Any]) -> Found:
     """All texts of a request body, by role: every message (not only the last) and text content part."""
     return _request(endpoint, payload).found
@@ -54,8 +61,7 @@ def request_texts(endpoint: str, payload: dict[str, Any]) -> Found:
 
 def unreadable(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | None:
     """The first place of a request that carries input the guard cannot read, and why; None if none."""
-    bad = _request(endpoint, payload).bad
-    return bad[0] if bad else None
+    return read_request(endpoint, payload)[1]
 
 
 def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
