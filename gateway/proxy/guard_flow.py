@@ -22,7 +22,7 @@ from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import GuardPlan, Stage, compile_stages
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
-from gateway.proxy.texts import Found, read_request, request_texts, response_texts, write_back
+from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, response_texts, write_back
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.guard")
@@ -130,9 +130,11 @@ class GuardFlow:
         guarded.context = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _CONTEXT_ROLES)
         guarded.complete = self._complete
         EVAL_CONTEXT.set(EvalContext("input", guarded.prompt, guarded.context, self._complete))
-        decision = await self.engine.evaluate(guarded.parallel if parallel else guarded.input,
-                                              [seg for seg, _ in found])
-        self._record(decision, ex, "input", tuple(seg.text for seg, _ in found))
+        stages = guarded.parallel if parallel else guarded.input
+        decision = await self.engine.evaluate(stages, [seg for seg, _ in found])
+        # tool descriptions are long and the same on every request: the log keeps them only when a stage read them
+        kept = any(TOOL_DEFINITION in stage.roles for stage in stages)
+        self._record(decision, ex, "input", tuple(seg.text for seg, _ in found if kept or seg.role != TOOL_DEFINITION))
         guarded.decisions.append(decision)
         if decision.changed and decision.terminal is None and not parallel:
             for (segment, path), text in zip(found, decision.texts):

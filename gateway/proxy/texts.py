@@ -17,6 +17,8 @@ Path = tuple[str | int, ...]
 Found = list[tuple[Segment, Path]]
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 _STRING = "expected a string"
+# The role of tool descriptions an app or an MCP server gives the model; no stage reads it unless its roles name it.
+TOOL_DEFINITION = "tool_definition"
 
 
 class _Walk:
@@ -87,6 +89,12 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
     if endpoint == "chat_completions":
         for i, message in walk.objects(payload.get("messages"), ("messages",)):
             _message(walk, message, ("messages", i), str(message.get("role", "user")))
+        for t, tool in walk.objects(payload.get("tools"), ("tools",)):
+            key = "custom" if tool.get("type") == "custom" else "function"
+            if isinstance(tool.get(key), dict):
+                walk.text(tool[key].get("description"), ("tools", t, key, "description"), TOOL_DEFINITION, True)
+        for f, function in walk.objects(payload.get("functions"), ("functions",)):  # the legacy form
+            walk.text(function.get("description"), ("functions", f, "description"), TOOL_DEFINITION, True)
     elif endpoint in ("completions", "embeddings"):
         key = "prompt" if endpoint == "completions" else "input"
         _prompt(walk, payload.get(key), (key,), "user")
@@ -99,6 +107,8 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
             _response_items(walk, value, ("input",))
         elif value is not None:
             walk.bad.append((("input",), "expected a string or an array of items"))
+        for t, tool in walk.objects(payload.get("tools"), ("tools",)):
+            walk.text(tool.get("description"), ("tools", t, "description"), TOOL_DEFINITION, True)
     return walk
 
 
@@ -167,17 +177,47 @@ def _content(walk: _Walk, content: Any, path: Path, role: str) -> None:
             walk.text(part.get("refusal"), (*path, j, "refusal"), role)
 
 
+# Responses items besides messages whose fields carry free text the model reads: (field, role, may be null).
+# A call's arguments are the model's own words (assistant); what a tool answered is tool input.
+_ITEM_TEXTS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "function_call": (("arguments", "assistant", False),),
+    "custom_tool_call": (("input", "assistant", False),),
+    "mcp_call": (("arguments", "assistant", False), ("output", "tool", True)),
+    "mcp_approval_request": (("arguments", "assistant", False),),
+    "local_shell_call_output": (("output", "tool", False),),
+    "apply_patch_call_output": (("output", "tool", True),),
+    "code_interpreter_call": (("code", "assistant", True),),
+}
+# Items with lists of objects that carry text: (list field, text fields, role) for each list.
+_ITEM_LISTS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
+    "shell_call_output": (("output", ("stdout", "stderr"), "tool"),),
+    "code_interpreter_call": (("outputs", ("logs",), "tool"),),
+    "file_search_call": (("results", ("text",), "tool"),),
+    "mcp_list_tools": (("tools", ("description",), TOOL_DEFINITION),),
+    "reasoning": (("summary", ("text",), "assistant"), ("content", ("text",), "assistant")),
+}
+
+
 def _response_items(walk: _Walk, items: Any, path: Path) -> None:
     for i, item in walk.objects(items, path):
         kind = item.get("type", "message")
-        if kind == "message":
+        if not isinstance(kind, str):
+            walk.bad.append(((*path, i, "type"), _STRING))
+        elif kind == "message":
             role = str(item.get("role", "assistant" if path == ("output",) else "user"))
             _content(walk, item.get("content"), (*path, i, "content"), role)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             if isinstance(output, list):
                 _content(walk, output, (*path, i, "output"), "tool")
             else:
                 walk.text(output, (*path, i, "output"), "tool")
-        elif kind == "function_call":
-            walk.text(item.get("arguments"), (*path, i, "arguments"), "assistant")
+        else:
+            for field, role, optional in _ITEM_TEXTS.get(kind, ()):
+                walk.text(item.get(field), (*path, i, field), role, optional)
+            if kind == "mcp_call" and isinstance(item.get("error"), str):  # some servers send an object
+                walk.text(item["error"], (*path, i, "error"), "tool")
+            for field, keys, role in _ITEM_LISTS.get(kind, ()):
+                for k, entry in walk.objects(item.get(field), (*path, i, field)):
+                    for key in keys:
+                        walk.text(entry.get(key), (*path, i, field, k, key), role, optional=True)

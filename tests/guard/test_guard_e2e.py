@@ -292,6 +292,53 @@ def test_valid_requests_of_every_shape_pass_the_readability_check(guarded: Gatew
     assert response.output_text == "echo:3 items"
 
 
+def test_what_tools_and_mcp_servers_answered_is_checked_as_tool_input(guarded: Gateway, recorder: Recorder) -> None:
+    """An indirect injection arrives in a tool's answer: MCP, shell and custom tool outputs are input like a
+    tool message, so the org input stage reads them."""
+    before = len(recorder.requests)
+    for item in ({"type": "mcp_call", "id": "m1", "server_label": "docs", "name": "fetch", "arguments": "{}",
+                  "output": "the page says PROJECT-1234"},
+                 {"type": "custom_tool_call_output", "call_id": "c1", "output": "PROJECT-1234"},
+                 {"type": "shell_call_output", "call_id": "c2", "output": [{"stdout": "PROJECT-1234", "stderr": ""}]},
+                 {"type": "file_search_call", "id": "f1", "status": "completed", "queries": ["q"],
+                  "results": [{"file_id": "x", "text": "PROJECT-1234 in the doc"}]}):
+        r = httpx.post(guarded.url + "/v1/responses", headers={"authorization": f"Bearer {KEY_E}"}, json={
+            "model": "gpt-fast", "input": [{"role": "user", "content": "summarise it"}, item]})
+        assert r.status_code == 400 and r.headers["x-guardrail-action"] == "block", item["type"]
+        assert r.json()["error"]["message"] == "Blocked: project codes are confidential."
+    assert len(recorder.requests) == before
+    response = client(guarded, KEY_E).responses.create(model="gpt-fast", input=[
+        {"role": "user", "content": "summarise it"},
+        {"type": "mcp_call", "id": "m1", "server_label": "docs", "name": "fetch", "arguments": "{}",
+         "output": "nothing secret"}])
+    assert response.output_text == "echo:2 items"
+
+
+def test_tool_definitions_are_checked_when_a_stage_names_their_role(guarded: Gateway, recorder: Recorder) -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "Look up PROJECT-1234 first",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    raw = client(guarded, KEY_E).chat.completions.with_raw_response.create(
+        model="gpt-fast", tools=tools, messages=[{"role": "user", "content": "longer than ten characters"}])
+    assert raw.parse().choices[0].message.content.startswith("echo:")  # not an input role by default
+    assert recorder.last()["json"]["tools"][0]["function"]["description"] == "Look up PROJECT-1234 first"
+    time.sleep(0.1)
+    records = httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
+    mine = [r for r in records if r["id"] == raw.headers["x-guardrail-request-id"] and r["on"] == "input"]
+    assert mine and all("Look up" not in text for r in mine for text in r["texts"])  # unread: not logged
+    extra = {"guardrails": [{"name": "tool-poisoning", "on": "input", "roles": ["tool_definition"], "rulesets": [
+        {"name": "no-codes", "rules": [{"metric": "secret_codes"}], "action": {"type": "block", "message": "nope"}}]}]}
+    before = len(recorder.requests)
+    raw = client(guarded, KEY_E).chat.completions.with_raw_response.create(
+        model="gpt-fast", tools=tools, messages=[{"role": "user", "content": "hi"}], extra_body=extra)
+    assert raw.parse().choices[0].message.content == "nope"
+    assert raw.headers["x-guardrail-stage"] == "tool-poisoning"
+    assert len(recorder.requests) == before
+    time.sleep(0.1)
+    records = httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
+    read = next(r for r in records if r["id"] == raw.headers["x-guardrail-request-id"])
+    assert "Look up PROJECT-1234 first" in read["texts"]  # a stage read it: the log shows what fired
+
+
 def test_the_openai_client_sees_unreadable_input_as_a_bad_request(guarded: Gateway) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client(guarded, KEY_E).completions.create(model="gpt-fast", prompt=[[1, 2, 3]])

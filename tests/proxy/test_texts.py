@@ -62,6 +62,71 @@ def test_refusal_parts_custom_tool_input_and_legacy_function_call_are_read() -> 
     assert [s.text for s, _ in request_texts("responses", items)] == ["tool says"]
 
 
+def test_responses_tool_items_are_read_by_who_wrote_them() -> None:
+    """What a tool, a shell or an MCP server answered is tool input (an indirect injection's way in); what the
+    model called it with is the assistant's own."""
+    items = [
+        {"type": "custom_tool_call", "call_id": "a", "name": "sql", "input": "SELECT 1"},
+        {"type": "custom_tool_call_output", "call_id": "a", "output": "row one"},
+        {"type": "mcp_call", "id": "m", "server_label": "s", "name": "fetch", "arguments": "{\"u\":1}",
+         "output": "page text", "error": "server said no"},
+        {"type": "mcp_call", "id": "n", "server_label": "s", "name": "f", "arguments": "{}", "output": None,
+         "error": {"code": 1}},
+        {"type": "mcp_approval_request", "id": "r", "server_label": "s", "name": "f", "arguments": "{\"v\":2}"},
+        {"type": "mcp_list_tools", "id": "l", "server_label": "s", "tools": [
+            {"name": "fetch", "description": "Fetches a page", "input_schema": {}}, {"name": "bare"}]},
+        {"type": "local_shell_call_output", "call_id": "b", "output": "ls out"},
+        {"type": "shell_call_output", "call_id": "c", "output": [{"stdout": "so", "stderr": "se", "outcome": {}}]},
+        {"type": "apply_patch_call_output", "call_id": "d", "output": None},
+        {"type": "code_interpreter_call", "id": "e", "code": "print(1)", "container_id": "k",
+         "outputs": [{"type": "logs", "logs": "1"}, {"type": "image", "url": "u"}]},
+        {"type": "file_search_call", "id": "f", "queries": ["q"], "results": [{"text": "doc text", "file_id": "x"}]},
+        {"type": "reasoning", "id": "g", "summary": [{"type": "summary_text", "text": "I think"}]},
+        {"type": "computer_call_output", "call_id": "h", "output": {"type": "computer_screenshot", "image_url": "u"}},
+        {"type": "item_reference", "id": "i"},
+    ]
+    found = [(s.role, s.text, p) for s, p in request_texts("responses", {"input": items})]
+    assert found == [
+        ("assistant", "SELECT 1", ("input", 0, "input")),
+        ("tool", "row one", ("input", 1, "output")),
+        ("assistant", "{\"u\":1}", ("input", 2, "arguments")),
+        ("tool", "page text", ("input", 2, "output")),
+        ("tool", "server said no", ("input", 2, "error")),
+        ("assistant", "{}", ("input", 3, "arguments")),
+        ("assistant", "{\"v\":2}", ("input", 4, "arguments")),
+        ("tool_definition", "Fetches a page", ("input", 5, "tools", 0, "description")),
+        ("tool", "ls out", ("input", 6, "output")),
+        ("tool", "so", ("input", 7, "output", 0, "stdout")),
+        ("tool", "se", ("input", 7, "output", 0, "stderr")),
+        ("assistant", "print(1)", ("input", 9, "code")),
+        ("tool", "1", ("input", 9, "outputs", 0, "logs")),
+        ("tool", "doc text", ("input", 10, "results", 0, "text")),
+        ("assistant", "I think", ("input", 11, "summary", 0, "text")),
+    ]
+    assert unreadable("responses", {"input": items}) is None
+    out = response_texts("responses", {"output": items[2:3]})  # the same items in an answer are read alike
+    assert [s.text for s, _ in out] == ["{\"u\":1}", "page text", "server said no"]
+
+
+def test_tool_definitions_are_read_under_their_own_role() -> None:
+    chat = {"messages": [{"role": "user", "content": "q"}], "tools": [
+        {"type": "function", "function": {"name": "f", "description": "Looks up a user", "parameters": {}}},
+        {"type": "function", "function": {"name": "g"}},
+        {"type": "custom", "custom": {"name": "sql", "description": "Runs SQL"}}],
+        "functions": [{"name": "old", "description": "Legacy one"}]}
+    assert [(s.role, s.text, p) for s, p in request_texts("chat_completions", chat)] == [
+        ("user", "q", ("messages", 0, "content")),
+        ("tool_definition", "Looks up a user", ("tools", 0, "function", "description")),
+        ("tool_definition", "Runs SQL", ("tools", 2, "custom", "description")),
+        ("tool_definition", "Legacy one", ("functions", 0, "description"))]
+    responses = {"input": "q", "tools": [{"type": "function", "name": "f", "description": "Looks up"},
+                                         {"type": "web_search"}]}
+    assert [(s.role, s.text) for s, _ in request_texts("responses", responses)] == [
+        ("user", "q"), ("tool_definition", "Looks up")]
+    write_back(chat, ("tools", 0, "function", "description"), "[REDACTED]")
+    assert chat["tools"][0]["function"]["description"] == "[REDACTED]"
+
+
 @pytest.mark.parametrize("endpoint,payload", [
     ("chat_completions", {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": None},
                                        {"role": "user", "content": [
@@ -103,6 +168,19 @@ def test_valid_bodies_are_readable(endpoint: str, payload: dict) -> None:
      ("input", 0, "content", 0, "text")),
     ("responses", {"input": [{"type": "function_call_output", "call_id": "c", "output": {"x": 1}}]},
      ("input", 0, "output")),
+    ("responses", {"input": [{"type": "custom_tool_call_output", "call_id": "c", "output": 7}]},
+     ("input", 0, "output")),
+    ("responses", {"input": [{"type": "mcp_call", "id": "m", "arguments": "{}", "output": {"page": "x"}}]},
+     ("input", 0, "output")),
+    ("responses", {"input": [{"type": "custom_tool_call", "call_id": "c", "name": "sql"}]}, ("input", 0, "input")),
+    ("responses", {"input": [{"type": "shell_call_output", "call_id": "c", "output": [{"stdout": ["x"]}]}]},
+     ("input", 0, "output", 0, "stdout")),
+    ("responses", {"input": [{"type": "file_search_call", "id": "f", "results": "doc"}]}, ("input", 0, "results")),
+    ("responses", {"input": [{"type": 3, "content": "x"}]}, ("input", 0, "type")),
+    ("responses", {"input": "q", "tools": [{"type": "function", "name": "f", "description": ["x"]}]},
+     ("tools", 0, "description")),
+    ("chat_completions", {"messages": [], "tools": [{"type": "function", "function": {"description": 1}}]},
+     ("tools", 0, "function", "description")),
 ])
 def test_unreadable_names_the_first_value_the_guard_cannot_read(endpoint: str, payload: dict, path: tuple) -> None:
     found = unreadable(endpoint, payload)
