@@ -410,14 +410,17 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                               param="record_id")
         if label not in ("PASS", "FAIL"):
             raise OpenAIError(400, "label: PASS or FAIL.", code="invalid_request", param="label")
+        if on not in ("input", "output"):
+            raise OpenAIError(400, "on: input or output (which of the request's records).", code="invalid_request",
+                              param="on")
         if not isinstance(policy_id, str) or (policy_id not in registry.config_policy_ids
                                               and await store.get("policy", policy_id) is None):
             raise OpenAIError(400, "policy_id: required, an existing policy.", code="invalid_request",
                               param="policy_id")
         record = monitor.get(record_id, on)
         if record is None:  # another replica's, or older than this one's buffer: the shared log has it
-            found = await store.records(1, None, id=record_id, on=on)
-            record = found[0].body if found else None
+            found = await store.record_by_id(record_id, on)
+            record = found.body if found else None
         if record is None:
             raise OpenAIError(404, f"No monitoring record {record_id!r} ({on}).", code="record_not_found",
                               param="record_id")

@@ -30,18 +30,19 @@ from gateway.store.base import (
 # INCR the record counter and XADD the record under that number as its stream id, atomically, so
 # concurrent writers never add ids out of order. A record with a dedupe key already seen in the last day
 # is skipped: a write that timed out on the client but ran on the server is not stored twice on retry.
+# The dedupe key holds the record's seq, so a record written in the last day is found by its id at once.
 # ARGV: max_records, then (dedupe key or "", body) pairs.
 _APPEND = """
 local out = {}
 local n = 0
 for i = 2, #ARGV, 2 do
-  local fresh = true
-  if ARGV[i] ~= '' then
-    fresh = redis.call('SET', KEYS[3] .. ARGV[i], '1', 'NX', 'EX', 86400)
-  end
-  if fresh then
+  local key = KEYS[3] .. ARGV[i]
+  if ARGV[i] == '' or redis.call('EXISTS', key) == 0 then
     local seq = redis.call('INCR', KEYS[2])
     redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], seq .. '-1', 'b', ARGV[i + 1])
+    if ARGV[i] ~= '' then
+      redis.call('SET', key, seq, 'EX', 86400)
+    end
     n = n + 1
     out[n] = seq
   end
@@ -216,6 +217,17 @@ class RedisStore(DocumentHistory):
     async def record(self, seq: int) -> Record | None:
         batch = await self._call(self.client.xrange(self.k("records"), min=f"{seq}-1", max=f"{seq}-1", count=1))
         return self._record(*batch[0]) if batch else None
+
+    async def record_by_id(self, record_id: str, on: str) -> Record | None:
+        """One GET and one XRANGE for a record written in the last day (its dedupe key holds its seq); an
+        older one is looked for in the log (a scan bounded by `max_records`)."""
+        seq = await self._call(self.client.get(self.k("recid:") + f"{record_id}:{on}"))
+        if seq is not None and seq.isdigit():
+            record = await self.record(int(seq))
+            if record is not None and record.body.get("id") == record_id and record.body.get("on") == on:
+                return record
+        found = await self.records(1, None, id=record_id, on=on)
+        return found[0] if found else None
 
     # --- feedback ------------------------------------------------------------------------------
 

@@ -291,6 +291,19 @@ class SqliteStore(DocumentHistory):
             "SELECT seq, time, body FROM records WHERE seq=?", (seq,)).fetchone())
         return Record(row[0], row[1], json.loads(row[2])) if row else None
 
+    async def record_by_id(self, record_id: str, on: str) -> Record | None:
+        """By the dedupe key's unique index; a file written before it existed is searched for the id."""
+        def read() -> tuple[Any, ...] | None:
+            db = self._db()
+            row = db.execute("SELECT seq, time, body FROM records WHERE dedupe=?", (f"{record_id}:{on}",)).fetchone()
+            if row is None and db.execute("SELECT 1 FROM records WHERE dedupe IS NULL LIMIT 1").fetchone():
+                row = db.execute("SELECT seq, time, body FROM records WHERE dedupe IS NULL AND json_extract(body, "
+                                 "'$.id') = ? AND json_extract(body, '$.on') = ? ORDER BY seq DESC LIMIT 1",
+                                 (record_id, on)).fetchone()
+            return row
+        row = await self._run(read)
+        return Record(row[0], row[1], json.loads(row[2])) if row else None
+
     # --- feedback ------------------------------------------------------------------------------
 
     async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback:

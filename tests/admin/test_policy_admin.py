@@ -401,6 +401,9 @@ def test_training_refusals(gw: Gateway) -> None:
     r = httpx.post(gw.url + "/v1/admin/feedback", headers=h(CENTRAL),
                    json={"record_id": "x", "policy_id": "lexical", "label": "MAYBE"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "label"
+    r = httpx.post(gw.url + "/v1/admin/feedback", headers=h(CENTRAL),
+                   json={"record_id": "x", "policy_id": "lexical", "label": "PASS", "on": ["input"]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "on"
 
 
 def test_monitoring_log_survives_a_redis_outage(upstream: str, tmp_path) -> None:

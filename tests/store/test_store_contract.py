@@ -188,6 +188,40 @@ def test_a_retried_record_is_stored_once(make_store) -> None:
     run(_with(make_store(), body))
 
 
+def test_a_record_is_found_by_its_id(make_store) -> None:
+    async def body(s: Store):
+        await s.append_records([{"id": f"req-{i}", "on": on, "i": i} for i in range(30) for on in ("input", "output")])
+        found = await s.record_by_id("req-7", "output")
+        assert found is not None and found.body == {"id": "req-7", "on": "output", "i": 7}
+        assert found == await s.record(found.seq)
+        assert await s.record_by_id("req-7", "sideways") is None and await s.record_by_id("req-99", "input") is None
+        await s.append_records([{"id": "req-7", "on": "output", "i": -1}])  # a retry: the first write stays
+        assert (await s.record_by_id("req-7", "output")).body["i"] == 7
+    run(_with(make_store(), body))
+
+
+def test_a_record_older_than_its_dedupe_key_is_still_found_by_id() -> None:
+    """Redis keeps the id -> seq key for a day (and gateways before it stored '1' there): past that, the
+    lookup falls back to reading the log, and a key pointing at another record is not trusted."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    client = redis.Redis.from_url(REDIS_URL)
+
+    async def body(s: Store):
+        await s.append_records([{"id": "first", "on": "input"}, {"id": "second", "on": "input"},
+                                {"id": "third", "on": "input"}])
+        client.delete(prefix + "recid:first:input")  # expired
+        client.set(prefix + "recid:second:input", "1")  # written by an older gateway: seq 1 is "first"
+        assert (await s.record_by_id("first", "input")).body["id"] == "first"
+        assert (await s.record_by_id("second", "input")).body["id"] == "second"
+        assert client.get(prefix + "recid:third:input") == b"3"
+    try:
+        run(_with(open_store(REDIS_URL, prefix=prefix), body))
+    finally:
+        keys = list(client.scan_iter(prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+
 def test_records_by_time_window(make_store) -> None:
     """A time window filters the whole log, not only the newest page; a late record (buffered through an
     outage, so a higher seq with an older time) is still found."""
@@ -249,12 +283,15 @@ def test_sqlite_migrates_an_older_file(tmp_path) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     db.executescript(_V1)
     db.execute("INSERT INTO records (time, body) VALUES (1.0, '{\"id\": \"old\", \"application\": \"a\"}')")
+    db.execute("INSERT INTO records (time, body) VALUES (2.0, '{\"id\": \"older\", \"on\": \"output\"}')")
     db.close()
 
     async def body(s: Store):
         assert [r.body["id"] for r in await s.records(application="a")] == ["old"]
+        assert await s.record_by_id("old", "input") is None  # the old row has no "on"
         assert await s.append_records([{"id": "r", "on": "input"}, {"id": "r", "on": "input"}]) != []
-        assert len(await s.records()) == 2  # the retried record was stored once
+        assert (await s.record_by_id("older", "output")).body["id"] == "older"  # a row from before the key
+        assert len(await s.records()) == 3  # the retried record was stored once
         assert await s.claim_job("p", {"status": "training", "updated": time.time()}, 60) is None
     run(_with(open_store(str(path)), body))
     check = sqlite3.connect(path)
