@@ -321,9 +321,7 @@ def test_tool_definitions_are_checked_when_a_stage_names_their_role(guarded: Gat
         model="gpt-fast", tools=tools, messages=[{"role": "user", "content": "longer than ten characters"}])
     assert raw.parse().choices[0].message.content.startswith("echo:")  # not an input role by default
     assert recorder.last()["json"]["tools"][0]["function"]["description"] == "Look up PROJECT-1234 first"
-    time.sleep(0.1)
-    records = httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
-    mine = [r for r in records if r["id"] == raw.headers["x-guardrail-request-id"] and r["on"] == "input"]
+    mine = _records_of(guarded, raw.headers["x-guardrail-request-id"])
     assert mine and all("Look up" not in text for r in mine for text in r["texts"])  # unread: not logged
     extra = {"guardrails": [{"name": "tool-poisoning", "on": "input", "roles": ["tool_definition"], "rulesets": [
         {"name": "no-codes", "rules": [{"metric": "secret_codes"}], "action": {"type": "block", "message": "nope"}}]}]}
@@ -333,10 +331,20 @@ def test_tool_definitions_are_checked_when_a_stage_names_their_role(guarded: Gat
     assert raw.parse().choices[0].message.content == "nope"
     assert raw.headers["x-guardrail-stage"] == "tool-poisoning"
     assert len(recorder.requests) == before
-    time.sleep(0.1)
-    records = httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
-    read = next(r for r in records if r["id"] == raw.headers["x-guardrail-request-id"])
+    [read] = _records_of(guarded, raw.headers["x-guardrail-request-id"])
     assert "Look up PROJECT-1234 first" in read["texts"]  # a stage read it: the log shows what fired
+
+
+def _records_of(gw: Gateway, request_id: str) -> list[dict]:
+    """The input-side monitoring records of one request, once the log has them (bounded wait)."""
+    deadline = time.monotonic() + 5
+    while True:
+        records = httpx.get(gw.url + "/v1/monitoring", params={"on": "input"},
+                            headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
+        mine = [r for r in records if r["id"] == request_id and r["on"] == "input"]
+        if mine or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.05)
 
 
 def test_the_openai_client_sees_unreadable_input_as_a_bad_request(guarded: Gateway) -> None:
