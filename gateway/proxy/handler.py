@@ -22,6 +22,7 @@ from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, model_list, parse_request,
                                   stream_error_event)
+from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect
 from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
                                     client_response_headers, upstream_request_headers)
@@ -107,9 +108,11 @@ class ProxyHandler:
                 refusal.headers.append(_rid(ex))
                 return self._done(ex, refusal)
             rewrite = rewrite or decision.changed
-        if guarded.output and parsed.stream and endpoint.name == "responses":
-            raise OpenAIError(400, "Streaming /v1/responses through output stages is not supported yet; "
-                                   "send stream: false.", code="unsupported_stream", param="stream")
+        whole = bool(guarded.output) and parsed.stream and endpoint.name == "responses"
+        if whole:  # checked whole: asked for without streaming, streamed to the client once it passed
+            parsed.payload["stream"] = False
+            parsed.payload.pop("stream_options", None)
+            rewrite = True
         if rewrite:
             body = orjson.dumps(parsed.payload)
         upstream = route.upstream
@@ -122,7 +125,7 @@ class ProxyHandler:
                 response = sent
             else:
                 response = await self._send(upstream, endpoint.path, headers, body, ex)
-            if parsed.stream and response.content_type.startswith(b"text/event-stream"):
+            if parsed.stream and not whole and response.content_type.startswith(b"text/event-stream"):
                 return self._relay(route, response, ex, guarded, endpoint)
             try:
                 answer = await response.read()
@@ -133,7 +136,8 @@ class ProxyHandler:
         ex.upstream_s = time.perf_counter() - ex.upstream_start
         headers = [*client_response_headers(response.headers), _rid(ex)]
         if guarded.output and response.status == 200:
-            return self._done(ex, await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex))
+            checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex)
+            return self._done(ex, _as_response_stream(checked) if whole and checked.status == 200 else checked)
         if response.status >= 400 and not _is_openai_error(answer):
             # An HTML page from a proxy in front of the model, a bare "Internal Server Error": clients and
             # the OpenAI SDKs expect an error object. The upstream's text stays out (it may echo the prompt).
@@ -341,6 +345,13 @@ def _header(request: Request, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def _as_response_stream(checked: RawResponse) -> RawResponse:
+    """A checked /v1/responses answer as the event stream the client asked for."""
+    headers = [h for h in checked.headers if h[0] != b"content-type"]
+    return RawResponse(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers],
+                       response_stream(orjson.loads(checked.body)))
 
 
 def _request_id() -> str:

@@ -124,6 +124,35 @@ def test_output_redact_non_stream_and_stream(guarded: Gateway) -> None:
     assert finish == "stop"
 
 
+def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gateway, recorder: Recorder) -> None:
+    """/v1/responses with stream: true under output stages: the gateway asks the upstream for the whole
+    answer, checks it, and streams the checked response as OpenAI's events."""
+    text = "the server is at 10.20.30.40 thanks"
+    c = client(guarded, KEY_A)
+    events = list(c.responses.create(model="gpt-fast", input=text, stream=True))
+    sent = recorder.last()["json"]
+    assert sent["stream"] is False and "stream_options" not in sent
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == \
+        "echo:the server is at <IP_ADDRESS> thanks"
+    with c.responses.stream(model="gpt-fast", input=text) as stream:  # the SDK helper rebuilds the response
+        final = stream.get_final_response()
+    assert final.output_text == "echo:the server is at <IP_ADDRESS> thanks"
+    assert final.model_extra["guardrail"]["action"] == "redact"
+    with httpx.stream("POST", guarded.url + "/v1/responses", headers={"authorization": f"Bearer {KEY_A}"},
+                      json={"model": "gpt-fast", "input": text, "stream": True,
+                            "stream_options": {"include_obfuscation": False}}) as r:
+        body = r.read()
+    assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+    assert r.headers["x-guardrail-action"] == "redact" and b"10.20.30.40" not in body
+    assert body.startswith(b"event: response.created\ndata: ")
+    with pytest.raises(openai.BadRequestError) as info:  # a stop answers before any event, as unstreamed
+        list(c.responses.create(model="gpt-fast", input=f"my card is {CARD}", stream=True))
+    assert info.value.body["type"] == "guardrail_violation"
+    assert info.value.response.headers["x-guardrail-stage"] == "a-output"
+
+
 def test_malformed_upstream_chunks_are_dropped_from_a_guarded_stream(guarded: Gateway) -> None:
     text = "the server is at 10.20.30.40 thanks"
     chunks = list(client(guarded, KEY_A).chat.completions.create(
