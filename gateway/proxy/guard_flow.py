@@ -132,9 +132,7 @@ class GuardFlow:
         EVAL_CONTEXT.set(EvalContext("input", guarded.prompt, guarded.context, self._complete))
         stages = guarded.parallel if parallel else guarded.input
         decision = await self.engine.evaluate(stages, [seg for seg, _ in found])
-        # tool descriptions are long and the same on every request: the log keeps them only when a stage read them
-        kept = any(TOOL_DEFINITION in stage.roles for stage in stages)
-        self._record(decision, ex, "input", tuple(seg.text for seg, _ in found if kept or seg.role != TOOL_DEFINITION))
+        self._record(decision, ex, "input", _logged(found, stages))
         guarded.decisions.append(decision)
         if decision.changed and decision.terminal is None and not parallel:
             for (segment, path), text in zip(found, decision.texts):
@@ -147,7 +145,7 @@ class GuardFlow:
         found = response_texts(endpoint, payload)
         guarded.enter_output()
         decision = await self.engine.evaluate(guarded.output, [seg for seg, _ in found])
-        self._record(decision, ex, "output", tuple(seg.text for seg, _ in found))
+        self._record(decision, ex, "output", _logged(found, guarded.output))
         guarded.decisions.append(decision)
         if decision.terminal is None and decision.changed:
             for (segment, path), text in zip(found, decision.texts):
@@ -230,6 +228,14 @@ class GuardFlow:
                 t.guard_not_scanned.labels(stage_label).inc()
         if decision.outcomes and any(o.scanned for o in decision.outcomes):
             self._monitor.add(ex.request_id, ex.application, ex.model, on, decision, texts)
+
+
+def _logged(found: Found, stages: Sequence[Stage]) -> tuple[str, ...]:
+    """The texts the monitoring log keeps: tool descriptions are long and the same on every request, so
+    only when a stage read them."""
+    if any(TOOL_DEFINITION in stage.roles for stage in stages):
+        return tuple(seg.text for seg, _ in found)
+    return tuple(seg.text for seg, _ in found if seg.role != TOOL_DEFINITION)
 
 
 def _bad_stages(path: str, message: str) -> OpenAIError:
