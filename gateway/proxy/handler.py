@@ -108,6 +108,10 @@ class ProxyHandler:
                 refusal.headers.append(_rid(ex))
                 return self._done(ex, refusal)
             rewrite = rewrite or decision.changed
+        if guarded.output and endpoint.name == "responses" and parsed.payload.get("background") is True:
+            raise OpenAIError(400, "This application's answers pass output stages, and a background response "
+                                   "would be fetched later without them; send background: false.",
+                              code="unguarded_background", param="background")
         whole = bool(guarded.output) and parsed.stream and endpoint.name == "responses"
         if whole:  # checked whole: asked for without streaming, streamed to the client once it passed
             parsed.payload["stream"] = False

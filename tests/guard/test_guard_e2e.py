@@ -151,6 +151,12 @@ def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gat
         list(c.responses.create(model="gpt-fast", input=f"my card is {CARD}", stream=True))
     assert info.value.body["type"] == "guardrail_violation"
     assert info.value.response.headers["x-guardrail-stage"] == "a-output"
+    before = len(recorder.requests)
+    for stream in (True, False):  # its answer would be fetched later, past the output stages: refused
+        with pytest.raises(openai.BadRequestError) as info:
+            c.responses.create(model="gpt-fast", input="later", background=True, stream=stream)
+        assert info.value.body["param"] == "background" and info.value.body["code"] == "unguarded_background"
+    assert len(recorder.requests) == before
 
 
 def test_malformed_upstream_chunks_are_dropped_from_a_guarded_stream(guarded: Gateway) -> None:
