@@ -140,8 +140,8 @@ class ProxyHandler:
         ex.upstream_s = time.perf_counter() - ex.upstream_start
         headers = [*client_response_headers(response.headers), _rid(ex)]
         if guarded.output and response.status == 200:
-            checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex)
-            return self._done(ex, _as_response_stream(checked) if whole and checked.status == 200 else checked)
+            return self._done(ex, await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex,
+                                                           as_events=whole))
         if response.status >= 400 and not _is_openai_error(answer):
             # An HTML page from a proxy in front of the model, a bare "Internal Server Error": clients and
             # the OpenAI SDKs expect an error object. The upstream's text stays out (it may echo the prompt).
@@ -156,7 +156,9 @@ class ProxyHandler:
         return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], answer))
 
     async def _guard_answer(self, guarded: Guarded, endpoint: Endpoint, model: str, answer: bytes,
-                            headers: list[tuple[bytes, bytes]], ex: Exchange) -> RawResponse:
+                            headers: list[tuple[bytes, bytes]], ex: Exchange, as_events: bool = False) -> RawResponse:
+        """Check a whole answer; with `as_events`, a /v1/responses answer that passes is told as the event
+        stream the client asked for."""
         try:
             payload = orjson.loads(answer)
         except orjson.JSONDecodeError:
@@ -178,10 +180,14 @@ class ProxyHandler:
                                                         original)
             refusal.headers.append(_rid(ex))
             return refusal
-        if decision.changed or any(d.action or any(o.errors for o in d.outcomes) for d in guarded.decisions):
+        annotated = decision.changed or any(d.action or any(o.errors for o in d.outcomes) for d in guarded.decisions)
+        if annotated:
             payload["guardrail"] = annotation(decision, ex.request_id)
-            answer = orjson.dumps(payload)
-        return RawResponse(200, [*headers, *guarded.headers()], answer)
+        if as_events:
+            headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                       *(h for h in headers if h[0] != b"content-type")]
+            return RawResponse(200, [*headers, *guarded.headers()], response_stream(payload))
+        return RawResponse(200, [*headers, *guarded.headers()], orjson.dumps(payload) if annotated else answer)
 
     def _authenticate(self, request: Request, ex: Exchange) -> ApplicationConfig:
         app = self._keys.application(_header(request, b"authorization"))
@@ -351,13 +357,6 @@ def _header(request: Request, name: bytes) -> str | None:
     return None
 
 
-def _as_response_stream(checked: RawResponse) -> RawResponse:
-    """A checked /v1/responses answer as the event stream the client asked for."""
-    headers = [h for h in checked.headers if h[0] != b"content-type"]
-    return RawResponse(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers],
-                       response_stream(orjson.loads(checked.body)))
-
-
 def _request_id() -> str:
     return "gw-" + os.urandom(8).hex()
 
@@ -369,4 +368,3 @@ def _rid(ex: Exchange) -> tuple[bytes, bytes]:
 def _too_large(limit: int) -> OpenAIError:
     return OpenAIError(413, f"The request body is larger than this gateway accepts ({limit} bytes).",
                        code="request_too_large")
-
