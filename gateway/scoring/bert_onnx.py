@@ -1,7 +1,7 @@
 """Write a BERT encoder as an ONNX graph straight from its weights: no torch, no transformers.
 
 The graph is the standard post-LayerNorm BERT of the Hugging Face checkpoints (absolute positions,
-erf GELU), with one of two heads:
+erf GELU; self-attention as ONNX Runtime's fused `Attention` contrib op), with one of two heads:
 - `pool="mean"`: masked mean over the tokens, L2-normalised (sentence-transformers' MiniLM recipe);
   output `embedding` [batch, hidden].
 - `pool="cls"` with a classifier (`classifier.weight` [labels, hidden]): BERT's pooler (tanh dense on
@@ -67,7 +67,8 @@ def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: 
                                            const(prefix + ".bias", w[prefix + ".bias"].astype(np.float32))],
                     axis=-1, epsilon=shape.eps)
 
-    head_dim = shape.hidden // shape.heads
+    if shape.hidden % shape.heads:
+        raise ValueError(f"hidden size {shape.hidden} is not a multiple of {shape.heads} heads")
     # Embeddings: word + position[:T] + token type 0.
     words = node("Gather", [const("word_embeddings", w["embeddings.word_embeddings.weight"].astype(np.float32)),
                             "input_ids"], axis=0)
@@ -79,30 +80,24 @@ def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: 
     token_type = const("token_type_0", w["embeddings.token_type_embeddings.weight"][0].astype(np.float32))
     x = layer_norm(node("Add", [node("Add", [words, positions]), token_type]), "embeddings.LayerNorm")
 
-    # Additive attention mask [B, 1, 1, T]: 0 where attended, -1e4 on padding.
-    mask_f = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    mask4 = node("Unsqueeze", [mask_f, const("axes_12", np.array([1, 2], np.int64))])
-    bias = node("Mul", [node("Sub", [const("one_f", np.array(1.0, np.float32)), mask4]),
-                        const("neg_big", np.array(-10000.0, np.float32))])
-    split_shape = const("split_heads", np.array([0, 0, shape.heads, head_dim], np.int64))
-    merge_shape = const("merge_heads", np.array([0, 0, shape.hidden], np.int64))
-    scale = const("attn_scale", np.array(1.0 / math.sqrt(head_dim), np.float32))
+    # Self-attention is ONNX Runtime's fused `Attention` op (com.microsoft): one packed QKV projection,
+    # the heads' softmax(QK^T/sqrt(d))V inside one kernel, padding masked by the 0/1 attention mask.
+    # Dynamic int8 turns it into `QAttention`. About 10% faster than the same maths as plain ONNX ops
+    # (int8, 3 layers, 201 tokens: 6.2 -> 5.6 ms p50 on 2 cores), and the same embedding.
+    mask_i32 = node("Cast", ["attention_mask"], to=TensorProto.INT32)
     sqrt2 = const("sqrt2", np.array(math.sqrt(2.0), np.float32))
     half = const("half", np.array(0.5, np.float32))
 
     for i in range(shape.layers):
         p = f"encoder.layer.{i}"
-
-        def heads(name: str, perm: list[int], _p: str = p, _x: str = x) -> str:
-            return node("Transpose", [node("Reshape", [linear(_x, f"{_p}.attention.self.{name}"), split_shape])],
-                        perm=perm)
-
-        q = heads("query", [0, 2, 1, 3])
-        k = heads("key", [0, 2, 3, 1])
-        v = heads("value", [0, 2, 1, 3])
-        scores = node("Add", [node("Mul", [node("MatMul", [q, k]), scale]), bias])
-        probs = node("Softmax", [scores], axis=-1)
-        context = node("Reshape", [node("Transpose", [node("MatMul", [probs, v])], perm=[0, 2, 1, 3]), merge_shape])
+        parts = [f"{p}.attention.self.{name}" for name in ("query", "key", "value")]
+        qkv_weight = const(f"{p}.attention.qkv.weight_t",
+                           np.concatenate([w[part + ".weight"].astype(np.float32).T for part in parts], axis=1))
+        qkv_bias = const(f"{p}.attention.qkv.bias",
+                         np.concatenate([w[part + ".bias"].astype(np.float32) for part in parts]))
+        context = f"attention_{next(counter)}"
+        nodes.append(helper.make_node("Attention", [x, qkv_weight, qkv_bias, mask_i32], [context],
+                                      domain="com.microsoft", num_heads=shape.heads))
         x = layer_norm(node("Add", [linear(context, f"{p}.attention.output.dense"), x]),
                        f"{p}.attention.output.LayerNorm")
         inner = linear(x, f"{p}.intermediate.dense")
@@ -111,6 +106,7 @@ def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: 
         x = layer_norm(node("Add", [linear(gelu, f"{p}.output.dense"), x]), f"{p}.output.LayerNorm")
 
     if pool == "mean":
+        mask_f = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
         mask3 = node("Unsqueeze", [mask_f, const("axis_2", np.array([2], np.int64))])
         summed = node("ReduceSum", [node("Mul", [x, mask3]), const("axis_1", np.array([1], np.int64))], keepdims=0)
         count = node("Max", [node("ReduceSum", [mask3, const("axis_1b", np.array([1], np.int64))], keepdims=0),
@@ -136,7 +132,7 @@ def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: 
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
          helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
         [output], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)],
                               producer_name="guardrail-gateway")
     model.ir_version = 8
     return model

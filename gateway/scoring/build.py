@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENCODER = "all-minilm-l6-v2"
-BUILDER_VERSION = "2"          # bump when the graph or quantisation changes: old caches are rebuilt
+# Two revisions. EMBEDDING_REVISION is part of the encoder version that trained heads record: bump it
+# only when the embedding itself changes (heads must then be retrained). GRAPH_REVISION names the
+# compiled files' directory: bump it when the graph or its quantisation changes but computes the same
+# embedding (old caches are rebuilt, and heads trained on them keep serving).
+EMBEDDING_REVISION = "2"
+GRAPH_REVISION = "3"           # 3: fused self-attention (com.microsoft Attention / QAttention)
 MAX_TOKENS = 256               # the model's own max_seq_length (sentence_bert_config.json)
 FULL_LAYERS = 6                # all-MiniLM-L6-v2
 TRUNCATED_LAYERS = (3,)        # also built: the first 3 layers, for fast built-in detectors
@@ -116,7 +121,7 @@ def _digest(path: Path) -> str:
 
 
 def _version(source: Path) -> str:
-    return f"{_digest(source / 'model.safetensors')[:12]}-b{BUILDER_VERSION}"
+    return f"{_digest(source / 'model.safetensors')[:12]}-b{EMBEDDING_REVISION}"
 
 
 def encoder_files(cache_dir: Path | None = None, source: Path | None = None, build: bool = True) -> EncoderFiles:
@@ -130,7 +135,7 @@ def encoder_files(cache_dir: Path | None = None, source: Path | None = None, bui
             raise
         return built  # an image that compiled the encoder at build time and dropped the weights package
     version = _version(src)
-    target = cache / ENCODER / version
+    target = cache / ENCODER / f"{version}-g{GRAPH_REVISION}"
     manifest = target / "manifest.json"
     if not manifest.is_file():
         if not build:
@@ -191,7 +196,7 @@ def build_static(files: EncoderFiles) -> Path:
 
 
 def _prebuilt(cache: Path) -> EncoderFiles | None:
-    for manifest in sorted((cache / ENCODER).glob(f"*-b{BUILDER_VERSION}/manifest.json")):
+    for manifest in sorted((cache / ENCODER).glob(f"*-b{EMBEDDING_REVISION}-g{GRAPH_REVISION}/manifest.json")):
         meta = json.loads(manifest.read_text())
         return EncoderFiles(manifest.parent, meta["version"], meta["hidden"], meta["max_tokens"])
     return None
@@ -240,6 +245,8 @@ def _write_models(source: Path, out: Path, layers: int = 0):
     onnx.checker.check_model(model)
     fp32 = out / "encoder-fp32.onnx"
     onnx.save(model, str(fp32))
+    # DefaultTensorType: the quantiser's type inference does not know the contrib Attention op's output.
     quantize_dynamic(str(fp32), str(out / "encoder-int8.onnx"), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
+                     op_types_to_quantize=["MatMul", "Attention"], per_channel=True, reduce_range=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return shape

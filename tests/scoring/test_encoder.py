@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gateway.scoring.batcher import EmbeddingService
-from gateway.scoring.build import ModelError, encoder_files, find_source
+from gateway.scoring import build
+from gateway.scoring.build import EMBEDDING_REVISION, GRAPH_REVISION, ModelError, encoder_files, find_source
 from gateway.scoring.encoder import Encoder, EncoderOptions
 
 REFERENCE = Path(__file__).resolve().parent.parent / "data" / "encoder_reference.npz"
@@ -81,6 +82,36 @@ def test_build_is_cached_and_versioned(tmp_path: Path) -> None:
     assert files.path("fp32", 3).stat().st_size < files.fp32.stat().st_size
     assert files.path("int8", 3).stat().st_size < files.int8.stat().st_size
     assert not list(tmp_path.rglob(".build-*"))  # no temporary directory left behind
+    # The directory names the graph revision; the version (which trained heads record) names only the
+    # weights and the embedding revision, so a rebuilt graph keeps stored policy heads serving.
+    assert files.version.endswith(f"-b{EMBEDDING_REVISION}") and "-g" not in files.version
+    assert files.directory.name == f"{files.version}-g{GRAPH_REVISION}"
+
+
+def test_attention_is_one_fused_kernel() -> None:
+    import onnx
+
+    files = encoder_files()
+    for precision, op in (("fp32", "Attention"), ("int8", "QAttention")):
+        for layers in (0, 3):
+            graph = onnx.load(str(files.path(precision, layers)), load_external_data=False).graph
+            ops = [n.op_type for n in graph.node]
+            assert ops.count(op) == (layers or 6), (precision, layers)
+            assert "Softmax" not in ops and "Transpose" not in ops  # no unfused attention left
+
+
+def test_a_cache_without_the_weights_package_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An image compiles the encoder at build time and may then drop the weights package.
+    built = encoder_files(tmp_path)
+    monkeypatch.setattr(build, "SOURCE_PACKAGES", ("no_such_weights_package",))
+    with pytest.raises(ModelError, match="not installed"):
+        find_source()
+    again = encoder_files(tmp_path)
+    assert (again.directory, again.version) == (built.directory, built.version)
+    # A cache of another graph revision is not taken for this one.
+    os.rename(built.directory, built.directory.with_name(f"{built.version}-g0"))
+    with pytest.raises(ModelError, match="not installed"):
+        encoder_files(tmp_path)
 
 
 def test_missing_source_names_what_to_do(tmp_path: Path) -> None:
