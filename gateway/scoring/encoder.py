@@ -112,8 +112,9 @@ class Encoder:
 
     def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
         limit = self.options.max_chars
+        # encode_batch_fast: no character offsets (nothing here reads them), ~25% less time.
         return [np.asarray(e.ids, np.int64)
-                for e in self.tokenizer.encode_batch([t[:limit] for t in texts], add_special_tokens=False)]
+                for e in self.tokenizer.encode_batch_fast([t[:limit] for t in texts], add_special_tokens=False)]
 
     def run(self, windows: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed token windows in one batch, padded to the longest: [len(windows), hidden] float32

@@ -30,7 +30,7 @@ def lexical_indices(tokenizer: Tokenizer, texts: Sequence[str], max_chars: int =
     """Per text: the sorted unique feature indices (unigram ids, then hashed bigrams)."""
     vocab = tokenizer.get_vocab_size()
     return [lexical_from_ids(np.asarray(enc.ids, np.int64), vocab)
-            for enc in tokenizer.encode_batch([t[:max_chars] for t in texts], add_special_tokens=False)]
+            for enc in tokenizer.encode_batch_fast([t[:max_chars] for t in texts], add_special_tokens=False)]
 
 
 def lexical_from_ids(ids: np.ndarray, vocab: int) -> np.ndarray:
