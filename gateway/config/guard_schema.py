@@ -30,8 +30,10 @@ class ActionSpec(_Frozen):
     message: str | None = Field(None, description="block/handoff: the refusal text (default: the stage's message).")
     responses: tuple[str, ...] = Field((), description="override: fixed answers, one picked at random.")
     respond_with: Literal["completion", "error"] = Field(
-        "completion", description="completion: a normal answer with finish_reason content_filter; error: an "
-                                  "OpenAI error body with type guardrail_violation.")
+        "completion", description="completion: a normal answer with finish_reason content_filter (on "
+                                  "/v1/responses a response with status incomplete, reason content_filter); "
+                                  "error: an OpenAI error body with type guardrail_violation (always on "
+                                  "/v1/embeddings).")
     placeholder: str = Field("<{label}>", description="redact: replacement text; {label} is the entity type.")
     model: str | None = Field(None, description="correct: the corrector model, routed like any request.")
     instructions: str | None = Field(None, description="correct: extra instructions for the corrector.")

@@ -60,7 +60,10 @@ def headers(decision: Decision) -> list[tuple[bytes, bytes]]:
 
 
 def completion_body(endpoint: str, model: str, text: str, note: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """A whole answer with finish_reason content_filter, in the endpoint's shape."""
+    """A whole answer with finish_reason content_filter, in the endpoint's shape (a /v1/responses
+    answer is a response with status `incomplete` for `content_filter`, its text one output message)."""
+    if endpoint == "responses":
+        return response_body(model, text, note, request_id)
     base = {"id": f"guard-{request_id}", "created": int(time.time()), "model": model, "guardrail": note}
     if endpoint == "completions":
         return {**base, "object": "text_completion",
@@ -68,6 +71,18 @@ def completion_body(endpoint: str, model: str, text: str, note: dict[str, Any], 
     return {**base, "object": "chat.completion", "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                          "finish_reason": "content_filter", "logprobs": None}]}
+
+
+def response_body(model: str, text: str, note: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A Responses API object carrying the replacement text, ended as the API ends a filtered answer."""
+    message = {"type": "message", "id": f"msg_guard_{request_id}", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {"id": f"resp_guard_{request_id}", "object": "response", "created_at": int(time.time()),
+            "status": "incomplete", "incomplete_details": {"reason": "content_filter"}, "error": None,
+            "model": model, "output": [message], "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                      "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0},
+            "guardrail": note}
 
 
 def stream_body(endpoint: str, model: str, text: str, note: dict[str, Any], request_id: str) -> bytes:

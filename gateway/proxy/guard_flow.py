@@ -21,6 +21,7 @@ from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import GuardPlan, Stage, compile_stages
 from gateway.proxy.openai import OpenAIError
+from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse
 from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, response_texts, write_back
 from gateway.telemetry import Telemetry
@@ -185,9 +186,13 @@ class GuardFlow:
         text = await self.replacement(decision, original)
         note = actions.annotation(decision, request_id)
         headers = [JSON, *actions.headers(decision)]
-        if decision.terminal.respond_with == "error" or endpoint not in ("chat_completions", "completions"):
+        if decision.terminal.respond_with == "error" or endpoint not in ("chat_completions", "completions",
+                                                                          "responses"):
             body = orjson.dumps(actions.error_body(text, decision.terminal.type, note))
             return RawResponse(400, headers, body)
+        if stream and endpoint == "responses":
+            events = response_stream(actions.completion_body(endpoint, model, text, note, request_id))
+            return RawResponse(200, [(b"content-type", b"text/event-stream"), *headers[1:]], events)
         if stream:
             return RawResponse(200, [(b"content-type", b"text/event-stream"), *headers[1:]],
                                actions.stream_body(endpoint, model, text, note, request_id))

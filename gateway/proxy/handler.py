@@ -176,7 +176,7 @@ class ProxyHandler:
         decision = await self._flow.check_output(guarded, endpoint.name, payload, ex)
         if decision.terminal is not None:
             original = "\n".join(t for t in decision.texts)
-            refusal = await self._flow.refusal_response(decision, endpoint.name, model, False, ex.request_id,
+            refusal = await self._flow.refusal_response(decision, endpoint.name, model, as_events, ex.request_id,
                                                         original)
             refusal.headers.append(_rid(ex))
             return refusal

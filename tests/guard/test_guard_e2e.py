@@ -8,6 +8,7 @@ import httpx
 import openai
 import orjson
 import pytest
+from openai.types.responses import Response
 
 from tests.conftest import Gateway
 from tests.guard.conftest import ADMIN, ADMIN_A, KEY_A, KEY_B, KEY_C, KEY_D, KEY_E
@@ -147,10 +148,28 @@ def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gat
     assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
     assert r.headers["x-guardrail-action"] == "redact" and b"10.20.30.40" not in body
     assert body.startswith(b"event: response.created\ndata: ")
-    with pytest.raises(openai.BadRequestError) as info:  # a stop answers before any event, as unstreamed
-        list(c.responses.create(model="gpt-fast", input=f"my card is {CARD}", stream=True))
-    assert info.value.body["type"] == "guardrail_violation"
-    assert info.value.response.headers["x-guardrail-stage"] == "a-output"
+    # A stop is told the way the API ends a filtered answer: the stage's text, then response.incomplete.
+    stopped = list(c.responses.create(model="gpt-fast", input=f"my card is {CARD}", stream=True))
+    assert [e.sequence_number for e in stopped] == list(range(len(stopped)))
+    assert stopped[0].type == "response.created" and stopped[-1].type == "response.incomplete"
+    assert stopped[-1].response.incomplete_details.reason == "content_filter"
+    assert stopped[-1].response.output_text == "I can't share payment details."
+    assert "".join(e.delta for e in stopped if e.type == "response.output_text.delta") == \
+        "I can't share payment details."
+    with httpx.stream("POST", guarded.url + "/v1/responses", headers={"authorization": f"Bearer {KEY_A}"},
+                      json={"model": "gpt-fast", "input": f"my card is {CARD}", "stream": True}) as r:
+        body = r.read()
+    assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+    assert r.headers["x-guardrail-stage"] == "a-output" and r.headers["x-guardrail-action"] == "override"
+    assert CARD.encode() not in body and b'"guardrail":' in body
+    before = len(recorder.requests)  # an input stop is told the same way, and nothing goes upstream
+    stopped = list(c.responses.create(model="gpt-fast", input="a word about acme corp", stream=True))
+    assert stopped[-1].type == "response.incomplete" and stopped[-1].response.output_text == "I can't discuss that."
+    assert len(recorder.requests) == before
+    # respond_with: error still answers an error before any event.
+    with pytest.raises(openai.BadRequestError) as info:
+        list(client(guarded, KEY_B).responses.create(model="gpt-fast", input=f"my card is {CARD}", stream=True))
+    assert info.value.body["type"] == "guardrail_violation" and info.value.body["message"] == "No payment data."
     before = len(recorder.requests)
     for stream in (True, False):  # its answer would be fetched later, past the output stages: refused
         with pytest.raises(openai.BadRequestError) as info:
@@ -339,8 +358,11 @@ def test_what_tools_and_mcp_servers_answered_is_checked_as_tool_input(guarded: G
                   "results": [{"file_id": "x", "text": "PROJECT-1234 in the doc"}]}):
         r = httpx.post(guarded.url + "/v1/responses", headers={"authorization": f"Bearer {KEY_E}"}, json={
             "model": "gpt-fast", "input": [{"role": "user", "content": "summarise it"}, item]})
-        assert r.status_code == 400 and r.headers["x-guardrail-action"] == "block", item["type"]
-        assert r.json()["error"]["message"] == "Blocked: project codes are confidential."
+        assert r.status_code == 200 and r.headers["x-guardrail-action"] == "block", item["type"]
+        stopped = Response.model_validate(r.json())  # a response, ended as the API ends a filtered answer
+        assert stopped.status == "incomplete" and stopped.incomplete_details.reason == "content_filter"
+        assert stopped.output_text == "Blocked: project codes are confidential."
+        assert stopped.model_extra["guardrail"]["action"] == "block"
     assert len(recorder.requests) == before
     response = client(guarded, KEY_E).responses.create(model="gpt-fast", input=[
         {"role": "user", "content": "summarise it"},
