@@ -140,8 +140,10 @@ class ProxyHandler:
         ex.upstream_s = time.perf_counter() - ex.upstream_start
         headers = [*client_response_headers(response.headers), _rid(ex)]
         if guarded.output and response.status == 200:
-            return self._done(ex, await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex,
-                                                           as_events=whole))
+            checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex, as_events=whole)
+            if whole and checked.status == 200:
+                ex.ttft_s = time.perf_counter() - ex.start  # the whole stream leaves now, its first token with it
+            return self._done(ex, checked)
         if response.status >= 400 and not _is_openai_error(answer):
             # An HTML page from a proxy in front of the model, a bare "Internal Server Error": clients and
             # the OpenAI SDKs expect an error object. The upstream's text stays out (it may echo the prompt).

@@ -148,6 +148,9 @@ def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gat
     assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
     assert r.headers["x-guardrail-action"] == "redact" and b"10.20.30.40" not in body
     assert body.startswith(b"event: response.created\ndata: ")
+    ttft = 'gateway_time_to_first_token_seconds_count{application="app-a",model="gpt-*",route="responses"}'
+    assert any(line.startswith(ttft) and float(line.split()[-1]) >= 3
+               for line in httpx.get(guarded.url + "/metrics").text.splitlines())
     # A stop is told the way the API ends a filtered answer: the stage's text, then response.incomplete.
     stopped = list(c.responses.create(model="gpt-fast", input=f"my card is {CARD}", stream=True))
     assert [e.sequence_number for e in stopped] == list(range(len(stopped)))
