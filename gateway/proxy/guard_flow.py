@@ -186,8 +186,7 @@ class GuardFlow:
         text = await self.replacement(decision, original)
         note = actions.annotation(decision, request_id)
         headers = [JSON, *actions.headers(decision)]
-        if decision.terminal.respond_with == "error" or endpoint not in ("chat_completions", "completions",
-                                                                          "responses"):
+        if decision.terminal.respond_with == "error" or endpoint not in _ANSWERED_IN_SHAPE:
             body = orjson.dumps(actions.error_body(text, decision.terminal.type, note))
             return RawResponse(400, headers, body)
         if stream and endpoint == "responses":
@@ -233,6 +232,10 @@ class GuardFlow:
                 t.guard_not_scanned.labels(stage_label).inc()
         if decision.outcomes and any(o.scanned for o in decision.outcomes):
             self._monitor.add(ex.request_id, ex.application, ex.model, on, decision, texts)
+
+
+# The endpoints whose stops answer in their own shape (an embedding has none: it is always an error).
+_ANSWERED_IN_SHAPE = ("chat_completions", "completions", "responses")
 
 
 def _logged(found: Found, stages: Sequence[Stage]) -> tuple[str, ...]:
