@@ -8,6 +8,7 @@ Beyond `max_windows`, the first windows and the last one are kept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -65,7 +66,7 @@ class Encoder:
         self._cls = self.tokenizer.token_to_id("[CLS]")
         self._sep = self.tokenizer.token_to_id("[SEP]")
         static = Path(model_path).parent / "static-fp16.npy"
-        self.static_table = np.load(static).astype(np.float32) if static.is_file() else None
+        self.static_table = _static_table(static) if static.is_file() else None
 
     @classmethod
     def load(cls, cache_dir: Path | None = None, options: EncoderOptions = EncoderOptions()) -> Encoder:
@@ -146,3 +147,12 @@ class Encoder:
                 rows[i].append(vec)
                 order[i].append(position[id(w)])
         return [np.stack([r for _, r in sorted(zip(o, rs), key=lambda x: x[0])]) for o, rs in zip(order, rows)]
+
+
+@functools.lru_cache(maxsize=4)
+def _static_table(path: Path) -> np.ndarray:
+    """The distilled token table, loaded once per file: the whole encoder and the detectors' shorter one
+    read the same table (47 MB as float32), never write it."""
+    table = np.load(path).astype(np.float32)
+    table.flags.writeable = False
+    return table
