@@ -186,10 +186,9 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
     b50, b95 = _pct(base, 0.5), _pct(base, 0.95)
     return {"requests": requests, "prompt_chars": 1000,
             "plain_ms": {"p50": b50, "p95": b95},
-            "benign_added_ms": {"p50": _pct(gated, 0.5) - b50, "p95": _pct(gated, 0.95) - b95},
-            "short_benign_added_ms": {"p50": _pct(short_guarded, 0.5) - _pct(short_base, 0.5),
-                                      "p95": _pct(short_guarded, 0.95) - _pct(short_base, 0.95)},
-            "encoder_path_added_ms": {"p50": _pct(encoded, 0.5) - b50, "p95": _pct(encoded, 0.95) - b95},
+            "benign_added_ms": _added(gated, base),
+            "short_benign_added_ms": _added(short_guarded, short_base),
+            "encoder_path_added_ms": _added(encoded, base),
             "encoder_windows_run": windows, "model_gateway_rss_mb": rss,
             "parallel_instant_added_ms": _added(instant_beside, base),
             "upstream_ms": upstream_ms, "slow_plain_ms": {"p50": _pct(slow_base, 0.5), "p95": _pct(slow_base, 0.95)},

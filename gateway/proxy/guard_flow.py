@@ -189,12 +189,10 @@ class GuardFlow:
         if decision.terminal.respond_with == "error" or endpoint not in _ANSWERED_IN_SHAPE:
             body = orjson.dumps(actions.error_body(text, decision.terminal.type, note))
             return RawResponse(400, headers, body)
-        if stream and endpoint == "responses":
-            events = response_stream(actions.completion_body(endpoint, model, text, note, request_id))
-            return RawResponse(200, [(b"content-type", b"text/event-stream"), *headers[1:]], events)
         if stream:
-            return RawResponse(200, [(b"content-type", b"text/event-stream"), *headers[1:]],
-                               actions.stream_body(endpoint, model, text, note, request_id))
+            events = (response_stream(actions.completion_body(endpoint, model, text, note, request_id))
+                      if endpoint == "responses" else actions.stream_body(endpoint, model, text, note, request_id))
+            return RawResponse(200, [(b"content-type", b"text/event-stream"), *headers[1:]], events)
         return RawResponse(200, headers, orjson.dumps(actions.completion_body(endpoint, model, text, note, request_id)))
 
     @staticmethod

@@ -95,9 +95,8 @@ def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: 
                            np.concatenate([w[part + ".weight"].astype(np.float32).T for part in parts], axis=1))
         qkv_bias = const(f"{p}.attention.qkv.bias",
                          np.concatenate([w[part + ".bias"].astype(np.float32) for part in parts]))
-        context = f"attention_{next(counter)}"
-        nodes.append(helper.make_node("Attention", [x, qkv_weight, qkv_bias, mask_i32], [context],
-                                      domain="com.microsoft", num_heads=shape.heads))
+        context = node("Attention", [x, qkv_weight, qkv_bias, mask_i32], domain="com.microsoft",
+                       num_heads=shape.heads)
         x = layer_norm(node("Add", [linear(context, f"{p}.attention.output.dense"), x]),
                        f"{p}.attention.output.LayerNorm")
         inner = linear(x, f"{p}.intermediate.dense")
