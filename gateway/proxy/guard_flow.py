@@ -23,7 +23,7 @@ from gateway.guard.plan import GuardPlan, Stage, compile_stages
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse
-from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, response_texts, write_back
+from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, write_back
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.guard")
@@ -142,8 +142,8 @@ class GuardFlow:
             guarded.found = None  # the texts changed: a parallel check reads the request as sent
         return decision
 
-    async def check_output(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any) -> Decision:
-        found = response_texts(endpoint, payload)
+    async def check_output(self, guarded: Guarded, payload: dict[str, Any], found: Found, ex: Any) -> Decision:
+        """Run the output stages on the texts `read_response` found in `payload`; redactions are written back."""
         guarded.enter_output()
         decision = await self.engine.evaluate(guarded.output, [seg for seg, _ in found])
         self._record(decision, ex, "output", _logged(found, guarded.output))

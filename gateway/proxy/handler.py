@@ -17,7 +17,7 @@ from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
 from gateway.proxy.stream_guard import EventRelay, StreamGuard
-from gateway.proxy.texts import unreadable_answer
+from gateway.proxy.texts import read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, model_list, parse_request,
@@ -168,14 +168,14 @@ class ProxyHandler:
         if not isinstance(payload, dict):  # nothing readable to check: never pass it unchecked
             raise OpenAIError(502, "The upstream answer could not be read by the output stages.",
                               type="upstream_error", code="unreadable_answer")
-        unread = unreadable_answer(endpoint.name, payload)
+        found, unread = read_response(endpoint.name, payload)
         if unread is not None:
             where = format_path(unread[0])
             log.warning("upstream answer not readable by the output stages", extra={"fields": {
                 "request_id": ex.request_id, "at": where, "reason": unread[1]}})
             raise OpenAIError(502, f"The upstream answer could not be read by the output stages ('{where}': "
                                    f"{unread[1]}).", type="upstream_error", code="unreadable_answer")
-        decision = await self._flow.check_output(guarded, endpoint.name, payload, ex)
+        decision = await self._flow.check_output(guarded, payload, found, ex)
         if decision.terminal is not None:
             original = "\n".join(t for t in decision.texts)
             refusal = await self._flow.refusal_response(decision, endpoint.name, model, as_events, ex.request_id,

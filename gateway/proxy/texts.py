@@ -66,6 +66,13 @@ def unreadable(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | Non
     return read_request(endpoint, payload)[1]
 
 
+def read_response(endpoint: str, payload: dict[str, Any]) -> tuple[Found, tuple[Path, str] | None]:
+    """In one walk: a (non-streamed) answer's texts, and the first place that carries output the guard
+    cannot read (and why), or None."""
+    walk = _response(endpoint, payload)
+    return walk.found, walk.bad[0] if walk.bad else None
+
+
 def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
     """All texts of a (non-streamed) response: every choice, its content and its tool-call arguments."""
     return _response(endpoint, payload).found
@@ -73,8 +80,7 @@ def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
 
 def unreadable_answer(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | None:
     """The first place of an upstream answer that carries output the guard cannot read; None if none."""
-    bad = _response(endpoint, payload).bad
-    return bad[0] if bad else None
+    return read_response(endpoint, payload)[1]
 
 
 def write_back(payload: dict[str, Any], path: Path, text: str) -> None:
