@@ -281,5 +281,8 @@ class RedisStore(DocumentHistory):
         await self._call(self.client.hset(self.k("jobs"), policy_id, json.dumps({**job, "updated": now})))
 
     async def job(self, policy_id: str) -> dict[str, Any] | None:
-        raw = await self._call(self.client.hget(self.k("jobs"), policy_id))
-        return with_age(json.loads(raw), await self._now()) if raw else None
+        pipe = self.client.pipeline(transaction=False)  # the job and Redis's clock in one round trip
+        pipe.hget(self.k("jobs"), policy_id)
+        pipe.time()
+        raw, (seconds, micros) = await self._call(pipe.execute())
+        return with_age(json.loads(raw), seconds + micros / 1e6) if raw else None
