@@ -18,6 +18,8 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,11 +154,19 @@ def encoder_files(cache_dir: Path | None = None, source: Path | None = None, bui
     return files
 
 
+@contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    """Builds into `directory` (the encoder cache) run one at a time, across processes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def build_truncated(source: Path, files: EncoderFiles, layers: int) -> None:
     """The first `layers` layers of the same weights (fp32 and int8), next to the full model. Atomic
     per file, under the build lock."""
-    with open(files.directory.parent / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(files.directory.parent):
         if files.path("int8", layers).is_file():
             return
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=files.directory.parent))
@@ -177,8 +187,7 @@ def build_static(files: EncoderFiles) -> Path:
 
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
-    with open(files.directory.parent / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(files.directory.parent):
         if files.static.is_file():
             return files.static
         encoder = Encoder(files.fp32, files.tokenizer, files.version, files.hidden, files.max_tokens,
@@ -204,9 +213,7 @@ def _prebuilt(cache: Path) -> EncoderFiles | None:
 
 def build_encoder(source: Path, target: Path) -> dict:
     """Compile `source` into `target` (atomic; concurrent callers wait on a lock and reuse the result)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(target.parent):
         if (target / "manifest.json").is_file():
             return json.loads((target / "manifest.json").read_text())
         started = time.perf_counter()

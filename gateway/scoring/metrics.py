@@ -20,6 +20,7 @@ import numpy as np
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.context import EVAL_CONTEXT
 from gateway.guard.types import MetricValue, ParamError
+from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.heads import Head, fit_logistic, pooled
 from gateway.scoring.runtime import ScoringRuntime, get_runtime
 
@@ -34,11 +35,15 @@ class _ModelMetric:
     blocking = False
     runtime: ScoringRuntime
 
+    @property
+    def _service(self) -> EmbeddingService:
+        return self.runtime.service
+
     async def _embedding(self, text: str) -> np.ndarray:
-        return pooled(await self.runtime.service.embed(text))
+        return pooled(await self._service.embed(text))
 
     def _embedding_sync(self, text: str) -> np.ndarray:
-        return pooled(self.runtime.encoder.embed([text])[0])
+        return pooled(self._service.encoder.embed([text])[0])
 
 
 @dataclass
@@ -55,17 +60,15 @@ class DetectorMetric(_ModelMetric):
         _ = rt.detector_service  # load the encoder now, at compile time, not on the first request
         return metric
 
-    async def _embedding(self, text: str) -> np.ndarray:
-        return pooled(await self.runtime.detector_service.embed(text))
-
-    def _embedding_sync(self, text: str) -> np.ndarray:
-        return pooled(self.runtime.detector_service.encoder.embed([text])[0])
+    @property
+    def _service(self) -> EmbeddingService:
+        return self.runtime.detector_service
 
     def _first_tier(self, text: str) -> tuple[float | None, float | None]:
         """(lexical logit, the gate's probability if it decides the text alone)."""
         if not self.head.needs_lexical:
             return None, None
-        feats = self.runtime.detector_service.features(text)
+        feats = self._service.features(text)
         lex = self.head.lexical(feats.lexical)
         return lex, self.head.gated_out(lex, feats.static)
 

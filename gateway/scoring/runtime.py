@@ -60,15 +60,18 @@ class ScoringRuntime:
     def loaded(self) -> bool:
         return self._service is not None or self._detector_service is not None
 
+    def _load(self, layers: int = 0) -> EmbeddingService:
+        c = self.config
+        encoder = Encoder.load(Path(c.model_dir) if c.model_dir else None,
+                               EncoderOptions(c.precision, c.threads, c.max_windows, layers=layers))
+        return EmbeddingService(encoder, c.max_batch, c.max_wait_ms, c.cache_entries)
+
     @property
     def service(self) -> EmbeddingService:
         if self._service is None:
             with self._lock:
                 if self._service is None:
-                    c = self.config
-                    encoder = Encoder.load(Path(c.model_dir) if c.model_dir else None,
-                                           EncoderOptions(c.precision, c.threads, c.max_windows))
-                    self._service = EmbeddingService(encoder, c.max_batch, c.max_wait_ms, c.cache_entries)
+                    self._service = self._load()
         return self._service
 
     @property
@@ -79,16 +82,12 @@ class ScoringRuntime:
     def detector_service(self) -> EmbeddingService:
         """What the built-in detectors embed with: the shared encoder, or with `detector_layers: 3`
         a second service on the model's first 3 layers (about twice as fast, less recall)."""
-        c = self.config
-        if not c.detector_layers:
+        if not self.config.detector_layers:
             return self.service
         if self._detector_service is None:
             with self._lock:
                 if self._detector_service is None:
-                    encoder = Encoder.load(Path(c.model_dir) if c.model_dir else None,
-                                           EncoderOptions(c.precision, c.threads, c.max_windows,
-                                                          layers=c.detector_layers))
-                    self._detector_service = EmbeddingService(encoder, c.max_batch, c.max_wait_ms, c.cache_entries)
+                    self._detector_service = self._load(self.config.detector_layers)
         return self._detector_service
 
     def services(self) -> list[EmbeddingService]:
