@@ -63,10 +63,12 @@ def bench_encoder(runs: int, precision: str = "fp32", threads: int = 0, layers: 
         indices = lexical_from_ids(ids[0], encoder.tokenizer.get_vocab_size())
         static = encoder.static(ids)[0]
         logits = [h.lexical(indices) for h in heads]
-        _ = [h.gate_score(static, z) for h, z in zip(heads, logits) if h.gate_w is not None]
+        parts = encoder.sentence_features(text) if any(h.sentences for h in heads) else None
+        sentence = [h.sentence_logit(parts) if parts is not None and h.sentences else None for h in heads]
+        _ = [h.gate_score(static, z, s) for h, z, s in zip(heads, logits, sentence) if h.gate_w is not None]
         mid = time.perf_counter()
         embedding = pooled(encoder.embed([text])[0])
-        _ = [h.score(embedding, z) for h, z in zip(heads, logits)]
+        _ = [h.score(embedding, z, s) for h, z, s in zip(heads, logits, sentence)]
         end = time.perf_counter()
         if i >= 5:  # warm-up
             gate.append((mid - start) * 1000)

@@ -16,12 +16,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from gateway.scoring.encoder import Encoder
-from gateway.scoring.heads import lexical_from_ids
+from gateway.scoring.heads import SentenceFeatures, lexical_from_ids
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class TextFeatures:
     ids: np.ndarray                 # token ids, no special tokens
     lexical: np.ndarray             # lexical feature indices
     static: np.ndarray | None       # static embedding (None without the distilled table)
+    # each sentence's static embedding and lexical indices (Encoder.sentence_features), when a head
+    # with `sentences` asked
+    sentences: SentenceFeatures | None = None
 
 
 @dataclass
@@ -70,18 +73,25 @@ class EmbeddingService:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def features(self, text: str) -> TextFeatures:
+    def features(self, text: str, sentences: bool = False) -> TextFeatures:
         """Tokens, lexical indices and static embedding of `text` (LRU-cached like embeddings): the
-        detectors on a stage all read them, and the encoder reuses the tokens."""
-        key = self.encoder.key(text)
-        hit = self._features.get(key)
-        if hit is not None:
-            self._features.move_to_end(key)
-            return hit
+        detectors on a stage all read them, and the encoder reuses the tokens. `sentences`: also
+        each sentence's (with the distilled table only)."""
         enc = self.encoder
-        ids = enc.token_ids([text])[0]
+        key = enc.key(text)
+        feats = self._features.get(key)
+        if feats is not None:
+            self._features.move_to_end(key)
+            if sentences and feats.sentences is None and feats.static is not None:
+                feats = self._features[key] = replace(feats, sentences=enc.sentence_features(text))
+            return feats
+        parts = None
+        if sentences and enc.static_table is not None:
+            ids, parts = enc.tokens_and_sentences(text)
+        else:
+            ids = enc.token_ids([text])[0]
         static = enc.static([ids])[0] if enc.static_table is not None else None
-        feats = TextFeatures(ids, lexical_from_ids(ids, enc.tokenizer.get_vocab_size()), static)
+        feats = TextFeatures(ids, lexical_from_ids(ids, enc.tokenizer.get_vocab_size()), static, parts)
         self._features[key] = feats
         while len(self._features) > max(self.cache_entries, 64):
             self._features.popitem(last=False)

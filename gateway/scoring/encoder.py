@@ -1,9 +1,8 @@
 """The shared text encoder at run time: onnxruntime + tokenizers + numpy, nothing else.
 
 `Encoder` is synchronous and thread-safe (one ORT session; ORT releases the GIL). Long texts are
-split into windows of the model's 256 tokens; a text's embedding is one row per window, and heads
-score each window and keep the highest (an injection at the end of a long document is not cut off).
-Beyond `max_windows`, the first windows and the last one are kept.
+split into windows of the model's 256 tokens; a text's embedding is one row per window, which heads
+pool into their normalised mean. Beyond `max_windows`, the first windows and the last one are kept.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+from gateway.scoring.heads import SentenceFeatures
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,25 @@ class Encoder:
                 out[row] = mean / max(float(np.linalg.norm(mean)), 1e-9)
         return out
 
+    def sentence_features(self, text: str) -> SentenceFeatures:
+        """Each sentence of `text` (`sentence_spans`) alone: its static embedding and lexical indices,
+        for heads with `sentences` (see heads.py)."""
+        return self.tokens_and_sentences(text)[1]
+
+    def tokens_and_sentences(self, text: str) -> tuple[np.ndarray, SentenceFeatures]:
+        """`token_ids` of `text` and its `sentence_features`, from one tokenisation: a sentence's
+        tokens are the text's tokens that start inside it (WordPiece splits at whitespace, so they
+        are the tokens of the sentence alone)."""
+        if self.static_table is None:
+            raise RuntimeError("the static token table is missing: run `guardrail-gateway models build`")
+        text = text[:self.options.max_chars]
+        enc = self.tokenizer.encode(text, add_special_tokens=False)
+        ids = np.asarray(enc.ids, np.int64)
+        starts = np.fromiter((o[0] for o in enc.offsets), np.int64, len(ids))
+        bounds = np.searchsorted(starts, [a for span in sentence_spans(text) for a in span])
+        parts = [ids[a:b] for a, b in zip(bounds[::2], bounds[1::2])]
+        return ids, SentenceFeatures.from_ids(parts, self.static_table, self.tokenizer.get_vocab_size())
+
     def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
         limit = self.options.max_chars
         # encode_batch_fast: no character offsets (nothing here reads them), ~25% less time.
@@ -156,3 +177,30 @@ def _static_table(path: Path) -> np.ndarray:
     table = np.load(path).astype(np.float32)
     table.flags.writeable = False
     return table
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n+")
+MIN_SENTENCE_CHARS = 12
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence or line of `text`, stripped; a piece shorter than 12 characters
+    is joined to the next one. A text without any gives one span of the whole text."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for cut in [*(m.span() for m in _SENTENCE_END.finditer(text)), (len(text), len(text))]:
+        piece = text[pos:cut[0]]
+        stripped = piece.strip()
+        if stripped:
+            a = pos + len(piece) - len(piece.lstrip())
+            b = a + len(stripped)
+            if spans and spans[-1][1] - spans[-1][0] < MIN_SENTENCE_CHARS:
+                spans[-1] = (spans[-1][0], b)
+            else:
+                spans.append((a, b))
+        pos = cut[1]
+    return spans or [(0, len(text))]
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]

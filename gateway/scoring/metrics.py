@@ -64,25 +64,28 @@ class DetectorMetric(_ModelMetric):
     def _service(self) -> EmbeddingService:
         return self.runtime.detector_service
 
-    def _first_tier(self, text: str) -> tuple[float | None, float | None]:
-        """(lexical logit, the gate's probability if it decides the text alone)."""
+    def _first_tier(self, text: str) -> tuple[float | None, float | None, float | None]:
+        """(lexical logit, sentence logit, the gate's probability if it decides the text alone)."""
         if not self.head.needs_lexical:
-            return None, None
-        feats = self._service.features(text)
+            return None, None, None
+        feats = self._service.features(text, sentences=self.head.sentences)
         lex = self.head.lexical(feats.lexical)
-        return lex, self.head.gated_out(lex, feats.static)
+        sentence = self.head.sentence_logit(feats.sentences) if feats.sentences is not None else None
+        return lex, sentence, self.head.gated_out(lex, feats.static, sentence)
 
     async def measure_async(self, text: str) -> MetricValue:
-        lex, early = self._first_tier(text)
+        lex, sentence, early = self._first_tier(text)
         self.runtime.count_decision(self.head.name, early is not None)
         if early is not None:
             return MetricValue(early)
-        return MetricValue(self.head.score(await self._embedding(text), lex))
+        return MetricValue(self.head.score(await self._embedding(text), lex, sentence))
 
     def measure(self, text: str) -> MetricValue:
-        lex, early = self._first_tier(text)
+        lex, sentence, early = self._first_tier(text)
         self.runtime.count_decision(self.head.name, early is not None)
-        return MetricValue(early if early is not None else self.head.score(self._embedding_sync(text), lex))
+        if early is not None:
+            return MetricValue(early)
+        return MetricValue(self.head.score(self._embedding_sync(text), lex, sentence))
 
 
 def policy_examples(spec: PolicySpec) -> tuple[list[str], list[int]]:

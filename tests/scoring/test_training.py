@@ -48,6 +48,7 @@ def test_train_and_evaluate_commands(tmp_path: Path) -> None:
     assert head.meta["trained_rows"] + head.meta["holdout_rows"] == len(texts)
     assert abs(head.meta["holdout_rows"] - 0.2 * len(texts)) <= 1 and 0 < head.threshold < 1
     assert head.lex_w is not None and head.lex_w.shape == (1 << 18,)
+    assert head.sentences and head.meta.get("sentences") is None  # a field of its own, saved and loaded
     # The evaluation command scores held-out files with that head (same gate and encoder as the gateway).
     from gateway.scoring.detectors import evaluate_detector
     from gateway.scoring.encoder import Encoder
