@@ -24,6 +24,9 @@ from gateway.scoring.encoder import Encoder
 from gateway.scoring.heads import SentenceFeatures, lexical_from_ids
 
 
+FEATURES_BUDGET = 64 << 20  # bytes of first-tier features kept (tokens, lexical indices, static embeddings)
+
+
 @dataclass(frozen=True)
 class TextFeatures:
     """What every head's first tier reads of a text, computed once however many heads ask."""
@@ -34,6 +37,13 @@ class TextFeatures:
     # each sentence's static embedding and lexical indices (Encoder.sentence_features), when a head
     # with `sentences` asked
     sentences: SentenceFeatures | None = None
+
+    @property
+    def nbytes(self) -> int:
+        parts = [self.ids, self.lexical, self.static]
+        if self.sentences is not None:
+            parts += [self.sentences.static, self.sentences.lexical, self.sentences.sentence]
+        return sum(a.nbytes for a in parts if a is not None)
 
 
 @dataclass
@@ -60,6 +70,7 @@ class EmbeddingService:
         self.stats = BatchStats()
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._features: OrderedDict[bytes, TextFeatures] = OrderedDict()
+        self._features_bytes = 0
         self._inflight: dict[bytes, asyncio.Future[np.ndarray]] = {}
         self._queue: list[tuple[list[list[int]], asyncio.Future[np.ndarray]]] = []
         self._busy = False
@@ -83,8 +94,8 @@ class EmbeddingService:
         if feats is not None:
             self._features.move_to_end(key)
             if sentences and feats.sentences is None and feats.static is not None:
-                feats = self._features[key] = replace(feats, sentences=enc.sentence_features(text))
-            return feats
+                self._keep(key, replace(feats, sentences=enc.sentence_features(text)))
+            return self._features[key]
         parts = None
         if sentences and enc.static_table is not None:
             ids, parts = enc.tokens_and_sentences(text)
@@ -92,10 +103,21 @@ class EmbeddingService:
             ids = enc.token_ids([text])[0]
         static = enc.static([ids])[0] if enc.static_table is not None else None
         feats = TextFeatures(ids, lexical_from_ids(ids, enc.tokenizer.get_vocab_size()), static, parts)
-        self._features[key] = feats
-        while len(self._features) > max(self.cache_entries, 64):
-            self._features.popitem(last=False)
+        self._keep(key, feats)
         return feats
+
+    def _keep(self, key: bytes, feats: TextFeatures) -> None:
+        """Cache `feats` as the newest entry; the oldest go while there are more than `cache_entries`
+        (at least 64) or they hold more than FEATURES_BUDGET bytes (a 32,000-character text's
+        features take about 0.5 MB). The newest entry always stays."""
+        old = self._features.pop(key, None)
+        if old is not None:
+            self._features_bytes -= old.nbytes
+        self._features[key] = feats
+        self._features_bytes += feats.nbytes
+        while len(self._features) > 1 and (len(self._features) > max(self.cache_entries, 64)
+                                           or self._features_bytes > FEATURES_BUDGET):
+            self._features_bytes -= self._features.popitem(last=False)[1].nbytes
 
     async def embed(self, text: str) -> np.ndarray:
         """[windows, hidden] for `text`, from the cache, a request already computing it, or a batch."""

@@ -62,7 +62,7 @@ class SentenceFeatures:
         full = lengths > 0
         if flat.size:
             starts = (np.cumsum(lengths) - lengths)[full]
-            means = np.add.reduceat(table[flat].astype(np.float32), starts, axis=0) / lengths[full, None]
+            means = np.add.reduceat(table[flat], starts, axis=0, dtype=np.float32) / lengths[full, None]
             static[full] = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-9)
         owner = np.repeat(np.arange(len(ids)), lengths)
         inside = owner[:-1] == owner[1:]  # bigrams within a sentence, as lexical_from_ids makes them

@@ -232,3 +232,24 @@ def test_a_missing_model_file_names_the_fix(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, env={**os.environ, "GATEWAY_MODEL_DIR": str(env_dir)})
     assert proc.returncode == 1 and "encoder-l3-int8.onnx is missing: run `guardrail-gateway models build`" \
         in proc.stderr, proc.stderr[-1500:]
+
+
+def test_first_tier_features_are_bounded_in_bytes(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first-tier feature cache drops its oldest texts once they hold more than the byte budget
+    (long texts' tokens and sentences are large), however many entries `cache_entries` allows."""
+    from gateway.scoring import batcher
+
+    service = EmbeddingService(encoder, cache_entries=4096)
+    texts = [f"Sentence number {n} of a long document about text {n}. " * 120 for n in range(6)]
+    one = service.features(texts[0], sentences=True).nbytes
+    assert one > 100_000  # tokens, lexical indices and 120 sentences' static embeddings
+    monkeypatch.setattr(batcher, "FEATURES_BUDGET", int(2.5 * one))
+    for text in texts[1:]:
+        service.features(text, sentences=True)
+    kept = list(service._features.values())
+    assert len(kept) == 2 and service._features_bytes == sum(f.nbytes for f in kept) <= batcher.FEATURES_BUDGET
+    assert service.features(texts[-1]) is kept[-1]  # the newest stay
+    monkeypatch.setattr(batcher, "FEATURES_BUDGET", 1)
+    service.features("a short text")  # over budget on its own: still kept, everything older goes
+    assert len(service._features) == 1 and service._features_bytes == service.features("a short text").nbytes
+    service.close()
