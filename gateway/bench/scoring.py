@@ -59,15 +59,18 @@ def bench_encoder(runs: int, precision: str = "fp32", threads: int = 0, layers: 
     full, gate = [], []
     for i, text in enumerate(texts):
         start = time.perf_counter()
-        ids = encoder.token_ids([text])
-        indices = lexical_from_ids(ids[0], encoder.tokenizer.get_vocab_size())
-        static = encoder.static(ids)[0]
+        # as the gateway does: one tokenisation serves the first tier and the encoder's windows
+        if any(h.sentences for h in heads):
+            ids, parts = encoder.tokens_and_sentences(text)
+        else:
+            ids, parts = encoder.token_ids([text])[0], None
+        indices = lexical_from_ids(ids, encoder.tokenizer.get_vocab_size())
+        static = encoder.static([ids])[0]
         logits = [h.lexical(indices) for h in heads]
-        parts = encoder.sentence_features(text) if any(h.sentences for h in heads) else None
         sentence = [h.sentence_logit(parts) if parts is not None and h.sentences else None for h in heads]
         _ = [h.gate_score(static, z, s) for h, z, s in zip(heads, logits, sentence) if h.gate_w is not None]
         mid = time.perf_counter()
-        embedding = pooled(encoder.embed([text])[0])
+        embedding = pooled(encoder.run(encoder.windows_of(ids)))
         _ = [h.score(embedding, z, s) for h, z, s in zip(heads, logits, sentence)]
         end = time.perf_counter()
         if i >= 5:  # warm-up
