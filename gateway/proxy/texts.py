@@ -30,6 +30,10 @@ class _Walk:
         self.found: Found = []
         self.bad: list[tuple[Path, str]] = []
 
+    def result(self) -> tuple[Found, tuple[Path, str] | None]:
+        """The texts, and the first place that could not be read (and why), or None."""
+        return self.found, self.bad[0] if self.bad else None
+
     def text(self, value: Any, path: Path, role: str, optional: bool = False) -> None:
         if isinstance(value, str):
             self.found.append((Segment(role, value), path))
@@ -52,8 +56,7 @@ class _Walk:
 def read_request(endpoint: str, payload: dict[str, Any]) -> tuple[Found, tuple[Path, str] | None]:
     """In one walk: the request's texts, and the first place that carries input the guard cannot read
     (and why), or None."""
-    walk = _request(endpoint, payload)
-    return walk.found, walk.bad[0] if walk.bad else None
+    return _request(endpoint, payload).result()
 
 
 def request_texts(endpoint: str, payload: dict[str, Any]) -> Found:
@@ -63,14 +66,13 @@ def request_texts(endpoint: str, payload: dict[str, Any]) -> Found:
 
 def unreadable(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | None:
     """The first place of a request that carries input the guard cannot read, and why; None if none."""
-    return read_request(endpoint, payload)[1]
+    return _request(endpoint, payload).result()[1]
 
 
 def read_response(endpoint: str, payload: dict[str, Any]) -> tuple[Found, tuple[Path, str] | None]:
     """In one walk: a (non-streamed) answer's texts, and the first place that carries output the guard
     cannot read (and why), or None."""
-    walk = _response(endpoint, payload)
-    return walk.found, walk.bad[0] if walk.bad else None
+    return _response(endpoint, payload).result()
 
 
 def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
@@ -80,7 +82,7 @@ def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
 
 def unreadable_answer(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | None:
     """The first place of an upstream answer that carries output the guard cannot read; None if none."""
-    return read_response(endpoint, payload)[1]
+    return _response(endpoint, payload).result()[1]
 
 
 def write_back(payload: dict[str, Any], path: Path, text: str) -> None:

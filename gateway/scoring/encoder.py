@@ -200,7 +200,3 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
                 spans.append((a, b))
         pos = cut[1]
     return spans or [(0, len(text))]
-
-
-def split_sentences(text: str) -> list[str]:
-    return [text[a:b] for a, b in sentence_spans(text)]
