@@ -58,6 +58,11 @@ class Stage:
     models: frozenset[str] | None = None  # run only on requests for these models (None: every model)
     parallel: bool = False  # input: runs beside the upstream call (see StageSpec.parallel)
 
+    @property
+    def enforcing(self) -> bool:
+        """Whether any of its rulesets may act (`mode: monitor` ones never do)."""
+        return any(rs.mode != "monitor" for rs in self.rulesets)
+
 
 @dataclass(frozen=True)
 class GuardPlan:

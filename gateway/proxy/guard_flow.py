@@ -114,12 +114,17 @@ class GuardFlow:
         return self._request_stages[key]
 
     @staticmethod
-    def read_input(guarded: Guarded, endpoint: str, payload: dict[str, Any]) -> None:
+    def read_input(guarded: Guarded, endpoint: str, payload: dict[str, Any], request_id: str = "") -> None:
         """Read the request's texts for the input stages; input they cannot read must not reach the model
-        unchecked, so it is refused (fail closed) with a 400 naming the value."""
+        unchecked, so it is refused (fail closed) with a 400 naming the value, unless every stage only
+        monitors (`mode: monitor` never acts): then the readable texts are checked and the rest is logged."""
         guarded.found, bad = read_request(endpoint, payload)
         if bad is not None:
             param = format_path(bad[0])
+            if not any(stage.enforcing for stage in (*guarded.input, *guarded.parallel)):
+                log.warning("request input not readable by the monitoring stages", extra={"fields": {
+                    "request_id": request_id, "at": param, "reason": bad[1]}})
+                return
             raise OpenAIError(400, f"Invalid value at '{param}': {bad[1]}. This gateway checks the input of this "
                                    "request and cannot read this value.", code="unreadable_input", param=param)
 

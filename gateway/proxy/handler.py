@@ -98,7 +98,7 @@ class ProxyHandler:
         ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
         guarded = self._flow.stages(app, parsed.payload)
         if guarded.input or guarded.parallel:
-            self._flow.read_input(guarded, endpoint.name, parsed.payload)
+            self._flow.read_input(guarded, endpoint.name, parsed.payload, ex.request_id)
         rewrite = len(parsed.payload) != parsed.fields  # the `guardrails` extension field was taken out
         if guarded.input:
             decision = await self._flow.check_input(guarded, endpoint.name, parsed.payload, ex)
@@ -165,7 +165,10 @@ class ProxyHandler:
             payload = orjson.loads(answer)
         except orjson.JSONDecodeError:
             payload = None
+        enforcing = any(stage.enforcing for stage in guarded.output)  # else only monitored: never refused
         if not isinstance(payload, dict):  # nothing readable to check: never pass it unchecked
+            if not enforcing and not as_events:
+                return RawResponse(200, [*headers, *guarded.headers()], answer)
             raise OpenAIError(502, "The upstream answer could not be read by the output stages.",
                               type="upstream_error", code="unreadable_answer")
         found, unread = read_response(endpoint.name, payload)
@@ -173,8 +176,9 @@ class ProxyHandler:
             where = format_path(unread[0])
             log.warning("upstream answer not readable by the output stages", extra={"fields": {
                 "request_id": ex.request_id, "at": where, "reason": unread[1]}})
-            raise OpenAIError(502, f"The upstream answer could not be read by the output stages ('{where}': "
-                                   f"{unread[1]}).", type="upstream_error", code="unreadable_answer")
+            if enforcing or as_events:  # events are made from what was read
+                raise OpenAIError(502, f"The upstream answer could not be read by the output stages ('{where}': "
+                                       f"{unread[1]}).", type="upstream_error", code="unreadable_answer")
         decision = await self._flow.check_output(guarded, payload, found, ex)
         if decision.terminal is not None:
             original = "\n".join(t for t in decision.texts)

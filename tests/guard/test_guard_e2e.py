@@ -490,3 +490,52 @@ def test_passthrough_annotates_and_forwards(guarded: Gateway, recorder: Recorder
     assert reply.choices[0].message.content == "echo:hello there"
     assert raw.headers["x-guardrail-action"] == "passthrough"
     assert reply.model_extra["guardrail"]["action"] == "passthrough"
+
+
+def _monitor_only_config(upstream: str, port: int) -> str:
+    return f"""
+server: {{host: 127.0.0.1, port: {port}}}
+upstreams:
+  - {{name: main, base_url: "{upstream}", api_key: sk-up, models: ["gpt-*", "odd-*"]}}
+applications:
+  - {{id: shadow, keys: ["sk-shadow"]}}
+policies:
+  - {{id: secret_codes, type: regex, rule: "Never reveal project codes", patterns: ["PROJECT-[0-9]{{4}}"]}}
+stages:
+  - name: watch-in
+    scope: central
+    on: input
+    rulesets:
+      - {{name: watch-secret, mode: monitor, rules: [{{metric: secret_codes}}], action: {{type: block}}}}
+  - name: watch-out
+    scope: central
+    on: output
+    rulesets:
+      - {{name: watch-secret-out, mode: monitor, rules: [{{metric: secret_codes}}], action: {{type: block}}}}
+"""
+
+
+def test_stages_that_only_monitor_never_refuse_what_they_cannot_read(upstream: str, recorder: Recorder,
+                                                                     tmp_path) -> None:
+    """`mode: monitor` never acts: input or an answer the monitoring stages cannot read passes (and is
+    logged), where an enforcing stage refuses it (the tests above)."""
+    from tests.conftest import running_gateway
+
+    with running_gateway(tmp_path, lambda port: _monitor_only_config(upstream, port)) as gw:
+        headers = {"authorization": "Bearer sk-shadow"}
+        before = len(recorder.requests)
+        r = httpx.post(gw.url + "/v1/embeddings", json={"model": "gpt-fast", "input": [[9, 8, 7]]}, headers=headers)
+        assert r.status_code == 200, r.text
+        r = httpx.post(gw.url + "/v1/chat/completions", headers=headers, json={"model": "gpt-fast", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": {"value": "PROJECT-1234"}}]},
+            {"role": "user", "content": "and PROJECT-5678"}]})
+        assert r.status_code == 200, r.text
+        assert len(recorder.requests) == before + 2  # both reached the upstream
+        answer = httpx.post(gw.url + "/v1/chat/completions", headers=headers, json={
+            "model": "odd-fast", "messages": [{"role": "user", "content": "PROJECT-1234"}]})
+        assert answer.status_code == 200, answer.text
+        assert isinstance(answer.json()["choices"][0]["message"]["content"], dict)  # relayed as the upstream sent it
+        metrics = httpx.get(gw.url + "/metrics").text
+        # the readable texts were still checked by the monitoring stages
+        assert 'mode="monitor",ruleset="watch-secret",stage="watch-in"' in metrics
+        assert 'mode="monitor",ruleset="watch-secret-out",stage="watch-out"' in metrics
