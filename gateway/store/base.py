@@ -151,6 +151,11 @@ def check_label(label: str) -> str:
     return upper
 
 
+def record_key(record_id: str, on: str) -> str:
+    """What makes a monitoring record unique (a retried write is dropped) and finds it by id."""
+    return f"{record_id}:{on}"
+
+
 def doc_id(body: dict[str, Any]) -> str:
     value = body.get("id") if isinstance(body, dict) else None
     if not isinstance(value, str) or not value:

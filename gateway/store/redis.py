@@ -24,6 +24,7 @@ from gateway.store.base import (
     doc_id,
     in_window,
     matches,
+    record_key,
     with_age,
 )
 
@@ -183,7 +184,7 @@ class RedisStore(DocumentHistory):
             return []
         args = [str(self.max_records)]
         for b in bodies:
-            key = f"{b['id']}:{b.get('on', '')}" if b.get("id") else ""
+            key = record_key(b["id"], b.get("on", "")) if b.get("id") else ""
             args += [key, json.dumps({"time": float(b.get("time", time.time())), "body": b})]
         seqs = await self._call(self._append(keys=[self.k("records"), self.k("recseq"), self.k("recid:")],
                                              args=args))
@@ -221,7 +222,7 @@ class RedisStore(DocumentHistory):
     async def record_by_id(self, record_id: str, on: str) -> Record | None:
         """One GET and one XRANGE for a record written in the last day (its dedupe key holds its seq); an
         older one is looked for in the log (a scan bounded by `max_records`)."""
-        seq = await self._call(self.client.get(self.k("recid:") + f"{record_id}:{on}"))
+        seq = await self._call(self.client.get(self.k("recid:") + record_key(record_id, on)))
         if seq is not None and seq.isdigit():
             record = await self.record(int(seq))
             if record is not None and record.body.get("id") == record_id and record.body.get("on") == on:

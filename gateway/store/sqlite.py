@@ -22,8 +22,9 @@ from gateway.store.base import (
     check_label,
     doc_id,
     job_is_active,
-    with_age,
     matches,
+    record_key,
+    with_age,
 )
 
 # Schema migrations: PRAGMA user_version holds how many have run; each runs once, in order, in one
@@ -243,7 +244,7 @@ class SqliteStore(DocumentHistory):
             db.execute("BEGIN")
             seqs = []
             for b in bodies:  # a record written twice (a retried write) is stored once
-                key = f"{b['id']}:{b.get('on', '')}" if b.get("id") else None
+                key = record_key(b["id"], b.get("on", "")) if b.get("id") else None
                 cur = db.execute("INSERT OR IGNORE INTO records (time, body, dedupe) VALUES (?, ?, ?)",
                                  (float(b.get("time", time.time())), json.dumps(b), key))
                 if cur.rowcount:
@@ -295,7 +296,7 @@ class SqliteStore(DocumentHistory):
         """By the dedupe key's unique index; a file written before it existed is searched for the id."""
         def read() -> tuple[Any, ...] | None:
             db = self._db()
-            row = db.execute("SELECT seq, time, body FROM records WHERE dedupe=?", (f"{record_id}:{on}",)).fetchone()
+            row = db.execute("SELECT seq, time, body FROM records WHERE dedupe=?", (record_key(record_id, on),)).fetchone()
             if row is None and db.execute("SELECT 1 FROM records WHERE dedupe IS NULL LIMIT 1").fetchone():
                 row = db.execute("SELECT seq, time, body FROM records WHERE dedupe IS NULL AND json_extract(body, "
                                  "'$.id') = ? AND json_extract(body, '$.on') = ? ORDER BY seq DESC LIMIT 1",
