@@ -97,6 +97,11 @@ class ProxyHandler:
                               code="model_not_found", param="model")
         ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
         guarded = self._flow.stages(app, parsed.payload)
+        # before any input stage runs: such a request is refused whatever they decide
+        if guarded.output and endpoint.name == "responses" and parsed.payload.get("background") is True:
+            raise OpenAIError(400, "This application's answers pass output stages, and a background response "
+                                   "would be fetched later without them; send background: false.",
+                              code="unguarded_background", param="background")
         if guarded.input or guarded.parallel:
             self._flow.read_input(guarded, endpoint.name, parsed.payload, ex.request_id)
         rewrite = len(parsed.payload) != parsed.fields  # the `guardrails` extension field was taken out
@@ -108,10 +113,6 @@ class ProxyHandler:
                 refusal.headers.append(_rid(ex))
                 return self._done(ex, refusal)
             rewrite = rewrite or decision.changed
-        if guarded.output and endpoint.name == "responses" and parsed.payload.get("background") is True:
-            raise OpenAIError(400, "This application's answers pass output stages, and a background response "
-                                   "would be fetched later without them; send background: false.",
-                              code="unguarded_background", param="background")
         whole = bool(guarded.output) and parsed.stream and endpoint.name == "responses"
         if whole:  # checked whole: asked for without streaming, streamed to the client once it passed
             parsed.payload["stream"] = False

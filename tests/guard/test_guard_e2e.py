@@ -178,6 +178,9 @@ def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gat
         with pytest.raises(openai.BadRequestError) as info:
             c.responses.create(model="gpt-fast", input="later", background=True, stream=stream)
         assert info.value.body["param"] == "background" and info.value.body["code"] == "unguarded_background"
+    with pytest.raises(openai.BadRequestError) as info:  # refused before the input stages run (no override)
+        c.responses.create(model="gpt-fast", input="a word about acme corp", background=True)
+    assert info.value.body["code"] == "unguarded_background"
     assert len(recorder.requests) == before
 
 
