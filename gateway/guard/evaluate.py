@@ -63,38 +63,25 @@ def select_policies(request: EvaluateRequest, plan: GuardPlan, default_ids: list
     return out
 
 
-def _joined_parts(parts: list[Any]) -> str:
-    """The text parts of a content list (the route refuses a text part without a string `text`)."""
-    return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+def split_messages(messages: list[dict[str, Any]]) -> tuple[str, str, list[str]]:
+    """The input (user and tool messages), the output (assistant messages) and the context (system and
+    developer messages), read as the proxy reads a chat request: content strings and text parts, tool
+    call arguments and refusals (the route refuses what cannot be read). A message's texts are joined
+    by newlines, messages by blank lines."""
+    from gateway.proxy.texts import read_request
+
+    by_message: dict[int, tuple[str, list[str]]] = {}
+    for segment, path in read_request("chat_completions", {"messages": messages})[0]:
+        by_message.setdefault(int(path[1]), (segment.role, []))[1].append(segment.text)
+    groups: dict[str, list[str]] = {"input": [], "output": [], "context": []}
+    for role, texts in by_message.values():
+        side = _SIDES.get(role)
+        if side is not None:
+            groups[side].append("\n".join(texts))
+    return "\n\n".join(groups["input"]), "\n\n".join(groups["output"]), groups["context"]
 
 
-def split_roles(messages: list[dict[str, Any]]) -> tuple[str, str]:
-    """The input (user and tool messages) and the output (assistant messages) as two texts."""
-    inputs, outputs = [], []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = _joined_parts(content)
-        if not isinstance(content, str):
-            continue
-        role = message.get("role")
-        if role in ("user", "tool"):
-            inputs.append(content)
-        elif role == "assistant":
-            outputs.append(content)
-    return "\n\n".join(inputs), "\n\n".join(outputs)
-
-
-def system_texts(messages: list[dict[str, Any]]) -> list[str]:
-    """System and developer messages: the context relevance and consistency policies compare against."""
-    out = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = _joined_parts(content)
-        if message.get("role") in ("system", "developer") and isinstance(content, str):
-            out.append(content)
-    return out
+_SIDES = {"user": "input", "tool": "input", "assistant": "output", "system": "context", "developer": "context"}
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:
@@ -113,8 +100,8 @@ async def _score(policy: Policy, text: str, ctx: EvalContext) -> MetricValue:
 
 async def evaluate(request: EvaluateRequest, policies: list[Policy], complete: Complete | None,
                    corrector_model: str | None) -> dict[str, Any]:
-    text_in, text_out = split_roles(request.messages)
-    context = "\n\n".join([*system_texts(request.messages), *_as_list(request.context)])
+    text_in, text_out, system = split_messages(request.messages)
+    context = "\n\n".join([*system, *_as_list(request.context)])
     input_score = output_score = 0.0
     violations: list[dict[str, Any]] = []
     violated: Policy | None = None

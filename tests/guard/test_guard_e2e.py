@@ -456,6 +456,12 @@ def test_evaluate_api_reads_text_parts_and_refuses_parts_it_cannot_read(guarded:
     r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "messages[2].content[1].text"
+    # What the route checks it scores: a tool call's arguments are output text like the content.
+    body["messages"][2] = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "pay", "arguments": f'{{"card": "{CARD}"}}'}}]}
+    r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    ev = r.json()["evaluation"]
+    assert ev["status"] == "FAIL" and ev["output_score"] > 0 and ev["input_score"] == 0.0, ev
 
 
 @pytest.mark.parametrize("body,param", [
