@@ -47,6 +47,7 @@ class Exchange:
     upstream_s: float | None = None
     ttft_s: float | None = None
     guard: str | None = None  # the last guard action applied (block, redact, ...)
+    relayed: bool = False  # the answer was relayed as a stream (else read whole: its overhead is measured)
 
 
 class ProxyHandler:
@@ -265,6 +266,7 @@ class ProxyHandler:
         def disconnected() -> None:
             state["status"] = 499  # nginx's "client closed request": the client left mid-stream
 
+        ex.relayed = True
         relay: EventRelay | StreamGuard = EventRelay()
         if guarded.output:
             guarded.enter_output()
@@ -318,7 +320,7 @@ class ProxyHandler:
         t.duration.labels(ex.route, ex.application).observe(elapsed)
         if ex.upstream_s is not None:
             t.upstream_duration.labels(ex.upstream, ex.route).observe(ex.upstream_s)
-            if not ex.stream:
+            if not ex.relayed:
                 t.overhead.labels(ex.route).observe(max(elapsed - ex.upstream_s, 0.0))
         if ex.ttft_s is not None:
             t.ttft.labels(ex.route, ex.application, ex.model).observe(ex.ttft_s)

@@ -130,7 +130,10 @@ def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gat
     answer, checks it, and streams the checked response as OpenAI's events."""
     text = "the server is at 10.20.30.40 thanks"
     c = client(guarded, KEY_A)
+    overhead = 'gateway_overhead_seconds_count{route="responses"}'
+    measured = _metric(guarded, overhead)
     events = list(c.responses.create(model="gpt-fast", input=text, stream=True))
+    assert _metric(guarded, overhead) == measured + 1  # read whole: its gateway overhead is measured
     sent = recorder.last()["json"]
     assert sent["stream"] is False and "stream_options" not in sent
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -548,3 +551,9 @@ def test_stages_that_only_monitor_never_refuse_what_they_cannot_read(upstream: s
         # the readable texts were still checked by the monitoring stages
         assert 'mode="monitor",ruleset="watch-secret",stage="watch-in"' in metrics
         assert 'mode="monitor",ruleset="watch-secret-out",stage="watch-out"' in metrics
+
+
+def _metric(gw: Gateway, prefix: str) -> float:
+    lines = [line for line in httpx.get(gw.url + "/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
