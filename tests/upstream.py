@@ -139,6 +139,8 @@ def create_upstream(rec: Recorder) -> Starlette:
                     {"type": "message", "id": "msg_t", "status": "completed", "role": "assistant",
                      "content": [{"type": "output_text", "text": "echo:" + text,
                                   "annotations": []}]}]}
+        if entry["json"].get("stream") is True:
+            return StreamingResponse(_response_events(body, rec), media_type="text/event-stream")
         return Response(orjson.dumps(body), media_type="application/json")
 
     async def models(request: Request) -> Response:
@@ -192,6 +194,20 @@ async def _stream(model: str, text: str, rec: Recorder) -> AsyncIterator[bytes]:
         yield b"data: [DONE]\n\n"
     finally:
         rec.closed_event(model).set()
+
+
+async def _response_events(body: dict[str, Any], rec: Recorder) -> AsyncIterator[bytes]:
+    """A streamed /v1/responses answer, a few characters per delta, the whole response last."""
+    text = body["output"][0]["content"][0]["text"]
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": {**body, "status": "in_progress",
+                                                                             "output": []}}]
+    events += [{"type": "response.output_text.delta", "item_id": "msg_t", "output_index": 0, "content_index": 0,
+                "delta": text[i:i + 4]} for i in range(0, len(text), 4)]
+    events.append({"type": "response.completed", "response": body})
+    for n, event in enumerate(events):
+        rec.sent_at.append(time.monotonic())
+        yield b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps({**event, "sequence_number": n}) + b"\n\n"
+        await asyncio.sleep(0)
 
 
 class ServerThread:

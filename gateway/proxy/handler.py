@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -16,7 +17,7 @@ from gateway.config.errors import format_path
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
-from gateway.proxy.stream_guard import EventRelay, StreamGuard
+from gateway.proxy.stream_guard import EventRelay, ResponseMonitor, StreamGuard
 from gateway.proxy.texts import read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
@@ -98,8 +99,11 @@ class ProxyHandler:
                               code="model_not_found", param="model")
         ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
         guarded = self._flow.stages(app, parsed.payload)
+        # output stages that may act see a /v1/responses answer whole (a stream of one is told from it);
+        # stages that only monitor never change what the client gets, so they watch it stream by
+        enforced = any(stage.enforcing for stage in guarded.output)
         # before any input stage runs: such a request is refused whatever they decide
-        if guarded.output and endpoint.name == "responses" and parsed.payload.get("background") is True:
+        if enforced and endpoint.name == "responses" and parsed.payload.get("background") is True:
             raise OpenAIError(400, "This application's answers pass output stages, and a background response "
                                    "would be fetched later without them; send background: false.",
                               code="unguarded_background", param="background")
@@ -114,7 +118,7 @@ class ProxyHandler:
                 refusal.headers.append(_rid(ex))
                 return self._done(ex, refusal)
             rewrite = rewrite or decision.changed
-        whole = bool(guarded.output) and parsed.stream and endpoint.name == "responses"
+        whole = enforced and parsed.stream and endpoint.name == "responses"
         if whole:  # checked whole: asked for without streaming, streamed to the client once it passed
             parsed.payload["stream"] = False
             parsed.payload.pop("stream_options", None)
@@ -268,13 +272,26 @@ class ProxyHandler:
 
         ex.relayed = True
         relay: EventRelay | StreamGuard = EventRelay()
-        if guarded.output:
+        if guarded.output and endpoint.name == "responses":  # only monitored (else it was asked for whole)
+            relay = ResponseMonitor(lambda answer: self._monitor_answer(guarded, answer, ex))
+        elif guarded.output:
             guarded.enter_output()
             relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
                                 self._flow.replacement, lambda d: annotation(d, ex.request_id),
                                 self._flow.lookback(guarded.output))
         chunks = self._events(route.upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
+
+    async def _monitor_answer(self, guarded: Guarded, answer: dict[str, Any], ex: Exchange) -> None:
+        """The monitoring output stages' check of a streamed /v1/responses answer, once it has left."""
+        try:
+            found, unread = read_response("responses", answer)
+            if unread is not None:
+                log.warning("upstream answer not readable by the output stages", extra={"fields": {
+                    "request_id": ex.request_id, "at": format_path(unread[0]), "reason": unread[1]}})
+            await self._flow.check_output(guarded, answer, found, ex)
+        except Exception:  # the stream has left whole: a failing check must not spoil it
+            log.exception("monitoring a streamed answer failed", extra={"fields": {"request_id": ex.request_id}})
 
     async def _events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange, state: dict[str, int],
                       relay: EventRelay | StreamGuard) -> AsyncIterator[bytes]:

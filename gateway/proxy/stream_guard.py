@@ -19,7 +19,7 @@ import orjson
 
 from gateway.guard.engine import Decision, Engine, Segment
 from gateway.guard.plan import Stage
-from gateway.proxy.sse import DONE, SSEDecoder
+from gateway.proxy.sse import DONE, Event, SSEDecoder
 
 # Given the decision that stopped the stream and the choice's whole text, the replacement text.
 Resolve = Callable[[Decision, str], Awaitable[str]]
@@ -56,6 +56,51 @@ class EventRelay:
 
     async def close(self) -> bytes:
         return self._decoder.pending
+
+
+class ResponseMonitor(EventRelay):
+    """A streamed /v1/responses answer under output stages that only monitor: relayed as it arrives, like
+    the unguarded relay, and checked once it ended. Its last event (`response.completed`, `.incomplete`
+    or `.failed`) carries the whole response; `check` reads that after the event has left, so the
+    monitoring adds no delay to the stream."""
+
+    def __init__(self, check: Callable[[dict[str, Any]], Awaitable[object]]) -> None:
+        super().__init__()
+        self._check = check
+        self._final: dict[str, Any] | None = None
+
+    async def feed(self, chunk: bytes) -> bytes:
+        events = self._decoder.feed(chunk)
+        for event in events:
+            final = _final_response(event)
+            if final is not None:
+                self._final = final
+        return events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
+
+    async def close(self) -> bytes:
+        if self._final is not None:
+            final, self._final = self._final, None
+            await self._check(final)
+        return self._decoder.pending
+
+
+_FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def _final_response(event: Event) -> dict[str, Any] | None:
+    """The response object a stream's last event carries (decoded only for an event that may be one)."""
+    data = event.data
+    if not data or (event.event is not None and event.event not in _FINAL_EVENTS):
+        return None
+    if not any(kind in data for kind in _FINAL_EVENTS):
+        return None
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(payload, dict) and payload.get("type") in _FINAL_EVENTS and isinstance(payload.get("response"), dict):
+        return payload["response"]
+    return None
 
 
 class StreamGuard:

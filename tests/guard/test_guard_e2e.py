@@ -557,3 +557,28 @@ def _metric(gw: Gateway, prefix: str) -> float:
     lines = [line for line in httpx.get(gw.url + "/metrics").text.splitlines() if line.startswith(prefix)]
     return float(lines[0].split()[-1]) if lines else 0.0
 
+
+def test_stages_that_only_monitor_let_a_responses_answer_stream_and_run_in_background(
+        upstream: str, recorder: Recorder, tmp_path) -> None:
+    """Output stages that only monitor never change what the client gets: a streamed /v1/responses answer
+    is relayed as the upstream streams it (not asked for whole) and checked once it ended, and a
+    background request is not refused (an enforcing output stage refuses it, test above)."""
+    from tests.conftest import running_gateway
+
+    out = 'gateway_guard_triggers_total{action="block",mode="monitor",ruleset="watch-secret-out",stage="watch-out"}'
+    with running_gateway(tmp_path, lambda port: _monitor_only_config(upstream, port)) as gw:
+        c = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-shadow", max_retries=0)
+        events = list(c.responses.create(model="gpt-fast", input="PROJECT-1234 status", stream=True))
+        assert recorder.last()["json"]["stream"] is True  # the upstream was asked for a stream
+        deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+        assert len(deltas) > 1 and "".join(deltas) == "echo:PROJECT-1234 status"  # the upstream's own events
+        assert events[-1].type == "response.completed"
+        assert _metric(gw, out) == 1  # the monitoring stage read the answer once it had left
+        assert _metric(gw, 'gateway_overhead_seconds_count{route="responses"}') == 0  # relayed: not whole
+        c.responses.create(model="gpt-fast", input="nothing secret", stream=True).close()
+        assert _metric(gw, out) == 1
+        before = len(recorder.requests)
+        later = c.responses.create(model="gpt-fast", input="PROJECT-1234 later", background=True)
+        assert later.output_text == "echo:PROJECT-1234 later" and len(recorder.requests) == before + 1
+        assert recorder.last()["json"]["background"] is True
+        assert _metric(gw, out) == 2

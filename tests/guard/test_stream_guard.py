@@ -13,7 +13,7 @@ from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.guard.engine import Decision, Engine
 from gateway.guard.plan import compile_stages
 from gateway.guard.policy import compile_policy
-from gateway.proxy.stream_guard import StreamGuard
+from gateway.proxy.stream_guard import ResponseMonitor, StreamGuard
 
 SECRET = "PROJECT-4242"
 POLICIES = {"codes": compile_policy(PolicySpec(id="codes", type="regex", patterns=["PROJECT-[0-9]{4}"]))}
@@ -176,3 +176,36 @@ def test_malformed_chunks_are_dropped_and_the_stream_is_still_checked(prefix: st
             assert released == text.replace(SECRET, "<codes>") and finishes[-1] == "stop"
         else:
             assert text.startswith(released[: -len("[removed]")]) and finishes[-1] == "content_filter"
+
+
+def test_a_monitored_responses_stream_passes_byte_for_byte_and_is_checked_once_at_its_end() -> None:
+    final = {"id": "resp_1", "status": "completed", "output": [{"type": "message", "content": [
+        {"type": "output_text", "text": "all of it"}]}]}
+    events = [
+        b"event: response.created\ndata: " + orjson.dumps({"type": "response.created", "response": {"id": "resp_1"}}),
+        # a delta whose text names the final event is not taken for it
+        b"data: " + orjson.dumps({"type": "response.output_text.delta", "delta": '"response.completed"'}),
+        b"event: response.completed\ndata: " + orjson.dumps({"type": "response.completed", "response": final}),
+    ]
+    stream = b"".join(e + b"\n\n" for e in events)
+    checked: list[dict] = []
+
+    async def check(response: dict) -> None:
+        checked.append(response)
+
+    async def run(step: int) -> bytes:
+        monitor = ResponseMonitor(check)
+        out = b""
+        for i in range(0, len(stream), step):
+            out += await monitor.feed(stream[i:i + step])
+            assert not checked  # nothing is checked before the stream ended
+        return out + await monitor.close()
+
+    for step in (7, 64, len(stream)):
+        assert asyncio.run(run(step)) == stream
+        assert checked == [final]
+        checked.clear()
+    monitor = ResponseMonitor(check)  # a stream cut before its last event: nothing to check
+    asyncio.run(monitor.feed(stream[: stream.index(b"event: response.completed")]))
+    asyncio.run(monitor.close())
+    assert checked == []
