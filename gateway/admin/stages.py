@@ -151,6 +151,9 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
     async def unpin(request: Request, role: Role) -> RawResponse:
         """Follow the latest version of a central stage again."""
         app = (await read_json(request)).get("application")
+        if not isinstance(app, str) or not app:  # a pin of an application since removed can still go
+            raise OpenAIError(400, "application: required, an application id.", code="invalid_request",
+                              param="application")
         if not role.central and app != role.application:
             raise OpenAIError(403, "This token may only change its own application.", code="forbidden",
                               param="application")

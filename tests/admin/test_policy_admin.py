@@ -691,6 +691,12 @@ def test_pin_a_central_stage_version(gw: Gateway) -> None:
     stage["rulesets"][0]["action"]["message"] = "version three"
     httpx.patch(gw.url + "/v1/admin/stages/org-pinnable", headers=h(CENTRAL), json={"rulesets": stage["rulesets"]})
     assert (answer(KEY_A), answer(KEY_B)) == ("version one", "version three")
+    for body in ({}, {"application": 7}, {"application": ""}):  # a central token must name the application
+        r = httpx.request("DELETE", gw.url + "/v1/admin/stages/org-pinnable/pin", headers=h(CENTRAL), json=body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "application", r.text
+    r = httpx.request("DELETE", gw.url + "/v1/admin/stages/org-pinnable/pin", headers=h(CENTRAL),
+                      json={"application": "app-b"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "pin_not_found"
     r = httpx.request("DELETE", gw.url + "/v1/admin/stages/org-pinnable/pin", headers=h(ADMIN_A),
                       json={"application": "app-a"})
     assert r.status_code == 200
