@@ -146,12 +146,14 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, layers: int = 0,
+def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, layers: int | None = None,
                   upstream_ms: float = 50.0) -> dict:
     stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [
         {"name": "pi", "rules": [{"metric": "prompt_injection", "op": "gt", "value": 0.999}],
          "action": {"type": "block"}}]}
-    scoring = {"precision": precision, "threads": threads, "detector_layers": layers}
+    scoring: dict[str, object] = {"precision": precision, "threads": threads}
+    if layers is not None:  # else the gateway's default
+        scoring["detector_layers"] = layers
     with tempfile.TemporaryDirectory() as tmp:
         mock, mock_port, _ = start_mock(30, "{}")
         children = [mock]
@@ -212,8 +214,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "int8"), default="int8",
                         help="encoder weights (default int8, the gateway's default)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: min(cores, 4))")
-    parser.add_argument("--detector-layers", type=int, choices=(0, 3), default=0,
-                        help="scoring.detector_layers: 0 the whole encoder, 3 its first 3 layers")
+    parser.add_argument("--detector-layers", type=int, choices=(0, 3), default=None,
+                        help="scoring.detector_layers: 0 the whole encoder, 3 its first 3 layers (default: the "
+                             "gateway's default, which for prompt_injection is 3)")
     parser.add_argument("--upstream-ms", type=float, default=50.0,
                         help="how long the slow mock upstream takes to answer, for the parallel-stage series "
                              "(default 50; real models take longer)")
@@ -221,14 +224,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    layers = args.detector_layers
+    from gateway.config.schema import ScoringConfig
+
+    # the encoder series run at the layers prompt_injection (the gateway series' stage) embeds with
+    layers = args.detector_layers if args.detector_layers is not None else ScoringConfig().layers_for("prompt_injection")
     print(f"precision {args.precision}, threads {args.threads or 'default'}, detector layers {layers or 'all'}",
           flush=True)
     figures = {"encoder": bench_encoder(args.runs, args.precision, args.threads, layers)}
     print(json.dumps(figures["encoder"]), flush=True)
     figures["batching"] = bench_batching(args.texts, 16, args.precision, args.threads, layers)
     print(json.dumps(figures["batching"]), flush=True)
-    figures["gateway"] = bench_gateway(args.requests, args.precision, args.threads, layers, args.upstream_ms)
+    figures["gateway"] = bench_gateway(args.requests, args.precision, args.threads, args.detector_layers,
+                                       args.upstream_ms)
     print(json.dumps(figures["gateway"]), flush=True)
     e, b, g = figures["encoder"], figures["batching"], figures["gateway"]
     print(f"""

@@ -99,6 +99,9 @@ class GuardSettings(_Frozen):
                                                           "(admin API `generate`).")
 
 
+DETECTOR_NAMES = ("prompt_injection", "harmful", "toxicity")
+
+
 class ScoringConfig(_Frozen):
     """Model-based metrics: the shared ONNX text encoder, micro-batching and the score cache."""
 
@@ -106,14 +109,39 @@ class ScoringConfig(_Frozen):
                                                "about twice as fast on CPU with the same detector quality; fp32 "
                                                "matches sentence-transformers to 1e-6.")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = min(cores, 4).")
-    detector_layers: Literal[0, 3] = Field(0, description="0: the built-in detectors use the whole encoder. 3: "
-                                           "their own encoder of its first 3 layers, about twice as fast on long "
-                                           "prompts, with less recall (see the README's figures).")
+    detector_layers: int | dict[str, int] = Field(
+        default_factory=lambda: {"prompt_injection": 3},
+        description="Encoder layers each built-in detector embeds with: 0 the whole encoder, 3 its own encoder of "
+                    "the first 3 layers (about twice as fast on long prompts; figures under Model-based policies). "
+                    "One number (0 or 3) for all detectors, or a mapping by detector; an unnamed one uses 0.")
     max_batch: int = Field(32, ge=1, description="Most 256-token windows run in one encoder call.")
     max_wait_ms: float = Field(1.0, ge=0, le=50, description="Longest wait to fill a batch when others are queued.")
     cache_entries: int = Field(4096, ge=0, description="Texts whose embeddings are kept (LRU); 0 disables.")
     max_windows: int = Field(4, ge=1, le=64, description="256-token windows scored per text (first ones and the last).")
     model_dir: str | None = Field(None, description="Compiled model cache; default $GATEWAY_MODEL_DIR or ~/.cache/guardrail-gateway/models.")
+
+    @field_validator("detector_layers", mode="before")
+    @classmethod
+    def _layers(cls, value: object) -> object:
+        def ok(n: object) -> bool:
+            return type(n) is int and n in (0, 3)
+
+        if isinstance(value, dict):
+            for name, n in value.items():
+                if name not in DETECTOR_NAMES:
+                    raise ValueError(f"{name!r} is not a built-in detector: {', '.join(DETECTOR_NAMES)}")
+                if not ok(n):
+                    raise ValueError(f"{name}: 0 (the whole encoder) or 3 (its first 3 layers)")
+        elif not ok(value):
+            raise ValueError("0 (the whole encoder) or 3 (its first 3 layers) for every detector, or a mapping "
+                             "of detector to 0 or 3")
+        return value
+
+    def layers_for(self, detector: str) -> int:
+        """The encoder layers `detector` embeds with (0: the whole encoder)."""
+        if isinstance(self.detector_layers, int):
+            return self.detector_layers
+        return self.detector_layers.get(detector, 0)
 
 
 class StoreConfig(_Frozen):

@@ -36,8 +36,9 @@ def add_models_parser(sub: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--precision", choices=("fp32", "int8"), default="int8",
                           help="encoder weights to evaluate with (default int8, as the gateway serves)")
-    evaluate.add_argument("--layers", type=int, choices=(0, 3), default=0,
-                          help="evaluate the heads for scoring.detector_layers (default 0: the whole encoder)")
+    evaluate.add_argument("--layers", type=int, choices=(0, 3), default=None,
+                          help="evaluate every detector's heads for scoring.detector_layers 0 (the whole encoder) "
+                               "or 3 (default: each at the gateway's default, prompt_injection 3 and the others 0)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     from gateway.bench import scoring as scoring_bench
@@ -101,14 +102,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gateway.scoring.detectors import evaluate_detector, load_detector
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
-    encoder = Encoder.load(options=EncoderOptions(precision=args.precision, layers=args.layers))
-    reports = [evaluate_detector(name, _data_dir(args.data), encoder, load_detector(name, layers=args.layers))
-               for name in _names(args.only)]
+    from gateway.config.schema import ScoringConfig
+
+    encoders: dict[int, Encoder] = {}
+    reports = []
+    for name in _names(args.only):
+        layers = args.layers if args.layers is not None else ScoringConfig().layers_for(name)
+        if layers not in encoders:
+            encoders[layers] = Encoder.load(options=EncoderOptions(precision=args.precision, layers=layers))
+        report = evaluate_detector(name, _data_dir(args.data), encoders[layers], load_detector(name, layers=layers))
+        reports.append({**report, "layers": layers or "all"})
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0
     for r in reports:
-        print(f"\n{r['detector']}  (threshold {r['threshold']}): AUC {r['auc']}  TPR@1%FPR {r['tpr_at_1pct_fpr']}  "
+        print(f"\n{r['detector']}  (layers {r['layers']}, threshold {r['threshold']}): AUC {r['auc']}  TPR@1%FPR {r['tpr_at_1pct_fpr']}  "
               f"TPR@5%FPR {r['tpr_at_5pct_fpr']}  F1 {r['f1']}  rows {r['rows']} ({r['positives']} positive)  "
               f"decided by the first tier (no encoder): {r['gated_without_encoder']:.1%}")
         for stem, e in r["files"].items():

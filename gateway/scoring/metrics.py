@@ -57,12 +57,12 @@ class DetectorMetric(_ModelMetric):
     def named(cls, name: str, runtime: ScoringRuntime | None = None) -> DetectorMetric:
         rt = runtime or get_runtime()
         metric = cls(rt.detector(name), rt)
-        _ = rt.detector_service  # load the encoder now, at compile time, not on the first request
+        _ = rt.detector_service(name)  # load the encoder now, at compile time, not on the first request
         return metric
 
     @property
     def _service(self) -> EmbeddingService:
-        return self.runtime.detector_service
+        return self.runtime.detector_service(self.head.name)
 
     def _first_tier(self, text: str) -> tuple[float | None, float | None, float | None]:
         """(lexical logit, sentence logit, the gate's probability if it decides the text alone)."""

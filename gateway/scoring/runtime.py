@@ -1,4 +1,5 @@
-"""The process-wide scoring runtime: one encoder, one embedding service, loaded heads.
+"""The process-wide scoring runtime: the shared encoder's embedding service (and the detectors' 3-layer
+one, when a detector uses it), loaded heads.
 
 Plans compile policies against it; it is created from the config's `scoring` section the first time
 a model-based metric is compiled (at startup, never on a request), so the first request is not slow.
@@ -78,16 +79,17 @@ class ScoringRuntime:
     def encoder(self) -> Encoder:
         return self.service.encoder
 
-    @property
-    def detector_service(self) -> EmbeddingService:
-        """What the built-in detectors embed with: the shared encoder, or with `detector_layers: 3`
-        a second service on the model's first 3 layers (about twice as fast, less recall)."""
-        if not self.config.detector_layers:
+    def detector_service(self, name: str) -> EmbeddingService:
+        """What the built-in detector `name` embeds with: the shared encoder, or at `detector_layers` 3
+        a second service on the model's first 3 layers (about twice as fast), shared by the detectors
+        that use it."""
+        layers = self.config.layers_for(name)
+        if not layers:
             return self.service
         if self._detector_service is None:
             with self._lock:
                 if self._detector_service is None:
-                    self._detector_service = self._load(self.config.detector_layers)
+                    self._detector_service = self._load(layers)
         return self._detector_service
 
     def services(self) -> list[EmbeddingService]:
@@ -99,7 +101,7 @@ class ScoringRuntime:
 
         with self._lock:
             if name not in self._heads:
-                self._heads[name] = load_detector(name, layers=self.config.detector_layers)
+                self._heads[name] = load_detector(name, layers=self.config.layers_for(name))
             return self._heads[name]
 
 

@@ -273,7 +273,7 @@ def test_sentence_features_are_computed_once_and_only_when_asked() -> None:
     assert split_sentences("Hi. This is a test! Another line\n\nNew line here. Ok?") == \
         ["Hi. This is a test!", "Another line", "New line here.", "Ok?"]  # a short piece joins the next one
     assert split_sentences("") == [""] and split_sentences("one") == ["one"]
-    service = DetectorMetric.named("harmful").runtime.detector_service
+    service = DetectorMetric.named("harmful").runtime.detector_service("harmful")
     text = f"{MEETING_NOTES} {uuid.uuid4().hex}"
     assert service.features(text).sentences is None  # a head without `sentences` does not pay for them
     first = service.features(text, sentences=True)
@@ -291,7 +291,7 @@ def test_three_layer_detector_heads(name: str) -> None:
 
     rt = ScoringRuntime(ScoringConfig(detector_layers=3))
     metric = DetectorMetric.named(name, rt)
-    assert rt.detector_service is not rt.service and "-l3-" in rt.detector_service.encoder.version
+    assert rt.detector_service(name) is not rt.service and "-l3-" in rt.detector_service(name).encoder.version
     assert metric.head.meta["encoder"].endswith("-l3-fp32")  # trained on the 3-layer model's embeddings
     assert metric.head.threshold != load_detector(name).threshold
     texts = {"prompt_injection": (INJECTIONS[0], BENIGN[0]),
@@ -302,9 +302,43 @@ def test_three_layer_detector_heads(name: str) -> None:
     assert bad > metric.head.threshold > good, (bad, good)
     # The detectors' encoder is really another model: its vectors differ from the whole model's.
     text = BENIGN[1]
-    three = rt.detector_service.encoder.embed([text])[0][0]
+    three = rt.detector_service(name).encoder.embed([text])[0][0]
     six = rt.service.encoder.embed([text])[0][0]
     assert float(three @ six) < 0.99 and abs(float(three @ three) - 1) < 1e-3
+
+
+def test_detector_layers_by_detector() -> None:
+    """By default prompt_injection (on every request's input) embeds with the 3-layer encoder and the
+    other detectors with the whole one; a mapping chooses per detector, a number for all of them."""
+    from gateway.config.schema import ScoringConfig
+    from gateway.scoring.metrics import DetectorMetric
+    from gateway.scoring.runtime import ScoringRuntime
+
+    rt = ScoringRuntime(ScoringConfig())
+    assert "-l3-" in rt.detector_service("prompt_injection").encoder.version
+    assert rt.detector_service("harmful") is rt.service is rt.detector_service("toxicity")
+    assert DetectorMetric.named("prompt_injection", rt).head.meta["encoder"].endswith("-l3-fp32")
+    assert not DetectorMetric.named("toxicity", rt).head.meta["encoder"].endswith("-l3-fp32")
+    mapped = ScoringConfig(detector_layers={"toxicity": 3})
+    assert [mapped.layers_for(n) for n in ("prompt_injection", "harmful", "toxicity")] == [0, 0, 3]
+    assert [ScoringConfig(detector_layers=0).layers_for(n) for n in ("prompt_injection", "toxicity")] == [0, 0]
+    from gateway.config.schema import DETECTOR_NAMES
+    from gateway.scoring.detectors import DETECTORS
+
+    assert DETECTOR_NAMES == DETECTORS  # the config knows every detector
+
+
+def test_detector_layers_config_errors_name_the_key(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from gateway.config.errors import ConfigError
+
+    for bad in ("{detector_layers: {jailbreak: 3}}", "{detector_layers: {toxicity: 2}}", "{detector_layers: 6}"):
+        path = tmp_path / "gateway.yaml"
+        path.write_text("upstreams: [{name: m, base_url: 'http://127.0.0.1:9', models: ['*']}]\n"
+                        f"scoring: {bad}\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert "scoring.detector_layers" in str(err.value) and str(path) in str(err.value), str(err.value)
 
 
 def test_gateway_with_three_layer_detectors(upstream: str, tmp_path: Path) -> None:
