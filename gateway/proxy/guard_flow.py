@@ -22,7 +22,7 @@ from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import GuardPlan, Stage, compile_stages
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.response_events import response_stream
-from gateway.proxy.responses import JSON, RawResponse
+from gateway.proxy.responses import JSON, RawResponse, event_stream_headers
 from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, write_back
 from gateway.telemetry import Telemetry
 
@@ -197,7 +197,7 @@ class GuardFlow:
         if stream:
             events = (response_stream(actions.completion_body(endpoint, model, text, note, request_id))
                       if endpoint == "responses" else actions.stream_body(endpoint, model, text, note, request_id))
-            return RawResponse(200, [(b"content-type", b"text/event-stream"), *headers[1:]], events)
+            return RawResponse(200, event_stream_headers(headers), events)
         return RawResponse(200, headers, orjson.dumps(actions.completion_body(endpoint, model, text, note, request_id)))
 
     @staticmethod

@@ -24,7 +24,7 @@ from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, model_list, parse_request,
                                   stream_error_event)
 from gateway.proxy.response_events import response_stream
-from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect
+from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
 from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
                                     client_response_headers, upstream_request_headers)
 from gateway.telemetry import AccessLog, Telemetry
@@ -196,9 +196,7 @@ class ProxyHandler:
         if annotated:
             payload["guardrail"] = annotation(decision, ex.request_id)
         if as_events:
-            headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                       *(h for h in headers if h[0] != b"content-type")]
-            return RawResponse(200, [*headers, *guarded.headers()], response_stream(payload))
+            return RawResponse(200, event_stream_headers([*headers, *guarded.headers()]), response_stream(payload))
         return RawResponse(200, [*headers, *guarded.headers()], orjson.dumps(payload) if annotated else answer)
 
     def _authenticate(self, request: Request, ex: Exchange) -> ApplicationConfig:

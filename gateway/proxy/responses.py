@@ -11,6 +11,13 @@ from starlette.types import Receive, Scope, Send
 
 Headers = list[tuple[bytes, bytes]]
 JSON = (b"content-type", b"application/json")
+_EVENT_STREAM = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
+
+
+def event_stream_headers(headers: Headers) -> Headers:
+    """`headers` for a body the gateway tells as server-sent events: its own content type, and no caching
+    (so no proxy holds the events back), in place of those the headers had."""
+    return [*_EVENT_STREAM, *(h for h in headers if h[0] not in (b"content-type", b"cache-control"))]
 
 
 class RawResponse:

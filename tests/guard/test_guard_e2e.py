@@ -150,6 +150,7 @@ def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gat
         body = r.read()
     assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
     assert r.headers["x-guardrail-action"] == "redact" and b"10.20.30.40" not in body
+    assert r.headers["cache-control"] == "no-cache"
     assert body.startswith(b"event: response.created\ndata: ")
     ttft = 'gateway_time_to_first_token_seconds_count{application="app-a",model="gpt-*",route="responses"}'
     assert any(line.startswith(ttft) and float(line.split()[-1]) >= 3
@@ -167,6 +168,7 @@ def test_a_streamed_responses_answer_is_checked_whole_then_streamed(guarded: Gat
         body = r.read()
     assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
     assert r.headers["x-guardrail-stage"] == "a-output" and r.headers["x-guardrail-action"] == "override"
+    assert r.headers["cache-control"] == "no-cache"  # a stop told as events is not cached either
     assert CARD.encode() not in body and b'"guardrail":' in body
     before = len(recorder.requests)  # an input stop is told the same way, and nothing goes upstream
     stopped = list(c.responses.create(model="gpt-fast", input="a word about acme corp", stream=True))
