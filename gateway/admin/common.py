@@ -32,7 +32,7 @@ def acting_on(registry: Registry, role: Role, app: Any, required: str, doing: st
     not, 403 `This token may only <doing>.` for another application's."""
     if not isinstance(app, str) or app not in registry.application_ids:
         raise OpenAIError(400, f"application: {required}.", code="invalid_request", param="application")
-    if not role.central and app != role.application:
+    if not role.may_see(app):
         raise OpenAIError(403, f"This token may only {doing}.", code="forbidden", param="application")
     return app
 

@@ -47,7 +47,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             if app not in registry.application_ids:
                 raise OpenAIError(400, f"applications[{i}]: no application {app!r}.", code="invalid_stage",
                                   param=f"applications[{i}]")
-            if not role.central and app != role.application:
+            if not role.may_see(app):
                 raise OpenAIError(403, "This token may only attach stages to its own application.",
                                   code="forbidden", param=f"applications[{i}]")
 
@@ -154,7 +154,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         if not isinstance(app, str) or not app:  # a pin of an application since removed can still go
             raise OpenAIError(400, "application: required, an application id.", code="invalid_request",
                               param="application")
-        if not role.central and app != role.application:
+        if not role.may_see(app):
             raise OpenAIError(403, "This token may only change its own application.", code="forbidden",
                               param="application")
         pin_id = f"{app}:{request.path_params['name']}"
