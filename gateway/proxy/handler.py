@@ -18,7 +18,7 @@ from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
 from gateway.proxy.stream_guard import EventRelay, ResponseMonitor, StreamGuard
-from gateway.proxy.texts import read_response
+from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, model_list, parse_request,
@@ -177,14 +177,11 @@ class ProxyHandler:
                 return RawResponse(200, [*headers, *guarded.headers()], answer)
             raise OpenAIError(502, "The upstream answer could not be read by the output stages.",
                               type="upstream_error", code="unreadable_answer")
-        found, unread = read_response(endpoint.name, payload)
-        if unread is not None:
-            where = format_path(unread[0])
-            log.warning("upstream answer not readable by the output stages", extra={"fields": {
-                "request_id": ex.request_id, "at": where, "reason": unread[1]}})
-            if enforcing or as_events:  # events are made from what was read
-                raise OpenAIError(502, f"The upstream answer could not be read by the output stages ('{where}': "
-                                       f"{unread[1]}).", type="upstream_error", code="unreadable_answer")
+        found, unread = _read_answer(endpoint.name, payload, ex)
+        if unread is not None and (enforcing or as_events):  # events are made from what was read
+            raise OpenAIError(502, f"The upstream answer could not be read by the output stages "
+                                   f"('{format_path(unread[0])}': {unread[1]}).", type="upstream_error",
+                              code="unreadable_answer")
         decision = await self._flow.check_output(guarded, payload, found, ex)
         if decision.terminal is not None:
             original = "\n".join(t for t in decision.texts)
@@ -283,10 +280,7 @@ class ProxyHandler:
     async def _monitor_answer(self, guarded: Guarded, answer: dict[str, Any], ex: Exchange) -> None:
         """The monitoring output stages' check of a streamed /v1/responses answer, once it has left."""
         try:
-            found, unread = read_response("responses", answer)
-            if unread is not None:
-                log.warning("upstream answer not readable by the output stages", extra={"fields": {
-                    "request_id": ex.request_id, "at": format_path(unread[0]), "reason": unread[1]}})
+            found, _ = _read_answer("responses", answer, ex)
             await self._flow.check_output(guarded, answer, found, ex)
         except Exception:  # the stream has left whole: a failing check must not spoil it
             log.exception("monitoring a streamed answer failed", extra={"fields": {"request_id": ex.request_id}})
@@ -363,6 +357,15 @@ async def _abandon(sending: asyncio.Future[UpstreamResponse]) -> None:
     done = await asyncio.gather(sending, return_exceptions=True)
     if isinstance(done[0], UpstreamResponse):
         done[0].close()
+
+
+def _read_answer(endpoint: str, payload: dict[str, Any], ex: Exchange) -> tuple[Found, tuple[Path, str] | None]:
+    """An upstream answer's texts for the output stages, and the first place they cannot read (logged)."""
+    found, unread = read_response(endpoint, payload)
+    if unread is not None:
+        log.warning("upstream answer not readable by the output stages", extra={"fields": {
+            "request_id": ex.request_id, "at": format_path(unread[0]), "reason": unread[1]}})
+    return found, unread
 
 
 def _is_openai_error(body: bytes) -> bool:

@@ -51,11 +51,14 @@ class EventRelay:
         self._decoder = SSEDecoder()
 
     async def feed(self, chunk: bytes) -> bytes:
-        events = self._decoder.feed(chunk)
-        return events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
+        return _joined(self._decoder.feed(chunk))
 
     async def close(self) -> bytes:
         return self._decoder.pending
+
+
+def _joined(events: list[Event]) -> bytes:
+    return events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
 
 
 class ResponseMonitor(EventRelay):
@@ -75,7 +78,7 @@ class ResponseMonitor(EventRelay):
             final = _final_response(event)
             if final is not None:
                 self._final = final
-        return events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
+        return _joined(events)
 
     async def close(self) -> bytes:
         if self._final is not None:

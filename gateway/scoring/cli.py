@@ -99,10 +99,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gateway.config.schema import ScoringConfig
     from gateway.scoring.detectors import evaluate_detector, load_detector
     from gateway.scoring.encoder import Encoder, EncoderOptions
-
-    from gateway.config.schema import ScoringConfig
 
     encoders: dict[int, Encoder] = {}
     reports = []
