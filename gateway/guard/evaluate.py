@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.config.errors import format_path
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.context import EVAL_CONTEXT, EvalContext
-from gateway.guard.plan import GuardPlan
+from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan
 from gateway.guard.policy import Policy, compile_policy
 from gateway.guard.redact import redact
 from gateway.guard.types import MetricValue, ParamError
@@ -81,7 +81,8 @@ def split_messages(messages: list[dict[str, Any]]) -> tuple[str, str, list[str]]
     return "\n\n".join(groups["input"]), "\n\n".join(groups["output"]), groups["context"]
 
 
-_SIDES = {"user": "input", "tool": "input", "assistant": "output", "system": "context", "developer": "context"}
+_SIDES = {**dict.fromkeys(DEFAULT_ROLES["input"], "input"), **dict.fromkeys(DEFAULT_ROLES["output"], "output"),
+          **dict.fromkeys(CONTEXT_ROLES, "context")}
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:

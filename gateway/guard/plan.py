@@ -18,6 +18,7 @@ from gateway.metrics import BUILTINS, KINDS
 log = logging.getLogger("gateway.guard")
 
 DEFAULT_ROLES = {"input": ("user", "tool"), "output": ("assistant",)}
+CONTEXT_ROLES = ("system", "developer")  # what output-side metrics compare an answer with, with the prompt
 AUTO_HOLDBACK_CAP = 128
 LOOKBACK_CAP = 1024
 

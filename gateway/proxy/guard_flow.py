@@ -19,7 +19,7 @@ from gateway.guard import actions
 from gateway.guard.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
-from gateway.guard.plan import GuardPlan, Stage, compile_stages
+from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan, Stage, compile_stages
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, event_stream_headers
@@ -38,8 +38,8 @@ CORRECT_PROMPT = ("Rewrite the assistant answer below so that it complies with e
 Complete = Callable[[str, list[dict[str, str]]], Awaitable[str]]  # (model, messages) -> answer text
 
 
-_PROMPT_ROLES = frozenset({"user", "tool"})
-_CONTEXT_ROLES = frozenset({"system", "developer"})
+_PROMPT_ROLES = frozenset(DEFAULT_ROLES["input"])
+_CONTEXT_ROLES = frozenset(CONTEXT_ROLES)
 
 
 @dataclass(slots=True)

@@ -146,7 +146,7 @@ class ProxyHandler:
         ex.upstream_s = time.perf_counter() - ex.upstream_start
         headers = [*client_response_headers(response.headers), _rid(ex)]
         if guarded.output and response.status == 200:
-            checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex, as_events=whole)
+            checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex, enforced, whole)
             if whole and checked.status == 200:
                 ex.ttft_s = time.perf_counter() - ex.start  # the whole stream leaves now, its first token with it
             return self._done(ex, checked)
@@ -164,14 +164,15 @@ class ProxyHandler:
         return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], answer))
 
     async def _guard_answer(self, guarded: Guarded, endpoint: Endpoint, model: str, answer: bytes,
-                            headers: list[tuple[bytes, bytes]], ex: Exchange, as_events: bool = False) -> RawResponse:
-        """Check a whole answer; with `as_events`, a /v1/responses answer that passes is told as the event
+                            headers: list[tuple[bytes, bytes]], ex: Exchange, enforcing: bool,
+                            as_events: bool = False) -> RawResponse:
+        """Check a whole answer (refused if unreadable only when `enforcing`: some output stage may act; else
+        it is only monitored); with `as_events`, a /v1/responses answer that passes is told as the event
         stream the client asked for."""
         try:
             payload = orjson.loads(answer)
         except orjson.JSONDecodeError:
             payload = None
-        enforcing = any(stage.enforcing for stage in guarded.output)  # else only monitored: never refused
         if not isinstance(payload, dict):  # nothing readable to check: never pass it unchecked
             if not enforcing and not as_events:
                 return RawResponse(200, [*headers, *guarded.headers()], answer)
