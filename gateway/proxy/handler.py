@@ -17,7 +17,7 @@ from gateway.config.errors import format_path
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
-from gateway.proxy.stream_guard import EventRelay, ResponseMonitor, StreamGuard
+from gateway.proxy.stream_guard import EventRelay, ResponseMonitor, StreamGuard, StreamMonitor
 from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
@@ -136,7 +136,7 @@ class ProxyHandler:
             else:
                 response = await self._send(upstream, endpoint.path, headers, body, ex)
             if parsed.stream and not whole and response.content_type.startswith(b"text/event-stream"):
-                return self._relay(route, response, ex, guarded, endpoint)
+                return self._relay(route, response, ex, guarded, endpoint, enforced)
             try:
                 answer = await response.read()
             except (UpstreamTimeout, UpstreamUnreachable) as exc:
@@ -259,7 +259,7 @@ class ProxyHandler:
         return OpenAIError(status, message, type="upstream_error", code=code)
 
     def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
-               endpoint: Endpoint) -> RelayResponse:
+               endpoint: Endpoint, enforced: bool) -> RelayResponse:
         headers = [*client_response_headers(response.headers), _rid(ex), *guarded.headers()]
         state = {"status": response.status}
 
@@ -269,7 +269,10 @@ class ProxyHandler:
         ex.relayed = True
         relay: EventRelay | StreamGuard = EventRelay()
         if guarded.output and endpoint.name == "responses":  # only monitored (else it was asked for whole)
-            relay = ResponseMonitor(lambda answer: self._monitor_answer(guarded, answer, ex))
+            relay = ResponseMonitor(lambda answer: self._monitor_answer(guarded, "responses", answer, ex))
+        elif guarded.output and not enforced:  # stages that only monitor watch it stream by
+            relay = StreamMonitor(endpoint.name,
+                                  lambda answer: self._monitor_answer(guarded, endpoint.name, answer, ex))
         elif guarded.output:
             guarded.enter_output()
             relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
@@ -278,10 +281,10 @@ class ProxyHandler:
         chunks = self._events(route.upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
 
-    async def _monitor_answer(self, guarded: Guarded, answer: dict[str, Any], ex: Exchange) -> None:
-        """The monitoring output stages' check of a streamed /v1/responses answer, once it has left."""
+    async def _monitor_answer(self, guarded: Guarded, endpoint: str, answer: dict[str, Any], ex: Exchange) -> None:
+        """The monitoring output stages' check of a streamed answer, once it has left whole."""
         try:
-            found, _ = _read_answer("responses", answer, ex)
+            found, _ = _read_answer(endpoint, answer, ex)
             await self._flow.check_output(guarded, answer, found, ex)
         except Exception:  # the stream has left whole: a failing check must not spoil it
             log.exception("monitoring a streamed answer failed", extra={"fields": {"request_id": ex.request_id}})

@@ -106,6 +106,91 @@ def _final_response(event: Event) -> dict[str, Any] | None:
     return None
 
 
+def _absorb(choice: _Choice, c: dict[str, Any], chat: bool) -> None:
+    """Take the text of one choice chunk. Fields of the wrong type are skipped: what a guard lets leave is
+    built from what was absorbed and checked, so a malformed field is dropped, never passed on unchecked."""
+    if chat:
+        delta = c.get("delta")
+        if isinstance(delta, dict):
+            choice.text += _text(delta.get("content"))
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                if isinstance(call, dict) and type(call.get("index", 0)) is int:
+                    _merge_tool(choice, call)
+    else:
+        choice.text += _text(c.get("text"))
+    finish = c.get("finish_reason")
+    if finish and isinstance(finish, str):
+        choice.finish = finish
+
+
+def _merge_tool(choice: _Choice, call: dict[str, Any]) -> None:
+    index = call.get("index", 0)
+    held = choice.tools.setdefault(index, {"index": index})
+    for key in ("id", "type"):
+        if call.get(key) and isinstance(call[key], str):
+            held[key] = call[key]
+    function = call.get("function")
+    function = function if isinstance(function, dict) else {}
+    target = held.setdefault("function", {"name": "", "arguments": ""})
+    target["name"] += _text(function.get("name"))
+    target["arguments"] += _text(function.get("arguments"))
+
+
+def _tools(choice: _Choice) -> list[dict[str, Any]]:
+    return sorted(choice.tools.values(), key=lambda t: t["index"])
+
+
+class StreamMonitor(EventRelay):
+    """A chat or completions stream under output stages that only monitor: relayed as it arrives, byte for
+    byte like the unguarded relay, while each choice's text and tool calls are gathered; once the stream
+    ended, `check` reads them as the whole (non-streamed) answer they add up to. Nothing is held back
+    or rebuilt, so the monitoring adds no delay to the stream and keeps every field the upstream sent."""
+
+    def __init__(self, endpoint: str, check: Callable[[dict[str, Any]], Awaitable[object]]) -> None:
+        super().__init__()
+        self._chat = endpoint == "chat_completions"
+        self._check = check
+        self._choices: dict[int, _Choice] = {}
+
+    async def feed(self, chunk: bytes) -> bytes:
+        events = self._decoder.feed(chunk)
+        for event in events:
+            data = event.data
+            if not data or data.strip() == "[DONE]" or '"choices"' not in data:
+                continue
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            choices = obj.get("choices") if isinstance(obj, dict) else None
+            for c in choices if isinstance(choices, list) else ():
+                index = c.get("index", 0) if isinstance(c, dict) else None
+                if type(index) is int:
+                    _absorb(self._choices.setdefault(index, _Choice(index)), c, self._chat)
+        return _joined(events)
+
+    def answer(self) -> dict[str, Any]:
+        """What the stream added up to, shaped as the endpoint's non-streamed answer."""
+        choices = []
+        for choice in sorted(self._choices.values(), key=lambda c: c.index):
+            if self._chat:
+                message: dict[str, Any] = {"role": "assistant", "content": choice.text}
+                if choice.tools:
+                    message["tool_calls"] = _tools(choice)
+                choices.append({"index": choice.index, "message": message, "finish_reason": choice.finish})
+            else:
+                choices.append({"index": choice.index, "text": choice.text, "finish_reason": choice.finish})
+        return {"object": "chat.completion" if self._chat else "text_completion", "choices": choices}
+
+    async def close(self) -> bytes:
+        if self._choices:
+            answer = self.answer()
+            self._choices = {}
+            await self._check(answer)
+        return self._decoder.pending
+
+
 class StreamGuard:
     """Feed upstream SSE bytes, get the bytes that may go to the client."""
 
@@ -174,7 +259,7 @@ class StreamGuard:
             if type(index) is not int:  # not a choice we can check (bool is no index either): dropped
                 continue
             choice = self._choices.setdefault(index, _Choice(index))
-            self._absorb(choice, c)
+            _absorb(choice, c, self._chat)
             touched[index] = choice
         return b""
 
@@ -187,36 +272,6 @@ class StreamGuard:
         touched.clear()
         return b"".join(out)
 
-    def _absorb(self, choice: _Choice, c: dict[str, Any]) -> None:
-        """Take the text of one choice chunk. Fields of the wrong type are skipped: what leaves is built
-        from what was absorbed and checked, so a malformed field is dropped, never passed on unchecked."""
-        if self._chat:
-            delta = c.get("delta")
-            if isinstance(delta, dict):
-                choice.text += _text(delta.get("content"))
-                calls = delta.get("tool_calls")
-                for call in calls if isinstance(calls, list) else ():
-                    if isinstance(call, dict) and type(call.get("index", 0)) is int:
-                        self._merge_tool(choice, call)
-        else:
-            choice.text += _text(c.get("text"))
-        finish = c.get("finish_reason")
-        if finish and isinstance(finish, str):
-            choice.finish = finish
-
-    @staticmethod
-    def _merge_tool(choice: _Choice, call: dict[str, Any]) -> None:
-        index = call.get("index", 0)
-        held = choice.tools.setdefault(index, {"index": index})
-        for key in ("id", "type"):
-            if call.get(key) and isinstance(call[key], str):
-                held[key] = call[key]
-        function = call.get("function")
-        function = function if isinstance(function, dict) else {}
-        target = held.setdefault("function", {"name": "", "arguments": ""})
-        target["name"] += _text(function.get("name"))
-        target["arguments"] += _text(function.get("arguments"))
-
     async def _check(self, choice: _Choice) -> bytes:
         final = choice.finish is not None
         hold = self._holdback
@@ -226,7 +281,7 @@ class StreamGuard:
         # than any window) get their say before the held-back tail is released.
         start = 0 if hold is None or final else max(0, choice.released - self._lookback)
         window = choice.text[start:]
-        tools = sorted(choice.tools.values(), key=lambda t: t["index"]) if final else []
+        tools = _tools(choice) if final else []
         segments = [Segment("assistant", window)] + [Segment("assistant", t["function"]["arguments"]) for t in tools]
         decision = await self._engine.evaluate(self._stages, segments)
         self.decisions.append(decision)

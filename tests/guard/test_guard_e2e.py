@@ -584,3 +584,29 @@ def test_stages_that_only_monitor_let_a_responses_answer_stream_and_run_in_backg
         assert later.output_text == "echo:PROJECT-1234 later" and len(recorder.requests) == before + 1
         assert recorder.last()["json"]["background"] is True
         assert _metric(gw, out) == 2
+
+
+def test_stages_that_only_monitor_let_a_chat_stream_pass_as_the_upstream_sent_it(
+        upstream: str, recorder: Recorder, tmp_path) -> None:
+    """A chat or completions stream under output stages that only monitor is relayed byte for byte, as it
+    arrives (nothing held back, no chunk rebuilt, odd chunks kept: they never act), and the answer it adds
+    up to is checked once, after it left."""
+    from tests.conftest import running_gateway
+
+    out = 'gateway_guard_triggers_total{action="block",mode="monitor",ruleset="watch-secret-out",stage="watch-out"}'
+    with running_gateway(tmp_path, lambda port: _monitor_only_config(upstream, port)) as gw:
+        for model in ("gpt-fast", "odd-fast"):
+            body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "PROJECT-1234 status"}]}
+            direct = httpx.post(upstream + "/chat/completions", json=body).content
+            relayed = httpx.post(gw.url + "/v1/chat/completions", json=body,
+                                 headers={"authorization": "Bearer sk-shadow"})
+            assert relayed.status_code == 200 and relayed.content == direct
+        assert _metric(gw, out) == 2  # each answer checked once: the project code is in the echo
+        c = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-shadow", max_retries=0)
+        chunks = list(c.chat.completions.create(model="gpt-fast", stream=True, messages=[
+            {"role": "user", "content": "PROJECT-5678 later"}]))
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "echo:PROJECT-5678 later"
+        assert _metric(gw, out) == 3
+        list(c.chat.completions.create(model="gpt-fast", stream=True, messages=[
+            {"role": "user", "content": "nothing secret"}]))
+        assert _metric(gw, out) == 3

@@ -13,7 +13,7 @@ from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.guard.engine import Decision, Engine
 from gateway.guard.plan import compile_stages
 from gateway.guard.policy import compile_policy
-from gateway.proxy.stream_guard import ResponseMonitor, StreamGuard
+from gateway.proxy.stream_guard import ResponseMonitor, StreamGuard, StreamMonitor
 
 SECRET = "PROJECT-4242"
 POLICIES = {"codes": compile_policy(PolicySpec(id="codes", type="regex", patterns=["PROJECT-[0-9]{4}"]))}
@@ -207,5 +207,57 @@ def test_a_monitored_responses_stream_passes_byte_for_byte_and_is_checked_once_a
         checked.clear()
     monitor = ResponseMonitor(check)  # a stream cut before its last event: nothing to check
     asyncio.run(monitor.feed(stream[: stream.index(b"event: response.completed")]))
+    asyncio.run(monitor.close())
+    assert checked == []
+
+
+def test_a_monitored_chat_stream_passes_byte_for_byte_and_its_whole_answer_is_checked_at_its_end() -> None:
+    def chunk(choices: list) -> bytes:
+        return b"data: " + orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "choices": choices}) + b"\n\n"
+
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": '}}
+    stream = b"".join([
+        chunk([{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": None}]),
+        chunk([{"index": 1, "delta": {"content": "Other"}, "finish_reason": None}]),
+        b": keep-alive\n\n",
+        chunk([{"index": 0, "delta": {"content": "lo", "tool_calls": [call]}, "finish_reason": None}]),
+        chunk([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '"x"}'}}]},
+                "finish_reason": "tool_calls"}]),
+        b'data: {"choices": [{"index": [1], "delta": {"content": "unreadable"}}]}\n\n',
+        chunk([{"index": 1, "delta": {}, "finish_reason": "stop"}]),
+        chunk([]),  # a usage chunk
+        b"data: [DONE]\n\n",
+    ])
+    checked: list[dict] = []
+
+    async def check(answer: dict) -> None:
+        checked.append(answer)
+
+    async def run(step: int) -> bytes:
+        monitor = StreamMonitor("chat_completions", check)
+        out = b""
+        for i in range(0, len(stream), step):
+            out += await monitor.feed(stream[i:i + step])
+            assert not checked  # nothing is checked before the stream ended
+        return out + await monitor.close()
+
+    tool = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}
+    for step in (5, 64, len(stream)):
+        assert asyncio.run(run(step)) == stream
+        assert checked == [{"object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hello", "tool_calls": [tool]},
+             "finish_reason": "tool_calls"},
+            {"index": 1, "message": {"role": "assistant", "content": "Other"}, "finish_reason": "stop"}]}]
+        checked.clear()
+
+    legacy = b"".join(b"data: " + orjson.dumps({"choices": [{"index": 0, "text": t, "finish_reason": f}]}) + b"\n\n"
+                      for t, f in (("one ", None), ("two", "length"))) + b"data: [DONE]\n\n"
+    monitor = StreamMonitor("completions", check)
+    assert asyncio.run(monitor.feed(legacy)) == legacy
+    asyncio.run(monitor.close())
+    assert checked == [{"object": "text_completion", "choices": [{"index": 0, "text": "one two", "finish_reason": "length"}]}]
+    checked.clear()
+    monitor = StreamMonitor("chat_completions", check)  # no choice ever arrived: nothing to check
+    asyncio.run(monitor.feed(b": ping\n\ndata: [DONE]\n\n"))
     asyncio.run(monitor.close())
     assert checked == []
