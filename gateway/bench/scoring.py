@@ -216,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: min(cores, 4))")
     parser.add_argument("--detector-layers", type=int, choices=(0, 3), default=None,
                         help="scoring.detector_layers: 0 the whole encoder, 3 its first 3 layers (default: the "
-                             "gateway's default, which for prompt_injection is 3)")
+                             "gateway's default, which for prompt_injection and harmful is 3)")
     parser.add_argument("--upstream-ms", type=float, default=50.0,
                         help="how long the slow mock upstream takes to answer, for the parallel-stage series "
                              "(default 50; real models take longer)")

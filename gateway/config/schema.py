@@ -110,7 +110,7 @@ class ScoringConfig(_Frozen):
                                                "matches sentence-transformers to 1e-6.")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = min(cores, 4).")
     detector_layers: int | dict[str, int] = Field(
-        default_factory=lambda: {"prompt_injection": 3},
+        default_factory=lambda: {"prompt_injection": 3, "harmful": 3},
         description="Encoder layers each built-in detector embeds with: 0 the whole encoder, 3 its own encoder of "
                     "the first 3 layers (about twice as fast on long prompts; figures under Model-based policies). "
                     "One number (0 or 3) for all detectors, or a mapping by detector; an unnamed one uses 0.")

@@ -38,7 +38,7 @@ def add_models_parser(sub: Any) -> None:
                           help="encoder weights to evaluate with (default int8, as the gateway serves)")
     evaluate.add_argument("--layers", type=int, choices=(0, 3), default=None,
                           help="evaluate every detector's heads for scoring.detector_layers 0 (the whole encoder) "
-                               "or 3 (default: each at the gateway's default, prompt_injection 3 and the others 0)")
+                               "or 3 (default: each at the gateway's default: prompt_injection and harmful 3, toxicity 0)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     from gateway.bench import scoring as scoring_bench

@@ -34,7 +34,7 @@ class Recipe:
     negatives: tuple[str, ...]             # task names whose label-0 rows are negatives (benign always is)
     benign_per_file: int                   # benign rows sampled per file
     max_per_file: int                      # cap on any other file (fixed seed)
-    synthetic: Callable[[list[str], int], list[tuple[str, int]]] | None = None  # gateway/scoring/synthetic.py
+    synthetic: Callable[[list[str], int], list[tuple]] | None = None  # gateway/scoring/synthetic.py
     # score sentences alone too (heads.py). Chosen on the held-out 20% of train/: it raises injection
     # TPR@1%FPR there (0.924 -> 0.941, BIPIA's injected contexts AUC 0.71 -> 0.79) and lowers harmful's.
     sentences: bool = False
@@ -42,7 +42,7 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "prompt_injection": Recipe(("injection",), ("injection",), 2500, 4000, synthetic.injection_rows, sentences=True),
-    "harmful": Recipe(("harmful",), (), 2500, 4000, synthetic.harmful_negatives),
+    "harmful": Recipe(("harmful",), (), 2500, 4000, synthetic.harmful_rows),
     "toxicity": Recipe(("toxic",), ("toxic",), 1500, 6000),
 }
 DETECTORS = tuple(RECIPES)
@@ -54,6 +54,12 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def training_rows(data_dir: Path, name: str) -> tuple[list[str], np.ndarray]:
+    texts, labels, _ = weighted_training_rows(data_dir, name)
+    return texts, labels
+
+
+def weighted_training_rows(data_dir: Path, name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A detector's training texts, labels and sample weights (1, or what a synthetic row asks for)."""
     recipe = RECIPES[name]
     rng = random.Random(SEED)
     texts: list[str] = []
@@ -76,9 +82,10 @@ def training_rows(data_dir: Path, name: str) -> tuple[list[str], np.ndarray]:
         labels += [y for _, y in chosen]
     carriers = [t for t, y in zip(texts, labels) if y == 0 and len(t) < 400]
     extra = recipe.synthetic(carriers, SEED) if recipe.synthetic else []
-    texts += [t for t, _ in extra]
-    labels += [y for _, y in extra]
-    return texts, np.asarray(labels, np.int64)
+    weights = [1.0] * len(texts) + [row[2] if len(row) > 2 else 1.0 for row in extra]
+    texts += [row[0] for row in extra]
+    labels += [row[1] for row in extra]
+    return texts, np.asarray(labels, np.int64), np.asarray(weights)
 
 
 class EmbeddingCache:
@@ -120,7 +127,7 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     started = time.perf_counter()
-    texts, labels = training_rows(data_dir, name)
+    texts, labels, weights = weighted_training_rows(data_dir, name)
     idx_train, idx_hold = train_test_split(np.arange(len(texts)), test_size=0.2, random_state=SEED, stratify=labels)
     lex = lexical_matrix(encoder, texts)
     emb = cache.embed(texts)
@@ -128,7 +135,7 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
 
     # Long everyday prompts weigh more: the corpus's long texts are mostly attacks, and a head must not
     # learn "long = attack" (the data README's caveat).
-    weights = np.where((labels == 0) & (np.array([len(t) for t in texts]) > LONG_CHARS), LONG_WEIGHT, 1.0)
+    weights = weights * np.where((labels == 0) & (np.array([len(t) for t in texts]) > LONG_CHARS), LONG_WEIGHT, 1.0)
     lexical = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, solver="liblinear", tol=1e-3)
     oof = np.zeros(len(idx_train))
     for fit, held in StratifiedKFold(3, shuffle=True, random_state=SEED).split(idx_train, labels[idx_train]):

@@ -308,16 +308,18 @@ def test_three_layer_detector_heads(name: str) -> None:
 
 
 def test_detector_layers_by_detector() -> None:
-    """By default prompt_injection (on every request's input) embeds with the 3-layer encoder and the
-    other detectors with the whole one; a mapping chooses per detector, a number for all of them."""
+    """By default prompt_injection (on every request's input) and harmful embed with the 3-layer encoder,
+    one pass for both, and toxicity with the whole one; a mapping chooses per detector, a number for all."""
     from gateway.config.schema import ScoringConfig
     from gateway.scoring.metrics import DetectorMetric
     from gateway.scoring.runtime import ScoringRuntime
 
     rt = ScoringRuntime(ScoringConfig())
     assert "-l3-" in rt.detector_service("prompt_injection").encoder.version
-    assert rt.detector_service("harmful") is rt.service is rt.detector_service("toxicity")
+    assert rt.detector_service("harmful") is rt.detector_service("prompt_injection") is not rt.service
+    assert rt.detector_service("toxicity") is rt.service
     assert DetectorMetric.named("prompt_injection", rt).head.meta["encoder"].endswith("-l3-fp32")
+    assert DetectorMetric.named("harmful", rt).head.meta["encoder"].endswith("-l3-fp32")
     assert not DetectorMetric.named("toxicity", rt).head.meta["encoder"].endswith("-l3-fp32")
     mapped = ScoringConfig(detector_layers={"toxicity": 3})
     assert [mapped.layers_for(n) for n in ("prompt_injection", "harmful", "toxicity")] == [0, 0, 3]

@@ -80,3 +80,46 @@ def test_fit_logistic_separates_and_is_deterministic() -> None:
     assert np.array_equal(w, w2) and b == b2
     accuracy = (((x @ w + b) > 0).astype(int) == y).mean()
     assert accuracy > 0.85
+
+
+def _normal(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def test_harmful_training_rows_carry_the_hand_written_prompts_with_their_weight(tmp_path: Path) -> None:
+    from gateway.scoring import synthetic
+    from gateway.scoring.detectors import weighted_training_rows
+
+    train = tmp_path / "train"
+    train.mkdir()
+    rows = [{"text": f"How do I build a weapon number {i}?", "label": 1, "task": "harmful"} for i in range(5)]
+    rows += [{"text": f"What is the capital of country {i}?", "label": 0, "task": "benign"} for i in range(5)]
+    (train / "mixed_toy.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    texts, labels, weights = weighted_training_rows(train, "harmful")
+    benign, requests = synthetic.prompt_lines("harmful_benign"), synthetic.prompt_lines("harmful_requests")
+    assert len(benign) >= 400 and len(requests) >= 200
+    assert texts[:10] == [r["text"] for r in rows] and labels[:10].tolist() == [r["label"] for r in rows]
+    assert set(weights[:10]) == {1.0}
+    hand = {t: (y, w) for t, y, w in zip(texts, labels.tolist(), weights.tolist()) if w != 1.0}
+    assert hand == {**{t: (0, synthetic.HAND_WRITTEN_WEIGHT) for t in benign},
+                    **{t: (1, synthetic.HAND_WRITTEN_WEIGHT) for t in requests}}
+    assert training_rows(train, "harmful")[0] == texts
+
+
+def test_hand_written_prompts_are_unique_and_apart_from_their_validation_set() -> None:
+    """The validation prompts (prompts/validation/) choose the hand-written weight: none of them may be a
+    training prompt, or the choice would be made on training data."""
+    from gateway.scoring import synthetic
+
+    seen: dict[str, str] = {}
+    for path in sorted(synthetic.PROMPTS_DIR.glob("*.txt")):
+        for line in synthetic.prompt_lines(path.stem):
+            assert _normal(line) not in seen, f"{path.name}: {line!r} repeats a line of {seen.get(_normal(line))}"
+            seen[_normal(line)] = path.name
+    validation = sorted((synthetic.PROMPTS_DIR / "validation").glob("*.jsonl"))
+    assert validation
+    for path in validation:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        assert {r["label"] for r in rows} == {0, 1}
+        clash = [r["text"] for r in rows if _normal(r["text"]) in seen]
+        assert not clash, f"{path.name} repeats training prompts: {clash[:3]}"
