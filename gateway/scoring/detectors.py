@@ -43,7 +43,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "prompt_injection": Recipe(("injection",), ("injection",), 2500, 4000, synthetic.injection_rows, sentences=True),
     "harmful": Recipe(("harmful",), (), 2500, 4000, synthetic.harmful_rows),
-    "toxicity": Recipe(("toxic",), ("toxic",), 1500, 6000),
+    "toxicity": Recipe(("toxic",), ("toxic",), 1500, 6000, synthetic.toxicity_rows),
 }
 DETECTORS = tuple(RECIPES)
 

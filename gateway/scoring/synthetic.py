@@ -95,10 +95,10 @@ def injection_rows(benign: list[str], seed: int, count: int = 1500) -> list[tupl
 
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
-# Sample weight of a hand-written prompt (prompts/*.txt): a few hundred lines against thousands of
-# corpus rows. Chosen on train's held-out 20% and the validation prompts (prompts/validation/), which
-# were written apart from the training ones.
-HAND_WRITTEN_WEIGHT = 3.0
+# Sample weight of a hand-written line (prompts/*.txt) per detector: a few hundred lines against
+# thousands of corpus rows. Each chosen among 1, 3, 10 and 20 by the mean F1 on train's held-out 20%
+# and on the detector's validation lines (prompts/validation/), written apart from the training ones.
+HAND_WRITTEN_WEIGHT = {"harmful": 3.0, "toxicity": 10.0}
 
 
 def prompt_lines(name: str) -> list[str]:
@@ -115,6 +115,17 @@ def harmful_rows(benign: list[str], seed: int) -> list[tuple]:
     rows: list[tuple] = [(text, 0) for text in BENIGN_HOMONYM + BENIGN_TRIGGER]
     if benign:
         rows += [(f"{rng.choice(benign)} {rng.choice(BENIGN_HOMONYM)}", 0) for _ in range(300)]
-    rows += [(text, 0, HAND_WRITTEN_WEIGHT) for text in prompt_lines("harmful_benign")]
-    rows += [(text, 1, HAND_WRITTEN_WEIGHT) for text in prompt_lines("harmful_requests")]
+    weight = HAND_WRITTEN_WEIGHT["harmful"]
+    rows += [(text, 0, weight) for text in prompt_lines("harmful_benign")]
+    rows += [(text, 1, weight) for text in prompt_lines("harmful_requests")]
+    return rows
+
+
+def toxicity_rows(benign: list[str], seed: int) -> list[tuple]:
+    """The hand-written lines for `toxicity`: non-hateful ones (identity groups named neutrally or with
+    pride, counter-speech, hate quoted to condemn it, negation, profanity at things, banter) and hateful
+    ones (contempt, dehumanisation, threats, coded and obfuscated hate) across many target groups."""
+    weight = HAND_WRITTEN_WEIGHT["toxicity"]
+    rows: list[tuple] = [(text, 0, weight) for text in prompt_lines("toxicity_benign")]
+    rows += [(text, 1, weight) for text in prompt_lines("toxicity_hateful")]
     return rows

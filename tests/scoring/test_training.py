@@ -101,8 +101,8 @@ def test_harmful_training_rows_carry_the_hand_written_prompts_with_their_weight(
     assert texts[:10] == [r["text"] for r in rows] and labels[:10].tolist() == [r["label"] for r in rows]
     assert set(weights[:10]) == {1.0}
     hand = {t: (y, w) for t, y, w in zip(texts, labels.tolist(), weights.tolist()) if w != 1.0}
-    assert hand == {**{t: (0, synthetic.HAND_WRITTEN_WEIGHT) for t in benign},
-                    **{t: (1, synthetic.HAND_WRITTEN_WEIGHT) for t in requests}}
+    weight = synthetic.HAND_WRITTEN_WEIGHT["harmful"]
+    assert weight != 1.0 and hand == {**{t: (0, weight) for t in benign}, **{t: (1, weight) for t in requests}}
     assert training_rows(train, "harmful")[0] == texts
 
 
