@@ -5,6 +5,10 @@ jailbreaks) and no benign prompts that merely use trigger words ("ignore", "kill
 head learns "long role-play = attack" and "violent word = harmful". These templates (written here,
 from the public taxonomies of injection techniques and over-refusal, not from any test file) are
 combined with train/ texts as carriers, with a fixed seed. `training_rows` appends them.
+
+`prompts/*.txt` hold longer hand-written sets for `harmful` and `toxicity` (benign and positive lines
+phrased alike, none taken from a benchmark), weighted per detector; `prompts/validation/` holds lines
+written apart from them, which chose the weights and are never trained on.
 """
 
 from __future__ import annotations
