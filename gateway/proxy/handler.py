@@ -17,7 +17,7 @@ from gateway.config.errors import format_path
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
-from gateway.proxy.stream_guard import EventRelay, ResponseMonitor, StreamGuard, StreamMonitor
+from gateway.proxy.stream_guard import EventRelay, StreamGuard, answer_monitor
 from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
@@ -268,12 +268,10 @@ class ProxyHandler:
 
         ex.relayed = True
         relay: EventRelay | StreamGuard = EventRelay()
-        if guarded.output and endpoint.name == "responses":  # only monitored (else it was asked for whole)
-            relay = ResponseMonitor(lambda answer: self._monitor_answer(guarded, "responses", answer, ex))
-        elif guarded.output and not enforced:  # stages that only monitor watch it stream by
-            relay = StreamMonitor(endpoint.name,
-                                  lambda answer: self._monitor_answer(guarded, endpoint.name, answer, ex))
-        elif guarded.output:
+        if guarded.output and not enforced:  # stages that only monitor watch it stream by
+            relay = answer_monitor(endpoint.name,
+                                   lambda answer: self._monitor_answer(guarded, endpoint.name, answer, ex))
+        elif guarded.output:  # (a /v1/responses answer under stages that may act was asked for whole)
             guarded.enter_output()
             relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
                                 self._flow.replacement, lambda d: annotation(d, ex.request_id),

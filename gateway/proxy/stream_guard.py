@@ -61,30 +61,56 @@ def _joined(events: list[Event]) -> bytes:
     return events[0].raw if len(events) == 1 else b"".join(e.raw for e in events)
 
 
-class ResponseMonitor(EventRelay):
-    """A streamed /v1/responses answer under output stages that only monitor: relayed as it arrives, like
-    the unguarded relay, and checked once it ended. Its last event (`response.completed`, `.incomplete`
-    or `.failed`) carries the whole response; `check` reads that after the event has left, so the
-    monitoring adds no delay to the stream."""
+class AnswerMonitor(EventRelay):
+    """A stream under output stages that only monitor: relayed as it arrives, byte for byte like the
+    unguarded relay, while a subclass gathers the answer from its events (`_take`); once the stream
+    ended, `check` reads that whole answer, after it has left, so the monitoring adds no delay."""
 
     def __init__(self, check: Callable[[dict[str, Any]], Awaitable[object]]) -> None:
         super().__init__()
         self._check = check
-        self._final: dict[str, Any] | None = None
+        self._checked = False
 
     async def feed(self, chunk: bytes) -> bytes:
         events = self._decoder.feed(chunk)
         for event in events:
-            final = _final_response(event)
-            if final is not None:
-                self._final = final
+            self._take(event)
         return _joined(events)
 
     async def close(self) -> bytes:
-        if self._final is not None:
-            final, self._final = self._final, None
-            await self._check(final)
+        answer = None if self._checked else self._answer()
+        self._checked = True
+        if answer is not None:
+            await self._check(answer)
         return self._decoder.pending
+
+    def _take(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def _answer(self) -> dict[str, Any] | None:
+        """The whole answer the stream carried, shaped as the endpoint's non-streamed one; None: nothing."""
+        raise NotImplementedError
+
+
+def answer_monitor(endpoint: str, check: Callable[[dict[str, Any]], Awaitable[object]]) -> AnswerMonitor:
+    return ResponseMonitor(check) if endpoint == "responses" else StreamMonitor(endpoint, check)
+
+
+class ResponseMonitor(AnswerMonitor):
+    """A streamed /v1/responses answer: its last event (`response.completed`, `.incomplete` or `.failed`)
+    carries the whole response."""
+
+    def __init__(self, check: Callable[[dict[str, Any]], Awaitable[object]]) -> None:
+        super().__init__(check)
+        self._final: dict[str, Any] | None = None
+
+    def _take(self, event: Event) -> None:
+        final = _final_response(event)
+        if final is not None:
+            self._final = final
+
+    def _answer(self) -> dict[str, Any] | None:
+        return self._final
 
 
 _FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
@@ -141,37 +167,33 @@ def _tools(choice: _Choice) -> list[dict[str, Any]]:
     return sorted(choice.tools.values(), key=lambda t: t["index"])
 
 
-class StreamMonitor(EventRelay):
-    """A chat or completions stream under output stages that only monitor: relayed as it arrives, byte for
-    byte like the unguarded relay, while each choice's text and tool calls are gathered; once the stream
-    ended, `check` reads them as the whole (non-streamed) answer they add up to. Nothing is held back
-    or rebuilt, so the monitoring adds no delay to the stream and keeps every field the upstream sent."""
+class StreamMonitor(AnswerMonitor):
+    """A chat or completions stream: each choice's text and tool calls are gathered from its chunks, and
+    checked as the (non-streamed) answer they add up to. Nothing is held back or rebuilt, so the stream
+    keeps every field the upstream sent."""
 
     def __init__(self, endpoint: str, check: Callable[[dict[str, Any]], Awaitable[object]]) -> None:
-        super().__init__()
+        super().__init__(check)
         self._chat = endpoint == "chat_completions"
-        self._check = check
         self._choices: dict[int, _Choice] = {}
 
-    async def feed(self, chunk: bytes) -> bytes:
-        events = self._decoder.feed(chunk)
-        for event in events:
-            data = event.data
-            if not data or data.strip() == "[DONE]" or '"choices"' not in data:
-                continue
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            choices = obj.get("choices") if isinstance(obj, dict) else None
-            for c in choices if isinstance(choices, list) else ():
-                index = c.get("index", 0) if isinstance(c, dict) else None
-                if type(index) is int:
-                    _absorb(self._choices.setdefault(index, _Choice(index)), c, self._chat)
-        return _joined(events)
+    def _take(self, event: Event) -> None:
+        data = event.data
+        if not data or data.strip() == "[DONE]" or '"choices"' not in data:
+            return
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        for c in choices if isinstance(choices, list) else ():
+            index = c.get("index", 0) if isinstance(c, dict) else None
+            if type(index) is int:
+                _absorb(self._choices.setdefault(index, _Choice(index)), c, self._chat)
 
-    def answer(self) -> dict[str, Any]:
-        """What the stream added up to, shaped as the endpoint's non-streamed answer."""
+    def _answer(self) -> dict[str, Any] | None:
+        if not self._choices:
+            return None
         choices = []
         for choice in sorted(self._choices.values(), key=lambda c: c.index):
             if self._chat:
@@ -182,13 +204,6 @@ class StreamMonitor(EventRelay):
             else:
                 choices.append({"index": choice.index, "text": choice.text, "finish_reason": choice.finish})
         return {"object": "chat.completion" if self._chat else "text_completion", "choices": choices}
-
-    async def close(self) -> bytes:
-        if self._choices:
-            answer = self.answer()
-            self._choices = {}
-            await self._check(answer)
-        return self._decoder.pending
 
 
 class StreamGuard:
