@@ -75,16 +75,6 @@ def read_response(endpoint: str, payload: dict[str, Any]) -> tuple[Found, tuple[
     return _response(endpoint, payload).result()
 
 
-def response_texts(endpoint: str, payload: dict[str, Any]) -> Found:
-    """All texts of a (non-streamed) response: every choice, its content and its tool-call arguments."""
-    return _response(endpoint, payload).found
-
-
-def unreadable_answer(endpoint: str, payload: dict[str, Any]) -> tuple[Path, str] | None:
-    """The first place of an upstream answer that carries output the guard cannot read; None if none."""
-    return _response(endpoint, payload).result()[1]
-
-
 def write_back(payload: dict[str, Any], path: Path, text: str) -> None:
     node: Any = payload
     for key in path[:-1]:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.proxy.texts import request_texts, response_texts, unreadable, unreadable_answer, write_back
+from gateway.proxy.texts import Found, Path, read_response, request_texts, unreadable, write_back
+
+
+def response_texts(endpoint: str, payload: dict) -> Found:
+    return read_response(endpoint, payload)[0]
+
+
+def unreadable_answer(endpoint: str, payload: dict) -> tuple[Path, str] | None:
+    return read_response(endpoint, payload)[1]
 
 
 def test_chat_request_every_message_and_part() -> None:
