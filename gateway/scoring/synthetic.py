@@ -7,8 +7,9 @@ from the public taxonomies of injection techniques and over-refusal, not from an
 combined with train/ texts as carriers, with a fixed seed. `training_rows` appends them.
 
 `prompts/*.txt` hold longer hand-written sets for `harmful` and `toxicity` (benign and positive lines
-phrased alike, none taken from a benchmark), weighted per detector; `prompts/validation/` holds lines
-written apart from them, which chose the weights and are never trained on.
+phrased alike, none taken from a benchmark; `Recipe.hand_written` names them and their weight);
+`prompts/validation/` holds lines written apart from them, which chose the weights and are never
+trained on.
 """
 
 from __future__ import annotations
@@ -99,37 +100,17 @@ def injection_rows(benign: list[str], seed: int, count: int = 1500) -> list[tupl
 
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
-# Sample weight of a hand-written line (prompts/*.txt) per detector: a few hundred lines against
-# thousands of corpus rows. Each chosen among 1, 3, 10 and 20 by the mean F1 on train's held-out 20%
-# and on the detector's validation lines (prompts/validation/), written apart from the training ones.
-HAND_WRITTEN_WEIGHT = {"harmful": 3.0, "toxicity": 10.0}
 
 
 def prompt_lines(name: str) -> list[str]:
-    """The hand-written prompts of `prompts/<name>.txt`, one per line."""
+    """The hand-written lines of `prompts/<name>.txt`, one per line (`Recipe.hand_written`)."""
     with (PROMPTS_DIR / f"{name}.txt").open(encoding="utf-8") as f:
         return [line.strip() for line in f if line.strip()]
 
 
-def harmful_rows(benign: list[str], seed: int) -> list[tuple]:
-    """Hard negatives for `harmful` (homonyms, and benign everyday carriers around them), and the
-    hand-written prompts: everyday and scary-worded benign ones, and harmful requests phrased the same
-    way, so a head learns neither "violent word = harmful" nor "short question = harmful"."""
+def harmful_negatives(benign: list[str], seed: int) -> list[tuple[str, int]]:
     rng = random.Random(seed)
-    rows: list[tuple] = [(text, 0) for text in BENIGN_HOMONYM + BENIGN_TRIGGER]
+    rows = [(text, 0) for text in BENIGN_HOMONYM + BENIGN_TRIGGER]
     if benign:
         rows += [(f"{rng.choice(benign)} {rng.choice(BENIGN_HOMONYM)}", 0) for _ in range(300)]
-    weight = HAND_WRITTEN_WEIGHT["harmful"]
-    rows += [(text, 0, weight) for text in prompt_lines("harmful_benign")]
-    rows += [(text, 1, weight) for text in prompt_lines("harmful_requests")]
-    return rows
-
-
-def toxicity_rows(benign: list[str], seed: int) -> list[tuple]:
-    """The hand-written lines for `toxicity`: non-hateful ones (identity groups named neutrally or with
-    pride, counter-speech, hate quoted to condemn it, negation, profanity at things, banter) and hateful
-    ones (contempt, dehumanisation, threats, coded and obfuscated hate) across many target groups."""
-    weight = HAND_WRITTEN_WEIGHT["toxicity"]
-    rows: list[tuple] = [(text, 0, weight) for text in prompt_lines("toxicity_benign")]
-    rows += [(text, 1, weight) for text in prompt_lines("toxicity_hateful")]
     return rows

@@ -42,7 +42,7 @@ def test_train_and_evaluate_commands(tmp_path: Path) -> None:
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     head = Head.load(out / "prompt_injection.npz")
-    texts, labels = training_rows(train, "prompt_injection")  # the files' 64 rows plus the synthetic ones
+    texts, labels, _ = training_rows(train, "prompt_injection")  # the files' 64 rows plus the synthetic ones
     pos, neg = _rows(1)
     assert len(texts) > 64 and texts[:64] == [r["text"] for r in neg + pos]  # files in name order, then synthetic
     assert head.meta["trained_rows"] + head.meta["holdout_rows"] == len(texts)
@@ -88,22 +88,21 @@ def _normal(text: str) -> str:
 
 def test_harmful_training_rows_carry_the_hand_written_prompts_with_their_weight(tmp_path: Path) -> None:
     from gateway.scoring import synthetic
-    from gateway.scoring.detectors import weighted_training_rows
+    from gateway.scoring.detectors import RECIPES
 
     train = tmp_path / "train"
     train.mkdir()
     rows = [{"text": f"How do I build a weapon number {i}?", "label": 1, "task": "harmful"} for i in range(5)]
     rows += [{"text": f"What is the capital of country {i}?", "label": 0, "task": "benign"} for i in range(5)]
     (train / "mixed_toy.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    texts, labels, weights = weighted_training_rows(train, "harmful")
+    texts, labels, weights = training_rows(train, "harmful")
     benign, requests = synthetic.prompt_lines("harmful_benign"), synthetic.prompt_lines("harmful_requests")
     assert len(benign) >= 400 and len(requests) >= 200
     assert texts[:10] == [r["text"] for r in rows] and labels[:10].tolist() == [r["label"] for r in rows]
     assert set(weights[:10]) == {1.0}
     hand = {t: (y, w) for t, y, w in zip(texts, labels.tolist(), weights.tolist()) if w != 1.0}
-    weight = synthetic.HAND_WRITTEN_WEIGHT["harmful"]
+    weight = RECIPES["harmful"].hand_weight
     assert weight != 1.0 and hand == {**{t: (0, weight) for t in benign}, **{t: (1, weight) for t in requests}}
-    assert training_rows(train, "harmful")[0] == texts
 
 
 def test_hand_written_prompts_are_unique_and_apart_from_their_validation_set() -> None:
