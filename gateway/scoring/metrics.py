@@ -70,7 +70,10 @@ class DetectorMetric(_ModelMetric):
             return None, None, None
         feats = self._service.features(text, sentences=self.head.sentences)
         lex = self.head.lexical(feats.lexical)
-        sentence = self.head.sentence_logit(feats.sentences) if feats.sentences is not None else None
+        # another head on the service may have had them computed: only a head with `sentences` reads them
+        sentence = None
+        if self.head.sentences and feats.sentences is not None:
+            sentence = self.head.sentence_logit(feats.sentences)
         return lex, sentence, self.head.gated_out(lex, feats.static, sentence)
 
     async def measure_async(self, text: str) -> MetricValue:

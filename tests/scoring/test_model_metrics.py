@@ -281,6 +281,21 @@ def test_sentence_features_are_computed_once_and_only_when_asked() -> None:
     assert service.features(text) is first
 
 
+def test_a_head_without_sentences_ignores_the_sentence_features_another_head_had_computed() -> None:
+    """harmful and prompt_injection share the 3-layer service by default: the text's cached features may
+    carry sentence features prompt_injection asked for; harmful (no `sentences`) must score as alone."""
+    from gateway.config.schema import ScoringConfig
+    from gateway.scoring.metrics import DetectorMetric
+    from gateway.scoring.runtime import ScoringRuntime
+
+    rt = ScoringRuntime(ScoringConfig())
+    text = f"{MEETING_NOTES} {uuid.uuid4().hex}"
+    DetectorMetric.named("prompt_injection", rt).measure(text)  # caches the text's features with sentences
+    assert rt.detector_service("harmful").features(text).sentences is not None
+    alone = DetectorMetric.named("harmful", ScoringRuntime(ScoringConfig())).measure(text).value
+    assert DetectorMetric.named("harmful", rt).measure(text).value == alone
+
+
 @pytest.mark.parametrize("name", ["prompt_injection", "harmful", "toxicity"])
 def test_three_layer_detector_heads(name: str) -> None:
     """`scoring.detector_layers: 3`: the detectors embed with their own 3-layer encoder (a second
