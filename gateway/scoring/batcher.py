@@ -67,6 +67,9 @@ class EmbeddingService:
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
         self.batching = batching
         self.cache_entries = cache_entries
+        # set when a head that reads sentence features is served here: every text's features then
+        # include them, from the one tokenisation (not a second one when that head asks after another)
+        self.sentences = False
         self.stats = BatchStats()
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._features: OrderedDict[bytes, TextFeatures] = OrderedDict()
@@ -86,9 +89,10 @@ class EmbeddingService:
 
     def features(self, text: str, sentences: bool = False) -> TextFeatures:
         """Tokens, lexical indices and static embedding of `text` (LRU-cached like embeddings): the
-        detectors on a stage all read them, and the encoder reuses the tokens. `sentences`: also
-        each sentence's (with the distilled table only)."""
+        detectors on a stage all read them, and the encoder reuses the tokens. `sentences` (or the
+        service's `sentences`): also each sentence's (with the distilled table only)."""
         enc = self.encoder
+        sentences = sentences or self.sentences
         key = enc.key(text)
         feats = self._features.get(key)
         if feats is not None:

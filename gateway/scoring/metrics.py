@@ -57,7 +57,8 @@ class DetectorMetric(_ModelMetric):
     def named(cls, name: str, runtime: ScoringRuntime | None = None) -> DetectorMetric:
         rt = runtime or get_runtime()
         metric = cls(rt.detector(name), rt)
-        _ = rt.detector_service(name)  # load the encoder now, at compile time, not on the first request
+        service = rt.detector_service(name)  # load the encoder now, at compile time, not on the first request
+        service.sentences = service.sentences or metric.head.sentences
         return metric
 
     @property

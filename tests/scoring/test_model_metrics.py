@@ -273,12 +273,22 @@ def test_sentence_features_are_computed_once_and_only_when_asked() -> None:
     assert split_sentences("Hi. This is a test! Another line\n\nNew line here. Ok?") == \
         ["Hi. This is a test!", "Another line", "New line here.", "Ok?"]  # a short piece joins the next one
     assert split_sentences("") == [""] and split_sentences("one") == ["one"]
-    service = DetectorMetric.named("harmful").runtime.detector_service("harmful")
+    from gateway.config.schema import ScoringConfig
+    from gateway.scoring.runtime import ScoringRuntime
+
+    rt = ScoringRuntime(ScoringConfig())  # harmful alone on its service
+    service = DetectorMetric.named("harmful", rt).runtime.detector_service("harmful")
     text = f"{MEETING_NOTES} {uuid.uuid4().hex}"
     assert service.features(text).sentences is None  # a head without `sentences` does not pay for them
     first = service.features(text, sentences=True)
     assert first.sentences is not None and service.features(text, sentences=True) is first
     assert service.features(text) is first
+    # Once prompt_injection (which reads them) shares the service, harmful's call computes them too, from
+    # the same tokenisation, and prompt_injection's finds them cached.
+    DetectorMetric.named("prompt_injection", rt)
+    other = f"{MEETING_NOTES} {uuid.uuid4().hex}"
+    shared = service.features(other)
+    assert shared.sentences is not None and service.features(other, sentences=True) is shared
 
 
 def test_a_head_without_sentences_ignores_the_sentence_features_another_head_had_computed() -> None:
