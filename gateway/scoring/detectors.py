@@ -254,11 +254,16 @@ def load_detector(name: str, directory: Path = WEIGHTS_DIR, layers: int = 0) -> 
 def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.ndarray, float]:
     """Batch scoring exactly as the gateway scores one text (gate, then encoder); returns the scores
     and the share of texts the gate decided without the encoder."""
-    ids = encoder.token_ids(texts)
+    sentence: list[float | None] = [None] * len(texts)
+    if head.sentences:  # one tokenisation gives the tokens and the sentences, as in the gateway
+        pairs = [encoder.tokens_and_sentences(t) for t in texts]
+        ids = [i for i, _ in pairs]
+        sentence = [head.sentence_logit(parts) for _, parts in pairs]
+    else:
+        ids = encoder.token_ids(texts)
     vocab = encoder.tokenizer.get_vocab_size()
     lex = [head.lexical(lexical_from_ids(i, vocab)) for i in ids] if head.needs_lexical else [None] * len(texts)
     static = encoder.static(ids) if head.gate_w is not None else [None] * len(texts)
-    sentence = [sentence_logit(head, encoder, t) for t in texts]
     scores = np.zeros(len(texts))
     todo = []
     for i, z in enumerate(lex):
