@@ -143,6 +143,10 @@ class ScoringConfig(_Frozen):
             return self.detector_layers
         return self.detector_layers.get(detector, 0)
 
+    def layers_summary(self) -> str:
+        """`prompt_injection 3, harmful 3, toxicity 0`: each detector's layers, for help texts."""
+        return ", ".join(f"{name} {self.layers_for(name)}" for name in DETECTOR_NAMES)
+
 
 class StoreConfig(_Frozen):
     """Where policies, stages and versions created through the admin API live."""

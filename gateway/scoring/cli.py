@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.config.schema import ScoringConfig
+
 
 def add_models_parser(sub: Any) -> None:
     models = sub.add_parser("models", help="build the ONNX encoder, train or evaluate the built-in detectors")
@@ -38,7 +40,7 @@ def add_models_parser(sub: Any) -> None:
                           help="encoder weights to evaluate with (default int8, as the gateway serves)")
     evaluate.add_argument("--layers", type=int, choices=(0, 3), default=None,
                           help="evaluate every detector's heads for scoring.detector_layers 0 (the whole encoder) "
-                               "or 3 (default: each at the gateway's default: prompt_injection and harmful 3, toxicity 0)")
+                               f"or 3 (default: each at the gateway's default: {ScoringConfig().layers_summary()})")
     evaluate.set_defaults(func=cmd_evaluate)
 
     from gateway.bench import scoring as scoring_bench
@@ -99,7 +101,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gateway.config.schema import ScoringConfig
     from gateway.scoring.detectors import evaluate_detector, load_detector
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
@@ -115,8 +116,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(reports, indent=2))
         return 0
     for r in reports:
-        print(f"\n{r['detector']}  (layers {r['layers']}, threshold {r['threshold']}): AUC {r['auc']}  TPR@1%FPR {r['tpr_at_1pct_fpr']}  "
-              f"TPR@5%FPR {r['tpr_at_5pct_fpr']}  F1 {r['f1']}  rows {r['rows']} ({r['positives']} positive)  "
+        print(f"\n{r['detector']}  (layers {r['layers']}, threshold {r['threshold']}): AUC {r['auc']}  "
+              f"TPR@1%FPR {r['tpr_at_1pct_fpr']}  TPR@5%FPR {r['tpr_at_5pct_fpr']}  F1 {r['f1']}  rows {r['rows']} ({r['positives']} positive)  "
               f"decided by the first tier (no encoder): {r['gated_without_encoder']:.1%}")
         for stem, e in r["files"].items():
             parts = [f"{k} {v}" for k, v in e.items() if k not in ("rows", "gated_without_encoder")]
