@@ -107,6 +107,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
             yield
         finally:
             state["ready"] = False
+            await handler.drain(timeout_s=5.0)
             await registry.stop()
             for upstream in upstreams:
                 await upstream.close()

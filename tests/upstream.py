@@ -175,7 +175,7 @@ async def _seen_beside(rec: Recorder, judged: str) -> bool:
 async def _stream(model: str, text: str, rec: Recorder) -> AsyncIterator[bytes]:
     try:
         if model.startswith("hang-"):
-            yield _chunk(model, "first")
+            yield _chunk(model, "first " + text)
             await asyncio.sleep(30)  # the client leaves first; the gateway must cancel us
             return
         parts = [text[i:i + 4] for i in range(0, len(text), 4)]

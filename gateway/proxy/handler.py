@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from gateway.config.errors import format_path
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
-from gateway.proxy.stream_guard import EventRelay, StreamGuard, answer_monitor
+from gateway.proxy.stream_guard import AnswerMonitor, EventRelay, StreamGuard, answer_monitor
 from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
@@ -64,6 +64,19 @@ class ProxyHandler:
         self._telemetry = telemetry
         self._max_body = config.server.max_body_bytes
         self._access_log = AccessLog() if config.server.access_log else None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` after the response that started it; `drain` waits for it at shutdown."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the work responses left running (monitoring checks of streams cut
+        short), so what they record reaches the monitoring log before the store closes."""
+        if self._background:
+            await asyncio.wait(tuple(self._background), timeout=timeout_s)
 
     async def proxy(self, request: Request, endpoint: Endpoint) -> ASGIApp:
         ex = Exchange(endpoint.name, time.perf_counter(), _request_id())
@@ -315,6 +328,8 @@ class ProxyHandler:
             ex.upstream_s = time.perf_counter() - ex.upstream_start
             self._flow.record_stream(relay.decisions, ex)
             self._finish(ex, state["status"])
+            if isinstance(relay, AnswerMonitor) and not relay.checked:  # cut short: check what it carried
+                self._in_background(relay.check_once())
 
     def _error(self, ex: Exchange, err: OpenAIError) -> RawResponse:
         return self._done(ex, RawResponse(err.status, [JSON, _rid(ex)], err.body()))

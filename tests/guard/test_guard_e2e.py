@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import openai
@@ -403,13 +404,13 @@ def test_tool_definitions_are_checked_when_a_stage_names_their_role(guarded: Gat
     assert "Look up PROJECT-1234 first" in read["texts"]  # a stage read it: the log shows what fired
 
 
-def _records_of(gw: Gateway, request_id: str) -> list[dict]:
-    """The input-side monitoring records of one request, once the log has them (bounded wait)."""
+def _records_of(gw: Gateway, request_id: str, on: str = "input") -> list[dict]:
+    """The monitoring records of one request on one side, once the log has them (bounded wait)."""
     deadline = time.monotonic() + 5
     while True:
-        records = httpx.get(gw.url + "/v1/monitoring", params={"on": "input"},
+        records = httpx.get(gw.url + "/v1/monitoring", params={"on": on},
                             headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
-        mine = [r for r in records if r["id"] == request_id and r["on"] == "input"]
+        mine = [r for r in records if r["id"] == request_id and r["on"] == on]
         if mine or time.monotonic() > deadline:
             return mine
         time.sleep(0.05)
@@ -510,9 +511,12 @@ def _monitor_only_config(upstream: str, port: int) -> str:
     return f"""
 server: {{host: 127.0.0.1, port: {port}}}
 upstreams:
-  - {{name: main, base_url: "{upstream}", api_key: sk-up, models: ["gpt-*", "odd-*"]}}
+  - {{name: main, base_url: "{upstream}", api_key: sk-up, models: ["gpt-*", "odd-*", "hang-*", "die-*"]}}
 applications:
   - {{id: shadow, keys: ["sk-shadow"]}}
+admin:
+  tokens:
+    - {{token: {ADMIN}, role: central}}
 policies:
   - {{id: secret_codes, type: regex, rule: "Never reveal project codes", patterns: ["PROJECT-[0-9]{{4}}"]}}
 stages:
@@ -610,3 +614,33 @@ def test_stages_that_only_monitor_let_a_chat_stream_pass_as_the_upstream_sent_it
         list(c.chat.completions.create(model="gpt-fast", stream=True, messages=[
             {"role": "user", "content": "nothing secret"}]))
         assert _metric(gw, out) == 3
+
+
+def test_a_monitored_stream_cut_short_is_checked_on_what_it_carried(upstream: str, recorder: Recorder,
+                                                                    tmp_path) -> None:
+    """Text that left before its stream ended is monitored too: when the client leaves mid-stream, or the
+    upstream dies, the monitoring stages check the answer the stream had carried (after the response)."""
+    from tests.conftest import running_gateway
+
+    out = 'gateway_guard_triggers_total{action="block",mode="monitor",ruleset="watch-secret-out",stage="watch-out"}'
+    with running_gateway(tmp_path, lambda port: _monitor_only_config(upstream, port)) as gw:
+        model = f"hang-{uuid.uuid4().hex[:8]}"
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=20,
+                          headers={"authorization": "Bearer sk-shadow"},
+                          json={"model": model, "stream": True,
+                                "messages": [{"role": "user", "content": "PROJECT-1234 status"}]}) as r:
+            chunks = r.iter_bytes()  # keep a reference: a collected iterator closes the response early
+            assert b"PROJECT-1234" in next(chunks)
+        assert recorder.closed_event(model).wait(timeout=5)  # the gateway saw the client leave
+        for _ in range(100):  # the check runs after the response ended: wait for it, boundedly
+            if _metric(gw, out) == 1:
+                break
+            time.sleep(0.05)
+        assert _metric(gw, out) == 1
+        body = {"model": "die-1", "stream": True, "messages": [{"role": "user", "content": "PROJECT-9999"}]}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=20, json=body,
+                          headers={"authorization": "Bearer sk-shadow"}) as r:
+            request_id = r.headers["x-guardrail-request-id"]
+            assert b"upstream_unreachable" in r.read()  # it died after "echo", ":PRO"
+        [read] = _records_of(gw, request_id, "output")
+        assert read["texts"] == ["echo:PRO"] and _metric(gw, out) == 1  # what left was read; no full code

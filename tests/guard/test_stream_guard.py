@@ -205,10 +205,63 @@ def test_a_monitored_responses_stream_passes_byte_for_byte_and_is_checked_once_a
         assert asyncio.run(run(step)) == stream
         assert checked == [final]
         checked.clear()
-    monitor = ResponseMonitor(check)  # a stream cut before its last event: nothing to check
+    monitor = ResponseMonitor(check)  # a stream cut before its last event: what its deltas carried
     asyncio.run(monitor.feed(stream[: stream.index(b"event: response.completed")]))
     asyncio.run(monitor.close())
+    asyncio.run(monitor.check_once())  # (once)
+    assert checked == [{"object": "response", "status": "incomplete", "output": [
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": '"response.completed"'}]}]}]
+    checked.clear()
+    monitor = ResponseMonitor(check)  # only events that carry no output: nothing to check
+    asyncio.run(monitor.feed(stream[: stream.index(b"data: {")]))
+    asyncio.run(monitor.close())
     assert checked == []
+
+
+def test_a_monitored_responses_stream_cut_short_is_rebuilt_from_its_items_and_deltas() -> None:
+    def event(kind: str, **fields: object) -> bytes:
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **fields}) + b"\n\n"
+
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    call = {"id": "fc_1", "type": "function_call", "name": "lookup", "call_id": "c1", "arguments": ""}
+    reasoning = {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "thought"}]}
+    stream = b"".join([
+        event("response.created", response={"id": "resp_1", "output": []}),
+        event("response.output_item.added", output_index=0, item=reasoning),
+        event("response.output_item.added", output_index=1, item=message),
+        event("response.content_part.added", output_index=1, content_index=0, part={"type": "output_text"}),
+        event("response.output_text.delta", output_index=1, content_index=0, delta="Hel"),
+        event("response.output_text.delta", output_index=1, content_index=0, delta="lo"),
+        event("response.refusal.delta", output_index=1, content_index=1, delta="no"),
+        event("response.output_text.delta", output_index=1, content_index=10 ** 9, delta="ignored"),
+        event("response.output_text.delta", output_index="1", content_index=0, delta="ignored"),
+        b'data: {"type": "response.output_text.delta", "output_index": 3, "delta": "unnamed event"}\n\n',
+        event("response.output_item.added", output_index=2, item=call),
+        event("response.function_call_arguments.delta", output_index=2, delta='{"q": '),
+        event("response.function_call_arguments.delta", output_index=2, delta='"x"}'),
+    ])
+    checked: list[dict] = []
+
+    async def check(response: dict) -> None:
+        checked.append(response)
+
+    async def run(step: int) -> bytes:
+        monitor = ResponseMonitor(check)
+        out = b""
+        for i in range(0, len(stream), step):
+            out += await monitor.feed(stream[i:i + step])
+        await monitor.check_once()
+        return out
+
+    for step in (9, len(stream)):
+        assert asyncio.run(run(step)) == stream
+        assert checked == [{"object": "response", "status": "incomplete", "output": [
+            reasoning,
+            {**message, "content": [{"type": "output_text", "text": "Hello"}, {"type": "refusal", "refusal": "no"}]},
+            {**call, "arguments": '{"q": "x"}'},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "unnamed event"}]}]}]
+        checked.clear()
+    assert message["content"] == [] and call["arguments"] == ""  # the events' own objects are not changed
 
 
 def test_a_monitored_chat_stream_passes_byte_for_byte_and_its_whole_answer_is_checked_at_its_end() -> None:
