@@ -25,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader left (`score ... | head`): stop quietly, as other filters do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush does not fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a filter the pipe stopped
 
 
 def _parser() -> argparse.ArgumentParser:

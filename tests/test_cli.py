@@ -99,3 +99,19 @@ def test_the_echo_upstream_echoes_text_parts_and_skips_odd_ones() -> None:
     odd = asyncio.run(ask())
     assert odd.status_code == 200, odd.text
     assert odd.json()["choices"][0]["message"]["content"] == "Echo: kept"
+
+
+def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path: Path) -> None:
+    """`score ... | head -1`: once the reader has gone, the command stops with 141 (128 + SIGPIPE) and no
+    traceback, as other filters do."""
+    lines = tmp_path / "texts.jsonl"
+    lines.write_text("".join(f'{{"text": "text number {i}"}}\n' for i in range(20000)))
+    with lines.open("rb") as stdin:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "score", "--metric", "length"], stdin=stdin,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b'{"score": ')
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
