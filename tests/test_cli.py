@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,16 @@ def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path: Path) ->
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=60) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_score_prints_a_number_metric_as_it_is_and_names_the_labels_found() -> None:
+    lines = '{"text": "hello 1"}\n{"text": "mail me at a.b@example.com"}\n'
+    length = subprocess.run([sys.executable, "-m", "gateway", "score", "--metric", "length"], input=lines,
+                            capture_output=True, text=True, timeout=60)
+    assert length.returncode == 0, length.stderr
+    assert [json.loads(x) for x in length.stdout.splitlines()] == [{"score": 7.0}, {"score": 26.0}]
+    pii = subprocess.run([sys.executable, "-m", "gateway", "score", "--metric", "pii"], input=lines,
+                         capture_output=True, text=True, timeout=60)
+    out = [json.loads(x) for x in pii.stdout.splitlines()]
+    assert out[0] == {"score": 0.0, "labels": []}
+    assert out[1]["labels"] == ["EMAIL_ADDRESS"] and 0.5 < out[1]["score"] <= 1.0

@@ -154,6 +154,17 @@ def _metric(name: str, config: Any) -> Any:
     raise ConfigError("--metric", [ConfigIssue("metric", f"unknown metric {name!r}; known: {', '.join(known)}")])
 
 
+def _scored(value: Any) -> dict[str, Any]:
+    """A metric's output line: a number metric's value as it is (`length` counts characters, not a risk
+    clipped to 1), else its risk in [0,1]; a labelling metric also names the labels it found."""
+    v = value.value
+    number = isinstance(v, (int, float)) and not value.spans
+    out: dict[str, Any] = {"score": round(float(v if number else value.risk), 6)}
+    if isinstance(v, frozenset):
+        out["labels"] = sorted(str(label) for label in v)
+    return out
+
+
 async def _score_lines(metric: Any, stdin: TextIO, stdout: TextIO, batch: int) -> int:
     from gateway.guard.context import EVAL_CONTEXT, EvalContext
 
@@ -173,7 +184,7 @@ async def _score_lines(metric: Any, stdin: TextIO, stdout: TextIO, batch: int) -
                 value = metric.measure(row["text"])
         except Exception as exc:  # one bad text must not lose the others' scores
             return {"error": f"line {line_no}: {type(exc).__name__}: {exc}"}
-        return {"score": round(float(value.risk), 6)}
+        return _scored(value)
 
     failed = False
     line_no = 0
