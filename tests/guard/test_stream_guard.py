@@ -4,6 +4,8 @@ and a clean stream arrives with identical text."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 
 import orjson
 from hypothesis import given, settings
@@ -13,7 +15,9 @@ from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.guard.engine import Decision, Engine
 from gateway.guard.plan import compile_stages
 from gateway.guard.policy import compile_policy
-from gateway.proxy.stream_guard import ResponseMonitor, StreamGuard, StreamMonitor
+from gateway.proxy.stream_guard import AnswerMonitor, ResponseMonitor, StreamGuard, StreamMonitor
+
+Check = Callable[[dict], Awaitable[None]]
 
 SECRET = "PROJECT-4242"
 POLICIES = {"codes": compile_policy(PolicySpec(id="codes", type="regex", patterns=["PROJECT-[0-9]{4}"]))}
@@ -178,6 +182,31 @@ def test_malformed_chunks_are_dropped_and_the_stream_is_still_checked(prefix: st
             assert text.startswith(released[: -len("[removed]")]) and finishes[-1] == "content_filter"
 
 
+def _monitored(make: Callable[[Check], AnswerMonitor], stream: bytes, step: int,
+               cut: bool = False) -> tuple[bytes, list[dict]]:
+    """Feed `stream` to a monitor `step` bytes at a time: the bytes it let through and the answers it
+    checked, at its close (or, `cut`, when the proxy calls `check_once` for a stream cut short). Nothing
+    may be checked before."""
+    checked: list[dict] = []
+
+    async def check(answer: dict) -> None:
+        checked.append(answer)
+
+    async def run() -> bytes:
+        monitor = make(check)
+        out = b""
+        for i in range(0, len(stream), step):
+            out += await monitor.feed(stream[i:i + step])
+            assert not checked  # nothing is checked before the stream ended
+        if cut:
+            await monitor.check_once()
+            await monitor.check_once()  # (once)
+            return out
+        return out + await monitor.close()
+
+    return asyncio.run(run()), checked
+
+
 def test_a_monitored_responses_stream_passes_byte_for_byte_and_is_checked_once_at_its_end() -> None:
     final = {"id": "resp_1", "status": "completed", "output": [{"type": "message", "content": [
         {"type": "output_text", "text": "all of it"}]}]}
@@ -188,34 +217,15 @@ def test_a_monitored_responses_stream_passes_byte_for_byte_and_is_checked_once_a
         b"event: response.completed\ndata: " + orjson.dumps({"type": "response.completed", "response": final}),
     ]
     stream = b"".join(e + b"\n\n" for e in events)
-    checked: list[dict] = []
-
-    async def check(response: dict) -> None:
-        checked.append(response)
-
-    async def run(step: int) -> bytes:
-        monitor = ResponseMonitor(check)
-        out = b""
-        for i in range(0, len(stream), step):
-            out += await monitor.feed(stream[i:i + step])
-            assert not checked  # nothing is checked before the stream ended
-        return out + await monitor.close()
-
     for step in (7, 64, len(stream)):
-        assert asyncio.run(run(step)) == stream
-        assert checked == [final]
-        checked.clear()
-    monitor = ResponseMonitor(check)  # a stream cut before its last event: what its deltas carried
-    asyncio.run(monitor.feed(stream[: stream.index(b"event: response.completed")]))
-    asyncio.run(monitor.close())
-    asyncio.run(monitor.check_once())  # (once)
-    assert checked == [{"object": "response", "status": "incomplete", "output": [
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": '"response.completed"'}]}]}]
-    checked.clear()
-    monitor = ResponseMonitor(check)  # only events that carry no output: nothing to check
-    asyncio.run(monitor.feed(stream[: stream.index(b"data: {")]))
-    asyncio.run(monitor.close())
-    assert checked == []
+        assert _monitored(ResponseMonitor, stream, step) == (stream, [final])
+    # a stream cut before its last event: what its deltas carried
+    cut = stream[: stream.index(b"event: response.completed")]
+    assert _monitored(ResponseMonitor, cut, len(cut), cut=True) == (cut, [{"object": "response", "status": "incomplete",
+        "output": [{"type": "message", "role": "assistant", "content": [
+            {"type": "output_text", "text": '"response.completed"'}]}]}])
+    started = stream[: stream.index(b"data: {")]  # only events that carry no output: nothing to check
+    assert _monitored(ResponseMonitor, started, 5) == (started, [])
 
 
 def test_a_monitored_responses_stream_cut_short_is_rebuilt_from_its_items_and_deltas() -> None:
@@ -240,27 +250,13 @@ def test_a_monitored_responses_stream_cut_short_is_rebuilt_from_its_items_and_de
         event("response.function_call_arguments.delta", output_index=2, delta='{"q": '),
         event("response.function_call_arguments.delta", output_index=2, delta='"x"}'),
     ])
-    checked: list[dict] = []
-
-    async def check(response: dict) -> None:
-        checked.append(response)
-
-    async def run(step: int) -> bytes:
-        monitor = ResponseMonitor(check)
-        out = b""
-        for i in range(0, len(stream), step):
-            out += await monitor.feed(stream[i:i + step])
-        await monitor.check_once()
-        return out
-
+    rebuilt = {"object": "response", "status": "incomplete", "output": [
+        reasoning,
+        {**message, "content": [{"type": "output_text", "text": "Hello"}, {"type": "refusal", "refusal": "no"}]},
+        {**call, "arguments": '{"q": "x"}'},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "unnamed event"}]}]}
     for step in (9, len(stream)):
-        assert asyncio.run(run(step)) == stream
-        assert checked == [{"object": "response", "status": "incomplete", "output": [
-            reasoning,
-            {**message, "content": [{"type": "output_text", "text": "Hello"}, {"type": "refusal", "refusal": "no"}]},
-            {**call, "arguments": '{"q": "x"}'},
-            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "unnamed event"}]}]}]
-        checked.clear()
+        assert _monitored(ResponseMonitor, stream, step, cut=True) == (stream, [rebuilt])
     assert message["content"] == [] and call["arguments"] == ""  # the events' own objects are not changed
 
 
@@ -281,36 +277,17 @@ def test_a_monitored_chat_stream_passes_byte_for_byte_and_its_whole_answer_is_ch
         chunk([]),  # a usage chunk
         b"data: [DONE]\n\n",
     ])
-    checked: list[dict] = []
-
-    async def check(answer: dict) -> None:
-        checked.append(answer)
-
-    async def run(step: int) -> bytes:
-        monitor = StreamMonitor("chat_completions", check)
-        out = b""
-        for i in range(0, len(stream), step):
-            out += await monitor.feed(stream[i:i + step])
-            assert not checked  # nothing is checked before the stream ended
-        return out + await monitor.close()
-
+    chat = functools.partial(StreamMonitor, "chat_completions")
     tool = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}
     for step in (5, 64, len(stream)):
-        assert asyncio.run(run(step)) == stream
-        assert checked == [{"object": "chat.completion", "choices": [
+        assert _monitored(chat, stream, step) == (stream, [{"object": "chat.completion", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": "Hello", "tool_calls": [tool]},
              "finish_reason": "tool_calls"},
-            {"index": 1, "message": {"role": "assistant", "content": "Other"}, "finish_reason": "stop"}]}]
-        checked.clear()
+            {"index": 1, "message": {"role": "assistant", "content": "Other"}, "finish_reason": "stop"}]}])
 
     legacy = b"".join(b"data: " + orjson.dumps({"choices": [{"index": 0, "text": t, "finish_reason": f}]}) + b"\n\n"
                       for t, f in (("one ", None), ("two", "length"))) + b"data: [DONE]\n\n"
-    monitor = StreamMonitor("completions", check)
-    assert asyncio.run(monitor.feed(legacy)) == legacy
-    asyncio.run(monitor.close())
-    assert checked == [{"object": "text_completion", "choices": [{"index": 0, "text": "one two", "finish_reason": "length"}]}]
-    checked.clear()
-    monitor = StreamMonitor("chat_completions", check)  # no choice ever arrived: nothing to check
-    asyncio.run(monitor.feed(b": ping\n\ndata: [DONE]\n\n"))
-    asyncio.run(monitor.close())
-    assert checked == []
+    assert _monitored(functools.partial(StreamMonitor, "completions"), legacy, len(legacy)) == (legacy, [
+        {"object": "text_completion", "choices": [{"index": 0, "text": "one two", "finish_reason": "length"}]}])
+    ping = b": ping\n\ndata: [DONE]\n\n"  # no choice ever arrived: nothing to check
+    assert _monitored(chat, ping, len(ping)) == (ping, [])
