@@ -137,11 +137,11 @@ class ResponseMonitor(AnswerMonitor):
 
     def _add(self, index: int, kind: str, payload: dict[str, Any]) -> None:
         delta = payload["delta"]
-        if kind == "response.function_call_arguments.delta":
+        if kind == _ARGUMENTS_DELTA:
             item = self._items.setdefault(index, {"type": "function_call"})
             item["arguments"] = _text(item.get("arguments")) + delta
             return
-        part_type, field_name = _DELTAS[kind]
+        part_type, field_name = _PART_DELTAS[kind]
         item = self._items.setdefault(index, {"type": "message", "role": "assistant"})
         if not isinstance(item.get("content"), list):
             item["content"] = []
@@ -164,9 +164,10 @@ class ResponseMonitor(AnswerMonitor):
 
 _FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 _ITEM_EVENTS = ("response.output_item.added", "response.output_item.done")
-_DELTAS = {"response.output_text.delta": ("output_text", "text"), "response.refusal.delta": ("refusal", "refusal"),
-           "response.function_call_arguments.delta": ("", "arguments")}
-_WATCHED = (*_FINAL_EVENTS, *_ITEM_EVENTS, *_DELTAS)
+# A delta event that fills a message's content part: (the part's type, its text field).
+_PART_DELTAS = {"response.output_text.delta": ("output_text", "text"), "response.refusal.delta": ("refusal", "refusal")}
+_ARGUMENTS_DELTA = "response.function_call_arguments.delta"
+_WATCHED = (*_FINAL_EVENTS, *_ITEM_EVENTS, *_PART_DELTAS, _ARGUMENTS_DELTA)
 
 
 def _response_event(event: Event) -> dict[str, Any] | None:
