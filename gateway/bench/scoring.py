@@ -9,6 +9,8 @@
 5. The same stage with `parallel: true` (beside the upstream call), against an upstream that answers
    at once and one that takes `--upstream-ms` (a model's time to answer), with the sequential stage
    and no stage on that slow upstream as baselines.
+6. A gateway whose input stage runs all three detectors (harmful embeds with prompt_injection's encoder,
+   toxicity with the whole one by default): added latency on the same prompts, and its memory.
 """
 
 from __future__ import annotations
@@ -149,9 +151,11 @@ def _rss_mb(pid: int) -> float:
 
 def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, layers: int | None = None,
                   upstream_ms: float = 50.0) -> dict:
-    stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [
-        {"name": "pi", "rules": [{"metric": "prompt_injection", "op": "gt", "value": 0.999}],
-         "action": {"type": "block"}}]}
+    stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [_never("prompt_injection")]}
+    # What a central team may run on every input: the three built-in detectors (a stage scores every
+    # metric its rulesets name).
+    detectors = {**stage, "name": "detectors", "rulesets": [_never(d) for d in ("prompt_injection", "harmful",
+                                                                                "toxicity")]}
     scoring: dict[str, object] = {"precision": precision, "threads": threads}
     if layers is not None:  # else the gateway's default
         scoring["detector_layers"] = layers
@@ -168,6 +172,8 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             beside, beside_url = _gateway(mock_port, Path(tmp), "parallel", [{**stage, "parallel": True}], scoring,
                                           slow_port=slow_port)
             children.append(beside)
+            three, three_url = _gateway(mock_port, Path(tmp), "detectors", [detectors], scoring)
+            children.append(three)
             benign = _texts(requests + 5, 1000, prefix="gw")
             suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
             base = _latencies(plain_url, benign)
@@ -177,6 +183,8 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             short_guarded = _latencies(guarded_url, short)
             gated = _latencies(guarded_url, benign)
             encoded = _latencies(guarded_url, suspicious)
+            three_gated = _latencies(three_url, benign)  # (its own process: nothing cached from the others)
+            three_short = _latencies(three_url, short)
             # The same benign prompts to an upstream that takes `upstream_ms` to answer (a model), with the
             # stage before the upstream call and beside it (`parallel: true`); and parallel at 0 ms.
             again = _texts(requests + 5, 1000, prefix="up")  # new texts: no score cache hits
@@ -188,6 +196,7 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             windows = next((float(line.split()[-1]) for line in metrics.splitlines()
                             if line.startswith("gateway_scorer_windows_total")), 0.0)
             rss = _rss_mb(guarded.proc.pid)
+            three_rss = _rss_mb(three.proc.pid)
         finally:
             for child in reversed(children):
                 stop_child(child)
@@ -197,11 +206,18 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             "benign_added_ms": _added(gated, base),
             "short_benign_added_ms": _added(short_guarded, short_base),
             "encoder_path_added_ms": _added(encoded, base),
+            "three_detectors_benign_added_ms": _added(three_gated, base),
+            "three_detectors_short_added_ms": _added(three_short, short_base), "three_detectors_rss_mb": three_rss,
             "encoder_windows_run": windows, "model_gateway_rss_mb": rss,
             "parallel_instant_added_ms": _added(instant_beside, base),
             "upstream_ms": upstream_ms, "slow_plain_ms": {"p50": _pct(slow_base, 0.5), "p95": _pct(slow_base, 0.95)},
             "slow_before_added_ms": _added(slow_before, slow_base),
             "slow_parallel_added_ms": _added(slow_beside, slow_base)}
+
+
+def _never(detector: str) -> dict:
+    """A ruleset that scores `detector` and (at > 0.999) never acts: the bench times the scoring."""
+    return {"name": detector, "rules": [{"metric": detector, "op": "gt", "value": 0.999}], "action": {"type": "block"}}
 
 
 def _added(series: list[float], base: list[float]) -> dict[str, float]:
@@ -250,6 +266,10 @@ gateway + prompt_injection stage, c1, added vs the same gateway without stages:
   gate -> encoder path:  p50 {g['encoder_path_added_ms']['p50']:.2f} ms, p95 {g['encoder_path_added_ms']['p95']:.2f} ms
   the stage with parallel: true:  p50 {g['parallel_instant_added_ms']['p50']:.2f} ms, p95 {g['parallel_instant_added_ms']['p95']:.2f} ms (nothing to hide behind)
   resident memory with models loaded: {g['model_gateway_rss_mb']:.0f} MB
+gateway + a stage of all three detectors (prompt_injection, harmful, toxicity), c1, added:
+  benign prompts:        p50 {g['three_detectors_benign_added_ms']['p50']:.2f} ms, p95 {g['three_detectors_benign_added_ms']['p95']:.2f} ms
+  short benign question: p50 {g['three_detectors_short_added_ms']['p50']:.2f} ms, p95 {g['three_detectors_short_added_ms']['p95']:.2f} ms
+  resident memory with models loaded: {g['three_detectors_rss_mb']:.0f} MB
 upstream answering in {g['upstream_ms']:.0f} ms (plain gateway p50 {g['slow_plain_ms']['p50']:.1f} ms), benign 1,000-char prompts:
   stage before the upstream call: p50 {g['slow_before_added_ms']['p50']:.2f} ms, p95 {g['slow_before_added_ms']['p95']:.2f} ms added
   stage beside it (parallel):     p50 {g['slow_parallel_added_ms']['p50']:.2f} ms, p95 {g['slow_parallel_added_ms']['p95']:.2f} ms added""")
