@@ -204,6 +204,28 @@ def build_static(files: EncoderFiles) -> Path:
         return files.static
 
 
+def stale_builds(files: EncoderFiles) -> list[tuple[Path, int]]:
+    """Other builds beside `files` in the cache (older versions or graph revisions: each a few hundred
+    MB that nothing of this version reads), with their sizes in bytes. Temporary build directories and
+    links are not counted."""
+    out = []
+    for path in sorted(files.directory.parent.iterdir()):
+        if path.name != files.directory.name and not path.name.startswith(".") and path.is_dir() \
+                and not path.is_symlink():
+            out.append((path, sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())))
+    return out
+
+
+def prune_builds(files: EncoderFiles) -> list[tuple[Path, int]]:
+    """Remove `stale_builds` (under the build lock, so never one being written). A process of an older
+    version already serving keeps its loaded models; one started later rebuilds its own."""
+    with _build_lock(files.directory.parent):
+        stale = stale_builds(files)
+        for path, _ in stale:
+            shutil.rmtree(path)
+    return stale
+
+
 def _prebuilt(cache: Path) -> EncoderFiles | None:
     for manifest in sorted((cache / ENCODER).glob(f"*-b{EMBEDDING_REVISION}-g{GRAPH_REVISION}/manifest.json")):
         meta = json.loads(manifest.read_text())

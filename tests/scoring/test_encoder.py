@@ -131,6 +131,37 @@ def test_models_build_command(tmp_path: Path) -> None:
     assert "encoder-l3-int8.onnx" in proc.stdout
 
 
+
+def test_models_build_names_and_prunes_stale_builds(tmp_path: Path) -> None:
+    """Builds of other versions or graph revisions are a few hundred MB each that nothing reads: `models
+    build` says so, and with --prune removes them (never the current build, a temporary build or a link)."""
+    current = encoder_files(build=False)
+    cache = tmp_path / "cache"
+    (cache / "heads").mkdir(parents=True)  # stored policy heads live beside the encoder: kept
+    builds = cache / current.directory.parent.name
+    builds.mkdir()
+    (builds / current.directory.name).symlink_to(current.directory)  # the current build, not rebuilt
+    stale = builds / f"{current.version.split('-')[0]}-b1-g2"
+    stale.mkdir()
+    (stale / "encoder-int8.onnx").write_bytes(b"x" * 2_000_000)
+    (builds / ".build-abc123").mkdir()  # a build being written by another process
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (builds / "linked").symlink_to(other)
+    command = [sys.executable, "-m", "gateway", "models", "build", "--model-dir", str(cache)]
+    told = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert told.returncode == 0, told.stderr
+    assert "1 stale build(s)" in told.stdout and "2.0 MB" in told.stdout and stale.is_dir()
+    pruned = subprocess.run([*command, "--prune"], capture_output=True, text=True, timeout=300)
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"removed the stale build {stale} (2.0 MB)" in pruned.stdout
+    assert not stale.exists()
+    assert (builds / current.directory.name / "manifest.json").is_file() and current.int8.is_file()
+    assert (builds / ".build-abc123").is_dir() and other.is_dir() and (cache / "heads").is_dir()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert "stale" not in again.stdout
+
+
 # --- the embedding service: batching, cache, de-duplication --------------------------------------
 
 def _service(encoder: Encoder, **kw) -> EmbeddingService:
