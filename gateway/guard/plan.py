@@ -58,11 +58,11 @@ class Stage:
     metrics: Mapping[str, Metric]  # every metric the rulesets name, measured once per evaluation
     models: frozenset[str] | None = None  # run only on requests for these models (None: every model)
     parallel: bool = False  # input: runs beside the upstream call (see StageSpec.parallel)
+    # whether any of its rulesets may act (`mode: monitor` ones never do); set from them, once
+    enforcing: bool = field(init=False)
 
-    @property
-    def enforcing(self) -> bool:
-        """Whether any of its rulesets may act (`mode: monitor` ones never do)."""
-        return any(rs.mode != "monitor" for rs in self.rulesets)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "enforcing", any(rs.mode != "monitor" for rs in self.rulesets))
 
 
 @dataclass(frozen=True)
