@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,22 @@ class DetectorMetric(_ModelMetric):
 
     head: Head
     runtime: ScoringRuntime
+    # what it embeds with (the runtime's service for its layers), resolved once and loaded now, at
+    # compile time, not on the first request
+    service: EmbeddingService = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.service = self.runtime.detector_service(self.head.name)
+        self.service.sentences = self.service.sentences or self.head.sentences
 
     @classmethod
     def named(cls, name: str, runtime: ScoringRuntime | None = None) -> DetectorMetric:
         rt = runtime or get_runtime()
-        metric = cls(rt.detector(name), rt)
-        service = rt.detector_service(name)  # load the encoder now, at compile time, not on the first request
-        service.sentences = service.sentences or metric.head.sentences
-        return metric
+        return cls(rt.detector(name), rt)
 
     @property
     def _service(self) -> EmbeddingService:
-        return self.runtime.detector_service(self.head.name)
+        return self.service
 
     def _first_tier(self, text: str) -> tuple[float | None, float | None, float | None]:
         """(lexical logit, sentence logit, the gate's probability if it decides the text alone)."""
