@@ -11,7 +11,7 @@ replacement text, finish_reason "content_filter" and [DONE].
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +184,15 @@ def _response_event(event: Event) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) and payload.get("type") in _WATCHED else None
 
 
+def _indexed(choices: object) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A chunk's choices with their index; one without an int index (bool is none either) is not a
+    choice that can be checked, and is skipped (so it is dropped where a guard rebuilds the stream)."""
+    for c in choices if isinstance(choices, list) else ():
+        index = c.get("index", 0) if isinstance(c, dict) else None
+        if type(index) is int:
+            yield index, c
+
+
 def _absorb(choice: _Choice, c: dict[str, Any], chat: bool) -> None:
     """Take the text of one choice chunk. Fields of the wrong type are skipped: what a guard lets leave is
     built from what was absorbed and checked, so a malformed field is dropped, never passed on unchecked."""
@@ -237,11 +246,8 @@ class StreamMonitor(AnswerMonitor):
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
-        choices = obj.get("choices") if isinstance(obj, dict) else None
-        for c in choices if isinstance(choices, list) else ():
-            index = c.get("index", 0) if isinstance(c, dict) else None
-            if type(index) is int:
-                _absorb(self._choices.setdefault(index, _Choice(index)), c, self._chat)
+        for index, c in _indexed(obj.get("choices") if isinstance(obj, dict) else None):
+            _absorb(self._choices.setdefault(index, _Choice(index)), c, self._chat)
 
     def _answer(self) -> dict[str, Any] | None:
         if not self._choices:
@@ -321,10 +327,7 @@ class StreamGuard:
         if not choices:
             self._trailer.append(raw)  # e.g. the usage chunk: sent after the last choice ends
             return b""
-        for c in choices if isinstance(choices, list) else ():
-            index = c.get("index", 0) if isinstance(c, dict) else None
-            if type(index) is not int:  # not a choice we can check (bool is no index either): dropped
-                continue
+        for index, c in _indexed(choices):
             choice = self._choices.setdefault(index, _Choice(index))
             _absorb(choice, c, self._chat)
             touched[index] = choice
