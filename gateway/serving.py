@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from types import FrameType
@@ -20,7 +21,15 @@ class GracefulServer(uvicorn.Server):
             self._captured_signals.remove(sig)
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` writes every thread's Python stack to stderr and the gateway goes on serving:
+    how to see where a process that does not answer, or does not stop, is waiting."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+
+
 def run_server(app: ASGIApp, host: str, port: int, *, graceful_timeout_s: float, log_level: str) -> None:
+    dump_stacks_on_sigusr1()
     config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
         log_config=None, log_level=log_level, access_log=False, server_header=False, proxy_headers=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -72,16 +73,25 @@ def running_gateway(tmp: Path, config_for: Callable[[int], str],
     try:
         yield gw
     finally:
-        stop_process(gw.process)
+        stop_process(gw.process, gw.log_path)
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes], log_path: Path | None = None) -> None:
+    """SIGTERM, then SIGKILL after 10 s. A gateway still alive by then is first asked (SIGUSR1) to write
+    its threads' stacks into its log, and the log's end is printed, so a test that then fails on the
+    exit code shows where the process was waiting."""
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
+        if log_path is not None:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
         proc.kill()
         proc.wait(timeout=5)
+        if log_path is not None:
+            print(f"--- {log_path} (the process did not stop within 10 s of SIGTERM) ---\n"
+                  + log_path.read_text(errors="replace")[-20000:], file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -84,7 +84,7 @@ def test_demo_serves_the_example_config_in_front_of_a_local_echo(tmp_path: Path)
         assert odd.status_code == 400 and odd.json()["error"]["param"] == "messages[0].content[1].text"
         assert "LOCAL ECHO" in gw.logs()
     finally:
-        stop_process(gw.process)
+        stop_process(gw.process, gw.log_path)
     assert gw.process.returncode == 0
 
 

@@ -50,3 +50,26 @@ def test_sigterm_drains_an_in_flight_stream_and_exits_zero(upstream: str, tmp_pa
     body = b"".join(received)
     assert body.endswith(b"data: [DONE]\n\n"), body[-200:]
     assert body.count(b'"content":"xxxx"') + body.count(b'"content": "xxxx"') >= 9  # 45 chars in 4-char chunks
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_gateway_goes_on(upstream: str, tmp_path: Path) -> None:
+    """How an operator (and the test helper, before it kills a gateway that will not stop) sees where a
+    stuck process waits. Without the handler, SIGUSR1 would end the process."""
+    port = free_port()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(gateway_config(upstream, port))
+    gw = start_gateway(config, port, tmp_path / "gateway.log", env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    try:
+        gw.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "Current thread" not in gw.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        logs = gw.logs()
+        assert "Current thread" in logs and 'File "' in logs, logs[-2000:]
+        assert "serving.py" in logs or "uvicorn" in logs, logs[-2000:]
+        assert httpx.get(gw.url + "/healthz", timeout=5).status_code == 200
+        assert gw.process.poll() is None
+    finally:
+        gw.process.send_signal(signal.SIGTERM)
+        code = gw.process.wait(timeout=20)
+    assert code == 0
