@@ -25,6 +25,7 @@ from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
+from gateway.guard.policy import host_access
 from gateway.store import NotFound, Store, StoreError, Version
 from gateway.store.base import revert_note
 
@@ -100,10 +101,16 @@ class Registry:
                                                                        "config file too; rename one of them"))
                 continue
             try:
-                policies.append(_policy_spec(doc.body))
+                spec = _policy_spec(doc.body)
             except ValidationError as exc:
                 err = exc.errors()[0]
                 issues.append(ConfigIssue(format_path(("store", "policies", doc.id, *err["loc"])), err["msg"]))
+                continue
+            denied = host_access(spec)
+            if denied is not None:  # refused on write; one stored by an earlier version is refused here
+                issues.append(ConfigIssue(format_path(("store", "policies", doc.id, *denied.path)), denied.message))
+                continue
+            policies.append(spec)
         stages = list(self.config.stages)
         app_stages = {a.id: list(a.stages) for a in self.config.applications}
         for doc in snapshot.applications:
@@ -284,7 +291,14 @@ class Registry:
         return await self.write(kind, old.body, author, revert_note(version))
 
     async def remove(self, kind: str, doc_id: str, author: str) -> bool:
-        await self.check((await self.snapshot()).replaced(kind, doc_id))
+        """Delete a document unless that breaks the store (a stage still names the policy). Problems the
+        store had before do not count: deleting is how a document it cannot compile is got rid of."""
+        snapshot = await self.snapshot()
+        _, before = await asyncio.to_thread(self.compile, snapshot)
+        _, after = await asyncio.to_thread(self.compile, snapshot.replaced(kind, doc_id))
+        new = [issue for issue in after if issue not in before]
+        if new:
+            raise InvalidChange(new[0].path, new[0].message)
         removed = await self.store.delete(kind, doc_id, author)
         await self.load()
         return removed

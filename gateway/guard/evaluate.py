@@ -13,7 +13,7 @@ from gateway.config.errors import format_path
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan
-from gateway.guard.policy import Policy, compile_policy
+from gateway.guard.policy import Policy, compile_policy, host_access
 from gateway.guard.redact import redact
 from gateway.guard.types import MetricValue, ParamError
 
@@ -56,6 +56,9 @@ def select_policies(request: EvaluateRequest, plan: GuardPlan, default_ids: list
             raise EvaluateError(f"policy_ids[{i}]", f"no policy with id {pid!r}")
         out.append(plan.policies[pid])
     for i, spec in enumerate(request.override_policy):
+        denied = host_access(spec)
+        if denied is not None:
+            raise EvaluateError(format_path(("override_policy", i, *denied.path)), denied.message)
         try:
             out.append(compile_policy(spec))
         except ParamError as err:

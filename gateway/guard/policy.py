@@ -20,6 +20,24 @@ JUDGE_CALIBRATED_THRESHOLD = 0.5  # the judge answers a probability of violation
 LEXICAL_CALIBRATED_THRESHOLD = 0.5
 # Pattern and keyword policies label their spans with the policy id; PII keeps entity types.
 RELABELLED = frozenset({"regex", "contains", "code"})
+# What reaches into the gateway's host: policy types that run its Python or load files from its disk,
+# and parameters naming a file there. Only the config file, written by whoever deploys the gateway, may
+# use them; a policy from the admin API or from a request (evaluate's override_policy) may not.
+HOST_TYPES = {"code": "runs a Python function inside the gateway",
+              "onnx_classifier": "loads model files from the gateway's disk"}
+HOST_PARAMS = {"training_data": "reads a file on the gateway's disk; send the rows instead "
+                                "(`examples`, or the policy's data endpoint)"}
+
+
+def host_access(spec: PolicySpec) -> ParamError | None:
+    """Why `spec` may not come from the admin API or a request, or None when it may."""
+    if spec.type in HOST_TYPES:
+        return ParamError(("type",), f"a {spec.type} policy {HOST_TYPES[spec.type]}: only the gateway's config "
+                                     "file may define one")
+    for key, why in HOST_PARAMS.items():
+        if key in spec.params:
+            return ParamError((key,), f"{why}; only the gateway's config file may name a file")
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,12 @@ real Redis, where a change made through one changes the other's verdict within a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -83,6 +85,69 @@ def test_invalid_policies_are_rejected_with_the_field(gw: Gateway, body: dict, p
     err = r.json()["error"]
     assert err["param"] == param and err["code"] in ("invalid_policy",)
     assert httpx.get(gw.url + "/v1/admin/policies/bad", headers=h(CENTRAL)).status_code == 404
+
+
+@pytest.mark.parametrize("token", [CENTRAL, ADMIN_A])
+@pytest.mark.parametrize(("body", "param"), [
+    ({"id": "host", "type": "code", "function": "os:system"}, "type"),
+    ({"id": "host", "type": "onnx_classifier", "model": "/etc/hostname", "tokenizer": "/etc/hostname"}, "type"),
+    ({"id": "host", "type": "classifier", "training_data": "/etc/passwd"}, "training_data"),
+])
+def test_admin_policies_may_not_reach_into_the_host(gw: Gateway, token: str, body: dict, param: str) -> None:
+    """Only the config file may run the gateway's Python or name files on its disk: an admin token (even a
+    central one) that could store `os:system` would run shell commands on every request it applies to."""
+    r = httpx.post(gw.url + "/v1/admin/policies", headers=h(token), json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and "config file" in err["message"], err
+    assert httpx.get(gw.url + "/v1/admin/policies/host", headers=h(CENTRAL)).status_code == 404
+    # Nor by editing a harmless policy into one.
+    own = {"id": "harmless", "type": "contains", "keywords": ["alpha"]}
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(token), json=own).status_code == 201
+    try:
+        r = httpx.patch(gw.url + "/v1/admin/policies/harmless", headers=h(token),
+                        json={k: v for k, v in body.items() if k != "id"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+        assert httpx.get(gw.url + "/v1/admin/policies/harmless", headers=h(token)).json()["type"] == "contains"
+    finally:
+        httpx.delete(gw.url + "/v1/admin/policies/harmless", headers=h(CENTRAL))
+
+
+def test_a_stored_host_policy_from_an_earlier_version_is_not_run(upstream: str, tmp_path: Path) -> None:
+    """A store written before the admin API refused them may hold a `code` policy applied to traffic: the
+    gateway does not run it, names it in its log, and serves the config's plan until it is deleted."""
+    from gateway.store import open_store
+
+    marker = tmp_path / "ran"
+
+    async def plant() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'data' / 'gateway.db'}")
+        try:
+            await store.put("policy", {"id": "host", "type": "code", "function": "os:system", "owner": "central"},
+                            "earlier")
+            await store.put("stage", {"id": "host-stage", "owner": "central", "applications": ["app-a"], "spec": {
+                "name": "host-stage", "on": "input", "scope": "application",
+                "rulesets": [{"name": "r", "rules": [{"metric": "host"}], "action": {"type": "block"}}]}}, "earlier")
+        finally:
+            await store.close()
+
+    (tmp_path / "data").mkdir()
+    asyncio.run(plant())
+    with running_gateway(tmp_path, lambda port: _config(upstream, port)) as g:
+        r = chat(g, KEY_A, f"touch {marker}")
+        assert r.status_code == 200, r.text
+        assert not marker.exists()
+        assert "store.policies.host.type" in g.logs()
+        # Writes name what to delete; deleting the broken documents is allowed, and heals the store.
+        new = {"id": "new", "type": "contains", "keywords": ["k"]}
+        r = httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL), json=new)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "store.policies.host.type", r.text
+        assert httpx.delete(g.url + "/v1/admin/policies/host", headers=h(CENTRAL)).status_code == 200
+        r = httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL), json=new)
+        assert r.status_code == 400 and r.json()["error"]["param"].startswith("store.stages.host-stage"), r.text
+        assert httpx.delete(g.url + "/v1/admin/stages/host-stage", headers=h(CENTRAL)).status_code == 200
+        assert httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL), json=new).status_code == 201
+        assert chat(g, KEY_A, "k").status_code == 200
 
 
 def test_permissions(gw: Gateway) -> None:

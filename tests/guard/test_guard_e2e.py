@@ -470,6 +470,24 @@ def test_evaluate_api_reads_text_parts_and_refuses_parts_it_cannot_read(guarded:
     assert ev["status"] == "FAIL" and ev["output_score"] > 0 and ev["input_score"] == 0.0, ev
 
 
+@pytest.mark.parametrize(("policy", "param"), [
+    ({"type": "code", "function": "os:system"}, "type"),
+    ({"type": "onnx_classifier", "model": "/etc/hostname", "tokenizer": "/etc/hostname"}, "type"),
+    ({"type": "classifier", "training_data": "/etc/passwd"}, "training_data"),
+])
+def test_evaluate_refuses_policies_that_reach_into_the_host(guarded: Gateway, tmp_path: Path, policy: dict,
+                                                             param: str) -> None:
+    """A client key may send its own policies, never ones that run the gateway's Python or read its files:
+    `os:system` on the input text would run any command the client writes."""
+    marker = tmp_path / "ran"
+    body = {"messages": [{"role": "user", "content": f"touch {marker}"}], "override_policy": [{"id": "p", **policy}]}
+    r = httpx.post(guarded.url + "/v1/guard/evaluate", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == f"override_policy[0].{param}" and "config file" in err["message"], err
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("body,param", [
     ({"messages": []}, "messages"),
     ({"messages": [{"role": "user", "content": "x"}], "policy_ids": ["nope"]}, "policy_ids[0]"),
