@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.registry import InvalidChange, Registry
-from gateway.proxy.openai import OpenAIError
+from gateway.proxy.openai import OpenAIError, dumps_client_json
 from gateway.proxy.responses import JSON, RawResponse
 from gateway.store import NotFound, StoreError, Version
 
@@ -47,6 +47,7 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(parsed, dict):
         raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_request")
+    dumps_client_json(parsed)  # what is stored must be writable back: refused here, not a 500 on every read
     return parsed
 
 
@@ -54,8 +55,9 @@ async def revert_to(registry: Registry, kind: str, doc: Version, request: Reques
                     view: Callable[[Version], dict[str, Any]]) -> RawResponse:
     """The revert endpoints of policies and stages: `{"version": n}` becomes current again."""
     version = (await read_json(request)).get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise OpenAIError(400, "version: required, a whole number.", code="invalid_request", param="version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 2**63:
+        raise OpenAIError(400, "version: required, a whole number from 1.", code="invalid_request",
+                          param="version")
     try:
         new = await registry.revert(kind, doc.id, version, owner(role))
     except NotFound:

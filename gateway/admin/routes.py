@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from starlette.requests import Request
 from starlette.routing import Route
@@ -19,6 +21,7 @@ from gateway.proxy.texts import unreadable
 from gateway.store import Store, StoreError
 
 _MAX_EVALUATE_BODY = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
@@ -38,7 +41,7 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
                 app = role.application
             limit = _int(request.query_params.get("limit"), 100, "limit")
             before = request.query_params.get("before")
-            if before and not before.isdigit():
+            if before and not _digits(before, 18):  # a seq is a 64-bit integer in both stores
                 raise OpenAIError(400, "before: a record's seq.", code="invalid_value", param="before")
             before_seq = int(before) if before else None
             since = _float(request.query_params.get("since"), "since")
@@ -82,6 +85,11 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
         except guard_evaluate.EvaluateError as err:
             e = OpenAIError(400, f"{err.param}: {err}", code="invalid_request", param=err.param)
             return RawResponse(400, [JSON], e.body())
+        except guard_evaluate.PolicyFailed as err:  # e.g. a rubric judge that answered no JSON
+            log.warning("evaluate: a policy could not score", exc_info=err.__cause__,
+                        extra={"fields": {"policy_id": err.policy_id}})
+            e = OpenAIError(502, str(err), type="server_error", code="policy_error")
+            return RawResponse(502, [JSON], e.body())
         except OpenAIError as err:
             return RawResponse(err.status, [JSON], err.body())
         return RawResponse(200, [JSON], orjson.dumps(result))
@@ -102,10 +110,15 @@ def _app_policies(flow: GuardFlow, app_id: str) -> list[str]:
     return list(seen)
 
 
+def _digits(value: str, most: int) -> bool:
+    """ASCII digits only (str.isdigit also takes '²', which int() refuses), at most `most` of them."""
+    return 0 < len(value) <= most and value.isascii() and value.isdigit()
+
+
 def _int(value: str | None, default: int, name: str) -> int:
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
+    if not _digits(value, 4) or not 1 <= int(value) <= 1000:
         raise OpenAIError(400, f"'{name}' must be an integer from 1 to 1000.", code="invalid_value", param=name)
     return int(value)
 

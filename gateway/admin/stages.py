@@ -140,7 +140,8 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         doc = await store.get("stage", name)
         if doc is None or doc.body["spec"].get("scope") != "central":
             raise OpenAIError(404, f"No stored central stage '{name}'.", code="stage_not_found")
-        if isinstance(version, bool) or not isinstance(version, int) or await store.get("stage", name, version) is None:
+        if (isinstance(version, bool) or not isinstance(version, int) or not 0 < version <= doc.version
+                or await store.get("stage", name, version) is None):
             raise OpenAIError(400, f"version: a version of '{name}' (1 to {doc.version}).", code="invalid_request",
                               param="version")
         new = await registry.write("pin", {"id": f"{app}:{name}", "application": app, "stage": name,

@@ -39,6 +39,14 @@ class EvaluateError(ValueError):
         self.param = param
 
 
+class PolicyFailed(Exception):
+    """A policy could not score the text (its judge did not answer usably, its model failed...)."""
+
+    def __init__(self, policy_id: str) -> None:
+        super().__init__(f"Policy '{policy_id}' could not be scored; the gateway's log has the reason.")
+        self.policy_id = policy_id
+
+
 def parse_request(body: Any) -> EvaluateRequest:
     try:
         return EvaluateRequest.model_validate(body)
@@ -98,6 +106,8 @@ async def _score(policy: Policy, text: str, ctx: EvalContext) -> MetricValue:
     token = EVAL_CONTEXT.set(ctx)
     try:
         return await policy.score_async(text)
+    except Exception as exc:
+        raise PolicyFailed(policy.id) from exc
     finally:
         EVAL_CONTEXT.reset(token)
 
@@ -150,7 +160,10 @@ async def _correct(policy: Policy, output: str, complete: Complete | None, model
                 return rewritten
         except Exception:  # a failed corrector falls back to the local correction below
             pass
-    spans = (await policy.score_async(output)).spans if output else ()
+    try:
+        spans = (await policy.score_async(output)).spans if output else ()
+    except Exception as exc:
+        raise PolicyFailed(policy.id) from exc
     if spans:
         return redact(output, spans, "<{label}>")
     return GENERIC_CORRECTION

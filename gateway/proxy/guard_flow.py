@@ -91,7 +91,10 @@ class GuardFlow:
         return Guarded(inputs, plan.stages_for(app.id, "output", extra, model), parallel)
 
     def _compile_request_stages(self, raw: Any) -> tuple[Stage, ...]:
-        key = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).digest()
+        try:
+            key = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).digest()
+        except orjson.JSONEncodeError:  # deeper than orjson writes (254 levels); far deeper than a stage
+            raise _bad_stages(REQUEST_FIELD, "nested too deeply") from None
         cached = self._request_stages.get(key)
         if cached is not None:
             return cached

@@ -59,6 +59,16 @@ def stream_error_event(message: str, type: str, code: str | None = None) -> byte
     return b"data: " + error_body(message, type, code) + b"\n\n"
 
 
+def dumps_client_json(value: Any, what: str = "The request body") -> bytes:
+    """orjson.dumps of JSON a client sent. The parser takes 1,024 levels of nesting but the writer only
+    254: what lies between is refused as the client's error (400), not crashed on (500)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise OpenAIError(400, f"{what} is nested too deeply: at most 254 levels of arrays and objects.",
+                          code="invalid_json") from None
+
+
 def parse_request(body: bytes, endpoint: Endpoint) -> ParsedRequest:
     """Decode and check a request body; raise `OpenAIError` (400) naming the bad field."""
     if not body:

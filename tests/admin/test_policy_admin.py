@@ -555,6 +555,30 @@ def test_openapi_document(gw: Gateway) -> None:
             assert r.status_code in (400, 401, 404), (path, method, r.status_code)
 
 
+def test_odd_numbers_and_deep_json_are_400s_not_500s(gw: Gateway) -> None:
+    """Found by a probe: each answered 500 (a deeply nested stage was even stored, and then every read of
+    the stages list failed until it was deleted)."""
+    for query in ("limit=%C2%B2", "before=%C2%B2", "before=99999999999999999999999", "limit=" + "1" * 5000):
+        r = httpx.get(gw.url + "/v1/monitoring?" + query, headers=h(CENTRAL))
+        assert r.status_code == 400 and r.json()["error"]["param"] in ("limit", "before"), (query, r.text)
+    assert httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL),
+                      json={"id": "numbered", "type": "contains", "keywords": ["n"]}).status_code == 201
+    try:
+        for version in (2**63, -1, 0):
+            r = httpx.post(gw.url + "/v1/admin/policies/numbered/revert", headers=h(CENTRAL), json={"version": version})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "version", (version, r.text)
+    finally:
+        httpx.delete(gw.url + "/v1/admin/policies/numbered", headers=h(CENTRAL))
+    deep = b"[" * 300 + b"]" * 300
+    stage = (b'{"name": "deep", "on": "input", "rulesets": [{"name": "r", "rules": [{"metric": "from_config", '
+             b'"value": ' + deep + b'}], "action": {"type": "block"}}]}')
+    r = httpx.post(gw.url + "/v1/admin/stages", content=stage,
+                   headers={**h(CENTRAL), "content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    assert httpx.get(gw.url + "/v1/admin/stages", headers=h(CENTRAL)).status_code == 200
+    assert "Traceback" not in gw.logs()
+
+
 def test_stages_api(gw: Gateway) -> None:
     central = {"name": "org-no-pirates", "scope": "central", "on": "input",
                "rulesets": [{"name": "pirates", "rules": [{"metric": "from_config"}],

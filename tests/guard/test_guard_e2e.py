@@ -470,6 +470,46 @@ def test_evaluate_api_reads_text_parts_and_refuses_parts_it_cannot_read(guarded:
     assert ev["status"] == "FAIL" and ev["output_score"] > 0 and ev["input_score"] == 0.0, ev
 
 
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def test_json_nested_deeper_than_the_gateway_writes_is_a_400_not_a_500(guarded: Gateway) -> None:
+    """orjson reads 1,024 levels and writes 254: a body between the two used to crash (500) wherever the
+    gateway writes it back (an input redaction, the request's own stages); the upstream's answer, a 502."""
+    headers = {"authorization": f"Bearer {KEY_A}", "content-type": "application/json"}
+    redacted = b'{"model": "gpt-fast", "messages": [{"role": "user", "content": "mail a@example.com"}], "x": '
+    r = httpx.post(guarded.url + "/v1/chat/completions", content=redacted + _nested(300) + b"}", headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    assert "nested too deeply" in r.json()["error"]["message"]
+    stages = b'{"model": "gpt-fast", "messages": [{"role": "user", "content": "hi"}], "guardrails": '
+    r = httpx.post(guarded.url + "/v1/chat/completions", content=stages + _nested(300) + b"}", headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_guardrails", r.text
+    # An answer an output stage rewrites (the IP address is redacted) but that cannot be written back.
+    r = httpx.post(guarded.url + "/v1/chat/completions", headers=headers, json={
+        "model": "deep-1", "messages": [{"role": "user", "content": "at 10.20.30.40"}]})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "unreadable_answer", r.text
+    assert b"10.20.30.40" not in r.content
+    # Nesting the gateway can write is served as before.
+    r = httpx.post(guarded.url + "/v1/chat/completions", content=redacted + _nested(200) + b"}", headers=headers)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "echo:mail <EMAIL_ADDRESS>", r.text
+    assert "Traceback" not in guarded.logs()
+
+
+def test_evaluate_answers_502_when_a_policy_cannot_score(guarded: Gateway) -> None:
+    """A rubric judge that answers prose: an OpenAI-shaped 502 naming the policy, not a bare 500 (which also
+    dropped the client's keep-alive connection)."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "override_policy": [
+        {"id": "judged", "type": "rubric", "judge_model": "judge-rambling", "rubric": "no greetings"}]}
+    with httpx.Client(headers={"authorization": f"Bearer {KEY_A}"}, timeout=20) as http:
+        r = http.post(guarded.url + "/v1/guard/evaluate", json=body)
+        assert r.status_code == 502, r.text
+        assert r.json()["error"]["code"] == "policy_error" and "'judged'" in r.json()["error"]["message"]
+        body["override_policy"][0]["judge_model"] = "judge-1"  # the same connection serves the next request
+        r = http.post(guarded.url + "/v1/guard/evaluate", json=body)
+        assert r.status_code == 200 and r.json()["evaluation"]["status"] == "PASS", r.text
+
+
 @pytest.mark.parametrize(("policy", "param"), [
     ({"type": "code", "function": "os:system"}, "type"),
     ({"type": "onnx_classifier", "model": "/etc/hostname", "tokenizer": "/etc/hostname"}, "type"),
