@@ -16,6 +16,11 @@ from gateway.guard.engine import Segment
 Path = tuple[str | int, ...]
 Found = list[tuple[Segment, Path]]
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+# Roles the guard knows. Any other is read as "user" (a typo, "User", a provider's own role such as
+# "ipython"): checked by the input stages rather than sent on unchecked. A legacy "function" message is
+# a tool's answer.
+_CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_ROLE_ALIASES = {"function": "tool"}
 _STRING = "expected a string"
 # The role of tool descriptions an app or an MCP server gives the model; no stage reads it unless its roles name it.
 TOOL_DEFINITION = "tool_definition"
@@ -86,7 +91,10 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
     walk = _Walk()
     if endpoint == "chat_completions":
         for i, message in walk.objects(payload.get("messages"), ("messages",)):
-            _message(walk, message, ("messages", i), str(message.get("role", "user")))
+            _message(walk, message, ("messages", i), _role(walk, message, ("messages", i), "user"))
+        prediction = payload.get("prediction")  # Predicted Outputs: text the model is given to reuse
+        if isinstance(prediction, dict):
+            _content(walk, prediction.get("content"), ("prediction", "content"), "user")
         for t, tool in walk.objects(payload.get("tools"), ("tools",)):
             key = "custom" if tool.get("type") == "custom" else "function"
             if isinstance(tool.get(key), dict):
@@ -96,6 +104,8 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
     elif endpoint in ("completions", "embeddings"):
         key = "prompt" if endpoint == "completions" else "input"
         _prompt(walk, payload.get(key), (key,), "user")
+        if endpoint == "completions":
+            walk.text(payload.get("suffix"), ("suffix",), "user", optional=True)
     elif endpoint == "responses":
         walk.text(payload.get("instructions"), ("instructions",), "system", optional=True)
         value = payload.get("input")
@@ -107,7 +117,24 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
             walk.bad.append((("input",), "expected a string or an array of items"))
         for t, tool in walk.objects(payload.get("tools"), ("tools",)):
             walk.text(tool.get("description"), ("tools", t, "description"), TOOL_DEFINITION, True)
+        prompt = payload.get("prompt")  # a stored prompt's variables are filled in as the user's input
+        if isinstance(prompt, dict) and isinstance(prompt.get("variables"), dict):
+            for name, value in prompt["variables"].items():
+                path: Path = ("prompt", "variables", name)
+                if isinstance(value, dict):
+                    _content(walk, [value], path, "user", single=True)
+                else:
+                    walk.text(value, path, "user")
     return walk
+
+
+def _role(walk: _Walk, item: dict[str, Any], path: Path, default: str) -> str:
+    role = item.get("role", default)
+    if not isinstance(role, str):
+        walk.bad.append(((*path, "role"), _STRING))
+        return "user"
+    role = _ROLE_ALIASES.get(role, role)
+    return role if role in _CHAT_ROLES else "user"
 
 
 def _response(endpoint: str, payload: dict[str, Any]) -> _Walk:
@@ -143,6 +170,14 @@ def _prompt(walk: _Walk, value: Any, path: Path, role: str) -> None:
 
 def _message(walk: _Walk, message: dict[str, Any], path: Path, role: str) -> None:
     _content(walk, message.get("content"), (*path, "content"), role)
+    # What else of a message a client shows: a refusal, a reasoning model's reasoning (DeepSeek, vLLM and
+    # others name it either way), an audio answer's transcript.
+    for key in ("refusal", "reasoning_content", "reasoning"):
+        if isinstance(message.get(key), str):
+            walk.text(message[key], (*path, key), role)
+    audio = message.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
+        walk.text(audio["transcript"], (*path, "audio", "transcript"), role)
     for t, call in walk.objects(message.get("tool_calls"), (*path, "tool_calls")):
         if isinstance(call.get("custom"), dict):  # a custom tool's call carries free text
             walk.text(call["custom"].get("input"), (*path, "tool_calls", t, "custom", "input"), role)
@@ -157,8 +192,10 @@ def _message(walk: _Walk, message: dict[str, Any], path: Path, role: str) -> Non
         walk.bad.append(((*path, "function_call"), "expected an object"))
 
 
-def _content(walk: _Walk, content: Any, path: Path, role: str) -> None:
-    """A string, null, or an array of parts. Images, audio and files are not text: they yield nothing."""
+def _content(walk: _Walk, content: Any, path: Path, role: str, single: bool = False) -> None:
+    """A string, null, or an array of parts (`single`: one part, at `path` itself). Images, audio and
+    files are not text: they yield nothing. A part of a type the guard does not know is read for its
+    `text`, if it has one: an upstream that accepts it may show that text to the model."""
     if content is None or isinstance(content, str):
         walk.text(content, path, role, optional=True)
         return
@@ -166,13 +203,16 @@ def _content(walk: _Walk, content: Any, path: Path, role: str) -> None:
         walk.bad.append((path, "expected a string or an array of content parts"))
         return
     for j, part in walk.objects(content, path):
+        at: Path = path if single else (*path, j)
         kind = part.get("type")
         if not isinstance(kind, str):
-            walk.bad.append(((*path, j, "type"), _STRING))
+            walk.bad.append(((*at, "type"), _STRING))
         elif kind in _TEXT_PARTS:
-            walk.text(part.get("text"), (*path, j, "text"), role)
+            walk.text(part.get("text"), (*at, "text"), role)
         elif kind == "refusal":
-            walk.text(part.get("refusal"), (*path, j, "refusal"), role)
+            walk.text(part.get("refusal"), (*at, "refusal"), role)
+        elif isinstance(part.get("text"), str):
+            walk.text(part["text"], (*at, "text"), role)
 
 
 # Responses items besides messages whose fields carry free text the model reads: (field, role, may be null).
@@ -202,7 +242,7 @@ def _response_items(walk: _Walk, items: Any, path: Path) -> None:
         if not isinstance(kind, str):
             walk.bad.append(((*path, i, "type"), _STRING))
         elif kind == "message":
-            role = str(item.get("role", "assistant" if path == ("output",) else "user"))
+            role = _role(walk, item, (*path, i), "assistant" if path == ("output",) else "user")
             _content(walk, item.get("content"), (*path, i, "content"), role)
         elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")

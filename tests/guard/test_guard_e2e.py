@@ -702,3 +702,16 @@ def test_a_monitored_stream_cut_short_is_checked_on_what_it_carried(upstream: st
             assert b"upstream_unreachable" in r.read()  # it died after "echo", ":PRO"
         [read] = _records_of(gw, request_id, "output")
         assert read["texts"] == ["echo:PRO"] and _metric(gw, out) == 1  # what left was read; no full code
+
+
+@pytest.mark.parametrize("extra", [
+    {"messages": [{"role": "function", "name": "f", "content": "PROJECT-1234"}, {"role": "user", "content": "go"}]},
+    {"messages": [{"role": "User", "content": "PROJECT-1234"}]},
+    {"messages": [{"role": "user", "content": "go"}], "prediction": {"type": "content", "content": "PROJECT-1234"}},
+])
+def test_input_the_guard_used_to_skip_is_checked(guarded: Gateway, recorder: Recorder, extra: dict) -> None:
+    before = len(recorder.requests)
+    r = httpx.post(guarded.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY_E}"},
+                   json={"model": "gpt-fast", **extra}, timeout=20)
+    assert r.status_code == 200 and r.headers["x-guardrail-action"] == "block", r.text
+    assert len(recorder.requests) == before

@@ -210,3 +210,39 @@ def test_unreadable_answer() -> None:
     assert unreadable_answer("completions", {"choices": [{"text": 5}]})[0] == ("choices", 0, "text")
     assert unreadable_answer("responses", {"output": [{"type": "message", "content": [
         {"type": "output_text", "text": None}]}]})[0] == ("output", 0, "content", 0, "text")
+
+
+def test_texts_a_probe_found_passing_unchecked_are_read() -> None:
+    """Each of these reached the upstream, or the client, past every stage."""
+    chat = {"messages": [
+        {"role": "function", "name": "f", "content": "legacy tool answer"},
+        {"role": "User", "content": "odd case"},
+        {"role": "ipython", "content": "a provider's own role"},
+        {"role": None, "content": "no role"},
+        {"role": "user", "content": [{"type": "input_text ", "text": "unknown part"},
+                                     {"type": "image_url", "image_url": {"url": "u"}}]}],
+        "prediction": {"type": "content", "content": "predicted"}}
+    found = [(s.role, s.text, p) for s, p in request_texts("chat_completions", chat)]
+    assert found == [("tool", "legacy tool answer", ("messages", 0, "content")),
+                     ("user", "odd case", ("messages", 1, "content")),
+                     ("user", "a provider's own role", ("messages", 2, "content")),
+                     ("user", "no role", ("messages", 3, "content")),
+                     ("user", "unknown part", ("messages", 4, "content", 0, "text")),
+                     ("user", "predicted", ("prediction", "content"))]
+    assert unreadable("chat_completions", chat) == (("messages", 3, "role"), "expected a string")
+    assert [s.text for s, _ in request_texts("completions", {"prompt": "p", "suffix": "s"})] == ["p", "s"]
+    responses = {"input": [{"role": ["user"], "content": "listed role"}], "prompt": {"id": "pmpt_1", "variables": {
+        "city": "Paris", "note": {"type": "input_text", "text": "a part"}, "pic": {"type": "input_image"}}}}
+    found = [(s.role, s.text, p) for s, p in request_texts("responses", responses)]
+    assert found == [("user", "listed role", ("input", 0, "content")),
+                     ("user", "Paris", ("prompt", "variables", "city")),
+                     ("user", "a part", ("prompt", "variables", "note", "text"))]
+    write_back(responses, ("prompt", "variables", "note", "text"), "A PART")
+    assert responses["prompt"]["variables"]["note"] == {"type": "input_text", "text": "A PART"}
+    answer = {"choices": [{"index": 0, "message": {
+        "role": "assistant", "content": None, "refusal": "refused", "reasoning_content": "thought",
+        "audio": {"id": "a", "data": "", "transcript": "spoken"}}}]}
+    found = [(s.role, s.text, p) for s, p in response_texts("chat_completions", answer)]
+    assert found == [("assistant", "refused", ("choices", 0, "message", "refusal")),
+                     ("assistant", "thought", ("choices", 0, "message", "reasoning_content")),
+                     ("assistant", "spoken", ("choices", 0, "message", "audio", "transcript"))]
