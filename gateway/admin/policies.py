@@ -9,7 +9,6 @@ from the config file are read-only here. Errors are OpenAI-shaped: 400 names the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -27,6 +26,7 @@ from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import RawResponse
 from gateway.store import Example, StoreError, Version
 from gateway.store.base import ACTIVE_JOB
+from gateway.tasks import cancel_and_wait
 
 TRAINABLE = ("classifier", "similar")
 HEARTBEAT_S = 5.0
@@ -344,9 +344,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
 
     async def stop(beating: asyncio.Task[None]) -> None:
         """End the heartbeat before the final status, so a late beat never writes `training` over it."""
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
+        await cancel_and_wait(beating)
 
     async def run_training(policy_id: str, author: str) -> None:
         beating = asyncio.get_running_loop().create_task(heartbeat(policy_id))

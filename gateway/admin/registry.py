@@ -28,6 +28,7 @@ from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
 from gateway.guard.policy import host_access
 from gateway.store import NotFound, Store, StoreError, Version
 from gateway.store.base import revert_note
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("gateway.registry")
 
@@ -257,11 +258,7 @@ class Registry:
     async def stop(self) -> None:
         for task in (self._task, self._flush, self._listen):
             if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+                await cancel_and_wait(task)
         await self.store.close()
 
     async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
