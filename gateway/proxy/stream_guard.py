@@ -34,6 +34,7 @@ class _Choice:
     started: bool = False
     finish: str | None = None
     tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+    ended: bool = False  # its last check ran and its finish chunk left: later chunks for it are dropped
 
 
 def _text(value: object) -> str:
@@ -329,6 +330,8 @@ class StreamGuard:
             return b""
         for index, c in _indexed(choices):
             choice = self._choices.setdefault(index, _Choice(index))
+            if choice.ended:  # e.g. Azure's content-filter results after the finish: its answer was whole
+                continue
             _absorb(choice, c, self._chat)
             touched[index] = choice
         return b""
@@ -369,6 +372,7 @@ class StreamGuard:
         choice.released = max(choice.released, upto)
         if final:
             out += self._ending(choice, tools)
+            choice.ended = True
         return out
 
     async def _stop(self, choice: _Choice, decision: Decision) -> bytes:
@@ -382,7 +386,8 @@ class StreamGuard:
         out = self._delta(choice, replacement)
         note = self._note(decision)
         for c in sorted(self._choices.values(), key=lambda c: c.index):
-            out += self._chunk(c.index, {}, "content_filter", note)
+            if not c.ended:  # a choice that already finished keeps its own finish
+                out += self._chunk(c.index, {}, "content_filter", note)
         return out + DONE
 
     async def _finish_all(self) -> bytes:

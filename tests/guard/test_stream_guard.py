@@ -291,3 +291,43 @@ def test_a_monitored_chat_stream_passes_byte_for_byte_and_its_whole_answer_is_ch
         {"object": "text_completion", "choices": [{"index": 0, "text": "one two", "finish_reason": "length"}]}])
     ping = b": ping\n\ndata: [DONE]\n\n"  # no choice ever arrived: nothing to check
     assert _monitored(chat, ping, len(ping)) == (ping, [])
+
+
+def _raw(events: list[dict]) -> bytes:
+    return b"".join(b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                                               "model": "m", **e}) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def _sent(out: bytes) -> list[dict]:
+    return [orjson.loads(b[6:]) for b in out.split(b"\n\n") if b.startswith(b"data: {")]
+
+
+def test_a_chunk_after_a_choices_finish_does_not_send_its_ending_twice() -> None:
+    """Azure sends content-filter results for a choice after its finish: the tool call and the finish used
+    to go out again, and the SDK joined the arguments twice."""
+    raw = _raw([
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": "call", "type": "function", "function": {"name": "f", "arguments": "{\"q\": "}}]},
+            "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"x\"}"}}]},
+                      "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": None,
+                      "content_filter_results": {"hate": {"filtered": False}}}]}])
+    one_event_per_read = [i + 2 for i in range(len(raw)) if raw[i:i + 2] == b"\n\n"]
+    sent = _sent(run(stage({"type": "redact"}), raw, one_event_per_read)[2])
+    finishes = [c["finish_reason"] for e in sent for c in e.get("choices", []) if c["finish_reason"]]
+    arguments = "".join(t["function"]["arguments"] for e in sent for c in e.get("choices", [])
+                        for t in c["delta"].get("tool_calls", []))
+    assert finishes == ["tool_calls"] and arguments == '{"q": "x"}'
+
+
+def test_a_block_in_one_choice_leaves_a_choice_that_finished_with_its_own_finish() -> None:
+    raw = _raw([
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "clean zero"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [{"index": 1, "delta": {"role": "assistant", "content": f"one {SECRET}"}, "finish_reason": None}]},
+        {"choices": [{"index": 1, "delta": {}, "finish_reason": "stop"}]}])
+    sent = _sent(run(stage({"type": "block"}), raw, [])[2])
+    finishes = [(c["index"], c["finish_reason"]) for e in sent for c in e.get("choices", []) if c["finish_reason"]]
+    assert finishes == [(0, "stop"), (1, "content_filter")]
