@@ -81,10 +81,20 @@ def read_response(endpoint: str, payload: dict[str, Any]) -> tuple[Found, tuple[
 
 
 def write_back(payload: dict[str, Any], path: Path, text: str) -> None:
+    """Put `text` at `path`. Log probabilities on the way (a chat or completions choice's `logprobs`, a
+    responses text part's) spell out the old text token by token: they are emptied."""
     node: Any = payload
     for key in path[:-1]:
+        _forget_logprobs(node)
         node = node[key]
+    _forget_logprobs(node)
     node[path[-1]] = text
+
+
+def _forget_logprobs(node: Any) -> None:
+    # Only an answer's token details (an object or a list); a request's `logprobs: true` is a setting.
+    if isinstance(node, dict) and isinstance(node.get("logprobs"), (dict, list)) and node["logprobs"]:
+        node["logprobs"] = [] if isinstance(node["logprobs"], list) else None
 
 
 def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:

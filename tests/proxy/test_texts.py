@@ -246,3 +246,22 @@ def test_texts_a_probe_found_passing_unchecked_are_read() -> None:
     assert found == [("assistant", "refused", ("choices", 0, "message", "refusal")),
                      ("assistant", "thought", ("choices", 0, "message", "reasoning_content")),
                      ("assistant", "spoken", ("choices", 0, "message", "audio", "transcript"))]
+
+
+def test_writing_back_a_changed_text_empties_the_log_probabilities_that_spell_the_old_one() -> None:
+    chat = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "The code is PROJECT-4242."},
+                         "logprobs": {"content": [{"token": "PROJECT", "logprob": -0.1}]}},
+                        {"index": 1, "message": {"role": "assistant", "content": "clean"},
+                         "logprobs": {"content": [{"token": "clean", "logprob": -0.1}]}}]}
+    write_back(chat, ("choices", 0, "message", "content"), "The code is <codes>.")
+    assert chat["choices"][0]["logprobs"] is None and chat["choices"][1]["logprobs"] is not None
+    completion = {"choices": [{"index": 0, "text": "PROJECT-4242", "logprobs": {"tokens": ["PROJECT"]}}]}
+    write_back(completion, ("choices", 0, "text"), "<codes>")
+    assert completion["choices"][0]["logprobs"] is None
+    responses = {"output": [{"type": "message", "role": "assistant", "content": [
+        {"type": "output_text", "text": "PROJECT-4242", "logprobs": [{"token": "PROJECT"}]}]}]}
+    write_back(responses, ("output", 0, "content", 0, "text"), "<codes>")
+    assert responses["output"][0]["content"][0] == {"type": "output_text", "text": "<codes>", "logprobs": []}
+    request = {"model": "m", "logprobs": True, "top_logprobs": 2, "messages": [{"role": "user", "content": "a@b.co"}]}
+    write_back(request, ("messages", 0, "content"), "<EMAIL_ADDRESS>")
+    assert request["logprobs"] is True and request["top_logprobs"] == 2
