@@ -291,11 +291,12 @@ class Registry:
         """Delete a document unless that breaks the store (a stage still names the policy). Problems the
         store had before do not count: deleting is how a document it cannot compile is got rid of."""
         snapshot = await self.snapshot()
-        _, before = await asyncio.to_thread(self.compile, snapshot)
         _, after = await asyncio.to_thread(self.compile, snapshot.replaced(kind, doc_id))
-        new = [issue for issue in after if issue not in before]
-        if new:
-            raise InvalidChange(new[0].path, new[0].message)
+        if after:  # compiled again only then: a store without problems had none before either
+            _, before = await asyncio.to_thread(self.compile, snapshot)
+            new = [issue for issue in after if issue not in before]
+            if new:
+                raise InvalidChange(new[0].path, new[0].message)
         removed = await self.store.delete(kind, doc_id, author)
         await self.load()
         return removed
