@@ -102,14 +102,16 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-async def _score(policy: Policy, text: str, ctx: EvalContext) -> MetricValue:
-    token = EVAL_CONTEXT.set(ctx)
+async def _score(policy: Policy, text: str, ctx: EvalContext | None = None) -> MetricValue:
+    """The policy's score of `text` (with `ctx` as the evaluation context); any failure is PolicyFailed."""
+    token = EVAL_CONTEXT.set(ctx) if ctx is not None else None
     try:
         return await policy.score_async(text)
     except Exception as exc:
         raise PolicyFailed(policy.id) from exc
     finally:
-        EVAL_CONTEXT.reset(token)
+        if token is not None:
+            EVAL_CONTEXT.reset(token)
 
 
 async def evaluate(request: EvaluateRequest, policies: list[Policy], complete: Complete | None,
@@ -160,10 +162,7 @@ async def _correct(policy: Policy, output: str, complete: Complete | None, model
                 return rewritten
         except Exception:  # a failed corrector falls back to the local correction below
             pass
-    try:
-        spans = (await policy.score_async(output)).spans if output else ()
-    except Exception as exc:
-        raise PolicyFailed(policy.id) from exc
+    spans = (await _score(policy, output)).spans if output else ()
     if spans:
         return redact(output, spans, "<{label}>")
     return GENERIC_CORRECTION
