@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.registry import InvalidChange, Registry
-from gateway.proxy.openai import OpenAIError, dumps_client_json
+from gateway.proxy.openai import OpenAIError, dumps_json, request_too_deep
 from gateway.proxy.responses import JSON, RawResponse
 from gateway.store import NotFound, StoreError, Version
 
@@ -47,7 +47,7 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(parsed, dict):
         raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_request")
-    dumps_client_json(parsed)  # what is stored must be writable back: refused here, not a 500 on every read
+    dumps_json(parsed, request_too_deep)  # what is stored must be writable back: refused here, not a 500 on reads
     return parsed
 
 

@@ -20,7 +20,7 @@ from gateway.guard.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan, Stage, compile_stages
-from gateway.proxy.openai import OpenAIError
+from gateway.proxy.openai import OpenAIError, dumps_json
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, event_stream_headers
 from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, write_back
@@ -91,10 +91,8 @@ class GuardFlow:
         return Guarded(inputs, plan.stages_for(app.id, "output", extra, model), parallel)
 
     def _compile_request_stages(self, raw: Any) -> tuple[Stage, ...]:
-        try:
-            key = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).digest()
-        except orjson.JSONEncodeError:  # deeper than orjson writes (254 levels); far deeper than a stage
-            raise _bad_stages(REQUEST_FIELD, "nested too deeply") from None
+        key = hashlib.sha256(dumps_json(raw, lambda why: _bad_stages(REQUEST_FIELD, why),
+                                        orjson.OPT_SORT_KEYS)).digest()
         cached = self._request_stages.get(key)
         if cached is not None:
             return cached

@@ -21,8 +21,8 @@ from gateway.proxy.stream_guard import AnswerMonitor, EventRelay, StreamGuard, a
 from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
-from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, dumps_client_json, model_list,
-                                  parse_request, stream_error_event)
+from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_too_deep, dumps_json, model_list,
+                                  parse_request, request_too_deep, stream_error_event)
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
 from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
@@ -137,7 +137,7 @@ class ProxyHandler:
             parsed.payload.pop("stream_options", None)
             rewrite = True
         if rewrite:
-            body = dumps_client_json(parsed.payload)
+            body = dumps_json(parsed.payload, request_too_deep)
         upstream = route.upstream
         headers = upstream_request_headers(request.scope["headers"], upstream)
         with cancel_on_disconnect(request.receive):
@@ -207,9 +207,10 @@ class ProxyHandler:
         if annotated:
             payload["guardrail"] = annotation(decision, ex.request_id)
         if as_events:
-            _dumps_answer(payload)  # fails here, as an error answer, rather than in the middle of the stream
+            dumps_json(payload, answer_too_deep)  # fails here, as an error answer, not in the middle of the stream
             return RawResponse(200, event_stream_headers([*headers, *guarded.headers()]), response_stream(payload))
-        return RawResponse(200, [*headers, *guarded.headers()], _dumps_answer(payload) if annotated else answer)
+        body = dumps_json(payload, answer_too_deep) if annotated else answer
+        return RawResponse(200, [*headers, *guarded.headers()], body)
 
     def _authenticate(self, request: Request, ex: Exchange) -> ApplicationConfig:
         app = self._keys.application(_header(request, b"authorization"))
@@ -353,16 +354,6 @@ class ProxyHandler:
             t.ttft.labels(ex.route, ex.application, ex.model).observe(ex.ttft_s)
         if self._access_log is not None:
             self._access_log.write(_access_fields(ex, status, elapsed))
-
-
-def _dumps_answer(payload: dict[str, Any]) -> bytes:
-    """An upstream answer written back; one nested deeper than orjson writes (254 levels) is the upstream's
-    fault (502), as an answer that cannot be read is."""
-    try:
-        return orjson.dumps(payload)
-    except orjson.JSONEncodeError:
-        raise OpenAIError(502, "The upstream answer is nested too deeply for the gateway to write it back "
-                               "(at most 254 levels).", type="upstream_error", code="unreadable_answer") from None
 
 
 def _access_fields(ex: Exchange, status: int, elapsed: float) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,14 +60,22 @@ def stream_error_event(message: str, type: str, code: str | None = None) -> byte
     return b"data: " + error_body(message, type, code) + b"\n\n"
 
 
-def dumps_client_json(value: Any, what: str = "The request body") -> bytes:
-    """orjson.dumps of JSON a client sent. The parser takes 1,024 levels of nesting but the writer only
-    254: what lies between is refused as the client's error (400), not crashed on (500)."""
+def dumps_json(value: Any, too_deep: Callable[[str], OpenAIError], option: int | None = None) -> bytes:
+    """orjson.dumps of JSON that came in. orjson reads 1,024 levels of nesting but writes only 254: what
+    lies between raises `too_deep(reason)`, the sender's error, instead of crashing (500)."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, option=option)
     except orjson.JSONEncodeError:
-        raise OpenAIError(400, f"{what} is nested too deeply: at most 254 levels of arrays and objects.",
-                          code="invalid_json") from None
+        raise too_deep("nested too deeply: at most 254 levels of arrays and objects") from None
+
+
+def request_too_deep(reason: str) -> OpenAIError:
+    return OpenAIError(400, f"The request body is {reason}.", code="invalid_json")
+
+
+def answer_too_deep(reason: str) -> OpenAIError:
+    return OpenAIError(502, f"The upstream answer is {reason}; the gateway cannot write it back.",
+                       type="upstream_error", code="unreadable_answer")
 
 
 def parse_request(body: bytes, endpoint: Endpoint) -> ParsedRequest:
