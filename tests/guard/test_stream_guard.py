@@ -45,6 +45,20 @@ def sse(text: str, cuts: list[int]) -> bytes:
     return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
+def _raw(events: list[dict]) -> bytes:
+    return b"".join(b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                                               "model": "m", **e}) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def _sent(out: bytes) -> list[dict]:
+    return [orjson.loads(b[6:]) for b in out.split(b"\n\n") if b.startswith(b"data: {")]
+
+
+def _event_cuts(raw: bytes) -> list[int]:
+    """Byte cuts that make each SSE event arrive in its own read."""
+    return [i + 2 for i in range(len(raw)) if raw[i:i + 2] == b"\n\n"]
+
+
 def run(stages: list, raw: bytes, byte_cuts: list[int]) -> tuple[str, list[str | None], bytes]:
     async def resolve(decision: Decision, text: str) -> str:
         return "[removed]"
@@ -114,8 +128,7 @@ def test_several_choices_and_tool_calls_are_each_checked() -> None:
                       "finish_reason": "tool_calls"}]},
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
     ]
-    raw = b"".join(b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1,
-                                              "model": "m", **e}) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    raw = _raw(events)
     _, _, out = run(stage({"type": "redact"}), raw, [])
     assert b"PROJECT-4242" not in out and b"<codes>" in out
     assert b"clean answer" in out and out.endswith(b"data: [DONE]\n\n")
@@ -133,7 +146,7 @@ def test_a_span_longer_than_the_holdback_ends_the_stream_instead_of_leaking_more
     assert stages[0].holdback_chars == 4  # an explicit setting is used as it is
     text = "write to a.very.long.mailbox.name@example.com now"
     raw = sse(text, list(range(0, len(text), 3)))
-    one_event_per_read = [i + 2 for i in range(len(raw)) if raw[i:i + 2] == b"\n\n"]
+    one_event_per_read = _event_cuts(raw)
     released, finishes, _ = run(stages, raw, one_event_per_read)
     assert released.endswith("stopped") and finishes[-1] == "content_filter"
     assert "example.com" not in released
@@ -293,15 +306,6 @@ def test_a_monitored_chat_stream_passes_byte_for_byte_and_its_whole_answer_is_ch
     assert _monitored(chat, ping, len(ping)) == (ping, [])
 
 
-def _raw(events: list[dict]) -> bytes:
-    return b"".join(b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1,
-                                               "model": "m", **e}) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-def _sent(out: bytes) -> list[dict]:
-    return [orjson.loads(b[6:]) for b in out.split(b"\n\n") if b.startswith(b"data: {")]
-
-
 def test_a_chunk_after_a_choices_finish_does_not_send_its_ending_twice() -> None:
     """Azure sends content-filter results for a choice after its finish: the tool call and the finish used
     to go out again, and the SDK joined the arguments twice."""
@@ -314,7 +318,7 @@ def test_a_chunk_after_a_choices_finish_does_not_send_its_ending_twice() -> None
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         {"choices": [{"index": 0, "delta": {}, "finish_reason": None,
                       "content_filter_results": {"hate": {"filtered": False}}}]}])
-    one_event_per_read = [i + 2 for i in range(len(raw)) if raw[i:i + 2] == b"\n\n"]
+    one_event_per_read = _event_cuts(raw)
     sent = _sent(run(stage({"type": "redact"}), raw, one_event_per_read)[2])
     finishes = [c["finish_reason"] for e in sent for c in e.get("choices", []) if c["finish_reason"]]
     arguments = "".join(t["function"]["arguments"] for e in sent for c in e.get("choices", [])
