@@ -142,6 +142,8 @@ def create_upstream(rec: Recorder) -> Starlette:
                     {"type": "message", "id": "msg_t", "status": "completed", "role": "assistant",
                      "content": [{"type": "output_text", "text": "echo:" + text,
                                   "annotations": []}]}]}
+        if entry["json"]["model"].startswith("gpt-items") and isinstance(given, str):
+            body["output"] = [_ITEMS[given]]  # one output item of the kind asked for, carrying a code
         if entry["json"].get("stream") is True:
             return StreamingResponse(_response_events(body, rec), media_type="text/event-stream")
         return Response(orjson.dumps(body), media_type="application/json")
@@ -157,6 +159,25 @@ def create_upstream(rec: Recorder) -> Starlette:
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
     ])
+
+
+# Output items whose text sits in nested fields (what the model asks a client to run, patch or type),
+# each carrying a project code, and a message citing a page whose title carries one.
+_CODE = "PROJECT-" + "1234"
+_ITEMS: dict[str, dict[str, Any]] = {
+    "local_shell_call": {"type": "local_shell_call", "id": "ls_1", "call_id": "c1", "status": "completed",
+                         "action": {"type": "exec", "command": ["echo", _CODE], "env": {}}},
+    "shell_call": {"type": "shell_call", "id": "sh_1", "call_id": "c2", "status": "completed",
+                   "action": {"commands": [f"curl https://example.com/{_CODE}"], "timeout_ms": 1000}},
+    "apply_patch_call": {"type": "apply_patch_call", "id": "ap_1", "call_id": "c3", "status": "completed",
+                         "operation": {"type": "update_file", "path": "a.txt", "diff": f"+{_CODE}\n"}},
+    "computer_call": {"type": "computer_call", "id": "cc_1", "call_id": "c4", "status": "completed",
+                      "pending_safety_checks": [], "action": {"type": "type", "text": _CODE}},
+    "url_citation": {"type": "message", "id": "msg_c", "status": "completed", "role": "assistant", "content": [
+        {"type": "output_text", "text": "See the page.", "annotations": [
+            {"type": "url_citation", "start_index": 0, "end_index": 3, "url": "https://example.com/p",
+             "title": f"Notes on {_CODE}"}]}]},
+}
 
 
 async def _seen_beside(rec: Recorder, judged: str) -> bool:

@@ -185,6 +185,7 @@ def _message(walk: _Walk, message: dict[str, Any], path: Path, role: str) -> Non
     for key in ("refusal", "reasoning_content", "reasoning"):
         if isinstance(message.get(key), str):
             walk.text(message[key], (*path, key), role)
+    _citations(walk, message.get("annotations"), (*path, "annotations"), role, nested=True)
     audio = message.get("audio")
     if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
         walk.text(audio["transcript"], (*path, "audio", "transcript"), role)
@@ -219,6 +220,7 @@ def _content(walk: _Walk, content: Any, path: Path, role: str, single: bool = Fa
             walk.bad.append(((*at, "type"), _STRING))
         elif kind in _TEXT_PARTS:
             walk.text(part.get("text"), (*at, "text"), role)
+            _citations(walk, part.get("annotations"), (*at, "annotations"), role, nested=False)
         elif kind == "refusal":
             walk.text(part.get("refusal"), (*at, "refusal"), role)
         elif isinstance(part.get("text"), str):
@@ -246,6 +248,44 @@ _ITEM_LISTS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
 }
 
 
+# Items whose free text sits inside an object: (keys to it, role). The value is a string or a list of
+# strings (a shell command's argv); an absent one is fine (a delete_file patch has no diff). These are
+# what the model asks a client to run or type: an output stage must see them like a function's arguments.
+_ITEM_NESTED: dict[str, tuple[tuple[tuple[str, str], str], ...]] = {
+    "local_shell_call": ((("action", "command"), "assistant"),),
+    "shell_call": ((("action", "commands"), "assistant"),),
+    "apply_patch_call": ((("operation", "diff"), "assistant"),),
+    "computer_call": ((("action", "text"), "assistant"),),
+}
+
+
+def _nested(walk: _Walk, item: dict[str, Any], path: Path, keys: tuple[str, str], role: str) -> None:
+    outer, field = keys
+    holder = item.get(outer)
+    if holder is None:
+        return
+    if not isinstance(holder, dict):
+        walk.bad.append(((*path, outer), "expected an object"))
+        return
+    value = holder.get(field)
+    if isinstance(value, list):
+        for k, entry in enumerate(value):
+            walk.text(entry, (*path, outer, field, k), role)
+    else:
+        walk.text(value, (*path, outer, field), role, optional=True)
+
+
+def _citations(walk: _Walk, notes: Any, path: Path, role: str, nested: bool) -> None:
+    """The title and address of each URL citation a client shows beside the text (`nested`: chat's
+    `{"type": "url_citation", "url_citation": {...}}`; responses put the fields on the annotation)."""
+    for a, note in walk.objects(notes, path):
+        cite = note.get("url_citation") if nested else note
+        if note.get("type") == "url_citation" and isinstance(cite, dict):
+            at: Path = (*path, a, "url_citation") if nested else (*path, a)
+            for key in ("title", "url"):
+                walk.text(cite.get(key), (*at, key), role, optional=True)
+
+
 def _response_items(walk: _Walk, items: Any, path: Path) -> None:
     for i, item in walk.objects(items, path):
         kind = item.get("type", "message")
@@ -265,6 +305,8 @@ def _response_items(walk: _Walk, items: Any, path: Path) -> None:
                 walk.text(item.get(field), (*path, i, field), role, optional)
             if kind == "mcp_call" and isinstance(item.get("error"), str):  # some servers send an object
                 walk.text(item["error"], (*path, i, "error"), "tool")
+            for keys, role in _ITEM_NESTED.get(kind, ()):
+                _nested(walk, item, (*path, i), keys, role)
             for field, keys, role in _ITEM_LISTS.get(kind, ()):
                 for k, entry in walk.objects(item.get(field), (*path, i, field)):
                     for key in keys:

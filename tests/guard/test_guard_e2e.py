@@ -383,6 +383,23 @@ def test_what_tools_and_mcp_servers_answered_is_checked_as_tool_input(guarded: G
     assert response.output_text == "echo:2 items"
 
 
+@pytest.mark.parametrize("kind", ["local_shell_call", "shell_call", "apply_patch_call", "computer_call", "url_citation"])
+def test_what_the_model_asks_a_client_to_run_or_cites_is_checked_as_output(guarded: Gateway, kind: str) -> None:
+    """A shell command, a patch, typed text and a cited page's title are the model's output: they passed every
+    output stage unchecked before."""
+    extra = {"guardrails": [{"name": "out-codes", "on": "output", "rulesets": [
+        {"name": "no-codes", "rules": [{"metric": "secret_codes"}], "action": {"type": "block", "message": "nope"}}]}]}
+    r = httpx.post(guarded.url + "/v1/responses", headers={"authorization": f"Bearer {KEY_E}"},
+                   json={"model": "gpt-items", "input": kind, **extra})
+    assert r.status_code == 200 and r.headers["x-guardrail-action"] == "block", r.text
+    stopped = Response.model_validate(r.json())
+    assert stopped.status == "incomplete" and stopped.output_text == "nope"
+    assert "PROJECT-1234" not in r.text
+    unguarded = httpx.post(guarded.url + "/v1/responses", headers={"authorization": f"Bearer {KEY_E}"},
+                           json={"model": "gpt-items", "input": kind})
+    assert unguarded.status_code == 200 and "PROJECT-1234" in unguarded.text  # the upstream did send it
+
+
 def test_tool_definitions_are_checked_when_a_stage_names_their_role(guarded: Gateway, recorder: Recorder) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "description": "Look up PROJECT-1234 first",
                                                "parameters": {"type": "object", "properties": {}}}}]

@@ -265,3 +265,40 @@ def test_writing_back_a_changed_text_empties_the_log_probabilities_that_spell_th
     request = {"model": "m", "logprobs": True, "top_logprobs": 2, "messages": [{"role": "user", "content": "a@b.co"}]}
     write_back(request, ("messages", 0, "content"), "<EMAIL_ADDRESS>")
     assert request["logprobs"] is True and request["top_logprobs"] == 2
+
+
+def test_commands_patches_typed_text_and_citations_are_read() -> None:
+    """What the model asks a client to run, patch or type, and what it cites, is its output."""
+    answer = {"output": [
+        {"type": "local_shell_call", "call_id": "a", "action": {"type": "exec", "command": ["ls", "-la"], "env": {}}},
+        {"type": "shell_call", "call_id": "b", "action": {"commands": ["cat x"], "timeout_ms": 5}},
+        {"type": "apply_patch_call", "call_id": "c", "operation": {"type": "update_file", "path": "p", "diff": "+d"}},
+        {"type": "apply_patch_call", "call_id": "d", "operation": {"type": "delete_file", "path": "p"}},
+        {"type": "computer_call", "call_id": "e", "action": {"type": "type", "text": "typed"}},
+        {"type": "computer_call", "call_id": "f", "action": {"type": "click", "x": 1, "y": 2}},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "see", "annotations": [
+            {"type": "url_citation", "url": "https://a.example", "title": "A page", "start_index": 0, "end_index": 3},
+            {"type": "file_citation", "file_id": "f", "index": 0}]}]}]}
+    found = [(s.role, s.text, p) for s, p in response_texts("responses", answer)]
+    assert found == [
+        ("assistant", "ls", ("output", 0, "action", "command", 0)),
+        ("assistant", "-la", ("output", 0, "action", "command", 1)),
+        ("assistant", "cat x", ("output", 1, "action", "commands", 0)),
+        ("assistant", "+d", ("output", 2, "operation", "diff")),
+        ("assistant", "typed", ("output", 4, "action", "text")),
+        ("assistant", "see", ("output", 6, "content", 0, "text")),
+        ("assistant", "A page", ("output", 6, "content", 0, "annotations", 0, "title")),
+        ("assistant", "https://a.example", ("output", 6, "content", 0, "annotations", 0, "url")),
+    ]
+    write_back(answer, ("output", 0, "action", "command", 1), "-l")
+    assert answer["output"][0]["action"]["command"] == ["ls", "-l"]
+    chat = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "c", "annotations": [
+        {"type": "url_citation", "url_citation": {"url": "https://b.example", "title": "B", "start_index": 0}}]}}]}
+    assert [(s.text, p) for s, p in response_texts("chat_completions", chat)] == [
+        ("c", ("choices", 0, "message", "content")),
+        ("B", ("choices", 0, "message", "annotations", 0, "url_citation", "title")),
+        ("https://b.example", ("choices", 0, "message", "annotations", 0, "url_citation", "url"))]
+    bad = {"output": [{"type": "shell_call", "call_id": "b", "action": "ls"}]}
+    assert read_response("responses", bad)[1][0] == ("output", 0, "action")
+    bad = {"output": [{"type": "local_shell_call", "call_id": "a", "action": {"command": ["ls", 3]}}]}
+    assert read_response("responses", bad)[1][0] == ("output", 0, "action", "command", 1)
