@@ -5,7 +5,7 @@ before it, then releases all but the last `holdback` characters. A span of at mo
 therefore never be half released: while it is incomplete it sits in the held-back tail. A longer span
 (up to `lookback`) is still found once complete; its start has left, so the stream ends there. The last
 check of a choice reads the whole answer. Tool-call
-arguments are held whole until their choice finishes. A terminal action ends the stream with the
+arguments and a refusal are held whole until their choice finishes. A terminal action ends the stream with the
 replacement text, finish_reason "content_filter" and [DONE].
 """
 
@@ -34,6 +34,7 @@ class _Choice:
     started: bool = False
     finish: str | None = None
     tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+    refusal: str = ""  # a chat model's refusal (structured outputs): held whole, like tool calls
     ended: bool = False  # its last check ran and its finish chunk left: later chunks for it are dropped
 
 
@@ -201,6 +202,7 @@ def _absorb(choice: _Choice, c: dict[str, Any], chat: bool) -> None:
         delta = c.get("delta")
         if isinstance(delta, dict):
             choice.text += _text(delta.get("content"))
+            choice.refusal += _text(delta.get("refusal"))
             calls = delta.get("tool_calls")
             for call in calls if isinstance(calls, list) else ():
                 if isinstance(call, dict) and type(call.get("index", 0)) is int:
@@ -257,6 +259,8 @@ class StreamMonitor(AnswerMonitor):
         for choice in sorted(self._choices.values(), key=lambda c: c.index):
             if self._chat:
                 message: dict[str, Any] = {"role": "assistant", "content": choice.text}
+                if choice.refusal:
+                    message["refusal"] = choice.refusal
                 if choice.tools:
                     message["tool_calls"] = _tools(choice)
                 choices.append({"index": choice.index, "message": message, "finish_reason": choice.finish})
@@ -356,6 +360,8 @@ class StreamGuard:
         window = choice.text[start:]
         tools = _tools(choice) if final else []
         segments = [Segment("assistant", window)] + [Segment("assistant", t["function"]["arguments"]) for t in tools]
+        if final and choice.refusal:
+            segments.append(Segment("assistant", choice.refusal))
         decision = await self._engine.evaluate(self._stages, segments)
         self.decisions.append(decision)
         if decision.terminal is not None:
@@ -367,6 +373,8 @@ class StreamGuard:
             choice.text = choice.text[:start] + decision.texts[0]
             for tool, text in zip(tools, decision.texts[1:]):
                 tool["function"]["arguments"] = text
+            if final and choice.refusal:
+                choice.refusal = decision.texts[-1]
         upto = len(choice.text) if final else len(choice.text) - (hold or 0)
         out = self._delta(choice, choice.text[choice.released:upto]) if upto > choice.released else b""
         choice.released = max(choice.released, upto)
@@ -410,7 +418,15 @@ class StreamGuard:
         return self._chunk(choice.index, delta, None)
 
     def _ending(self, choice: _Choice, tools: list[dict[str, Any]]) -> bytes:
-        out = self._chunk(choice.index, {"tool_calls": tools}, None) if tools else b""
+        out = b""
+        if choice.refusal:
+            delta: dict[str, Any] = {"refusal": choice.refusal}
+            if not choice.started:
+                delta = {"role": "assistant", **delta}
+                choice.started = True
+            out += self._chunk(choice.index, delta, None)
+        if tools:
+            out += self._chunk(choice.index, {"tool_calls": tools}, None)
         return out + self._chunk(choice.index, {}, choice.finish)
 
     def _chunk(self, index: int, delta: dict[str, Any], finish: str | None,

@@ -335,3 +335,31 @@ def test_a_block_in_one_choice_leaves_a_choice_that_finished_with_its_own_finish
     sent = _sent(run(stage({"type": "block"}), raw, [])[2])
     finishes = [(c["index"], c["finish_reason"]) for e in sent for c in e.get("choices", []) if c["finish_reason"]]
     assert finishes == [(0, "stop"), (1, "content_filter")]
+
+
+def _refusal_stream(refusal: str) -> bytes:
+    return _raw([
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "refusal": ""}, "finish_reason": None}]},
+        *({"choices": [{"index": 0, "delta": {"refusal": part}, "finish_reason": None}]}
+          for part in (refusal[:7], refusal[7:])),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}])
+
+
+def test_a_streamed_refusal_reaches_the_client_after_the_output_stages_checked_it() -> None:
+    """A chat model's refusal (structured outputs) streams as `delta.refusal`; the guard dropped it and
+    the client got only `finish_reason: stop`."""
+    def refusals(out: bytes) -> str:
+        return "".join(c["delta"].get("refusal") or "" for e in _sent(out) for c in e.get("choices", []))
+
+    clean = _refusal_stream("I can't help with that request.")
+    for cuts in ([], _event_cuts(clean)):
+        out = run(stage({"type": "block"}), clean, cuts)[2]
+        assert refusals(out) == "I can't help with that request."
+        assert [c["finish_reason"] for e in _sent(out) for c in e["choices"] if c["finish_reason"]] == ["stop"]
+    leaking = _refusal_stream(f"I can't share {SECRET}, sorry.")
+    assert refusals(run(stage({"type": "redact"}), leaking, [])[2]) == "I can't share <codes>, sorry."
+    text, finishes, out = run(stage({"type": "block"}), leaking, _event_cuts(leaking))
+    assert SECRET.encode() not in out and text == "[removed]" and finishes[-1] == "content_filter"
+    assert _monitored(functools.partial(StreamMonitor, "chat_completions"), leaking, 7)[1] == [
+        {"object": "chat.completion", "choices": [{"index": 0, "message": {
+            "role": "assistant", "content": "", "refusal": f"I can't share {SECRET}, sorry."}, "finish_reason": "stop"}]}]
