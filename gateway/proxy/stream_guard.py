@@ -359,8 +359,9 @@ class StreamGuard:
         start = 0 if hold is None or final else max(0, choice.released - self._lookback)
         window = choice.text[start:]
         tools = _tools(choice) if final else []
+        refusal = final and bool(choice.refusal)
         segments = [Segment("assistant", window)] + [Segment("assistant", t["function"]["arguments"]) for t in tools]
-        if final and choice.refusal:
+        if refusal:
             segments.append(Segment("assistant", choice.refusal))
         decision = await self._engine.evaluate(self._stages, segments)
         self.decisions.append(decision)
@@ -373,7 +374,7 @@ class StreamGuard:
             choice.text = choice.text[:start] + decision.texts[0]
             for tool, text in zip(tools, decision.texts[1:]):
                 tool["function"]["arguments"] = text
-            if final and choice.refusal:
+            if refusal:
                 choice.refusal = decision.texts[-1]
         upto = len(choice.text) if final else len(choice.text) - (hold or 0)
         out = self._delta(choice, choice.text[choice.released:upto]) if upto > choice.released else b""
@@ -408,23 +409,17 @@ class StreamGuard:
                 return b"".join(out)
         return b"".join(out) + b"".join(self._trailer)
 
-    def _delta(self, choice: _Choice, text: str) -> bytes:
+    def _delta(self, choice: _Choice, text: str, key: str = "content") -> bytes:
         if not text:
             return b""
-        delta: dict[str, Any] = {"content": text}
+        delta: dict[str, Any] = {key: text}
         if not choice.started and self._chat:
-            delta = {"role": "assistant", "content": text}
+            delta = {"role": "assistant", key: text}
         choice.started = True
         return self._chunk(choice.index, delta, None)
 
     def _ending(self, choice: _Choice, tools: list[dict[str, Any]]) -> bytes:
-        out = b""
-        if choice.refusal:
-            delta: dict[str, Any] = {"refusal": choice.refusal}
-            if not choice.started:
-                delta = {"role": "assistant", **delta}
-                choice.started = True
-            out += self._chunk(choice.index, delta, None)
+        out = self._delta(choice, choice.refusal, "refusal")
         if tools:
             out += self._chunk(choice.index, {"tool_calls": tools}, None)
         return out + self._chunk(choice.index, {}, choice.finish)

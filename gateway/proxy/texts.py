@@ -248,31 +248,30 @@ _ITEM_LISTS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
 }
 
 
-# Items whose free text sits inside an object: (keys to it, role). The value is a string or a list of
-# strings (a shell command's argv); an absent one is fine (a delete_file patch has no diff). These are
-# what the model asks a client to run or type: an output stage must see them like a function's arguments.
-_ITEM_NESTED: dict[str, tuple[tuple[tuple[str, str], str], ...]] = {
-    "local_shell_call": ((("action", "command"), "assistant"),),
-    "shell_call": ((("action", "commands"), "assistant"),),
-    "apply_patch_call": ((("operation", "diff"), "assistant"),),
-    "computer_call": ((("action", "text"), "assistant"),),
+# Items whose free text sits inside an object: (object, field). The value is a string or a list of
+# strings (a shell command's argv); an absent one is fine (a delete_file patch has no diff). It is what
+# the model asks a client to run, patch or type: its own words (assistant), like a function's arguments.
+_ITEM_NESTED: dict[str, tuple[str, str]] = {
+    "local_shell_call": ("action", "command"),
+    "shell_call": ("action", "commands"),
+    "apply_patch_call": ("operation", "diff"),
+    "computer_call": ("action", "text"),
 }
 
 
-def _nested(walk: _Walk, item: dict[str, Any], path: Path, keys: tuple[str, str], role: str) -> None:
-    outer, field = keys
-    holder = item.get(outer)
+def _nested(walk: _Walk, holder: Any, path: Path, field: str) -> None:
+    """`holder[field]` of an item (`path` names the holder): null, a string or a list of strings."""
     if holder is None:
         return
     if not isinstance(holder, dict):
-        walk.bad.append(((*path, outer), "expected an object"))
+        walk.bad.append((path, "expected an object"))
         return
     value = holder.get(field)
     if isinstance(value, list):
         for k, entry in enumerate(value):
-            walk.text(entry, (*path, outer, field, k), role)
+            walk.text(entry, (*path, field, k), "assistant")
     else:
-        walk.text(value, (*path, outer, field), role, optional=True)
+        walk.text(value, (*path, field), "assistant", optional=True)
 
 
 def _citations(walk: _Walk, notes: Any, path: Path, role: str, nested: bool) -> None:
@@ -305,8 +304,9 @@ def _response_items(walk: _Walk, items: Any, path: Path) -> None:
                 walk.text(item.get(field), (*path, i, field), role, optional)
             if kind == "mcp_call" and isinstance(item.get("error"), str):  # some servers send an object
                 walk.text(item["error"], (*path, i, "error"), "tool")
-            for keys, role in _ITEM_NESTED.get(kind, ()):
-                _nested(walk, item, (*path, i), keys, role)
+            if kind in _ITEM_NESTED:
+                outer, field = _ITEM_NESTED[kind]
+                _nested(walk, item.get(outer), (*path, i, outer), field)
             for field, keys, role in _ITEM_LISTS.get(kind, ()):
                 for k, entry in walk.objects(item.get(field), (*path, i, field)):
                     for key in keys:
