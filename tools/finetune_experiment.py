@@ -6,7 +6,7 @@
 
 The shipped detectors are linear heads on a frozen MiniLM embedding. This trains MiniLM's first
 `--layers` layers (word embeddings frozen) with a linear head on the same normalised mean embedding,
-on the same rows as `models train-detectors` (`detectors.training_rows`, the same held-out 20% split,
+on the same rows as `models train-detectors` (`detectors.training_split`: the same held-out 20% split,
 the same sample weights). The threshold is the best F1 on that held-out split. It prints held-out
 and validation-lines figures and, with `--test`, the `models evaluate` figures on test/ at that
 threshold. Fixed seeds; on 2 CPU cores: harmful, 6 layers, 2 epochs, 128 tokens, about 5 minutes.
@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import load_file
-from sklearn.model_selection import train_test_split
 from tokenizers import Tokenizer
 
 from gateway.scoring import detectors
@@ -121,11 +120,8 @@ def predict(model: Model, tok: Tokenizer, texts: list[str]) -> np.ndarray:
 
 def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """Fits the model on train's 80%; returns the held-out split's probabilities and labels."""
-    texts, labels, weights = detectors.training_rows(args.data, args.detector)
-    long = (labels == 0) & (np.array([len(t) for t in texts]) > detectors.LONG_CHARS)
-    weights = weights * np.where(long, detectors.LONG_WEIGHT, 1.0)
-    idx_train, idx_hold = train_test_split(np.arange(len(texts)), test_size=0.2, random_state=detectors.SEED,
-                                           stratify=labels)
+    split = detectors.training_split(args.data, args.detector)
+    texts, labels, weights, idx_train, idx_hold = split.texts, split.labels, split.weights, split.train, split.hold
     pos_weight = float((labels[idx_train] == 0).sum() / max((labels[idx_train] == 1).sum(), 1))
     encs = [e.ids for e in tok.encode_batch(texts)]
     lengths = [len(e) for e in encs]
@@ -155,33 +151,6 @@ def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.nd
         if step % 100 == 0:
             print(f"step {step}/{len(plan)} loss {loss.item():.4f}", flush=True)
     return predict(model, tok, [texts[i] for i in idx_hold]), labels[idx_hold]
-
-
-def report_test(model: Model, tok: Tokenizer, name: str, test: Path, threshold: float) -> dict:
-    task = detectors.EVAL_TASKS[name]
-    report: dict = {"files": {}}
-    scores, labels = [], []
-    for path in sorted(test.glob("*.jsonl")):
-        rows = [r for r in detectors.read_rows(path) if r.get("task") in (task, "benign")]
-        if not rows:
-            continue
-        p = predict(model, tok, [r["text"] for r in rows])
-        y = np.array([int(r.get("label", 0)) for r in rows])
-        entry = {"rows": len(y)}
-        if (y == 0).any():
-            entry["fpr"] = round(float((p[y == 0] > threshold).mean()), 4)
-        if (y == 1).any():
-            entry["recall"] = round(float((p[y == 1] > threshold).mean()), 4)
-            if (y == 0).any():
-                entry.update(f1=round(detectors._f1(p > threshold, y), 4), auc=round(detectors.roc_auc(p, y), 4))
-        report["files"][path.stem] = entry
-        scores.append(p)
-        labels.append(y)
-    s, y = np.concatenate(scores), np.concatenate(labels)
-    report.update(auc=round(detectors.roc_auc(s, y), 4), tpr_at_1pct_fpr=round(detectors.tpr_at_fpr(s, y, .01), 4),
-                  tpr_at_5pct_fpr=round(detectors.tpr_at_fpr(s, y, .05), 4),
-                  f1=round(detectors._f1(s > threshold, y), 4))
-    return report
 
 
 def main() -> None:
@@ -215,7 +184,8 @@ def main() -> None:
         p, yv = predict(model, tok, [r["text"] for r in rows]), np.array([r["label"] for r in rows])
         report["validation"] = {"f1": round(detectors._f1(p > threshold, yv), 4), "auc": round(detectors.roc_auc(p, yv), 4)}
     if args.test:
-        report["test"] = report_test(model, tok, args.detector, args.test, threshold)
+        report["test"] = detectors.evaluate_scores(args.detector, args.test,
+                                                   lambda texts: (predict(model, tok, texts), 0.0), threshold)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out / f"{args.detector}-l{args.layers}.pt")
     (args.out / f"{args.detector}-l{args.layers}.json").write_text(json.dumps(report, indent=1))

@@ -129,21 +129,39 @@ def lexical_matrix(encoder: Encoder, texts: Sequence[str]):
     return csr_matrix((data, np.concatenate(rows) if rows else [], indptr), shape=(len(rows), LEX_DIM))
 
 
+@dataclass(frozen=True)
+class TrainingSplit:
+    texts: list[str]
+    labels: np.ndarray
+    weights: np.ndarray
+    train: np.ndarray   # indices trained on
+    hold: np.ndarray    # the held-out 20%: thresholds and gates are chosen here
+
+
+def training_split(data_dir: Path, name: str) -> TrainingSplit:
+    """A detector's rows, sample weights and its fixed (seeded, stratified) 80/20 split."""
+    from sklearn.model_selection import train_test_split
+
+    texts, labels, weights = training_rows(data_dir, name)
+    # Long everyday prompts weigh more: the corpus's long texts are mostly attacks, and a head must not
+    # learn "long = attack" (the data README's caveat).
+    weights = weights * np.where((labels == 0) & (np.array([len(t) for t in texts]) > LONG_CHARS), LONG_WEIGHT, 1.0)
+    idx_train, idx_hold = train_test_split(np.arange(len(texts)), test_size=0.2, random_state=SEED, stratify=labels)
+    return TrainingSplit(texts, labels, weights, idx_train, idx_hold)
+
+
 def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: EmbeddingCache, log=print) -> Head:
     from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import StratifiedKFold
 
     started = time.perf_counter()
-    texts, labels, weights = training_rows(data_dir, name)
-    idx_train, idx_hold = train_test_split(np.arange(len(texts)), test_size=0.2, random_state=SEED, stratify=labels)
+    split = training_split(data_dir, name)
+    texts, labels, weights, idx_train, idx_hold = split.texts, split.labels, split.weights, split.train, split.hold
     lex = lexical_matrix(encoder, texts)
     emb = cache.embed(texts)
     log(f"{name}: {len(texts)} rows ({int(labels.sum())} positive), embedded in {time.perf_counter() - started:.0f} s")
 
-    # Long everyday prompts weigh more: the corpus's long texts are mostly attacks, and a head must not
-    # learn "long = attack" (the data README's caveat).
-    weights = weights * np.where((labels == 0) & (np.array([len(t) for t in texts]) > LONG_CHARS), LONG_WEIGHT, 1.0)
     lexical = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, solver="liblinear", tol=1e-3)
     oof = np.zeros(len(idx_train))
     for fit, held in StratifiedKFold(3, shuffle=True, random_state=SEED).split(idx_train, labels[idx_train]):
@@ -286,33 +304,40 @@ EVAL_TASKS = {"prompt_injection": "injection", "harmful": "harmful", "toxicity":
 
 def evaluate_detector(name: str, data_dir: Path, encoder: Encoder, head: Head | None = None) -> dict:
     head = head or load_detector(name)
+    return evaluate_scores(name, data_dir, lambda texts: score_texts(head, encoder, texts), head.threshold)
+
+
+def evaluate_scores(name: str, data_dir: Path, score: Callable[[list[str]], tuple[np.ndarray, float]],
+                    threshold: float) -> dict:
+    """The evaluation report of any scorer of a detector's task: `score(texts)` gives the scores and the
+    share of texts decided without the encoder."""
     task = EVAL_TASKS[name]
     files: dict[str, tuple[list[str], np.ndarray]] = {}
     for path in sorted(data_dir.glob("*.jsonl")):
         rows = [r for r in read_rows(path) if r.get("task") in (task, "benign")]
         if rows:
             files[path.stem] = ([r["text"] for r in rows], np.array([int(r.get("label", 0)) for r in rows]))
-    report: dict = {"detector": name, "threshold": round(head.threshold, 4), "files": {}}
+    report: dict = {"detector": name, "threshold": round(threshold, 4), "files": {}}
     all_scores, all_labels = [], []
     gated_total = 0.0
     for stem, (texts, labels) in files.items():
-        scores, gated = score_texts(head, encoder, texts)
+        scores, gated = score(texts)
         gated_total += gated * len(texts)
         all_scores.append(scores)
         all_labels.append(labels)
         entry: dict = {"rows": len(texts), "gated_without_encoder": round(gated, 4)}
         if (labels == 0).any():
-            entry["fpr"] = round(float((scores[labels == 0] > head.threshold).mean()), 4)
+            entry["fpr"] = round(float((scores[labels == 0] > threshold).mean()), 4)
         if (labels == 1).any():
-            entry["recall"] = round(float((scores[labels == 1] > head.threshold).mean()), 4)
+            entry["recall"] = round(float((scores[labels == 1] > threshold).mean()), 4)
             if (labels == 0).any():
-                entry["f1"] = round(_f1(scores > head.threshold, labels), 4)
+                entry["f1"] = round(_f1(scores > threshold, labels), 4)
                 entry["auc"] = round(roc_auc(scores, labels), 4)
         report["files"][stem] = entry
     s, y = np.concatenate(all_scores), np.concatenate(all_labels)
     report.update(rows=int(len(y)), positives=int(y.sum()), auc=round(roc_auc(s, y), 4),
                   tpr_at_1pct_fpr=round(tpr_at_fpr(s, y, 0.01), 4), tpr_at_5pct_fpr=round(tpr_at_fpr(s, y, 0.05), 4),
-                  f1=round(_f1(s > head.threshold, y), 4), gated_without_encoder=round(gated_total / len(y), 4))
+                  f1=round(_f1(s > threshold, y), 4), gated_without_encoder=round(gated_total / len(y), 4))
     return report
 
 
