@@ -38,6 +38,7 @@ def add_models_parser(sub: Any) -> None:
     evaluate.add_argument("--data", type=Path, required=True, help="directory of test/*.jsonl files")
     evaluate.add_argument("--only", help="comma-separated detectors (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--weights", type=Path, help="directory of the heads to evaluate (default: the shipped ones)")
     evaluate.add_argument("--precision", choices=("fp32", "int8"), default="int8",
                           help="encoder weights to evaluate with (default int8, as the gateway serves)")
     evaluate.add_argument("--layers", type=int, choices=(0, 3), default=None,
@@ -111,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gateway.scoring.detectors import evaluate_detector, load_detector
+    from gateway.scoring.detectors import WEIGHTS_DIR, evaluate_detector, load_detector
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
     encoders: dict[int, Encoder] = {}
@@ -120,7 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         layers = args.layers if args.layers is not None else ScoringConfig().layers_for(name)
         if layers not in encoders:
             encoders[layers] = Encoder.load(options=EncoderOptions(precision=args.precision, layers=layers))
-        report = evaluate_detector(name, _data_dir(args.data), encoders[layers], load_detector(name, layers=layers))
+        head = load_detector(name, args.weights or WEIGHTS_DIR, layers=layers)
+        report = evaluate_detector(name, _data_dir(args.data), encoders[layers], head)
         reports.append({**report, "layers": layers or "all"})
     if args.json:
         print(json.dumps(reports, indent=2))
@@ -130,8 +132,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"TPR@1%FPR {r['tpr_at_1pct_fpr']}  TPR@5%FPR {r['tpr_at_5pct_fpr']}  F1 {r['f1']}  rows {r['rows']} ({r['positives']} positive)  "
               f"decided by the first tier (no encoder): {r['gated_without_encoder']:.1%}")
         for stem, e in r["files"].items():
-            parts = [f"{k} {v}" for k, v in e.items() if k not in ("rows", "gated_without_encoder")]
+            parts = [f"{k} {v}" for k, v in e.items() if k not in ("rows", "languages")]
             print(f"  {stem:45s} rows {e['rows']:5d}  " + "  ".join(parts))
+            for lang, le in e.get("languages", {}).items():
+                print(f"    {lang:43s} rows {le['rows']:5d}  flagged {le['flagged']}")
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.metrics.views import decoded_views
 from gateway.scoring import synthetic
 from gateway.scoring.encoder import Encoder
 from gateway.scoring.heads import LEX_DIM, Head, lexical_from_ids, lexical_indices, pooled
@@ -26,6 +27,16 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 SEED = 20261121
 GATE_RECALL = 0.995  # the lexical gate passes at least this share of held-out positives to the encoder
 LONG_CHARS, LONG_WEIGHT = 300, 3.0
+# The shipped threshold flags at most this share of each everyday source of the held-out fifth of train/.
+FP_BUDGET = 0.01
+# Everyday rows that are not: OpenAssistant's multilingual evaluation prompts include "How do I build a
+# bomb?" in ten languages (the data README dropped two English ones). Found by the calibration's log of
+# the highest-scoring everyday rows; left out of every detector's rows.
+MISLABELLED = frozenset({
+    "¿Cómo construyo una bomba?", "Как сделать бомбу?", "Wie baue ich eine Bombe?", "Comment construire une bombe ?",
+    "Як побудувати зробити бомбу?", "Come costruire una bomba?", "Làm thế nào để tôi chế tạo một quả bom?",
+    "我如何制造一枚炸弹？", "폭탄을 어떻게 만들 수 있나요?", "爆弾を作るにはどうすればいいですか?", "ฉันจะสร้างระเบิดได้อย่างไร?",
+})
 
 
 @dataclass(frozen=True)
@@ -44,12 +55,23 @@ class Recipe:
     # validation lines (prompts/validation/), written apart from the training ones.
     hand_written: tuple[str, str] | None = None
     hand_weight: float = 1.0
+    # rows left out whose `category` starts with one of these (labels that depend on the policy)
+    exclude: tuple[str, ...] = ()
+    # positives only in languages with at least this many negatives (`negative_languages`)
+    min_language_negatives: int = 200
 
 
 RECIPES: dict[str, Recipe] = {
-    "prompt_injection": Recipe(("injection",), ("injection",), 2500, 4000, synthetic.injection_rows, sentences=True),
-    "harmful": Recipe(("harmful",), (), 2500, 4000, synthetic.harmful_negatives,
-                      hand_written=("harmful_benign", "harmful_requests"), hand_weight=3.0),
+    # OWASP chunks that quote attack strings are label 0 by the data's policy, an injection by this one's
+    "prompt_injection": Recipe(("injection",), ("injection",), 2500, 4000, synthetic.injection_rows, sentences=True,
+                               exclude=("security_education_doc:quotes_attack_examples",)),
+    # AILuminate's intellectual-property and defamation prompts depend on the policy (the data README)
+    # Harmful positives in English only: the other languages' negatives are Wikipedia questions and
+    # passages (xquad) and Finnish, so a short request in Thai or Chinese read as harmful whatever it
+    # asked ("I'm sad, how can I be happy?" scored 0.995 on the held-out fifth with them).
+    "harmful": Recipe(("harmful",), ("harmful",), 2500, 4000, synthetic.harmful_negatives,
+                      hand_written=("harmful_benign", "harmful_requests"), hand_weight=3.0, exclude=("ipv", "dfm"),
+                      min_language_negatives=20_000),
     "toxicity": Recipe(("toxic",), ("toxic",), 1500, 6000,
                        hand_written=("toxicity_benign", "toxicity_hateful"), hand_weight=10.0),
 }
@@ -61,39 +83,104 @@ def read_rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def training_rows(data_dir: Path, name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A detector's training texts, labels and sample weights (1, the hand-written lines' weight)."""
+@dataclass(frozen=True)
+class Rows:
+    """A detector's training rows: texts, labels, sample weights, the group each row belongs to (twins
+    and translations share one, so a split never puts them on both sides) and the file it came from."""
+
+    texts: list[str]
+    labels: np.ndarray
+    weights: np.ndarray
+    groups: list[str]
+    sources: list[str]
+
+
+# Rows that are the same document in two forms: a translation, a detoxified paraphrase, a carrier with
+# and without an injection. The data README asks that each such set stay on one side of a split.
+_TWIN_FIELDS = {"multijail_id": "multijail", "pair_id": "pair"}
+_ALIGNED_BLOCK = 100  # benign_oasst_train_prompts and its _fi translation: aligned by order, roughly
+_CARRIER_EDGE = 64    # an injected carrier shares the start or the end of its clean twin
+
+
+def _groups(stem: str, rows: list[dict]) -> list[str]:
+    if stem.startswith("benign_oasst_train_prompts"):
+        return [f"oasst-train:{i // _ALIGNED_BLOCK}" for i in range(len(rows))]
+    groups = []
+    for i, row in enumerate(rows):
+        twin = next((f"{tag}:{stem}:{row[k]}" for k, tag in _TWIN_FIELDS.items() if k in row), None)
+        groups.append(twin or f"{stem}:{i}")
+    if stem.startswith("injection_") and {r.get("label") for r in rows} == {0, 1}:
+        heads: dict[str, str] = {}
+        tails: dict[str, str] = {}
+        for row, group in zip(rows, groups):
+            if row.get("label") == 0 and len(row["text"]) > 2 * _CARRIER_EDGE:
+                heads.setdefault(row["text"][:_CARRIER_EDGE], group)
+                tails.setdefault(row["text"][-_CARRIER_EDGE:], group)
+        for i, row in enumerate(rows):
+            if row.get("label") == 1:
+                groups[i] = heads.get(row["text"][:_CARRIER_EDGE]) or tails.get(row["text"][-_CARRIER_EDGE:]) \
+                    or groups[i]
+    return groups
+
+
+def negative_languages(files: Sequence[tuple[str, list[dict]]], recipe: Recipe) -> set[str]:
+    """Languages with at least `recipe.min_language_negatives` negative rows. Positives in any other language are
+    left out: with attacks and no ordinary text in a language, a head learns the language itself as the
+    attack (the first build's only German rows were attacks, and German prompts were flagged)."""
+    counts: dict[str, int] = {}
+    for _, rows in files:
+        for row in rows:
+            if row.get("task") == "benign" or (row.get("task") in recipe.negatives and row.get("label") == 0):
+                lang = row.get("lang", "en")
+                counts[lang] = counts.get(lang, 0) + 1
+    covered = {lang for lang, n in counts.items() if n >= recipe.min_language_negatives}
+    return covered | {max(counts, key=counts.__getitem__)} if counts else covered  # and the main language
+
+
+def training_rows(data_dir: Path, name: str) -> Rows:
+    """A detector's training rows (files in name order, then synthetic and hand-written lines)."""
     recipe = RECIPES[name]
     rng = random.Random(SEED)
     texts: list[str] = []
     labels: list[int] = []
-    for path in sorted(data_dir.glob("*.jsonl")):
-        rows = read_rows(path)
+    groups: list[str] = []
+    sources: list[str] = []
+    files = [(path.stem, read_rows(path)) for path in sorted(data_dir.glob("*.jsonl"))]
+    covered = negative_languages(files, recipe)
+    for stem, rows in files:
         chosen = []
-        for row in rows:
+        for row, group in zip(rows, _groups(stem, rows)):
             task, label = row.get("task"), row.get("label")
+            if str(row.get("category", "")).startswith(recipe.exclude) or row["text"] in MISLABELLED:
+                continue
             if task == "benign" or (task in recipe.negatives and label == 0):
-                chosen.append((row["text"], 0))
-            elif task in recipe.positives and label == 1:
-                chosen.append((row["text"], 1))
+                chosen.append((row["text"], 0, group))
+            elif task in recipe.positives and label == 1 and row.get("lang", "en") in covered:
+                chosen.append((row["text"], 1, group))
         if not chosen:
             continue
         cap = recipe.benign_per_file if rows[0].get("task") == "benign" else recipe.max_per_file
         if len(chosen) > cap:
             chosen = rng.sample(chosen, cap)
-        texts += [t for t, _ in chosen]
-        labels += [y for _, y in chosen]
+        texts += [t for t, _, _ in chosen]
+        labels += [y for _, y, _ in chosen]
+        groups += [g for _, _, g in chosen]
+        sources += [stem] * len(chosen)
     carriers = [t for t, y in zip(texts, labels) if y == 0 and len(t) < 400]
     extra = recipe.synthetic(carriers, SEED) if recipe.synthetic else []
     texts += [t for t, _ in extra]
     labels += [y for _, y in extra]
+    groups += [f"synthetic:{i}" for i in range(len(extra))]
+    sources += ["synthetic"] * len(extra)
     weights = [1.0] * len(texts)
-    for label, name in enumerate(recipe.hand_written or ()):
-        lines = synthetic.prompt_lines(name)
+    for label, hand in enumerate(recipe.hand_written or ()):
+        lines = synthetic.prompt_lines(hand)
         texts += lines
         labels += [label] * len(lines)
         weights += [recipe.hand_weight] * len(lines)
-    return texts, np.asarray(labels, np.int64), np.asarray(weights)
+        groups += [f"{hand}:{i}" for i in range(len(lines))]
+        sources += [f"hand:{hand}"] * len(lines)
+    return Rows(texts, np.asarray(labels, np.int64), np.asarray(weights), groups, sources)
 
 
 class EmbeddingCache:
@@ -135,19 +222,66 @@ class TrainingSplit:
     labels: np.ndarray
     weights: np.ndarray
     train: np.ndarray   # indices trained on
-    hold: np.ndarray    # the held-out 20%: thresholds and gates are chosen here
+    hold: np.ndarray    # the held-out fifth: thresholds and gates are chosen here
+    sources: list[str]  # the file (or "synthetic", "hand:NAME") each row came from
 
 
 def training_split(data_dir: Path, name: str) -> TrainingSplit:
-    """A detector's rows, sample weights and its fixed (seeded, stratified) 80/20 split."""
-    from sklearn.model_selection import train_test_split
+    """A detector's rows, sample weights and its fixed (seeded, stratified) split: a fifth of the groups
+    held out, so a translation, a paraphrase or a carrier's clean twin never sits on the other side."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
-    texts, labels, weights = training_rows(data_dir, name)
+    rows = training_rows(data_dir, name)
+    texts, labels = rows.texts, rows.labels
     # Long everyday prompts weigh more: the corpus's long texts are mostly attacks, and a head must not
     # learn "long = attack" (the data README's caveat).
-    weights = weights * np.where((labels == 0) & (np.array([len(t) for t in texts]) > LONG_CHARS), LONG_WEIGHT, 1.0)
-    idx_train, idx_hold = train_test_split(np.arange(len(texts)), test_size=0.2, random_state=SEED, stratify=labels)
-    return TrainingSplit(texts, labels, weights, idx_train, idx_hold)
+    weights = rows.weights * np.where((labels == 0) & (np.array([len(t) for t in texts]) > LONG_CHARS),
+                                      LONG_WEIGHT, 1.0)
+    folds = StratifiedGroupKFold(5, shuffle=True, random_state=SEED)
+    idx_train, idx_hold = next(folds.split(np.zeros(len(texts)), labels, rows.groups))
+    return TrainingSplit(texts, labels, weights, idx_train, idx_hold, rows.sources)
+
+
+def is_traffic_source(source: str) -> bool:
+    """Held-out rows the false-positive budget is measured on: every everyday (benign_*) file."""
+    return source.startswith("benign_")
+
+
+def budget_cuts(scores: np.ndarray, sources: Sequence[str], budget: float = FP_BUDGET,
+                min_rows: int = 50) -> dict[str, float]:
+    """Per everyday (benign_*) source: the lowest threshold at which it flags at most `budget` of its
+    rows (a text is flagged when its score is above the threshold). Sources with fewer than `min_rows`
+    rows are pooled as "small sources"."""
+    by_source: dict[str, list[float]] = {}
+    for score, source in zip(scores.tolist(), sources):
+        if is_traffic_source(source):
+            by_source.setdefault(source, []).append(score)
+    pools = {k: v for k, v in by_source.items() if len(v) >= min_rows}
+    small = [s for rows in by_source.values() if len(rows) < min_rows for s in rows]
+    if small:
+        pools["small sources"] = small
+    cuts = {}
+    for source, rows in pools.items():
+        ranked = np.sort(np.asarray(rows))[::-1]
+        allowed = int(np.floor(budget * len(ranked)))
+        cuts[source] = float(ranked[allowed]) if allowed < len(ranked) else float(ranked[-1])
+    return cuts
+
+
+def budget_threshold(scores: np.ndarray, sources: Sequence[str], budget: float = FP_BUDGET,
+                     min_rows: int = 50) -> float:
+    """The lowest threshold at which no everyday source flags more than `budget` of its rows."""
+    cuts = budget_cuts(scores, sources, budget, min_rows)
+    if not cuts:
+        raise ValueError("no held-out everyday (benign_*) rows to calibrate the threshold on")
+    return max(cuts.values())
+
+
+def with_margin(cut: float, positives: np.ndarray) -> float:
+    """Halfway from `cut` to the lowest positive score above it: the same held-out recall, with room for
+    everyday texts that score a little above the held-out ones."""
+    above = positives[positives > cut]
+    return (cut + float(above.min())) / 2 if above.size else cut
 
 
 def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: EmbeddingCache, log=print) -> Head:
@@ -186,14 +320,42 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
     y = labels[idx_hold]
     gate = float(np.quantile(hold_p[y == 1], 1.0 - GATE_RECALL))
     combined = np.where(hold_p < gate, hold_p, hold_full)
-    threshold, f1 = best_f1_threshold(combined, y)
+    # as served: a text's decoded views (base64, leetspeak, invisible characters...) count too
+    views = [(k, v) for k, i in enumerate(idx_hold) for v in decoded_views(texts[i])]
+    if views:
+        view_scores, _ = _score_plain(replace(head, gate=gate), encoder, [v for _, v in views])
+        for (k, _), score in zip(views, view_scores):
+            combined[k] = max(combined[k], score)
+    hold_sources = [split.sources[i] for i in idx_hold]
+    threshold = with_margin(budget_threshold(combined, hold_sources), combined[y == 1])
+    best_cut, best_f1 = best_f1_threshold(combined, y)
+    f1 = _f1(combined > threshold, y)
     skipped = float((hold_p[y == 0] < gate).mean())
+    flagged = {}
+    for source in sorted(set(hold_sources)):
+        mask = np.array([s == source for s in hold_sources])
+        flagged[source] = {"rows": int(mask.sum()), "flagged": round(float((combined[mask] > threshold).mean()), 4)}
     meta = {"encoder": encoder.version, "trained_rows": int(len(idx_train)), "holdout_rows": int(len(idx_hold)),
-            "holdout_f1": round(f1, 4), "holdout_auc": round(roc_auc(combined, y), 4),
-            "holdout_negatives_gated": round(skipped, 4), "seed": SEED,
+            "fp_budget": FP_BUDGET, "calibration": "each held-out benign_* file of train/ (those under 50 rows "
+            "pooled) flags at most fp_budget", "holdout_f1": round(f1, 4),
+            "holdout_recall": round(float((combined[y == 1] > threshold).mean()), 4),
+            "holdout_auc": round(roc_auc(combined, y), 4), "holdout_tpr_at_1pct_fpr": round(tpr_at_fpr(combined, y, 0.01), 4),
+            "holdout_best_f1": round(best_f1, 4), "holdout_best_f1_threshold": round(best_cut, 4),
+            "holdout_by_source": flagged, "holdout_negatives_gated": round(skipped, 4), "seed": SEED,
             "train_seconds": round(time.perf_counter() - started, 1)}
-    log(f"{name}: held-out F1 {f1:.3f} at {threshold:.3f}, gate {gate:.4f} skips the encoder for "
-        f"{skipped:.1%} of held-out negatives")
+    log(f"{name}: {len(views)} decoded views of held-out texts scored")
+    log(f"{name}: threshold {threshold:.3f} ({FP_BUDGET:.0%} budget on held-out everyday files): held-out recall "
+        f"{meta['holdout_recall']:.3f}, F1 {f1:.3f} (best F1 {best_f1:.3f} at {best_cut:.3f}), AUC "
+        f"{meta['holdout_auc']:.4f}; gate {gate:.4f} skips the encoder for {skipped:.1%} of held-out negatives")
+    cuts = budget_cuts(combined, hold_sources)
+    for source, entry in flagged.items():
+        cut = f", its own cut {cuts[source]:.3f}" if source in cuts else ""
+        log(f"  {source}: {entry['rows']} held-out rows, {entry['flagged']:.1%} flagged{cut}")
+    if "small sources" in cuts:
+        log(f"  small sources pooled: cut {cuts['small sources']:.3f}")
+    top = np.argsort(-np.where([is_traffic_source(s) for s in hold_sources], combined, -1.0))[:5]
+    for k in top:
+        log(f"  top everyday score {combined[k]:.3f} ({hold_sources[k]}): {texts[idx_hold[k]][:120]!r}")
     return replace(head, gate=gate, threshold=threshold, meta=meta)
 
 
@@ -270,8 +432,25 @@ def load_detector(name: str, directory: Path = WEIGHTS_DIR, layers: int = 0) -> 
 
 
 def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.ndarray, float]:
-    """Batch scoring exactly as the gateway scores one text (gate, then encoder); returns the scores
-    and the share of texts the gate decided without the encoder."""
+    """Batch scoring exactly as the gateway scores one text: the text and its decoded views
+    (`decoded_views`), each by the gate, then the encoder, and the highest. Returns the scores and the
+    share of texts (their own form, not the views) the gate decided without the encoder."""
+    owners: list[int] = []
+    expanded: list[str] = []
+    originals: list[int] = []
+    for i, text in enumerate(texts):
+        originals.append(len(expanded))
+        for t in (text, *decoded_views(text)):
+            owners.append(i)
+            expanded.append(t)
+    flat, gated = _score_plain(head, encoder, expanded)
+    scores = np.full(len(texts), -np.inf)
+    np.maximum.at(scores, np.asarray(owners, np.int64), flat)
+    return scores, float(gated[originals].mean()) if len(texts) else 0.0
+
+
+def _score_plain(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each text alone, as the gateway scores it (gate, then encoder): scores, and which the gate decided."""
     sentence: list[float | None] = [None] * len(texts)
     if head.sentences:  # one tokenisation gives the tokens and the sentences, as in the gateway
         pairs = [encoder.tokens_and_sentences(t) for t in texts]
@@ -283,6 +462,7 @@ def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.
     lex = [head.lexical(lexical_from_ids(i, vocab)) for i in ids] if head.needs_lexical else [None] * len(texts)
     static = encoder.static(ids) if head.gate_w is not None else [None] * len(texts)
     scores = np.zeros(len(texts))
+    gated = np.ones(len(texts), bool)
     todo = []
     for i, z in enumerate(lex):
         early = head.gated_out(z, static[i], sentence[i])
@@ -290,11 +470,12 @@ def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.
             todo.append(i)
         else:
             scores[i] = early
+    gated[todo] = False
     for start in range(0, len(todo), 256):
         part = todo[start:start + 256]
         for i, windows in zip(part, encoder.embed([texts[i] for i in part])):
             scores[i] = head.score(pooled(windows), lex[i], sentence[i])
-    return scores, 1.0 - len(todo) / max(len(texts), 1)
+    return scores, gated
 
 
 # What `models evaluate` reports per detector, on test/ files: positives (task, label 1) against
@@ -310,31 +491,52 @@ def evaluate_detector(name: str, data_dir: Path, encoder: Encoder, head: Head | 
 def evaluate_scores(name: str, data_dir: Path, score: Callable[[list[str]], tuple[np.ndarray, float]],
                     threshold: float) -> dict:
     """The evaluation report of any scorer of a detector's task: `score(texts)` gives the scores and the
-    share of texts decided without the encoder."""
+    share of texts decided without the encoder.
+
+    Per file: the share flagged at the threshold (recall for positives, false-positive rate for
+    negatives); for a file with positives, AUC and TPR at 1% and 5% FPR against every negative of the
+    data (the task's label-0 rows and every benign file), and F1 within the file where it has both
+    labels; per language where a file has more than one."""
     task = EVAL_TASKS[name]
-    files: dict[str, tuple[list[str], np.ndarray]] = {}
+    files: dict[str, tuple[list[str], np.ndarray, list[str]]] = {}
     for path in sorted(data_dir.glob("*.jsonl")):
         rows = [r for r in read_rows(path) if r.get("task") in (task, "benign")]
         if rows:
-            files[path.stem] = ([r["text"] for r in rows], np.array([int(r.get("label", 0)) for r in rows]))
+            files[path.stem] = ([r["text"] for r in rows], np.array([int(r.get("label", 0)) for r in rows]),
+                                [str(r.get("lang") or "?") for r in rows])
     report: dict = {"detector": name, "threshold": round(threshold, 4), "files": {}}
-    all_scores, all_labels = [], []
+    scored: dict[str, np.ndarray] = {}
     gated_total = 0.0
-    for stem, (texts, labels) in files.items():
+    for stem, (texts, labels, _) in files.items():
         scores, gated = score(texts)
+        scored[stem] = scores
         gated_total += gated * len(texts)
-        all_scores.append(scores)
-        all_labels.append(labels)
-        entry: dict = {"rows": len(texts), "gated_without_encoder": round(gated, 4)}
+    s = np.concatenate(list(scored.values()))
+    y = np.concatenate([labels for _, labels, _ in files.values()])
+    negatives = s[y == 0]
+    for stem, (texts, labels, langs) in files.items():
+        scores = scored[stem]
+        entry: dict = {"rows": len(texts)}
         if (labels == 0).any():
             entry["fpr"] = round(float((scores[labels == 0] > threshold).mean()), 4)
         if (labels == 1).any():
-            entry["recall"] = round(float((scores[labels == 1] > threshold).mean()), 4)
+            pos = scores[labels == 1]
+            entry["recall"] = round(float((pos > threshold).mean()), 4)
+            against = np.concatenate([pos, negatives])
+            against_y = np.concatenate([np.ones(len(pos), np.int64), np.zeros(len(negatives), np.int64)])
+            entry["auc_vs_all_negatives"] = round(roc_auc(against, against_y), 4)
+            entry["tpr_at_1pct_fpr"] = round(tpr_at_fpr(against, against_y, 0.01), 4)
+            entry["tpr_at_5pct_fpr"] = round(tpr_at_fpr(against, against_y, 0.05), 4)
             if (labels == 0).any():
                 entry["f1"] = round(_f1(scores > threshold, labels), 4)
                 entry["auc"] = round(roc_auc(scores, labels), 4)
+        if len(set(langs)) > 1:
+            by_lang: dict[str, dict] = {}
+            for lang in sorted(set(langs)):
+                mask = np.array([g == lang for g in langs])
+                by_lang[lang] = {"rows": int(mask.sum()), "flagged": round(float((scores[mask] > threshold).mean()), 4)}
+            entry["languages"] = by_lang
         report["files"][stem] = entry
-    s, y = np.concatenate(all_scores), np.concatenate(all_labels)
     report.update(rows=int(len(y)), positives=int(y.sum()), auc=round(roc_auc(s, y), 4),
                   tpr_at_1pct_fpr=round(tpr_at_fpr(s, y, 0.01), 4), tpr_at_5pct_fpr=round(tpr_at_fpr(s, y, 0.05), 4),
                   f1=round(_f1(s > threshold, y), 4), gated_without_encoder=round(gated_total / len(y), 4))

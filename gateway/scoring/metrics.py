@@ -7,6 +7,7 @@ await the same cached (or in-flight) embedding. `measure` is the synchronous equ
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -20,6 +21,7 @@ import numpy as np
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.context import EVAL_CONTEXT
 from gateway.guard.types import MetricValue, ParamError
+from gateway.metrics.views import decoded_views
 from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.heads import Head, fit_logistic, pooled
 from gateway.scoring.runtime import ScoringRuntime, get_runtime
@@ -81,19 +83,31 @@ class DetectorMetric(_ModelMetric):
             sentence = self.head.sentence_logit(feats.sentences)
         return lex, sentence, self.head.gated_out(lex, feats.static, sentence)
 
-    async def measure_async(self, text: str) -> MetricValue:
+    async def _risk(self, text: str) -> float:
         lex, sentence, early = self._first_tier(text)
         self.runtime.count_decision(self.head.name, early is not None)
         if early is not None:
-            return MetricValue(early)
-        return MetricValue(self.head.score(await self._embedding(text), lex, sentence))
+            return early
+        return self.head.score(await self._embedding(text), lex, sentence)
+
+    def _risk_sync(self, text: str) -> float:
+        lex, sentence, early = self._first_tier(text)
+        self.runtime.count_decision(self.head.name, early is not None)
+        if early is not None:
+            return early
+        return self.head.score(self._embedding_sync(text), lex, sentence)
+
+    async def measure_async(self, text: str) -> MetricValue:
+        """The text's risk, or the highest risk of its decoded views (base64, hex, ROT13, leetspeak,
+        invisible characters...: `decoded_views`, bounded), so a disguise does not hide an attack."""
+        views = decoded_views(text)
+        if not views:
+            return MetricValue(await self._risk(text))
+        risks = await asyncio.gather(*(self._risk(t) for t in (text, *views)))
+        return MetricValue(max(risks))
 
     def measure(self, text: str) -> MetricValue:
-        lex, sentence, early = self._first_tier(text)
-        self.runtime.count_decision(self.head.name, early is not None)
-        if early is not None:
-            return MetricValue(early)
-        return MetricValue(self.head.score(self._embedding_sync(text), lex, sentence))
+        return MetricValue(max(self._risk_sync(t) for t in (text, *decoded_views(text))))
 
 
 def policy_examples(spec: PolicySpec) -> tuple[list[str], list[int]]:
