@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import openai
 import pytest
 
-from gateway.scoring.judge import parse_verdict
+from gateway.config import ConfigError, parse_config
+from gateway.guard.context import EVAL_CONTEXT, EvalContext
+from gateway.guard.types import ParamError
+from gateway.scoring.judge import CONTEXT_NOTE, NO_CONTEXT, SYSTEM, JudgeMetric, parse_verdict
 from tests.conftest import Gateway, running_gateway
 
 KEY = "sk-judge-app"
@@ -90,3 +95,75 @@ def test_evaluate_api_with_rubric(judge_gateway: Gateway) -> None:
     evaluation = r.json()["evaluation"]
     assert evaluation["status"] == "FAIL" and evaluation["policy_violations"][0]["policy_id"] == "tone"
     assert evaluation["output_score"] == 0.93
+
+
+# `include_context`: the judge also sees the evaluation's context (system/developer messages, evaluate `context`).
+
+def _judge_calls(metric: JudgeMetric, text: str, context: str,
+                 answer: str = '{"score": 0.7}') -> list[list[dict[str, str]]]:
+    """Score `text` in an evaluation whose context is `context`; the prompts the judge was sent."""
+    calls: list[list[dict[str, str]]] = []
+
+    async def complete(model: str, messages: list[dict[str, str]]) -> str:
+        calls.append(messages)
+        return answer
+
+    async def run() -> float:
+        token = EVAL_CONTEXT.set(EvalContext("input", text, context, complete))
+        try:
+            return float((await metric.measure_async(text)).value)
+        finally:
+            EVAL_CONTEXT.reset(token)
+
+    assert asyncio.run(run()) == float(parse_verdict(answer))
+    return calls
+
+
+def test_judge_prompt_without_include_context_is_unchanged() -> None:
+    metric = JudgeMetric.from_params({"judge_model": "j", "rubric": "R"}, "")
+    assert metric.include_context is False
+    [messages] = _judge_calls(metric, "user text", "SYSTEM PROMPT")
+    assert messages == [{"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": "RUBRIC:\nR\n\nTEXT:\nuser text"}]
+    assert _judge_calls(metric, "user text", "another system prompt") == []  # the context is not in its key
+
+
+def test_judge_with_include_context_sees_the_system_prompt() -> None:
+    metric = JudgeMetric.from_params({"judge_model": "j", "rubric": "R", "include_context": True}, "")
+    [messages] = _judge_calls(metric, "user text", "Only talk about New York.")
+    assert messages[0]["content"] == SYSTEM + CONTEXT_NOTE
+    assert messages[1]["content"] == "RUBRIC:\nR\n\nCONTEXT:\nOnly talk about New York.\n\nTEXT:\nuser text"
+    assert _judge_calls(metric, "user text", "Only talk about New York.") == []  # cached
+    [other] = _judge_calls(metric, "user text", "Only talk about Paris.")  # another system prompt: judged again
+    assert "Only talk about Paris." in other[1]["content"]
+    [empty] = _judge_calls(metric, "user text", "  ")
+    assert f"CONTEXT:\n{NO_CONTEXT}\n\nTEXT:\nuser text" in empty[1]["content"]
+
+
+def test_judge_with_include_context_keeps_its_error_contract() -> None:
+    metric = JudgeMetric.from_params({"judge_model": "j", "rubric": "R", "include_context": True}, "")
+    with pytest.raises(ValueError):
+        _judge_calls(metric, "user text", "ctx", answer="it depends")
+    calls = _judge_calls(metric, "user text", "ctx")  # a malformed answer is not cached
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true", None, [True]])
+def test_include_context_must_be_a_boolean(value: object) -> None:
+    with pytest.raises(ParamError) as err:
+        JudgeMetric.from_params({"judge_model": "j", "rubric": "R", "include_context": value}, "")
+    assert err.value.path == ("include_context",)
+
+
+def test_include_context_config_error_names_the_key() -> None:
+    config = """
+upstreams: [{name: u, base_url: "http://127.0.0.1:1/v1", models: ["*"]}]
+applications: [{id: app, keys: [k]}]
+policies:
+  - {id: adherence, type: rubric, judge_model: j, rule: "stay on topic", include_context: "on"}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(config, "g.yaml", {})
+    assert [str(i) for i in info.value.issues] == [
+        "policies[0].include_context: must be true or false (true: the judge also sees the request's system "
+        "prompt and any evaluate `context`)"]
