@@ -1,4 +1,5 @@
-"""Bounded decoded views of a text: what a disguised instruction says once its disguise is removed.
+"""Bounded decoded views of a text: what a disguised instruction says once its disguise is removed; and
+the trailing request of a long text, read apart from the document before it.
 
 An attack hidden as base64, hex, ROT13, URL or HTML escapes, leetspeak, letters spaced apart, reversed,
 or split by invisible characters and look-alike letters reads as noise to a classifier. `decoded_views`
@@ -27,7 +28,7 @@ from urllib.parse import unquote
 
 from gateway.metrics.normalize import normalize_text
 
-__all__ = ["decoded_views", "MAX_DEPTH", "MAX_VIEWS"]
+__all__ = ["decoded_views", "detector_views", "trailing_request", "MAX_DEPTH", "MAX_VIEWS"]
 
 MAX_DEPTH = 2
 MAX_VIEWS = 8
@@ -186,4 +187,33 @@ def decoded_views(text: str, size_factor: float = 3.0, max_depth: int = MAX_DEPT
                 following.append(view)
                 budget -= len(view)
         level = following
+    return views
+
+
+TRAILING_MIN_CHARS = 400      # a text shorter than this is read whole
+TRAILING_MAX_CHARS = 2_000    # a last paragraph longer than this is a document, not a request
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def trailing_request(text: str) -> str | None:
+    """The last paragraph of a long text, alone (None if there is none to read apart): a request after a
+    pasted document is diluted in the whole text's score. The last blank-line-separated paragraph, else
+    the last line; at most TRAILING_MAX_CHARS and under half the text."""
+    body = text[:MAX_SCAN_CHARS].rstrip()
+    if len(body) < TRAILING_MIN_CHARS:
+        return None
+    breaks = list(_PARAGRAPH_BREAK.finditer(body))
+    start = breaks[-1].end() if breaks else body.rfind("\n") + 1
+    last = body[start:].strip()
+    if not start or not last or len(last) > TRAILING_MAX_CHARS or len(last) * 2 > len(body):
+        return None
+    return last
+
+
+def detector_views(text: str) -> list[str]:
+    """What a detector scores besides the text itself: its decoded views and its trailing request."""
+    views = decoded_views(text)
+    last = trailing_request(text)
+    if last is not None and last not in views:
+        views.append(last)
     return views

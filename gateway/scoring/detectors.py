@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.metrics.views import decoded_views
+from gateway.metrics.views import detector_views
 from gateway.scoring import synthetic
 from gateway.scoring.encoder import Encoder
 from gateway.scoring.heads import LEX_DIM, Head, lexical_from_ids, lexical_indices, pooled
@@ -321,7 +321,7 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
     gate = float(np.quantile(hold_p[y == 1], 1.0 - GATE_RECALL))
     combined = np.where(hold_p < gate, hold_p, hold_full)
     # as served: a text's decoded views (base64, leetspeak, invisible characters...) count too
-    views = [(k, v) for k, i in enumerate(idx_hold) for v in decoded_views(texts[i])]
+    views = [(k, v) for k, i in enumerate(idx_hold) for v in detector_views(texts[i])]
     if views:
         view_scores, _ = _score_plain(replace(head, gate=gate), encoder, [v for _, v in views])
         for (k, _), score in zip(views, view_scores):
@@ -440,7 +440,7 @@ def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.
     originals: list[int] = []
     for i, text in enumerate(texts):
         originals.append(len(expanded))
-        for t in (text, *decoded_views(text)):
+        for t in (text, *detector_views(text)):
             owners.append(i)
             expanded.append(t)
     flat, gated = _score_plain(head, encoder, expanded)

@@ -21,7 +21,7 @@ import numpy as np
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.context import EVAL_CONTEXT
 from gateway.guard.types import MetricValue, ParamError
-from gateway.metrics.views import decoded_views
+from gateway.metrics.views import detector_views
 from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.heads import Head, fit_logistic, pooled
 from gateway.scoring.runtime import ScoringRuntime, get_runtime
@@ -98,16 +98,17 @@ class DetectorMetric(_ModelMetric):
         return self.head.score(self._embedding_sync(text), lex, sentence)
 
     async def measure_async(self, text: str) -> MetricValue:
-        """The text's risk, or the highest risk of its decoded views (base64, hex, ROT13, leetspeak,
-        invisible characters...: `decoded_views`, bounded), so a disguise does not hide an attack."""
-        views = decoded_views(text)
+        """The highest risk of the text and its views (`detector_views`, bounded): its decoded forms
+        (base64, hex, ROT13, leetspeak, invisible characters...), so a disguise does not hide an attack,
+        and a long text's trailing request alone, so a pasted document does not dilute it."""
+        views = detector_views(text)
         if not views:
             return MetricValue(await self._risk(text))
         risks = await asyncio.gather(*(self._risk(t) for t in (text, *views)))
         return MetricValue(max(risks))
 
     def measure(self, text: str) -> MetricValue:
-        return MetricValue(max(self._risk_sync(t) for t in (text, *decoded_views(text))))
+        return MetricValue(max(self._risk_sync(t) for t in (text, *detector_views(text))))
 
 
 def policy_examples(spec: PolicySpec) -> tuple[list[str], list[int]]:
