@@ -184,6 +184,9 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             encoded = _latencies(guarded_url, suspicious)
             three_gated = _latencies(three_url, benign)  # (its own process: nothing cached from the others)
             three_short = _latencies(three_url, short)
+            long = _texts(requests + 5, 4000, prefix="lg")  # the second size: several encoder windows
+            long_base = _latencies(plain_url, long)
+            three_long = _latencies(three_url, long)
             # The same benign prompts to an upstream that takes `upstream_ms` to answer (a model), with the
             # stage before the upstream call and beside it (`parallel: true`); and parallel at 0 ms.
             again = _texts(requests + 5, 1000, prefix="up")  # new texts: no score cache hits
@@ -207,6 +210,7 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             "encoder_path_added_ms": _added(encoded, base),
             "three_detectors_benign_added_ms": _added(three_gated, base),
             "three_detectors_short_added_ms": _added(three_short, short_base), "three_detectors_rss_mb": three_rss,
+            "three_detectors_4000_chars_added_ms": _added(three_long, long_base),
             "encoder_windows_run": windows, "model_gateway_rss_mb": rss,
             "parallel_instant_added_ms": _added(instant_beside, base),
             "upstream_ms": upstream_ms, "slow_plain_ms": {"p50": _pct(slow_base, 0.5), "p95": _pct(slow_base, 0.95)},
@@ -274,6 +278,7 @@ gateway + prompt_injection stage, c1, added vs the same gateway without stages:
 gateway + a stage of all three detectors (prompt_injection, harmful, toxicity), c1, added:
   benign prompts:        {_ms(g['three_detectors_benign_added_ms'])}
   short benign question: {_ms(g['three_detectors_short_added_ms'])}
+  4,000-char benign prompts: {_ms(g['three_detectors_4000_chars_added_ms'])}
   resident memory with models loaded: {g['three_detectors_rss_mb']:.0f} MB
 upstream answering in {g['upstream_ms']:.0f} ms (plain gateway p50 {g['slow_plain_ms']['p50']:.1f} ms), \
 benign 1,000-char prompts:
