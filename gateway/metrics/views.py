@@ -7,7 +7,8 @@ returns the readable forms of such a text so a detector can score them too and k
 score. An ordinary text has no view (the checks are a few regular-expression scans), so it costs
 nothing more; an encoded benign text decodes to benign text and scores as such.
 
-Bounds (every decoder is linear in its input):
+Bounds (every decoder is linear in its input; the patterns are written so that a failed match cannot
+backtrack more than a bounded number of steps from any start):
 - at most `MAX_DEPTH` (2) levels: a view is decoded once more (base64 inside hex, ROT13 of base64...);
 - all views together hold at most `size_factor` (3) times the input's characters, and at most
   `MAX_VIEWS` (8) views; decoding stops when either is reached;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import html
 import re
 import unicodedata
@@ -42,10 +44,14 @@ _HEX_HINT = re.compile(r"[0-9A-Fa-f]{2}(?:[\s:,]|\\x|0x)?[0-9A-Fa-f]{2}(?:[\s:,]
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _HTML_ESCAPE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]{2,8});")
 # letters spaced apart: "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e" (five or more single characters)
-_SPACED = re.compile(r"(?<!\w)(?:\w[ .\-_*|/]{1,3}){4,}\w(?!\w)")
+# Letters ([^\W_]) and separators are disjoint and a run is at most 64 letters (a longer one is matched
+# in pieces), so a failed match costs at most 64 steps from each start: linear, never exponential
+# (with `_` in both, 44 underscores took 2 s).
+_SPACED = re.compile(r"(?<![^\W_])(?:[^\W_][ .\-_*|/]{1,3}){4,64}[^\W_](?![^\W_])")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
                        "@": "a", "$": "s", "!": "i", "|": "l", "+": "t"})
 _LEET_TOKEN = re.compile(r"(?<!\S)(?:[A-Za-z]+[0-9@$!|+]|[0-9@$!|+]+[A-Za-z])[A-Za-z0-9@$!|+]*(?!\S)")
+_HEX_TOKEN = re.compile(r"(?:0x)?[0-9A-Fa-f]+")
 _LEET_RUN = re.compile(r"(?<!\S)[A-Za-z0-9@$!|+]+(?!\S)")
 # invisible characters (format, variation selectors), compatibility forms NFKC changes, or a word that
 # mixes Latin letters with Cyrillic or Greek ones: then the normalised text is a view
@@ -136,6 +142,15 @@ def _despace(run: re.Match[str]) -> str:
     return " ".join(re.sub(r"[ .\-_*|/]", "", w) for w in words)
 
 
+def _reads_as_english(guess: str, share: float) -> bool:
+    """A guessed decoding (ROT13, reversal) is a view only if it reads as English clearly more than the
+    text: five words or more, two distinct common words of three letters or more (two-letter ones are
+    the ROT13 or mirror image of ordinary Tagalog or Italian words)."""
+    words = _WORD.findall(guess.lower())
+    long_common = {w for w in words if len(w) >= 3 and w in _COMMON}
+    return len(words) >= 5 and len(long_common) >= 2 and _english_share(guess) >= max(share + 0.1, 0.3)
+
+
 def _one_level(text: str) -> list[str]:
     """The views of one decoding step, each different from `text`."""
     views: list[str] = []
@@ -154,14 +169,15 @@ def _one_level(text: str) -> list[str]:
             views.append(unescaped)
     if _SPACED.search(text):
         views.append(_SPACED.sub(_despace, text))
-    leet_tokens = [t for t in _LEET_TOKEN.findall(text) if len(t) <= 20]
+    # (a hex dump's "6c" or "0a" is not leetspeak)
+    leet_tokens = [t for t in _LEET_TOKEN.findall(text) if len(t) <= 20 and not _HEX_TOKEN.fullmatch(t)]
     if len(leet_tokens) >= 3 and len(leet_tokens) >= 0.2 * len(text.split()):
         # a text written in leetspeak: its numbers are letters too ("70" is "to")
         views.append(_LEET_RUN.sub(lambda m: m.group().translate(_LEET) if len(m.group()) <= 20 else m.group(), text))
     share = _english_share(text)
     if share < 0.3:  # a guess is worth a view only where the text does not already read as English
         for guess in (codecs.decode(text, "rot13"), text[::-1]):
-            if _english_share(guess) >= max(share + 0.1, 0.3):
+            if _reads_as_english(guess, share):
                 views.append(guess)
     return [v for v in views if v and v != text]
 
@@ -199,7 +215,7 @@ def trailing_request(text: str) -> str | None:
     """The last paragraph of a long text, alone (None if there is none to read apart): a request after a
     pasted document is diluted in the whole text's score. The last blank-line-separated paragraph, else
     the last line; at most TRAILING_MAX_CHARS and under half the text."""
-    body = text[:MAX_SCAN_CHARS].rstrip()
+    body = text.rstrip()[-MAX_SCAN_CHARS:]  # the end of a text past the limit: padding must not hide it
     if len(body) < TRAILING_MIN_CHARS:
         return None
     breaks = list(_PARAGRAPH_BREAK.finditer(body))
@@ -210,10 +226,21 @@ def trailing_request(text: str) -> str | None:
     return last
 
 
-def detector_views(text: str) -> list[str]:
-    """What a detector scores besides the text itself: its decoded views and its trailing request."""
+def detector_views(text: str) -> tuple[str, ...]:
+    """What a detector scores besides the text itself: its decoded views and its trailing request. The
+    last few texts' views are kept (each detector of a stage asks for the same text's)."""
+    return _detector_views(text) if len(text) <= _CACHED_CHARS else _views_of(text)
+
+
+_CACHED_CHARS = 64_000  # longer texts are not kept (the cache holds at most 32 texts)
+
+
+def _views_of(text: str) -> tuple[str, ...]:
     views = decoded_views(text)
     last = trailing_request(text)
     if last is not None and last not in views:
         views.append(last)
-    return views
+    return tuple(views)
+
+
+_detector_views = functools.lru_cache(maxsize=32)(_views_of)

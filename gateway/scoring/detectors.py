@@ -124,9 +124,10 @@ def _groups(stem: str, rows: list[dict]) -> list[str]:
 
 
 def negative_languages(files: Sequence[tuple[str, list[dict]]], recipe: Recipe) -> set[str]:
-    """Languages with at least `recipe.min_language_negatives` negative rows. Positives in any other language are
-    left out: with attacks and no ordinary text in a language, a head learns the language itself as the
-    attack (the first build's only German rows were attacks, and German prompts were flagged)."""
+    """Languages with at least `recipe.min_language_negatives` negative rows, and the most common one.
+    Positives in any other language are left out: with attacks and no ordinary text in a language, a head
+    learns the language itself as the attack (the first build's only German rows were attacks, and German
+    prompts were flagged)."""
     counts: dict[str, int] = {}
     for _, rows in files:
         for row in rows:

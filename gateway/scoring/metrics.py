@@ -83,16 +83,18 @@ class DetectorMetric(_ModelMetric):
             sentence = self.head.sentence_logit(feats.sentences)
         return lex, sentence, self.head.gated_out(lex, feats.static, sentence)
 
-    async def _risk(self, text: str) -> float:
+    async def _risk(self, text: str, count: bool = True) -> float:
         lex, sentence, early = self._first_tier(text)
-        self.runtime.count_decision(self.head.name, early is not None)
+        if count:  # the text's own decision, not its views'
+            self.runtime.count_decision(self.head.name, early is not None)
         if early is not None:
             return early
         return self.head.score(await self._embedding(text), lex, sentence)
 
-    def _risk_sync(self, text: str) -> float:
+    def _risk_sync(self, text: str, count: bool = True) -> float:
         lex, sentence, early = self._first_tier(text)
-        self.runtime.count_decision(self.head.name, early is not None)
+        if count:
+            self.runtime.count_decision(self.head.name, early is not None)
         if early is not None:
             return early
         return self.head.score(self._embedding_sync(text), lex, sentence)
@@ -104,11 +106,12 @@ class DetectorMetric(_ModelMetric):
         views = detector_views(text)
         if not views:
             return MetricValue(await self._risk(text))
-        risks = await asyncio.gather(*(self._risk(t) for t in (text, *views)))
+        risks = await asyncio.gather(self._risk(text), *(self._risk(t, count=False) for t in views))
         return MetricValue(max(risks))
 
     def measure(self, text: str) -> MetricValue:
-        return MetricValue(max(self._risk_sync(t) for t in (text, *detector_views(text))))
+        views = detector_views(text)
+        return MetricValue(max([self._risk_sync(text), *(self._risk_sync(t, count=False) for t in views)]))
 
 
 def policy_examples(spec: PolicySpec) -> tuple[list[str], list[int]]:
