@@ -167,3 +167,18 @@ policies:
     assert [str(i) for i in info.value.issues] == [
         "policies[0].include_context: must be true or false (true: the judge also sees the request's system "
         "prompt and any evaluate `context`)"]
+
+
+def test_a_misspelt_rubric_parameter_is_refused_not_ignored() -> None:
+    """`include_contxt: true` used to pass unnoticed, and the judge then never saw the system prompt."""
+    config = """
+upstreams: [{name: u, base_url: "http://127.0.0.1:1/v1", models: ["*"]}]
+applications: [{id: app, keys: [k]}]
+policies:
+  - {id: adherence, type: rubric, judge_model: j, rule: "stay on topic", include_contxt: true}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(config, "g.yaml", {})
+    assert [str(i) for i in info.value.issues] == [
+        "policies[0].include_contxt: unknown parameter; allowed: judge_model, rubric, timeout_ms, cache_entries, "
+        "include_context"]
