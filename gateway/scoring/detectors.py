@@ -321,12 +321,8 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
     y = labels[idx_hold]
     gate = float(np.quantile(hold_p[y == 1], 1.0 - GATE_RECALL))
     combined = np.where(hold_p < gate, hold_p, hold_full)
-    # as served: a text's decoded views (base64, leetspeak, invisible characters...) count too
-    views = [(k, v) for k, i in enumerate(idx_hold) for v in detector_views(texts[i])]
-    if views:
-        view_scores, _ = _score_plain(replace(head, gate=gate), encoder, [v for _, v in views])
-        for (k, _), score in zip(views, view_scores):
-            combined[k] = max(combined[k], score)
+    # as served: a text's views (decoded forms, the trailing request) count too
+    combined, views = with_views(replace(head, gate=gate), encoder, [texts[i] for i in idx_hold], combined)
     hold_sources = [split.sources[i] for i in idx_hold]
     threshold = with_margin(budget_threshold(combined, hold_sources), combined[y == 1])
     best_cut, best_f1 = best_f1_threshold(combined, y)
@@ -344,7 +340,7 @@ def train_detector(name: str, encoder: Encoder, data_dir: Path, cache: Embedding
             "holdout_best_f1": round(best_f1, 4), "holdout_best_f1_threshold": round(best_cut, 4),
             "holdout_by_source": flagged, "holdout_negatives_gated": round(skipped, 4), "seed": SEED,
             "train_seconds": round(time.perf_counter() - started, 1)}
-    log(f"{name}: {len(views)} decoded views of held-out texts scored")
+    log(f"{name}: {views} views of held-out texts scored")
     log(f"{name}: threshold {threshold:.3f} ({FP_BUDGET:.0%} budget on held-out everyday files): held-out recall "
         f"{meta['holdout_recall']:.3f}, F1 {f1:.3f} (best F1 {best_f1:.3f} at {best_cut:.3f}), AUC "
         f"{meta['holdout_auc']:.4f}; gate {gate:.4f} skips the encoder for {skipped:.1%} of held-out negatives")
@@ -433,21 +429,22 @@ def load_detector(name: str, directory: Path = WEIGHTS_DIR, layers: int = 0) -> 
 
 
 def score_texts(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.ndarray, float]:
-    """Batch scoring exactly as the gateway scores one text: the text and its decoded views
-    (`decoded_views`), each by the gate, then the encoder, and the highest. Returns the scores and the
-    share of texts (their own form, not the views) the gate decided without the encoder."""
-    owners: list[int] = []
-    expanded: list[str] = []
-    originals: list[int] = []
-    for i, text in enumerate(texts):
-        originals.append(len(expanded))
-        for t in (text, *detector_views(text)):
-            owners.append(i)
-            expanded.append(t)
-    flat, gated = _score_plain(head, encoder, expanded)
-    scores = np.full(len(texts), -np.inf)
-    np.maximum.at(scores, np.asarray(owners, np.int64), flat)
-    return scores, float(gated[originals].mean()) if len(texts) else 0.0
+    """Batch scoring exactly as the gateway scores one text: the text and its views (`detector_views`),
+    each by the gate, then the encoder, and the highest. Returns the scores and the share of texts
+    (their own form, not the views) the gate decided without the encoder."""
+    own, gated = _score_plain(head, encoder, texts)
+    scores, _ = with_views(head, encoder, texts, own)
+    return scores, float(gated.mean()) if len(texts) else 0.0
+
+
+def with_views(head: Head, encoder: Encoder, texts: Sequence[str], own: np.ndarray) -> tuple[np.ndarray, int]:
+    """`own` (the texts' own scores) raised to their views' scores where higher; and how many views."""
+    views = [(k, v) for k, text in enumerate(texts) for v in detector_views(text)]
+    scores = np.array(own, dtype=np.float64)
+    if views:
+        flat, _ = _score_plain(head, encoder, [v for _, v in views])
+        np.maximum.at(scores, np.array([k for k, _ in views], np.int64), flat)
+    return scores, len(views)
 
 
 def _score_plain(head: Head, encoder: Encoder, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
