@@ -35,6 +35,7 @@ from gateway.metrics.pii import PiiMetric
 from gateway.proxy.corrector import make_completer
 from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.upstream import Router, make_upstream
+from gateway.scrub import SecretScrubber
 from gateway.settings import Settings
 from gateway.store import StoreError, open_store
 from gateway.telemetry import RegistryCollector, Telemetry
@@ -81,8 +82,9 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     router = Router(upstreams)
     monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)
     complete = make_completer(router)
-    flow = GuardFlow(build_plan(config), telemetry, monitor, complete)
-    handler = ProxyHandler(config, upstreams, router, telemetry, flow)
+    scrub = SecretScrubber.from_upstreams(config.upstreams)  # the upstreams' secrets, out of errors and logs
+    flow = GuardFlow(build_plan(config), telemetry, monitor, complete, scrub)
+    handler = ProxyHandler(config, upstreams, router, telemetry, flow, scrub)
     registry = Registry(config, open_store(store_url(config, settings.config_path), config.store.prefix,
                                            config.store.max_records, config.store.timeout_s), flow)
     telemetry.registry.register(RegistryCollector(registry, monitor))

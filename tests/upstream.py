@@ -71,6 +71,15 @@ def create_upstream(rec: Recorder) -> Starlette:
                               "code": "test_code"}}
             return Response(orjson.dumps(body), status, {"retry-after": "7", "x-upstream-extra": "yes"},
                             media_type="application/json")
+        if model.startswith("leak-"):  # refuses the credentials it got and echoes them, masked (as OpenAI does) and not
+            sent = dict(entry["headers"])
+            key = sent.get("authorization", "").removeprefix("Bearer ")
+            body = {"error": {"message": f"Incorrect API key provided: {key[:8]}{'*' * 24}{key[-4:]}. You can find "
+                                         f"your API key at https://platform.openai.com/account/api-keys. (sent: {key}, "
+                                         f"api-key: {sent.get('api-key')})", "type": "invalid_request_error",
+                              "param": None, "code": "invalid_api_key"}}
+            return Response(orjson.dumps(body), 401, {"www-authenticate": f'Bearer realm="api", error="{key}"'},
+                            media_type="application/json")
         if model.startswith("html-"):  # a proxy's error page in front of the model
             return Response(b"<html><body>502 Bad Gateway: echo " + orjson.dumps(payload) + b"</body></html>",
                             int(model.split("-")[1]), {"retry-after": "3"}, media_type="text/html")
@@ -106,7 +115,8 @@ def create_upstream(rec: Recorder) -> Starlette:
         if model.startswith("fixer-"):  # a corrector: returns the answer with the banned word replaced
             text = str(payload["messages"][-1]["content"]).replace("forbidden", "allowed")
         if payload.get("stream"):
-            return StreamingResponse(_stream(model, text, rec), media_type="text/event-stream")
+            return StreamingResponse(_stream(model, text, rec), media_type="text/event-stream",
+                                     headers=_spoofed(model, entry))
         if model.startswith("odd-"):  # an answer of the wrong shape: content is an object
             body = _completion(model, text)
             body["choices"][0]["message"]["content"] = {"text": text}
@@ -118,7 +128,8 @@ def create_upstream(rec: Recorder) -> Starlette:
             packed = gzip.compress(orjson.dumps(_completion(model, text)))
             return Response(packed, media_type="application/json", headers={"content-encoding": "gzip"})
         return Response(orjson.dumps(_completion(model, text)), media_type="application/json",
-                        headers={"x-request-id": "up-123", "set-cookie": "upstream=1", "x-ratelimit-remaining": "99"})
+                        headers={"x-request-id": "up-123", "set-cookie": "upstream=1", "x-ratelimit-remaining": "99",
+                                 **_spoofed(model, entry)})
 
     async def completions(request: Request) -> Response:
         entry = await record(request)
@@ -178,6 +189,16 @@ _ITEMS: dict[str, dict[str, Any]] = {
             {"type": "url_citation", "start_index": 0, "end_index": 3, "url": "https://example.com/p",
              "title": f"Notes on {_CODE}"}]}]},
 }
+
+
+def _spoofed(model: str, entry: dict[str, Any]) -> dict[str, str]:
+    """For "spoof-" models: headers that pose as the gateway's verdict, name the upstream's account and echo
+    the upstream's key."""
+    if not model.startswith("spoof-"):
+        return {}
+    key = dict(entry["headers"]).get("authorization", "").removeprefix("Bearer ")
+    return {"X-Guardrail-Action": "allow", "x-guardrail-stage": "upstream-says", "OpenAI-Organization": "org-x",
+            "x-upstream-debug": f"key={key}; ok"}
 
 
 async def _seen_beside(rec: Recorder, judged: str) -> bool:

@@ -13,6 +13,7 @@ from gateway.config.guard_schema import ActionSpec
 from gateway.guard.plan import Ruleset, Stage
 from gateway.guard.redact import join_segments, redact, spans_by_segment
 from gateway.guard.types import Metric, MetricValue, Span
+from gateway.scrub import NO_SECRETS, SecretScrubber
 
 log = logging.getLogger("gateway.guard")
 TERMINAL = frozenset({"block", "override", "correct", "handoff"})
@@ -65,7 +66,11 @@ class Decision:
 
 
 class Engine:
-    """Stateless evaluator; one instance per plan."""
+    """Stateless evaluator; one instance per plan. `scrub` keeps the upstreams' secrets out of the error
+    texts of failing metrics (logged, and kept in the monitoring log)."""
+
+    def __init__(self, scrub: SecretScrubber = NO_SECRETS) -> None:
+        self.scrub = scrub
 
     async def evaluate(self, stages: Sequence[Stage], segments: Sequence[Segment]) -> Decision:
         texts = [s.text for s in segments]
@@ -104,9 +109,10 @@ class Engine:
             if hit is not None:
                 out[name] = hit
             elif hasattr(metric, "measure_async") or getattr(metric, "blocking", False):
-                pending[name] = asyncio.ensure_future(_measure_async(metric, text, stage.timeout_s))
+                pending[name] = asyncio.ensure_future(_measure_async(name, metric, text, stage.timeout_s,
+                                                                     self.scrub))
             else:
-                out[name] = _measure_sync(metric, text)
+                out[name] = _measure_sync(name, metric, text, self.scrub)
         if pending:
             await asyncio.gather(*pending.values())
             out.update({name: task.result() for name, task in pending.items()})
@@ -115,16 +121,24 @@ class Engine:
         return out
 
 
-def _measure_sync(metric: Metric, text: str) -> Measured:
+def _measure_sync(name: str, metric: Metric, text: str, scrub: SecretScrubber) -> Measured:
     start = time.perf_counter()
     try:
         return Measured(metric.measure(text), None, time.perf_counter() - start)
     except Exception as exc:  # a metric bug follows on_error; it never takes the request down
-        log.warning("metric failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
-        return Measured(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+        return Measured(None, _failed(name, exc, scrub), time.perf_counter() - start)
 
 
-async def _measure_async(metric: Any, text: str, timeout_s: float) -> Measured:
+def _failed(name: str, exc: Exception, scrub: SecretScrubber) -> str:
+    """Log a metric's exception by its type and its message, secrets redacted and cut short (a code
+    metric's text is whatever its function put there); the same text is the outcome's error."""
+    error = scrub.error(exc)
+    log.warning("metric failed", extra={"fields": {"metric": name, "error_type": type(exc).__name__,
+                                                   "error": error}})
+    return error
+
+
+async def _measure_async(name: str, metric: Any, text: str, timeout_s: float, scrub: SecretScrubber) -> Measured:
     start = time.perf_counter()
     try:
         if hasattr(metric, "measure_async"):
@@ -135,8 +149,7 @@ async def _measure_async(metric: Any, text: str, timeout_s: float) -> Measured:
     except TimeoutError:
         return Measured(None, f"timeout after {timeout_s * 1000:.0f} ms", time.perf_counter() - start)
     except Exception as exc:
-        log.warning("metric failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
-        return Measured(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+        return Measured(None, _failed(name, exc, scrub), time.perf_counter() - start)
 
 
 def _ruleset_state(ruleset: Ruleset, measured: dict[str, Measured]) -> bool | None:

@@ -24,6 +24,7 @@ from gateway.proxy.openai import OpenAIError, dumps_json
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, event_stream_headers
 from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, write_back
+from gateway.scrub import NO_SECRETS, SecretScrubber
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.guard")
@@ -65,9 +66,10 @@ class Guarded:
 
 
 class GuardFlow:
-    def __init__(self, plan: GuardPlan, telemetry: Telemetry, monitor: MonitorLog, complete: Complete) -> None:
+    def __init__(self, plan: GuardPlan, telemetry: Telemetry, monitor: MonitorLog, complete: Complete,
+                 scrub: SecretScrubber = NO_SECRETS) -> None:
         self.plan = plan
-        self.engine = Engine()
+        self.engine = Engine(scrub)
         self._telemetry = telemetry
         self._monitor = monitor
         self._complete = complete

@@ -27,6 +27,7 @@ from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
 from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
                                     client_response_headers, upstream_request_headers)
+from gateway.scrub import SecretScrubber
 from gateway.telemetry import AccessLog, Telemetry
 
 log = logging.getLogger("gateway.proxy")
@@ -55,8 +56,10 @@ class ProxyHandler:
     """Serves the OpenAI routes for one immutable config."""
 
     def __init__(self, config: GatewayConfig, upstreams: list[Upstream], router: Router, telemetry: Telemetry,
-                 flow: GuardFlow) -> None:
+                 flow: GuardFlow, scrub: SecretScrubber | None = None) -> None:
         self._config = config
+        # the upstreams' secrets, kept out of relayed error bodies and headers (compiled once, here)
+        self._scrub = scrub if scrub is not None else SecretScrubber.from_upstreams(config.upstreams)
         self._flow = flow
         self._keys = self.keyring = KeyRing(config.applications)
         self._router = router
@@ -148,7 +151,8 @@ class ProxyHandler:
                 response = sent
             else:
                 response = await self._send(upstream, endpoint.path, headers, body, ex)
-            if parsed.stream and not whole and response.content_type.startswith(b"text/event-stream"):
+            ok = 200 <= response.status < 300
+            if ok and parsed.stream and not whole and response.content_type.startswith(b"text/event-stream"):
                 return self._relay(route, response, ex, guarded, endpoint, enforced)
             try:
                 answer = await response.read()
@@ -157,7 +161,9 @@ class ProxyHandler:
             finally:
                 response.close()
         ex.upstream_s = time.perf_counter() - ex.upstream_start
-        headers = [*client_response_headers(response.headers), _rid(ex)]
+        if not ok:  # an error may echo the upstream's key ("Incorrect API key provided: sk-...")
+            answer = self._scrub.bytes(answer)
+        headers = [*client_response_headers(response.headers, self._scrub), _rid(ex)]
         if guarded.output and response.status == 200:
             checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex, enforced, whole)
             if whole and checked.status == 200:
@@ -275,7 +281,7 @@ class ProxyHandler:
 
     def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
                endpoint: Endpoint, enforced: bool) -> RelayResponse:
-        headers = [*client_response_headers(response.headers), _rid(ex), *guarded.headers()]
+        headers = [*client_response_headers(response.headers, self._scrub), _rid(ex), *guarded.headers()]
         state = {"status": response.status}
 
         def disconnected() -> None:

@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from gateway.config.schema import UpstreamConfig
+from gateway.scrub import NO_SECRETS, SecretScrubber
 
 # RFC 9110 section 7.6.1 hop-by-hop headers, plus what a proxy must recompute itself.
 HOP_BY_HOP = frozenset({
@@ -29,7 +30,11 @@ CLIENT_CREDENTIALS = frozenset({
 })
 # The session negotiates and decodes content encoding itself; the client gets identity bodies.
 REQUEST_DROP = HOP_BY_HOP | CLIENT_CREDENTIALS | {b"accept-encoding"}
-RESPONSE_DROP = HOP_BY_HOP | {b"content-encoding", b"set-cookie", b"date", b"server"}
+# The upstream's account (the gateway's, not the client's) stays out; x-guardrail-* names are the
+# gateway's own: an upstream's would pass as the gateway's verdict (GUARD_PREFIX, any case: names are lowered).
+RESPONSE_DROP = HOP_BY_HOP | {b"content-encoding", b"set-cookie", b"date", b"server", b"openai-organization",
+                              b"openai-project"}
+GUARD_PREFIX = b"x-guardrail-"
 _ROUTE_CACHE_SIZE = 4096
 
 
@@ -175,10 +180,13 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], upstream: Upstr
     return out
 
 
-def client_response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers a client may see (names already lower-cased)."""
+def client_response_headers(raw: list[tuple[bytes, bytes]],
+                            scrub: SecretScrubber = NO_SECRETS) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers a client may see (names already lower-cased), the upstreams'
+    secrets redacted from their values."""
     named = _connection_tokens(raw)
-    return [(k, v) for k, v in raw if k not in RESPONSE_DROP and k not in named]
+    return scrub.headers([(k, v) for k, v in raw
+                          if k not in RESPONSE_DROP and k not in named and not k.startswith(GUARD_PREFIX)])
 
 
 def _connection_tokens(raw: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:

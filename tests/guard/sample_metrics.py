@@ -1,4 +1,4 @@
-"""Code metrics for tests: one that works and one that always fails."""
+"""Code metrics for tests: one that works, ones that always fail, a slow one."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ def shouting(text: str) -> float:
 
 def boom(text: str) -> float:
     raise RuntimeError("this metric always fails")
+
+
+def leaky(text: str) -> float:
+    """Fails with a long message that carries the secret in $TEST_LEAK_KEY (as code holding a key may)."""
+    import os
+
+    raise RuntimeError(f"scorer refused key {os.environ.get('TEST_LEAK_KEY')}: " + "detail " * 100)
 
 
 def slow(text: str) -> float:
