@@ -70,6 +70,26 @@ def test_header_hygiene(gateway: Gateway, recorder: Recorder) -> None:
     assert UPSTREAM_KEY not in str(r.headers) + r.text
 
 
+def test_expect_100_continue_is_answered_by_the_gateway_and_never_forwarded(gateway: Gateway,
+                                                                             recorder: Recorder) -> None:
+    import socket
+
+    body = b'{"model": "gpt-test", "messages": [{"role": "user", "content": "h"}]}'
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + CLIENT_KEY.encode() + b"\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        interim = sock.recv(4096)  # the client waits for the go-ahead before it sends the body
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        sock.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK", answer[:200]
+    assert "expect" not in headers_of(recorder.last())
+
+
 def test_compressed_upstream_body_is_relayed_decoded(gateway: Gateway) -> None:
     r = post(gateway, {**CHAT_OK, "model": "gzip-1"})
     assert r.status_code == 200

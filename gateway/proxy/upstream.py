@@ -28,8 +28,10 @@ HOP_BY_HOP = frozenset({
 CLIENT_CREDENTIALS = frozenset({
     b"authorization", b"api-key", b"x-api-key", b"cookie", b"openai-organization", b"openai-project",
 })
-# The session negotiates and decodes content encoding itself; the client gets identity bodies.
-REQUEST_DROP = HOP_BY_HOP | CLIENT_CREDENTIALS | {b"accept-encoding"}
+# The session negotiates and decodes content encoding itself; the client gets identity bodies. `Expect:
+# 100-continue` is between the client and the gateway (which has read the body by then): forwarded, an
+# upstream that ignores it held the request until its timeout.
+REQUEST_DROP = HOP_BY_HOP | CLIENT_CREDENTIALS | {b"accept-encoding", b"expect"}
 # The upstream's account (the gateway's, not the client's) stays out; x-guardrail-* names are the
 # gateway's own: an upstream's would pass as the gateway's verdict (GUARD_PREFIX, any case: names are lowered).
 RESPONSE_DROP = HOP_BY_HOP | {b"content-encoding", b"set-cookie", b"date", b"server", b"openai-organization",

@@ -43,7 +43,7 @@ def test_request_headers_drop_hop_by_hop_and_credentials() -> None:
     raw = [(b"host", b"gw"), (b"authorization", b"Bearer client"), (b"connection", b"close, x-named"),
            (b"x-named", b"1"), (b"keep-alive", b"5"), (b"transfer-encoding", b"chunked"), (b"te", b"trailers"),
            (b"x-api-key", b"k"), (b"api-key", b"k"), (b"cookie", b"c=1"), (b"openai-organization", b"org-client"),
-           (b"accept-encoding", b"br"), (b"content-length", b"10"), (b"x-keep", b"yes"),
+           (b"accept-encoding", b"br"), (b"content-length", b"10"), (b"x-keep", b"yes"), (b"expect", b"100-continue"),
            (b"content-type", b"application/json"), (b"user-agent", b"OpenAI/Python")]
     out = upstream_request_headers(raw, up)
     assert out == [("x-keep", "yes"), ("content-type", "application/json"), ("user-agent", "OpenAI/Python"),
