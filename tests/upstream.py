@@ -229,6 +229,9 @@ async def _stream(model: str, text: str, rec: Recorder) -> AsyncIterator[bytes]:
             yield _chunk(model, part)
             if model.startswith("die-") and i == 1:
                 raise ConnectionAbortedError("test upstream dies mid-stream")
+            if model.startswith("garbled-") and i == 0:  # lines a lenient relay would pass unchecked
+                yield (b' data: {"choices": [{"index": 0, "delta": {"content": " at 10.20.30.40 "}}]}\n\n'
+                       if model.startswith("garbled-space") else b"data: reach me at 10.20.30.40\n\n")
             if model.startswith("odd-") and i == 0:  # chunks of the wrong shape (found by a fuzz run)
                 yield b'data: {"choices": [{"index": [1], "delta": {"content": "hidden"}}]}\n\n'
                 yield b'data: {"choices": [{"index": 0, "delta": ["hidden"]}]}\n\n'

@@ -17,7 +17,7 @@ from gateway.config.errors import format_path
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
-from gateway.proxy.stream_guard import AnswerMonitor, EventRelay, StreamGuard, answer_monitor
+from gateway.proxy.stream_guard import AnswerMonitor, EventRelay, StreamGuard, UnreadableStream, answer_monitor
 from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.models import ModelCatalog
@@ -326,6 +326,12 @@ class ProxyHandler:
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
             err = self._upstream_failure(upstream, exc)
             yield stream_error_event(f"The upstream stream ended early: {err.message}", err.type, err.code)
+        except UnreadableStream as exc:  # fail closed: what the output stages cannot read never leaves
+            self._telemetry.upstream_errors.labels(upstream.name, "unreadable_stream").inc()
+            log.warning("unreadable upstream stream", extra={"fields": {"request_id": ex.request_id,
+                                                                         "upstream": upstream.name, "what": str(exc)}})
+            yield stream_error_event(f"The upstream's stream held {exc}, which the output stages cannot check; "
+                                     "the stream was ended there.", "upstream_error", "unreadable_stream")
         except Exception:  # a gateway bug on an odd stream: end it cleanly, pass nothing unchecked
             log.exception("stream relay failed", extra={"fields": {"request_id": ex.request_id,
                                                                     "upstream": upstream.name}})

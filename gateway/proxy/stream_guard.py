@@ -21,6 +21,23 @@ from gateway.guard.engine import Decision, Engine, Segment
 from gateway.guard.plan import Stage
 from gateway.proxy.sse import DONE, Event, SSEDecoder
 
+class UnreadableStream(Exception):
+    """A guarded stream held something the guard cannot read: a line that is no SSE field (` data:` with
+    a leading space, a bare JSON line) or data that is not JSON. Relayed, it would pass unchecked;
+    dropped, the stream would look complete. The proxy ends the stream with an error event instead."""
+
+
+_FIELDS = (b"data", b"event", b"id", b"retry")
+
+
+def _no_text(raw: bytes) -> bool:
+    """Whether a block without data holds only comments and event/id/retry fields (a keep-alive)."""
+    for line in raw.removeprefix(b"\xef\xbb\xbf").replace(b"\r", b"\n").split(b"\n"):
+        if line and not line.startswith(b":") and line.partition(b":")[0] not in _FIELDS:
+            return False
+    return True
+
+
 # Given the decision that stopped the stream and the choice's whole text, the replacement text.
 Resolve = Callable[[Decision, str], Awaitable[str]]
 _COPIED = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
@@ -295,6 +312,8 @@ class StreamGuard:
         touched: dict[int, _Choice] = {}
         for event in self._decoder.feed(chunk):
             if event.data is None:
+                if not _no_text(event.raw):
+                    raise UnreadableStream("a line that is not a server-sent event field")
                 out.append(event.raw)  # comments and keep-alives carry no text
             elif event.data.strip() == "[DONE]":
                 out.append(await self._check_all(touched))
@@ -322,7 +341,9 @@ class StreamGuard:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return b""  # not a chunk we can check: never pass unchecked bytes
+            if not data.strip():
+                return b""  # an empty data line: a keep-alive
+            raise UnreadableStream("an event whose data is not JSON") from None
         if not isinstance(obj, dict):
             return b""  # not a chunk: dropped like undecodable data
         if "error" in obj and not obj.get("choices"):

@@ -16,7 +16,7 @@ def guard_config(upstream: str, port: int) -> str:
     return f"""
 server: {{host: 127.0.0.1, port: {port}}}
 upstreams:
-  - {{name: main, base_url: "{upstream}", api_key: sk-up, models: ["gpt-*", "fixer-*", "odd-*", "deep-*", "judge-*"]}}
+  - {{name: main, base_url: "{upstream}", api_key: sk-up, models: ["gpt-*", "fixer-*", "odd-*", "deep-*", "judge-*", "garbled-*"]}}
 applications:
   - {{id: app-a, keys: ["{KEY_A}"], stages: [a-input, a-output]}}
   - {{id: app-b, keys: ["{KEY_B}"], stages: [b-output]}}

@@ -199,6 +199,23 @@ def test_malformed_upstream_chunks_are_dropped_from_a_guarded_stream(guarded: Ga
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+@pytest.mark.parametrize("model", ["garbled-space-fast", "garbled-text-fast"])
+def test_a_stream_line_the_guard_cannot_read_ends_the_stream_with_an_error(guarded: Gateway, model: str) -> None:
+    """` data: {...}` with a leading space is no SSE field, and `data: reach me at ...` is no JSON: relayed,
+    the first passed the output stages unchecked; dropped, the second let the stream end as if complete."""
+    with httpx.stream("POST", guarded.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY_A}"},
+                      json={"model": model, "stream": True,
+                            "messages": [{"role": "user", "content": "hello there"}]}) as r:
+        assert r.status_code == 200
+        raw = b"".join(r.iter_bytes())
+    assert b"10.20.30.40" not in raw
+    assert b'"code":"unreadable_stream"' in raw and b"[DONE]" not in raw
+    with pytest.raises(openai.APIError) as info:  # the SDK raises the error event
+        list(client(guarded, KEY_A).chat.completions.create(
+            model=model, stream=True, messages=[{"role": "user", "content": "hello there"}]))
+    assert "cannot check" in str(info.value)
+
+
 def test_an_answer_the_output_stages_cannot_read_is_not_passed(guarded: Gateway) -> None:
     r = httpx.post(guarded.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY_A}"},
                    json={"model": "odd-fast", "messages": [{"role": "user", "content": "at 10.20.30.40"}]})

@@ -8,6 +8,7 @@ import functools
 from collections.abc import Awaitable, Callable
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -363,3 +364,18 @@ def test_a_streamed_refusal_reaches_the_client_after_the_output_stages_checked_i
     assert _monitored(functools.partial(StreamMonitor, "chat_completions"), leaking, 7)[1] == [
         {"object": "chat.completion", "choices": [{"index": 0, "message": {
             "role": "assistant", "content": "", "refusal": f"I can't share {SECRET}, sorry."}, "finish_reason": "stop"}]}]
+
+
+def test_keep_alives_pass_and_unreadable_lines_end_the_stream() -> None:
+    """Comments, event/id/retry fields and empty data lines carry no text and pass; a line that is no SSE
+    field, or data that is not JSON, raises UnreadableStream (the proxy ends the stream with an error)."""
+    from gateway.proxy.stream_guard import UnreadableStream
+
+    head, tail = sse("hello there", []).split(b"data: [DONE]\n\n")[0], b"data: [DONE]\n\n"
+    quiet = b": keep-alive\n\nevent: ping\nid: 7\nretry: 100\n\n\xef\xbb\xbf: bom\n\ndata: \n\n"
+    released, finishes, out = run(stage({"type": "block"}), quiet + head + tail, [])
+    assert released == "hello there" and finishes[-1] == "stop" and b": keep-alive" in out
+    for bad in (b' data: {"choices": [{"index": 0, "delta": {"content": "' + SECRET.encode() + b'"}}]}\n\n',
+                b'{"choices": []}\n\n', b"data: not json\n\n"):
+        with pytest.raises(UnreadableStream):
+            run(stage({"type": "block"}), head + bad + tail, [])
