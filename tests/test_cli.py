@@ -45,6 +45,7 @@ def test_check_missing_file() -> None:
     result = run_cli("check", "does/not/exist.yaml")
     assert result.returncode == 1
     assert "does/not/exist.yaml" in result.stderr and "file not found" in result.stderr
+    assert "--config" in result.stderr and "GATEWAY_CONFIG" in result.stderr  # how to name another one
     assert "Traceback" not in result.stderr
 
 

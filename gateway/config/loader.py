@@ -35,7 +35,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(source, [ConfigIssue("", "file not found")]) from None
+        where = "" if Path(path).is_absolute() else f" (looked in {Path.cwd()})"
+        raise ConfigError(source, [ConfigIssue("", f"file not found{where}; name the config file with --config PATH "
+                                                   "or the GATEWAY_CONFIG variable")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [ConfigIssue("", f"cannot read file: {exc}")]) from None
     return parse_config(text, source, os.environ if env is None else env)
