@@ -83,21 +83,20 @@ class DetectorMetric(_ModelMetric):
             sentence = self.head.sentence_logit(feats.sentences)
         return lex, sentence, self.head.gated_out(lex, feats.static, sentence)
 
-    async def _risk(self, text: str, count: bool = True) -> float:
-        lex, sentence, early = self._first_tier(text)
-        if count:  # the text's own decision, not its views'
-            self.runtime.count_decision(self.head.name, early is not None)
-        if early is not None:
-            return early
-        return self.head.score(await self._embedding(text), lex, sentence)
-
-    def _risk_sync(self, text: str, count: bool = True) -> float:
+    def _decided(self, text: str, count: bool) -> tuple[float | None, float | None, float | None]:
+        """`_first_tier`, with the decision counted for the text itself (`count`), not for its views."""
         lex, sentence, early = self._first_tier(text)
         if count:
             self.runtime.count_decision(self.head.name, early is not None)
-        if early is not None:
-            return early
-        return self.head.score(self._embedding_sync(text), lex, sentence)
+        return lex, sentence, early
+
+    async def _risk(self, text: str, count: bool = True) -> float:
+        lex, sentence, early = self._decided(text, count)
+        return early if early is not None else self.head.score(await self._embedding(text), lex, sentence)
+
+    def _risk_sync(self, text: str, count: bool = True) -> float:
+        lex, sentence, early = self._decided(text, count)
+        return early if early is not None else self.head.score(self._embedding_sync(text), lex, sentence)
 
     async def measure_async(self, text: str) -> MetricValue:
         """The highest risk of the text and its views (`detector_views`, bounded): its decoded forms
