@@ -33,7 +33,7 @@ def test_minimal_config_defaults_and_interpolation() -> None:
     assert config.server.max_body_bytes == 4 * 1024 * 1024
     up = config.upstreams[0]
     assert up.base_url == "https://api.openai.com/v1"  # trailing slash removed
-    assert up.api_key == "sk-live" and up.timeout_s == 600
+    assert up.api_key == "sk-live" and up.first_byte_timeout_s == 600 and up.total_timeout_s == 1800
     assert config.applications[0].keys == ("sk-default",)
 
 

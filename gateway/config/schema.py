@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from gateway.config.guard_schema import PolicySpec, StageSpec
 
@@ -36,11 +36,26 @@ class UpstreamConfig(_Frozen):
     base_url: str = Field(description="Base URL including the API version path, e.g. https://api.openai.com/v1.")
     api_key: str | None = Field(None, description="Sent upstream as a bearer token; never shown to clients or logs.")
     models: tuple[NonEmpty, ...] = Field(min_length=1, description="Model name globs (fnmatch, case-sensitive).")
-    timeout_s: float = Field(600.0, gt=0, description="Longest wait for the upstream's answer or its next stream chunk.")
-    connect_timeout_s: float = Field(10.0, gt=0, description="Longest wait to open a connection.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Longest wait to open a connection (504 upstream_timeout).")
+    first_byte_timeout_s: float = Field(600.0, gt=0, description="Longest wait from sending the request to the "
+                                        "upstream's response headers; a non-streamed answer is generated whole first.")
+    idle_timeout_s: float = Field(300.0, gt=0, description="Longest silence between two chunks of the upstream's "
+                                  "body once its headers came (a stream ends with an error event).")
+    total_timeout_s: float = Field(1800.0, gt=0, description="Longest whole exchange: connecting, waiting and "
+                                   "reading the whole body or stream, together.")
+    timeout_s: float | None = Field(None, gt=0, description="Older shorthand: sets first_byte_timeout_s and "
+                                    "idle_timeout_s where they are not given.")
     max_connections: int = Field(256, ge=1, description="Connection pool size towards this upstream.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream (e.g. OpenAI-Organization).")
     discover_models: bool = Field(True, description="GET /v1/models asks this upstream for its model list.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand_timeout(cls, data: Any) -> Any:
+        given = data.get("timeout_s") if isinstance(data, dict) else None
+        if isinstance(given, (int, float)) and not isinstance(given, bool) and given > 0:  # else its own error
+            data = {"first_byte_timeout_s": given, "idle_timeout_s": given, **data}
+        return data
 
     @field_validator("base_url")
     @classmethod

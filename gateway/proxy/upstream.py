@@ -7,8 +7,10 @@ Benchmark). The rest of the gateway only sees `Upstream.send` and `UpstreamRespo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
+import math
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,24 +52,40 @@ class UpstreamUnreachable(Exception):
 
 @dataclass(slots=True)
 class UpstreamResponse:
-    """An upstream answer whose body is read (or streamed) separately."""
+    """An upstream answer whose body is read (or streamed) separately, each chunk within the idle deadline
+    and all of it within the exchange's total deadline (`deadline`, in the event loop's clock)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]  # lower-cased names, as received
     _response: aiohttp.ClientResponse
+    idle_s: float = 300.0
+    deadline: float = math.inf
 
     @property
     def content_type(self) -> bytes:
         return next((v for k, v in self.headers if k == b"content-type"), b"")
 
     async def read(self) -> bytes:
-        with _mapped_errors():
-            return await self._response.read()
+        parts = []
+        while chunk := await self._next():
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        with _mapped_errors():
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+        while chunk := await self._next():
+            yield chunk
+
+    async def _next(self) -> bytes:
+        """The next piece of the body (b"" at its end), or UpstreamTimeout naming the deadline that fired."""
+        left = self.deadline - asyncio.get_running_loop().time()
+        idle = self.idle_s < left
+        try:
+            async with asyncio.timeout(self.idle_s if idle else max(left, 0.0)):
+                with _mapped_errors():
+                    return await self._response.content.readany()
+        except TimeoutError:
+            raise UpstreamTimeout(f"no data for {self.idle_s:g} s" if idle else "the exchange ran past its "
+                                  "total deadline") from None
 
     def close(self) -> None:
         """Drop the connection (a half-read body cannot go back to the pool)."""
@@ -97,7 +115,9 @@ class Upstream:
     async def open(self) -> None:
         cfg = self.config
         connector = aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0, keepalive_timeout=30)
-        timeout = aiohttp.ClientTimeout(total=None, connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s)
+        # connect is aiohttp's; first byte, idle and total are ours (sock_read would also time the wait for
+        # the headers, which is first_byte_timeout_s here)
+        timeout = aiohttp.ClientTimeout(total=None, connect=cfg.connect_timeout_s, sock_read=None)
         # DummyCookieJar: one session serves every application, so an upstream's Set-Cookie must never
         # be stored and replayed on another client's request.
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
@@ -109,13 +129,23 @@ class Upstream:
 
     async def send(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None = None,
                    timeout_s: float | None = None) -> UpstreamResponse:
+        """Send a request and wait for the answer's headers. Deadlines: connecting (connect_timeout_s), the
+        headers (first_byte_timeout_s), and everything including the body (total_timeout_s, or `timeout_s`
+        when it is shorter); each raises UpstreamTimeout naming which one fired."""
         assert self._session is not None, "Upstream.open() was not awaited"
-        options = {} if timeout_s is None else {"timeout": aiohttp.ClientTimeout(total=timeout_s)}
-        with _mapped_errors():
-            response = await self._session.request(method, self.url(path), data=body, headers=headers,
-                                                   allow_redirects=False, **options)
+        cfg = self.config
+        total = cfg.total_timeout_s if timeout_s is None else min(timeout_s, cfg.total_timeout_s)
+        deadline = asyncio.get_running_loop().time() + total
+        first = min(cfg.first_byte_timeout_s, total)
+        try:
+            async with asyncio.timeout(first):
+                with _mapped_errors(cfg.connect_timeout_s):
+                    response = await self._session.request(method, self.url(path), data=body, headers=headers,
+                                                           allow_redirects=False)
+        except TimeoutError:
+            raise UpstreamTimeout(f"no response headers within {first:g} s") from None
         raw = [(k.lower(), v) for k, v in response.raw_headers]
-        return UpstreamResponse(response.status, raw, response)
+        return UpstreamResponse(response.status, raw, response, cfg.idle_timeout_s, deadline)
 
     async def fetch(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None = None,
                     timeout_s: float | None = None) -> tuple[int, bytes]:
@@ -128,10 +158,12 @@ class Upstream:
 
 
 @contextlib.contextmanager
-def _mapped_errors() -> Iterator[None]:
+def _mapped_errors(connect_s: float | None = None) -> Iterator[None]:
     """Turn aiohttp's and asyncio's failures into the two kinds the handler answers differently."""
     try:
         yield
+    except aiohttp.ConnectionTimeoutError:
+        raise UpstreamTimeout(f"no connection within {connect_s:g} s" if connect_s else "connect timeout") from None
     except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError; so is aiohttp's ServerTimeoutError
         raise UpstreamTimeout(type(exc).__name__) from None
     except (aiohttp.ClientError, OSError) as exc:
