@@ -49,6 +49,9 @@ class Telemetry:
                                               ["metric"], buckets=_BUCKETS, registry=r)
         self.guard_errors = Counter("gateway_guard_errors", "Metric failures and timeouts, by stage and metric.",
                                     ["stage", "metric", "kind"], registry=r)
+        self.guard_fail_open = Counter("gateway_guard_fail_open", "Content passed unchecked because a metric failed or "
+                                       "timed out under on_error: allow, by stage and metric.",
+                                       ["stage", "metric"], registry=r)
         self.guard_not_scanned = Counter("gateway_guard_not_scanned", "Stage runs that found no text they could read.",
                                          ["stage"], registry=r)
         self.started = Gauge("gateway_start_time_seconds", "Unix time the gateway started.", registry=r)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, running_gateway, stop_process
-from tests.guard.conftest import KEY_A, KEY_C, KEY_E, guard_config
+from tests.guard.conftest import KEY_A, KEY_C, KEY_D, KEY_E, guard_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "deploy" / "prometheus"
@@ -189,7 +189,9 @@ def _traffic(url: str) -> None:
         assert chat(KEY_A, "What is the capital of France?").choices[0].finish_reason == "stop"
     assert chat(KEY_E, "Tell me about PROJECT-1234").choices[0].finish_reason == "content_filter"  # block
     assert "<EMAIL_ADDRESS>" in chat(KEY_E, "Mail me at jane.doe@example.com").choices[0].message.content  # redact
-    assert chat(KEY_C, "hello").choices[0].finish_reason == "content_filter"  # metric error, fail closed
+    with pytest.raises(openai.InternalServerError):  # metric error, fail closed: 503 guard_unavailable
+        chat(KEY_C, "hello")
+    assert chat(KEY_D, "hello").choices[0].finish_reason == "stop"  # metric error, on_error: allow: a fail-open
     chat(KEY_E, [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}])  # not scanned
     for text in ("a perfectly ordinary sentence, streamed " * 3, "the server is at 10.20.30.40 thanks"):
         chunks = list(client(KEY_A).chat.completions.create(

@@ -65,7 +65,9 @@ class StageSpec(_Frozen):
     on: Literal["input", "output"] = Field(description="The request (input) or the answer (output).")
     scope: Literal["central", "application"] = Field("application", description="Central stages run for "
                                                      "every application, before its own.")
-    on_error: Literal["block", "allow"] = Field("block", description="What a failing or slow metric means.")
+    on_error: Literal["block", "allow"] = Field("block", description="What a failing or slow metric means: block "
+                                                "answers 503 guard_unavailable; allow passes the content, counted "
+                                                "as a fail-open.")
     mode: Mode = Field("enforce", description="monitor: evaluate, log and count, never act.")
     timeout_ms: float = Field(250.0, gt=0, description="Per metric; a slower metric counts as an error.")
     roles: tuple[str, ...] | None = Field(None, description=(

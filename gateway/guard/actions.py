@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.config.guard_schema import ActionSpec
-from gateway.guard.engine import Decision
+from gateway.guard.engine import UNAVAILABLE, Decision
 
 HANDOFF_MESSAGE = "I'm handing this conversation to a human colleague who will follow up with you."
 
@@ -99,6 +99,16 @@ def stream_body(endpoint: str, model: str, text: str, note: dict[str, Any], requ
                   {**base, "object": "chat.completion.chunk", "guardrail": note,
                    "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}]
     return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def unavailable_body(decision: Decision, note: dict[str, Any]) -> dict[str, Any]:
+    """The 503 for a check that failed under on_error: block (which metrics: the annotation's `errors`)."""
+    stage = decision.stage.name if decision.stage else "?"
+    failed = sorted({e.split(":", 1)[0] for o in decision.outcomes for e in o.errors})
+    message = (f"The guard could not check this content: stage '{stage}' failed ({', '.join(failed) or 'error'}), "
+               "and it fails closed. Nothing was decided about the content itself; retry later.")
+    return {"error": {"message": message, "type": "guard_unavailable", "param": None, "code": UNAVAILABLE},
+            "guardrail": note}
 
 
 def error_body(text: str, action: str, note: dict[str, Any]) -> dict[str, Any]:

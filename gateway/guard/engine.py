@@ -28,6 +28,12 @@ class Segment:
     text: str
 
 
+# The action name of a request or answer stopped because its check failed (a metric error or timeout under
+# on_error: block): a block in effect, but answered as an outage (HTTP 503), never as the policy's verdict.
+UNAVAILABLE = "guard_unavailable"
+_UNAVAILABLE_ACTION = ActionSpec(type="block", respond_with="error")
+
+
 @dataclass(frozen=True, slots=True)
 class Measured:
     value: MetricValue | None
@@ -47,6 +53,7 @@ class StageOutcome:
     action: str | None = None
     triggered: tuple[str, ...] = ()     # every triggered ruleset, enforced or monitored
     errors: tuple[str, ...] = ()        # "metric: reason"
+    fail_open: bool = False             # a ruleset its errors left undecided was passed (on_error: allow)
     values: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -63,6 +70,11 @@ class Decision:
     @property
     def changed(self) -> bool:
         return any(o.action == "redact" for o in self.outcomes)
+
+    @property
+    def unavailable(self) -> bool:
+        """Stopped because a check failed (on_error: block), not by a verdict: an outage, told apart."""
+        return self.action == UNAVAILABLE
 
 
 class Engine:
@@ -89,14 +101,14 @@ class Engine:
             outcomes.append(outcome)
             if winner is None or action is None or outcome.mode == "monitor":
                 continue
-            last = (stage, winner.name, action.type)
+            last = (stage, winner.name, outcome.action or action.type)
             if action.type == "redact":
                 per_segment = spans_by_segment(_redaction_spans(winner, measured), starts,
                                                [len(texts[i]) for i in picked])
                 for i, spans in zip(picked, per_segment):
                     texts[i] = redact(texts[i], spans, action.placeholder)
             elif action.type in TERMINAL:
-                return Decision(tuple(texts), tuple(outcomes), action, stage, winner.name, action.type)
+                return Decision(tuple(texts), tuple(outcomes), action, stage, winner.name, outcome.action)
         if last is None:
             return Decision(tuple(texts), tuple(outcomes))
         return Decision(tuple(texts), tuple(outcomes), None, last[0], last[1], last[2])
@@ -177,10 +189,16 @@ def _decide(stage: Stage, measured: dict[str, Measured]) -> tuple[StageOutcome, 
     errors = [f"{n}: {m.error}" for n, m in measured.items() if m.error]
     enforced: tuple[Ruleset, ActionSpec] | None = None
     monitored: tuple[Ruleset, ActionSpec] | None = None
+    unavailable: set[str] = set()  # rulesets whose errors stopped the request
+    fail_open = False
     for ruleset in stage.rulesets:
         state = _ruleset_state(ruleset, measured)
         if state is None and stage.on_error == "block":
-            action = ActionSpec(type="block", message=stage.message)  # fail closed
+            action = _UNAVAILABLE_ACTION  # fail closed, told apart from a verdict
+            unavailable.add(ruleset.name)
+        elif state is None:
+            fail_open = True
+            continue
         elif state:
             triggered.append(ruleset.name)
             action = ruleset.action
@@ -193,9 +211,10 @@ def _decide(stage: Stage, measured: dict[str, Measured]) -> tuple[StageOutcome, 
     winner = enforced or monitored
     values = {n: _plain(m.value) for n, m in measured.items() if m.value is not None}
     seconds = {n: m.seconds for n, m in measured.items()}
+    name = None if winner is None else UNAVAILABLE if winner[0].name in unavailable else winner[1].type
     outcome = StageOutcome(stage.name, stage.on, True, "enforce" if enforced or not winner else "monitor",
-                           winner[0].name if winner else None, winner[1].type if winner else None,
-                           tuple(triggered), tuple(errors), values, seconds)
+                           winner[0].name if winner else None, name, tuple(triggered), tuple(errors), fail_open,
+                           values, seconds)
     return outcome, (winner[0] if winner else None), (winner[1] if winner else None)
 
 

@@ -53,7 +53,7 @@ class MonitorLog:
             texts: tuple[str, ...]) -> None:
         stages = tuple({"stage": o.stage, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
                         "action": o.action, "triggered": list(o.triggered), "errors": list(o.errors),
-                        "values": o.values} for o in decision.outcomes)
+                        "fail_open": o.fail_open, "values": o.values} for o in decision.outcomes)
         record = MonitorRecord(
             request_id, time.time(), application, model, on, decision.action,
             decision.stage.name if decision.stage else None, decision.ruleset,

@@ -191,9 +191,12 @@ class GuardFlow:
                                request_id: str, original: str = "") -> RawResponse:
         """The whole answer for a request stopped by a terminal action."""
         assert decision.terminal is not None
-        text = await self.replacement(decision, original)
         note = actions.annotation(decision, request_id)
         headers = [JSON, *actions.headers(decision)]
+        if decision.unavailable:  # an outage, not a verdict: the client and the dashboards tell them apart
+            return RawResponse(503, [*headers, (b"retry-after", b"1")],
+                               orjson.dumps(actions.unavailable_body(decision, note)))
+        text = await self.replacement(decision, original)
         if decision.terminal.respond_with == "error" or endpoint not in _ANSWERED_IN_SHAPE:
             body = orjson.dumps(actions.error_body(text, decision.terminal.type, note))
             return RawResponse(400, headers, body)
@@ -231,6 +234,8 @@ class GuardFlow:
             for error in o.errors:
                 kind = "timeout" if "timeout" in error else "error"
                 t.guard_errors.labels(stage_label, error.split(":", 1)[0], kind).inc()
+                if o.fail_open:
+                    t.guard_fail_open.labels(stage_label, error.split(":", 1)[0]).inc()
             if o.action is not None:
                 ruleset = o.ruleset if stage_label != "request" else "request"
                 t.guard_triggers.labels(stage_label, ruleset or "", o.action, o.mode).inc()

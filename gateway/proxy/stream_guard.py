@@ -19,6 +19,7 @@ import orjson
 
 from gateway.guard.engine import Decision, Engine, Segment
 from gateway.guard.plan import Stage
+from gateway.proxy.openai import stream_error_event
 from gateway.proxy.sse import DONE, Event, SSEDecoder
 
 class UnreadableStream(Exception):
@@ -407,6 +408,10 @@ class StreamGuard:
 
     async def _stop(self, choice: _Choice, decision: Decision) -> bytes:
         self.stopped = True
+        if decision.unavailable:  # a check failed (on_error: block): an outage, ended as the upstream's would be
+            return stream_error_event("The guard could not check the rest of this answer: an output stage's "
+                                      "check failed, and it fails closed; the stream was ended there.",
+                                      "guard_unavailable", "guard_unavailable")
         if decision.terminal is None and decision.stage is not None:
             # A redaction reached into text already sent (a span longer than the hold-back): it cannot
             # be taken back, so the stream ends as the stage's block would.

@@ -89,13 +89,21 @@ def test_monitor_ruleset_does_not_hide_a_lower_enforced_one() -> None:
     assert run(st, "PROJECT-1234").ruleset == "act"
 
 
-@pytest.mark.parametrize("on_error,expected", [("block", "block"), ("allow", None)])
+@pytest.mark.parametrize("on_error,expected", [("block", "guard_unavailable"), ("allow", None)])
 def test_metric_errors_follow_on_error(on_error: str, expected: str | None) -> None:
     st = stages({"name": "s", "on": "input", "on_error": on_error, "rulesets": [
         ruleset("r", [{"metric": "broken", "op": "gt", "value": 0.5}], "passthrough")]})
     d = run(st, "hello")
-    assert d.action == expected
+    assert d.action == expected and d.unavailable == (on_error == "block")
+    assert (d.terminal is not None) == (on_error == "block")
     assert d.outcomes[0].errors and "RuntimeError" in d.outcomes[0].errors[0]
+    assert d.outcomes[0].fail_open == (on_error == "allow")
+
+
+def test_a_verdict_is_not_an_outage() -> None:
+    st = stages({"name": "s", "on": "input", "rulesets": [ruleset("r", [{"metric": "codes"}])]})
+    d = run(st, "PROJECT-1234")
+    assert d.action == "block" and not d.unavailable and not d.outcomes[0].fail_open
 
 
 def test_an_error_cannot_trigger_a_ruleset_another_rule_already_ruled_out() -> None:
@@ -134,6 +142,6 @@ def test_a_slow_metric_times_out_and_follows_on_error() -> None:
     st = compile_stages([StageSpec.model_validate({"name": "s", "on": "input", "timeout_ms": 50, "rulesets": [
         ruleset("r", [{"metric": "slow", "op": "gt", "value": 0.5}], "passthrough")]})], policies, ("stages",), issues)
     d = run(st, "hello")
-    assert d.action == "block"  # fail closed
+    assert d.action == "guard_unavailable"  # fail closed
     assert d.outcomes[0].errors == ("slow: timeout after 50 ms",)
     assert d.outcomes[0].seconds["slow"] < 0.5  # the request did not wait for the metric

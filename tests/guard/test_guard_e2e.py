@@ -249,21 +249,38 @@ def test_block_with_error_response(guarded: Gateway) -> None:
     assert info.value.response.headers["x-guardrail-ruleset"] == "block-payment"
 
 
-def test_metric_error_fails_closed_by_default(guarded: Gateway, recorder: Recorder) -> None:
+def test_metric_error_fails_closed_as_an_outage_not_a_verdict(guarded: Gateway, recorder: Recorder) -> None:
     before = len(recorder.requests)
-    raw = chat(guarded, KEY_C, "hello")
-    assert raw.headers["x-guardrail-action"] == "block"
-    assert raw.parse().choices[0].finish_reason == "content_filter"
+    with pytest.raises(openai.InternalServerError) as info:  # 503: the SDK's retry logic sees an outage
+        chat(guarded, KEY_C, "hello")
+    response = info.value.response
+    assert response.status_code == 503 and response.headers["x-guardrail-action"] == "guard_unavailable"
+    assert response.headers["retry-after"] == "1"
+    body = info.value.body
+    assert body["type"] == "guard_unavailable" and body["code"] == "guard_unavailable"
+    assert "c-fail-closed" in body["message"] and "broken" in body["message"]
     assert len(recorder.requests) == before
     metrics = httpx.get(guarded.url + "/metrics").text
     assert 'gateway_guard_errors_total{kind="error",metric="broken",stage="c-fail-closed"}' in metrics
+    assert 'action="guard_unavailable",mode="enforce",ruleset="flaky",stage="c-fail-closed"' in metrics
 
 
-def test_metric_error_with_on_error_allow_passes_and_is_counted(guarded: Gateway) -> None:
+def test_metric_error_with_on_error_allow_passes_and_is_counted_as_a_fail_open(guarded: Gateway) -> None:
     raw = chat(guarded, KEY_D, "hello")
     assert raw.parse().choices[0].message.content == "echo:hello"
     metrics = httpx.get(guarded.url + "/metrics").text
     assert 'gateway_guard_errors_total{kind="error",metric="broken",stage="d-fail-open"}' in metrics
+    assert 'gateway_guard_fail_open_total{metric="broken",stage="d-fail-open"}' in metrics
+    mine = None
+    for _ in range(50):  # the record reaches the store within a flush interval (0.2 s)
+        records = httpx.get(guarded.url + "/v1/monitoring", headers={"authorization": f"Bearer {ADMIN}"},
+                            params={"application": "app-d"}).json()["data"]
+        mine = next((r for r in records if any(s["stage"] == "d-fail-open" for s in r["stages"])), None)
+        if mine is not None:
+            break
+        time.sleep(0.1)
+    assert mine is not None, "no monitoring record of the fail-open request"
+    assert next(s for s in mine["stages"] if s["stage"] == "d-fail-open")["fail_open"] is True
 
 
 def test_monitor_mode_records_but_does_not_act(guarded: Gateway) -> None:

@@ -379,3 +379,17 @@ def test_keep_alives_pass_and_unreadable_lines_end_the_stream() -> None:
                 b'{"choices": []}\n\n', b"data: not json\n\n"):
         with pytest.raises(UnreadableStream):
             run(stage({"type": "block"}), head + bad + tail, [])
+
+
+def test_a_failing_output_check_ends_the_stream_as_an_outage_not_a_refusal() -> None:
+    policies = {**POLICIES, "broken": compile_policy(PolicySpec(id="broken", type="code",
+                                                                function="tests.guard.sample_metrics:boom"))}
+    spec = StageSpec.model_validate({"name": "out", "on": "output", "stream": {"holdback_chars": 16}, "rulesets": [
+        {"name": "r", "rules": [{"metric": "broken", "op": "gt", "value": 0.5}], "action": {"type": "block"}}]})
+    stages = compile_stages([spec], policies, ("stages",), [])
+    raw = sse("a harmless answer that is long enough to be checked more than once", [5, 30])
+    text, finishes, out = run(stages, raw, _event_cuts(raw))
+    last = orjson.loads(out.strip().split(b"\n\n")[-1][6:])
+    assert last["error"]["code"] == "guard_unavailable" and last["error"]["type"] == "guard_unavailable"
+    assert "content_filter" not in finishes and b"[DONE]" not in out  # not a verdict, not a complete answer
+    assert text == ""  # the first check failed: nothing it did not pass left
