@@ -11,14 +11,22 @@ Params:
   normalize: true (default): text and keywords are normalised alike (`gateway.metrics.normalize`:
              NFKC, case folding, invisible characters removed, whitespace runs collapsed, look-alike
              letters folded), so "PAYPAL", "pаypal" (Cyrillic а), "pay\\u200bpal" and "ＰａｙＰａｌ"
-             all match "paypal", while "p a y p a l" does not. Keywords are also stripped.
+             all match "paypal". Keywords are also stripped. The text's joined view is scanned too
+             (`gateway.metrics.evasion`: separators removed inside digit runs, between spaced-apart
+             characters and inside a split upper-case token), so "p a y p a l" and "p.a.y.p.a.l"
+             match as well.
              false: exact, case-sensitive matching on the raw text.
+  decode:    true (default): also match in the decoded views of the text (base64, hex, URL and HTML
+             escapes, up to two levels); an occurrence there is reported on the original characters
+             (a decoded base64 or hex run as a whole). false: no decoding.
 
 Value: frozenset of the configured keywords found (as written in the config; two keywords that
 normalise alike are both reported). Spans: one per occurrence and keyword, in original-text
 coordinates, labelled with the keyword.
 
-`max_span_chars`: without normalisation, the longest keyword. With it, an occurrence can be longer
+`max_span_chars`: without normalisation or decoding, the longest keyword. With decoding,
+`evasion.span_bound` (6 x + 16: an HTML reference is up to 6 characters per character). With
+normalisation only, an occurrence can be longer
 in the original than the keyword (zero-width characters between letters, combining sequences,
 collapsed whitespace runs), so the bound is 4 x the longest keyword + 16: it covers up to three
 invisible/extra characters per letter plus a long whitespace run. Padding beyond that is still
@@ -34,9 +42,10 @@ from typing import Any, Self
 import ahocorasick_rs
 
 from gateway.guard.types import MetricValue, ParamError, Span
+from gateway.metrics.evasion import span_bound, with_views
 from gateway.metrics.normalize import normalize, normalize_text, original_span
 
-_ALLOWED = ("keywords", "match", "normalize")
+_ALLOWED = ("keywords", "match", "normalize", "decode")
 _MATCH_MODES = ("word", "substring")
 _NOTHING = MetricValue(frozenset())
 # Scripts written without spaces between words: their characters are word boundaries.
@@ -61,12 +70,15 @@ def _is_word(ch: str) -> bool:
 class ContainsMetric:
     """Keyword presence; thread-safe (the automaton and tables are immutable after construction)."""
 
-    __slots__ = ("_automaton", "_labels", "_patterns", "keywords", "max_span_chars", "normalized", "word")
+    __slots__ = ("_automaton", "_labels", "_patterns", "decode", "keywords", "max_span_chars", "normalized",
+                 "word")
 
-    def __init__(self, keywords: Sequence[str], *, word: bool = True, normalized: bool = True) -> None:
+    def __init__(self, keywords: Sequence[str], *, word: bool = True, normalized: bool = True,
+                 decode: bool = True) -> None:
         self.keywords = tuple(keywords)
         self.word = word
         self.normalized = normalized
+        self.decode = decode
         labels: dict[str, list[str]] = {}
         for keyword in self.keywords:
             key = normalize_text(keyword).strip() if normalized else keyword
@@ -79,7 +91,7 @@ class ContainsMetric:
         self._labels = tuple(tuple(labels[p]) for p in self._patterns)
         self._automaton = ahocorasick_rs.AhoCorasick(self._patterns, matchkind=ahocorasick_rs.MatchKind.Standard)
         longest = max(max(len(k) for k in self.keywords), max(len(p) for p in self._patterns))
-        self.max_span_chars = max_span_bound(longest, normalized)
+        self.max_span_chars = span_bound(longest) if decode else max_span_bound(longest, normalized)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Self:
@@ -97,15 +109,24 @@ class ContainsMetric:
         normalized = params.get("normalize", True)
         if not isinstance(normalized, bool):
             raise ParamError(("normalize",), "must be true or false")
+        decode = params.get("decode", True)
+        if not isinstance(decode, bool):
+            raise ParamError(("decode",), "must be true or false")
         for i, keyword in enumerate(keywords):
             if not isinstance(keyword, str):
                 raise ParamError(("keywords", i), f"must be a string, not {type(keyword).__name__}")
             if not (normalize_text(keyword).strip() if normalized else keyword):
                 raise ParamError(("keywords", i), "must not be empty (after normalisation: invisible "
                                                   "characters and surrounding spaces removed)")
-        return cls(keywords, word=match == "word", normalized=normalized)
+        return cls(keywords, word=match == "word", normalized=normalized, decode=decode)
 
     def measure(self, text: str) -> MetricValue:
+        value = self._measure(text)
+        if self.normalized or self.decode:
+            return with_views(text, value, self._measure, normalize=self.normalized, decode=self.decode)
+        return value
+
+    def _measure(self, text: str) -> MetricValue:
         haystack = normalize_text(text) if self.normalized else text
         found = self._automaton.find_matches_as_indexes(haystack, overlapping=True)
         if not found:
@@ -136,4 +157,5 @@ class ContainsMetric:
 
     def __repr__(self) -> str:
         mode = "word" if self.word else "substring"
-        return f"ContainsMetric({len(self.keywords)} keywords, match={mode}, normalize={self.normalized})"
+        return (f"ContainsMetric({len(self.keywords)} keywords, match={mode}, normalize={self.normalized}, "
+                f"decode={self.decode})")

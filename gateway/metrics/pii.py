@@ -1,8 +1,18 @@
 """`pii`: personal data and secrets found by validated patterns, as typed spans (Presidio entity names).
 
 Params:
-  entities: optional list of entity types to look for (default: all of ENTITY_TYPES). An unknown name
-            is a ParamError naming its index.
+  entities:  optional list of entity types to look for (default: all of ENTITY_TYPES). An unknown name
+             is a ParamError naming its index.
+  normalize: true (default): also look in the normalised and joined views of the text
+             (`gateway.metrics.evasion`: NFKC, invisible characters removed, look-alike letters and
+             other scripts' digits folded, case kept; separators inside digit runs, between
+             spaced-apart characters and inside a split upper-case token removed), so "4111.1111.
+             1111.1111", fullwidth digits or a zero-width space inside a key are found. false: no.
+  decode:    true (default): also look in the decoded views (base64, hex, URL and HTML escapes, up to
+             two levels). false: no.
+             A span found in a view is reported on the original characters it came from (a decoded
+             base64 or hex run as a whole). With either on, `max_span_chars` is
+             `evasion.span_bound` of the longest type (6 x + 16).
 
 Entities (recognisers in `pii_recognizers` and `secrets`; all standard-library `re`, linear time):
   EMAIL_ADDRESS   local@domain.tld (ASCII; the local part up to 64 characters, the address up to 254).
@@ -72,6 +82,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.guard.types import MetricValue, ParamError, Span
+from gateway.metrics.evasion import match_views, span_bound, view_found
 from gateway.metrics.pii_recognizers import (
     URL_MAX_CHARS,
     Found,
@@ -96,7 +107,7 @@ MAX_SPAN_CHARS: dict[str, int] = {
 ENTITY_TYPES: frozenset[str] = frozenset(MAX_SPAN_CHARS)
 _NUMBER_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"})
 _SECRET_TYPES = frozenset(SECRET_MAX_CHARS)
-_ALLOWED = ("entities",)
+_ALLOWED = ("entities", "normalize", "decode")
 _KNOWN = ", ".join(sorted(ENTITY_TYPES))
 _NOTHING = MetricValue(frozenset())
 
@@ -104,9 +115,11 @@ _NOTHING = MetricValue(frozenset())
 class PiiMetric:
     """PII and secret spans; thread-safe (no state after construction)."""
 
-    __slots__ = ("_email", "_ip", "_numbers", "_secrets", "_url", "entities", "max_span_chars")
+    __slots__ = ("_email", "_ip", "_numbers", "_secrets", "_url", "decode", "entities", "max_span_chars",
+                 "normalized")
 
-    def __init__(self, entities: Iterable[str] | None = None) -> None:
+    def __init__(self, entities: Iterable[str] | None = None, *, normalized: bool = True,
+                 decode: bool = True) -> None:
         if entities is None:
             chosen = ENTITY_TYPES
         else:
@@ -120,7 +133,10 @@ class PiiMetric:
                     raise ParamError(("entities", i), f"unknown entity {name!r}; known: {_KNOWN}")
             chosen = frozenset(names)
         self.entities: frozenset[str] = chosen
-        self.max_span_chars: int = max(MAX_SPAN_CHARS[name] for name in chosen)
+        self.normalized = normalized
+        self.decode = decode
+        longest = max(MAX_SPAN_CHARS[name] for name in chosen)
+        self.max_span_chars: int = span_bound(longest) if normalized or decode else longest
         self._numbers = bool(chosen & _NUMBER_TYPES)
         self._email = "EMAIL_ADDRESS" in chosen
         self._url = "URL" in chosen
@@ -132,14 +148,36 @@ class PiiMetric:
         unknown = [key for key in params if key not in _ALLOWED]
         if unknown:
             raise ParamError((unknown[0],), f"unknown parameter; allowed: {', '.join(_ALLOWED)}")
+        views = {}
+        for key in ("normalize", "decode"):
+            views[key] = params.get(key, True)
+            if not isinstance(views[key], bool):
+                raise ParamError((key,), "must be true or false")
         entities = params.get("entities")
-        if entities is None:
-            return cls()
-        if isinstance(entities, (str, bytes)) or not isinstance(entities, Iterable) or isinstance(entities, Mapping):
+        if entities is not None and (isinstance(entities, (str, bytes)) or not isinstance(entities, Iterable)
+                                     or isinstance(entities, Mapping)):
             raise ParamError(("entities",), f"must be a list of entity types; known: {_KNOWN}")
-        return cls(entities)
+        return cls(entities, normalized=views["normalize"], decode=views["decode"])
 
     def measure(self, text: str) -> MetricValue:
+        found = self._find(text)
+        if self.normalized or self.decode:
+            for view in match_views(text, normalize=self.normalized, decode=self.decode):
+                for start, end, label, score in self._find(view.text):
+                    where = view_found(view, text, start, end)
+                    if where is not None:
+                        found.append((*where, label, score))
+        if not found:
+            return _NOTHING
+        if len(found) > 1:
+            found.sort()
+            if any(found[k][1] > found[k + 1][0] for k in range(len(found) - 1)):
+                found = _resolve(found)
+        kept = found
+        return MetricValue(frozenset(f[2] for f in kept),
+                           tuple(Span(start, end, label, score) for start, end, label, score in kept))
+
+    def _find(self, text: str) -> list[Found]:
         found: list[Found] = []
         enabled = self.entities
         if self._numbers:
@@ -152,20 +190,13 @@ class PiiMetric:
             find_ipv6(text, found)
         if self._secrets:
             find_secrets(text, found, enabled)
-        if not found:
-            return _NOTHING
-        if len(found) > 1:
-            found.sort()
-            if any(found[k][1] > found[k + 1][0] for k in range(len(found) - 1)):
-                found = _resolve(found)
-        kept = found
-        return MetricValue(frozenset(f[2] for f in kept),
-                           tuple(Span(start, end, label, score) for start, end, label, score in kept))
+        return found
 
     def __repr__(self) -> str:
+        views = "" if self.normalized and self.decode else f", normalize={self.normalized}, decode={self.decode}"
         if self.entities == ENTITY_TYPES:
-            return "PiiMetric(all entities)"
-        return f"PiiMetric({sorted(self.entities)!r})"
+            return f"PiiMetric(all entities{views})"
+        return f"PiiMetric({sorted(self.entities)!r}{views})"
 
 
 def _resolve(found: list[Found]) -> list[Found]:

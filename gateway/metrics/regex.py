@@ -12,6 +12,16 @@ Params:
   max_match_chars: the longest match the stream guard should hold back for (default: the longest
                    match the patterns allow, from their syntax, or 256 if unbounded). Longer
                    matches are still found and reported in a whole text.
+  normalize:       true (default): also match on the normalised and joined views of the text
+                   (`gateway.metrics.evasion`: NFKC, invisible characters removed, look-alike letters
+                   and other scripts' digits folded, case kept; separators inside digit runs and
+                   between spaced-apart characters removed). false: the raw text only.
+  decode:          true (default): also match on the decoded views (base64, hex, URL and HTML escapes,
+                   up to two levels). false: no decoding.
+                   With either on, a match in a view is reported with the span of the original
+                   characters it came from, and (unless `max_match_chars` is given) `max_span_chars`
+                   is `evasion.span_bound` of the longest match (6 x + 16), so a disguised match
+                   fits the stream guard's hold-back.
 
 Value: frozenset of the names of the patterns that matched. Spans: every non-empty, non-overlapping
 match of each pattern (as `re.finditer` gives them), labelled with the pattern's name.
@@ -32,8 +42,9 @@ from typing import Any, NamedTuple, Self
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
 from gateway.guard.types import MetricValue, ParamError, Span
+from gateway.metrics.evasion import span_bound, with_views
 
-_ALLOWED = ("patterns", "flags", "max_match_chars")
+_ALLOWED = ("patterns", "flags", "max_match_chars", "normalize", "decode")
 _FLAGS = {"ignorecase": "i", "multiline": "m", "dotall": "s"}
 _NOTHING = MetricValue(frozenset())
 DEFAULT_MAX_MATCH_CHARS = 256
@@ -75,13 +86,17 @@ class Pattern(NamedTuple):
 class RegexMetric:
     """Pattern matches; thread-safe (RE2 objects are safe to share across threads)."""
 
-    __slots__ = ("_any", "_compiled", "flags", "max_span_chars", "patterns")
+    __slots__ = ("_any", "_compiled", "decode", "flags", "max_span_chars", "normalized", "patterns")
 
     def __init__(self, patterns: Sequence[Pattern], *, flags: Sequence[str] = (),
-                 max_match_chars: int = DEFAULT_MAX_MATCH_CHARS) -> None:
+                 max_match_chars: int = DEFAULT_MAX_MATCH_CHARS, normalized: bool = True,
+                 decode: bool = True, explicit_max: bool = False) -> None:
         self.patterns = tuple(patterns)
         self.flags = tuple(flags)
-        self.max_span_chars = max_match_chars
+        self.normalized = normalized
+        self.decode = decode
+        views = (normalized or decode) and not explicit_max
+        self.max_span_chars = span_bound(max_match_chars) if views else max_match_chars
         prefix = "".join(sorted({_FLAGS[f] for f in self.flags}))
         sources = [f"(?{prefix}){p.source}" if prefix else p.source for p in self.patterns]
         self._compiled = tuple((p.name, re2.compile(src, _options(capture=False)))
@@ -103,6 +118,11 @@ class RegexMetric:
         for j, flag in enumerate(flags):
             if not isinstance(flag, str) or flag not in _FLAGS:
                 raise ParamError(("flags", j), f"unknown flag {flag!r}; allowed: {', '.join(_FLAGS)}")
+        views = {}
+        for key in ("normalize", "decode"):
+            views[key] = params.get(key, True)
+            if not isinstance(views[key], bool):
+                raise ParamError((key,), "must be true or false")
         max_match = params.get("max_match_chars", DEFAULT_MAX_MATCH_CHARS)
         if isinstance(max_match, bool) or not isinstance(max_match, int) or max_match < 1:
             raise ParamError(("max_match_chars",), "must be a positive integer")
@@ -131,9 +151,16 @@ class RegexMetric:
             patterns.append(pattern)
         if "max_match_chars" not in params:
             max_match = min(DEFAULT_MAX_MATCH_CHARS, max(_longest_match(p.source) for p in patterns))
-        return cls(patterns, flags=flags, max_match_chars=max_match)
+        return cls(patterns, flags=flags, max_match_chars=max_match, normalized=views["normalize"],
+                   decode=views["decode"], explicit_max="max_match_chars" in params)
 
     def measure(self, text: str) -> MetricValue:
+        value = self._measure(text)
+        if self.normalized or self.decode:
+            return with_views(text, value, self._measure, normalize=self.normalized, decode=self.decode)
+        return value
+
+    def _measure(self, text: str) -> MetricValue:
         # A lone surrogate (not valid UTF-8) is encoded as "?": one byte for one character.
         data = text.encode("utf-8", "replace")
         if self._any is not None and self._any.search(data) is None:
@@ -154,7 +181,8 @@ class RegexMetric:
         return MetricValue(frozenset(matched), tuple(Span(start, end, name) for start, end, name in found))
 
     def __repr__(self) -> str:
-        return f"RegexMetric({[p.name for p in self.patterns]!r}, flags={list(self.flags)!r})"
+        return (f"RegexMetric({[p.name for p in self.patterns]!r}, flags={list(self.flags)!r}, "
+                f"normalize={self.normalized}, decode={self.decode})")
 
 
 def _parse_entry(i: int, entry: Any) -> Pattern:

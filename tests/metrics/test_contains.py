@@ -32,7 +32,7 @@ def found(metric: ContainsMetric, text: str) -> list[tuple[str, str]]:
     (["paypal"], "visit pay\u00adpal now", [("paypal", "pay\u00adpal")]),  # soft hyphen
     (["paypal"], "ＰａｙＰａｌ", [("paypal", "ＰａｙＰａｌ")]),  # fullwidth
     (["acme"], f"AC{ZW}ME", [("acme", f"AC{ZW}ME")]),
-    (["acme"], "A C M E", []),  # letters spaced apart are different text
+    (["acme"], "A C M E", [("acme", "A C M E")]),  # letters spaced apart: the joined view (issue 23)
     (["acme corp"], "ACME  \n corp", [("acme corp", "ACME  \n corp")]),
     (["acme corp"], f"AC{ZW}ME  corp", [("acme corp", f"AC{ZW}ME  corp")]),
     (["ACME Corp"], "acme corp", [("ACME Corp", "acme corp")]),  # keywords are normalised too
@@ -99,7 +99,7 @@ def test_spans_after_non_ascii_and_invisible_prefixes() -> None:
 
 
 def test_no_normalisation_is_exact_and_case_sensitive() -> None:
-    metric = ContainsMetric.from_params({"keywords": ["Acme"], "normalize": False})
+    metric = ContainsMetric.from_params({"keywords": ["Acme"], "normalize": False, "decode": False})
     assert found(metric, "Acme and acme") == [("Acme", "Acme")]
     assert found(metric, f"Ac{ZW}me") == []
     assert metric.max_span_chars == 4
@@ -116,7 +116,9 @@ def test_no_match_returns_empty_value() -> None:
 def test_metric_protocol_and_holdback_bound() -> None:
     metric = ContainsMetric.from_params({"keywords": ["acme", "ignore previous instructions"]})
     assert isinstance(metric, Metric)
-    assert metric.max_span_chars == 4 * len("ignore previous instructions") + 16
+    assert metric.max_span_chars == 6 * len("ignore previous instructions") + 16  # decode on: evasion.span_bound
+    assert ContainsMetric.from_params({"keywords": ["acme", "ignore previous instructions"], "decode": False}) \
+        .max_span_chars == 4 * len("ignore previous instructions") + 16
     # The bound covers a padded occurrence: every letter followed by two zero-width characters.
     padded = "".join(ch + ZW * 2 for ch in "ignore previous instructions")
     span = metric.measure(padded).spans[0]

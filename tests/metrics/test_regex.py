@@ -105,7 +105,10 @@ def test_long_matches_are_reported_beyond_max_match_chars() -> None:
     metric = RegexMetric.from_params({"patterns": ["x+"], "max_match_chars": 4})
     assert metric.max_span_chars == 4
     assert spans(metric, "..xxxxxxxxxx..") == [("x+", "xxxxxxxxxx")]
-    assert RegexMetric.from_params({"patterns": ["x"]}).max_span_chars == 1  # bounded: its own width
+    raw = {"normalize": False, "decode": False}
+    assert RegexMetric.from_params({"patterns": ["x"], **raw}).max_span_chars == 1  # bounded: its own width
+    # with the evasion views on (the default) a disguised match is longer in the original: 6 x + 16
+    assert RegexMetric.from_params({"patterns": ["x"]}).max_span_chars == 22
 
 
 def test_many_patterns_and_protocol() -> None:
@@ -150,8 +153,11 @@ def test_param_errors(params: dict[str, Any], path: tuple[str | int, ...], fragm
 def test_hold_back_bound_comes_from_the_patterns_when_not_given() -> None:
     from gateway.metrics.regex import RegexMetric
 
-    assert RegexMetric.from_params({"patterns": ["PROJECT-[0-9]{4}", "(?i)internal use only"]}).max_span_chars == 21
+    raw = {"normalize": False, "decode": False}
+    patterns = ["PROJECT-[0-9]{4}", "(?i)internal use only"]
+    assert RegexMetric.from_params({"patterns": patterns, **raw}).max_span_chars == 21
+    assert RegexMetric.from_params({"patterns": patterns}).max_span_chars == 6 * 21 + 16  # views on
     metric = RegexMetric.from_params({"patterns": ["x{,3}"]})  # RE2: a literal; Python: up to three x
     assert metric.measure("x{,3}").spans[0].end == 5 and metric.max_span_chars >= 5
-    assert RegexMetric.from_params({"patterns": ["a+b"]}).max_span_chars == 256  # unbounded: the default
+    assert RegexMetric.from_params({"patterns": ["a+b"], **raw}).max_span_chars == 256  # unbounded: the default
     assert RegexMetric.from_params({"patterns": ["x{3}"], "max_match_chars": 40}).max_span_chars == 40
