@@ -25,6 +25,7 @@ from gateway.admin.policies import policy_routes
 from gateway.admin.registry import Registry
 from gateway.admin.routes import admin_routes
 from gateway.admin.stages import stage_routes
+from gateway.admin.store import store_routes
 from gateway.config import GatewayConfig, load_config
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
@@ -58,20 +59,34 @@ class GatewayApp:
     (measured with py-spy under load), so the five hot POST routes are dispatched by a dict lookup.
     """
 
-    def __init__(self, starlette: Starlette, handler: ProxyHandler, routes: dict[str, Endpoint]) -> None:
+    def __init__(self, starlette: Starlette, handler: ProxyHandler, routes: dict[str, Endpoint],
+                 registry: Registry | None = None) -> None:
         self.starlette = starlette
         self.state = starlette.state
         self._handler = handler
         self._routes = routes
+        self._registry = registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._routes.get(scope["path"])
+            if endpoint is not None or scope["path"] == "/v1/guard/evaluate":
+                registry = self._registry
+                if registry is not None and not registry.loaded:  # fail closed: the stored policies are unknown
+                    registry.refused += 1
+                    await _NOT_LOADED(scope, receive, send)
+                    return
             if endpoint is not None:
                 response = await self._handler.proxy(Request(scope, receive), endpoint)
                 await response(scope, receive, send)
                 return
         await self.starlette(scope, receive, send)
+
+
+# Guarded traffic before the store was ever read: the stored policies that apply are unknown.
+_NOT_LOADED = RawResponse(503, [JSON, (b"retry-after", b"1")], OpenAIError(
+    503, "The gateway has not loaded its policies from the policy store yet, so it cannot guard this request; "
+         "retry shortly.", type="server_error", code="policies_not_loaded").body())
 
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> GatewayApp:
@@ -99,8 +114,9 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         try:  # stored policies and stages join the config's before the first request
             await asyncio.wait_for(registry.load(), timeout=max(5.0, config.store.timeout_s * 4))
         except (StoreError, TimeoutError) as exc:
+            # Not ready, and guarded requests get 503, until `follow` has read the store (it retries).
             registry.degraded = str(exc) or type(exc).__name__
-            log.warning("store unreachable at start; serving the config's plan",
+            log.warning("store unreachable at start; refusing guarded traffic until it is loaded",
                         extra={"fields": {"error": registry.degraded}})
         registry.start(monitor)
         gc.freeze()
@@ -118,9 +134,17 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(request: Request) -> Response:
-        checks = {"config": "ok", "upstream_clients": "ok" if state["ready"] else "starting",
-                  "store": f"degraded: {registry.degraded}" if registry.degraded else "ok"}
-        ok = state["ready"]
+        # Not ready until the store was read once; afterwards a store that is unreachable (`degraded`) or
+        # that came back with less than the plan (`regressed`) leaves the replica ready: it enforces its
+        # last good plan, and taking every replica out of the load balancer would be an outage.
+        if not registry.loaded:
+            store = f"not loaded: {registry.degraded or 'loading'}"
+        elif registry.regressed:
+            store = f"regressed: {registry.regressed}"
+        else:
+            store = f"degraded: {registry.degraded}" if registry.degraded else "ok"
+        checks = {"config": "ok", "upstream_clients": "ok" if state["ready"] else "starting", "store": store}
+        ok = state["ready"] and registry.loaded
         body = orjson.dumps({"status": "ready" if ok else "not_ready", "checks": checks})
         return Response(body, status_code=200 if ok else 503, media_type="application/json")
 
@@ -147,7 +171,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     api = [*admin_routes(config, flow, monitor, complete, registry.store, handler.keyring),
            *policy_routes(AdminAuth(config.admin.tokens), registry, monitor, complete),
            *stage_routes(AdminAuth(config.admin.tokens), registry),
-           *application_routes(AdminAuth(config.admin.tokens), registry)]
+           *application_routes(AdminAuth(config.admin.tokens), registry),
+           *store_routes(AdminAuth(config.admin.tokens), registry)]
     openapi = orjson.dumps(openapi_document(api))
 
     async def openapi_json(request: Request) -> Response:
@@ -167,7 +192,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     app.state.telemetry = telemetry
     proxied = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,
                "/v1/responses": RESPONSES}
-    return GatewayApp(app, handler, proxied)
+    return GatewayApp(app, handler, proxied, registry)
 
 
 def app_from_env() -> GatewayApp:

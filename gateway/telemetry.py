@@ -165,6 +165,14 @@ class RegistryCollector:
 
         yield GaugeMetricFamily("gateway_store_degraded", "1 while the store is unreachable (the last good plan "
                                 "is enforced).", value=1.0 if self.registry.degraded else 0.0)
+        yield GaugeMetricFamily("gateway_store_regressed", "1 while the store holds less than the enforced plan was "
+                                "built from (revision went back, documents vanished): the last good plan is "
+                                "enforced until the store moves past it or an admin adopts it.",
+                                value=1.0 if self.registry.regressed else 0.0)
+        yield GaugeMetricFamily("gateway_store_loaded", "1 once the store was read; 0 before (not ready, guarded "
+                                "requests refused).", value=1.0 if self.registry.loaded else 0.0)
+        yield CounterMetricFamily("gateway_store_not_loaded_refusals", "Guarded requests refused (503) because the "
+                                  "store had not been loaded yet.", value=self.registry.refused)
         yield GaugeMetricFamily("gateway_monitoring_backlog", "Monitoring records waiting to be written to the "
                                 "store.", value=self.monitor.backlog)
         yield CounterMetricFamily("gateway_monitoring_written", "Monitoring records written to the store.",

@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.registry import InvalidChange, Registry
+from gateway.admin.registry import InvalidChange, Registry, StoreRegressed
 from gateway.proxy.openai import OpenAIError, dumps_json, request_too_deep
 from gateway.proxy.responses import JSON, RawResponse
 from gateway.store import NotFound, StoreError, Version
@@ -78,6 +78,11 @@ def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[Ra
         except InvalidChange as err:
             e = OpenAIError(400, f"{err.param}: {err.message}", code="invalid_policy", param=err.param)
             return RawResponse(400, [JSON], e.body())
+        except StoreRegressed as err:
+            e = OpenAIError(409, f"The policy store holds less than the gateway enforces ({err}); writes are "
+                                 "refused until a central admin adopts it (POST /v1/admin/store/adopt) or it is "
+                                 "restored.", code="store_regressed")
+            return RawResponse(409, [JSON], e.body())
         except StoreError:
             e = OpenAIError(503, "The policy store is unreachable; the gateway keeps enforcing its last good "
                                  "plan. Retry later.", code="store_unavailable")

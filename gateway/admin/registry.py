@@ -6,6 +6,18 @@ assignment on the GuardFlow). A background task compares the store's revision wi
 sharing the store. A candidate that does not compile never replaces the running plan. The request
 path never calls the store.
 
+A store that comes back with less than the plan was built from is not a new truth (Redis restarted
+without persistence, a failover to a replica that lags or is empty, a flush): when the store's revision
+goes backwards, or more documents vanished than writes happened since (every put and delete bumps the
+revision by one), the registry keeps enforcing its last good plan, reports `regressed` (on /readyz, in
+`gateway_store_regressed`) and refuses admin writes, until the revision moves past the plan's with the
+documents consistent, or an admin adopts the store as it is (`POST /v1/admin/store/adopt`, `adopt`).
+A replica that has never read the store is not `loaded`: it answers /readyz 503 and refuses guarded
+traffic (see gateway/app.py) while `follow` keeps retrying with bounded backoff.
+
+Compiled policies are cached by content (`PolicyCache`): a write compiles only the policy it changes,
+off the event loop; the stored policies that did not change are reused as they are.
+
 Store documents: `policy` bodies are seed-001 policy specs (plus `owner`: "central" or
 "app:<id>"); `stage` bodies are {"spec": <stage spec>, "applications": [ids], "owner": ...}.
 """
@@ -13,24 +25,70 @@ Store documents: `policy` bodies are seed-001 policy specs (plus `owner`: "centr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.admin import limits
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
-from gateway.guard.policy import host_access
+from gateway.guard.policy import Policy, compile_policy, host_access
 from gateway.store import NotFound, Store, StoreError, Version
 from gateway.store.base import revert_note
 from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("gateway.registry")
+
+# Retrying a store that does not answer: from `store.poll_interval_s`, doubling, at most this.
+MAX_RETRY_BACKOFF_S = 5.0
+
+
+class StoreRegressed(RuntimeError):
+    """The store holds less than the running plan was built from (admin API: 409 until adopted)."""
+
+
+class PolicyCache:
+    """Compiled policies by content: the same spec (id, type, parameters, threshold...) compiles once.
+
+    Compiled policies are immutable and thread-safe, so one object serves every plan that holds the
+    spec. Bounded (least recently used first out); failures are not cached."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Policy] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(spec: PolicySpec) -> str:
+        return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+    def __call__(self, spec: PolicySpec) -> Policy:
+        key = self.key(spec)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return found
+        policy = compile_policy(spec)  # outside the lock: another compile may run beside it
+        with self._lock:
+            self.misses += 1
+            self._items[key] = policy
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return policy
 
 
 class InvalidChange(ValueError):
@@ -74,6 +132,12 @@ class Registry:
         self.flow = flow
         self.revision = -1
         self.degraded: str | None = None       # why the store is unreachable, if it is
+        self.loaded = False                    # read the store at least once (else: not ready, fail closed)
+        self.regressed: str | None = None      # why the store's content is not adopted, if it is not
+        self.refused = 0                       # guarded requests refused before the store was loaded
+        self._documents: frozenset[tuple[str, str]] = frozenset()  # (kind, id) in the adopted snapshot
+        self._rejected = -1                    # the regressed store's revision last looked at
+        self.cache = PolicyCache()
         self.last_sync = 0.0
         self.swaps = 0
         self._lock = asyncio.Lock()
@@ -128,7 +192,8 @@ class Registry:
             for app in doc.body.get("applications", []):
                 app_stages.setdefault(app, []).append(spec.name)
         prepare_scoring(self.config)
-        plan, more = compile_plan(policies, stages, app_stages)
+        self.cache.size = max(1024, 2 * len(policies))
+        plan, more = compile_plan(policies, stages, app_stages, self.cache)
         # Name stored documents by id, not by their index in the merged lists.
         names = {f"policies[{i}]": f"store.policies.{p.id}" for i, p in enumerate(policies)
                  if i >= len(self.config.policies)}
@@ -184,42 +249,105 @@ class Registry:
             raise InvalidChange(issues[0].path, issues[0].message)
         return plan
 
-    async def load(self) -> bool:
-        """Rebuild from the store if its revision moved; True if the plan was swapped."""
+    @staticmethod
+    def _keys(snapshot: Snapshot) -> frozenset[tuple[str, str]]:
+        return frozenset((d.kind, d.id) for docs in (snapshot.policies, snapshot.stages, snapshot.applications,
+                                                     snapshot.pins) for d in docs)
+
+    def _regression(self, revision: int, snapshot: Snapshot) -> str | None:
+        """Why this store is not a newer truth than the adopted one, or None when it is."""
+        if not self.loaded:
+            return None  # nothing to compare with: a first read is adopted as it is
+        if revision <= self.revision:
+            return (f"the store's revision went back from {self.revision} to {revision} (restarted without "
+                    "persistence, flushed, or failed over to a replica that lags)")
+        vanished = self._documents - self._keys(snapshot)
+        if len(vanished) > revision - self.revision:
+            return (f"{len(vanished)} documents vanished from the store with {revision - self.revision} writes "
+                    f"since revision {self.revision} (restarted without persistence, flushed, or failed over)")
+        return None
+
+    async def load(self, adopt: bool = False) -> bool:
+        """Rebuild from the store if its revision moved; True if the plan was swapped. A store that went
+        back (see the module docstring) is not adopted unless `adopt` (an admin asked); InvalidChange is
+        raised only then, for a store that does not compile."""
         async with self._lock:
             revision = await self.store.revision()
-            if revision == self.revision:
+            if not adopt and revision == (self._rejected if self.regressed else self.revision):
                 return False
             snapshot = await self.snapshot()
+            problem = None if adopt else self._regression(revision, snapshot)
+            if problem is not None:
+                if self.regressed is None:
+                    log.error("store regressed; enforcing the last good plan until it moves past it or an admin "
+                              "adopts it (POST /v1/admin/store/adopt)",
+                              extra={"fields": {"error": problem, "revision": revision,
+                                                "plan_revision": self.revision}})
+                self.regressed = f"{problem}; enforcing the plan of revision {self.revision}"
+                self._rejected = revision
+                self.loaded = True
+                return False
             try:
                 plan = await self.check(snapshot)
             except InvalidChange as err:  # keep enforcing the last good plan
+                if adopt:
+                    raise
                 log.error("stored policies do not compile; keeping the running plan",
                           extra={"fields": {"param": err.param, "error": err.message}})
                 self.revision = revision
+                self._documents = self._keys(snapshot)
+                self.regressed = None
+                self.loaded = True
                 return False
             self.flow.plan = plan  # the atomic swap: requests already running keep their stages
             if self.keyring is not None:
                 self.keyring.set_stored((stored_application(d), d.body.get("key_hashes", []))
                                         for d in snapshot.applications if d.id not in self._config_apps)
             self._stored_apps = frozenset(d.id for d in snapshot.applications)
+            if self.regressed is not None:
+                log.warning("store adopted", extra={"fields": {"revision": revision, "by": "admin" if adopt
+                                                               else "newer revision"}})
             self.revision = revision
+            self._documents = self._keys(snapshot)
+            self.regressed = None
+            self.loaded = True
             self.swaps += 1
             return True
 
+    async def adopt(self) -> dict[str, Any]:
+        """An admin's explicit action: enforce the store as it is now, even if it holds less than before."""
+        was = self.regressed
+        await asyncio.wait_for(self.load(adopt=True), timeout=max(30.0, self.config.store.timeout_s * 8))
+        self.degraded = None
+        return {"object": "store", "adopted": True, "revision": self.revision, "was_regressed": was,
+                "documents": len(self._documents)}
+
+    def status(self) -> dict[str, Any]:
+        return {"object": "store", "loaded": self.loaded, "revision": self.revision,
+                "regressed": self.regressed, "degraded": self.degraded, "last_sync": self.last_sync,
+                "documents": len(self._documents)}
+
     async def follow(self) -> None:
+        """Poll the store's revision; while it does not answer, retry with bounded exponential backoff."""
         interval = self.config.store.poll_interval_s
+        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self.load(), timeout=max(5.0, interval * 4))
+                if self.degraded is not None:
+                    log.warning("store reachable again", extra={"fields": {"revision": self.revision}})
                 self.degraded = None
                 self.last_sync = time.time()
+                failures = 0
             except (StoreError, TimeoutError) as exc:
                 if self.degraded is None:
-                    log.warning("store unreachable; enforcing the last good plan",
+                    log.warning("store unreachable; enforcing the last good plan" if self.loaded else
+                                "store unreachable and never loaded: refusing guarded traffic; retrying",
                                 extra={"fields": {"error": str(exc)}})
                 self.degraded = str(exc) or type(exc).__name__
-            await asyncio.sleep(interval)
+                failures += 1
+            delay = interval if not failures else min(MAX_RETRY_BACKOFF_S, interval * 2 ** min(failures, 16))
+            await asyncio.sleep(max(interval, delay))
 
     async def listen(self) -> None:
         """Pub/sub where the store has it (Redis): reload as soon as another replica publishes a change.
@@ -261,11 +389,26 @@ class Registry:
                 await cancel_and_wait(task)
         await self.store.close()
 
+    def _writable(self) -> None:
+        if self.regressed is not None:
+            raise StoreRegressed(self.regressed)
+        if not self.loaded:
+            raise StoreError("the store has not been loaded yet")
+
     async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
         """Validate the store with this document in it, then write it and swap the plan at once."""
+        self._writable()
+        problem = limits.policy_problem(body) if kind == "policy" else None
+        if problem is not None:
+            raise InvalidChange(*problem)
         snapshot = await self.snapshot()
         candidate = Version(kind, body["id"], 0, body, time.time(), author)
         trial = snapshot.replaced(kind, body["id"], candidate)
+        if kind == "policy" and limits.entries(body) > sum(limits.entries(d.body) for d in snapshot.policies
+                                                           if d.id == body["id"]):
+            problem = limits.store_problem((d.body for d in trial.policies), limits.CAPPED.get(body.get("type"), ""))
+            if problem is not None:  # only a write that adds entries is refused (a store over the cap may shrink)
+                raise InvalidChange(*problem)
         if kind == "pin":  # the pinned stage version compiles into the application's central list
             pinned = await self.store.get("stage", body["stage"], int(body["version"]))
             trial = dc_replace(trial, pinned=(*snapshot.pinned, *([pinned] if pinned else [])))
@@ -282,6 +425,7 @@ class Registry:
 
     async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
         """Make an old version current again (as a new version), validated like any write."""
+        self._writable()
         old = await self.store.get(kind, doc_id, version)
         if old is None:
             raise NotFound(f"{kind} {doc_id!r} has no version {version}")
@@ -290,6 +434,7 @@ class Registry:
     async def remove(self, kind: str, doc_id: str, author: str) -> bool:
         """Delete a document unless that breaks the store (a stage still names the policy). Problems the
         store had before do not count: deleting is how a document it cannot compile is got rid of."""
+        self._writable()
         snapshot = await self.snapshot()
         _, after = await asyncio.to_thread(self.compile, snapshot.replaced(kind, doc_id))
         if after:  # compiled again only then: a store without problems had none before either

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,12 +119,15 @@ def _uses_models(config: GatewayConfig) -> bool:
 
 
 def compile_plan(policies: Sequence[PolicySpec], stages: Sequence[StageSpec],
-                 app_stages: Mapping[str, Sequence[str]]) -> tuple[GuardPlan, list[ConfigIssue]]:
+                 app_stages: Mapping[str, Sequence[str]],
+                 compile_one: Callable[[PolicySpec], Policy] = compile_policy) -> tuple[GuardPlan, list[ConfigIssue]]:
+    """`compile_one` compiles one policy spec (the registry passes a cached one: a policy whose content did
+    not change is not compiled again)."""
     issues: list[ConfigIssue] = []
     compiled_policies: dict[str, Policy] = {}
     for i, spec in enumerate(policies):
         try:
-            compiled_policies[spec.id] = compile_policy(spec)
+            compiled_policies[spec.id] = compile_one(spec)
         except ParamError as err:
             issues.append(ConfigIssue(format_path(("policies", i, *err.path)), err.message))
         except Exception as exc:  # a parameter shape no check foresaw: a config error, never a crash
