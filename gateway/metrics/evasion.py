@@ -197,16 +197,31 @@ _JOIN = re.compile(
     # single characters spaced apart by one kind of punctuation (the spacer itself may be an element)
     + "".join(r"|(?P<p%d>(?<![^\s%s])(?:(?:[^\s%s]|%s(?=%s))%s){3,}[^\s%s](?![^\s%s]))"
               % ((k,) + (re.escape(s),) * 7) for k, s in enumerate(_JOIN_SPACERS))
-    # an upper-case/digit token split by single spaces or dots
-    + r"|(?P<groups>(?<![A-Za-z0-9])[A-Z0-9][A-Z0-9-]{0,23}(?:[ .][A-Z0-9][A-Z0-9-]{0,23})+(?![A-Za-z0-9]))"
 )
+# an upper-case/digit token split by single spaces or dots (a second pass: it would otherwise swallow
+# characters spaced apart that the first pass joins)
+_GROUPS = re.compile(
+    r"(?P<groups>(?<![A-Za-z0-9])[A-Z0-9][A-Z0-9-]{0,23}(?:[ .][A-Z0-9][A-Z0-9-]{0,23})+(?![A-Za-z0-9]))")
 
 
-def _joined(text: str, parent: View | None) -> View | None:
+def _joined(text: str, parent: View | None) -> list[View]:
+    """The text with spaced-apart characters and digit runs joined, and that with split upper-case
+    tokens joined too (when each differs)."""
+    views = []
+    first = _join_pass(text, parent, _JOIN)
+    if first is not None:
+        views.append(first)
+    second = _join_pass(text if first is None else first.text, first or parent, _GROUPS)
+    if second is not None:
+        views.append(second)
+    return views
+
+
+def _join_pass(text: str, parent: View | None, pattern: re.Pattern[str]) -> View | None:
     b = _Builder()
     pos = 0
     changed = False
-    for m in _JOIN.finditer(text):
+    for m in pattern.finditer(text):
         kind = m.lastgroup
         run = m.group()
         start = m.start()
@@ -264,6 +279,7 @@ def _b64(run: str) -> str | None:
     return _text_of(raw)
 
 
+_UNSPACED_HEX = re.compile(r"[^ ]{16,}")
 _HEX_NOISE = re.compile(r"\\x|0x|[^0-9A-Fa-f]")
 
 
@@ -282,13 +298,17 @@ def _runs(text: str, parent: View | None, pattern: re.Pattern[str], decode: Call
     for m in pattern.finditer(text):
         run = m.group().rstrip(" :,") if kind == "hex" else m.group()
         decoded = decode(run)
-        if decoded is None or decoded == run:
-            continue
-        start, end = m.start(), m.start() + len(run)
-        b.copy(text, pos, start)
-        b.block(f" {decoded} " if pad else decoded, start, end)
-        pos = end
-        changed = True
+        pieces = [(m.start(), run, decoded)]
+        if decoded is None and kind == "hex" and " " in run:
+            # a hex string followed by a number ("...4242 0000"): its unspaced parts alone
+            pieces = [(m.start() + p.start(), p.group(), decode(p.group())) for p in _UNSPACED_HEX.finditer(run)]
+        for start, part, decoded in pieces:
+            if decoded is None or decoded == part:
+                continue
+            b.copy(text, pos, start)
+            b.block(f" {decoded} " if pad else decoded, start, start + len(part))
+            pos = start + len(part)
+            changed = True
     if not changed:
         return None
     b.copy(text, pos, len(text))
@@ -327,7 +347,7 @@ _HINT = re2.compile(
     r"|&#?[A-Za-z0-9]{2,}"                       # an HTML reference
     r"|(?:[0-9][ \t._/*-]{0,2}){7}[0-9]"          # a digit run, maybe with separators inside
     r"|(?:^|\s)\S[ \t.\-_*|/,]{1,2}\S[ \t.\-_*|/,]{1,2}\S[ \t.\-_*|/,]{1,2}\S"  # spaced-apart characters
-    r"|[A-Z0-9]{2}[ .][A-Z0-9]{2}"               # an upper-case token in pieces
+    r"|[A-Z0-9][ .][A-Z0-9]"                     # an upper-case token in pieces
 )
 
 
@@ -346,9 +366,7 @@ def _level(text: str, parent: View | None, normalize: bool, decode: bool, skip: 
             # joined on the normalised text when there is one ("４１１１.１１１１...")
             base = views[0] if views else None
             source = base.text if base is not None else text
-            view = _joined(source, base if base is not None else parent)
-            if view is not None:
-                views.append(view)
+            views.extend(_joined(source, base if base is not None else parent))
     if decode:
         views.extend(_decoded(text, parent))
     return views
