@@ -189,6 +189,7 @@ def _normalised(text: str, parent: View | None) -> View | None:
 
 _DIGIT_SEP = r"[ \t._\-/*·•]"
 _JOIN_SPACERS = ".-_*|/·•,"
+_DATE = re.compile(r"(?:19|20)[0-9]{2}([-/.])[01]?[0-9]\1[0-3]?[0-9]|[0-3]?[0-9]([-/.])[01]?[0-9]\2(?:19|20)[0-9]{2}")
 _JOIN = re.compile(
     # digits with separators inside: at least 8 digits (cards, account numbers, keys' digit groups)
     r"(?P<digits>(?<![0-9])[0-9](?:%s{0,2}[0-9]){7,}(?![0-9]))" % _DIGIT_SEP
@@ -214,6 +215,10 @@ def _joined(text: str, parent: View | None) -> list[View]:
     second = _join_pass(text if first is None else first.text, first or parent, _GROUPS)
     if second is not None:
         views.append(second)
+    if first is not None:  # the first pass may have glued a number onto a split token's last piece
+        third = _join_pass(text, parent, _GROUPS)
+        if third is not None:
+            views.append(third)
     return views
 
 
@@ -226,7 +231,7 @@ def _join_pass(text: str, parent: View | None, pattern: re.Pattern[str]) -> View
         run = m.group()
         start = m.start()
         if kind == "digits":
-            if run.isdigit():
+            if run.isdigit() or _DATE.search(run):  # nothing to join, or a date and time
                 continue
             keep = [k for k, c in enumerate(run) if c.isdigit()]
         elif kind == "ws":
