@@ -8,7 +8,9 @@ the bench mock upstream, with four stores:
 - `redis+churn`: the same, while another client changes a policy through this replica's admin API
   every `--churn-ms` for the whole run (each change is a store write, a pub/sub message and a plan
   compile and swap; the compile's CPU falls on the other stores' rounds too, on 2 shared cores);
-- `redis-down`: a port nothing listens on (the degraded path: records wait in the outbox).
+- `redis-down`: a private `redis-server` (no persistence) that is stopped once the gateway has loaded
+  from it (the degraded path: the last good plan is enforced, records wait in the outbox). A gateway
+  that never reached its store refuses guarded requests (503), so it would measure nothing here.
 
 Requests go one at a time (concurrency 1), interleaved in rounds so the machine's noise falls on every
 store alike. Printed: p50/p95/p99 per store, the ratio of each p50 to the sqlite p50, and how many
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -116,7 +120,8 @@ def _stored_records(url: str) -> int:
 
 def bench_store(rounds: int, per_round: int, churn_ms: float, redis_url: str) -> dict[str, Any]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
-    dead = f"redis://127.0.0.1:{free_port()}/0"
+    dead_port = free_port()
+    dead = f"redis://127.0.0.1:{dead_port}/0"
     stores = {"sqlite": {"poll_interval_s": 0.25},
               "redis": {"url": redis_url, "prefix": prefix + "a:"},
               "redis+churn": {"url": redis_url, "prefix": prefix + "b:"},
@@ -127,10 +132,21 @@ def bench_store(rounds: int, per_round: int, churn_ms: float, redis_url: str) ->
     with tempfile.TemporaryDirectory() as tmp:
         mock, mock_port, _ = start_mock(30, "{}")
         children.append(mock)
+        doomed = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(dead_port),
+                                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for name in STORES:
                 child, urls[name] = _start(name, mock_port, Path(tmp), stores[name])
                 children.append(child)
+            # `redis-down` loaded from its Redis once (ready), then the Redis goes away.
+            deadline = time.monotonic() + 60
+            while httpx.get(urls["redis-down"] + "/readyz", timeout=5).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the redis-down gateway never loaded its store")
+                time.sleep(0.1)
+            doomed.terminate()
+            doomed.wait(timeout=10)
             with httpx.Client(headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=30) as client:
                 for name in STORES:
                     _series(client, urls[name], 20, "warm-up")
@@ -142,6 +158,9 @@ def bench_store(rounds: int, per_round: int, churn_ms: float, redis_url: str) ->
             time.sleep(1.0)  # let the outboxes flush
             stored = {name: _stored_records(urls[name]) for name in STORES}
         finally:
+            if doomed.poll() is None:
+                doomed.terminate()
+                doomed.wait(timeout=10)
             for child in reversed(children):
                 stop_child(child)
             try:
