@@ -302,11 +302,11 @@ def _runs(text: str, parent: View | None, pattern: re.Pattern[str], decode: Call
     changed = False
     for m in pattern.finditer(text):
         run = m.group().rstrip(" :,") if kind == "hex" else m.group()
-        decoded = decode(run)
-        pieces = [(m.start(), run, decoded)]
-        if decoded is None and kind == "hex" and " " in run:
-            # a hex string followed by a number ("...4242 0000"): its unspaced parts alone
+        if kind == "hex" and " " in run and _UNSPACED_HEX.search(run):
+            # a long hex string next to a number ("...4242 0000"), not bytes spaced apart: its parts alone
             pieces = [(m.start() + p.start(), p.group(), decode(p.group())) for p in _UNSPACED_HEX.finditer(run)]
+        else:
+            pieces = [(m.start(), run, decode(run))]
         for start, part, decoded in pieces:
             if decoded is None or decoded == part:
                 continue
