@@ -27,6 +27,7 @@ from gateway.admin.routes import admin_routes
 from gateway.admin.stages import stage_routes
 from gateway.admin.store import store_routes
 from gateway.config import GatewayConfig, load_config
+from gateway.proxy.admission import Admission
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
@@ -60,12 +61,13 @@ class GatewayApp:
     """
 
     def __init__(self, starlette: Starlette, handler: ProxyHandler, routes: dict[str, Endpoint],
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None, admission: Admission | None = None) -> None:
         self.starlette = starlette
         self.state = starlette.state
         self._handler = handler
         self._routes = routes
         self._registry = registry
+        self.admission = admission if admission is not None else Admission(1024, 256, 2.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -77,8 +79,15 @@ class GatewayApp:
                     await _NOT_LOADED(scope, receive, send)
                     return
             if endpoint is not None:
-                response = await self._handler.proxy(Request(scope, receive), endpoint)
-                await response(scope, receive, send)
+                refused = await self.admission.acquire()
+                if refused is not None:  # shed at once: no body read, no authentication, no guard work
+                    await self._handler.overloaded(endpoint, refused)(scope, receive, send)
+                    return
+                try:
+                    response = await self._handler.proxy(Request(scope, receive), endpoint)
+                    await response(scope, receive, send)
+                finally:
+                    self.admission.release()
                 return
         await self.starlette(scope, receive, send)
 
@@ -192,7 +201,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     app.state.telemetry = telemetry
     proxied = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,
                "/v1/responses": RESPONSES}
-    return GatewayApp(app, handler, proxied, registry)
+    server = config.server
+    admission = Admission(server.max_concurrent_requests, server.max_pending_requests, server.pending_timeout_s)
+    telemetry.admitted.set_function(lambda: admission.in_flight)
+    telemetry.pending.set_function(lambda: admission.waiting)
+    return GatewayApp(app, handler, proxied, registry, admission)
 
 
 def app_from_env() -> GatewayApp:

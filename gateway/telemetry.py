@@ -55,6 +55,13 @@ class Telemetry:
         self.guard_not_scanned = Counter("gateway_guard_not_scanned", "Stage runs that found no text they could read.",
                                          ["stage"], registry=r)
         self.started = Gauge("gateway_start_time_seconds", "Unix time the gateway started.", registry=r)
+        self.shed = Counter("gateway_overload_rejected", "Proxied requests refused with a 503 because the gateway "
+                            "was at max_concurrent_requests: the pending queue was full, or the wait timed out.",
+                            ["reason"], registry=r)
+        self.admitted = Gauge("gateway_admission_in_flight", "Proxied requests holding an admission slot.",
+                              registry=r)
+        self.pending = Gauge("gateway_admission_pending", "Proxied requests waiting for an admission slot.",
+                             registry=r)
         r.register(ScorerCollector())
         self.started.set(time.time())
 

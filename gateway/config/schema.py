@@ -27,6 +27,12 @@ class ServerConfig(_Frozen):
     access_log: bool = Field(True, description="One structured JSON line per request on stderr.")
     graceful_timeout_s: float = Field(30.0, gt=0, description="On SIGTERM, how long in-flight requests may finish.")
     monitoring_buffer: int = Field(1000, ge=0, description="Guarded requests kept in the in-process monitoring log.")
+    max_concurrent_requests: int = Field(1024, ge=1, description="Proxied requests served at once (streams "
+                                         "included, until their last byte); more wait in the pending queue.")
+    max_pending_requests: int = Field(256, ge=0, description="Requests waiting for a slot; beyond it a request "
+                                      "gets an immediate 503 gateway_overloaded with Retry-After.")
+    pending_timeout_s: float = Field(2.0, gt=0, description="Longest wait in the pending queue before a 503 "
+                                     "gateway_overloaded.")
 
 
 class UpstreamConfig(_Frozen):

@@ -95,6 +95,18 @@ class ProxyHandler:
             return self._error(ex, OpenAIError(500, "Internal gateway error.", type="server_error",
                                                code="internal_error"))
 
+    def overloaded(self, endpoint: Endpoint, reason: str) -> RawResponse:
+        """The fast refusal of a request the gateway has no room for (see proxy/admission.py)."""
+        ex = Exchange(endpoint.name, time.perf_counter(), _request_id())
+        self._telemetry.in_flight.labels(ex.route).inc()
+        self._telemetry.shed.labels(reason).inc()
+        waited = "the queue of waiting requests is full" if reason == "queue_full" else "no slot came free in time"
+        err = OpenAIError(503, f"The gateway is overloaded ({waited}); retry after a moment.", type="server_error",
+                          code="gateway_overloaded")
+        response = self._error(ex, err)
+        response.headers.append((b"retry-after", b"1"))
+        return response
+
     async def list_models(self, request: Request) -> ASGIApp:
         ex = Exchange("models", time.perf_counter(), _request_id())
         self._telemetry.in_flight.labels(ex.route).inc()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,8 +16,8 @@ import pytest
 from gateway.config.schema import UpstreamConfig
 from gateway.proxy.upstream import UpstreamTimeout, make_upstream
 from tests.inprocess import in_process
+from tests.rawupstream import Script, serve_raw
 
-Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
 CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":"drip "}}]}\n\n'
 SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
@@ -44,28 +45,8 @@ async def drip(w: asyncio.StreamWriter) -> None:  # a chunk every 0.25 s, for ev
 
 
 @pytest.fixture
-def raw_upstream() -> Callable[[Script], AsyncIterator[str]]:
-    import contextlib
-
-    @contextlib.asynccontextmanager
-    async def serve(script: Script) -> AsyncIterator[str]:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-                await script(writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            server.close()
-
-    return serve  # type: ignore[return-value]
+def raw_upstream() -> Callable[[Script], Any]:
+    return serve_raw
 
 
 def upstream_config(url: str, **deadlines: float) -> UpstreamConfig:

@@ -68,9 +68,9 @@ def test_parallel_stage_passes_once_the_upstream_has_the_request(gw: Gateway, re
     # Control: the same stage before the upstream call cannot get its judge's verdict, fails closed,
     # and the request never leaves the gateway.
     other = f"a calm question {uuid.uuid4().hex}"
-    refused = _client(gw, KEY_SEQ).chat.completions.create(model="gpt-4o",
-                                                          messages=[{"role": "user", "content": other}])
-    assert refused.choices[0].finish_reason == "content_filter"
+    with pytest.raises(openai.InternalServerError) as info:
+        _client(gw, KEY_SEQ).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": other}])
+    assert info.value.status_code == 503 and info.value.body["code"] == "guard_unavailable"
     assert _sent(recorder, other) == []
 
 
