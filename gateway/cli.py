@@ -142,13 +142,16 @@ _DEMO_BANNER = """
 
 def _run_gateway(settings: Settings, config: GatewayConfig) -> None:
     from gateway.app import create_app
-    from gateway.serving import run_server
+    from gateway.serving import HttpLimits, run_server
     from gateway.telemetry import configure_logging
 
     configure_logging(settings.log_level)
-    run_server(create_app(settings, config), settings.host or config.server.host,
-               settings.port or config.server.port, graceful_timeout_s=config.server.graceful_timeout_s,
-               log_level=settings.log_level)
+    app, server = create_app(settings, config), config.server
+    limits = HttpLimits(server.max_header_bytes, server.max_headers, server.header_timeout_s, server.body_timeout_s)
+    rejected = app.state.telemetry.http_rejected
+    run_server(app, settings.host or server.host, settings.port or server.port,
+               graceful_timeout_s=server.graceful_timeout_s, log_level=settings.log_level, limits=limits,
+               rejected=lambda reason: rejected.labels(reason).inc())
 
 
 def _summary(config: GatewayConfig) -> str:

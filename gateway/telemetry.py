@@ -55,6 +55,9 @@ class Telemetry:
         self.guard_not_scanned = Counter("gateway_guard_not_scanned", "Stage runs that found no text they could read.",
                                          ["stage"], registry=r)
         self.started = Gauge("gateway_start_time_seconds", "Unix time the gateway started.", registry=r)
+        self.http_rejected = Counter("gateway_http_rejected", "Connections refused by the HTTP limits: headers too "
+                                     "large or too many (431), headers or body too slow (408).", ["reason"],
+                                     registry=r)
         self.shed = Counter("gateway_overload_rejected", "Proxied requests refused with a 503 because the gateway "
                             "was at max_concurrent_requests: the pending queue was full, or the wait timed out.",
                             ["reason"], registry=r)

@@ -27,6 +27,13 @@ class ServerConfig(_Frozen):
     access_log: bool = Field(True, description="One structured JSON line per request on stderr.")
     graceful_timeout_s: float = Field(30.0, gt=0, description="On SIGTERM, how long in-flight requests may finish.")
     monitoring_buffer: int = Field(1000, ge=0, description="Guarded requests kept in the in-process monitoring log.")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024, description="Larger request line plus "
+                                  "headers get a 431 and the connection closes.")
+    max_headers: int = Field(100, ge=10, le=10_000, description="More request headers get a 431.")
+    header_timeout_s: float = Field(10.0, gt=0, description="A request's headers must arrive within this of the "
+                                    "connection opening or the request's first byte, else 408 and close.")
+    body_timeout_s: float = Field(60.0, gt=0, description="A request's body must arrive within this of its "
+                                  "headers, else 408 and close.")
     max_concurrent_requests: int = Field(1024, ge=1, description="Proxied requests served at once (streams "
                                          "included, until their last byte); more wait in the pending queue.")
     max_pending_requests: int = Field(256, ge=0, description="Requests waiting for a slot; beyond it a request "
