@@ -58,6 +58,9 @@ class UpstreamConfig(_Frozen):
                                    "reading the whole body or stream, together.")
     timeout_s: float | None = Field(None, gt=0, description="Older shorthand: sets first_byte_timeout_s and "
                                     "idle_timeout_s where they are not given.")
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest answer read whole (not "
+                                    "streamed), decoded; larger gets a 502 upstream_response_too_large. Error "
+                                    "answers are held to 1 MiB.")
     max_connections: int = Field(256, ge=1, description="Connection pool size towards this upstream.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream (e.g. OpenAI-Organization).")
     discover_models: bool = Field(True, description="GET /v1/models asks this upstream for its model list.")

@@ -25,12 +25,13 @@ from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_t
                                   parse_request, request_too_deep, stream_error_event)
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
-from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable,
-                                    client_response_headers, upstream_request_headers)
+from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge,
+                                    UpstreamUnreachable, client_response_headers, upstream_request_headers)
 from gateway.scrub import SecretScrubber
 from gateway.telemetry import AccessLog, Telemetry
 
 log = logging.getLogger("gateway.proxy")
+_MAX_ERROR_BODY = 1024 * 1024  # an upstream's error answer, read whole to scrub and relay it
 ASGIApp = RawResponse | RelayResponse
 
 
@@ -167,7 +168,11 @@ class ProxyHandler:
             if ok and parsed.stream and not whole and response.content_type.startswith(b"text/event-stream"):
                 return self._relay(route, response, ex, guarded, endpoint, enforced)
             try:
-                answer = await response.read()
+                answer = await response.read(upstream.config.max_response_bytes if ok else _MAX_ERROR_BODY)
+            except UpstreamTooLarge as exc:
+                self._telemetry.upstream_errors.labels(upstream.name, "too_large").inc()
+                raise OpenAIError(502, f"Upstream '{upstream.name}' answered {exc}, more than this gateway reads "
+                                       "whole.", type="upstream_error", code="upstream_response_too_large") from None
             except (UpstreamTimeout, UpstreamUnreachable) as exc:
                 raise self._upstream_failure(upstream, exc) from None
             finally:

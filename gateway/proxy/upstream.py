@@ -50,6 +50,10 @@ class UpstreamUnreachable(Exception):
     """The connection could not be made, or broke before the answer was complete."""
 
 
+class UpstreamTooLarge(UpstreamUnreachable):
+    """An answer read whole (not streamed) was larger than the gateway holds in memory for one request."""
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     """An upstream answer whose body is read (or streamed) separately, each chunk within the idle deadline
@@ -65,9 +69,13 @@ class UpstreamResponse:
     def content_type(self) -> bytes:
         return next((v for k, v in self.headers if k == b"content-type"), b"")
 
-    async def read(self) -> bytes:
-        parts = []
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; past `limit` bytes, UpstreamTooLarge (the connection is then dropped)."""
+        parts, size = [], 0
         while chunk := await self._next():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise UpstreamTooLarge(f"more than {limit} bytes")
             parts.append(chunk)
         return b"".join(parts)
 
@@ -152,7 +160,7 @@ class Upstream:
         """A whole small exchange (model lists, corrector calls): status and body."""
         response = await self.send(method, path, headers, body, timeout_s)
         try:
-            return response.status, await response.read()
+            return response.status, await response.read(self.config.max_response_bytes)
         finally:
             response.close()
 
