@@ -27,14 +27,16 @@ CAPPED = {"regex": "patterns", "contains": "keywords"}
 
 def entries(body: Mapping[str, Any]) -> int:
     """How many patterns or keywords a stored policy body holds (0 for other types or bad shapes)."""
-    field = CAPPED.get(body.get("type"))  # type: ignore[arg-type]
+    kind = body.get("type")
+    field = CAPPED.get(kind) if isinstance(kind, str) else None  # any other `type` is refused later, by name
     value = body.get(field) if field else None
     return len(value) if isinstance(value, list) else 0
 
 
 def policy_problem(body: Mapping[str, Any]) -> tuple[str, str] | None:
     """(param, message) for the first cap this policy body exceeds, or None."""
-    field = CAPPED.get(body.get("type"))  # type: ignore[arg-type]
+    kind = body.get("type")
+    field = CAPPED.get(kind) if isinstance(kind, str) else None  # any other `type` is refused later, by name
     value = body.get(field) if field else None
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         return None  # a shape the policy's own validation refuses, with its own message

@@ -72,7 +72,7 @@ class StageSpec(_Frozen):
     timeout_ms: float = Field(250.0, gt=0, description="Per metric; a slower metric counts as an error.")
     roles: tuple[str, ...] | None = Field(None, description=(
         "Message roles scanned (input default: user, tool; output: assistant). Others: system, developer, "
-        "assistant (history), tool_definition (tool descriptions)."))
+        "assistant (history), tool_definition (tool descriptions, schema texts)."))
     models: tuple[str, ...] | None = Field(None, min_length=1, description="Run only on requests for these models "
                                            "(the request's `model`; seed 000's 'apply to models'). Default: all.")
     message: str = Field(DEFAULT_BLOCK_MESSAGE, description="Refusal used by block actions and fail-closed errors.")

@@ -29,11 +29,12 @@ TOOL_DEFINITION = "tool_definition"
 class _Walk:
     """Texts found, in order, and the carriers that could not be read (path, reason)."""
 
-    __slots__ = ("found", "bad")
+    __slots__ = ("found", "bad", "strict")
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = False) -> None:
         self.found: Found = []
         self.bad: list[tuple[Path, str]] = []
+        self.strict = strict  # a request: parts and items of a type the guard does not know are unreadable
 
     def result(self) -> tuple[Found, tuple[Path, str] | None]:
         """The texts, and the first place that could not be read (and why), or None."""
@@ -98,10 +99,13 @@ def _forget_logprobs(node: Any) -> None:
 
 
 def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
-    walk = _Walk()
+    walk = _Walk(strict=True)
     if endpoint == "chat_completions":
         for i, message in walk.objects(payload.get("messages"), ("messages",)):
-            _message(walk, message, ("messages", i), _role(walk, message, ("messages", i), "user"))
+            role = _role(walk, message, ("messages", i), "user")
+            _message(walk, message, ("messages", i), role)
+            if role != "tool":  # a participant's name the model sees (a tool message's names a function)
+                walk.text(message.get("name"), ("messages", i, "name"), role, optional=True)
         prediction = payload.get("prediction")  # Predicted Outputs: text the model is given to reuse
         if isinstance(prediction, dict):
             _content(walk, prediction.get("content"), ("prediction", "content"), "user")
@@ -109,8 +113,15 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
             key = "custom" if tool.get("type") == "custom" else "function"
             if isinstance(tool.get(key), dict):
                 walk.text(tool[key].get("description"), ("tools", t, key, "description"), TOOL_DEFINITION, True)
+                _schema(walk, tool[key].get("parameters"), ("tools", t, key, "parameters"))
         for f, function in walk.objects(payload.get("functions"), ("functions",)):  # the legacy form
             walk.text(function.get("description"), ("functions", f, "description"), TOOL_DEFINITION, True)
+            _schema(walk, function.get("parameters"), ("functions", f, "parameters"))
+        form = payload.get("response_format")
+        if isinstance(form, dict) and isinstance(form.get("json_schema"), dict):
+            walk.text(form["json_schema"].get("description"), ("response_format", "json_schema", "description"),
+                      TOOL_DEFINITION, True)
+            _schema(walk, form["json_schema"].get("schema"), ("response_format", "json_schema", "schema"))
     elif endpoint in ("completions", "embeddings"):
         key = "prompt" if endpoint == "completions" else "input"
         _prompt(walk, payload.get(key), (key,), "user")
@@ -127,6 +138,11 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
             walk.bad.append((("input",), "expected a string or an array of items"))
         for t, tool in walk.objects(payload.get("tools"), ("tools",)):
             walk.text(tool.get("description"), ("tools", t, "description"), TOOL_DEFINITION, True)
+            _schema(walk, tool.get("parameters"), ("tools", t, "parameters"))
+        text = payload.get("text")  # structured outputs: text.format is the responses form of response_format
+        if isinstance(text, dict) and isinstance(text.get("format"), dict):
+            walk.text(text["format"].get("description"), ("text", "format", "description"), TOOL_DEFINITION, True)
+            _schema(walk, text["format"].get("schema"), ("text", "format", "schema"))
         prompt = payload.get("prompt")  # a stored prompt's variables are filled in as the user's input
         if isinstance(prompt, dict) and isinstance(prompt.get("variables"), dict):
             for name, value in prompt["variables"].items():
@@ -225,6 +241,39 @@ def _content(walk: _Walk, content: Any, path: Path, role: str, single: bool = Fa
             walk.text(part.get("refusal"), (*at, "refusal"), role)
         elif isinstance(part.get("text"), str):
             walk.text(part["text"], (*at, "text"), role)
+        elif walk.strict and kind not in _MEDIA_PARTS:
+            walk.bad.append(((*at, "type"), f"a content part of type '{kind}' is unknown to the guard and carries "
+                                            "no 'text' it can check"))
+
+
+# Content parts that carry media, not text (images, audio, files): the stages have nothing to read in them.
+# A part of any other type without a `text` is refused in a request (a new kind of part the guard would
+# pass unread).
+_MEDIA_PARTS = frozenset({"image_url", "input_audio", "file", "input_image", "input_file", "output_audio"})
+# Responses input items that carry no free text: references to stored items, finished tool runs whose
+# results are images or statuses, an approval's yes/no (its `reason` is read).
+_NO_TEXT_ITEMS = frozenset({"item_reference", "web_search_call", "image_generation_call", "computer_call_output",
+                            "file_search_call", "mcp_approval_response", "compaction"})
+
+
+def _schema(walk: _Walk, schema: Any, path: Path, depth: int = 0) -> None:
+    """The `description` and `title` texts of a JSON schema (tool parameters, a structured output's schema):
+    the model reads them as instructions. Property names and enums are short identifiers; not read."""
+    if not isinstance(schema, dict) or depth > 32:
+        return
+    for key in ("description", "title"):
+        if isinstance(schema.get(key), str):
+            walk.text(schema[key], (*path, key), TOOL_DEFINITION)
+    for key in ("properties", "$defs", "definitions", "patternProperties"):
+        if isinstance(schema.get(key), dict):
+            for name, sub in schema[key].items():
+                _schema(walk, sub, (*path, key, name), depth + 1)
+    for key in ("items", "additionalProperties", "not", "contains"):
+        _schema(walk, schema.get(key), (*path, key), depth + 1)
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        if isinstance(schema.get(key), list):
+            for k, sub in enumerate(schema[key]):
+                _schema(walk, sub, (*path, key, k), depth + 1)
 
 
 # Responses items besides messages whose fields carry free text the model reads: (field, role, may be null).
@@ -299,7 +348,13 @@ def _response_items(walk: _Walk, items: Any, path: Path) -> None:
                 _content(walk, output, (*path, i, "output"), "tool")
             else:
                 walk.text(output, (*path, i, "output"), "tool")
+        elif walk.strict and not (kind in _ITEM_TEXTS or kind in _ITEM_NESTED or kind in _ITEM_LISTS
+                                  or kind in _NO_TEXT_ITEMS):
+            walk.bad.append(((*path, i, "type"), f"an input item of type '{kind}' is unknown to the guard, "
+                                                 "which cannot check what it carries"))
         else:
+            if kind == "mcp_approval_response":
+                walk.text(item.get("reason"), (*path, i, "reason"), "user", optional=True)
             for field, role, optional in _ITEM_TEXTS.get(kind, ()):
                 walk.text(item.get(field), (*path, i, field), role, optional)
             if kind == "mcp_call" and isinstance(item.get("error"), str):  # some servers send an object
