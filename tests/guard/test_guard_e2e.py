@@ -766,3 +766,18 @@ def test_input_the_guard_used_to_skip_is_checked(guarded: Gateway, recorder: Rec
                    json={"model": "gpt-fast", **extra}, timeout=20)
     assert r.status_code == 200 and r.headers["x-guardrail-action"] == "block", r.text
     assert len(recorder.requests) == before
+
+
+def test_input_surfaces_a_probe_found_unscanned_are_refused_or_read(guarded: Gateway, recorder: Recorder) -> None:
+    """Issue 23 item 4 with the openai client: a part of an unknown type is refused (400 naming it), a
+    message's name is read by the input stages; neither reaches the upstream."""
+    before = len(recorder.requests)
+    c = client(guarded, KEY_E)
+    with pytest.raises(openai.BadRequestError) as info:
+        c.chat.completions.create(model="gpt-fast", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "hi"}, {"type": "future_kind", "payload": "PROJECT-1234"}]}])
+    assert info.value.body["code"] == "unreadable_input" and info.value.body["param"] == "messages[0].content[1].type"
+    named = c.chat.completions.create(model="gpt-fast", messages=[{"role": "user", "name": "PROJECT-1234",
+                                                                   "content": "hello"}])
+    assert named.choices[0].finish_reason == "content_filter"
+    assert len(recorder.requests) == before
