@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin.applications import application_routes
+from gateway.admin.console_api import console_api_routes
 from gateway.admin.auth import AdminAuth
 from gateway.admin.openapi import openapi_document
 from gateway.admin.policies import policy_routes
@@ -27,6 +28,7 @@ from gateway.admin.routes import admin_routes
 from gateway.admin.stages import stage_routes
 from gateway.admin.store import store_routes
 from gateway.config import GatewayConfig, load_config
+from gateway.console import console_routes
 from gateway.proxy.admission import Admission
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
@@ -181,7 +183,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
            *policy_routes(AdminAuth(config.admin.tokens), registry, monitor, complete),
            *stage_routes(AdminAuth(config.admin.tokens), registry),
            *application_routes(AdminAuth(config.admin.tokens), registry),
-           *store_routes(AdminAuth(config.admin.tokens), registry)]
+           *store_routes(AdminAuth(config.admin.tokens), registry),
+           *console_api_routes(AdminAuth(config.admin.tokens), registry)]
     openapi = orjson.dumps(openapi_document(api))
 
     async def openapi_json(request: Request) -> Response:
@@ -194,6 +197,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        # The web console (static files, a client of the admin API): only where admin tokens exist.
+        *(console_routes() if config.admin.tokens else []),
     ]
     handlers = {404: not_found, 405: bad_method, Exception: server_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]

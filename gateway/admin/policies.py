@@ -120,8 +120,32 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
     async def list_policies(request: Request, role: Role) -> RawResponse:
         data = [{"id": p.id, "object": "policy", "source": "config", "type": p.type, "rule": p.rule,
                  "threshold": p.threshold} for p in registry.config.policies]
-        data += [_view(d) for d in await store.list("policy")]
+        applied: dict[str, int] = {}
+        for stage in await store.list("stage"):  # G7: how many apply-* stages run each policy
+            rules = [r.get("metric") for rs in stage.body.get("spec", {}).get("rulesets", []) for r in rs.get("rules", [])]
+            if stage.id.startswith("apply-") and len(rules) == 1:
+                applied[rules[0]] = applied.get(rules[0], 0) + 1
+        for item in data:
+            item.update(owner="config", applied=applied.get(item["id"], 0))
+        for doc in await store.list("policy"):
+            data.append({**_view(doc), **await _state(doc), "applied": applied.get(doc.id, 0)})
         return ok({"object": "list", "data": data})
+
+    async def _state(doc: Version) -> dict[str, Any]:
+        """G7: the training state of a stored policy for the registry list. `needs_training`: trainable and
+        never trained, or its current version is not the one the last training wrote (edited since)."""
+        if doc.body.get("type") not in TRAINABLE:
+            return {"training": None, "needs_training": False}
+        job = await store.job(doc.id)
+        if job is None:
+            return {"training": None, "needs_training": True}
+        status = job.get("status")
+        age = float(job.get("age_s", time.time() - float(job.get("updated", 0))))
+        if status in ACTIVE_JOB and age > STALE_AFTER_S:
+            status = "failed"
+        training = {"status": status, "version": job.get("version"), "finished": job.get("finished"),
+                    "error": job.get("error")}
+        return {"training": training, "needs_training": status != "ready" or job.get("version") != doc.version}
 
     async def create(request: Request, role: Role) -> RawResponse:
         body = await read_json(request)

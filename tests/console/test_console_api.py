@@ -1,0 +1,104 @@
+"""The admin API gaps the console needs (console-spec section 3), against the real gateway process:
+G1 whoami, G5 the admin model list, G6 reading pins, G7 policy states in the registry list. Each refuses
+unknown query parameters with 400 naming them (`param`), keeps the role rules, and answers errors in
+OpenAI's shape."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from tests.conftest import Gateway
+from tests.console.conftest import APP_TOKEN, CENTRAL
+
+
+def h(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def error(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()["error"]
+    assert set(body) == {"message", "type", "param", "code"}
+    return body
+
+
+def test_whoami_central_and_application(console_gw: Gateway) -> None:
+    r = httpx.get(console_gw.url + "/v1/admin/whoami", headers=h(CENTRAL))
+    assert r.json() == {"object": "whoami", "role": "central", "application": None}
+    r = httpx.get(console_gw.url + "/v1/admin/whoami", headers=h(APP_TOKEN))
+    assert r.json() == {"object": "whoami", "role": "application", "application": "app-a"}
+    assert error(httpx.get(console_gw.url + "/v1/admin/whoami", headers=h("nope")), 401)["code"] == "invalid_admin_token"
+    assert error(httpx.get(console_gw.url + "/v1/admin/whoami"), 401)["message"] == "Invalid or missing admin token."
+    e = error(httpx.get(console_gw.url + "/v1/admin/whoami?role=central", headers=h(APP_TOKEN)), 400)
+    assert (e["param"], e["code"]) == ("role", "unknown_parameter")
+
+
+def test_admin_model_list(console_gw: Gateway) -> None:
+    for token in (CENTRAL, APP_TOKEN):
+        r = httpx.get(console_gw.url + "/v1/admin/models", headers=h(token))
+        assert r.status_code == 200, r.text
+        assert r.json() == {"object": "list", "data": [{"upstream": "main", "models": ["gpt-*"]}]}
+    assert error(httpx.get(console_gw.url + "/v1/admin/models?limit=5", headers=h(CENTRAL)), 400)["param"] == "limit"
+    error(httpx.get(console_gw.url + "/v1/admin/models"), 401)
+
+
+def test_pins_are_listed_with_versions_behind(console_gw: Gateway) -> None:
+    url = console_gw.url + "/v1/admin/stages"
+    spec = {"name": "pinned-central", "on": "input", "scope": "central",
+            "rulesets": [{"name": "r", "rules": [{"metric": "length", "op": "gt", "value": 100000}],
+                          "action": {"type": "block"}}]}
+    assert httpx.post(url, headers=h(CENTRAL), json=spec).status_code == 201
+    assert httpx.patch(url + "/pinned-central", headers=h(CENTRAL), json={"mode": "monitor"}).status_code == 200
+    assert httpx.patch(url + "/pinned-central", headers=h(CENTRAL), json={"mode": "enforce"}).status_code == 200
+    pins = url + "/pinned-central/pins"
+    assert httpx.get(pins, headers=h(CENTRAL)).json()["data"] == []
+    assert httpx.put(url + "/pinned-central/pin", headers=h(CENTRAL),
+                     json={"application": "app-b", "version": 1}).status_code == 201
+    assert httpx.put(url + "/pinned-central/pin", headers=h(APP_TOKEN),
+                     json={"application": "app-a", "version": 2}).status_code == 201
+    r = httpx.get(pins, headers=h(CENTRAL)).json()
+    assert r["latest"] == 3
+    assert [(p["application"], p["version"], p["behind"]) for p in r["data"]] == [("app-a", 2, 1), ("app-b", 1, 2)]
+    # an application token sees its own pin only
+    assert [p["application"] for p in httpx.get(pins, headers=h(APP_TOKEN)).json()["data"]] == ["app-a"]
+    assert httpx.request("DELETE", url + "/pinned-central/pin", headers=h(CENTRAL),
+                         json={"application": "app-b"}).status_code == 200
+    assert [p["application"] for p in httpx.get(pins, headers=h(CENTRAL)).json()["data"]] == ["app-a"]
+    assert error(httpx.get(url + "/no-such-stage/pins", headers=h(CENTRAL)), 404)["code"] == "stage_not_found"
+    assert error(httpx.get(pins + "?application=app-a", headers=h(CENTRAL)), 400)["param"] == "application"
+
+
+def test_policy_list_carries_state_owner_and_applied(console_gw: Gateway) -> None:
+    url = console_gw.url + "/v1/admin/policies"
+    body = {"id": "state_clf", "type": "classifier", "rule": "No refunds promised",
+            "examples": [{"type": "FAIL", "input_example": "I will refund you right away"},
+                         {"type": "PASS", "input_example": "Let me connect you with billing"}]}
+    assert httpx.post(url, headers=h(APP_TOKEN), json=body).status_code == 201
+    assert httpx.post(url, headers=h(CENTRAL), json={"id": "state_re", "type": "regex",
+                                                     "patterns": ["X-[0-9]+"]}).status_code == 201
+
+    def listed() -> dict[str, Any]:
+        return {p["id"]: p for p in httpx.get(url, headers=h(CENTRAL)).json()["data"]}
+
+    items = listed()
+    assert items["config_words"]["owner"] == "config" and items["config_words"]["applied"] == 0
+    assert items["state_clf"]["owner"] == "app:app-a"
+    assert (items["state_clf"]["training"], items["state_clf"]["needs_training"]) == (None, True)
+    assert (items["state_re"]["training"], items["state_re"]["needs_training"]) == (None, False)
+    assert httpx.post(url + "/state_clf/train", headers=h(APP_TOKEN)).status_code == 202
+    deadline = time.monotonic() + 60
+    while listed()["state_clf"]["training"]["status"] != "ready":
+        assert listed()["state_clf"]["training"]["status"] in ("training_queued", "training")
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    item = listed()["state_clf"]
+    assert item["training"]["version"] == item["version"] and item["needs_training"] is False
+    assert httpx.patch(url + "/state_clf", headers=h(APP_TOKEN), json={"rule": "No refunds, ever"}).status_code == 200
+    assert listed()["state_clf"]["needs_training"] is True  # edited since the trained version
+    assert httpx.post(url + "/state_re/apply", headers=h(CENTRAL), json={"application": "app-b"}).status_code == 201
+    assert httpx.post(url + "/state_re/apply", headers=h(CENTRAL),
+                      json={"application": "app-a", "on": "output"}).status_code == 201
+    assert listed()["state_re"]["applied"] == 2
