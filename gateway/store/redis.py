@@ -28,6 +28,9 @@ from gateway.store.base import (
     with_age,
 )
 
+# `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
+List = list
+
 # INCR the record counter and XADD the record under that number as its stream id, atomically, so
 # concurrent writers never add ids out of order. A record with a dedupe key already seen in the last day
 # is skipped: a write that timed out on the client but ran on the server is not stored twice on retry.
@@ -127,7 +130,7 @@ class RedisStore(DocumentHistory):
         raw = await self._call(self.client.hget(self.k("v", kind, doc_id), str(version)))
         return self._version(kind, doc_id, version, raw) if raw else None
 
-    async def list(self, kind: str) -> list[Version]:
+    async def list(self, kind: str) -> List[Version]:
         check_kind(kind)
         current = await self._call(self.client.hgetall(self.k("cur", kind)))
         out = []
@@ -137,7 +140,7 @@ class RedisStore(DocumentHistory):
                 out.append(doc)
         return out
 
-    async def versions(self, kind: str, doc_id: str) -> list[Version]:
+    async def versions(self, kind: str, doc_id: str) -> List[Version]:
         check_kind(kind)
         raw = await self._call(self.client.hgetall(self.k("v", kind, doc_id)))
         return [self._version(kind, doc_id, int(v), raw[v]) for v in sorted(raw, key=int)]
@@ -164,7 +167,7 @@ class RedisStore(DocumentHistory):
 
     # --- training data -----------------------------------------------------------------------
 
-    async def add_examples(self, policy_id: str, examples: list[Example]) -> int:
+    async def add_examples(self, policy_id: str, examples: List[Example]) -> int:
         if not examples:
             return 0
         first = int(await self._call(self.client.incrby(self.k("exseq"), len(examples)))) - len(examples) + 1
@@ -173,13 +176,13 @@ class RedisStore(DocumentHistory):
         await self._call(self.client.rpush(self.k("ex", policy_id), *rows))
         return len(rows)
 
-    async def examples(self, policy_id: str) -> list[Example]:
+    async def examples(self, policy_id: str) -> List[Example]:
         rows = await self._call(self.client.lrange(self.k("ex", policy_id), 0, -1))
         return [Example(r["text"], r["label"], r["synthetic"], r["source"], r["seq"]) for r in map(json.loads, rows)]
 
     # --- monitoring log ----------------------------------------------------------------------
 
-    async def append_records(self, bodies: list[dict[str, Any]]) -> list[int]:
+    async def append_records(self, bodies: List[dict[str, Any]]) -> List[int]:
         if not bodies:
             return []
         args = [str(self.max_records)]
@@ -196,7 +199,7 @@ class RedisStore(DocumentHistory):
         return Record(int(entry_id.split("-")[0]), data["time"], data["body"])
 
     async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
-                      until: float | None = None, **match: str) -> list[Record]:
+                      until: float | None = None, **match: str) -> List[Record]:
         """Newest first. The stream is ordered by seq, not time (a record buffered through an outage is
         written late), so a time window filters the scan rather than ending it; the scan is bounded by the
         stream's length (`max_records`)."""
@@ -242,7 +245,7 @@ class RedisStore(DocumentHistory):
         await self._call(pipe.execute())
         return item
 
-    async def feedback(self, policy_id: str, applied: bool | None = None) -> list[Feedback]:
+    async def feedback(self, policy_id: str, applied: bool | None = None) -> List[Feedback]:
         seqs = await self._call(self.client.lrange(self.k("fb", policy_id), 0, -1))
         if not seqs:
             return []
@@ -250,11 +253,11 @@ class RedisStore(DocumentHistory):
         items = [Feedback(**json.loads(r)) for r in raw if r]
         return [f for f in items if applied is None or f.applied == applied]
 
-    async def mark_applied(self, seqs: list[int]) -> None:
+    async def mark_applied(self, seqs: List[int]) -> None:
         if not seqs:
             return
         raw = await self._call(self.client.hmget(self.k("fb"), [str(s) for s in seqs]))
-        updates = {}
+        updates: dict[Any, Any] = {}  # redis-py's mapping type is invariant in its keys
         for r in raw:
             if r:
                 data = json.loads(r)

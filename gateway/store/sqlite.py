@@ -27,6 +27,9 @@ from gateway.store.base import (
     with_age,
 )
 
+# `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
+List = list
+
 # Schema migrations: PRAGMA user_version holds how many have run; each runs once, in order, in one
 # transaction with the version bump. A file written by a newer gateway (a higher version) is refused.
 _V1 = """
@@ -186,14 +189,14 @@ class SqliteStore(DocumentHistory):
             return self._version(row) if row else None
         return await self._run(read)
 
-    async def list(self, kind: str) -> list[Version]:
+    async def list(self, kind: str) -> List[Version]:
         check_kind(kind)
         rows = await self._run(lambda: self._db().execute(
             "SELECT v.* FROM versions v JOIN current c ON c.kind=v.kind AND c.id=v.id AND c.version=v.version "
             "WHERE v.kind=? AND c.deleted=0 ORDER BY v.id", (kind,)).fetchall())
         return [self._version(r) for r in rows]
 
-    async def versions(self, kind: str, doc_id: str) -> list[Version]:
+    async def versions(self, kind: str, doc_id: str) -> List[Version]:
         check_kind(kind)
         rows = await self._run(lambda: self._db().execute(
             "SELECT * FROM versions WHERE kind=? AND id=? ORDER BY version", (kind, doc_id)).fetchall())
@@ -219,7 +222,7 @@ class SqliteStore(DocumentHistory):
 
     # --- training data -----------------------------------------------------------------------
 
-    async def add_examples(self, policy_id: str, examples: list[Example]) -> int:
+    async def add_examples(self, policy_id: str, examples: List[Example]) -> int:
         rows = [(policy_id, e.text, check_label(e.label), int(e.synthetic), e.source) for e in examples]
 
         def insert() -> int:
@@ -230,7 +233,7 @@ class SqliteStore(DocumentHistory):
             return len(rows)
         return await self._run(insert)
 
-    async def examples(self, policy_id: str) -> list[Example]:
+    async def examples(self, policy_id: str) -> List[Example]:
         rows = await self._run(lambda: self._db().execute(
             "SELECT text, label, synthetic, source, seq FROM examples WHERE policy=? ORDER BY seq",
             (policy_id,)).fetchall())
@@ -238,16 +241,16 @@ class SqliteStore(DocumentHistory):
 
     # --- monitoring log ----------------------------------------------------------------------
 
-    async def append_records(self, bodies: list[dict[str, Any]]) -> list[int]:
-        def insert() -> list[int]:
+    async def append_records(self, bodies: List[dict[str, Any]]) -> List[int]:
+        def insert() -> List[int]:
             db = self._db()
             db.execute("BEGIN")
-            seqs = []
+            seqs: List[int] = []
             for b in bodies:  # a record written twice (a retried write) is stored once
                 key = record_key(b["id"], b.get("on", "")) if b.get("id") else None
                 cur = db.execute("INSERT OR IGNORE INTO records (time, body, dedupe) VALUES (?, ?, ?)",
                                  (float(b.get("time", time.time())), json.dumps(b), key))
-                if cur.rowcount:
+                if cur.rowcount and cur.lastrowid is not None:
                     seqs.append(cur.lastrowid)
             if seqs:  # retention: keep the newest max_records
                 db.execute("DELETE FROM records WHERE seq <= ?", (seqs[-1] - self.max_records,))
@@ -256,8 +259,9 @@ class SqliteStore(DocumentHistory):
         return await self._run(insert)
 
     async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
-                      until: float | None = None, **match: str) -> list[Record]:
-        where, args = ["seq < ?"], []
+                      until: float | None = None, **match: str) -> List[Record]:
+        where: List[str] = ["seq < ?"]
+        args: List[float | str] = []
         if since is not None:
             where.append("time >= ?")
             args.append(since)
@@ -269,7 +273,7 @@ class SqliteStore(DocumentHistory):
             args.append(match["application"])
         query = f"SELECT seq, time, body FROM records WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT 500"
 
-        def read() -> list[Record]:
+        def read() -> List[Record]:
             out: list[Record] = []
             cursor = before if before is not None else 1 << 62
             db = self._db()
@@ -315,7 +319,7 @@ class SqliteStore(DocumentHistory):
             (record_seq, policy_id, label, text, now)).lastrowid)
         return Feedback(int(seq), record_seq, policy_id, label, text, now)
 
-    async def feedback(self, policy_id: str, applied: bool | None = None) -> list[Feedback]:
+    async def feedback(self, policy_id: str, applied: bool | None = None) -> List[Feedback]:
         query = "SELECT seq, record, policy, label, text, time, applied FROM feedback WHERE policy=?"
         args: tuple = (policy_id,)
         if applied is not None:
@@ -324,7 +328,7 @@ class SqliteStore(DocumentHistory):
         rows = await self._run(lambda: self._db().execute(query + " ORDER BY seq", args).fetchall())
         return [Feedback(s, r, p, lab, t, tm, bool(a)) for s, r, p, lab, t, tm, a in rows]
 
-    async def mark_applied(self, seqs: list[int]) -> None:
+    async def mark_applied(self, seqs: List[int]) -> None:
         await self._run(lambda: self._db().executemany("UPDATE feedback SET applied=1 WHERE seq=?",
                                                        [(s,) for s in seqs]))
 
