@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from gateway import __version__
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.settings import Settings
+from gateway.settings import DEFAULT_CONFIG, Settings
+
+# The example config, installed with the package: `demo` uses it when no other config is named and there
+# is no config/gateway.yaml in the current directory (config/gateway.yaml in the repository is a copy).
+PACKAGED_CONFIG = Path(__file__).resolve().parent / "data" / "gateway.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.set_defaults(func=cmd_check)
 
-    demo = sub.add_parser("demo", help="run the gateway with the example config in front of a local echo upstream")
-    _server_flags(demo)
+    demo = sub.add_parser("demo", help="run the gateway with the example config in front of a local model simulator")
+    _server_flags(demo, "the example config: config/gateway.yaml when it exists here, else the packaged one")
     demo.set_defaults(func=cmd_demo)
 
     from gateway.scoring.cli import add_models_parser, add_score_parser
@@ -65,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _server_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or config/gateway.yaml)")
+def _server_flags(parser: argparse.ArgumentParser, default: str = "config/gateway.yaml") -> None:
+    parser.add_argument("--config", help=f"config file (default: $GATEWAY_CONFIG or {default})")
     parser.add_argument("--host", help="address to bind (default: the config's server.host)")
     parser.add_argument("--port", type=int, help="port to bind (default: the config's server.port)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
@@ -85,20 +91,39 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    _models_in_background()
     config = load_config(settings.config_path)
     _run_gateway(settings, config)
     return 0
 
 
+def demo_config_path(args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """--config, else $GATEWAY_CONFIG, else ./config/gateway.yaml (in the repository), else the packaged example."""
+    if args.config:
+        return str(args.config)
+    if env.get("GATEWAY_CONFIG"):
+        return env["GATEWAY_CONFIG"]
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else str(PACKAGED_CONFIG)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.echo import create_echo_app
+    from gateway.echo import TRIGGER, create_echo_app
 
+    args.config = demo_config_path(args)
+    if Path(args.config).resolve() == PACKAGED_CONFIG and not os.environ.get("GATEWAY_DATA_DIR"):
+        # the installed package's directory may be read-only: the demo's store goes to the user's data dir
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        os.environ["GATEWAY_DATA_DIR"] = str(Path(base) / "guardrail-gateway")
+    _models_in_background()
     echo_port = _free_port()
     echo = uvicorn.Server(uvicorn.Config(create_echo_app(), host="127.0.0.1", port=echo_port,
                                          log_level="warning", access_log=False, lifespan="off"))
-    # In a thread: uvicorn then leaves signal handling (Ctrl-C) to the gateway in the main thread.
+    # In a thread: uvicorn then leaves signal handling (Ctrl-C) to the gateway in the main thread. Both
+    # servers log through uvicorn's loggers; the simulator's start and stop lines are left out, so
+    # Ctrl-C prints the gateway's shutdown lines once.
+    logging.getLogger("uvicorn.error").addFilter(_NotThread("echo-upstream"))
     thread = threading.Thread(target=echo.run, name="echo-upstream", daemon=True)
     thread.start()
     _wait_listening(echo_port)
@@ -109,21 +134,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host = settings.host or config.server.host
     port = settings.port or config.server.port
     key = config.applications[0].keys[0] if config.applications else "<no application configured>"
-    print(_DEMO_BANNER.format(echo=echo_port, host=host, port=port, key=key, config=settings.config_path),
-          file=sys.stderr, flush=True)
+    banner = _DEMO_BANNER.format(echo=echo_port, host=host, port=port, key=key, config=settings.config_path,
+                                 trigger=TRIGGER)
     try:
-        _run_gateway(settings, config)
+        _run_gateway(settings, config, on_started=lambda: print(banner, file=sys.stderr, flush=True))
     finally:
         echo.should_exit = True
         thread.join(timeout=5)
     return 0
 
 
+class _NotThread(logging.Filter):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._thread = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != self._thread
+
+
+def _models_in_background() -> None:
+    """The gateway serves as soon as its encoder is compiled (a few seconds on a fresh machine); the
+    detectors' static token table, ~20 s more, is built beside it (see gateway/scoring/build.py)."""
+    from gateway.scoring.build import build_static_in_background
+
+    build_static_in_background()
+
+
 _DEMO_BANNER = """
 ==============================================================================
- guardrail-gateway demo
- The upstream is a LOCAL ECHO server on 127.0.0.1:{echo}: it repeats your last
- message. No real LLM is called and no API key is needed.
+ guardrail-gateway demo: listening on http://{host}:{port}
+ The upstream is a LOCAL MODEL SIMULATOR on 127.0.0.1:{echo}: it echoes your
+ last message and answers tools, JSON mode, streams and embeddings in OpenAI's
+ shapes. No real LLM is called and no API key is needed.
  Config: {config}
 
  Try it:
@@ -132,7 +175,9 @@ _DEMO_BANNER = """
      -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
  The example config guards every request: try a message with an e-mail address
- (redacted before the model sees it) or an AWS key such as AKIAIOSFODNN7EXAMPLE (blocked).
+ (redacted before the model sees it) or an AWS key such as AKIAIOSFODNN7EXAMPLE
+ (blocked). Say "{trigger}" and the simulator answers with a card number
+ and an SSN, which the output stage redacts.
 
  Or with the OpenAI SDK: OpenAI(base_url="http://{host}:{port}/v1", api_key="{key}")
  Metrics: http://{host}:{port}/metrics     Stop: Ctrl-C
@@ -140,7 +185,7 @@ _DEMO_BANNER = """
 """
 
 
-def _run_gateway(settings: Settings, config: GatewayConfig) -> None:
+def _run_gateway(settings: Settings, config: GatewayConfig, on_started: Callable[[], None] | None = None) -> None:
     from gateway.app import create_app
     from gateway.serving import HttpLimits, run_server
     from gateway.telemetry import configure_logging
@@ -151,7 +196,7 @@ def _run_gateway(settings: Settings, config: GatewayConfig) -> None:
     rejected = app.state.telemetry.http_rejected
     run_server(app, settings.host or server.host, settings.port or server.port,
                graceful_timeout_s=server.graceful_timeout_s, log_level=settings.log_level, limits=limits,
-               rejected=lambda reason: rejected.labels(reason).inc())
+               rejected=lambda reason: rejected.labels(reason).inc(), on_started=on_started)
 
 
 def _summary(config: GatewayConfig) -> str:

@@ -30,10 +30,17 @@ class GracefulServer(uvicorn.Server):
     """uvicorn re-raises the signal that stopped it, so the process dies by SIGTERM (exit -15) after a
     graceful drain. An orchestrator reads that as a crash; we exit 0 once in-flight work has finished."""
 
+    on_started: Callable[[], None] | None = None
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM:
             self._captured_signals.remove(sig)
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:  # the port is bound: say how to reach it now
+            self.on_started()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +180,14 @@ def dump_stacks_on_sigusr1() -> None:
 
 
 def run_server(app: ASGIApp, host: str, port: int, *, graceful_timeout_s: float, log_level: str,
-               limits: HttpLimits | None = None, rejected: Callable[[str], None] = lambda reason: None) -> None:
+               limits: HttpLimits | None = None, rejected: Callable[[str], None] = lambda reason: None,
+               on_started: Callable[[], None] | None = None) -> None:
     dump_stacks_on_sigusr1()
     http = limited_protocol(limits or HttpLimits(), rejected)
     config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop" if sys.platform != "win32" else "asyncio", http=http,
         log_config=None, log_level=log_level, access_log=False, server_header=False, proxy_headers=False,
         timeout_graceful_shutdown=graceful_timeout_s)
-    GracefulServer(config).run()
+    server = GracefulServer(config)
+    server.on_started = on_started
+    server.run()

@@ -83,7 +83,7 @@ def test_demo_serves_the_example_config_in_front_of_a_local_echo(tmp_path: Path)
             "model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
                 {"type": "text", "text": "kept"}, {"type": "text", "text": [1]}]}]}, timeout=20)
         assert odd.status_code == 400 and odd.json()["error"]["param"] == "messages[0].content[1].text"
-        assert "LOCAL ECHO" in gw.logs()
+        assert "LOCAL MODEL SIMULATOR" in gw.logs()
     finally:
         stop_process(gw.process, gw.log_path)
     assert gw.process.returncode == 0

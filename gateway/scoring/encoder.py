@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,8 @@ class Encoder:
         self._sep = self.tokenizer.token_to_id("[SEP]")
         static = Path(model_path).parent / "static-fp16.npy"
         self.static_table = _static_table(static) if static.is_file() else None
+        self._static_path = static
+        _LOADED.add(self)
 
     @classmethod
     def load(cls, cache_dir: Path | None = None, options: EncoderOptions = EncoderOptions()) -> Encoder:
@@ -168,6 +171,20 @@ class Encoder:
                 rows[i].append(vec)
                 order[i].append(position[id(w)])
         return [np.stack([r for _, r in sorted(zip(o, rs), key=lambda x: x[0])]) for o, rs in zip(order, rows)]
+
+
+_LOADED: weakref.WeakSet[Encoder] = weakref.WeakSet()
+
+
+def attach_static_tables(path: Path) -> int:
+    """A static table built after encoders were loaded (in the background): the loaded encoders of its
+    directory use it from now on. Returns how many."""
+    attached = 0
+    for encoder in list(_LOADED):
+        if encoder.static_table is None and encoder._static_path == path and path.is_file():
+            encoder.static_table = _static_table(path)
+            attached += 1
+    return attached
 
 
 @functools.lru_cache(maxsize=4)
