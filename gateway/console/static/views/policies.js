@@ -276,7 +276,7 @@ function TrainingData({ p, editable }) {
       <${TextArea} label="Example" name="data[0].example" value=${example} onInput=${setExample} err=${err} />
       <${Select} label="Compliance" name="data[0].compliance" value=${label} onChange=${setLabel} options=${["FAIL", "PASS"]} err=${err} />
       <div class="row"><button onClick=${add} disabled=${busy}>Add example</button></div>
-      <${Field} label="Upload file (JSONL of {example, compliance}, or two-column CSV)" name="upload" err=${err}>
+      <${Field} label="Upload file" name="upload" err=${err} hint="JSONL lines of {example, compliance}, or a two-column CSV">
         <br/><input type="file" name="upload" accept=".jsonl,.json,.csv,.txt" onChange=${upload} /></${Field}>
       <h2>Generate synthetic data</h2>
       <div class="row"><${TextInput} type="number" label="Count" name="count" value=${gen.count} onInput=${(v) => setGen({ ...gen, count: v })} err=${err} />
