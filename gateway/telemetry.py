@@ -42,6 +42,18 @@ class Telemetry:
         self.upstream_abandoned = Counter("gateway_upstream_abandoned", "Upstream calls made beside a parallel input "
                                           "stage and dropped because the stage stopped the request.",
                                           ["upstream"], registry=r)
+        self.upstream_attempts = Counter("gateway_upstream_attempts", "Requests sent to an upstream deployment, by "
+                                         "model group, upstream and outcome (ok, error, rate_limited, "
+                                         "server_error, unreachable, timeout).", ["group", "upstream", "outcome"],
+                                         registry=r)
+        self.upstream_retries = Counter("gateway_upstream_retries", "Attempts retried before the first byte, by "
+                                        "model group and the failure retried.", ["group", "reason"], registry=r)
+        self.upstream_fallbacks = Counter("gateway_upstream_fallbacks", "Requests passed to a fallback model group "
+                                          "after their own group's attempts failed.", ["group", "to"], registry=r)
+        self.upstream_ejections = Counter("gateway_upstream_ejections", "Deployments ejected by passive health "
+                                          "checks (consecutive failures).", ["group", "upstream"], registry=r)
+        self.retry_budget_exhausted = Counter("gateway_upstream_retry_budget_exhausted", "Retries not made because "
+                                              "the model group's retry budget was spent.", ["group"], registry=r)
         self.guard_triggers = Counter("gateway_guard_triggers", "Rulesets whose action applied (or would have, in "
                                       "monitor mode), by stage, ruleset, action and mode.",
                                       ["stage", "ruleset", "action", "mode"], registry=r)

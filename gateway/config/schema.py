@@ -6,7 +6,8 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.config.guard_schema import PolicySpec, StageSpec
 
@@ -48,7 +49,9 @@ class UpstreamConfig(_Frozen):
     name: Name = Field(description="Unique name; a metric label and the name in errors.")
     base_url: str = Field(description="Base URL including the API version path, e.g. https://api.openai.com/v1.")
     api_key: str | None = Field(None, description="Sent upstream as a bearer token; never shown to clients or logs.")
-    models: tuple[NonEmpty, ...] = Field(min_length=1, description="Model name globs (fnmatch, case-sensitive).")
+    models: tuple[NonEmpty, ...] = Field((), validate_default=True, description="Model name globs (fnmatch, "
+                                         "case-sensitive); may be left out for an upstream that is only a "
+                                         "deployment of `routing.groups`.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Longest wait to open a connection (504 upstream_timeout).")
     first_byte_timeout_s: float = Field(600.0, gt=0, description="Longest wait from sending the request to the "
                                         "upstream's response headers; a non-streamed answer is generated whole first.")
@@ -72,6 +75,15 @@ class UpstreamConfig(_Frozen):
         if isinstance(given, (int, float)) and not isinstance(given, bool) and given > 0:  # else its own error
             data = {"first_byte_timeout_s": given, "idle_timeout_s": given, **data}
         return data
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # Only a config whose routing.groups name this upstream (the loader says which) may leave them out.
+        if not value and info.data.get("name") not in (info.context or {}).get("deployed", ()):
+            raise PydanticCustomError("too_short", "List should have at least 1 item after validation, not 0",
+                                      {"min_length": 1, "actual_length": 0})
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -99,6 +111,69 @@ class UpstreamConfig(_Frozen):
             if not _header_safe(text):
                 raise ValueError(f"the value of {name!r} must be printable ASCII")
         return value
+
+
+class DeploymentConfig(_Frozen):
+    """One upstream serving a model group."""
+
+    upstream: Name = Field(description="The `upstreams[].name` that serves this deployment.")
+    weight: float = Field(1.0, gt=0, le=1000, description="Share of the group's traffic under strategy weighted.")
+    model: NonEmpty | None = Field(None, description="Model name sent to this upstream (e.g. its own name for the "
+                                   "model); default: the name the request resolved to.")
+
+
+class RetryConfig(_Frozen):
+    """Retries of a model group: only before the first byte reached the client, on connection failures, resets
+    and first-byte timeouts, and on the statuses in `on_status`."""
+
+    max_retries: int = Field(2, ge=0, le=10, description="Attempts after the first within the group.")
+    backoff_s: float = Field(0.05, ge=0, le=60, description="Base of the jittered exponential backoff: the n-th "
+                             "retry waits a uniform random time in [0, backoff_s x 2^n], at most max_backoff_s.")
+    max_backoff_s: float = Field(2.0, ge=0, le=300, description="Longest backoff between two attempts.")
+    retry_after_cap_s: float = Field(10.0, ge=0, le=600, description="A Retry-After up to this is waited before "
+                                     "trying the same deployment again; a longer one skips that deployment.")
+    on_status: tuple[int, ...] = Field((429, 500, 502, 503, 504), description="Upstream statuses retried.")
+    budget_ratio: float = Field(0.2, ge=0, le=10, description="Retry budget: retries earned per request (0.2: "
+                                "retries stay under 20% of traffic when an upstream fails entirely).")
+    budget_burst: float = Field(10.0, ge=0, le=10_000, description="Retries the budget holds at most (and starts "
+                                "with).")
+
+
+class HealthConfig(_Frozen):
+    """Passive health: consecutive failures eject a deployment for a growing interval (never the last healthy)."""
+
+    consecutive_failures: int = Field(5, ge=0, le=1000, description="Failures in a row (connection, timeout, 5xx) "
+                                      "that eject a deployment; 0 never ejects.")
+    ejection_s: float = Field(5.0, gt=0, le=3600, description="First ejection interval; doubled by each ejection "
+                              "that follows without a success between.")
+    max_ejection_s: float = Field(300.0, gt=0, le=86400, description="Longest ejection interval.")
+
+
+class ModelGroupConfig(_Frozen):
+    """Client-facing model names served by several deployments, with retries, fallbacks and passive health."""
+
+    name: Name = Field(description="Unique name; a metric label (gateway_upstream_attempts_total{group}).")
+    models: tuple[NonEmpty, ...] = Field(min_length=1, description="Model names or globs this group serves; "
+                                         "groups are matched before the upstreams' own globs.")
+    deployments: tuple[DeploymentConfig, ...] = Field(min_length=1, description="The upstreams serving it.")
+    strategy: Literal["weighted", "least_in_flight"] = Field("weighted", description="weighted: random by weight; "
+                                                             "least_in_flight: fewest requests in flight per weight.")
+    retry: RetryConfig = Field(RetryConfig(), description="Retries before the first byte (see below).")
+    health: HealthConfig = Field(HealthConfig(), description="Passive ejection (see below).")
+    fallbacks: tuple[NonEmpty, ...] = Field((), description="Model names tried in order once this group's "
+                                            "attempts failed, before the first byte only.")
+    deadline_s: float | None = Field(None, gt=0, description="One deadline for all attempts and the whole exchange "
+                                     "(never timeout x retries); default: each upstream's own total_timeout_s.")
+
+
+class RoutingConfig(_Frozen):
+    """Opt-in routing beyond the upstreams' globs: model groups and aliases."""
+
+    groups: tuple[ModelGroupConfig, ...] = Field((), description="Model groups, matched in order before upstream "
+                                                 "globs.")
+    aliases: dict[NonEmpty, NonEmpty] = Field(default_factory=dict, description="Client-facing model name -> the "
+                                              "model it stands for (routed as that name and sent upstream under it); "
+                                              "listed by GET /v1/models.")
 
 
 def _header_safe(text: str) -> bool:
@@ -198,6 +273,7 @@ class GatewayConfig(_Frozen):
 
     server: ServerConfig = Field(ServerConfig(), description="Where the gateway listens.")
     upstreams: tuple[UpstreamConfig, ...] = Field((), description="At least one; the first matching glob wins.")
+    routing: RoutingConfig = Field(RoutingConfig(), description="Model groups, retries, fallbacks and aliases.")
     applications: tuple[ApplicationConfig, ...] = Field((), description="Clients and their keys.")
     admin: AdminConfig = Field(AdminConfig(), description="Admin tokens and roles.")
     guard: GuardSettings = Field(GuardSettings(), description="Guard-wide settings.")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,8 @@ from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_t
                                   parse_request, request_too_deep, stream_error_event)
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
-from gateway.proxy.upstream import (Route, Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge,
+from gateway.proxy.routing import Attempts, Counters, Dispatcher, Routing, Target
+from gateway.proxy.upstream import (Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge,
                                     UpstreamUnreachable, client_response_headers, upstream_request_headers)
 from gateway.scrub import SecretScrubber
 from gateway.telemetry import AccessLog, Telemetry
@@ -51,6 +52,7 @@ class Exchange:
     ttft_s: float | None = None
     guard: str | None = None  # the last guard action applied (block, redact, ...)
     relayed: bool = False  # the answer was relayed as a stream (else read whole: its overhead is measured)
+    attempts: Attempts | None = None  # what routing did: attempts, retries, fallbacks
 
 
 class ProxyHandler:
@@ -64,7 +66,12 @@ class ProxyHandler:
         self._flow = flow
         self._keys = self.keyring = KeyRing(config.applications)
         self._router = router
-        self._catalog = ModelCatalog(upstreams, self._router)
+        self.routing = Routing(upstreams, config.routing)
+        t = telemetry
+        self._dispatch = Dispatcher(self.routing, Counters(t.upstream_attempts, t.upstream_retries,
+                                                           t.upstream_fallbacks, t.upstream_ejections,
+                                                           t.retry_budget_exhausted, t.upstream_errors))
+        self._catalog = ModelCatalog(upstreams, self._router, self.routing)
         self._telemetry = telemetry
         self._max_body = config.server.max_body_bytes
         self._access_log = AccessLog() if config.server.access_log else None
@@ -122,11 +129,13 @@ class ProxyHandler:
         app = self._authenticate(request, ex)
         body = await self._read_body(request)
         parsed = parse_request(body, endpoint)
-        route = self._router.route(parsed.model)
-        if route is None:
+        target = self.routing.resolve(parsed.model)
+        if target is None:
             raise OpenAIError(404, f"The model '{parsed.model}' is not served by this gateway.",
                               code="model_not_found", param="model")
-        ex.model, ex.upstream, ex.stream = route.label, route.upstream.name, parsed.stream
+        ex.model, ex.stream = target.group.name, parsed.stream
+        if len(target.group.deployments) == 1:  # known before sending (refusals name it, as before groups)
+            ex.upstream = target.group.deployments[0].upstream.name
         guarded = self._flow.stages(app, parsed.payload)
         # output stages that may act see a /v1/responses answer whole (a stream of one is told from it);
         # stages that only monitor never change what the client gets, so they watch it stream by
@@ -154,19 +163,20 @@ class ProxyHandler:
             rewrite = True
         if rewrite:
             body = dumps_json(parsed.payload, request_too_deep)
-        upstream = route.upstream
-        headers = upstream_request_headers(request.scope["headers"], upstream)
+        raw_headers = request.scope["headers"]
+        sending = _Sending(target, endpoint.path, lambda up: upstream_request_headers(raw_headers, up),
+                           _bodies(parsed, body))
         with cancel_on_disconnect(request.receive):
             if guarded.parallel:
-                sent = await self._send_beside_guard(guarded, endpoint, parsed, upstream, headers, body, ex)
+                sent = await self._send_beside_guard(guarded, endpoint, parsed, sending, ex)
                 if isinstance(sent, RawResponse):
                     return self._done(ex, sent)
-                response = sent
+                response, upstream = sent
             else:
-                response = await self._send(upstream, endpoint.path, headers, body, ex)
+                response, upstream = await self._send(sending, ex)
             ok = 200 <= response.status < 300
             if ok and parsed.stream and not whole and response.content_type.startswith(b"text/event-stream"):
-                return self._relay(route, response, ex, guarded, endpoint, enforced)
+                return self._relay(upstream, response, ex, guarded, endpoint, enforced)
             try:
                 answer = await response.read(upstream.config.max_response_bytes if ok else _MAX_ERROR_BODY)
             except UpstreamTooLarge as exc:
@@ -174,7 +184,7 @@ class ProxyHandler:
                 raise OpenAIError(502, f"Upstream '{upstream.name}' answered {exc}, more than this gateway reads "
                                        "whole.", type="upstream_error", code="upstream_response_too_large") from None
             except (UpstreamTimeout, UpstreamUnreachable) as exc:
-                raise self._upstream_failure(upstream, exc) from None
+                raise self._upstream_failure(upstream.name, exc) from None
             finally:
                 response.close()
         ex.upstream_s = time.perf_counter() - ex.upstream_start
@@ -255,20 +265,24 @@ class ProxyHandler:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _send(self, upstream: Upstream, path: str, headers: list[tuple[str, str]], body: bytes,
-                    ex: Exchange) -> UpstreamResponse:
+    async def _send(self, sending: _Sending, ex: Exchange) -> tuple[UpstreamResponse, Upstream]:
+        """The request through its model group: retries and fallbacks before the first byte (proxy/routing.py)."""
         ex.upstream_start = time.perf_counter()
+        record = ex.attempts = Attempts()
         try:
-            return await upstream.send("POST", path, headers, body)
+            response, upstream = await self._dispatch.send(sending.target, "POST", sending.path, sending.headers,
+                                                           sending.body, record)
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
-            raise self._upstream_failure(upstream, exc) from None
+            ex.upstream = record.upstream
+            raise self._upstream_failure(record.upstream, exc, counted=True) from None
+        ex.upstream = upstream.name
+        return response, upstream
 
-    async def _send_beside_guard(self, guarded: Guarded, endpoint: Endpoint, parsed: ParsedRequest, upstream: Upstream,
-                                 headers: list[tuple[str, str]], body: bytes,
-                                 ex: Exchange) -> UpstreamResponse | RawResponse:
+    async def _send_beside_guard(self, guarded: Guarded, endpoint: Endpoint, parsed: ParsedRequest, sent: _Sending,
+                                 ex: Exchange) -> tuple[UpstreamResponse, Upstream] | RawResponse:
         """Send the request while the parallel input stages run; their verdict comes first either way. A
         stop drops the upstream call (and its answer, if it came already) and answers with the refusal."""
-        sending = asyncio.ensure_future(self._send(upstream, endpoint.path, headers, body, ex))
+        sending = asyncio.ensure_future(self._send(sent, ex))
         try:
             decision = await self._flow.check_input(guarded, endpoint.name, parsed.payload, ex, parallel=True)
         except BaseException:
@@ -277,26 +291,28 @@ class ProxyHandler:
         if decision.terminal is None:
             return await sending
         await _abandon(sending)
-        self._telemetry.upstream_abandoned.labels(upstream.name).inc()
+        self._telemetry.upstream_abandoned.labels(ex.upstream or (ex.attempts.upstream if ex.attempts else "")).inc()
         refusal = await self._flow.refusal_response(decision, endpoint.name, parsed.model, parsed.stream,
                                                     ex.request_id)
         refusal.headers.append(_rid(ex))
         return refusal
 
-    def _upstream_failure(self, upstream: Upstream, exc: UpstreamTimeout | UpstreamUnreachable) -> OpenAIError:
+    def _upstream_failure(self, upstream: str, exc: UpstreamTimeout | UpstreamUnreachable,
+                          counted: bool = False) -> OpenAIError:
         # The message names the upstream and the failure class only: exception texts can carry URLs.
         if isinstance(exc, UpstreamTimeout):
             kind, status, code = "timeout", 504, "upstream_timeout"
-            message = f"Upstream '{upstream.name}' did not answer in time ({exc})."
+            message = f"Upstream '{upstream}' did not answer in time ({exc})."
         else:
             kind, status, code = "unreachable", 502, "upstream_unreachable"
-            message = f"Upstream '{upstream.name}' could not be reached ({exc})."
-        self._telemetry.upstream_errors.labels(upstream.name, kind).inc()
-        log.warning("upstream failure", extra={"fields": {"upstream": upstream.name, "kind": kind,
+            message = f"Upstream '{upstream}' could not be reached ({exc})."
+        if not counted:  # routing counts each attempt's failure itself
+            self._telemetry.upstream_errors.labels(upstream, kind).inc()
+        log.warning("upstream failure", extra={"fields": {"upstream": upstream, "kind": kind,
                                                           "error": str(exc)}})
         return OpenAIError(status, message, type="upstream_error", code=code)
 
-    def _relay(self, route: Route, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
+    def _relay(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
                endpoint: Endpoint, enforced: bool) -> RelayResponse:
         headers = [*client_response_headers(response.headers, self._scrub), _rid(ex), *guarded.headers()]
         state = {"status": response.status}
@@ -314,7 +330,7 @@ class ProxyHandler:
             relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
                                 self._flow.replacement, lambda d: annotation(d, ex.request_id),
                                 self._flow.lookback(guarded.output))
-        chunks = self._events(route.upstream, response, ex, state, relay)
+        chunks = self._events(upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
 
     async def _monitor_answer(self, guarded: Guarded, endpoint: str, answer: dict[str, Any], ex: Exchange) -> None:
@@ -341,7 +357,7 @@ class ProxyHandler:
             if tail:
                 yield tail
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
-            err = self._upstream_failure(upstream, exc)
+            err = self._upstream_failure(upstream.name, exc)
             yield stream_error_event(f"The upstream stream ended early: {err.message}", err.type, err.code)
         except UnreadableStream as exc:  # fail closed: what the output stages cannot read never leaves
             self._telemetry.upstream_errors.labels(upstream.name, "unreadable_stream").inc()
@@ -396,7 +412,33 @@ def _access_fields(ex: Exchange, status: int, elapsed: float) -> dict[str, objec
         fields["ttft_ms"] = round(ex.ttft_s * 1000, 3)
     if ex.guard is not None:
         fields["guard"] = ex.guard
+    tries = ex.attempts
+    if tries is not None and (tries.attempts > 1 or tries.fallbacks):
+        fields["attempts"] = tries.attempts
+        fields["retries"] = tries.retries
+        fields["fallbacks"] = tries.fallbacks
+        fields["routed_group"] = tries.group
+        fields["failed_attempts"] = tries.failures
     return fields
+
+
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """What routing needs to send one request to any deployment: headers and body per upstream/model."""
+
+    target: Target
+    path: str
+    headers: Callable[[Upstream], list[tuple[str, str]]]
+    body: Callable[[str | None], bytes]
+
+
+def _bodies(parsed: ParsedRequest, body: bytes) -> Callable[[str | None], bytes]:
+    """The body as sent, or re-encoded with another model name (an alias, a deployment's name, a fallback)."""
+    def body_for(model: str | None) -> bytes:
+        if model is None or model == parsed.model:
+            return body
+        return dumps_json({**orjson.loads(body), "model": model}, request_too_deep)
+    return body_for
 
 
 async def _abandon(sending: asyncio.Future[UpstreamResponse]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.proxy.openai import model_entry
+from gateway.proxy.routing import Routing
 from gateway.proxy.upstream import Router, Upstream, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger("gateway.models")
@@ -21,13 +22,16 @@ _GLOB_CHARS = frozenset("*?[")
 class ModelCatalog:
     """Caches each upstream's model list for a minute; a failing upstream falls back to config names."""
 
-    def __init__(self, upstreams: list[Upstream], router: Router) -> None:
+    def __init__(self, upstreams: list[Upstream], router: Router, routing: Routing | None = None) -> None:
         self._upstreams = upstreams
         self._router = router
+        self._routing = routing
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     async def models(self) -> list[dict[str, Any]]:
         lists = await asyncio.gather(*(self._models_of(u) for u in self._upstreams))
+        if self._routing is not None:  # model groups' and aliases' own names come first
+            lists.insert(0, [model_entry(name, owner) for name, owner in self._routing.exact_names()])
         seen: set[str] = set()
         out = []
         for entries in lists:

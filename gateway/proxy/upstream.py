@@ -12,7 +12,7 @@ import contextlib
 import fnmatch
 import math
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -43,7 +43,12 @@ _ROUTE_CACHE_SIZE = 4096
 
 
 class UpstreamTimeout(Exception):
-    """The upstream did not answer, or send its next chunk, within its timeout."""
+    """The upstream did not answer, or send its next chunk, within its timeout. `phase` names which
+    deadline fired: connect, first_byte (the headers), idle or total."""
+
+    def __init__(self, message: str, phase: str = "other") -> None:
+        super().__init__(message)
+        self.phase = phase
 
 
 class UpstreamUnreachable(Exception):
@@ -64,6 +69,7 @@ class UpstreamResponse:
     _response: aiohttp.ClientResponse
     idle_s: float = 300.0
     deadline: float = math.inf
+    on_close: Callable[[], None] | None = None  # called once when the exchange ends (routing's in-flight count)
 
     @property
     def content_type(self) -> bytes:
@@ -93,11 +99,14 @@ class UpstreamResponse:
                     return await self._response.content.readany()
         except TimeoutError:
             raise UpstreamTimeout(f"no data for {self.idle_s:g} s" if idle else "the exchange ran past its "
-                                  "total deadline") from None
+                                  "total deadline", "idle" if idle else "total") from None
 
     def close(self) -> None:
         """Drop the connection (a half-read body cannot go back to the pool)."""
         self._response.close()
+        done, self.on_close = self.on_close, None
+        if done is not None:
+            done()
 
 
 @dataclass(slots=True)
@@ -151,7 +160,7 @@ class Upstream:
                     response = await self._session.request(method, self.url(path), data=body, headers=headers,
                                                            allow_redirects=False)
         except TimeoutError:
-            raise UpstreamTimeout(f"no response headers within {first:g} s") from None
+            raise UpstreamTimeout(f"no response headers within {first:g} s", "first_byte") from None
         raw = [(k.lower(), v) for k, v in response.raw_headers]
         return UpstreamResponse(response.status, raw, response, cfg.idle_timeout_s, deadline)
 
@@ -171,7 +180,8 @@ def _mapped_errors(connect_s: float | None = None) -> Iterator[None]:
     try:
         yield
     except aiohttp.ConnectionTimeoutError:
-        raise UpstreamTimeout(f"no connection within {connect_s:g} s" if connect_s else "connect timeout") from None
+        raise UpstreamTimeout(f"no connection within {connect_s:g} s" if connect_s else "connect timeout",
+                              "connect") from None
     except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError; so is aiohttp's ServerTimeoutError
         raise UpstreamTimeout(type(exc).__name__) from None
     except (aiohttp.ClientError, OSError) as exc:
