@@ -55,22 +55,96 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> GatewayConfi
         raise ConfigError(source, [ConfigIssue("", f"top level must be a mapping, got {type(tree).__name__}")])
     issues: list[ConfigIssue] = []
     tree = interpolate(tree, env, issues)
-    try:
-        config = GatewayConfig.model_validate(tree, context={"deployed": _deployed(tree)})
-    except ValidationError as exc:
-        issues += [_pydantic_issue(err) for err in exc.errors()]
-        raise ConfigError(source, issues) from None
-    issues += cross_check(config)
-    if not issues:
-        from gateway.guard.plan import compile_plan, prepare_scoring  # the guard layer compiles metrics
+    # Every error in one run: the items and sections the schema refuses are left out, and the rest is
+    # still cross-checked and compiled; what would only follow from a left-out item is not reported.
+    schema_issues: list[ConfigIssue] = []
+    pruning = _Pruning()
+    while True:
+        try:
+            config = GatewayConfig.model_validate(tree)
+            break
+        except ValidationError as exc:
+            schema_issues = schema_issues or [_pydantic_issue(err) for err in exc.errors()]
+            pruned = pruning.drop(tree, exc.errors())
+            if pruned is None:
+                raise ConfigError(source, issues + schema_issues) from None
+            tree = pruned
+    issues += schema_issues
+    later = cross_check(config)
+    from gateway.guard.plan import compile_plan, prepare_scoring  # the guard layer compiles metrics
 
-        prepare_scoring(config)
-        _, plan_issues = compile_plan(config.policies, config.stages,
-                                      {a.id: a.stages for a in config.applications})
-        issues += plan_issues
+    prepare_scoring(config)
+    _, plan_issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications})
+    said = [i.path for i in later]
+    # a policy that does not compile is reported once, not again by every rule that names it
+    failed = {repr(config.policies[int(m.group(1))].id) for i in plan_issues
+              if (m := re.match(r"policies\[(\d+)\]", i.path))}
+    later += [i for i in plan_issues if not any(_under(i.path, p) for p in said)
+              and (i.path.startswith("policies") or not any(f in i.message for f in failed))]
+    issues += pruning.restore(later)
     if issues:
         raise ConfigError(source, issues)
     return config
+
+
+_LISTS = ("upstreams", "applications", "policies", "stages")
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")
+
+
+class _Pruning:
+    """The config minus what the schema refused: whole items of the top-level lists, else whole sections
+    (their defaults apply). Remembers where the kept items were, to report later errors at their own paths."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, list[int]] = {}   # section -> original index of each kept item
+        self.dropped_names: set[str] = set()
+        self.gone: set[str] = set()            # sections left out whole
+        self.thinned: set[str] = set()         # lists that lost items
+
+    def drop(self, tree: dict[str, Any], errors: list[Any]) -> dict[str, Any] | None:
+        items: dict[str, set[int]] = {}
+        sections: set[str] = set()
+        for err in errors:
+            loc = tuple(err["loc"])
+            if not loc or not isinstance(loc[0], str) or loc[0] not in tree:
+                return None
+            if loc[0] in _LISTS and len(loc) > 1 and isinstance(loc[1], int) and isinstance(tree[loc[0]], list):
+                items.setdefault(loc[0], set()).add(loc[1])
+            else:
+                sections.add(loc[0])
+        out = {k: v for k, v in tree.items() if k not in sections}
+        self.gone |= sections
+        for section, bad in items.items():
+            if section in sections:
+                continue
+            old = tree[section]
+            where = self.kept.get(section, list(range(len(old))))
+            for i in bad:
+                name = old[i].get("id", old[i].get("name")) if isinstance(old[i], dict) else None
+                if isinstance(name, str):
+                    self.dropped_names.add(name)
+            out[section] = [item for i, item in enumerate(old) if i not in bad]
+            self.kept[section] = [where[i] for i in range(len(old)) if i not in bad]
+            self.thinned.add(section)
+        return out if (sections or items) else None
+
+    def restore(self, issues: list[ConfigIssue]) -> list[ConfigIssue]:
+        out = []
+        for issue in issues:
+            section = re.match(r"[A-Za-z_]+", issue.path)
+            top = section.group(0) if section else ""
+            if top in self.gone or (issue.path == top and top in self.thinned):
+                continue
+            if any(repr(name) in issue.message for name in self.dropped_names):
+                continue  # a reference to an item already reported as invalid
+            path = issue.path
+            if top in self.kept:
+                path = re.sub(r"^(\w+)\[(\d+)\]", lambda m: f"{m.group(1)}[{self.kept[top][int(m.group(2))]}]", path)
+            out.append(ConfigIssue(path, issue.message))
+        return out
 
 
 def cross_check(config: GatewayConfig) -> list[ConfigIssue]:
@@ -79,7 +153,6 @@ def cross_check(config: GatewayConfig) -> list[ConfigIssue]:
     if not config.upstreams:
         issues.append(ConfigIssue("upstreams", "at least one upstream is required"))
     issues += _duplicates("upstreams", [u.name for u in config.upstreams], "name")
-    issues += _routing_issues(config)
     issues += _duplicates("applications", [a.id for a in config.applications], "id")
     seen_keys: dict[str, str] = {}
     for i, app in enumerate(config.applications):
@@ -105,42 +178,6 @@ def cross_check(config: GatewayConfig) -> list[ConfigIssue]:
             elif stage in central:
                 issues.append(ConfigIssue(f"applications[{i}].stages[{j}]",
                                           f"{stage!r} is a central stage: it applies to every application already"))
-    return issues
-
-
-def _deployed(tree: dict[str, Any]) -> frozenset[str]:
-    """Upstream names that routing.groups[].deployments name (such an upstream needs no models of its own)."""
-    routing = tree.get("routing")
-    groups = routing.get("groups") if isinstance(routing, dict) else None
-    return frozenset(d["upstream"] for g in groups or () if isinstance(g, dict)
-                     for d in g.get("deployments") or () if isinstance(d, dict) and isinstance(d.get("upstream"), str))
-
-
-def _routing_issues(config: GatewayConfig) -> list[ConfigIssue]:
-    """Model groups name known upstreams; fallbacks and aliases name models something serves."""
-    import fnmatch
-
-    routing = config.routing
-    issues = _duplicates("routing.groups", [g.name for g in routing.groups], "name")
-    names = {u.name for u in config.upstreams}
-    globs = [m for g in routing.groups for m in g.models] + [m for u in config.upstreams for m in u.models]
-
-    def served(model: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, glob) for glob in globs)
-
-    for i, group in enumerate(routing.groups):
-        for j, dep in enumerate(group.deployments):
-            if dep.upstream not in names:
-                issues.append(ConfigIssue(f"routing.groups[{i}].deployments[{j}].upstream",
-                                          f"no upstream named {dep.upstream!r}"))
-        for j, model in enumerate(group.fallbacks):
-            if not served(routing.aliases.get(model, model)):
-                issues.append(ConfigIssue(f"routing.groups[{i}].fallbacks[{j}]", f"no group or upstream serves {model!r}"))
-    for alias, target in routing.aliases.items():
-        if target in routing.aliases:
-            issues.append(ConfigIssue(f"routing.aliases.{alias}", "an alias must name a model, not another alias"))
-        elif not served(target):
-            issues.append(ConfigIssue(f"routing.aliases.{alias}", f"no group or upstream serves {target!r}"))
     return issues
 
 
