@@ -23,6 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+MONITOR = K8S / "components" / "servicemonitor"          # optional: the Prometheus Operator's ServiceMonitor
+MONITORED = DEPLOY / "overlays" / "prometheus-operator"  # the base plus that component
 COMPOSE = DEPLOY / "docker-compose.yml"
 DEPLOY_CONFIG = DEPLOY / "config" / "gateway.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -61,11 +63,14 @@ def kustomization() -> dict[str, Any]:
 
 
 def k8s_objects() -> dict[str, dict[str, Any]]:
-    """Every object of the base's resources and generators, by kind (one of each kind here)."""
+    """Every object of the base's resources and generators and of the optional ServiceMonitor component,
+    by kind (one of each kind here)."""
     kust = kustomization()
     objects: dict[str, dict[str, Any]] = {}
-    for name in [*kust.get("resources", []), *kust.get("generators", [])]:
-        for doc in load_all(K8S / name):
+    files = [K8S / name for name in [*kust.get("resources", []), *kust.get("generators", [])]]
+    files += [MONITOR / name for name in load_one(MONITOR / "kustomization.yaml")["resources"]]
+    for path in files:
+        for doc in load_all(path):
             assert doc["kind"] not in objects, f"two objects of kind {doc['kind']}"
             objects[doc["kind"]] = doc
     return objects
@@ -362,20 +367,34 @@ def test_secret_provides_every_required_variable() -> None:
     assert needed <= provided, f"missing from the Secret: {sorted(needed - provided)}"
 
 
-def test_kustomize_build() -> None:
-    """Only where kustomize or kubectl exists (not faked otherwise)."""
+def _kustomize(path: Path) -> list[dict[str, Any]]:
     if shutil.which("kustomize"):
-        cmd = ["kustomize", "build", str(K8S)]
+        cmd = ["kustomize", "build", str(path)]
     elif shutil.which("kubectl"):
-        cmd = ["kubectl", "kustomize", str(K8S)]
+        cmd = ["kubectl", "kustomize", str(path)]
     else:
         pytest.skip("neither kustomize nor kubectl is installed")
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_kustomize_build_with_the_servicemonitor_overlay() -> None:
+    """The base applies on a cluster without the Prometheus Operator; the overlay adds its ServiceMonitor."""
+    docs = _kustomize(MONITORED)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
                             "Service", "ServiceMonitor"])
+    [monitor] = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/part-of"] == "guardrail-gateway"
+
+
+def test_kustomize_build() -> None:
+    """Only where kustomize or kubectl exists (not faked otherwise)."""
+    docs = _kustomize(K8S)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                            "Service"])  # no ServiceMonitor: the base needs no CRD beyond Kubernetes' own
     [cm] = [d for d in docs if d["kind"] == "ConfigMap"]
     [dep] = [d for d in docs if d["kind"] == "Deployment"]
     # The generated (hash-suffixed) name is what the Deployment mounts.
