@@ -8,6 +8,8 @@ failing metrics. A 2xx answer's body, streamed or not, is never scanned.
 
 from __future__ import annotations
 
+import builtins
+
 import re
 from collections.abc import Iterable
 
@@ -68,10 +70,10 @@ class SecretScrubber:
     def text(self, value: str) -> str:
         return value if self._text is None else self._text.sub(REDACTED, value)
 
-    def bytes(self, value: bytes) -> bytes:
+    def bytes(self, value: builtins.bytes) -> builtins.bytes:
         return value if self._bytes is None else self._bytes.sub(REDACTED.encode(), value)
 
-    def headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def headers(self, headers: list[tuple[builtins.bytes, builtins.bytes]]) -> list[tuple[builtins.bytes, builtins.bytes]]:
         """`headers` with every value scrubbed; one scan of all values when none carries a secret."""
         if self._bytes is None or not self._bytes.search(b"\n".join(v for _, v in headers)):
             return headers

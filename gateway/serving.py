@@ -187,7 +187,7 @@ def run_server(app: ASGIApp, host: str, port: int, *, graceful_timeout_s: float,
     config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop" if sys.platform != "win32" else "asyncio", http=http,
         log_config=None, log_level=log_level, access_log=False, server_header=False, proxy_headers=False,
-        timeout_graceful_shutdown=graceful_timeout_s)
+        timeout_graceful_shutdown=graceful_timeout_s)  # type: ignore[arg-type]  # a float works; typed int
     server = GracefulServer(config)
     server.on_started = on_started
     server.run()

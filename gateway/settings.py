@@ -32,4 +32,4 @@ class Settings:
 
     def with_flags(self, **flags: object) -> Settings:
         """Apply the CLI flags that were given (None means not given)."""
-        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+        return replace(self, **{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ def policy_problem(body: Mapping[str, Any]) -> tuple[str, str] | None:
     kind = body.get("type")
     field = CAPPED.get(kind) if isinstance(kind, str) else None  # any other `type` is refused later, by name
     value = body.get(field) if field else None
-    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+    if field is None or not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         return None  # a shape the policy's own validation refuses, with its own message
     if len(value) > MAX_ENTRIES_PER_POLICY:
         return field, (f"at most {MAX_ENTRIES_PER_POLICY} {field} per policy (this one has {len(value)}); "

@@ -184,13 +184,13 @@ class Registry:
             if doc.body.get("paused"):
                 continue  # kept, not enforced
             try:
-                spec = StageSpec.model_validate(doc.body["spec"])
+                stage = StageSpec.model_validate(doc.body["spec"])
             except (ValidationError, KeyError, TypeError) as exc:
                 issues.append(ConfigIssue(f"store.stages.{doc.id}", str(exc).splitlines()[0]))
                 continue
-            stages.append(spec)
+            stages.append(stage)
             for app in doc.body.get("applications", []):
-                app_stages.setdefault(app, []).append(spec.name)
+                app_stages.setdefault(app, []).append(stage.name)
         prepare_scoring(self.config)
         self.cache.size = max(1024, 2 * len(policies))
         plan, more = compile_plan(policies, stages, app_stages, self.cache)
@@ -221,9 +221,10 @@ class Registry:
             if doc is None or doc.body.get("paused"):
                 continue
             spec = StageSpec.model_validate(doc.body["spec"])
-            [old] = compile_stages([spec], compiled_policies, ("store", "pins", pin.id), issues) or [None]
-            if old is None:
+            compiled = compile_stages([spec], compiled_policies, ("store", "pins", pin.id), issues)
+            if not compiled:
                 continue
+            [old] = compiled
             lists = central_by_app.setdefault(app, {on: tuple(plan.central.get(on, ())) for on in ("input", "output")})
             lists[old.on] = tuple(old if s.name == stage else s for s in lists[old.on])
         return dc_replace(plan, central_by_app=central_by_app)
@@ -406,7 +407,7 @@ class Registry:
         trial = snapshot.replaced(kind, body["id"], candidate)
         if kind == "policy" and limits.entries(body) > sum(limits.entries(d.body) for d in snapshot.policies
                                                            if d.id == body["id"]):
-            problem = limits.store_problem((d.body for d in trial.policies), limits.CAPPED.get(body.get("type"), ""))
+            problem = limits.store_problem((d.body for d in trial.policies), limits.CAPPED.get(str(body.get("type")), ""))
             if problem is not None:  # only a write that adds entries is refused (a store over the cap may shrink)
                 raise InvalidChange(*problem)
         if kind == "pin":  # the pinned stage version compiles into the application's central list

@@ -137,7 +137,7 @@ def bench_store(rounds: int, per_round: int, churn_ms: float, redis_url: str) ->
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for name in STORES:
-                child, urls[name] = _start(name, mock_port, Path(tmp), stores[name])
+                child, urls[name] = _start(name, mock_port, Path(tmp), stores[name])  # type: ignore[arg-type]
                 children.append(child)
             # `redis-down` loaded from its Redis once (ready), then the Redis goes away.
             deadline = time.monotonic() + 60

@@ -63,7 +63,7 @@ class Policy:
         return score < threshold if self.higher_is_compliant else score > threshold
 
     def as_metric(self) -> Metric:
-        return _PolicyMetric(self.metric, self.id if self.type in RELABELLED else None)
+        return _PolicyMetric(self.metric, self.id if self.type in RELABELLED else None)  # type: ignore[return-value]
 
     def score(self, text: str) -> MetricValue:
         return self.as_metric().measure(text)

@@ -31,16 +31,17 @@ def redact(text: str, spans: Sequence[Span], placeholder: str) -> str:
     """Replace each span (overlaps merged, first label kept) with `placeholder.format(label=...)`."""
     if not spans:
         return text
-    merged: list[list[object]] = []
+    merged: list[tuple[int, int, str]] = []
     for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if merged and span.start < merged[-1][1]:  # type: ignore[operator]
-            merged[-1][1] = max(merged[-1][1], span.end)  # type: ignore[call-overload]
+        if merged and span.start < merged[-1][1]:
+            start, end, label = merged[-1]
+            merged[-1] = (start, max(end, span.end), label)
         else:
-            merged.append([span.start, span.end, span.label])
+            merged.append((span.start, span.end, span.label))
     parts, pos = [], 0
     for start, end, label in merged:
-        parts.append(text[pos:start])  # type: ignore[misc]
+        parts.append(text[pos:start])
         parts.append(placeholder.format(label=label))
-        pos = end  # type: ignore[assignment]
+        pos = end
     parts.append(text[pos:])
     return "".join(parts)

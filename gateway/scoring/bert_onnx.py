@@ -29,8 +29,8 @@ class BertShape:
 
     @classmethod
     def from_config(cls, config: Mapping[str, object]) -> BertShape:
-        return cls(int(config["hidden_size"]), int(config["num_hidden_layers"]),  # type: ignore[arg-type]
-                   int(config["num_attention_heads"]), int(config["intermediate_size"]),  # type: ignore[arg-type]
+        return cls(int(config["hidden_size"]), int(config["num_hidden_layers"]),  # type: ignore[call-overload]
+                   int(config["num_attention_heads"]), int(config["intermediate_size"]),  # type: ignore[call-overload]
                    float(config.get("layer_norm_eps", 1e-12)))  # type: ignore[arg-type]
 
 

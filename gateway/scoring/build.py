@@ -271,6 +271,8 @@ def build_static(files: EncoderFiles) -> Path:
                           EncoderOptions(precision="fp32"))
         vocab = encoder.tokenizer.get_vocab_size()
         cls, sep = encoder.tokenizer.token_to_id("[CLS]"), encoder.tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise ValueError("the tokenizer has no [CLS] or [SEP] token")
         table = np.zeros((vocab, files.hidden), np.float32)
         for start in range(0, vocab, 1024):
             if _static_stop.is_set():

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -213,7 +214,7 @@ def lexical_matrix(encoder: Encoder, texts: Sequence[str]):
 
     rows = lexical_indices(encoder.tokenizer, texts)
     indptr = np.cumsum([0, *(len(r) for r in rows)])
-    data = np.concatenate([np.full(len(r), 1.0 / np.sqrt(max(len(r), 1)), np.float32) for r in rows]) if rows else []
+    data: Any = np.concatenate([np.full(len(r), 1.0 / np.sqrt(max(len(r), 1)), np.float32) for r in rows]) if rows else []
     return csr_matrix((data, np.concatenate(rows) if rows else [], indptr), shape=(len(rows), LEX_DIM))
 
 

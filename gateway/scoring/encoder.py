@@ -66,8 +66,10 @@ class Encoder:
         # other's vectors. Running each window alone keeps a text's score independent of its neighbours.
         self.one_window_per_call = options.precision == "int8"
         self.tokenizer = load_tokenizer(tokenizer_path)
-        self._cls = self.tokenizer.token_to_id("[CLS]")
-        self._sep = self.tokenizer.token_to_id("[SEP]")
+        cls, sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise ValueError("the tokenizer has no [CLS] or [SEP] token")
+        self._cls, self._sep = cls, sep
         static = Path(model_path).parent / "static-fp16.npy"
         self.static_table = _static_table(static) if static.is_file() else None
         self._static_path = static

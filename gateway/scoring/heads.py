@@ -165,7 +165,7 @@ class Head:
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path) -> Head:
