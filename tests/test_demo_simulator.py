@@ -247,3 +247,18 @@ def test_the_simulator_itself_streams_responses_and_completions_in_pieces() -> N
 
     deltas, texts = asyncio.run(run())
     assert deltas == ["Echo:", " one", " two", " three"] and "".join(texts) == "Echo: a b"
+
+
+def test_body_and_headers_agree_on_input_redaction_and_the_log_keeps_the_asked_model(demo: Gateway) -> None:
+    """Issue 27 item 8: with output stages that pass the answer, the body's `guardrail` field said no
+    action while x-guardrail-action said redact; the monitoring log said model '*' (the route's glob)."""
+    raw = httpx.post(demo.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "mail a@example.com"}]})
+    note = raw.json()["guardrail"]
+    assert raw.headers["x-guardrail-action"] == note["action"] == "redact"
+    assert raw.headers["x-guardrail-stage"] == note["stage"] and raw.headers["x-guardrail-ruleset"] == note["ruleset"]
+    assert any(s["on"] == "input" and s["action"] == "redact" for s in note["stages"])
+    log = httpx.get(demo.url + "/v1/monitoring?limit=20", headers={"Authorization": "Bearer admin-demo-token"}).json()
+    records = log["data"] if isinstance(log, dict) else log
+    mine = [r for r in records if r["id"] == note["request_id"]]
+    assert mine and {r["model"] for r in mine} == {"gpt-4o-mini"} and all(r["route"] for r in mine)

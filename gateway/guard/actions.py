@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +35,30 @@ def refusal_text(action: ActionSpec, stage_message: str, rng: random.Random | No
 
 
 def annotation(decision: Decision, request_id: str) -> dict[str, Any]:
-    """The `guardrail` extension field: what fired, and every stage's outcome."""
-    fired = {"action": decision.action, "stage": decision.stage.name if decision.stage else None,
-             "ruleset": decision.ruleset}
+    """The `guardrail` extension field of one check (see `annotation_of`)."""
+    return annotation_of([decision], request_id)
+
+
+def fired(decisions: Sequence[Decision]) -> Decision | None:
+    """The decision the `x-guardrail-*` headers and the `guardrail` field both name: the last that acted."""
+    acted = [d for d in decisions if d.action is not None]
+    return acted[-1] if acted else None
+
+
+def annotation_of(decisions: Sequence[Decision], request_id: str) -> dict[str, Any]:
+    """The `guardrail` extension field for a request's checks (input, then output): what fired, as the
+    headers say it, and every stage's outcome on either side."""
+    decision = fired(decisions) or (decisions[-1] if decisions else None)
+    what = {"action": decision.action if decision else None,
+            "stage": decision.stage.name if decision and decision.stage else None,
+            "ruleset": decision.ruleset if decision else None}
     stages = [{"stage": o.stage, "on": o.on, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
                "action": o.action, "triggered": list(o.triggered),
                # Only which metrics failed: an exception's text may hold internals or request text.
                "errors": [e.split(":", 1)[0] for e in o.errors]}
-              for o in decision.outcomes if o.triggered or o.errors or not o.scanned or o.action]
-    out: dict[str, Any] = {"request_id": request_id, **fired, "stages": stages}
-    if decision.action == "handoff":
+              for d in decisions for o in d.outcomes if o.triggered or o.errors or not o.scanned or o.action]
+    out: dict[str, Any] = {"request_id": request_id, **what, "stages": stages}
+    if what["action"] == "handoff":
         out["handoff"] = True
     return out
 

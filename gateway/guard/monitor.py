@@ -24,11 +24,12 @@ class MonitorRecord:
     ruleset: str | None
     texts: tuple[str, ...]
     stages: tuple[dict[str, Any], ...]
+    route: str = ""  # where the request went: the routed upstream and the config's model glob it matched
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "time": self.time, "application": self.application, "model": self.model,
-                "on": self.on, "action": self.action, "stage": self.stage, "ruleset": self.ruleset,
-                "texts": list(self.texts), "stages": list(self.stages)}
+                "route": self.route, "on": self.on, "action": self.action, "stage": self.stage,
+                "ruleset": self.ruleset, "texts": list(self.texts), "stages": list(self.stages)}
 
 
 class MonitorLog:
@@ -50,14 +51,15 @@ class MonitorLog:
         self.written = 0
 
     def add(self, request_id: str, application: str, model: str, on: str, decision: Decision,
-            texts: tuple[str, ...]) -> None:
+            texts: tuple[str, ...], route: str = "") -> None:
+        """`model` is the model the client asked for; `route` where the gateway sent it."""
         stages = tuple({"stage": o.stage, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
                         "action": o.action, "triggered": list(o.triggered), "errors": list(o.errors),
                         "fail_open": o.fail_open, "values": o.values} for o in decision.outcomes)
         record = MonitorRecord(
             request_id, time.time(), application, model, on, decision.action,
             decision.stage.name if decision.stage else None, decision.ruleset,
-            tuple(t[: self._max_text] for t in texts), stages)
+            tuple(t[: self._max_text] for t in texts), stages, route)
         self._records.append(record)
         if self.outbox_size:
             if len(self._outbox) >= self.outbox_size:

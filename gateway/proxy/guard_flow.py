@@ -61,8 +61,14 @@ class Guarded:
         EVAL_CONTEXT.set(EvalContext("output", self.prompt, self.context, self.complete))
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        fired = [d for d in self.decisions if d.action is not None]
-        return actions.headers(fired[-1]) if fired else []
+        fired = actions.fired(self.decisions)
+        return actions.headers(fired) if fired else []
+
+    def annotation(self, request_id: str, last: Decision | None = None) -> dict[str, Any]:
+        """The `guardrail` field, from the same decisions as `headers` (and `last`, a stream's output
+        check not yet among them): an input redaction is told in the body as in the headers."""
+        decisions = [*self.decisions, *([last] if last is not None and last not in self.decisions else [])]
+        return actions.annotation_of(decisions, request_id)
 
 
 class GuardFlow:
@@ -242,7 +248,10 @@ class GuardFlow:
             if not o.scanned:
                 t.guard_not_scanned.labels(stage_label).inc()
         if decision.outcomes and any(o.scanned for o in decision.outcomes):
-            self._monitor.add(ex.request_id, ex.application, ex.model, on, decision, texts)
+            # the model the client asked for; the route (upstream, matched glob) beside it
+            requested = getattr(ex, "requested_model", "") or ex.model
+            route = f"{getattr(ex, 'upstream', '')}:{ex.model}" if getattr(ex, "upstream", "") else ex.model
+            self._monitor.add(ex.request_id, ex.application, requested, on, decision, texts, route)
 
 
 # The endpoints whose stops answer in their own shape (an embedding has none: it is always an error).

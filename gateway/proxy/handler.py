@@ -44,7 +44,8 @@ class Exchange:
     start: float
     request_id: str
     application: str = "unknown"
-    model: str = "unknown"
+    model: str = "unknown"  # the route's label (the config glob that matched): bounded, for metrics
+    requested_model: str = ""  # the model the client named (the monitoring log keeps it)
     upstream: str = ""
     stream: bool = False
     upstream_start: float = 0.0
@@ -134,6 +135,7 @@ class ProxyHandler:
             raise OpenAIError(404, f"The model '{parsed.model}' is not served by this gateway.",
                               code="model_not_found", param="model")
         ex.model, ex.stream = target.group.name, parsed.stream
+        ex.requested_model = parsed.model
         if len(target.group.deployments) == 1:  # known before sending (refusals name it, as before groups)
             ex.upstream = target.group.deployments[0].upstream.name
         guarded = self._flow.stages(app, parsed.payload)
@@ -238,7 +240,7 @@ class ProxyHandler:
             return refusal
         annotated = decision.changed or any(d.action or any(o.errors for o in d.outcomes) for d in guarded.decisions)
         if annotated:
-            payload["guardrail"] = annotation(decision, ex.request_id)
+            payload["guardrail"] = guarded.annotation(ex.request_id, decision)
         if as_events:
             dumps_json(payload, answer_too_deep)  # fails here, as an error answer, not in the middle of the stream
             return RawResponse(200, event_stream_headers([*headers, *guarded.headers()]), response_stream(payload))
@@ -328,7 +330,7 @@ class ProxyHandler:
         elif guarded.output:  # (a /v1/responses answer under stages that may act was asked for whole)
             guarded.enter_output()
             relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
-                                self._flow.replacement, lambda d: annotation(d, ex.request_id),
+                                self._flow.replacement, lambda d: guarded.annotation(ex.request_id, d),
                                 self._flow.lookback(guarded.output))
         chunks = self._events(upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
