@@ -93,6 +93,9 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         return ok(_view(doc), 201)
 
     async def read(request: Request, role: Role) -> RawResponse:
+        for s in registry.config.stages:  # config stages are readable one by one too (read-only)
+            if s.name == request.path_params["name"]:
+                return ok({"id": s.name, "object": "stage", "source": "config", **s.model_dump(mode="json")})
         return ok(_view(await stored(request.path_params["name"], role, write=False)))
 
     async def edit(request: Request, role: Role) -> RawResponse:

@@ -90,8 +90,8 @@ def test_policy_list_carries_state_owner_and_applied(console_gw: Gateway) -> Non
     assert (items["state_re"]["training"], items["state_re"]["needs_training"]) == (None, False)
     assert httpx.post(url + "/state_clf/train", headers=h(APP_TOKEN)).status_code == 202
     deadline = time.monotonic() + 60
-    while listed()["state_clf"]["training"]["status"] != "ready":
-        assert listed()["state_clf"]["training"]["status"] in ("training_queued", "training")
+    while (status := listed()["state_clf"]["training"]["status"]) != "ready":
+        assert status in ("training_queued", "training")
         assert time.monotonic() < deadline
         time.sleep(0.3)
     item = listed()["state_clf"]
@@ -102,3 +102,27 @@ def test_policy_list_carries_state_owner_and_applied(console_gw: Gateway) -> Non
     assert httpx.post(url + "/state_re/apply", headers=h(CENTRAL),
                       json={"application": "app-a", "on": "output"}).status_code == 201
     assert listed()["state_re"]["applied"] == 2
+
+
+def test_stage_validation_errors_name_the_field(console_gw: Gateway) -> None:
+    """A stage that does not validate answers 400 naming the field as the body spells it (it used to
+    name only `store.stages.<name>` with 'validation error for StageSpec')."""
+    spec = {"name": "bad-stage", "on": "input", "scope": "central",
+            "rulesets": [{"name": "a", "rules": [{"metric": "length", "op": "gt", "value": 5}], "action": {"type": "block"}},
+                         {"name": "b", "rules": [{"metric": "length", "op": "gt", "value": 9}], "action": {"type": "override"}}]}
+    e = error(httpx.post(console_gw.url + "/v1/admin/stages", headers=h(CENTRAL), json=spec), 400)
+    assert e["param"] == "rulesets[1].action" and "needs `responses`" in e["message"]
+    spec["rulesets"][1]["action"]["responses"] = ["no"]
+    spec["rulesets"][1]["rules"][0]["op"] = "bogus"
+    e = error(httpx.post(console_gw.url + "/v1/admin/stages", headers=h(CENTRAL), json=spec), 400)
+    assert e["param"] == "rulesets[1].rules[0].op"
+    spec["rulesets"][1]["rules"][0]["op"] = "contains_any"
+    assert error(httpx.post(console_gw.url + "/v1/admin/stages", headers=h(CENTRAL), json=spec), 400)["param"] == \
+        "rulesets[1].rules[0].value"
+
+
+def test_config_stage_is_readable_alone(console_gw: Gateway) -> None:
+    r = httpx.get(console_gw.url + "/v1/admin/stages/config-input", headers=h(APP_TOKEN))
+    assert r.status_code == 200 and r.json()["source"] == "config" and r.json()["rulesets"][0]["name"] == "words"
+    assert error(httpx.patch(console_gw.url + "/v1/admin/stages/config-input", headers=h(CENTRAL),
+                             json={"mode": "monitor"}), 403)["code"] == "config_stage"

@@ -148,3 +148,172 @@ def test_seed_000_cycle_in_the_browser(page: Any, console_gw: Gateway) -> None:
     page.get_by_role("button", name="Revert to v2").click()
     expect(versions.locator("tr[data-version='5']")).to_contain_text("current")
     assert httpx.get(console_gw.url + "/v1/admin/policies/refunds", headers=h(CENTRAL)).json()["threshold"] == 0.5
+
+
+def test_registry_badges_and_role_rules(page: Any, console_gw: Gateway) -> None:
+    """Config objects are read-only with the badge; an application token edits only its own policies and
+    sees central stages read-only."""
+    url = console_gw.url + "/v1/admin/policies"
+    assert httpx.post(url, headers=h(CENTRAL), json={"id": "central_codes", "type": "regex",
+                                                     "patterns": ["CC-[0-9]{4}"]}).status_code == 201
+    assert httpx.post(url, headers=h(APP_TOKEN), json={"id": "app_words", "type": "contains",
+                                                       "keywords": ["secret-project"]}).status_code == 201
+    login(page, APP_TOKEN, "#/policies")
+    table = page.get_by_role("table", name="policies")
+    expect(table.locator("tr[data-policy=config_words]")).to_contain_text("defined in the config file; change it there")
+    expect(table.locator("tr[data-policy=central_codes]")).to_contain_text("central")
+    expect(table.locator("tr[data-policy=central_codes]").get_by_role("button")).to_have_count(0)
+    expect(table.locator("tr[data-policy=app_words]").get_by_role("button", name="Delete app_words")).to_be_visible()
+    # another owner's policy: read-only JSON, no save buttons
+    table.get_by_role("link", name="central_codes").click()
+    expect(page.get_by_text("Read-only: owned by central.")).to_be_visible()
+    expect(page.get_by_role("button", name="Save definition")).to_have_count(0)
+    # a config policy: only Definition and Applied to, with the badge
+    page.goto("/console/#/policies/config_words")
+    expect(page.get_by_role("navigation", name="tabs").get_by_role("link")).to_have_text(["Definition", "Applied to"])
+    expect(page.get_by_role("heading", level=1)).to_contain_text("defined in the config file")
+    # the config stage and a central stage are read-only for an application token
+    page.get_by_role("link", name="Stages").click()
+    expect(page.get_by_role("table", name="Config stages").locator("tr[data-stage=config-input]")).to_contain_text("config")
+    expect(page.get_by_role("table", name="Config stages").get_by_role("button")).to_have_count(0)
+    page.get_by_role("link", name="config-input").click()
+    expect(page.get_by_text("Read-only: defined in the config file; change it there.")).to_be_visible()
+    expect(page.get_by_role("button", name="Save stage")).to_have_count(0)
+
+
+def test_wizard_errors_land_on_their_fields(page: Any) -> None:
+    """400 with `param` marks that field (the wizard returns to its step); 409 policy_exists lands on id."""
+    login(page, CENTRAL, "#/policies/new")
+    page.get_by_label("Policy type").select_option("regex")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Policy id").fill("config_words")
+    page.get_by_label("Patterns (one per line)").fill("ok-[0-9]+")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("[data-error-for=id]")).to_have_text("A policy 'config_words' exists already.")
+    expect(page.get_by_label("Policy id")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Policy id").fill("bad_pattern")
+    page.get_by_label("Patterns (one per line)").fill("unclosed(")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("[data-error-for=patterns]")).to_contain_text("patterns")
+    expect(page.get_by_label("Patterns (one per line)")).to_have_value("unclosed(")  # the form keeps its input
+
+
+def test_stage_editor_two_rulesets_reorder_pause_revert(page: Any, console_gw: Gateway) -> None:
+    login(page, CENTRAL, "#/stages")
+    page.get_by_role("button", name="New stage").click()
+    page.get_by_label("Stage name").fill("org-input")
+    page.get_by_label("Scope").select_option("central")
+    first = page.locator("[data-ruleset='0']")
+    first.get_by_label("Ruleset name").fill("long")
+    first.get_by_label("Metric").select_option("length")
+    first.get_by_label("Op").select_option("gt")
+    first.get_by_label("Value").fill("5000")
+    page.get_by_role("button", name="Add ruleset").click()
+    second = page.locator("[data-ruleset='1']")
+    second.get_by_label("Ruleset name").fill("words")
+    second.get_by_label("Metric").select_option("config_words")
+    second.get_by_label("Action").select_option("override")
+    second.get_by_label("Responses (one per line)").fill("I can't help with that.")
+    page.get_by_role("button", name="Move ruleset 2 up").click()
+    expect(page.locator("[data-ruleset='0']").get_by_label("Ruleset name")).to_have_value("words")
+    # a bad op for a rule is refused by the API and shown on that rule's field
+    page.locator("[data-ruleset='1']").get_by_label("Op").select_option("contains_any")
+    page.get_by_role("button", name="Create stage").click()
+    expect(page.locator("[data-error-for='rulesets[1].rules[0].value']")).to_contain_text(
+        "`contains_any` needs a metric that returns labels")
+    expect(page.locator("[data-ruleset='1'] [data-param='rulesets[1].rules[0].value']")).to_have_class(re.compile("invalid"))
+    page.locator("[data-ruleset='1']").get_by_label("Op").select_option("gt")
+    page.get_by_role("button", name="Create stage").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("org-input")
+    stage = httpx.get(console_gw.url + "/v1/admin/stages/org-input", headers=h(CENTRAL)).json()
+    assert [rs["name"] for rs in stage["rulesets"]] == ["words", "long"]
+    assert stage["rulesets"][0]["action"] == {"type": "override", "responses": ["I can't help with that."]}
+    # edit: swap back, save -> v2
+    page.get_by_role("button", name="Move ruleset 1 down").click()
+    page.get_by_role("button", name="Save stage").click()
+    expect(page.get_by_role("status")).to_have_text("Saved as version 2.")
+    # pause and resume from the list
+    page.get_by_role("link", name="Stages").click()
+    row = page.get_by_role("table", name="Central stages").locator("tr[data-stage=org-input]")
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Pause").click()
+    expect(row).to_contain_text("paused")
+    row.get_by_role("button", name="Resume").click()
+    expect(row.get_by_role("button", name="Pause")).to_be_visible()
+    # versions: revert to v1 (words first again)
+    row.get_by_role("link", name="org-input").click()
+    page.get_by_role("navigation", name="tabs").get_by_role("link", name="Versions").click()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Revert to v1").click()
+    expect(page.get_by_role("table", name="versions").locator("tr[data-version='5']")).to_contain_text("current")
+    stage = httpx.get(console_gw.url + "/v1/admin/stages/org-input", headers=h(CENTRAL)).json()
+    assert [rs["name"] for rs in stage["rulesets"]] == ["words", "long"]
+    # pins (G6): pin app-b to v1, listed with how far behind it is
+    page.get_by_role("navigation", name="tabs").get_by_role("link", name="Pins").click()
+    page.get_by_label("Application").fill("app-b")
+    page.get_by_label("Version").fill("1")
+    page.get_by_role("button", name="Pin").click()
+    expect(page.get_by_role("table", name="pins")).to_contain_text("4 versions behind latest")
+    httpx.request("DELETE", console_gw.url + "/v1/admin/stages/org-input", headers=h(CENTRAL), json={})
+
+
+def test_applications_and_key_shown_once(page: Any, console_gw: Gateway) -> None:
+    login(page, CENTRAL, "#/applications")
+    expect(page.get_by_role("table", name="applications").locator("tr[data-application=app-a]")).to_contain_text("config")
+    page.get_by_label("Application id").fill("app-a")
+    page.get_by_role("button", name="Create application").click()
+    expect(page.locator("[data-error-for=id]")).to_have_text("An application 'app-a' exists already.")
+    page.get_by_label("Application id").fill("web-shop")
+    page.get_by_role("button", name="Create application").click()
+    key = page.get_by_test_id("new-key").inner_text().strip()
+    assert key.startswith("sk-gg-")
+    page.get_by_role("button", name="Done").click()
+    expect(page.get_by_test_id("new-key")).to_have_count(0)
+    r = httpx.post(console_gw.url + "/v1/chat/completions", headers=h(key), timeout=30,
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]})
+    assert r.status_code == 200, r.text
+    page.get_by_role("link", name="web-shop").click()
+    expect(page.get_by_test_id("key-count")).to_have_text("1")
+    page.get_by_role("button", name="New key").click()
+    expect(page.get_by_test_id("new-key")).to_contain_text("sk-gg-")
+    page.get_by_role("button", name="Done").click()
+    expect(page.get_by_test_id("key-count")).to_have_text("2")
+    page.get_by_label("Model").fill("gpt-4o")
+    page.get_by_role("button", name="Show plan").click()
+    expect(page.get_by_role("table", name="effective plan")).to_contain_text("config-input")
+
+
+def test_playground_proxy_and_evaluate(page: Any) -> None:
+    login(page, CENTRAL, "#/playground")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("[data-error-for=key]")).to_contain_text("An application key is needed")
+    page.get_by_label("Application key (kept in this page only)").fill(KEY_A)
+    page.get_by_label("User message").fill("please say configured-word")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("proxy-action")).to_have_text("block")
+    expect(page.get_by_test_id("proxy-answer")).to_have_text("Blocked by the config stage.")
+    page.get_by_role("combobox", name=re.compile("^Mode")).select_option("evaluate")
+    page.get_by_label(re.compile("^Policy ids")).fill("config_words")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("eval-status")).to_have_text("FAIL")
+    expect(page.get_by_role("table", name="violations")).to_contain_text("config_words")
+    page.get_by_label("User message").fill("a harmless question")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("eval-status")).to_have_text("PASS")
+    # the key never reaches storage
+    assert KEY_A not in page.evaluate("JSON.stringify(Object.assign({}, sessionStorage, localStorage))")
+
+
+def test_expired_session_goes_back_to_login(page: Any) -> None:
+    login(page, CENTRAL)
+    page.evaluate("sessionStorage.setItem('gg-admin-token', 'revoked-token')")
+    page.get_by_role("link", name="Policies").click()
+    expect(page.get_by_role("alert")).to_contain_text("Your session ended (Invalid or missing admin token.)")
+    expect(page.get_by_label("Admin token")).to_be_visible()
+    page.get_by_label("Admin token").fill(CENTRAL)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Policies")).to_be_visible()  # back where it was
