@@ -317,3 +317,57 @@ def test_expired_session_goes_back_to_login(page: Any) -> None:
     page.get_by_label("Admin token").fill(CENTRAL)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Policies")).to_be_visible()  # back where it was
+
+
+def test_store_unreachable_shows_the_banner_and_keeps_the_form(browser: Any, upstream: str, tmp_path: Any) -> None:
+    """A private redis-server store that goes away: saving answers 503 store_unavailable, the console shows
+    the global banner and the form keeps its input."""
+    import shutil
+    import subprocess
+
+    import redis
+
+    from tests.conftest import free_port, running_gateway, stop_process
+    from tests.console.conftest import Problems, console_config
+
+    port = free_port()
+    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                               "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        store = f'store: {{url: "redis://127.0.0.1:{port}/0", timeout_s: 0.2, poll_interval_s: 0.2}}\n'
+        (tmp_path / "gw").mkdir()
+        with running_gateway(tmp_path / "gw", lambda p: console_config(upstream, p) + store) as gw:
+            context = browser.new_context(base_url=gw.url)
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            problems = Problems()
+            page.on("pageerror", lambda e: problems.items.append(f"pageerror: {e}"))
+            login(page, CENTRAL, "#/policies/new")
+            page.get_by_role("button", name="Next").click()
+            page.get_by_label("Policy id").fill("kept_input")
+            page.get_by_label("Patterns (one per line)").fill("KEEP-[0-9]+")
+            page.get_by_role("button", name="Next").click()
+            page.get_by_role("button", name="Next").click()
+            stop_process(server)
+            page.get_by_role("button", name="Create").click()
+            expect(page.get_by_test_id("store-banner")).to_contain_text(
+                "Policy store unreachable: the gateway keeps enforcing its last good plan; changes cannot be saved now.")
+            expect(page.get_by_test_id("review-json")).to_contain_text('"id": "kept_input"')
+            page.get_by_role("button", name="Back").click()
+            page.get_by_role("button", name="Back").click()
+            expect(page.get_by_label("Policy id")).to_have_value("kept_input")
+            context.close()
+            problems.check()
+    finally:
+        if server.poll() is None:
+            stop_process(server)
