@@ -31,6 +31,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.console import console_routes
 from gateway.proxy.admission import Admission
 from gateway.proxy.handler import ProxyHandler
+from gateway.proxy.limits import Limiter
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
 from gateway.proxy.responses import JSON, RawResponse
 from gateway.guard.monitor import MonitorLog
@@ -110,7 +111,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     complete = make_completer(router)
     scrub = SecretScrubber.from_upstreams(config.upstreams)  # the upstreams' secrets, out of errors and logs
     flow = GuardFlow(build_plan(config), telemetry, monitor, complete, scrub)
-    handler = ProxyHandler(config, upstreams, router, telemetry, flow, scrub)
+    limits_url = config.store.url if (config.store.url or "").startswith("redis://") else None
+    handler = ProxyHandler(config, upstreams, router, telemetry, flow, scrub, Limiter(limits_url, config.store.prefix))
     registry = Registry(config, open_store(store_url(config, settings.config_path), config.store.prefix,
                                            config.store.max_records, config.store.timeout_s), flow)
     telemetry.registry.register(RegistryCollector(registry, monitor))

@@ -54,6 +54,12 @@ class Telemetry:
                                           "checks (consecutive failures).", ["group", "upstream"], registry=r)
         self.retry_budget_exhausted = Counter("gateway_upstream_retry_budget_exhausted", "Retries not made because "
                                               "the model group's retry budget was spent.", ["group"], registry=r)
+        self.tokens = Counter("gateway_tokens", "Tokens used, by application, model (group or glob) and kind "
+                              "(prompt, completion): the upstream's usage, estimated for a stream without it.",
+                              ["application", "model", "kind"], registry=r)
+        self.rate_limited = Counter("gateway_rate_limited", "Requests refused with a 429 by an application's or "
+                                    "key's limits, by application and limit kind (requests, tokens).",
+                                    ["application", "kind"], registry=r)
         self.guard_triggers = Counter("gateway_guard_triggers", "Rulesets whose action applied (or would have, in "
                                       "monitor mode), by stage, ruleset, action and mode.",
                                       ["stage", "ruleset", "action", "mode"], registry=r)

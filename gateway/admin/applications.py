@@ -17,6 +17,7 @@ from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import ok, read_json, wrap
 from gateway.admin.registry import Registry
 from gateway.proxy.auth import key_digest
+from gateway.proxy.limits import expires
 from gateway.proxy.openai import OpenAIError
 from gateway.proxy.responses import RawResponse
 from gateway.store import Version
@@ -25,7 +26,55 @@ from gateway.store import Version
 def _view(doc: Version) -> dict[str, Any]:
     return {"id": doc.id, "object": "application", "source": "store", "version": doc.version,
             "stages": doc.body.get("stages", []), "allow_request_stages": doc.body.get("allow_request_stages", True),
-            "keys": len(doc.body.get("key_hashes", []))}
+            "keys": len(doc.body.get("key_hashes", [])), "models": doc.body.get("models", []),
+            "rpm": doc.body.get("rpm"), "tpm": doc.body.get("tpm"),
+            "key_rules": list(doc.body.get("key_rules", {}).values())}
+
+
+_APP_FIELDS = frozenset({"id", "stages", "allow_request_stages", "models", "rpm", "tpm", "key"})
+_KEY_FIELDS = frozenset({"models", "rpm", "tpm", "expires_at"})
+
+
+def refuse_unknown(body: dict[str, Any], known: frozenset[str], where: str = "") -> None:
+    """Unknown fields are refused (400 naming them), never dropped."""
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise OpenAIError(400, f"Unknown field(s) {', '.join(where + u for u in unknown)}; known: "
+                               f"{', '.join(sorted(known))}.", code="unknown_field", param=where + unknown[0])
+
+
+def limits(body: dict[str, Any], doc: dict[str, Any], code: str, where: str = "") -> dict[str, Any]:
+    """models (a list of globs), rpm and tpm (whole numbers >= 1, or null), checked; unchanged when absent."""
+    out: dict[str, Any] = {}
+    models = body.get("models", doc.get("models", []))
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise OpenAIError(400, f"{where}models: a list of model names or globs.", code=code, param=where + "models")
+    out["models"] = models
+    for name in ("rpm", "tpm"):
+        value = body.get(name, doc.get(name))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise OpenAIError(400, f"{where}{name}: a whole number >= 1, or null.", code=code, param=where + name)
+        out[name] = value
+    return out
+
+
+def key_settings(body: Any) -> dict[str, Any] | None:
+    """A new key's own limits and expiry ({models, rpm, tpm, expires_at}); None when it has none."""
+    if body is None or body == {}:
+        return None
+    if not isinstance(body, dict):
+        raise OpenAIError(400, "key: an object {models, rpm, tpm, expires_at}.", code="invalid_key", param="key")
+    refuse_unknown(body, _KEY_FIELDS, "key.")
+    out = limits(body, {}, "invalid_key", "key.")
+    expires_at = body.get("expires_at")
+    if expires_at is not None:
+        try:
+            expires(expires_at)
+        except (TypeError, ValueError, AssertionError):
+            raise OpenAIError(400, "key.expires_at: an ISO 8601 time, e.g. 2030-01-01T00:00:00Z.",
+                              code="invalid_key", param="key.expires_at") from None
+    out["expires_at"] = expires_at
+    return out
 
 
 def _new_key() -> str:
@@ -39,9 +88,11 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         if not role.central:
             raise OpenAIError(403, "Only central tokens may manage applications.", code="forbidden")
 
-    async def body_fields(request: Request) -> dict[str, Any]:
+    async def body_fields(request: Request, doc: dict[str, Any] | None = None) -> dict[str, Any]:
         body = await read_json(request)
-        stages = body.get("stages", [])
+        refuse_unknown(body, _APP_FIELDS)
+        doc = doc or {}
+        stages = body.get("stages", doc.get("stages", []))
         if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
             raise OpenAIError(400, "stages: a list of stage names.", code="invalid_application", param="stages")
         known = set(registry.flow.plan.stages)
@@ -49,11 +100,15 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             if name not in known:
                 raise OpenAIError(400, f"stages[{i}]: no stage {name!r}.", code="invalid_application",
                                   param=f"stages[{i}]")
-        allow = body.get("allow_request_stages", True)
+        allow = body.get("allow_request_stages", doc.get("allow_request_stages", True))
         if not isinstance(allow, bool):
             raise OpenAIError(400, "allow_request_stages: true or false.", code="invalid_application",
                               param="allow_request_stages")
-        return {"stages": stages, "allow_request_stages": allow, "id": body.get("id")}
+        fields = {"stages": stages, "allow_request_stages": allow, "id": body.get("id"),
+                  **limits(body, doc, "invalid_application")}
+        if "key" in body:
+            fields["key"] = key_settings(body["key"])
+        return fields
 
     async def list_apps(request: Request, role: Role) -> RawResponse:
         central_only(role)
@@ -67,14 +122,16 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         central_only(role)
         fields = await body_fields(request)
         app_id = fields.pop("id")
+        rule = fields.pop("key", None)
         if not isinstance(app_id, str) or not app_id:
             raise OpenAIError(400, "id: required, a non-empty string.", code="invalid_application", param="id")
         if app_id in registry.application_ids:
             raise OpenAIError(409, f"An application '{app_id}' exists already.", code="application_exists",
                               param="id")
         key = _new_key()
-        doc = await registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)]},
-                                   "central")
+        rules = {key_digest(key): rule} if rule else {}
+        doc = await registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)],
+                                                   "key_rules": rules}, "central")
         return ok({**_view(doc), "key": key}, 201)
 
     async def stored(app_id: str) -> Version:
@@ -93,8 +150,11 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
     async def edit(request: Request, role: Role) -> RawResponse:
         central_only(role)
         doc = await stored(request.path_params["id"])
-        fields = await body_fields(request)
+        fields = await body_fields(request, doc.body)
         fields.pop("id")
+        if fields.pop("key", None) is not None:
+            raise OpenAIError(400, "key: set a key's limits when adding it (POST .../keys).",
+                              code="invalid_application", param="key")
         new = await registry.write("application", {**doc.body, **fields}, "central")
         return ok(_view(new))
 
@@ -102,8 +162,10 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         """Add a key (rotation: add, move clients over, then revoke the old ones); shown once."""
         central_only(role)
         doc = await stored(request.path_params["id"])
+        rule = key_settings(await read_json(request))
         key = _new_key()
-        body = {**doc.body, "key_hashes": [*doc.body.get("key_hashes", []), key_digest(key)]}
+        rules = {**doc.body.get("key_rules", {}), **({key_digest(key): rule} if rule else {})}
+        body = {**doc.body, "key_hashes": [*doc.body.get("key_hashes", []), key_digest(key)], "key_rules": rules}
         new = await registry.write("application", body, "central")
         return ok({**_view(new), "key": key}, 201)
 
@@ -115,8 +177,9 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise OpenAIError(400, "keep: a whole number >= 0.", code="invalid_request", param="keep")
         hashes = doc.body.get("key_hashes", [])
-        new = await registry.write("application", {**doc.body, "key_hashes": hashes[len(hashes) - keep:] if keep
-                                                   else []}, "central")
+        kept = hashes[len(hashes) - keep:] if keep else []
+        rules = {h: r for h, r in doc.body.get("key_rules", {}).items() if h in kept}
+        new = await registry.write("application", {**doc.body, "key_hashes": kept, "key_rules": rules}, "central")
         return ok(_view(new))
 
     async def delete(request: Request, role: Role) -> RawResponse:

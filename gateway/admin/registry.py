@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from gateway.admin import limits
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import PolicySpec, StageSpec
-from gateway.config.schema import ApplicationConfig, GatewayConfig
+from gateway.config.schema import ApplicationConfig, GatewayConfig, KeyRule
 from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
 from gateway.guard.policy import Policy, compile_policy, host_access
 from gateway.store import NotFound, Store, StoreError, Version
@@ -117,8 +117,13 @@ class Snapshot:
 
 def stored_application(doc: Version) -> ApplicationConfig:
     """A stored application (its keys are only hashes: see KeyRing.set_stored)."""
+    rules = tuple(KeyRule.model_construct(key=None, key_sha256=h, models=tuple(r.get("models") or ()),
+                                          rpm=r.get("rpm"), tpm=r.get("tpm"), expires_at=r.get("expires_at"))
+                  for h, r in (doc.body.get("key_rules") or {}).items())
     return ApplicationConfig.model_construct(id=doc.id, keys=(), stages=tuple(doc.body.get("stages", [])),
-                                             allow_request_stages=bool(doc.body.get("allow_request_stages", True)))
+                                             allow_request_stages=bool(doc.body.get("allow_request_stages", True)),
+                                             models=tuple(doc.body.get("models") or ()), rpm=doc.body.get("rpm"),
+                                             tpm=doc.body.get("tpm"), key_rules=rules)
 
 
 def _policy_spec(body: dict[str, Any]) -> PolicySpec:

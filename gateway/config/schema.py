@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -180,13 +181,51 @@ def _header_safe(text: str) -> bool:
     return text.isascii() and text.isprintable()
 
 
+class KeyRule(_Frozen):
+    """One key's own limits, beside its application's (both apply)."""
+
+    key: NonEmpty | None = Field(None, description="The key (or give key_sha256).")
+    key_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="The key's hex SHA-256, to keep the key itself out of the file.")
+    models: tuple[NonEmpty, ...] = Field((), description="Model globs this key may use (empty: its application's).")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute for this key.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute for this key (prompt + completion).")
+    expires_at: datetime | None = Field(None, description="After this time (ISO 8601; UTC if no zone) the key "
+                                        "gets 401 expired_api_key.")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "KeyRule":
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key and key_sha256")
+        return self
+
+
 class ApplicationConfig(_Frozen):
     """A client of the gateway, identified by the bearer keys it sends."""
 
     id: Name = Field(description="Unique id; a metric label.")
-    keys: tuple[NonEmpty, ...] = Field(min_length=1, description="Bearer keys (virtual keys) this application sends.")
+    keys: tuple[NonEmpty, ...] = Field(min_length=1, description="Bearer keys (virtual keys) this application sends; "
+                                       "an entry may be a mapping {key, models, rpm, tpm, expires_at} (see key_rules).")
     stages: tuple[Name, ...] = Field((), description="The application's own stages; central stages always apply.")
     allow_request_stages: bool = Field(True, description="May requests add stages in a `guardrails` body field.")
+    models: tuple[NonEmpty, ...] = Field((), description="Model globs (client-facing names) this application may "
+                                         "use; empty: all. Others get 403 model_not_allowed.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute for all its keys together (429 "
+                            "rate_limit_exceeded with Retry-After and x-ratelimit-* headers).")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute (the upstream's usage; estimated for a "
+                            "stream without it) for all its keys together.")
+    key_rules: tuple[KeyRule, ...] = Field((), description="Per-key limits and expiry; `keys` entries written as "
+                                           "mappings land here.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_with_rules(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("keys"), list) and any(
+                isinstance(k, dict) for k in data["keys"]):
+            rules = [k for k in data["keys"] if isinstance(k, dict)]
+            keys = [k.get("key") if isinstance(k, dict) else k for k in data["keys"]]
+            data = {**data, "keys": keys, "key_rules": [*data.get("key_rules", ()), *rules]}
+        return data
 
 
 class AdminToken(_Frozen):

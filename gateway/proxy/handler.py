@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ from gateway.guard.actions import annotation
 from gateway.proxy.guard_flow import GuardFlow, Guarded
 from gateway.proxy.stream_guard import AnswerMonitor, EventRelay, StreamGuard, UnreadableStream, answer_monitor
 from gateway.proxy.texts import Found, Path, read_response
-from gateway.proxy.auth import KeyRing
+from gateway.proxy.auth import Entry, KeyRing, bearer
+from gateway.proxy.limits import Cell, Limiter, Verdict
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_too_deep, dumps_json, model_list,
                                   parse_request, request_too_deep, stream_error_event)
@@ -54,19 +57,23 @@ class Exchange:
     guard: str | None = None  # the last guard action applied (block, redact, ...)
     relayed: bool = False  # the answer was relayed as a stream (else read whole: its overhead is measured)
     attempts: Attempts | None = None  # what routing did: attempts, retries, fallbacks
+    verdict: Verdict | None = None
+    cells: list[Cell] | None = None  # the rate limits this request counts against (tokens debited at its end)
+    prompt_chars: int = 0  # the request body's size, for a token estimate when the upstream gives no usage
 
 
 class ProxyHandler:
     """Serves the OpenAI routes for one immutable config."""
 
     def __init__(self, config: GatewayConfig, upstreams: list[Upstream], router: Router, telemetry: Telemetry,
-                 flow: GuardFlow, scrub: SecretScrubber | None = None) -> None:
+                 flow: GuardFlow, scrub: SecretScrubber | None = None, limiter: Limiter | None = None) -> None:
         self._config = config
         # the upstreams' secrets, kept out of relayed error bodies and headers (compiled once, here)
         self._scrub = scrub if scrub is not None else SecretScrubber.from_upstreams(config.upstreams)
         self._flow = flow
         self._keys = self.keyring = KeyRing(config.applications)
         self._router = router
+        self.limiter = limiter if limiter is not None else Limiter()
         self.routing = Routing(upstreams, config.routing)
         t = telemetry
         self._dispatch = Dispatcher(self.routing, Counters(t.upstream_attempts, t.upstream_retries,
@@ -94,7 +101,15 @@ class ProxyHandler:
         ex = Exchange(endpoint.name, time.perf_counter(), _request_id())
         self._telemetry.in_flight.labels(ex.route).inc()
         try:
-            return await self._proxy(request, endpoint, ex)
+            response = await self._proxy(request, endpoint, ex)
+            if ex.verdict is not None and ex.verdict.headers:  # the gateway's limits, not the upstream account's
+                response.headers = [h for h in response.headers if not h[0].startswith(b"x-ratelimit-")]
+                response.headers += ex.verdict.headers
+            return response
+        except RateLimited as limited:
+            response = self._error(ex, limited)
+            response.headers += limited.headers()
+            return response
         except OpenAIError as err:
             return self._error(ex, err)
         except ClientDisconnect:
@@ -127,9 +142,12 @@ class ProxyHandler:
         return self._done(ex, RawResponse(200, [JSON, _rid(ex)], body))
 
     async def _proxy(self, request: Request, endpoint: Endpoint, ex: Exchange) -> ASGIApp:
-        app = self._authenticate(request, ex)
+        entry = self._authenticate(request, ex)
+        app = entry.app
         body = await self._read_body(request)
         parsed = parse_request(body, endpoint)
+        limited = await self._govern(entry, parsed.model, ex)
+        ex.prompt_chars = len(body)
         target = self.routing.resolve(parsed.model)
         if target is None:
             raise OpenAIError(404, f"The model '{parsed.model}' is not served by this gateway.",
@@ -190,6 +208,8 @@ class ProxyHandler:
             finally:
                 response.close()
         ex.upstream_s = time.perf_counter() - ex.upstream_start
+        if ok:
+            self._count_tokens(ex, *_answer_tokens(answer, ex.prompt_chars))
         if not ok:  # an error may echo the upstream's key ("Incorrect API key provided: sk-...")
             answer = self._scrub.bytes(answer)
         headers = [*client_response_headers(response.headers, self._scrub), _rid(ex)]
@@ -247,13 +267,34 @@ class ProxyHandler:
         body = dumps_json(payload, answer_too_deep) if annotated else answer
         return RawResponse(200, [*headers, *guarded.headers()], body)
 
-    def _authenticate(self, request: Request, ex: Exchange) -> ApplicationConfig:
-        app = self._keys.application(_header(request, b"authorization"))
-        if app is None:
-            raise OpenAIError(401, "Invalid or missing API key. Send your gateway key as 'Authorization: Bearer <key>'.",
-                              code="invalid_api_key")
-        ex.application = app.id
-        return app
+    def _authenticate(self, request: Request, ex: Exchange) -> Entry:
+        key = bearer(_header(request, b"authorization")) or _header(request, b"x-api-key") or _header(request,
+                                                                                                    b"api-key")
+        entry = self._keys.lookup(key.strip() if key else None)
+        if entry is None:
+            raise OpenAIError(401, "Invalid or missing API key. Send your gateway key as 'Authorization: Bearer <key>' "
+                                   "(or in an x-api-key or api-key header).", code="invalid_api_key")
+        ex.application = entry.app.id
+        rule = entry.key_rule
+        if rule is not None and rule.expires_at is not None and time.time() >= rule.expires_at:
+            raise OpenAIError(401, "This API key has expired; ask for a new one.", code="expired_api_key")
+        return entry
+
+    async def _govern(self, entry: Entry, model: str, ex: Exchange) -> Verdict | None:
+        """Allowed models, then the request and token limits (one atomic check for all of them)."""
+        for rule, who in ((entry.app_rule, "application"), (entry.key_rule, "key")):
+            if rule is not None and not rule.allows(model):
+                raise OpenAIError(403, f"This {who} may not use the model '{model}'.", code="model_not_allowed",
+                                  param="model")
+        cells = Limiter.cells(entry.app.id, entry.app_rule, entry.key_id, entry.key_rule)
+        if not cells:
+            return None
+        verdict = await self.limiter.check(cells)
+        if verdict.denied is not None:
+            self._telemetry.rate_limited.labels(ex.application, verdict.denied.split()[0]).inc()
+            raise RateLimited(verdict)
+        ex.cells, ex.verdict = cells, verdict
+        return verdict
 
     async def _read_body(self, request: Request) -> bytes:
         declared = _header(request, b"content-length")
@@ -346,8 +387,10 @@ class ProxyHandler:
     async def _events(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange, state: dict[str, int],
                       relay: EventRelay | StreamGuard) -> AsyncIterator[bytes]:
         """Relay what `relay` lets through as it arrives; a dead upstream ends the stream with an error event."""
+        usage = _Usage()
         try:
             async for chunk in response.chunks():
+                usage.feed(chunk)
                 out = await relay.feed(chunk)
                 if out:
                     if ex.ttft_s is None:
@@ -376,9 +419,19 @@ class ProxyHandler:
             response.close()
             ex.upstream_s = time.perf_counter() - ex.upstream_start
             self._flow.record_stream(relay.decisions, ex)
+            self._count_tokens(ex, *usage.tokens(ex.prompt_chars))
             self._finish(ex, state["status"])
             if isinstance(relay, AnswerMonitor) and not relay.checked:  # cut short: check what it carried
                 self._in_background(relay.check_once())
+
+    def _count_tokens(self, ex: Exchange, prompt: int, completion: int) -> None:
+        """Token usage per application and model, and the token limits' debit (off the response's path)."""
+        if prompt:
+            self._telemetry.tokens.labels(ex.application, ex.model, "prompt").inc(prompt)
+        if completion:
+            self._telemetry.tokens.labels(ex.application, ex.model, "completion").inc(completion)
+        if ex.cells and prompt + completion:
+            self._in_background(self.limiter.debit_tokens(ex.cells, prompt + completion))
 
     def _error(self, ex: Exchange, err: OpenAIError) -> RawResponse:
         return self._done(ex, RawResponse(err.status, [JSON, _rid(ex)], err.body()))
@@ -422,6 +475,67 @@ def _access_fields(ex: Exchange, status: int, elapsed: float) -> dict[str, objec
         fields["routed_group"] = tries.group
         fields["failed_attempts"] = tries.failures
     return fields
+
+
+class RateLimited(OpenAIError):
+    """A request over one of its rate limits: 429 in OpenAI's shape, Retry-After and x-ratelimit-* headers."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(429, f"Rate limit reached for {verdict.denied}; retry after {verdict.retry_after_s:.3g} s.",
+                         type=(verdict.denied or "requests").split()[0], code="rate_limit_exceeded")
+        self.verdict = verdict
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        wait = self.verdict.retry_after_s
+        return [(b"retry-after", str(max(math.ceil(wait), 1)).encode()),
+                (b"retry-after-ms", str(math.ceil(wait * 1000)).encode()), *(self.verdict.headers or [])]
+
+
+_USAGE = re.compile(rb'"(prompt_tokens|completion_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)')
+_TEXT = re.compile(rb'"(?:content|text|delta|arguments)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_CHARS_PER_TOKEN = 4
+
+
+def _read_usage(data: bytes) -> tuple[int, int] | None:
+    found = {m.group(1): int(m.group(2)) for m in _USAGE.finditer(data)}
+    if not found:
+        return None
+    return (found.get(b"prompt_tokens", found.get(b"input_tokens", 0)),
+            found.get(b"completion_tokens", found.get(b"output_tokens", 0)))
+
+
+def _answer_tokens(answer: bytes, prompt_chars: int) -> tuple[int, int]:
+    """(prompt, completion) tokens of a whole answer: its usage (looked for at its end first), else estimated."""
+    got = _read_usage(answer[-4096:]) or _read_usage(answer)
+    if got is not None:
+        return got
+    return math.ceil(prompt_chars / _CHARS_PER_TOKEN), math.ceil(len(answer) / _CHARS_PER_TOKEN)
+
+
+class _Usage:
+    """A stream's token usage: its usage event when it sends one, else estimated from its text (4 characters
+    a token) and the request's size."""
+
+    __slots__ = ("usage", "chars")
+
+    def __init__(self) -> None:
+        self.usage: tuple[int, int] | None = None
+        self.chars = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if b"_tokens" in chunk:
+            got = _read_usage(chunk)
+            if got is not None:
+                self.usage = got
+        for m in _TEXT.finditer(chunk):
+            self.chars += len(m.group(1))
+
+    def tokens(self, prompt_chars: int) -> tuple[int, int]:
+        if self.usage is not None:
+            return self.usage
+        if not self.chars:
+            return 0, 0
+        return math.ceil(prompt_chars / _CHARS_PER_TOKEN), math.ceil(self.chars / _CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,333 @@
+"""Key governance: allowed models, requests and tokens per minute per application and per key, key expiry.
+
+Each limit is a GCRA (generic cell rate algorithm) cell: one number, the theoretical arrival time `tat`,
+with an emission interval T = 60 s / limit and a burst of the whole minute. A request is admitted when
+every limit that applies has room (requests: one more; tokens: at least one left), and then debits one
+request from each request limit. Tokens are debited after the answer, from the upstream's `usage` (or an
+estimate of a stream without it), so a request may overdraw its tokens; the next ones wait until the
+minute has drained it (OpenAI's own behaviour).
+
+With a Redis store configured the cells live in Redis and one Lua script checks and debits all the
+limits of a request atomically, in one round trip, over a small pipelined RESP connection of our own
+(redis-py's asyncio client costs several times the loopback round trip). When Redis does not answer
+within `_REDIS_TIMEOUT_S` (or is down) the same cells are kept in this process (per-replica limits,
+never unlimited, never an error) and Redis is tried again after `_RETRY_REDIS_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger("gateway.limits")
+WINDOW_S = 60.0
+_REDIS_TIMEOUT_S = 0.05
+_RETRY_REDIS_S = 1.0
+
+# KEYS: one cell per limit. ARGV: for each limit, its limit, the cost checked and the cost debited.
+# Returns {denied (1-based index of the first limit without room, 0 if none), wait in ms, then per limit
+# remaining and ms until the cell is full again}. Time comes from Redis, shared by all replicas.
+LUA = b"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local denied, wait = 0, 0
+local tats, out = {}, {}
+for i = 1, #KEYS do
+  local limit, check, debit = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local T = 60 / limit
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local over = tat + T * check - now - 60
+  if over > 0.000001 and denied == 0 then denied = i end
+  if over > wait then wait = over end
+  tats[i] = tat + T * debit
+  out[2*i+1] = math.max(math.floor((60 - (tats[i] - now)) / T), 0)
+  out[2*i+2] = math.ceil((tats[i] - now) * 1000)
+end
+if denied == 0 then
+  for i = 1, #KEYS do
+    if tats[i] > now then redis.call('SET', KEYS[i], tostring(tats[i]), 'PX', math.ceil((tats[i] - now) * 1000) + 1000) end
+  end
+end
+out[1] = denied
+out[2] = math.ceil(wait * 1000)
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What one application or key may do; None: no limit of that kind."""
+
+    models: tuple[str, ...] = ()  # globs; empty: every model
+    rpm: int | None = None
+    tpm: int | None = None
+    expires_at: float | None = None  # unix time
+
+    def allows(self, model: str) -> bool:
+        return not self.models or any(fnmatch.fnmatchcase(model, glob) for glob in self.models)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome of a check: `denied` names the limit (requests/tokens, application/key) without room."""
+
+    denied: str | None = None
+    retry_after_s: float = 0.0
+    headers: list[tuple[bytes, bytes]] | None = None
+    backend: str = "none"
+
+
+@dataclass(slots=True)
+class Cell:
+    key: str
+    limit: int
+    kind: str  # "requests" or "tokens"
+    scope: str  # "application" or "key"
+
+
+def expires(value: object) -> float | None:
+    """A key's expiry as unix time (datetimes without a zone are UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    assert isinstance(value, datetime)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+class LocalCells:
+    """The same GCRA cells in this process: the fallback, and the backend without Redis."""
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+
+    def run(self, cells: list[Cell], check: list[float], debit: list[float]) -> list[float]:
+        now = time.monotonic()
+        denied, wait, tats, out = 0, 0.0, [], [0.0, 0.0]
+        for i, cell in enumerate(cells):
+            t = WINDOW_S / cell.limit
+            tat = max(self._tat.get(cell.key, 0.0), now)
+            over = tat + t * check[i] - now - WINDOW_S
+            if over > 1e-6 and not denied:
+                denied = i + 1
+            wait = max(wait, over)
+            tats.append(tat + t * debit[i])
+            out += [max(math.floor((WINDOW_S - (tats[i] - now)) / t), 0), math.ceil((tats[i] - now) * 1000)]
+        if not denied:
+            for cell, tat in zip(cells, tats):
+                self._tat[cell.key] = tat
+            if len(self._tat) > 100_000:  # drop full cells (nothing owed) to bound memory
+                self._tat = {k: v for k, v in self._tat.items() if v > now}
+        out[0], out[1] = denied, math.ceil(wait * 1000)
+        return out
+
+
+class RespClient:
+    """A minimal pipelined RESP2 client: one connection, replies matched to requests in order."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 6379
+        self.password = unquote(parts.password) if parts.password else None
+        self.username = unquote(parts.username) if parts.username else None
+        self.db = int(parts.path.strip("/") or 0) if parts.path.strip("/").isdigit() else 0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._waiting: deque[asyncio.Future[object]] = deque()
+        self._reading: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Lock = asyncio.Lock()
+
+    async def call(self, *args: bytes | str | int | float) -> object:
+        if self._writer is None or self._writer.is_closing():
+            async with self._connecting:
+                if self._writer is None or self._writer.is_closing():
+                    await self._connect()
+        assert self._writer is not None
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._writer.write(_encode(args))
+        return await future
+
+    async def _connect(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        self._waiting.clear()
+        self._reading = asyncio.ensure_future(self._read_loop(self._reader))
+        if self.password:
+            await self.call("AUTH", *([self.username] if self.username else []), self.password)
+        if self.db:
+            await self.call("SELECT", self.db)
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                reply = await _read_reply(reader)
+                if self._waiting:
+                    future = self._waiting.popleft()
+                    if not future.done():
+                        future.set_result(reply)
+        except (ConnectionError, asyncio.IncompleteReadError, OSError, ValueError) as exc:
+            self.close(exc)
+
+    def close(self, exc: BaseException | None = None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(ConnectionError(str(exc or "closed")))
+        if self._reading is not None and self._reading is not asyncio.current_task():
+            self._reading.cancel()
+
+
+class RedisError(Exception):
+    pass
+
+
+def _encode(args: tuple[bytes | str | int | float, ...]) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> object:
+    line = await reader.readuntil(b"\r\n")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        return RedisError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = await reader.readexactly(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [await _read_reply(reader) for _ in range(n)]
+    raise ValueError(f"unexpected RESP reply {line[:20]!r}")
+
+
+class Limiter:
+    """Checks and debits the limits of a request: in Redis when one is configured, else (or while it is
+    unreachable) in this process."""
+
+    def __init__(self, redis_url: str | None = None, prefix: str = "gg:") -> None:
+        self._local = LocalCells()
+        self._redis = RespClient(redis_url) if redis_url else None
+        self._prefix = prefix + "rl:"
+        self._sha: bytes | None = None
+        self._redis_down_until = 0.0
+        self.fallbacks = 0  # checks served locally because Redis did not answer
+
+    @staticmethod
+    def cells(app_id: str, app: Rule, key_id: str, key: Rule | None) -> list[Cell]:
+        out = []
+        for scope, ident, rule in (("application", app_id, app), ("key", key_id, key)):
+            if rule is None:
+                continue
+            if rule.rpm:
+                out.append(Cell(f"{scope}:{ident}:r", rule.rpm, "requests", scope))
+            if rule.tpm:
+                out.append(Cell(f"{scope}:{ident}:t", rule.tpm, "tokens", scope))
+        return out
+
+    async def check(self, cells: list[Cell]) -> Verdict:
+        if not cells:
+            return Verdict()
+        check = [1.0] * len(cells)
+        debit = [1.0 if c.kind == "requests" else 0.0 for c in cells]
+        out, backend = await self._run(cells, check, debit)
+        denied, wait_ms = int(out[0]), int(out[1])
+        verdict = Verdict(backend=backend, headers=_headers(cells, out))
+        if denied:
+            cell = cells[denied - 1]
+            verdict.denied = f"{cell.kind} per minute of this {cell.scope}"
+            verdict.retry_after_s = max(wait_ms / 1000.0, 0.001)
+        return verdict
+
+    async def debit_tokens(self, cells: list[Cell], tokens: int) -> None:
+        token_cells = [c for c in cells if c.kind == "tokens"]
+        if token_cells and tokens > 0:
+            await self._run(token_cells, [0.0] * len(token_cells), [float(tokens)] * len(token_cells))
+
+    async def _run(self, cells: list[Cell], check: list[float], debit: list[float]) -> tuple[list[float], str]:
+        redis = self._redis
+        if redis is not None and time.monotonic() >= self._redis_down_until:
+            try:
+                async with asyncio.timeout(_REDIS_TIMEOUT_S):
+                    return await self._eval(redis, cells, check, debit), "redis"
+            except (OSError, ConnectionError, TimeoutError, RedisError, ValueError) as exc:
+                self._redis_down_until = time.monotonic() + _RETRY_REDIS_S
+                redis.close(exc)
+                log.warning("rate limits kept per replica: Redis did not answer", extra={"fields": {
+                    "error": type(exc).__name__}})
+        if redis is not None:
+            self.fallbacks += 1
+        return self._local.run(cells, check, debit), "local"
+
+    async def _eval(self, redis: RespClient, cells: list[Cell], check: list[float], debit: list[float]) -> list[float]:
+        keys = [self._prefix + c.key for c in cells]
+        argv: list[bytes | str | int | float] = []
+        for cell, c, d in zip(cells, check, debit):
+            argv += [cell.limit, repr(c), repr(d)]
+        for _ in range(2):
+            if self._sha is None:
+                sha = await redis.call("SCRIPT", "LOAD", LUA)
+                if isinstance(sha, Exception):
+                    raise sha
+                self._sha = sha  # type: ignore[assignment]
+            reply = await redis.call("EVALSHA", self._sha, len(keys), *keys, *argv)  # type: ignore[arg-type]
+            if isinstance(reply, RedisError) and str(reply).startswith("NOSCRIPT"):
+                self._sha = None
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            return [float(x) for x in reply]  # type: ignore[union-attr]
+        raise RedisError("script could not be loaded")
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+
+def _headers(cells: list[Cell], out: list[float]) -> list[tuple[bytes, bytes]]:
+    """OpenAI's x-ratelimit-* headers, from the tightest cell of each kind."""
+    best: dict[str, tuple[float, int, float]] = {}
+    for i, cell in enumerate(cells):
+        remaining, reset_ms = out[2 * i + 2], out[2 * i + 3]
+        if cell.kind not in best or remaining < best[cell.kind][0]:
+            best[cell.kind] = (remaining, cell.limit, reset_ms)
+    headers = []
+    for kind, (remaining, limit, reset_ms) in best.items():
+        headers += [(b"x-ratelimit-limit-" + kind.encode(), str(limit).encode()),
+                    (b"x-ratelimit-remaining-" + kind.encode(), str(int(remaining)).encode()),
+                    (b"x-ratelimit-reset-" + kind.encode(), _duration(reset_ms / 1000.0).encode())]
+    return headers
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: 6m0s, 1s, 120ms."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(math.ceil(seconds * 1000), 1)}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"

@@ -1,0 +1,205 @@
+"""Key governance end to end (issue 24, part 2): allowed models, RPM and TPM per application and per key,
+key expiry, OpenAI-shaped 429s; limits shared by two gateway processes through the real Redis, and kept
+per replica (never unlimited, never an error) when Redis is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import running_gateway
+from tests.cueupstream import Cue, serve_cue
+from tests.inprocess import in_process
+from tests.proxy.test_routing import metric
+
+
+def chat(model: str = "m", stream: bool = False) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "hello there"}], "stream": stream}
+
+
+def cfg(url: str, app: str, store: str = "") -> str:
+    text = f"upstreams:\n  - {{name: u, base_url: '{url}', models: ['*']}}\napplications:\n{app}"
+    return text + (f"store: {{url: '{store}', prefix: 'gg-{uuid.uuid4().hex[:8]}:'}}\n" if store else "")
+
+
+def post(client: httpx.AsyncClient, key: str = "k-1", model: str = "m", stream: bool = False):
+    return client.post("/v1/chat/completions", json=chat(model, stream), headers={"authorization": f"Bearer {key}"})
+
+
+def test_allowed_models_per_application_and_key(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with serve_cue(Cue("u")) as u:
+            app = ("  - id: a\n    models: ['gpt-*']\n    keys: [k-1, {key: k-2, models: ['gpt-mini']}]\n")
+            async with in_process(cfg(u.url, app), tmp_path) as (_, client):
+                assert (await post(client, model="gpt-4")).status_code == 200
+                r = await post(client, model="claude")
+                assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
+                assert (await post(client, "k-2", "gpt-mini")).status_code == 200
+                assert (await post(client, "k-2", "gpt-4")).status_code == 403  # the key narrows its application
+                assert u.count == 2
+    asyncio.run(go())
+
+
+def test_requests_per_minute_429_in_openai_shape(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with serve_cue(Cue("u")) as u:
+            async with in_process(cfg(u.url, "  - {id: a, keys: [k-1], rpm: 3}\n"), tmp_path) as (_, client):
+                for i in range(3):
+                    r = await post(client)
+                    assert r.status_code == 200
+                    assert r.headers["x-ratelimit-limit-requests"] == "3"
+                    assert r.headers["x-ratelimit-remaining-requests"] == str(2 - i)
+                r = await post(client)
+                assert r.status_code == 429 and u.count == 3
+                err = r.json()["error"]
+                assert err["code"] == "rate_limit_exceeded" and err["type"] == "requests"
+                assert 15 <= int(r.headers["retry-after"]) <= 21  # 60 s / 3: the next request's room
+                assert r.headers["x-ratelimit-remaining-requests"] == "0"
+                assert r.headers["x-ratelimit-reset-requests"].endswith("s")
+                m = (await client.get("/metrics")).text
+                assert metric(m, "gateway_rate_limited_total", application="a", kind="requests") == 1
+    asyncio.run(go())
+
+
+def test_tokens_per_minute_from_usage_and_estimated_for_streams(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with serve_cue(Cue("u")) as u:
+            app = "  - {id: a, keys: [k-1], tpm: 30}\n  - {id: b, keys: [k-2]}\n"
+            async with in_process(cfg(u.url, app), tmp_path) as (_, client):
+                for _ in range(3):  # 12 tokens each (the upstream's usage): 0, 12, 24 used before each
+                    assert (await post(client)).status_code == 200
+                    await asyncio.sleep(0.02)  # the debit runs after the answer
+                r = await post(client)
+                assert r.status_code == 429 and r.json()["error"]["type"] == "tokens"
+                assert r.headers["x-ratelimit-limit-tokens"] == "30"
+                u.default = "stream"  # no usage in the stream: estimated
+                assert (await post(client, "k-2", stream=True)).status_code == 200
+                m = (await client.get("/metrics")).text
+                assert metric(m, "gateway_tokens_total", application="a", kind="prompt") == 21
+                assert metric(m, "gateway_tokens_total", application="a", kind="completion") == 15
+                assert metric(m, "gateway_tokens_total", application="b", kind="completion") == 2  # "from u" / 4
+                assert metric(m, "gateway_tokens_total", application="b", kind="prompt") > 0
+    asyncio.run(go())
+
+
+def test_key_expiry_and_other_key_headers(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with serve_cue(Cue("u")) as u:
+            app = ("  - id: a\n    keys: [k-1, {key: k-old, expires_at: '2001-01-01T00:00:00Z'},"
+                   " {key: k-new, expires_at: '2999-01-01T00:00:00'}]\n")
+            async with in_process(cfg(u.url, app), tmp_path) as (_, client):
+                r = await post(client, "k-old")
+                assert r.status_code == 401 and r.json()["error"]["code"] == "expired_api_key"
+                assert (await post(client, "k-new")).status_code == 200
+                for header in ("x-api-key", "api-key"):
+                    r = await client.post("/v1/chat/completions", json=chat(), headers={header: "k-1"})
+                    assert r.status_code == 200, header
+                assert u.count == 3
+    asyncio.run(go())
+
+
+def _redis_ok() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_ok(), reason="no Redis on 127.0.0.1:6379")
+def test_limits_are_shared_by_two_gateway_processes_through_redis(tmp_path: Path, upstream: str) -> None:
+    prefix = f"gg-{uuid.uuid4().hex[:8]}:"
+
+    def config(port: int) -> str:
+        return (f"server: {{port: {port}, access_log: false}}\nupstreams:\n  - {{name: u, base_url: '{upstream}', "
+                f"models: ['*']}}\napplications:\n  - {{id: a, keys: [k-1], rpm: 6}}\n"
+                f"store: {{url: 'redis://127.0.0.1:6379/0', prefix: '{prefix}'}}\n")
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with running_gateway(tmp_path / "a", config) as one, running_gateway(tmp_path / "b", config) as two:
+        codes = []
+        for i in range(10):
+            url = (one if i % 2 else two).url
+            r = httpx.post(url + "/v1/chat/completions", json=chat(), headers={"authorization": "Bearer k-1"})
+            codes.append(r.status_code)
+        assert codes.count(200) == 6 and codes.count(429) == 4, codes  # 6 in all, not 6 per replica
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+def test_redis_down_falls_back_to_per_replica_limits(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        async def go() -> None:
+            async with serve_cue(Cue("u")) as u:
+                store = f"redis://127.0.0.1:{port}/0"
+                async with in_process(cfg(u.url, "  - {id: a, keys: [k-1], rpm: 4}\n", store), tmp_path) as (app, client):
+                    assert (await post(client)).status_code == 200  # counted in Redis
+                    server.terminate()
+                    server.wait(5)
+                    codes = [(await post(client)).status_code for _ in range(6)]
+                    # per replica now, from a fresh local count: 4 more, then 429; never a 5xx, never unlimited
+                    assert codes == [200, 200, 200, 200, 429, 429], codes
+                    assert app._handler.limiter.fallbacks == 6
+        asyncio.run(go())
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+        os.environ.pop("_unused", None)
+
+
+def test_admin_api_creates_keys_with_limits_and_refuses_unknown_fields(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with serve_cue(Cue("u")) as u:
+            text = cfg(u.url, "  - {id: a, keys: [k-1]}\n") + "admin:\n  tokens: [{token: adm, role: central}]\n"
+            async with in_process(text, tmp_path) as (app, client):
+                adm = {"authorization": "Bearer adm"}
+                r = await client.post("/v1/admin/applications", headers=adm,
+                                      json={"id": "team", "rpm": 5, "models": ["m*"], "limit": 3})
+                assert r.status_code == 400 and r.json()["error"]["param"] == "limit"
+                r = await client.post("/v1/admin/applications", headers=adm,
+                                      json={"id": "team", "rpm": 5, "models": ["m*"], "key": {"rpm": 2, "burst": 1}})
+                assert r.status_code == 400 and r.json()["error"]["param"] == "key.burst"
+                r = await client.post("/v1/admin/applications", headers=adm,
+                                      json={"id": "team", "rpm": 5, "models": ["m*"], "key": {"rpm": 2}})
+                assert r.status_code == 201, r.text
+                first = r.json()["key"]
+                assert r.json()["rpm"] == 5 and r.json()["key_rules"] == [{"models": [], "rpm": 2, "tpm": None,
+                                                                           "expires_at": None}]
+                r = await client.post("/v1/admin/applications/team/keys", headers=adm,
+                                      json={"expires_at": "2001-01-01T00:00:00Z"})
+                expired = r.json()["key"]
+                for _ in range(50):  # the replica picks the store's change up (poll)
+                    if (await post(client, first, "m1")).status_code != 401:
+                        break
+                    await asyncio.sleep(0.05)
+                assert (await post(client, first, "m1")).status_code == 200  # the second of its own rpm 2
+                assert (await post(client, first, "m1")).status_code == 429
+                assert (await post(client, first, "other")).status_code == 403  # the application's models
+                r = await post(client, expired, "m1")
+                assert r.status_code == 401 and r.json()["error"]["code"] == "expired_api_key"
+                r = await client.patch("/v1/admin/applications/team", headers=adm, json={"tpm": 0})
+                assert r.status_code == 400 and r.json()["error"]["param"] == "tpm"
+    asyncio.run(go())
