@@ -371,3 +371,17 @@ def test_store_unreachable_shows_the_banner_and_keeps_the_form(browser: Any, ups
     finally:
         if server.poll() is None:
             stop_process(server)
+
+
+def test_overview_counts_guarded_traffic(page: Any, console_gw: Gateway) -> None:
+    r = httpx.post(console_gw.url + "/v1/chat/completions", headers=h(KEY_A), timeout=30,
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "overview configured-word"}]})
+    assert r.headers["x-guardrail-action"] == "block"
+    wait_for_record(console_gw, "config_words")
+    login(page, CENTRAL)
+    cards = page.get_by_test_id("cards")
+    expect(cards).to_contain_text("guarded records")
+    expect(cards.get_by_role("link", name=re.compile("acted on"))).to_have_text(re.compile(r"acted on\s*[1-9]"))
+    expect(page.get_by_role("table", name="top rulesets")).to_contain_text("config-input / words")
+    cards.get_by_role("link", name=re.compile("acted on")).click()
+    expect(page.get_by_role("table", name="monitoring records")).to_contain_text("block")
