@@ -31,6 +31,24 @@ def encoder() -> Encoder:
     return Encoder.load()
 
 
+@pytest.fixture(scope="module")
+def fresh_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One build from the weights package into an empty cache, by the CLI, shared by the tests that need
+    a fresh build (each used to build its own: about 45 s apiece on 2 cores)."""
+    cache = tmp_path_factory.mktemp("fresh-build")
+    proc = subprocess.run([sys.executable, "-m", "gateway", "models", "build", "--model-dir", str(cache)],
+                          capture_output=True, text=True, timeout=300)
+    return cache, proc
+
+
+def _linked_copy(cache: Path, to: Path) -> Path:
+    """A copy of a built cache made of hard links (instant): a test may rename or delete in it."""
+    import shutil
+
+    shutil.copytree(cache, to, copy_function=os.link)
+    return to
+
+
 def _cosines(precision: str, texts: list[str], ref: np.ndarray) -> np.ndarray:
     enc = Encoder.load(options=EncoderOptions(precision=precision, max_windows=1))
     windows = [w[0] for w in enc.windows(texts)]  # sentence-transformers truncates at 256 tokens
@@ -71,8 +89,10 @@ def test_long_texts_are_windowed(encoder: Encoder) -> None:
     assert encoder.windows([""])[0] == [[cls, sep]]
 
 
-def test_build_is_cached_and_versioned(tmp_path: Path) -> None:
-    files = encoder_files(tmp_path)
+def test_build_is_cached_and_versioned(fresh_build: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    tmp_path, proc = fresh_build
+    assert proc.returncode == 0, proc.stderr
+    files = encoder_files(tmp_path)  # what the CLI built is found, not built again
     manifest = (files.directory / "manifest.json").stat().st_mtime
     again = encoder_files(tmp_path)
     assert again.directory == files.directory and (files.directory / "manifest.json").stat().st_mtime == manifest
@@ -100,8 +120,10 @@ def test_attention_is_one_fused_kernel() -> None:
             assert "Softmax" not in ops and "Transpose" not in ops  # no unfused attention left
 
 
-def test_a_cache_without_the_weights_package_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cache_without_the_weights_package_serves(fresh_build: tuple[Path, subprocess.CompletedProcess[str]],
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # An image compiles the encoder at build time and may then drop the weights package.
+    tmp_path = _linked_copy(fresh_build[0], tmp_path / "cache")
     built = encoder_files(tmp_path)
     monkeypatch.setattr(build, "SOURCE_PACKAGES", ("no_such_weights_package",))
     with pytest.raises(ModelError, match="not installed"):
@@ -123,9 +145,8 @@ def test_missing_source_names_what_to_do(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "missing model.safetensors" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_models_build_command(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "gateway", "models", "build", "--model-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+def test_models_build_command(fresh_build: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    proc = fresh_build[1]
     assert proc.returncode == 0, proc.stderr
     assert "encoder-int8.onnx" in proc.stdout and "encoder-fp32.onnx" in proc.stdout
     assert "encoder-l3-int8.onnx" in proc.stdout
