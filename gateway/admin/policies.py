@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
+from gateway.admin.examples import labelled_row
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import Handler, acting_on, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
@@ -201,19 +202,9 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         body = await read_json(request)
         rows = body.get("data")
         if not isinstance(rows, list) or not rows:
-            raise OpenAIError(400, "data: required, a list of {example, compliance}.", code="invalid_request",
-                              param="data")
-        examples = []
-        for i, row in enumerate(rows):
-            text = row.get("example") if isinstance(row, dict) else None
-            status = str(row.get("compliance", "")).upper() if isinstance(row, dict) else ""
-            if not isinstance(text, str) or not text.strip():
-                raise OpenAIError(400, f"data[{i}].example: required, a non-empty string.", code="invalid_request",
-                                  param=f"data[{i}].example")
-            if status not in ("PASS", "FAIL"):
-                raise OpenAIError(400, f"data[{i}].compliance: PASS or FAIL.", code="invalid_request",
-                                  param=f"data[{i}].compliance")
-            examples.append(Example(text, status))
+            raise OpenAIError(400, "data: required, a list of {example, compliance} (or seed 001's {type, "
+                                   "output_example}).", code="invalid_request", param="data")
+        examples = [Example(*labelled_row(row, f"data[{i}]")) for i, row in enumerate(rows)]
         added = await store.add_examples(doc.id, examples)
         return ok({"id": doc.id, "added": added, "total": len(await store.examples(doc.id))}, 201)
 
@@ -425,7 +416,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         """Seed 000's feedback: the correct label for a named policy on a monitoring record."""
         body = await read_json(request)
         record_id, policy_id = body.get("record_id"), body.get("policy_id")
-        label = str(body.get("label", "")).upper()
+        label = str(body.get("label", body.get("compliance", ""))).upper()  # Add Data's word for it, too
         on = body.get("on", "input")
         if not isinstance(record_id, str) or not record_id:
             raise OpenAIError(400, "record_id: required (a monitoring record's id).", code="invalid_request",

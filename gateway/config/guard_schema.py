@@ -85,9 +85,21 @@ class StageSpec(_Frozen):
 
 
 class ExampleSpec(_Frozen):
+    """Seed 001's labelled example; seed 000's Add Data shape `{example, compliance}` is read as the same."""
+
     type: Literal["PASS", "FAIL"]
     input_example: str = ""
     output_example: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _add_data_shape(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("example" in data or "compliance" in data) and "type" not in data:
+            rest = {k: v for k, v in data.items() if k not in ("example", "compliance")}
+            label = data.get("compliance")
+            return {**rest, "type": label.upper() if isinstance(label, str) else label,
+                    "output_example": data.get("example")}
+        return data
 
 
 class PolicySpec(BaseModel):

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from gateway.config.guard_schema import PolicySpec
 from tests.conftest import Gateway, running_gateway
 
 CENTRAL, ADMIN_A = "admin-central", "admin-app-a"
@@ -270,6 +271,36 @@ def test_training_data(gw: Gateway) -> None:
     assert r.status_code == 400 and r.json()["error"]["param"] == "data[0].compliance"
     rows = httpx.get(gw.url + "/v1/admin/policies/with-data/data", headers=h(CENTRAL)).json()["data"]
     assert [(d["example"], d["compliance"]) for d in rows] == [("leak", "FAIL"), ("ok", "PASS")]
+
+
+def test_one_shape_for_labelled_examples(gw: Gateway) -> None:
+    """Seed 001's example shape is accepted by Add Data, seed 000's by a policy's `examples`, `compliance`
+    by feedback; a field of neither shape is refused by name (issue 27 item 5)."""
+    examples = [{"example": "a card 4111 1111 1111 1111", "compliance": "fail"},
+                {"type": "PASS", "output_example": "no card here"}]
+    r = httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL),
+                   json={"id": "shapes", "type": "contains", "keywords": ["x"], "examples": examples})
+    assert r.status_code == 201, r.text
+    assert [e.model_dump() for e in PolicySpec.model_validate({"id": "p", "type": "contains",
+                                                                "examples": examples}).examples] == [
+        {"type": "FAIL", "input_example": "", "output_example": "a card 4111 1111 1111 1111"},
+        {"type": "PASS", "input_example": "", "output_example": "no card here"}]
+    r = httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json={
+        "id": "shapes-bad", "type": "contains", "keywords": ["x"], "examples": [{"example": "x", "compliance": "no"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"].startswith("examples[0]"), r.text
+    r = httpx.post(gw.url + "/v1/admin/policies/shapes/data", headers=h(CENTRAL), json={"data": [
+        {"type": "FAIL", "output_example": "seed 001 row"}, {"type": "PASS", "input_example": "only an input"},
+        {"example": "seed 000 row", "compliance": "PASS"}]})
+    assert r.status_code == 201 and r.json()["added"] == 3
+    rows = httpx.get(gw.url + "/v1/admin/policies/shapes/data", headers=h(CENTRAL)).json()["data"]
+    assert [(d["example"], d["compliance"]) for d in rows] == [
+        ("seed 001 row", "FAIL"), ("only an input", "PASS"), ("seed 000 row", "PASS")]
+    for row, param in (({"text": "x", "label": "FAIL"}, "data[0].label"),
+                       ({"type": "FAIL", "output_example": "x", "note": 1}, "data[0].note"),
+                       ({"type": "SOMETIMES", "output_example": "x"}, "data[0].type"),
+                       ({"type": "FAIL", "output_example": ""}, "data[0].input_example")):
+        r = httpx.post(gw.url + "/v1/admin/policies/shapes/data", headers=h(CENTRAL), json={"data": [row]})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (row, r.text)
 
 
 def test_stored_policies_survive_a_restart(upstream: str, tmp_path) -> None:
