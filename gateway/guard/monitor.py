@@ -72,7 +72,7 @@ class MonitorLog:
         return len(self._outbox)
 
     def take(self, limit: int = 500) -> list[MonitorRecord]:
-        out = []
+        out: list[MonitorRecord] = []
         while self._outbox and len(out) < limit:
             out.append(self._outbox.popleft())
         return out
