@@ -385,3 +385,25 @@ def test_overview_counts_guarded_traffic(page: Any, console_gw: Gateway) -> None
     expect(page.get_by_role("table", name="top rulesets")).to_contain_text("config-input / words")
     cards.get_by_role("link", name=re.compile("acted on")).click()
     expect(page.get_by_role("table", name="monitoring records")).to_contain_text("block")
+
+
+def test_stage_edit_and_save_keeps_what_the_form_does_not_show(page: Any, console_gw: Gateway) -> None:
+    """Edit-and-save round trip (the LiteLLM #19084 regression: fields lost on edit): a stage with a redact
+    placeholder, roles, a message and a hold-back comes back equal after a save from the editor."""
+    spec = {"name": "roundtrip", "on": "output", "scope": "central", "roles": ["assistant"], "message": "No.",
+            "stream": {"holdback_chars": 128}, "timeout_ms": 500,
+            "rulesets": [{"name": "mask", "rules": [{"metric": "pii", "op": "contains_any", "value": ["EMAIL_ADDRESS"]}],
+                          "action": {"type": "redact", "placeholder": "[{label}]"}},
+                         {"name": "long", "rules": [{"metric": "length", "op": "gt", "value": 9000}],
+                          "action": {"type": "override", "responses": ["Too long."], "respond_with": "error"}}]}
+    url = console_gw.url + "/v1/admin/stages"
+    assert httpx.post(url, headers=h(CENTRAL), json=spec).status_code == 201
+    before = httpx.get(url + "/roundtrip", headers=h(CENTRAL)).json()
+    login(page, CENTRAL, "#/stages/roundtrip")
+    expect(page.locator("[data-ruleset='0']").get_by_label("Value")).to_have_value('["EMAIL_ADDRESS"]')
+    page.get_by_role("button", name="Save stage").click()
+    expect(page.get_by_role("status")).to_have_text("Saved as version 2.")
+    after = httpx.get(url + "/roundtrip", headers=h(CENTRAL)).json()
+    strip = ("version", "updated")
+    assert {k: v for k, v in after.items() if k not in strip} == {k: v for k, v in before.items() if k not in strip}
+    httpx.request("DELETE", url + "/roundtrip", headers=h(CENTRAL), json={})

@@ -62,7 +62,7 @@ export function PolicyList({ query }) {
     <tbody>${rows.map((p) => html`<tr data-policy=${p.id}>
       <td><a href=${"#/policies/" + enc(p.id)}>${p.id}</a></td><td>${p.type}</td>
       <td class="text-cell">${(p.rule || "").split("\n")[0]}</td>
-      <td>${p.threshold === 0 ? "calibrated" : p.threshold}</td>
+      <td>${p.threshold === 0 ? "calibrated" : p.threshold ?? "0.5 (default)"}</td>
       <td>${p.source === "config" ? html`<${ConfigBadge} />` : ownerOf(p)}</td>
       <td>${p.version ?? ""}</td>
       <td>${policyState(p) && html`<${Badge} kind=${(policyState(p) || "").startsWith("Ready") ? "ready" : policyState(p) === "Failed" ? "failed" : ""}>${policyState(p)}</${Badge}>`}</td>

@@ -59,31 +59,39 @@ function parseValue(text) {
   if (t.includes(",")) return t.split(",").map((x) => x.trim()).filter(Boolean);
   return t;
 }
-const showValue = (v) => v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v);
+const showValue = (v) => v === undefined || v === null ? "" : typeof v === "string" ? v : JSON.stringify(v);
 
 function toDraft(s) {
   return {
-    name: s.name || s.id || "", on: s.on || "input", scope: s.scope || "application", mode: s.mode || "enforce",
+    orig: s, name: s.name || s.id || "", on: s.on || "input", scope: s.scope || "application", mode: s.mode || "enforce",
     on_error: s.on_error || "block", timeout_ms: s.timeout_ms ?? 250, applications: (s.applications || []).join(", "),
     models: s.models ? s.models.join(", ") : "",
     rulesets: (s.rulesets || []).map((rs) => ({
-      name: rs.name || "", mode: rs.mode || "", action: { ...(rs.action || { type: "block" }) },
-      rules: (rs.rules || []).map((r) => ({ metric: r.metric || "", op: r.op || "", value: showValue(r.value) })),
+      name: rs.name || "", mode: rs.mode || "", action: { ...(rs.action || { type: "block" }) }, orig: rs,
+      rules: (rs.rules || []).map((r) => ({ metric: r.metric || "", op: r.op || "", value: showValue(r.value), orig: r })),
     })),
   };
 }
 
 function fromDraft(d) {
-  const spec = { name: d.name, on: d.on, scope: d.scope, mode: d.mode, on_error: d.on_error, timeout_ms: Number(d.timeout_ms) };
+  const spec = { name: d.name, on: d.on, scope: d.scope };
+  const had = (k) => d.orig && d.orig.source !== undefined ? d.orig[k] !== undefined && d.orig[k] !== null : false;
+  // defaults are sent only when changed or already stated, so a save does not restate them
+  if (d.mode !== "enforce" || had("mode")) spec.mode = d.mode;
+  if (d.on_error !== "block" || had("on_error")) spec.on_error = d.on_error;
+  if (Number(d.timeout_ms) !== 250 || had("timeout_ms")) spec.timeout_ms = Number(d.timeout_ms);
   const models = d.models.split(",").map((x) => x.trim()).filter(Boolean);
   if (models.length) spec.models = models;
   spec.rulesets = d.rulesets.map((rs) => {
-    const out = { name: rs.name, rules: rs.rules.map((r) => {
-      const rule = { metric: r.metric };
+    // Fields the form does not show are kept as they were (an edit never drops them: LiteLLM #19084).
+    const { name: _n, rules: _r, action: _a, mode: _m, ...keep } = rs.orig || {};
+    const out = { ...keep, name: rs.name, rules: rs.rules.map((r) => {
+      const { metric: _x, op: _o, value: _v, ...keepRule } = r.orig || {};
+      const rule = { ...keepRule, metric: r.metric };
       if (r.op) rule.op = r.op;
       const v = parseValue(r.value); if (v !== undefined) rule.value = v;
       return rule;
-    }), action: cleanAction(rs.action) };
+    }), action: cleanAction(rs.action, (rs.orig || {}).action) };
     if (rs.mode) out.mode = rs.mode;
     return out;
   });
@@ -91,8 +99,10 @@ function fromDraft(d) {
   return spec;
 }
 
-function cleanAction(a) {
-  const out = { type: a.type };
+function cleanAction(a, before) {
+  // the action's other fields (placeholder, model, instructions...) stay while its type stays
+  const out = before && before.type === a.type ? { ...before, type: a.type } : { type: a.type };
+  delete out.message;
   if (a.message) out.message = a.message;
   if (a.type === "override") out.responses = (a.responsesText ?? (a.responses || []).join("\n")).split("\n").map((x) => x.trim()).filter(Boolean);
   return out;
@@ -184,7 +194,7 @@ export function StagePage({ name, tab, isNew, query }) {
     }
   });
   const current = isNew ? "rulesets" : tab;
-  const tabs = isNew ? [["rulesets", "Rulesets"]] : [["rulesets", "Rulesets"], ["settings", "Settings"], ["versions", "Versions"],
+  const tabs = isNew ? [["rulesets", "Rulesets"]] : [["rulesets", "Rulesets"], ["settings", "Settings"], ...(s.source === "config" ? [] : [["versions", "Versions"]]),
     ...(s.scope === "central" && s.source !== "config" ? [["pins", "Pins"]] : [])];
   return html`<div>
     <h1>${isNew ? "New stage" : s.id} ${s && s.source === "config" && html`<${ConfigBadge} />`} ${s && s.paused && html`<${Badge} kind="failed">paused</${Badge}>`}
