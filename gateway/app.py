@@ -196,6 +196,10 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         *api,
         Route("/v1/admin/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/models", handler.list_models, methods=["GET"]),
+        Route("/v1/models/{id:path}", handler.get_model, methods=["GET"]),
+        # POST is served before Starlette (GatewayApp); these make another method a 405, not a 404
+        *(Route(path, bad_method, methods=["POST"]) for path in ("/v1/chat/completions", "/v1/completions",
+                                                                  "/v1/embeddings", "/v1/responses")),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -141,6 +141,21 @@ class ProxyHandler:
         body = model_list(await self._catalog.models())
         return self._done(ex, RawResponse(200, [JSON, _rid(ex)], body))
 
+    async def get_model(self, request: Request) -> ASGIApp:
+        """GET /v1/models/{id}: one entry of the list, or 404 model_not_found."""
+        ex = Exchange("models", time.perf_counter(), _request_id())
+        self._telemetry.in_flight.labels(ex.route).inc()
+        try:
+            self._authenticate(request, ex)
+            model = request.path_params["id"]
+            entry = next((m for m in await self._catalog.models() if m["id"] == model), None)
+            if entry is None:
+                raise OpenAIError(404, f"The model '{model}' does not exist or is not served by this gateway.",
+                                  code="model_not_found", param="model")
+        except OpenAIError as err:
+            return self._error(ex, err)
+        return self._done(ex, RawResponse(200, [JSON, _rid(ex)], orjson.dumps(entry)))
+
     async def _proxy(self, request: Request, endpoint: Endpoint, ex: Exchange) -> ASGIApp:
         entry = self._authenticate(request, ex)
         app = entry.app

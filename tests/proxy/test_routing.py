@@ -306,3 +306,18 @@ def test_configs_name_known_upstreams_and_served_models() -> None:
     assert "routing.groups[0].deployments[1].upstream: no upstream named 'nope'" in errs
     assert "routing.groups[0].fallbacks[0]: no group or upstream serves 'ghost'" in errs
     assert "routing.aliases.fast: no group or upstream serves 'nothing'" in errs
+
+
+def test_get_one_model_and_a_wrong_method(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with cues(Cue("u")) as (u,):
+            cfg = config(upstreams(u), group("g", "gpt-real", "{upstream: u}"), aliases="{fast: gpt-real}")
+            async with in_process(cfg, tmp_path) as (_, client):
+                r = await client.get("/v1/models/fast", headers={"x-api-key": "k-1"})
+                assert r.status_code == 200 and r.json()["id"] == "fast" and r.json()["object"] == "model"
+                r = await client.get("/v1/models/nope", headers=AUTH)
+                assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+                assert (await client.get("/v1/models/fast")).status_code == 401
+                r = await client.get("/v1/chat/completions", headers=AUTH)
+                assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    run(go())
