@@ -19,8 +19,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin.applications import application_routes
-from gateway.admin.console_api import console_api_routes
 from gateway.admin.auth import AdminAuth
+from gateway.admin.console_api import console_api_routes
+from gateway.admin.dry_run import dry_run_routes
 from gateway.admin.openapi import openapi_document
 from gateway.admin.policies import policy_routes
 from gateway.admin.registry import Registry
@@ -186,7 +187,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
            *stage_routes(AdminAuth(config.admin.tokens), registry),
            *application_routes(AdminAuth(config.admin.tokens), registry),
            *store_routes(AdminAuth(config.admin.tokens), registry),
-           *console_api_routes(AdminAuth(config.admin.tokens), registry)]
+           *console_api_routes(AdminAuth(config.admin.tokens), registry),
+           *dry_run_routes(AdminAuth(config.admin.tokens), registry)]
     openapi = orjson.dumps(openapi_document(api))
 
     async def openapi_json(request: Request) -> Response:

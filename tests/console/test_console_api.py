@@ -126,3 +126,81 @@ def test_config_stage_is_readable_alone(console_gw: Gateway) -> None:
     assert r.status_code == 200 and r.json()["source"] == "config" and r.json()["rulesets"][0]["name"] == "words"
     assert error(httpx.patch(console_gw.url + "/v1/admin/stages/config-input", headers=h(CENTRAL),
                              json={"mode": "monitor"}), 403)["code"] == "config_stage"
+
+
+def dry(gw: Gateway, body: dict[str, Any], token: str = CENTRAL) -> httpx.Response:
+    return httpx.post(gw.url + "/v1/admin/dry-run", headers=h(token), json=body)
+
+
+def test_dry_run_applied_stages_drafts_and_errors(console_gw: Gateway) -> None:
+    """G3: messages run through an application's stages as applied (the config stage blocks), with a draft
+    stage added, with a stage subset; nothing reaches the upstream or the monitoring log; unknown fields
+    and bad drafts are 400 naming the field, another application's stages 403 for an app token."""
+    url = console_gw.url
+    before = httpx.get(url + "/v1/monitoring?limit=1000", headers=h(CENTRAL)).json()["data"]
+    r = dry(console_gw, {"application": "app-a", "model": "gpt-4o", "on": "input",
+                         "messages": [{"role": "user", "content": "say configured-word now"}]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["action"] == "block" and out["stage"] == "config-input" and out["ruleset"] == "words"
+    assert out["response"] == {"status": 200, "kind": "completion", "text": "Blocked by the config stage.",
+                               "finish_reason": "content_filter"}
+    [stage] = [s for s in out["input"]["stages"] if s["stage"] == "config-input"]
+    assert stage["source"] == "plan" and stage["rulesets"][0]["triggered"] is True
+    assert stage["rulesets"][0]["rules"][0]["triggers"] is True and "config_words" in stage["seconds"]
+
+    draft = {"name": "draft-out", "on": "output", "rulesets": [
+        {"name": "card", "rules": [{"metric": "pii", "op": "contains_any", "value": ["CREDIT_CARD"]}],
+         "action": {"type": "redact"}}], "applications": ["app-a"]}
+    r = dry(console_gw, {"application": "app-a", "draft_stages": [draft], "messages": [
+        {"role": "user", "content": "hello"}, {"role": "assistant", "content": "card 4111 1111 1111 1111 ok"}]})
+    out = r.json()
+    assert r.status_code == 200 and out["action"] == "redact" and out["stage"] == "draft-out", r.text
+    assert out["output"]["stages"][-1]["source"] == "draft"
+    assert out["response"]["kind"] == "forwarded" and "4111" not in out["response"]["text"]
+    assert out["input"]["action"] is None
+
+    # a subset: only the draft runs, so the config stage does not block the input
+    r = dry(console_gw, {"application": "app-a", "stages": ["draft-out"], "draft_stages": [draft], "messages": [
+        {"role": "user", "content": "configured-word"}, {"role": "assistant", "content": "fine"}]})
+    assert r.json()["input"]["stages"] == [] and r.json()["action"] is None
+
+    after = httpx.get(url + "/v1/monitoring?limit=1000", headers=h(CENTRAL)).json()["data"]
+    assert len(after) == len(before)  # nothing logged
+
+    base = {"application": "app-a", "messages": [{"role": "user", "content": "x"}], "on": "input"}
+    assert error(dry(console_gw, {**base, "bogus": 1}), 400)["param"] == "bogus"
+    assert error(dry(console_gw, {**base, "messages": [{"role": "user", "content": "x", "x": 1}]}),
+                 400)["param"] == "messages[0].x"
+    assert error(dry(console_gw, {**base, "on": "output"}), 400)["param"] == "messages"
+    bad = {**draft, "rulesets": [{**draft["rulesets"][0], "rules": [{"metric": "nope", "op": "gt", "value": 1}]}]}
+    assert error(dry(console_gw, {**base, "draft_stages": [bad]}), 400)["param"] == \
+        "draft_stages[0].rulesets[0].rules[0].metric"
+    assert error(dry(console_gw, {**base, "draft_stages": [{**draft, "colour": "red"}]}), 400)["param"] == \
+        "draft_stages[0].colour"
+    assert error(dry(console_gw, {**base, "stages": ["missing-stage"]}), 400)["param"] == "stages[0]"
+    assert error(dry(console_gw, {**base, "application": "nope"}), 400)["param"] == "application"
+    assert error(dry(console_gw, {**base, "application": "app-b"}, APP_TOKEN), 403)["param"] == "application"
+    assert error(dry(console_gw, {**base, "draft_stages": [{**draft, "scope": "central"}]}, APP_TOKEN),
+                 403)["param"] == "draft_stages[0].scope"
+
+
+def test_dry_run_paused_and_named_versions(console_gw: Gateway) -> None:
+    url = console_gw.url
+    spec = {"name": "dry-central", "on": "input", "scope": "central", "rulesets": [
+        {"name": "long", "rules": [{"metric": "length", "op": "gt", "value": 5}],
+         "action": {"type": "override", "responses": ["v1 says no"]}}]}
+    assert httpx.post(url + "/v1/admin/stages", headers=h(CENTRAL), json=spec).status_code == 201
+    spec["rulesets"][0]["action"]["responses"] = ["v2 says no"]
+    assert httpx.patch(url + "/v1/admin/stages/dry-central", headers=h(CENTRAL), json=spec).status_code == 200
+    assert httpx.post(url + "/v1/admin/stages/dry-central/pause", headers=h(CENTRAL)).status_code == 200
+    base = {"application": "app-b", "on": "input", "messages": [{"role": "user", "content": "a long message"}]}
+    assert dry(console_gw, base).json()["action"] is None  # paused: not applied
+    out = dry(console_gw, {**base, "include_paused": True}).json()
+    assert out["action"] == "override" and out["response"]["text"] == "v2 says no"
+    assert [s["source"] for s in out["input"]["stages"] if s["stage"] == "dry-central"] == ["paused"]
+    out = dry(console_gw, {**base, "stages": ["dry-central@1"]}).json()
+    assert out["response"]["text"] == "v1 says no" and out["input"]["stages"][0]["version"] == 1
+    assert error(dry(console_gw, {**base, "stages": ["dry-central@9"]}), 404)["param"] == "stages[0]"
+    assert error(dry(console_gw, {**base, "stages": ["dry-central@x"]}), 400)["param"] == "stages[0]"
+    httpx.delete(url + "/v1/admin/stages/dry-central", headers=h(CENTRAL))

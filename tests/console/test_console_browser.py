@@ -289,10 +289,11 @@ def test_applications_and_key_shown_once(page: Any, console_gw: Gateway) -> None
 
 def test_playground_proxy_and_evaluate(page: Any) -> None:
     login(page, CENTRAL, "#/playground")
+    page.get_by_role("combobox", name=re.compile("^Mode")).select_option("proxy")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("[data-error-for=key]")).to_contain_text("An application key is needed")
     page.get_by_label("Application key (kept in this page only)").fill(KEY_A)
-    page.get_by_label("User message").fill("please say configured-word")
+    page.get_by_label("Message 1", exact=True).fill("please say configured-word")
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_test_id("proxy-action")).to_have_text("block")
     expect(page.get_by_test_id("proxy-answer")).to_have_text("Blocked by the config stage.")
@@ -301,7 +302,7 @@ def test_playground_proxy_and_evaluate(page: Any) -> None:
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_test_id("eval-status")).to_have_text("FAIL")
     expect(page.get_by_role("table", name="violations")).to_contain_text("config_words")
-    page.get_by_label("User message").fill("a harmless question")
+    page.get_by_label("Message 1", exact=True).fill("a harmless question")
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_test_id("eval-status")).to_have_text("PASS")
     # the key never reaches storage
@@ -407,3 +408,54 @@ def test_stage_edit_and_save_keeps_what_the_form_does_not_show(page: Any, consol
     strip = ("version", "updated")
     assert {k: v for k, v in after.items() if k not in strip} == {k: v for k, v in before.items() if k not in strip}
     httpx.request("DELETE", url + "/roundtrip", headers=h(CENTRAL), json={})
+
+
+def test_playground_dry_run_draft_compare_and_replay(page: Any, console_gw: Gateway) -> None:
+    """Mode A (G3): the config stage's verdict without an upstream call; "Test in Playground" from the stage
+    editor runs the unsaved draft beside the stages as applied, the differing verdict marked; Replay of a
+    monitoring record prefills its (redacted) text."""
+    url = console_gw.url
+    spec = {"name": "pg-out", "on": "output", "applications": ["app-a"], "rulesets": [
+        {"name": "card", "rules": [{"metric": "pii", "op": "contains_any", "value": ["CREDIT_CARD"]}],
+         "action": {"type": "redact"}}]}
+    assert httpx.post(url + "/v1/admin/stages", headers=h(CENTRAL), json=spec).status_code == 201
+    login(page, CENTRAL, "#/playground")
+    expect(page.get_by_role("combobox", name=re.compile("^Application"))).to_have_value("app-a")
+    page.get_by_label("Message 1", exact=True).fill("please say configured-word")
+    page.get_by_role("button", name="Run dry-run").click()
+    expect(page.get_by_test_id("dry-action")).to_have_text("block")
+    expect(page.get_by_test_id("dry-response")).to_have_text("Blocked by the config stage.")
+    expect(page.get_by_role("table", name="Input stages").locator("tr[data-stage=config-input]")).to_contain_text(
+        "config_words")
+
+    # the stage editor hands its unsaved draft over: redact -> block, compared with the saved stage
+    page.goto("/console/#/stages/pg-out")
+    page.locator("[data-ruleset='0']").get_by_label("Action").select_option("block")
+    page.locator("[data-ruleset='0']").get_by_label("Message").fill("Draft says no")
+    page.get_by_role("button", name="Test in Playground").click()
+    expect(page.get_by_test_id("draft-banner")).to_contain_text("pg-out")
+    page.get_by_role("button", name="answer with PII").click()
+    page.get_by_role("button", name="Run dry-run").click()
+    draft, applied = page.get_by_test_id("dry-result-draft"), page.get_by_test_id("dry-result-applied")
+    expect(draft.get_by_test_id("dry-action")).to_have_text("block")
+    expect(draft.get_by_test_id("dry-response")).to_have_text("Draft says no")
+    expect(applied.get_by_test_id("dry-action")).to_have_text("redact")
+    expect(applied.get_by_test_id("dry-response")).to_contain_text("<CREDIT_CARD>")
+    expect(draft.locator("tr[data-stage=pg-out]")).to_have_attribute("data-differs", "true")
+    assert httpx.get(url + "/v1/admin/stages/pg-out", headers=h(CENTRAL)).json()["version"] == 1  # not saved
+
+    # Replay: a blocked request's record opens in the playground with its text
+    r = httpx.post(url + "/v1/chat/completions", headers=h(KEY_A),
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "replay configured-word"}]})
+    rid = r.headers["x-guardrail-request-id"]
+    deadline = time.monotonic() + 15
+    while not [x for x in httpx.get(url + "/v1/monitoring?limit=50", headers=h(CENTRAL)).json()["data"]
+               if x["id"] == rid]:
+        assert time.monotonic() < deadline, "the record never reached the monitoring log"
+        time.sleep(0.2)
+    page.goto(f"/console/#/playground?record={rid}&on=input")
+    page.reload()
+    expect(page.get_by_label("Message 1", exact=True)).to_have_value("replay configured-word")
+    page.get_by_role("button", name="Run dry-run").click()
+    expect(page.get_by_test_id("dry-action")).to_have_text("block")
+    httpx.request("DELETE", url + "/v1/admin/stages/pg-out", headers=h(CENTRAL), json={})

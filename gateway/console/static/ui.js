@@ -8,6 +8,9 @@ import { api, curlLine } from "./api.js";
 export const html = htm.bind(h);
 export { useState, useEffect, useCallback, useContext, useRef };
 
+// What one view hands to the next in page memory only (the stage editor's unsaved draft for the playground).
+export const handoff = { draft: null };
+
 // {role: "central"|"application", application, central: bool}
 export const Session = createContext(null);
 export const useSession = () => useContext(Session);

@@ -1,7 +1,7 @@
 // V5 stages list and V6 stage page: ruleset editor (ordered rulesets, rules metric·op·value, action,
 // mode), settings, versions and revert, pins (seed 004; Galileo's central stages).
 import { html, useState, useApi, useSession, useAction, TextInput, TextArea, Select, ErrorBanner, ConfigBadge, Badge,
-         Tabs, ShowApi, Loading, NotFound, fmtTime, mayEdit, errorFor } from "../ui.js";
+         Tabs, ShowApi, Loading, NotFound, fmtTime, mayEdit, errorFor, handoff } from "../ui.js";
 import { api, enc } from "../api.js";
 
 const OPS = ["gt", "gte", "lt", "lte", "eq", "neq", "contains", "contains_any", "contains_all", "empty", "not_empty"];
@@ -193,6 +193,7 @@ export function StagePage({ name, tab, isNew, query }) {
       setSaved(r.version); setDraft(null); reload();
     }
   });
+  const testIt = () => { handoff.draft = spec; location.hash = "#/playground?draft=1"; };
   const current = isNew ? "rulesets" : tab;
   const tabs = isNew ? [["rulesets", "Rulesets"]] : [["rulesets", "Rulesets"], ["settings", "Settings"], ...(s.source === "config" ? [] : [["versions", "Versions"]]),
     ...(s.scope === "central" && s.source !== "config" ? [["pins", "Pins"]] : [])];
@@ -204,7 +205,8 @@ export function StagePage({ name, tab, isNew, query }) {
     ${(current === "rulesets" || current === "settings") && html`<div>
       ${(isNew || current === "settings") && html`<${Settings} d=${d} setD=${setDraft} err=${err} readOnly=${readOnly} session=${session} isNew=${isNew} />`}
       ${current === "rulesets" && html`<${RulesetEditor} d=${d} setD=${setDraft} err=${err} readOnly=${readOnly} metrics=${metrics} />`}
-      ${!readOnly && html`<div class="row"><button onClick=${save} disabled=${busy}>${isNew ? "Create stage" : "Save stage"}</button></div>`}
+      <div class="row">${!readOnly && html`<button onClick=${save} disabled=${busy}>${isNew ? "Create stage" : "Save stage"}</button>`}
+        <button class="secondary" onClick=${testIt} title="dry-run this stage as edited (unsaved) in the Playground">Test in Playground</button></div>
       ${saved && html`<div class="banner info" role="status">Saved as version ${saved}.</div>`}
       <${ErrorBanner} err=${err} fields=${fieldNames(d, isNew || current === "settings")} />
       ${!readOnly && html`<${ShowApi} method=${isNew ? "POST" : "PATCH"} path=${isNew ? "/v1/admin/stages" : "/v1/admin/stages/" + enc(s.id)} body=${spec} />`}

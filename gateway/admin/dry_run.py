@@ -1,0 +1,333 @@
+"""G3 of the console spec: `POST /v1/admin/dry-run` runs messages through an application's stages, as
+applied or with unsaved drafts, and tells every stage's verdict and what the client would receive.
+
+Nothing is sent to the upstream model and nothing is written to the monitoring log: the stateless engine
+runs over stages compiled from the live plan (plus drafts, paused stages or a named stored version). Judge
+metrics (rubric, consistency with a judge) still call their judge model, as they would in the real check;
+a `correct` action is not run (the corrector is an upstream call) and is flagged "would call the corrector".
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.routing import Route
+
+from gateway.admin.auth import AdminAuth, Role
+from gateway.admin.common import acting_on, ok, read_json, wrap
+from gateway.admin.registry import Registry
+from gateway.config.errors import ConfigIssue, format_path
+from gateway.config.guard_schema import StageSpec
+from gateway.guard import actions
+from gateway.guard.context import EVAL_CONTEXT, EvalContext
+from gateway.guard.engine import SEPARATOR, Decision, Segment
+from gateway.guard.operators import OPERATORS
+from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, Stage, compile_stages
+from gateway.proxy.openai import OpenAIError
+
+_PROMPT_ROLES = frozenset(DEFAULT_ROLES["input"])
+
+
+class DryRunMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str = Field(max_length=200_000)
+
+
+class DryRunRequest(BaseModel):
+    """The body of POST /v1/admin/dry-run."""
+
+    model_config = ConfigDict(extra="forbid")
+    application: str = Field(description="The application whose stages run (an app token: its own).")
+    model: str | None = Field(None, description="The request's model: stages naming `models` run for those only.")
+    messages: list[DryRunMessage] = Field(min_length=1, max_length=200, description=(
+        "The conversation. With on=output or both, the last assistant message is the answer checked by the "
+        "output stages; the messages before it are the request."))
+    on: Literal["input", "output", "both"] = Field("both", description="Which side's stages run.")
+    stages: list[str] | None = Field(None, max_length=100, description=(
+        "Only these stages (by name, or name@version for a stored version), in plan order. Default: all that "
+        "apply."))
+    draft_stages: list[dict[str, Any]] = Field([], max_length=20, description=(
+        "Unsaved stage specs: one named like an applied stage replaces it, others are added (central after the "
+        "central stages, application ones after the application's)."))
+    include_paused: bool = Field(False, description="Also run paused stored stages that would apply.")
+
+
+class DryRunRule(BaseModel):
+    metric: str
+    op: str
+    target: Any
+    value: Any = Field(description="What the metric measured (null: not measured or failed).")
+    triggers: bool | None
+
+
+class DryRunRuleset(BaseModel):
+    name: str
+    mode: str
+    triggered: bool
+    action: dict[str, Any]
+    rules: list[DryRunRule]
+
+
+class DryRunStage(BaseModel):
+    stage: str
+    on: str
+    scope: str
+    source: str = Field(description="plan, draft, paused or version")
+    version: int | None
+    scanned: bool
+    mode: str
+    ruleset: str | None
+    action: str | None
+    triggered: list[str]
+    errors: list[str]
+    fail_open: bool
+    values: dict[str, Any]
+    seconds: dict[str, float]
+    rulesets: list[DryRunRuleset]
+
+
+class DryRunSide(BaseModel):
+    stages: list[DryRunStage]
+    action: str | None
+    stage: str | None
+    ruleset: str | None
+    texts: list[str] = Field(description="The checked texts after any redaction, in order.")
+    original: list[str]
+    skipped: str | None = Field(None, description="Why this side did not run (e.g. the input was stopped).")
+
+
+class DryRunResponse(BaseModel):
+    object: Literal["dry_run"]
+    application: str
+    model: str | None
+    input: DryRunSide | None
+    output: DryRunSide | None
+    action: str | None = Field(description="The action the client would meet (the last that acted).")
+    stage: str | None
+    ruleset: str | None
+    response: dict[str, Any] = Field(description=(
+        "What the client would receive: {status, kind: forwarded|completion|error|unavailable|corrector, "
+        "text, finish_reason}."))
+    seconds: float
+
+
+def _bad(param: str, message: str) -> OpenAIError:
+    return OpenAIError(400, f"{param}: {message}", code="invalid_request", param=param)
+
+
+def _validation(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> OpenAIError:
+    err = exc.errors()[0]
+    path = format_path((*prefix, *err["loc"]))
+    message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    return _bad(path, message)
+
+
+def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
+    store = registry.store
+    rng = random.Random()
+
+    async def stored_stage(name: str, version: int | None, param: str) -> tuple[StageSpec, dict[str, Any], int]:
+        doc = await store.get("stage", name, version) if version is not None else await store.get("stage", name)
+        if doc is None:
+            raise OpenAIError(404, f"{param}: no stored stage '{name}'" + (f" version {version}." if version else "."),
+                              code="stage_not_found", param=param)
+        return StageSpec.model_validate(doc.body["spec"]), doc.body, doc.version
+
+    def visible(role: Role, body: dict[str, Any], app: str) -> bool:
+        spec = body.get("spec", {})
+        return spec.get("scope") == "central" or app in body.get("applications", [])
+
+    def compile_one(spec: StageSpec, param: str) -> Stage:
+        issues: list[ConfigIssue] = []
+        compiled = compile_stages([spec], registry.flow.plan.policies, (param,), issues)
+        if issues:
+            path = issues[0].path.replace(f"{param}[0]", param, 1)
+            raise _bad(path, issues[0].message)
+        return compiled[0]
+
+    async def run(request: Request, role: Role) -> Any:
+        """Dry-run messages through an application's stages (drafts too): no upstream call, nothing logged."""
+        started = time.perf_counter()
+        raw = await read_json(request)
+        try:
+            body = DryRunRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise _validation(exc) from None
+        app = acting_on(registry, role, body.application, "required, an application id",
+                        "dry-run its own application's stages")
+        plan = registry.flow.plan
+        # (stage, source, version) per side, in the plan's order
+        sides: dict[str, list[tuple[Stage, str, int | None]]] = {}
+        stored_versions = {d.id: d.version for d in await store.list("stage")}
+        for on in ("input", "output"):
+            sides[on] = [(s, "plan", stored_versions.get(s.name)) for s in plan.stages_for(app, on)]
+        if body.include_paused:
+            for doc in await store.list("stage"):
+                if not doc.body.get("paused") or not visible(role, doc.body, app):
+                    continue
+                stage = compile_one(StageSpec.model_validate(doc.body["spec"]), f"store.stages.{doc.id}")
+                _insert(sides[stage.on], (stage, "paused", doc.version))
+        for i, draft in enumerate(body.draft_stages):
+            param = f"draft_stages[{i}]"
+            spec_body = {k: v for k, v in draft.items() if k != "applications"}
+            try:
+                spec = StageSpec.model_validate(spec_body)
+            except ValidationError as exc:
+                raise _validation(exc, ("draft_stages", i)) from None
+            if spec.scope == "central" and not role.central:
+                raise OpenAIError(403, "Only central tokens may try central stages.", code="forbidden",
+                                  param=f"{param}.scope")
+            stage = compile_one(spec, param)
+            other = "output" if stage.on == "input" else "input"  # a draft may move a stage to the other side
+            sides[other] = [e for e in sides[other] if e[0].name != stage.name]
+            _insert(sides[stage.on], (stage, "draft", None), replace=True)
+        if body.stages is not None:
+            wanted: dict[str, int | None] = {}
+            for i, item in enumerate(body.stages):
+                name, at, version = item.partition("@")
+                if at and not (version.isascii() and version.isdigit() and int(version) > 0):
+                    raise _bad(f"stages[{i}]", "a stage name, or name@version with a version from 1.")
+                wanted[name] = int(version) if at else None
+                if not any(e[0].name == name for on in sides for e in sides[on]) and not at:
+                    raise _bad(f"stages[{i}]", f"no stage '{name}' applies to application '{app}'"
+                                               + ("" if body.include_paused else " (paused stages need include_paused)"))
+            for i, (name, pinned) in enumerate(wanted.items()):
+                if pinned is None:
+                    continue
+                spec, doc_body, _ = await stored_stage(name, pinned, f"stages[{i}]")
+                if not role.central and not visible(role, doc_body, app):
+                    raise OpenAIError(403, f"Stage '{name}' is not attached to this token's application.",
+                                      code="forbidden", param=f"stages[{i}]")
+                stage = compile_one(spec, f"stages[{i}]")
+                _insert(sides[stage.on], (stage, "version", pinned), replace=True)
+            for on in sides:
+                sides[on] = [e for e in sides[on] if e[0].name in wanted]
+        if body.model is not None:
+            for on in sides:
+                sides[on] = [e for e in sides[on] if e[0].models is None or body.model in e[0].models]
+
+        messages = [(m.role, m.content) for m in body.messages]
+        answer: str | None = None
+        if body.on != "input":
+            last = max((i for i, (r, _) in enumerate(messages) if r == "assistant"), default=None)
+            if last is None:
+                raise _bad("messages", "on=output and on=both need an assistant message: the answer checked.")
+            answer = messages[last][1]
+            messages = messages[:last]
+        prompt = SEPARATOR.join(t for r, t in messages if r in _PROMPT_ROLES)
+        context = SEPARATOR.join(t for r, t in messages if r in CONTEXT_ROLES)
+        engine = registry.flow.engine
+        complete = getattr(registry.flow, "_complete", None)  # judge metrics call their judge, as in a real check
+        out: dict[str, Any] = {"object": "dry_run", "application": app, "model": body.model,
+                               "input": None, "output": None}
+        decisions: list[Decision] = []
+        output_decision: Decision | None = None
+        stopped: Decision | None = None
+        if body.on in ("input", "both"):
+            segs = [Segment(r, t) for r, t in messages]
+            EVAL_CONTEXT.set(EvalContext("input", prompt, context, complete))
+            decision = await engine.evaluate([s for s, _, _ in sides["input"]], segs)
+            decisions.append(decision)
+            out["input"] = _side(decision, sides["input"], [t for _, t in messages])
+            if decision.terminal is not None:
+                stopped = decision
+        if body.on in ("output", "both") and answer is not None:
+            if stopped is not None:
+                out["output"] = {"stages": [], "action": None, "stage": None, "ruleset": None, "texts": [answer],
+                                 "original": [answer], "skipped": "the input check stopped the request: no answer"}
+            else:
+                EVAL_CONTEXT.set(EvalContext("output", prompt, context, complete))
+                decision = await engine.evaluate([s for s, _, _ in sides["output"]], [Segment("assistant", answer)])
+                decisions.append(decision)
+                output_decision = decision
+                out["output"] = _side(decision, sides["output"], [answer])
+                if decision.terminal is not None:
+                    stopped = decision
+        fired = actions.fired(decisions)
+        out.update(action=fired.action if fired else None,
+                   stage=fired.stage.name if fired and fired.stage else None,
+                   ruleset=fired.ruleset if fired else None)
+        out["response"] = _response(stopped, output_decision, answer, rng)
+        out["seconds"] = round(time.perf_counter() - started, 4)
+        return ok(out)
+
+    return [Route("/v1/admin/dry-run", wrap(admin, run), methods=["POST"])]
+
+
+def _insert(entries: list[tuple[Stage, str, int | None]], entry: tuple[Stage, str, int | None],
+            replace: bool = False) -> None:
+    """Replace the stage of the same name in place, or add it after the last stage of its scope
+    (central stages before application ones)."""
+    stage = entry[0]
+    for i, (s, _, _) in enumerate(entries):
+        if s.name == stage.name:
+            if replace:
+                entries[i] = entry
+            return
+    if stage.scope == "central":
+        at = max((i + 1 for i, (s, _, _) in enumerate(entries) if s.scope == "central"), default=0)
+        entries.insert(at, entry)
+    else:
+        entries.append(entry)
+
+
+def _plain(value: Any) -> Any:
+    return sorted(value) if isinstance(value, frozenset) else value
+
+
+def _rule_triggers(op: str, value: Any, target: Any) -> bool | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = frozenset(value)
+    try:
+        return bool(OPERATORS[op](value, target))
+    except (TypeError, ValueError):
+        return None
+
+
+def _side(decision: Decision, entries: list[tuple[Stage, str, int | None]], original: list[str]) -> dict[str, Any]:
+    by_name = {s.name: (s, source, version) for s, source, version in entries}
+    stages = []
+    for o in decision.outcomes:
+        stage, source, version = by_name[o.stage]
+        rulesets = []
+        for rs in stage.rulesets:
+            rules = [{"metric": r.metric, "op": r.op, "target": _plain(r.target), "value": o.values.get(r.metric),
+                      "triggers": _rule_triggers(r.op, o.values.get(r.metric), r.target) if o.scanned else None}
+                     for r in rs.rules]
+            rulesets.append({"name": rs.name, "mode": rs.mode, "triggered": rs.name in o.triggered,
+                             "action": rs.action.model_dump(mode="json", exclude_defaults=True) or {"type": "passthrough"},
+                             "rules": rules})
+        stages.append({"stage": o.stage, "on": o.on, "scope": stage.scope, "source": source, "version": version,
+                       "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset, "action": o.action,
+                       "triggered": list(o.triggered), "errors": list(o.errors), "fail_open": o.fail_open,
+                       "values": o.values, "seconds": {k: round(v, 6) for k, v in o.seconds.items()},
+                       "rulesets": rulesets})
+    return {"stages": stages, "action": decision.action, "stage": decision.stage.name if decision.stage else None,
+            "ruleset": decision.ruleset, "texts": list(decision.texts), "original": original, "skipped": None}
+
+
+def _response(stopped: Decision | None, output: Decision | None, answer: str | None,
+              rng: random.Random) -> dict[str, Any]:
+    if stopped is None:
+        text = output.texts[0] if output is not None and output.texts else answer
+        return {"status": 200, "kind": "forwarded", "text": text,
+                "finish_reason": "stop" if answer is not None else None}
+    assert stopped.terminal is not None and stopped.stage is not None
+    if stopped.unavailable:
+        return {"status": 503, "kind": "unavailable", "text": actions.unavailable_body(stopped, {})["error"]["message"],
+                "finish_reason": None}
+    if stopped.terminal.type == "correct":
+        return {"status": 200, "kind": "corrector", "finish_reason": None,
+                "text": f"(would call the corrector model '{stopped.terminal.model}' to rewrite the answer; "
+                        "not run in a dry-run)"}
+    text = actions.refusal_text(stopped.terminal, stopped.stage.message, rng)
+    if stopped.terminal.respond_with == "error":
+        return {"status": 400, "kind": "error", "text": text, "finish_reason": None}
+    return {"status": 200, "kind": "completion", "text": text, "finish_reason": "content_filter"}
