@@ -64,8 +64,18 @@ def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]
         out["head"]["meta"]["train_seconds"] = round(time.perf_counter() - started, 2)
     else:
         out["training_examples"] = [{"example": e.text, "compliance": e.label} for e in stored]
-    out["trained"] = {"rows": len(texts), "fail": int(sum(labels)), "data_sha": data_sha, "time": time.time()}
+    out["trained"] = {"rows": len(texts), "fail": int(sum(labels)), "data_sha": data_sha, "time": time.time(),
+                      "stored_sha": stored_fingerprint(stored)}
     return out
+
+
+def stored_fingerprint(rows: list[Example]) -> str:
+    """Which stored training rows (added, generated, feedback) a version was trained on: rows added or
+    applied since make the policy need training again."""
+    import hashlib
+
+    lines = sorted(f"{e.label}\t{e.source}\t{e.text}" for e in rows)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def _view(doc: Version, source: str = "store") -> dict[str, Any]:
@@ -134,7 +144,8 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
 
     async def _state(doc: Version) -> dict[str, Any]:
         """G7: the training state of a stored policy for the registry list. `needs_training`: trainable and
-        never trained, or its current version is not the one the last training wrote (edited since)."""
+        never trained, its current version is not the one the last training wrote (edited since), or its
+        stored training rows changed since (data added, generated or feedback applied)."""
         if doc.body.get("type") not in TRAINABLE:
             return {"training": None, "needs_training": False}
         job = await store.job(doc.id)
@@ -146,7 +157,11 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             status = "failed"
         training = {"status": status, "version": job.get("version"), "finished": job.get("finished"),
                     "error": job.get("error")}
-        return {"training": training, "needs_training": status != "ready" or job.get("version") != doc.version}
+        needs = status != "ready" or job.get("version") != doc.version
+        trained_on = (doc.body.get("trained") or {}).get("stored_sha")
+        if not needs and trained_on is not None:  # data added (or feedback applied) since the training
+            needs = trained_on != stored_fingerprint(await store.examples(doc.id))
+        return {"training": training, "needs_training": needs}
 
     async def create(request: Request, role: Role) -> RawResponse:
         body = await read_json(request)

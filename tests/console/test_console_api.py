@@ -96,6 +96,15 @@ def test_policy_list_carries_state_owner_and_applied(console_gw: Gateway) -> Non
         time.sleep(0.3)
     item = listed()["state_clf"]
     assert item["training"]["version"] == item["version"] and item["needs_training"] is False
+    assert httpx.post(url + "/state_clf/data", headers=h(APP_TOKEN),
+                      json={"data": [{"example": "Refund guaranteed", "compliance": "FAIL"}]}).status_code == 201
+    assert listed()["state_clf"]["needs_training"] is True  # a row added since the training
+    assert httpx.post(url + "/state_clf/train", headers=h(APP_TOKEN)).status_code == 202
+    deadline = time.monotonic() + 60
+    while listed()["state_clf"]["training"]["status"] != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert listed()["state_clf"]["needs_training"] is False
     assert httpx.patch(url + "/state_clf", headers=h(APP_TOKEN), json={"rule": "No refunds, ever"}).status_code == 200
     assert listed()["state_clf"]["needs_training"] is True  # edited since the trained version
     assert httpx.post(url + "/state_re/apply", headers=h(CENTRAL), json={"application": "app-b"}).status_code == 201
