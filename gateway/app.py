@@ -29,7 +29,7 @@ from gateway.admin.routes import admin_routes
 from gateway.admin.stages import stage_routes
 from gateway.admin.store import store_routes
 from gateway.config import GatewayConfig, load_config
-from gateway.console import console_routes
+from gateway.console import console_enabled, console_routes
 from gateway.proxy.admission import Admission
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.limits import Limiter
@@ -205,8 +205,9 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        # The web console (static files, a client of the admin API): only where admin tokens exist.
-        *(console_routes() if config.admin.tokens else []),
+        # The web console (static files, a client of the admin API): where admin tokens exist, unless
+        # server.console is false.
+        *(console_routes() if console_enabled(config) else []),
     ]
     handlers = {404: not_found, 405: bad_method, Exception: server_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]

@@ -109,6 +109,7 @@ def demo_config_path(args: argparse.Namespace, env: dict[str, str] | os._Environ
 def cmd_demo(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.console import console_url
     from gateway.echo import TRIGGER, create_echo_app
 
     args.config = demo_config_path(args)
@@ -134,8 +135,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host = settings.host or config.server.host
     port = settings.port or config.server.port
     key = config.applications[0].keys[0] if config.applications else "<no application configured>"
+    console = console_url(config, host, port)
     banner = _DEMO_BANNER.format(echo=echo_port, host=host, port=port, key=key, config=settings.config_path,
-                                 trigger=TRIGGER)
+                                 trigger=TRIGGER, console=f"Console: {console}" if console else
+                                 "Console: off (no admin.tokens, or server.console: false)")
     try:
         _run_gateway(settings, config, on_started=lambda: print(banner, file=sys.stderr, flush=True))
     finally:
@@ -180,6 +183,7 @@ _DEMO_BANNER = """
  and an SSN, which the output stage redacts.
 
  Or with the OpenAI SDK: OpenAI(base_url="http://{host}:{port}/v1", api_key="{key}")
+ {console}
  Metrics: http://{host}:{port}/metrics     Stop: Ctrl-C
 ==============================================================================
 """

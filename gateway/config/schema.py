@@ -42,6 +42,8 @@ class ServerConfig(_Frozen):
                                       "gets an immediate 503 gateway_overloaded with Retry-After.")
     pending_timeout_s: float = Field(2.0, gt=0, description="Longest wait in the pending queue before a 503 "
                                      "gateway_overloaded.")
+    console: bool = Field(True, description="Serve the web console at /console/ (only where admin.tokens exist: "
+                          "it is a client of the admin API); false leaves it out (404).")
 
 
 class UpstreamConfig(_Frozen):

@@ -1,5 +1,6 @@
 """The web console: static ES modules (vendored Preact + htm, no build step) served from package data
-under /console/, a pure client of the admin API. Mounted when the config has admin tokens.
+under /console/, a pure client of the admin API. Mounted when the config has admin tokens and
+`server.console` is not false.
 
 Every response under /console carries a strict CSP (nothing from another origin, no inline script or
 style, no eval), nosniff, no referrer, same-origin opener, no framing, and `Cache-Control: no-cache`
@@ -7,6 +8,8 @@ style, no eval), nosniff, no referrer, same-origin opener, no framing, and `Cach
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
@@ -45,6 +48,18 @@ class ConsoleFiles:
             await self.files(scope, receive, send_with_headers)
         except HTTPException as exc:  # a missing file: answered here, so it carries the headers too
             await PlainTextResponse(exc.detail, exc.status_code)(scope, receive, send_with_headers)
+
+
+def console_enabled(config: Any) -> bool:
+    """Served when the config has admin tokens (its only way in) and `server.console` is not false."""
+    return bool(config.admin.tokens) and bool(config.server.console)
+
+
+def console_url(config: Any, host: str, port: int) -> str | None:
+    """The console's address and an admin token to sign in with, for the demo banner (None: not served)."""
+    if not console_enabled(config):
+        return None
+    return f"http://{host}:{port}/console/ (admin token {config.admin.tokens[0].token})"
 
 
 def console_routes() -> list[BaseRoute]:

@@ -110,3 +110,40 @@ def test_wheel_contains_the_console(tmp_path: Path) -> None:
     for path in [*SOURCES, STATIC / "index.html", STATIC / "console.css", STATIC / "favicon.svg",
                  *sorted((STATIC / "vendor").iterdir())]:
         assert "gateway/console/static/" + path.relative_to(STATIC).as_posix() in names, path
+
+
+def _console_status(tmp_path: Path, extra: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    import asyncio
+
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.config import parse_config
+    from gateway.settings import Settings
+
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
+    yaml = 'upstreams: [{name: u, base_url: "http://127.0.0.1:1/v1", models: ["*"]}]\n' + extra
+    app = create_app(Settings(config_path=str(tmp_path / "g.yaml")), parse_config(yaml, str(tmp_path / "g.yaml"), {}))
+
+    async def go() -> int:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            return (await client.get("/console/")).status_code
+
+    return asyncio.run(go())
+
+
+def test_server_console_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On by default where admin tokens exist, `server.console: false` leaves it out (404), and without
+    admin tokens there is nothing to sign in with, so it is not served; the demo banner names its URL."""
+    from gateway.config import parse_config
+    from gateway.console import console_url
+
+    tokens = "admin: {tokens: [{token: t0k, role: central}]}\n"
+    assert _console_status(tmp_path, tokens, monkeypatch) == 200
+    assert _console_status(tmp_path, tokens + "server: {console: false}\n", monkeypatch) == 404
+    assert _console_status(tmp_path, "", monkeypatch) == 404
+    with_tokens = parse_config('upstreams: [{name: u, base_url: "http://x/v1", models: ["*"]}]\n' + tokens, "g.yaml", {})
+    assert console_url(with_tokens, "127.0.0.1", 8080) == "http://127.0.0.1:8080/console/ (admin token t0k)"
+    demo = parse_config((ROOT / "config" / "gateway.yaml").read_text(), "gateway.yaml", {})
+    assert console_url(demo, "127.0.0.1", 8080) == "http://127.0.0.1:8080/console/ (admin token admin-demo-token)"
