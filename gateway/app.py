@@ -27,6 +27,7 @@ from gateway.admin.policies import policy_routes
 from gateway.admin.registry import Registry
 from gateway.admin.routes import admin_routes
 from gateway.admin.stages import stage_routes
+from gateway.admin.stats import stats_routes
 from gateway.admin.store import store_routes
 from gateway.config import GatewayConfig, load_config
 from gateway.console import console_enabled, console_routes
@@ -188,7 +189,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
            *application_routes(AdminAuth(config.admin.tokens), registry),
            *store_routes(AdminAuth(config.admin.tokens), registry),
            *console_api_routes(AdminAuth(config.admin.tokens), registry),
-           *dry_run_routes(AdminAuth(config.admin.tokens), registry)]
+           *dry_run_routes(AdminAuth(config.admin.tokens), registry),
+           *stats_routes(AdminAuth(config.admin.tokens), registry, monitor)]
     openapi = orjson.dumps(openapi_document(api))
 
     async def openapi_json(request: Request) -> Response:

@@ -213,3 +213,38 @@ def test_dry_run_paused_and_named_versions(console_gw: Gateway) -> None:
     assert error(dry(console_gw, {**base, "stages": ["dry-central@9"]}), 404)["param"] == "stages[0]"
     assert error(dry(console_gw, {**base, "stages": ["dry-central@x"]}), 400)["param"] == "stages[0]"
     httpx.delete(url + "/v1/admin/stages/dry-central", headers=h(CENTRAL))
+
+
+def test_stats_aggregate_the_log(console_gw: Gateway) -> None:
+    """G14: a window's figures from the store's log: blocked and passed requests counted per action, the
+    config stage's ruleset on top, a series whose buckets add up, an app token limited to its own records;
+    unknown or bad query parameters are 400 naming them."""
+    from tests.console.conftest import KEY_A, KEY_B
+
+    url = console_gw.url
+    start = time.time() - 1
+    for key, text in ((KEY_A, "stats configured-word"), (KEY_A, "stats hello"), (KEY_B, "stats configured-word")):
+        httpx.post(url + "/v1/chat/completions", headers=h(key),
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
+    deadline = time.monotonic() + 15
+    while True:
+        s = httpx.get(url + f"/v1/admin/stats?since={start}&bucket=60", headers=h(CENTRAL)).json()
+        if s.get("actions", {}).get("block", 0) >= 2 and s["requests"] >= 3:
+            break
+        assert time.monotonic() < deadline, s
+        time.sleep(0.2)
+    assert s["object"] == "stats" and s["source"] == "store" and s["truncated"] is False
+    assert s["acted"] >= 2 and s["top_rulesets"][0]["stage"] == "config-input"
+    assert s["top_rulesets"][0]["ruleset"] == "words" and s["top_rulesets"][0]["mode"] == "enforce"
+    assert sum(sum(b["counts"].values()) for b in s["series"]) == s["records"]
+    assert {a["application"] for a in s["top_applications"]} >= {"app-a", "app-b"}
+    mine = httpx.get(url + f"/v1/admin/stats?since={start}", headers=h(APP_TOKEN)).json()
+    assert {a["application"] for a in mine["top_applications"]} == {"app-a"} and mine["application"] == "app-a"
+    assert error(httpx.get(url + "/v1/admin/stats?application=app-b", headers=h(APP_TOKEN)), 403)["param"] == \
+        "application"
+    assert error(httpx.get(url + "/v1/admin/stats?group_by=x", headers=h(CENTRAL)), 400)["param"] == "group_by"
+    assert error(httpx.get(url + "/v1/admin/stats?since=abc", headers=h(CENTRAL)), 400)["param"] == "since"
+    assert error(httpx.get(url + f"/v1/admin/stats?since={start}&until={start - 5}", headers=h(CENTRAL)),
+                 400)["param"] == "since"
+    assert error(httpx.get(url + "/v1/admin/stats?since=0&bucket=1", headers=h(CENTRAL)), 400)["param"] == "bucket"
+    assert httpx.get(url + "/v1/admin/stats").status_code == 401

@@ -384,6 +384,10 @@ def test_overview_counts_guarded_traffic(page: Any, console_gw: Gateway) -> None
     expect(cards).to_contain_text("guarded records")
     expect(cards.get_by_role("link", name=re.compile("acted on"))).to_have_text(re.compile(r"acted on\s*[1-9]"))
     expect(page.get_by_role("table", name="top rulesets")).to_contain_text("config-input / words")
+    expect(page.get_by_role("table", name="top applications")).to_contain_text("app-a")
+    expect(page.get_by_test_id("chart").locator("rect title").filter(has_text="block")).not_to_have_count(0)
+    page.get_by_role("button", name="24 h").click()
+    expect(page.get_by_role("table", name="top rulesets")).to_contain_text("config-input / words")
     cards.get_by_role("link", name=re.compile("acted on")).click()
     expect(page.get_by_role("table", name="monitoring records")).to_contain_text("block")
 
