@@ -248,3 +248,28 @@ def test_stats_aggregate_the_log(console_gw: Gateway) -> None:
                  400)["param"] == "since"
     assert error(httpx.get(url + "/v1/admin/stats?since=0&bucket=1", headers=h(CENTRAL)), 400)["param"] == "bucket"
     assert httpx.get(url + "/v1/admin/stats").status_code == 401
+
+
+def test_openapi_carries_the_validated_schemas(console_gw: Gateway) -> None:
+    """G15 (first part): the bodies validated by a model are described by its JSON Schema in the document."""
+    doc = httpx.get(console_gw.url + "/v1/admin/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    op = doc["paths"]["/v1/admin/dry-run"]["post"]
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/DryRunRequest"}
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/DryRunResponse")
+    assert schemas["DryRunRequest"]["additionalProperties"] is False
+    assert set(schemas["DryRunRequest"]["required"]) == {"application", "messages"}
+    stage = doc["paths"]["/v1/admin/stages"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert stage["allOf"][0] == {"$ref": "#/components/schemas/StageSpec"}
+    assert "rulesets" in schemas["StageSpec"]["properties"] and "RulesetSpec" in schemas and "ActionSpec" in schemas
+    assert "PolicySpec" in schemas and "/v1/admin/stats" in doc["paths"]
+    for ref in _refs(doc):  # every reference resolves
+        assert ref.split("/")[-1] in schemas, ref
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref"] + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []

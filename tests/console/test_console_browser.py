@@ -463,3 +463,13 @@ def test_playground_dry_run_draft_compare_and_replay(page: Any, console_gw: Gate
     page.get_by_role("button", name="Run dry-run").click()
     expect(page.get_by_test_id("dry-action")).to_have_text("block")
     httpx.request("DELETE", url + "/v1/admin/stages/pg-out", headers=h(CENTRAL), json={})
+
+
+def test_api_reference_page(page: Any) -> None:
+    login(page, APP_TOKEN, "#/api")
+    op = page.locator("details[data-op='post /v1/admin/dry-run']")
+    op.locator("summary").click()
+    expect(op.get_by_role("table", name="schema DryRunRequest")).to_contain_text("draft_stages")
+    expect(op).to_contain_text("Unknown fields are refused")
+    page.get_by_role("link", name="StageSpec", exact=True).first.click()
+    expect(page.get_by_role("table", name="schema StageSpec")).to_contain_text("rulesets")

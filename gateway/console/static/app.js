@@ -9,6 +9,7 @@ import { StageList, StagePage } from "./views/stages.js";
 import { ApplicationList, ApplicationPage } from "./views/applications.js";
 import { Monitoring } from "./views/monitoring.js";
 import { Playground } from "./views/playground.js";
+import { Reference } from "./views/reference.js";
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/";
@@ -77,6 +78,7 @@ function Shell({ session, route, onSignOut, storeBanner }) {
         html`<a href=${"#/" + id} class=${top === id ? "active" : ""}>${label}</a>`)}</nav>
       <span class="badge" data-testid="role">${session.central ? "central" : "app:" + session.application}</span>
       <${StoreStatus} />
+      <a href="#/api" class=${top === "api" ? "active" : ""}>API reference</a>
       <button class="secondary" onClick=${onSignOut}>Sign out</button>
     </header>
     ${storeBanner && html`<div class="banner error" role="alert" data-testid="store-banner">Policy store unreachable: the gateway keeps enforcing its last good plan; changes cannot be saved now. (${storeBanner})</div>`}
@@ -99,6 +101,7 @@ function view(route, session) {
       return id ? html`<${ApplicationPage} key=${id} id=${id} />` : html`<${ApplicationList} />`;
     case "monitoring": return html`<${Monitoring} query=${route.query} />`;
     case "playground": return html`<${Playground} query=${route.query} />`;
+    case "api": return html`<${Reference} query=${route.query} />`;
     default: return html`<div class="banner error" role="alert">Not found: no page ${route.path}. <a href="#/">Overview</a></div>`;
   }
 }
