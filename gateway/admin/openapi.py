@@ -18,7 +18,7 @@ _PARAM = re.compile(r"{(\w+)}")
 _ERROR = {"description": "An OpenAI-shaped error: {error: {message, type, param, code}}"}
 
 
-def _schemas() -> dict[tuple[str, str], tuple[Any, Any]]:
+def _schemas() -> dict[Any, Any]:
     """(path, method) -> (request model or schema, response model or schema); None where untyped."""
     from gateway.admin.dry_run import DryRunRequest, DryRunResponse
     from gateway.config.guard_schema import PolicySpec, StageSpec
