@@ -64,8 +64,12 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
     async def evaluate(request: Request) -> RawResponse:
         try:
             app = keys.application(request.headers.get("authorization"))
-            if app is None:
-                raise OpenAIError(401, "Invalid or missing API key.", code="invalid_api_key")
+            role = None
+            if app is None:  # G4: an admin token may evaluate for an application it may act on
+                try:
+                    role = admin.role(request.headers.get("authorization"))
+                except OpenAIError:
+                    raise OpenAIError(401, "Invalid or missing API key.", code="invalid_api_key") from None
             body = await request.body()
             if len(body) > _MAX_EVALUATE_BODY:
                 raise OpenAIError(413, "The request body is too large.", code="request_too_large")
@@ -76,10 +80,22 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             unread = unreadable("chat_completions", {"messages": parsed.messages})
             if unread is not None:  # a text the policies cannot read must not evaluate as compliant
                 raise guard_evaluate.EvaluateError(format_path(unread[0]), unread[1])
-            if parsed.application not in (None, app.id):
-                raise OpenAIError(403, f"This key belongs to application '{app.id}'.", code="forbidden",
-                                  param="application")
-            default = _app_policies(flow, app.id)
+            if role is not None:
+                known = {a.id for a in config.applications} | set(flow.plan.by_app)
+                if not isinstance(parsed.application, str) or parsed.application not in known:
+                    raise OpenAIError(400, "application: required with an admin token, a known application id.",
+                                      code="invalid_request", param="application")
+                if not role.may_see(parsed.application):
+                    raise OpenAIError(403, "This token may only evaluate for its own application.",
+                                      code="forbidden", param="application")
+                app_id = parsed.application
+            else:
+                assert app is not None
+                if parsed.application not in (None, app.id):
+                    raise OpenAIError(403, f"This key belongs to application '{app.id}'.", code="forbidden",
+                                      param="application")
+                app_id = app.id
+            default = _app_policies(flow, app_id)
             policies = guard_evaluate.select_policies(parsed, flow.plan, default)
             result = await guard_evaluate.evaluate(parsed, policies, complete, config.guard.corrector_model)
         except guard_evaluate.EvaluateError as err:

@@ -273,3 +273,20 @@ def _refs(node: Any) -> list[str]:
     if isinstance(node, list):
         return [r for v in node for r in _refs(v)]
     return []
+
+
+def test_evaluate_accepts_an_admin_token_with_an_application(console_gw: Gateway) -> None:
+    """G4: /v1/guard/evaluate with an admin token names the application in the body (central: any known one;
+    app tokens: their own); application keys work as before."""
+    from tests.console.conftest import KEY_A
+
+    url = console_gw.url + "/v1/guard/evaluate"
+    body = {"messages": [{"role": "user", "content": "say configured-word"}], "policy_ids": ["config_words"]}
+    r = httpx.post(url, headers=h(CENTRAL), json={**body, "application": "app-b"})
+    assert r.status_code == 200 and r.json()["evaluation"]["status"] == "FAIL", r.text
+    assert httpx.post(url, headers=h(APP_TOKEN), json={**body, "application": "app-a"}).json()["evaluation"]["status"] == "FAIL"
+    assert error(httpx.post(url, headers=h(APP_TOKEN), json={**body, "application": "app-b"}), 403)["param"] == "application"
+    assert error(httpx.post(url, headers=h(CENTRAL), json=body), 400)["param"] == "application"
+    assert error(httpx.post(url, headers=h(CENTRAL), json={**body, "application": "nope"}), 400)["param"] == "application"
+    assert error(httpx.post(url, headers=h("wrong"), json=body), 401)["code"] == "invalid_api_key"
+    assert httpx.post(url, headers=h(KEY_A), json=body).json()["evaluation"]["status"] == "FAIL"

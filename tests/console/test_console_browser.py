@@ -305,6 +305,12 @@ def test_playground_proxy_and_evaluate(page: Any) -> None:
     page.get_by_label("Message 1", exact=True).fill("a harmless question")
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_test_id("eval-status")).to_have_text("PASS")
+    # G4: no key, the admin session evaluates for the chosen application
+    page.get_by_label("Application key (kept in this page only)").fill("")
+    page.get_by_role("combobox", name=re.compile("^Application")).select_option("app-b")
+    page.get_by_label("Message 1", exact=True).fill("configured-word again")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("eval-status")).to_have_text("FAIL")
     # the key never reaches storage
     assert KEY_A not in page.evaluate("JSON.stringify(Object.assign({}, sessionStorage, localStorage))")
 

@@ -131,11 +131,14 @@ export function Playground({ query }) {
       setResult({ kind: "dry", body: r, base });
       return;
     }
-    if (!key) throw Object.assign(new Error("An application key is needed: create one under Applications (shown once), or use a key from the config."), { param: "key" });
-    if (mode === "evaluate") {
-      const r = await request("POST", "/v1/guard/evaluate", evalBody(), { key, raw: true });
+    if (mode === "evaluate") {  // G4: without a pasted key, the admin session evaluates for the chosen application
+      const r = key ? await request("POST", "/v1/guard/evaluate", evalBody(), { key, raw: true })
+                    : { data: await api.post("/v1/guard/evaluate", { ...evalBody(), application }) };
       setResult({ kind: "evaluate", body: r.data });
-    } else {
+      return;
+    }
+    if (!key) throw Object.assign(new Error("An application key is needed: create one under Applications (shown once), or use a key from the config."), { param: "key" });
+    {
       const r = await request("POST", "/v1/chat/completions", { model, messages }, { key, raw: true });
       const hdr = {};
       for (const n of ["x-guardrail-action", "x-guardrail-stage", "x-guardrail-ruleset", "x-guardrail-request-id"]) hdr[n] = r.headers.get(n);
@@ -149,7 +152,10 @@ export function Playground({ query }) {
       { value: "proxy", label: "Through the proxy (calls the upstream)" },
       { value: "evaluate", label: "Guard Evaluate API (policies only)" }]} />
     ${mode === "proxy" && html`<div class="banner warn">Calls the real upstream model (may be billed) and is logged like any request.</div>`}
-    ${mode !== "dry-run" && html`<${TextInput} type="password" label="Application key (kept in this page only)" name="key" value=${key} onInput=${setKey} err=${err} />`}
+    ${mode !== "dry-run" && html`<${TextInput} type="password" label="Application key (kept in this page only)" name="key" value=${key} onInput=${setKey} err=${err}
+      hint=${mode === "evaluate" ? "optional: without it, this admin session evaluates for the application chosen below" : ""} />`}
+    ${mode === "evaluate" && !key && (session.central ? html`<${Select} label="Application" name="application" value=${application} onChange=${setApplication} err=${err}
+          options=${appIds.length ? appIds : [{ value: "", label: "(no application)", disabled: true }]} />` : html`<p>Application: <strong>${session.application}</strong></p>`)}
     ${mode === "dry-run" && html`<div>
       ${draft && html`<div class="banner info" data-testid="draft-banner">Testing the unsaved draft of stage <strong>${draft.name}</strong> (from the stage editor).
         <label><input type="checkbox" checked=${compare} onChange=${(e) => setCompare(e.target.checked)} /> Compare with the stages as applied</label>
