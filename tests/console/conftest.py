@@ -61,8 +61,11 @@ def _missing(why: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module, closed when the module's tests end: Playwright's sync API keeps an
+    event loop running in the main thread while it is open, and every later test that calls asyncio.run()
+    would fail ("cannot be called from a running event loop")."""
     executable = os.environ.get("GATEWAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(executable).exists():
         _missing(f"no Chromium at {executable}")
