@@ -217,7 +217,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         body = await read_json(request)
         rows = body.get("data")
         if not isinstance(rows, list) or not rows:
-            raise OpenAIError(400, "data: required, a list of {example, compliance} (or seed 001's {type, "
+            raise OpenAIError(400, "data: required, a list of {example, compliance} (or {type, "
                                    "output_example}).", code="invalid_request", param="data")
         examples = [Example(*labelled_row(row, f"data[{i}]")) for i, row in enumerate(rows)]
         added = await store.add_examples(doc.id, examples)
@@ -254,7 +254,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         return f"apply-{policy_id}-{app}-{on}" if app else f"apply-{policy_id}-models-{on}"
 
     async def apply(request: Request, role: Role) -> RawResponse:
-        """Seed 000's 'Apply Policy': to an application, to models, or to an application's models.
+        """Apply a policy: to an application, to models, or to an application's models.
 
         With `models` alone (central tokens) it runs on every application's requests for them; with
         `application` on that application's requests, for every model or the listed ones. Applying
@@ -328,7 +328,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         return ok({"object": "list", "data": data})
 
     async def model_policies(request: Request, role: Role) -> RawResponse:
-        """Seed 000: the list of policies for a model, as one application's requests for it see them
+        """The list of policies for a model, as one application's requests for it see them
         (every stage that runs: central and the application's, in order)."""
         model = request.path_params["model"]
         app = request.query_params.get("application") or role.application
@@ -428,7 +428,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         return ok(job)
 
     async def feedback(request: Request, role: Role) -> RawResponse:
-        """Seed 000's feedback: the correct label for a named policy on a monitoring record."""
+        """Feedback: the correct label for a named policy on a monitoring record."""
         body = await read_json(request)
         record_id, policy_id = body.get("record_id"), body.get("policy_id")
         label = str(body.get("label", body.get("compliance", ""))).upper()  # Add Data's word for it, too
@@ -467,7 +467,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                                                 "applied": f.applied} for f in items]})
 
     async def apply_feedback(request: Request, role: Role) -> RawResponse:
-        """Turn unapplied feedback into training data for the next training (seed 000)."""
+        """Turn unapplied feedback into training data for the next training."""
         doc = await stored(request.path_params["id"], role, write=True)
         items = await store.feedback(doc.id, applied=False)
         if items:
@@ -476,7 +476,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         return ok({"id": doc.id, "applied": len(items), "total_examples": len(await store.examples(doc.id))})
 
     async def generate(request: Request, role: Role) -> RawResponse:
-        """Seed 000's synthetic dataset: a generator model writes examples from the policy definition."""
+        """Synthetic training data: a generator model writes examples from the policy definition."""
         doc = await stored(request.path_params["id"], role, write=True)
         body = await read_json(request)
         model = body.get("model") or registry.config.guard.generator_model

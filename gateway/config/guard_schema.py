@@ -74,7 +74,7 @@ class StageSpec(_Frozen):
         "Message roles scanned (input default: user, tool; output: assistant). Others: system, developer, "
         "assistant (history), tool_definition (tool descriptions, schema texts)."))
     models: tuple[str, ...] | None = Field(None, min_length=1, description="Run only on requests for these models "
-                                           "(the request's `model`; seed 000's 'apply to models'). Default: all.")
+                                           "(the request's `model`, before routing). Default: all.")
     message: str = Field(DEFAULT_BLOCK_MESSAGE, description="Refusal used by block actions and fail-closed errors.")
     parallel: bool = Field(False, description="Input stages only: send the request upstream while this stage "
                            "runs, and release the answer only once it passes (a block cancels the upstream call). "
@@ -110,11 +110,11 @@ class PolicySpec(BaseModel):
     id: Name = Field(description="Unique; usable as a metric in rules.")
     type: str = Field(description="regex (patterns), contains (keywords), pii (entities), code (function).")
     rule: str = Field("", description="What the policy forbids, in words (used by `correct`).")
-    examples: tuple[ExampleSpec, ...] = Field((), description="PASS/FAIL examples (seed 001).")
+    examples: tuple[ExampleSpec, ...] = Field((), description="Labelled PASS/FAIL examples: {type, output_example, input_example} or {example, compliance}.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Violated when the risk score is above it; "
                                                                  "0 selects the calibrated threshold.")
-    allowed_behaviors: tuple[str, ...] = Field((), description="Seed 000 policy definition.")
-    disallowed_behaviors: tuple[str, ...] = Field((), description="Seed 000 policy definition.")
+    allowed_behaviors: tuple[str, ...] = Field((), description="What the policy allows, in words (classifier policies train on them as PASS).")
+    disallowed_behaviors: tuple[str, ...] = Field((), description="What the policy forbids, in words (classifier policies train on them as FAIL).")
 
     @property
     def params(self) -> dict[str, Any]:

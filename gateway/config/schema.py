@@ -320,5 +320,5 @@ class GatewayConfig(_Frozen):
     guard: GuardSettings = Field(GuardSettings(), description="Guard-wide settings.")
     scoring: ScoringConfig = Field(ScoringConfig(), description="Model-based scoring (ONNX Runtime).")
     store: StoreConfig = Field(StoreConfig(), description="The policy registry (SQLite or Redis).")
-    policies: tuple[PolicySpec, ...] = Field((), description="Named metrics with thresholds (seed 001).")
+    policies: tuple[PolicySpec, ...] = Field((), description="Named metrics with thresholds; a policy id is a metric usable in rules.")
     stages: tuple[StageSpec, ...] = Field((), description="Input and output stages, central or per application.")
