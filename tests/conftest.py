@@ -137,3 +137,30 @@ def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with running_gateway(tmp_path_factory.mktemp("gateway"), lambda port: gateway_config(upstream, port),
                          env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as gw:
         yield gw
+
+
+# What makes a test slow here: it starts a process (a gateway, a CLI command, redis-server, Prometheus,
+# Chromium) or builds or trains a model. Such tests are marked `slow`; `pytest -m "not slow"` is the fast
+# loop (the app in process, the sans-IO parts, the metrics), the README's command runs everything.
+_SLOW_FIXTURES = frozenset({"gateway", "guarded", "gw", "demo", "browser", "fresh_build", "upstream_gateway"})
+_SLOW_SOURCE = ("running_gateway(", "start_gateway(", "subprocess.", "Popen(", "redis-server", "sync_playwright",
+                "train_detectors(", "encoder_files(tmp")
+_slow_modules: dict[str, bool] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import inspect
+
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None:
+            continue
+        slow = _slow_modules.get(module.__name__)
+        if slow is None:
+            try:
+                source = inspect.getsource(module)
+            except (OSError, TypeError):
+                source = ""
+            slow = _slow_modules[module.__name__] = any(token in source for token in _SLOW_SOURCE)
+        if slow or _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
