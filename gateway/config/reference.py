@@ -1,6 +1,7 @@
-"""The configuration reference, generated from the config models so the README cannot drift from them.
+"""The configuration reference, generated from the config models so the docs cannot drift from them.
 
-`python -m gateway.config.reference` prints it; a test checks that README.md contains it verbatim.
+`python -m gateway.config.reference` prints it; `tools/update_reference.py` writes it into
+docs/configuration.md, and a test checks that the page contains it verbatim.
 """
 
 from __future__ import annotations
