@@ -27,7 +27,9 @@ def _schemas() -> dict[Any, Any]:
                        {"type": "object", "properties": {"applications": {
                            "type": "array", "items": {"type": "string"},
                            "description": "Application stages: the applications it is attached to."}}}]}
-    stats = {"type": "object", "description": "GET /v1/admin/stats: see the console spec's G14.",
+    stats = {"type": "object", "description": ("GET /v1/admin/stats: guarded records, actions, would-have-acted, metric errors "
+                                                  "and fail-open passes over a window, a series over time and the top rulesets, "
+                                                  "applications and metrics."),
              "properties": {k: {} for k in ("since", "until", "bucket", "source", "truncated", "records", "requests",
                                             "actions", "acted", "would_have_acted", "errors", "fail_open",
                                             "series", "top_rulesets", "top_applications", "top_metrics")}}
