@@ -18,8 +18,7 @@ from gateway.admin.common import ok, read_json, wrap
 from gateway.admin.registry import Registry
 from gateway.proxy.auth import key_digest
 from gateway.proxy.limits import expires
-from gateway.proxy.openai import OpenAIError
-from gateway.proxy.responses import RawResponse
+from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Version
 
 

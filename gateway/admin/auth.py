@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.config.schema import AdminToken
-from gateway.proxy.openai import OpenAIError
+from gateway.wire import OpenAIError
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from starlette.requests import Request
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.registry import InvalidChange, Registry, StoreRegressed
-from gateway.proxy.openai import OpenAIError, dumps_json, request_too_deep
-from gateway.proxy.responses import JSON, RawResponse
+from gateway.proxy.openai import dumps_json, request_too_deep
+from gateway.wire import JSON, OpenAIError, RawResponse
 from gateway.store import NotFound, StoreError, Version
 
 MAX_BODY = 4 * 1024 * 1024

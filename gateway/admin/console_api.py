@@ -19,8 +19,7 @@ from starlette.routing import Route
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import ok, wrap
 from gateway.admin.registry import Registry
-from gateway.proxy.openai import OpenAIError
-from gateway.proxy.responses import RawResponse
+from gateway.wire import OpenAIError, RawResponse
 
 
 def refuse_unknown_query(request: Request, allowed: Iterable[str] = ()) -> None:

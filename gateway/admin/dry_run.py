@@ -27,7 +27,7 @@ from gateway.guard.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Segment
 from gateway.guard.operators import OPERATORS
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, Stage, compile_stages
-from gateway.proxy.openai import OpenAIError
+from gateway.wire import OpenAIError
 
 _PROMPT_ROLES = frozenset(DEFAULT_ROLES["input"])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.proxy.openai import OpenAIError
+from gateway.wire import OpenAIError
 
 LABELS = ("PASS", "FAIL")
 _SEED_000 = frozenset({"example", "compliance", "synthetic"})

@@ -23,8 +23,7 @@ from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import Handler, acting_on, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
-from gateway.proxy.openai import OpenAIError
-from gateway.proxy.responses import RawResponse
+from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Example, StoreError, Version
 from gateway.store.base import ACTIVE_JOB
 from gateway.tasks import cancel_and_wait

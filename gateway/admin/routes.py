@@ -15,8 +15,7 @@ from gateway.guard import evaluate as guard_evaluate
 from gateway.guard.monitor import MonitorLog
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.guard_flow import GuardFlow
-from gateway.proxy.openai import OpenAIError
-from gateway.proxy.responses import JSON, RawResponse
+from gateway.wire import JSON, OpenAIError, RawResponse
 from gateway.proxy.texts import unreadable
 from gateway.store import Store, StoreError
 

@@ -17,8 +17,7 @@ from starlette.routing import Route
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import acting_on, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
-from gateway.proxy.openai import OpenAIError
-from gateway.proxy.responses import RawResponse
+from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Version
 
 

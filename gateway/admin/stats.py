@@ -23,7 +23,7 @@ from gateway.admin.common import ok, wrap
 from gateway.admin.console_api import refuse_unknown_query
 from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
-from gateway.proxy.openai import OpenAIError
+from gateway.wire import OpenAIError
 from gateway.store import StoreError
 
 ACTED = ("block", "override", "redact", "correct", "handoff")

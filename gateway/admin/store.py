@@ -23,8 +23,7 @@ from starlette.routing import Route
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import Handler, ok, wrap
 from gateway.admin.registry import Registry
-from gateway.proxy.openai import OpenAIError
-from gateway.proxy.responses import RawResponse
+from gateway.wire import OpenAIError, RawResponse
 
 
 def store_routes(admin: AdminAuth, registry: Registry) -> list[Route]:

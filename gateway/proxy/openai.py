@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from gateway.wire import OpenAIError, error_body, stream_error_event  # noqa: F401  (re-exported)
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -25,22 +27,6 @@ EMBEDDINGS = Endpoint("embeddings", "/embeddings", ("input",), False)
 RESPONSES = Endpoint("responses", "/responses", (), True)
 
 
-class OpenAIError(Exception):
-    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
-
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
-
-    def body(self) -> bytes:
-        return error_body(self.message, self.type, self.code, self.param)
-
-
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
     """A validated request body; `payload` is the decoded JSON object, unknown fields included."""
@@ -49,15 +35,6 @@ class ParsedRequest:
     model: str
     stream: bool
     fields: int  # how many top-level fields the client sent (a guard that removes one must re-encode)
-
-
-def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
-
-
-def stream_error_event(message: str, type: str, code: str | None = None) -> bytes:
-    """An SSE event carrying an OpenAI error; the OpenAI SDKs raise it as an APIError."""
-    return b"data: " + error_body(message, type, code) + b"\n\n"
 
 
 def dumps_json(value: Any, too_deep: Callable[[str], OpenAIError], option: int | None = None) -> bytes:

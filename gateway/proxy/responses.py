@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-Headers = list[tuple[bytes, bytes]]
-JSON = (b"content-type", b"application/json")
+from gateway.wire import JSON, Headers, RawResponse  # noqa: F401  (re-exported)
+
 _EVENT_STREAM = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 
 
@@ -18,22 +18,6 @@ def event_stream_headers(headers: Headers) -> Headers:
     """`headers` for a body the gateway tells as server-sent events: its own content type, and no caching
     (so no proxy holds the events back), in place of those the headers had."""
     return [*_EVENT_STREAM, *(h for h in headers if h[0] not in (b"content-type", b"cache-control"))]
-
-
-class RawResponse:
-    """A whole body with exactly the given headers (duplicates kept) plus a correct content-length."""
-
-    __slots__ = ("status", "headers", "body")
-
-    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
 
 
 class RelayResponse:
