@@ -58,11 +58,25 @@ class Stage:
     metrics: Mapping[str, Metric]  # every metric the rulesets name, measured once per evaluation
     models: frozenset[str] | None = None  # run only on requests for these models (None: every model)
     parallel: bool = False  # input: runs beside the upstream call (see StageSpec.parallel)
+    # A stream guard releases text up to where a match could still start (`pending_from`), not a fixed
+    # hold-back: every metric of the stage says where that is, and `stream.holdback_chars` is not set.
+    eager: bool = False
     # whether any of its rulesets may act (`mode: monitor` ones never do); set from them, once
     enforcing: bool = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enforcing", any(rs.mode != "monitor" for rs in self.rulesets))
+
+    def pending_from(self, text: str) -> int:
+        """The earliest index of `text` where a span of one of the stage's metrics could still start
+        (gateway.metrics.pending); a metric that cannot say holds back the stage's whole hold-back."""
+        at = len(text)
+        for metric in self.metrics.values():
+            pending = getattr(metric, "pending_from", None)
+            at = min(at, pending(text) if pending is not None else len(text) - self.holdback_chars)
+            if at <= 0:
+                return 0
+        return at
 
 
 @dataclass(frozen=True)
@@ -187,9 +201,13 @@ def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[
     # Rescanning reaches further back than the hold-back, so a longer span is still caught (and the
     # stream stopped before the rest of it leaves) even though its start was already released.
     lookback = max(holdback, min(longest, LOOKBACK_CAP))
+    # An explicit hold-back is kept as it is; otherwise a stream releases text as soon as no match can
+    # start in it, when every metric can say where that is (model-based detectors cannot: they keep it).
+    eager = ("holdback_chars" not in spec.stream.model_fields_set
+             and all(callable(getattr(m, "pending_from", None)) for m in metrics.values()))
     return Stage(spec.name, spec.on, spec.scope, spec.on_error, spec.timeout_ms / 1000.0, roles, spec.message,
                  holdback, lookback, tuple(rulesets), metrics,
-                 frozenset(spec.models) if spec.models is not None else None, spec.parallel)
+                 frozenset(spec.models) if spec.models is not None else None, spec.parallel, eager)
 
 
 def _compile_rule(rule: RuleSpec, policies: Mapping[str, Policy], metrics: dict[str, Metric],

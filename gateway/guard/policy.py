@@ -96,6 +96,8 @@ class _PolicyMetric:
     def __getattr__(self, name: str):  # measure_async, when the inner metric has one
         if name == "measure_async" and hasattr(self.inner, "measure_async"):
             return self._measure_async
+        if name == "pending_from" and hasattr(self.inner, "pending_from"):  # spans are the inner metric's
+            return self.inner.pending_from
         raise AttributeError(name)
 
     async def _measure_async(self, text: str) -> MetricValue:

@@ -44,6 +44,7 @@ import ahocorasick_rs
 from gateway.guard.types import MetricValue, ParamError, Span
 from gateway.metrics.evasion import span_bound, with_views
 from gateway.metrics.normalize import normalize, normalize_text, original_span
+from gateway.metrics.pending import Prefixes, pending_with_views
 
 _ALLOWED = ("keywords", "match", "normalize", "decode")
 _MATCH_MODES = ("word", "substring")
@@ -70,7 +71,7 @@ def _is_word(ch: str) -> bool:
 class ContainsMetric:
     """Keyword presence; thread-safe (the automaton and tables are immutable after construction)."""
 
-    __slots__ = ("_automaton", "_labels", "_patterns", "decode", "keywords", "max_span_chars", "normalized",
+    __slots__ = ("_automaton", "_labels", "_patterns", "_prefixes", "decode", "keywords", "max_span_chars", "normalized",
                  "word")
 
     def __init__(self, keywords: Sequence[str], *, word: bool = True, normalized: bool = True,
@@ -91,6 +92,7 @@ class ContainsMetric:
         self._labels = tuple(tuple(labels[p]) for p in self._patterns)
         self._automaton = ahocorasick_rs.AhoCorasick(self._patterns, matchkind=ahocorasick_rs.MatchKind.Standard)
         longest = max(max(len(k) for k in self.keywords), max(len(p) for p in self._patterns))
+        self._prefixes = Prefixes(self._patterns)
         self.max_span_chars = span_bound(longest) if decode else max_span_bound(longest, normalized)
 
     @classmethod
@@ -125,6 +127,20 @@ class ContainsMetric:
         if self.normalized or self.decode:
             return with_views(text, value, self._measure, normalize=self.normalized, decode=self.decode)
         return value
+
+    def pending_from(self, text: str) -> int:
+        """The earliest index of `text` whose rest begins a keyword (normalised like the keywords), in the
+        text and its views, or where a disguise still growing starts (gateway.metrics.pending)."""
+        return pending_with_views(text, self._pending_raw, normalize=self.normalized, decode=self.decode)
+
+    def _pending_raw(self, text: str) -> int:
+        if not self.normalized:
+            return self._prefixes.earliest(text)
+        norm, offsets = normalize(text)
+        at = self._prefixes.earliest(norm)
+        if at >= len(norm):
+            return len(text)
+        return offsets[at] if offsets is not None else at
 
     def _measure(self, text: str) -> MetricValue:
         haystack = normalize_text(text) if self.normalized else text

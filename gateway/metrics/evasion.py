@@ -256,7 +256,8 @@ def _join_pass(text: str, parent: View | None, pattern: re.Pattern[str]) -> View
 # ---- decoded views ----------------------------------------------------------------------------------
 
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
-_HEX = re.compile(r"(?<![0-9A-Za-z\\])(?:(?:\\x|0x)?[0-9A-Fa-f]{2}(?:[ :,]|(?=\\x|0x))?){8,}")
+# (a run ends at a word's end: "...34 32 beta" is not a run ending in the byte 0xbe)
+_HEX = re.compile(r"(?<![0-9A-Za-z\\])(?:(?:\\x|0x)?[0-9A-Fa-f]{2}(?:[ :,]|(?=\\x|0x))?){8,}(?![0-9A-Za-z])")
 _URL_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 _HTML_REF = re.compile(r"&(?:#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)")
 
@@ -307,6 +308,9 @@ def _runs(text: str, parent: View | None, pattern: re.Pattern[str], decode: Call
             pieces = [(m.start() + p.start(), p.group(), decode(p.group())) for p in _UNSPACED_HEX.finditer(run)]
         else:
             pieces = [(m.start(), run, decode(run))]
+            if kind == "hex" and pieces[0][2] is None and " " in run:
+                offset, part, decoded = _hex_trimmed(run)
+                pieces = [(m.start() + offset, part, decoded)]
         for start, part, decoded in pieces:
             if decoded is None or decoded == part:
                 continue
@@ -318,6 +322,25 @@ def _runs(text: str, parent: View | None, pattern: re.Pattern[str], decode: Call
         return None
     b.copy(text, pos, len(text))
     return b.view(kind, parent)
+
+
+_PAIR = re.compile(r"(?:\\x|0x)?[0-9A-Fa-f]{2}")
+
+
+def _hex_trimmed(run: str) -> tuple[int, str, str | None]:
+    """Bytes spaced apart next to a number or a word's first letters ("90 50 52 ... 34 32 be"): the run
+    without one or two pairs at either end, where that decodes: (its offset in the run, it, the text)."""
+    pairs = list(_PAIR.finditer(run))
+    for cut in range(1, 5):
+        for lead in range(0, min(cut, 2) + 1):
+            trail = cut - lead
+            if trail > 2 or len(pairs) - cut < 8:
+                continue
+            a, b = pairs[lead].start(), pairs[len(pairs) - 1 - trail].end()
+            decoded = _hex(run[a:b])
+            if decoded is not None:
+                return a, run[a:b], decoded
+    return 0, run, None
 
 
 def _url(run: str) -> str | None:

@@ -67,6 +67,10 @@ class LengthMetric:
             raise ParamError(("unit",), f"must be one of: {', '.join(_UNITS)}")
         return cls(unit)
 
+    def pending_from(self, text: str) -> int:
+        """A length reports no spans: nothing needs holding back for it."""
+        return len(text)
+
     def measure(self, text: str) -> MetricValue:
         if self.unit == "chars":
             return MetricValue(len(text))

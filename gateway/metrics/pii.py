@@ -83,6 +83,7 @@ from typing import Any
 
 from gateway.guard.types import MetricValue, ParamError, Span
 from gateway.metrics.evasion import match_views, span_bound, view_found
+from gateway.metrics.pending import pii_pending, pending_with_views
 from gateway.metrics.pii_recognizers import (
     URL_MAX_CHARS,
     Found,
@@ -176,6 +177,12 @@ class PiiMetric:
         kept = found
         return MetricValue(frozenset(f[2] for f in kept),
                            tuple(Span(start, end, label, score) for start, end, label, score in kept))
+
+    def pending_from(self, text: str) -> int:
+        """The earliest index of `text` where a PII or secret span could still start: the token being
+        written, a number near the end, an open private-key block, in the text and its views, or a
+        disguise still growing (gateway.metrics.pending)."""
+        return pending_with_views(text, pii_pending, normalize=self.normalized, decode=self.decode)
 
     def _find(self, text: str) -> list[Found]:
         found: list[Found] = []

@@ -43,6 +43,7 @@ import re2  # type: ignore[import-untyped]  # google-re2 ships no type informati
 
 from gateway.guard.types import MetricValue, ParamError, Span
 from gateway.metrics.evasion import span_bound, with_views
+from gateway.metrics.pending import Starter, pending_with_views
 
 _ALLOWED = ("patterns", "flags", "max_match_chars", "normalize", "decode")
 _FLAGS = {"ignorecase": "i", "multiline": "m", "dotall": "s"}
@@ -86,7 +87,7 @@ class Pattern(NamedTuple):
 class RegexMetric:
     """Pattern matches; thread-safe (RE2 objects are safe to share across threads)."""
 
-    __slots__ = ("_any", "_compiled", "decode", "flags", "max_span_chars", "normalized", "patterns")
+    __slots__ = ("_any", "_compiled", "_starter", "decode", "flags", "max_span_chars", "normalized", "patterns")
 
     def __init__(self, patterns: Sequence[Pattern], *, flags: Sequence[str] = (),
                  max_match_chars: int = DEFAULT_MAX_MATCH_CHARS, normalized: bool = True,
@@ -99,6 +100,7 @@ class RegexMetric:
         self.max_span_chars = span_bound(max_match_chars) if views else max_match_chars
         prefix = "".join(sorted({_FLAGS[f] for f in self.flags}))
         sources = [f"(?{prefix}){p.source}" if prefix else p.source for p in self.patterns]
+        self._starter = Starter(sources, max_match_chars, "ignorecase" in self.flags)
         self._compiled = tuple((p.name, re2.compile(src, _options(capture=False)))
                                for p, src in zip(self.patterns, sources))
         combined = "|".join(f"(?{prefix}:{p.source})" if prefix else f"(?:{p.source})" for p in self.patterns)
@@ -159,6 +161,12 @@ class RegexMetric:
         if self.normalized or self.decode:
             return with_views(text, value, self._measure, normalize=self.normalized, decode=self.decode)
         return value
+
+    def pending_from(self, text: str) -> int:
+        """The earliest index of `text` where a match could still start (gateway.metrics.pending): a
+        character that begins a pattern (and its literal prefix so far) within the longest match of the
+        end, in the text and its views, or a disguise still growing."""
+        return pending_with_views(text, self._starter, normalize=self.normalized, decode=self.decode)
 
     def _measure(self, text: str) -> MetricValue:
         # A lone surrogate (not valid UTF-8) is encoded as "?": one byte for one character.

@@ -3,7 +3,11 @@
 Per choice, streamed text accumulates; each check scans the unreleased text plus `lookback` characters
 before it, then releases all but the last `holdback` characters. A span of at most `holdback` chars can
 therefore never be half released: while it is incomplete it sits in the held-back tail. A longer span
-(up to `lookback`) is still found once complete; its start has left, so the stream ends there. The last
+(up to `lookback`) is still found once complete; its start has left, so the stream ends there. When
+every stage is `eager` (each metric says where a match could still start, `Stage.pending_from`), a
+check releases more: everything before the earliest such position, so prose without a match in
+progress leaves at once (the held-back tail is then the token being written, a run of digits, a
+pattern's literal prefix, an encoded run still growing), never less than all but `holdback`. The last
 check of a choice reads the whole answer. Tool-call
 arguments and a refusal are held whole until their choice finishes. A terminal action ends the stream with the
 replacement text, finish_reason "content_filter" and [DONE].
@@ -54,6 +58,7 @@ class _Choice:
     tools: dict[int, dict[str, Any]] = field(default_factory=dict)
     refusal: str = ""  # a chat model's refusal (structured outputs): held whole, like tool calls
     ended: bool = False  # its last check ran and its finish chunk left: later chunks for it are dropped
+    checked: int = 0  # the text's length at its last check (an eager guard checks only new text)
 
 
 def _text(value: object) -> str:
@@ -297,6 +302,7 @@ class StreamGuard:
         self._chat = endpoint == "chat_completions"
         self._holdback = holdback  # None: hold everything until the choice ends (a `correct` stage)
         self._lookback = max(lookback or 0, holdback or 0)
+        self._eager = holdback is not None and bool(stages) and all(stage.eager for stage in stages)
         self._resolve = resolve
         self._note = note
         self._decoder = SSEDecoder()
@@ -374,8 +380,10 @@ class StreamGuard:
     async def _check(self, choice: _Choice) -> bytes:
         final = choice.finish is not None
         hold = self._holdback
-        if not final and (hold is None or len(choice.text) - choice.released <= hold):
+        if not final and (hold is None or (len(choice.text) - choice.released <= hold if not self._eager
+                                           else len(choice.text) == choice.checked)):
             return b""
+        choice.checked = len(choice.text)
         # The last check of a choice reads all of it: rules on the whole answer (a length, a span longer
         # than any window) get their say before the held-back tail is released.
         start = 0 if hold is None or final else max(0, choice.released - self._lookback)
@@ -399,12 +407,21 @@ class StreamGuard:
             if refusal:
                 choice.refusal = decision.texts[-1]
         upto = len(choice.text) if final else len(choice.text) - (hold or 0)
+        if self._eager and not final and hold:
+            upto = max(upto, self._pending(choice.text, hold))
         out = self._delta(choice, choice.text[choice.released:upto]) if upto > choice.released else b""
         choice.released = max(choice.released, upto)
         if final:
             out += self._ending(choice, tools)
             choice.ended = True
         return out
+
+    def _pending(self, text: str, hold: int) -> int:
+        """Where a match could still start in `text` (its tail: text further back is released by the
+        hold-back cap anyway; the rest of the tail gives the views their context)."""
+        tail = max(0, len(text) - 2 * hold - 32)
+        part = text[tail:]
+        return tail + min(stage.pending_from(part) for stage in self._stages)
 
     async def _stop(self, choice: _Choice, decision: Decision) -> bytes:
         self.stopped = True
