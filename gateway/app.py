@@ -40,6 +40,7 @@ from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import build_plan
 from gateway.metrics.pii import PiiMetric
 from gateway.proxy.corrector import make_completer
+from gateway.proxy.routing import Routing
 from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.upstream import Router, make_upstream
 from gateway.scrub import SecretScrubber
@@ -110,7 +111,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     upstreams = [make_upstream(u) for u in config.upstreams]
     router = Router(upstreams)
     monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)
-    complete = make_completer(router)
+    complete = make_completer(Routing(upstreams, config.routing))  # groups and aliases serve correctors too
     scrub = SecretScrubber.from_upstreams(config.upstreams)  # the upstreams' secrets, out of errors and logs
     flow = GuardFlow(build_plan(config), telemetry, monitor, complete, scrub)
     limits_url = config.store.url if (config.store.url or "").startswith("redis://") else None

@@ -321,3 +321,26 @@ def test_get_one_model_and_a_wrong_method(tmp_path: Path) -> None:
                 r = await client.get("/v1/chat/completions", headers=AUTH)
                 assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     run(go())
+
+
+def test_a_corrector_model_served_only_by_a_routing_group_is_found(tmp_path: Path) -> None:
+    """The `correct` action's model is routed like any request (aliases, groups, then globs): a corrector
+    that only a routing group serves, behind an alias, answers, and a failing deployment of its group is
+    skipped for the next one."""
+    async def go() -> None:
+        async with cues(Cue("u"), Cue("down", default="status:503"), Cue("fix")) as (u, down, fix):
+            cfg = config(upstreams(u, down, fix),
+                         group("g", "m", "{upstream: u}")
+                         + group("fixers", "fixer-real", "{upstream: down, weight: 1000}, {upstream: fix, weight: 0.001}"),
+                         aliases="{fixer: fixer-real}")
+            cfg += ("policies:\n  - {id: said_u, type: contains, keywords: ['from u']}\n"
+                    "stages:\n  - name: out\n    on: output\n    scope: central\n    rulesets:\n"
+                    "      - name: fix\n        rules: [{metric: said_u}]\n"
+                    "        action: {type: correct, model: fixer}\n")
+            async with in_process(cfg, tmp_path) as (_, client):
+                r = await client.post("/v1/chat/completions", json=chat(), headers=AUTH)
+                assert r.status_code == 200, r.text
+                assert r.json()["choices"][0]["message"]["content"] == "from fix"
+                assert (u.count, down.count, fix.count) == (1, 1, 1)
+                assert fix.seen[0]["model"] == "fixer-real"  # sent under the real name, as aliases are
+    run(go())
