@@ -26,7 +26,7 @@ import hashlib
 import math
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -147,8 +147,10 @@ def example_value(schema: Any, root: dict[str, Any] | None = None, name: str = "
     if kind is None:
         kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
     if kind == "object":
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        required = schema.get("required") if isinstance(schema.get("required"), list) else list(props)
+        found = schema.get("properties")
+        props: dict[str, Any] = found if isinstance(found, dict) else {}
+        listed = schema.get("required")
+        required: list[Any] = listed if isinstance(listed, list) else list(props)
         # every property when additionalProperties is false (strict schemas require all), else the required
         keys = list(props) if schema.get("additionalProperties") is False else [k for k in props if k in required]
         return {k: example_value(props[k], root, k, depth + 1) for k in keys}
@@ -410,7 +412,7 @@ async def _response_stream(response: dict[str, Any]) -> AsyncIterator[bytes]:
 
     seq = 0
     for kind, fields in _events(response):
-        deltas = [fields["delta"]] if "delta" in fields else [None]
+        deltas: Sequence[str | None] = [fields["delta"]] if "delta" in fields else [None]
         if kind == "response.output_text.delta":
             deltas = _pieces(fields["delta"])
         elif kind == "response.function_call_arguments.delta":

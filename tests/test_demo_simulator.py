@@ -258,7 +258,12 @@ def test_body_and_headers_agree_on_input_redaction_and_the_log_keeps_the_asked_m
     assert raw.headers["x-guardrail-action"] == note["action"] == "redact"
     assert raw.headers["x-guardrail-stage"] == note["stage"] and raw.headers["x-guardrail-ruleset"] == note["ruleset"]
     assert any(s["on"] == "input" and s["action"] == "redact" for s in note["stages"])
-    log = httpx.get(demo.url + "/v1/monitoring?limit=20", headers={"Authorization": "Bearer admin-demo-token"}).json()
-    records = log["data"] if isinstance(log, dict) else log
-    mine = [r for r in records if r["id"] == note["request_id"]]
+    mine: list = []
+    for _ in range(50):  # the records reach the store within a flush interval (0.2 s)
+        log = httpx.get(demo.url + "/v1/monitoring?limit=20", headers={"Authorization": "Bearer admin-demo-token"})
+        records = log.json()["data"]
+        mine = [r for r in records if r["id"] == note["request_id"]]
+        if mine:
+            break
+        time.sleep(0.1)
     assert mine and {r["model"] for r in mine} == {"gpt-4o-mini"} and all(r["route"] for r in mine)

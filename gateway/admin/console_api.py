@@ -61,7 +61,7 @@ def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             version = int(body.get("version", 0))
             data.append({"application": body.get("application"), "version": version,
                          "behind": doc.version - version, "author": pin.author, "updated": pin.created})
-        data.sort(key=lambda p: p["application"])
+        data.sort(key=lambda p: str(p["application"]))
         return ok({"object": "list", "stage": name, "latest": doc.version, "data": data})
 
     return [Route("/v1/admin/whoami", wrap(admin, whoami), methods=["GET"]),

@@ -136,7 +136,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             if stage.id.startswith("apply-") and len(rules) == 1:
                 applied[rules[0]] = applied.get(rules[0], 0) + 1
         for item in data:
-            item.update(owner="config", applied=applied.get(item["id"], 0))
+            item.update(owner="config", applied=applied.get(str(item["id"]), 0))
         for doc in await store.list("policy"):
             data.append({**_view(doc), **await _state(doc), "applied": applied.get(doc.id, 0)})
         return ok({"object": "list", "data": data})

@@ -572,12 +572,12 @@ def _bodies(parsed: ParsedRequest, body: bytes) -> Callable[[str | None], bytes]
     return body_for
 
 
-async def _abandon(sending: asyncio.Future[UpstreamResponse]) -> None:
+async def _abandon(sending: asyncio.Future[tuple[UpstreamResponse, Upstream]]) -> None:
     """Stop an upstream call nobody will read: cancel it, or close the answer that already came."""
     sending.cancel()
     done = await asyncio.gather(sending, return_exceptions=True)
-    if isinstance(done[0], UpstreamResponse):
-        done[0].close()
+    if isinstance(done[0], tuple):  # (the answer, the deployment that gave it): the connection is dropped
+        done[0][0].close()
 
 
 def _read_answer(endpoint: str, payload: dict[str, Any], ex: Exchange) -> tuple[Found, tuple[Path, str] | None]:

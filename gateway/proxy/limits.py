@@ -300,7 +300,7 @@ class Limiter:
                 continue
             if isinstance(reply, Exception):
                 raise reply
-            return [float(x) for x in reply]  # type: ignore[union-attr]
+            return [float(x) for x in reply]  # type: ignore[attr-defined]
         raise RedisError("script could not be loaded")
 
     def close(self) -> None:

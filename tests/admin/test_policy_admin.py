@@ -581,7 +581,7 @@ def test_openapi_document(gw: Gateway) -> None:
                          ("/v1/monitoring", "get")]:
         assert method in paths[path], (path, method)
     op = paths["/v1/admin/policies/{id}/apply"]["post"]
-    assert op["parameters"][0]["name"] == "id" and "Apply Policy" in op["summary"]
+    assert op["parameters"][0]["name"] == "id" and "Apply a policy" in op["summary"]
     # Every admin route the gateway answers is in the document.
     for path, item in paths.items():
         for method in item:
