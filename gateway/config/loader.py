@@ -61,7 +61,7 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> GatewayConfi
     pruning = _Pruning()
     while True:
         try:
-            config = GatewayConfig.model_validate(tree)
+            config = GatewayConfig.model_validate(tree, context={"deployed": _deployed(tree)})
             break
         except ValidationError as exc:
             schema_issues = schema_issues or [_pydantic_issue(err) for err in exc.errors()]
@@ -153,6 +153,7 @@ def cross_check(config: GatewayConfig) -> list[ConfigIssue]:
     if not config.upstreams:
         issues.append(ConfigIssue("upstreams", "at least one upstream is required"))
     issues += _duplicates("upstreams", [u.name for u in config.upstreams], "name")
+    issues += _routing_issues(config)
     issues += _duplicates("applications", [a.id for a in config.applications], "id")
     seen_keys: dict[str, str] = {}
     for i, app in enumerate(config.applications):
@@ -178,6 +179,42 @@ def cross_check(config: GatewayConfig) -> list[ConfigIssue]:
             elif stage in central:
                 issues.append(ConfigIssue(f"applications[{i}].stages[{j}]",
                                           f"{stage!r} is a central stage: it applies to every application already"))
+    return issues
+
+
+def _deployed(tree: dict[str, Any]) -> frozenset[str]:
+    """Upstream names that routing.groups[].deployments name (such an upstream needs no models of its own)."""
+    routing = tree.get("routing")
+    groups = routing.get("groups") if isinstance(routing, dict) else None
+    return frozenset(d["upstream"] for g in groups or () if isinstance(g, dict)
+                     for d in g.get("deployments") or () if isinstance(d, dict) and isinstance(d.get("upstream"), str))
+
+
+def _routing_issues(config: GatewayConfig) -> list[ConfigIssue]:
+    """Model groups name known upstreams; fallbacks and aliases name models something serves."""
+    import fnmatch
+
+    routing = config.routing
+    issues = _duplicates("routing.groups", [g.name for g in routing.groups], "name")
+    names = {u.name for u in config.upstreams}
+    globs = [m for g in routing.groups for m in g.models] + [m for u in config.upstreams for m in u.models]
+
+    def served(model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, glob) for glob in globs)
+
+    for i, group in enumerate(routing.groups):
+        for j, dep in enumerate(group.deployments):
+            if dep.upstream not in names:
+                issues.append(ConfigIssue(f"routing.groups[{i}].deployments[{j}].upstream",
+                                          f"no upstream named {dep.upstream!r}"))
+        for j, model in enumerate(group.fallbacks):
+            if not served(routing.aliases.get(model, model)):
+                issues.append(ConfigIssue(f"routing.groups[{i}].fallbacks[{j}]", f"no group or upstream serves {model!r}"))
+    for alias, target in routing.aliases.items():
+        if target in routing.aliases:
+            issues.append(ConfigIssue(f"routing.aliases.{alias}", "an alias must name a model, not another alias"))
+        elif not served(target):
+            issues.append(ConfigIssue(f"routing.aliases.{alias}", f"no group or upstream serves {target!r}"))
     return issues
 
 
