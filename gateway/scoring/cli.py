@@ -34,9 +34,12 @@ def add_models_parser(sub: Any) -> None:
                        help="0: heads on the whole encoder; 3: on its first 3 layers (scoring.detector_layers)")
     train.set_defaults(func=cmd_train)
 
-    evaluate = msub.add_parser("evaluate", help="quality of the shipped detectors on labelled JSONL files")
-    evaluate.add_argument("--data", type=Path, required=True, help="directory of test/*.jsonl files")
-    evaluate.add_argument("--only", help="comma-separated detectors (default: all)")
+    evaluate = msub.add_parser("evaluate", help="quality of the shipped detectors (or hallucination heads) on "
+                                                "labelled JSONL files")
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="directory of test/*.jsonl files; one of hallucination files (consistency_*, "
+                               "relevance_*, qa_factual_*) evaluates the consistency, factual and relevance heads")
+    evaluate.add_argument("--only", help="comma-separated detectors or hallucination heads (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--weights", type=Path, help="directory of the heads to evaluate (default: the shipped ones)")
     evaluate.add_argument("--precision", choices=("fp32", "int8"), default="int8",
@@ -115,6 +118,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gateway.scoring.detectors import WEIGHTS_DIR, evaluate_detector, load_detector
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
+    if _hallucination_files(args.data):
+        return _evaluate_hallucination(args)
     encoders: dict[int, Encoder] = {}
     reports = []
     for name in _names(args.only):
@@ -136,6 +141,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {stem:45s} rows {e['rows']:5d}  " + "  ".join(parts))
             for lang, le in e.get("languages", {}).items():
                 print(f"    {lang:43s} rows {le['rows']:5d}  flagged {le['flagged']}")
+    return 0
+
+
+def _hallucination_files(path: Path) -> bool:
+    from gateway.scoring.hallucination_eval import TASKS
+
+    return path.is_dir() and any(p.stem.startswith(tuple(TASKS)) for p in path.glob("*.jsonl"))
+
+
+def _evaluate_hallucination(args: argparse.Namespace) -> int:
+    from gateway.scoring.encoder import Encoder, EncoderOptions
+    from gateway.scoring.hallucination import HEADS, load_heads
+    from gateway.scoring.hallucination_eval import evaluate_hallucination
+
+    only = [n.strip() for n in args.only.split(",")] if args.only else None
+    unknown = [n for n in only or () if n not in HEADS]
+    if unknown:
+        raise SystemExit(f"unknown hallucination head {unknown[0]!r}; known: {', '.join(HEADS)}")
+    heads = load_heads(args.weights / "hallucination.json") if args.weights else load_heads()
+    encoder = Encoder.load(options=EncoderOptions(precision=args.precision))
+    reports = evaluate_hallucination(args.data, encoder, heads, only)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    for r in reports:
+        print(f"\n{r['policy']}" + (f"  (threshold {r['threshold']}: compliant at or above)" if "threshold" in r else ""))
+        for stem, e in r["files"].items():
+            print(f"  {stem:38s} " + "  ".join(f"{k} {v}" for k, v in e.items()))
     return 0
 
 

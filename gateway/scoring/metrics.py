@@ -23,8 +23,10 @@ from gateway.guard.context import EVAL_CONTEXT
 from gateway.guard.types import MetricValue, ParamError
 from gateway.metrics.views import detector_views
 from gateway.scoring.batcher import EmbeddingService
+from gateway.scoring.hallucination import SupportHead
 from gateway.scoring.heads import Head, fit_logistic, pooled
 from gateway.scoring.runtime import ScoringRuntime, get_runtime
+from gateway.scoring.support import support_features
 
 BACKGROUND = Path(__file__).parent / "weights" / "background.json"
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -269,85 +271,104 @@ def _sentences(text: str) -> list[str]:
 
 @dataclass
 class RelevanceMetric(_ModelMetric):
-    """Compliance in [0,1] (higher = relevant): cosine of the text to its reference, clipped at 0.
+    """Compliance in [0,1] (higher = relevant): a relevance head (hallucination.py) on the text's support
+    features against its reference plus their encoder cosine.
 
-    Input side: the reference is the context (system/developer messages, an evaluate `context`).
-    Output side: the better of the prompt and the context. No reference: 1.0 (nothing to be
+    Input side: the reference is the context (system/developer messages, an evaluate `context`), read
+    by the `relevance_input` head. Output side: the prompt and the context, both read by the
+    `relevance_output` head (one missing: the other in its place). No reference: 1.0 (nothing to be
     irrelevant to)."""
 
     runtime: ScoringRuntime
+    heads: Mapping[str, SupportHead]
 
-    def _references(self) -> list[str]:
+    def _references(self) -> tuple[str, list[str]]:
         ctx = EVAL_CONTEXT.get()
         if ctx is None:
-            return []
-        refs = [ctx.context] if ctx.side == "input" else [ctx.prompt, ctx.context]
-        return [r for r in refs if r.strip()]
+            return "relevance_input", []
+        if ctx.side == "input":
+            return "relevance_input", [ctx.context] if ctx.context.strip() else []
+        refs = [r for r in (ctx.prompt, ctx.context) if r.strip()]
+        return "relevance_output", refs[:1] * 2 if len(refs) == 1 else refs
+
+    def _score(self, head: str, text: str, refs: list[str], cosines: list[float]) -> float:
+        x = np.concatenate([np.append(support_features(text, r), np.float32(c)) for r, c in zip(refs, cosines)])
+        return self.heads[head].score(x)
 
     async def measure_async(self, text: str) -> MetricValue:
-        refs = self._references()
+        head, refs = self._references()
         if not refs:
             return MetricValue(1.0)
         e = await self._embedding(text)
-        sims = [float(e @ await self._embedding(r)) for r in refs]
-        return MetricValue(min(max(max(sims), 0.0), 1.0))
+        cosines = [float(e @ await self._embedding(r)) for r in refs]
+        return MetricValue(await asyncio.to_thread(self._score, head, text, refs, cosines))
 
     def measure(self, text: str) -> MetricValue:
-        refs = self._references()
+        head, refs = self._references()
         if not refs:
             return MetricValue(1.0)
         e = self._embedding_sync(text)
-        return MetricValue(min(max(max(float(e @ self._embedding_sync(r)) for r in refs), 0.0), 1.0))
+        return MetricValue(self._score(head, text, refs, [float(e @ self._embedding_sync(r)) for r in refs]))
+
+
+class MissingKnowledge(RuntimeError):
+    """A factual policy grounded on the request's context met a request without one."""
 
 
 @dataclass
 class ConsistencyMetric(_ModelMetric):
-    """Compliance in [0,1]: how well each sentence of the text is supported by the source (types
-    `consistency` and `factual`). Each sentence's support is its best cosine to a source sentence
-    (or the whole source); the score is the weakest sentence's support, so one unsupported claim
-    shows. The source is the context, else the prompt; with neither, 1.0."""
+    """Compliance in [0,1]: how well the answer is supported by its source (type `consistency`): the
+    consistency head (hallucination.py) on support features, which match each sentence against the
+    source's sentence windows and keep the weakest sentence. The source is the context, else the
+    prompt; with neither, 1.0. Only answers make claims: on the input side, 1.0.
+
+    Type `factual` is the same with the `factual` head and a required knowledge source: the policy's
+    `knowledge` text, or `knowledge: context` (the request's context; none is an error for on_error,
+    never a confident number)."""
 
     runtime: ScoringRuntime
+    head: SupportHead
+    knowledge: str | None = None   # factual: the fixed knowledge, or "context"
 
-    def _source(self) -> str:
+    def _source(self) -> str | None:
         ctx = EVAL_CONTEXT.get()
-        if ctx is None:
-            return ""
-        return ctx.context if ctx.context.strip() else ctx.prompt
+        if ctx is not None and ctx.side == "input":
+            return None
+        if self.knowledge is not None and self.knowledge != "context":
+            return self.knowledge
+        context = ctx.context if ctx is not None else ""
+        if self.knowledge == "context":
+            if not context.strip():
+                raise MissingKnowledge(f"factual policy {self.head.name!r}: the request has no context (system "
+                                       "message or evaluate `context`) to check the answer against")
+            return context
+        return context if context.strip() else (ctx.prompt if ctx is not None else "")
 
-    @staticmethod
-    def _support(claims: np.ndarray, source: np.ndarray) -> float:
-        best = (claims @ source.T).max(axis=1)
-        return float(min(max(best.min(), 0.0), 1.0))
+    def _support(self, text: str, source: str | None) -> MetricValue:
+        if not source or not source.strip() or not text.strip():
+            return MetricValue(1.0)
+        return MetricValue(self.head.score(support_features(text, source)))
 
     async def measure_async(self, text: str) -> MetricValue:
         source = self._source()
-        claims = _sentences(text)
-        if not source.strip() or not claims:
-            return MetricValue(1.0)
-        src_parts = [*_sentences(source), source]
-        c = np.stack([await self._embedding(s) for s in claims])
-        s = np.stack([await self._embedding(p) for p in src_parts])
-        return MetricValue(self._support(c, s))
+        return await asyncio.to_thread(self._support, text, source)
 
     def measure(self, text: str) -> MetricValue:
-        source = self._source()
-        claims = _sentences(text)
-        if not source.strip() or not claims:
-            return MetricValue(1.0)
-        enc = self.runtime.encoder
-        c = np.stack([pooled(v) for v in enc.embed(claims)])
-        s = np.stack([pooled(v) for v in enc.embed([*_sentences(source), source])])
-        return MetricValue(self._support(c, s))
+        return self._support(text, self._source())
 
 
-# A sentence whose best source match is below this counts as unsupported. A judgement, not fitted:
-# the public data has no labelled hallucinations to calibrate it on.
-CONSISTENCY_CALIBRATED = 0.35
-# Best-F1 cut between 600 matched and 592 shuffled question/answer pairs of the train split's GPTFuzz
-# responses, by `tools/fit_relevance.py` (cosine means 0.59 vs 0.16-0.17; F1 0.907, AUC 0.936; the
-# cut is 0.382 on fp32 and 0.396 on int8 embeddings): below it, an answer is off-topic.
-RELEVANCE_CALIBRATED = 0.39
+FACTUAL_NEEDS_KNOWLEDGE = (
+    "a factual policy checks answers against a knowledge source: set `knowledge: context` (the request's "
+    "system/developer messages or the evaluate API's `context`) or `knowledge: <the reference text>`. Without "
+    "one, no text-only scorer can tell a true answer from a false one: to judge facts without a source, use a "
+    "`rubric` policy with a `judge_model`")
+
+
+def _knowledge(params: Mapping[str, Any]) -> str:
+    knowledge = params.get("knowledge")
+    if not isinstance(knowledge, str) or not knowledge.strip():
+        raise ParamError(("knowledge",), FACTUAL_NEEDS_KNOWLEDGE)
+    return "context" if knowledge.strip() == "context" else knowledge
 
 
 def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None) -> tuple[Any, float]:
@@ -390,10 +411,13 @@ def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None
         return SimilarMetric(f, p, rt), (SIMILAR_THRESHOLD_WITH_PASS if passing else SIMILAR_THRESHOLD_FAIL_ONLY)
     if spec.type == "relevance":
         _ = rt.service
-        return RelevanceMetric(rt), RELEVANCE_CALIBRATED
+        heads = rt.hallucination_heads()
+        return RelevanceMetric(rt, heads), heads["relevance_input"].threshold
     if spec.type in ("consistency", "factual"):
+        knowledge = _knowledge(params) if spec.type == "factual" else None
         _ = rt.service
-        return ConsistencyMetric(rt), CONSISTENCY_CALIBRATED
+        support = rt.hallucination_heads()[spec.type]
+        return ConsistencyMetric(rt, support, knowledge), support.threshold
     if spec.type == "onnx_classifier":
         from gateway.scoring.onnx_classifier import OnnxClassifierMetric
 

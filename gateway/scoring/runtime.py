@@ -14,6 +14,7 @@ from gateway.config.schema import ScoringConfig
 from gateway.guard.context import EVAL_CONTEXT, EvalContext  # noqa: F401  (re-exported)
 from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.encoder import Encoder, EncoderOptions
+from gateway.scoring.hallucination import SupportHead
 from gateway.scoring.heads import Head
 
 
@@ -47,6 +48,7 @@ class ScoringRuntime:
         self._service: EmbeddingService | None = None
         self._detector_service: EmbeddingService | None = None
         self._heads: dict[str, Head] = {}
+        self._hallucination: dict[str, SupportHead] | None = None
         self.batch_histogram = BatchHistogram()
         # detector -> [decided by the first tier, needed the encoder]; kept across plan swaps
         self.decisions: dict[str, list[int]] = {}
@@ -103,6 +105,15 @@ class ScoringRuntime:
             if name not in self._heads:
                 self._heads[name] = load_detector(name, layers=self.config.layers_for(name))
             return self._heads[name]
+
+    def hallucination_heads(self) -> dict[str, SupportHead]:
+        """The shipped consistency, factual and relevance heads (weights/hallucination.json), read once."""
+        from gateway.scoring.hallucination import load_heads
+
+        with self._lock:
+            if self._hallucination is None:
+                self._hallucination = load_heads()
+            return self._hallucination
 
 
 _RUNTIME: ScoringRuntime | None = None
