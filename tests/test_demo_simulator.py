@@ -267,3 +267,19 @@ def test_body_and_headers_agree_on_input_redaction_and_the_log_keeps_the_asked_m
             break
         time.sleep(0.1)
     assert mine and {r["model"] for r in mine} == {"gpt-4o-mini"} and all(r["route"] for r in mine)
+
+
+def test_node_sdk_matrix(demo: Gateway) -> None:
+    """The official OpenAI Node SDK (tests/node, pinned; installed by the README's test command with
+    `npm ci --prefix tests/node`) through the demo gateway: chat, stream with usage, n, tools streamed and
+    not, JSON mode, structured outputs, completions streamed and not, responses streamed and not,
+    embeddings base64 (the SDK's default) and float, models, and output guarding."""
+    node_dir = ROOT / "tests" / "node"
+    node = shutil.which("node")
+    assert node, "Node.js is not installed (the README's test command needs node and npm)"
+    assert (node_dir / "node_modules" / "openai").is_dir(), "run: npm ci --prefix tests/node"
+    done = subprocess.run([node, str(node_dir / "sdk_matrix.mjs"), demo.url + "/v1", KEY], capture_output=True,
+                          text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == 15, done.stdout + done.stderr
+    assert all(line.startswith("ok ") for line in lines), done.stdout

@@ -464,8 +464,16 @@ class StreamGuard:
     def _ending(self, choice: _Choice, tools: list[dict[str, Any]]) -> bytes:
         out = self._delta(choice, choice.refusal, "refusal")
         if tools:
-            out += self._chunk(choice.index, {"tool_calls": tools}, None)
-        return out + self._chunk(choice.index, {}, choice.finish)
+            out += self._chunk(choice.index, self._first({"tool_calls": tools}, choice), None)
+        return out + self._chunk(choice.index, self._first({}, choice), choice.finish)
+
+    def _first(self, delta: dict[str, Any], choice: _Choice) -> dict[str, Any]:
+        """A chat choice's first chunk names the role, as OpenAI's do, also when it carries no text (an answer
+        of tool calls only, or an empty one): the Node SDK's stream helpers refuse a choice without it."""
+        if choice.started or not self._chat:
+            return delta
+        choice.started = True
+        return {"role": "assistant", **delta}
 
     def _chunk(self, index: int, delta: dict[str, Any], finish: str | None,
                note: dict[str, Any] | None = None) -> bytes:

@@ -393,3 +393,16 @@ def test_a_failing_output_check_ends_the_stream_as_an_outage_not_a_refusal() -> 
     assert last["error"]["code"] == "guard_unavailable" and last["error"]["type"] == "guard_unavailable"
     assert "content_filter" not in finishes and b"[DONE]" not in out  # not a verdict, not a complete answer
     assert text == ""  # the first check failed: nothing it did not pass left
+
+
+def test_an_answer_of_tool_calls_only_names_its_role_in_its_first_chunk() -> None:
+    """OpenAI's first chunk of a choice carries role: assistant; a rebuilt stream whose choice has no text
+    (tool calls only) must too: the Node SDK's stream helpers fail with 'missing role for choice 0'."""
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    raw = _raw([{"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]},
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}])
+    _, _, out = run(stage({"type": "block"}), raw, _event_cuts(raw))
+    sent = [c for c in _sent(out) if c.get("choices")]
+    assert sent[0]["choices"][0]["delta"].get("role") == "assistant", sent
+    assert sum(1 for c in sent if c["choices"][0]["delta"].get("role")) == 1
+    assert any(c["choices"][0]["delta"].get("tool_calls") for c in sent)
