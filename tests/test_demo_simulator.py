@@ -283,3 +283,21 @@ def test_node_sdk_matrix(demo: Gateway) -> None:
     lines = done.stdout.splitlines()
     assert done.returncode == 0 and len(lines) == 15, done.stdout + done.stderr
     assert all(line.startswith("ok ") for line in lines), done.stdout
+
+
+def test_langchain_chat_openai(demo: Gateway) -> None:
+    """LangChain's ChatOpenAI through the demo gateway: invoke, stream, tools and structured output."""
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel as LCModel
+
+    class City(LCModel):
+        name: str
+        population: int
+
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=demo.url + "/v1", api_key=KEY, max_retries=0, timeout=30)
+    assert llm.invoke("Hi").content == "Echo: Hi"
+    assert "".join(str(chunk.content) for chunk in llm.stream("Hello there")) == "Echo: Hello there"
+    called = llm.bind_tools([WEATHER], tool_choice="required").invoke("Weather in Paris?")
+    assert called.tool_calls and called.tool_calls[0]["name"] == "get_weather"
+    city = llm.with_structured_output(City, method="json_schema").invoke("A city")
+    assert isinstance(city, City) and isinstance(city.population, int)
