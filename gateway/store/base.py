@@ -6,7 +6,8 @@ Model:
   write creates a new immutable **version**; `current` points at one of them. `revert` makes an
   earlier version current again by writing it as a new version (history is never rewritten).
   Deleting keeps the history; a deleted document is absent from `get` and `list`.
-- **Examples**: labelled training rows per policy (append-only; `synthetic` and `source` kept).
+- **Examples**: labelled training rows per policy, each with an id (`seq`), `created`, `author` and
+  `source`; a row can be edited or deleted (one by id, or all of one source), listed a page at a time.
 - **Records**: the monitoring log (append-only, bounded: the oldest beyond `max_records` go).
 - **Feedback**: a corrected label for a named policy on a record.
 - **Jobs**: the status of a policy's training (one per policy), shared by the replicas: `claim_job`
@@ -53,7 +54,9 @@ class Example:
     label: str                     # PASS | FAIL (seed 000's compliance status)
     synthetic: bool = False
     source: str = "manual"         # manual | synthetic | feedback
-    seq: int = 0
+    seq: int = 0                   # the row's id, given by the store
+    created: float = 0.0           # stamped by the store on add (0: a row from before rows had times)
+    author: str = ""               # who added it (central | app:<id>)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,12 @@ class Store(Protocol):
 
     # training data
     async def add_examples(self, policy_id: str, examples: List[Example]) -> int: ...
-    async def examples(self, policy_id: str) -> List[Example]: ...
+    async def examples(self, policy_id: str, source: str | None = None, label: str | None = None,
+                       after: int | None = None, limit: int | None = None) -> List[Example]: ...
+    async def update_example(self, policy_id: str, seq: int, text: str | None = None,
+                             label: str | None = None) -> Example | None: ...
+    async def delete_examples(self, policy_id: str, seqs: List[int] | None = None,
+                              source: str | None = None) -> int: ...
 
     # monitoring log
     async def append_records(self, bodies: List[dict[str, Any]]) -> List[int]: ...
@@ -152,6 +160,12 @@ def check_label(label: str) -> str:
     if upper not in ("PASS", "FAIL"):
         raise ValueError(f"label must be PASS or FAIL, not {label!r}")
     return upper
+
+
+def example_matches(e: Example, source: str | None, label: str | None, after: int | None) -> bool:
+    """The training-row filters of `Store.examples` (rows come in id order, `after` an id)."""
+    return ((source is None or e.source == source) and (label is None or e.label == label.upper())
+            and (after is None or e.seq > after))
 
 
 def record_key(record_id: str, on: str) -> str:

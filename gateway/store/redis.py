@@ -22,6 +22,7 @@ from gateway.store.base import (
     check_kind,
     check_label,
     doc_id,
+    example_matches,
     in_window,
     matches,
     record_key,
@@ -71,6 +72,40 @@ return false
 """
 
 
+# Edit or delete training rows in a policy's list in place. KEYS[1]: the list; ARGV[1]: "update" or
+# "delete"; update: ARGV[2] the row id, ARGV[3] new text or "", ARGV[4] new label or "" (returns the new
+# row or false); delete: ARGV[2] a comma-separated set of ids or "", ARGV[3] a source or "" (returns how
+# many went). Deleted rows are overwritten with a tombstone and the tombstones removed in one LREM.
+_EXAMPLES = """
+local rows = redis.call('LRANGE', KEYS[1], 0, -1)
+if ARGV[1] == 'update' then
+  for i, raw in ipairs(rows) do
+    local row = cjson.decode(raw)
+    if tostring(row.seq) == ARGV[2] then
+      if ARGV[3] ~= '' then row.text = ARGV[3] end
+      if ARGV[4] ~= '' then row.label = ARGV[4] end
+      local out = cjson.encode(row)
+      redis.call('LSET', KEYS[1], i - 1, out)
+      return out
+    end
+  end
+  return false
+end
+local ids = {}
+for id in string.gmatch(ARGV[2], '[^,]+') do ids[id] = true end
+local n = 0
+for i, raw in ipairs(rows) do
+  local row = cjson.decode(raw)
+  if (ARGV[2] == '' or ids[tostring(row.seq)]) and (ARGV[3] == '' or row.source == ARGV[3]) then
+    redis.call('LSET', KEYS[1], i - 1, '\0deleted')
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('LREM', KEYS[1], 0, '\0deleted') end
+return n
+"""
+
+
 class RedisStore(DocumentHistory):
     def __init__(self, url: str, prefix: str = "gg:", max_records: int = 100_000,
                  timeout_s: float = 0.5) -> None:
@@ -80,6 +115,7 @@ class RedisStore(DocumentHistory):
                                               decode_responses=True)
         self._append = self.client.register_script(_APPEND)
         self._claim = self.client.register_script(_CLAIM)
+        self._examples = self.client.register_script(_EXAMPLES)
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -171,14 +207,41 @@ class RedisStore(DocumentHistory):
         if not examples:
             return 0
         first = int(await self._call(self.client.incrby(self.k("exseq"), len(examples)))) - len(examples) + 1
+        now = time.time()
         rows = [json.dumps({"text": e.text, "label": check_label(e.label), "synthetic": e.synthetic,
-                            "source": e.source, "seq": first + i}) for i, e in enumerate(examples)]
+                            "source": e.source, "seq": first + i, "created": e.created or now, "author": e.author})
+                for i, e in enumerate(examples)]
         await self._call(self.client.rpush(self.k("ex", policy_id), *rows))
         return len(rows)
 
-    async def examples(self, policy_id: str) -> List[Example]:
+    @staticmethod
+    def _example(r: dict[str, Any]) -> Example:
+        return Example(r["text"], r["label"], r["synthetic"], r["source"], r["seq"], r.get("created", 0.0),
+                       r.get("author", ""))
+
+    async def examples(self, policy_id: str, source: str | None = None, label: str | None = None,
+                       after: int | None = None, limit: int | None = None) -> List[Example]:
+        """The list is in id order; filters and paging run here (a policy's rows are read whole)."""
         rows = await self._call(self.client.lrange(self.k("ex", policy_id), 0, -1))
-        return [Example(r["text"], r["label"], r["synthetic"], r["source"], r["seq"]) for r in map(json.loads, rows)]
+        out = [e for e in map(self._example, map(json.loads, rows)) if example_matches(e, source, label, after)]
+        return out if limit is None else out[:limit]
+
+    async def update_example(self, policy_id: str, seq: int, text: str | None = None,
+                             label: str | None = None) -> Example | None:
+        checked = check_label(label) if label is not None else ""
+        if text == "":
+            raise ValueError("a training row's text cannot be empty")
+        raw = await self._call(self._examples(keys=[self.k("ex", policy_id)],
+                                              args=["update", str(seq), text or "", checked]))
+        return self._example(json.loads(raw)) if raw else None
+
+    async def delete_examples(self, policy_id: str, seqs: List[int] | None = None,
+                              source: str | None = None) -> int:
+        if seqs is not None and not seqs:
+            return 0
+        ids = ",".join(str(int(s)) for s in seqs) if seqs is not None else ""
+        return int(await self._call(self._examples(keys=[self.k("ex", policy_id)],
+                                                   args=["delete", ids, source or ""])))
 
     # --- monitoring log ----------------------------------------------------------------------
 

@@ -70,11 +70,22 @@ def _v3_jobs_and_record_indexes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS records_time ON records (time)")
 
 
+def _v4_example_ids(db: sqlite3.Connection) -> None:
+    """Training rows get a time and an author (rows already there keep their data: created 0, author '')
+    and an index for listing one policy's rows by source."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(examples)")}
+    if "created" not in columns:
+        db.execute("ALTER TABLE examples ADD COLUMN created REAL NOT NULL DEFAULT 0")
+    if "author" not in columns:
+        db.execute("ALTER TABLE examples ADD COLUMN author TEXT NOT NULL DEFAULT ''")
+    db.execute("CREATE INDEX IF NOT EXISTS examples_source ON examples (policy, source, seq)")
+
+
 def _v1_base(db: sqlite3.Connection) -> None:
     db.executescript("BEGIN;" + _V1 + "COMMIT;")
 
 
-MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes)
+MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes, _v4_example_ids)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -222,22 +233,71 @@ class SqliteStore(DocumentHistory):
 
     # --- training data -----------------------------------------------------------------------
 
+    _EXAMPLE = "SELECT text, label, synthetic, source, seq, created, author FROM examples"
+
     async def add_examples(self, policy_id: str, examples: List[Example]) -> int:
-        rows = [(policy_id, e.text, check_label(e.label), int(e.synthetic), e.source) for e in examples]
+        now = time.time()
+        rows = [(policy_id, e.text, check_label(e.label), int(e.synthetic), e.source, e.created or now, e.author)
+                for e in examples]
 
         def insert() -> int:
             db = self._db()
             db.execute("BEGIN")
-            db.executemany("INSERT INTO examples (policy, text, label, synthetic, source) VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO examples (policy, text, label, synthetic, source, created, author) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
             return len(rows)
         return await self._run(insert)
 
-    async def examples(self, policy_id: str) -> List[Example]:
-        rows = await self._run(lambda: self._db().execute(
-            "SELECT text, label, synthetic, source, seq FROM examples WHERE policy=? ORDER BY seq",
-            (policy_id,)).fetchall())
-        return [Example(t, lab, bool(s), src, seq) for t, lab, s, src, seq in rows]
+    async def examples(self, policy_id: str, source: str | None = None, label: str | None = None,
+                       after: int | None = None, limit: int | None = None) -> List[Example]:
+        where: List[str] = ["policy=?"]
+        args: List[Any] = [policy_id]
+        for clause, value in (("source=?", source), ("label=?", label and label.upper()), ("seq>?", after)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = f"{self._EXAMPLE} WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        rows = await self._run(lambda: self._db().execute(query, args).fetchall())
+        return [Example(t, lab, bool(s), src, seq, created, author) for t, lab, s, src, seq, created, author in rows]
+
+    async def update_example(self, policy_id: str, seq: int, text: str | None = None,
+                             label: str | None = None) -> Example | None:
+        checked = check_label(label) if label is not None else None
+        if text == "":
+            raise ValueError("a training row's text cannot be empty")
+
+        def update() -> tuple[Any, ...] | None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("UPDATE examples SET text=COALESCE(?, text), label=COALESCE(?, label) WHERE policy=? "
+                           "AND seq=?", (text, checked, policy_id, seq))
+                row = db.execute(f"{self._EXAMPLE} WHERE policy=? AND seq=?", (policy_id, seq)).fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return row
+        row = await self._run(update)
+        return Example(row[0], row[1], bool(row[2]), *row[3:]) if row else None
+
+    async def delete_examples(self, policy_id: str, seqs: List[int] | None = None,
+                              source: str | None = None) -> int:
+        where: List[str] = ["policy=?"]
+        args: List[Any] = [policy_id]
+        if seqs is not None:
+            if not seqs:
+                return 0
+            where.append(f"seq IN ({','.join('?' * len(seqs))})")
+            args += [int(s) for s in seqs]
+        if source is not None:
+            where.append("source=?")
+            args.append(source)
+        return int(await self._run(lambda: self._db().execute(
+            f"DELETE FROM examples WHERE {' AND '.join(where)}", args).rowcount))
 
     # --- monitoring log ----------------------------------------------------------------------
 

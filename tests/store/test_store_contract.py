@@ -100,6 +100,46 @@ def test_examples(make_store) -> None:
     run(_with(make_store(), body))
 
 
+def test_training_rows_have_ids_and_are_edited_paged_and_deleted(make_store) -> None:
+    async def body(s: Store):
+        before = time.time()
+        await s.add_examples("p1", [Example("a", "FAIL", author="central"),
+                                    Example("b", "PASS", True, "synthetic", author="app:x"),
+                                    Example("c", "FAIL", True, "synthetic"), Example("d", "PASS", source="feedback")])
+        await s.add_examples("p2", [Example("other", "FAIL")])
+        rows = await s.examples("p1")
+        ids = [e.seq for e in rows]
+        assert ids == sorted(ids) and len(set(ids)) == 4
+        assert rows[0].author == "central" and rows[1].author == "app:x" and before - 1 <= rows[0].created <= time.time() + 1
+        # filters and paging
+        assert [e.text for e in await s.examples("p1", source="synthetic")] == ["b", "c"]
+        assert [e.text for e in await s.examples("p1", label="fail")] == ["a", "c"]
+        assert [e.text for e in await s.examples("p1", limit=2)] == ["a", "b"]
+        assert [e.text for e in await s.examples("p1", after=ids[1], limit=5)] == ["c", "d"]
+        assert [e.text for e in await s.examples("p1", source="synthetic", label="PASS")] == ["b"]
+        # edit: text, label, or both; another policy's row or an unknown id is None
+        edited = await s.update_example("p1", ids[0], text="a2")
+        assert edited is not None and (edited.text, edited.label, edited.seq, edited.author) == ("a2", "FAIL", ids[0], "central")
+        edited = await s.update_example("p1", ids[1], label="fail")
+        assert edited is not None and (edited.text, edited.label, edited.source, edited.synthetic) == ("b", "FAIL", "synthetic", True)
+        assert await s.update_example("p2", ids[0], text="x") is None
+        assert await s.update_example("p1", 10**9, text="x") is None
+        with pytest.raises(ValueError, match="PASS or FAIL"):
+            await s.update_example("p1", ids[0], label="MAYBE")
+        assert [(e.text, e.label) for e in await s.examples("p1")][:2] == [("a2", "FAIL"), ("b", "FAIL")]
+        # delete one, of another policy (nothing), then by source
+        assert await s.delete_examples("p1", [ids[3]]) == 1
+        assert await s.delete_examples("p2", [ids[0]]) == 0
+        assert await s.delete_examples("p1", []) == 0
+        assert await s.delete_examples("p1", source="synthetic") == 2
+        assert [e.text for e in await s.examples("p1")] == ["a2"]
+        assert [e.text for e in await s.examples("p2")] == ["other"]
+        await s.add_examples("p1", [Example("e", "PASS")])
+        assert (await s.examples("p1"))[-1].seq > ids[-1]  # ids are never reused
+        assert await s.delete_examples("p1") == 2 and await s.examples("p1") == []
+    run(_with(make_store(), body))
+
+
 def test_records_are_bounded_and_filterable(make_store) -> None:
     async def body(s: Store):
         seqs = []
@@ -284,6 +324,7 @@ def test_sqlite_migrates_an_older_file(tmp_path) -> None:
     db.executescript(_V1)
     db.execute("INSERT INTO records (time, body) VALUES (1.0, '{\"id\": \"old\", \"application\": \"a\"}')")
     db.execute("INSERT INTO records (time, body) VALUES (2.0, '{\"id\": \"older\", \"on\": \"output\"}')")
+    db.execute("INSERT INTO examples (policy, text, label, synthetic, source) VALUES ('p', 'kept', 'FAIL', 1, 'synthetic')")
     db.close()
 
     async def body(s: Store):
@@ -293,6 +334,12 @@ def test_sqlite_migrates_an_older_file(tmp_path) -> None:
         assert (await s.record_by_id("older", "output")).body["id"] == "older"  # a row from before the key
         assert len(await s.records()) == 3  # the retried record was stored once
         assert await s.claim_job("p", {"status": "training", "updated": time.time()}, 60) is None
+        kept = await s.examples("p")  # training rows from before ids had times and authors
+        assert [(e.text, e.label, e.synthetic, e.source, e.created, e.author) for e in kept] == [
+            ("kept", "FAIL", True, "synthetic", 0.0, "")]
+        assert (await s.update_example("p", kept[0].seq, text="edited")).text == "edited"
+        await s.add_examples("p", [Example("new", "PASS", author="central")])
+        assert (await s.examples("p", source="manual"))[0].author == "central"
     run(_with(open_store(str(path)), body))
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -308,3 +355,22 @@ def test_sqlite_migrates_an_older_file(tmp_path) -> None:
         finally:
             await s.close()
     run(newer())
+
+
+def test_redis_training_rows_from_before_ids_had_times() -> None:
+    """Rows written before `created` and `author` existed read with 0 and '' and can be edited."""
+    import json
+
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    client = redis.Redis.from_url(REDIS_URL)
+    client.rpush(prefix + "ex:p", json.dumps({"text": "old", "label": "FAIL", "synthetic": False,
+                                              "source": "manual", "seq": 7}))
+
+    async def body(s: Store):
+        old = await s.examples("p")
+        assert [(e.text, e.seq, e.created, e.author) for e in old] == [("old", 7, 0.0, "")]
+        assert (await s.update_example("p", 7, label="PASS")).label == "PASS"
+    try:
+        run(_with(open_store(REDIS_URL, prefix=prefix), body))
+    finally:
+        client.delete(*client.scan_iter(prefix + "*"))
