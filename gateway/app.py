@@ -34,7 +34,7 @@ from gateway.console import console_enabled, console_routes
 from gateway.proxy.admission import Admission
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.limits import Limiter
-from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Endpoint, OpenAIError
+from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, Endpoint, OpenAIError
 from gateway.wire import JSON, RawResponse
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import build_plan
@@ -204,7 +204,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         Route("/v1/models/{id:path}", handler.get_model, methods=["GET"]),
         # POST is served before Starlette (GatewayApp); these make another method a 405, not a 404
         *(Route(path, bad_method, methods=["POST"]) for path in ("/v1/chat/completions", "/v1/completions",
-                                                                  "/v1/embeddings", "/v1/responses")),
+                                                                  "/v1/embeddings", "/v1/responses",
+                                                                  "/v1/moderations")),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -217,7 +218,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
     app.state.config = config
     app.state.telemetry = telemetry
     proxied = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,
-               "/v1/responses": RESPONSES}
+               "/v1/responses": RESPONSES, "/v1/moderations": MODERATIONS}
     server = config.server
     admission = Admission(server.max_concurrent_requests, server.max_pending_requests, server.pending_timeout_s)
     telemetry.admitted.set_function(lambda: admission.in_flight)

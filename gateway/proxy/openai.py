@@ -19,12 +19,16 @@ class Endpoint:
     path: str                      # appended to the upstream base_url, e.g. "/chat/completions"
     required: tuple[str, ...]      # fields that must be present besides `model`
     can_stream: bool
+    default_model: str | None = None  # routed as this when the request names no model (sent without one)
 
 
 CHAT = Endpoint("chat_completions", "/chat/completions", ("messages",), True)
 COMPLETIONS = Endpoint("completions", "/completions", ("prompt",), True)
 EMBEDDINGS = Endpoint("embeddings", "/embeddings", ("input",), False)
 RESPONSES = Endpoint("responses", "/responses", (), True)
+# `model` is optional on OpenAI's moderations: a request without one is routed as OpenAI's default model
+# (aliases, groups, globs) and sent as it came, so the upstream applies its own default.
+MODERATIONS = Endpoint("moderations", "/moderations", ("input",), False, "omni-moderation-latest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ def parse_request(body: bytes, endpoint: Endpoint) -> ParsedRequest:
     if not isinstance(payload, dict):
         raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
     model = payload.get("model")
+    if model is None and endpoint.default_model is not None:
+        model = endpoint.default_model
     if not isinstance(model, str) or not model:
         raise OpenAIError(400, "Missing required parameter: 'model'.", code="missing_required_parameter",
                           param="model")

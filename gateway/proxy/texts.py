@@ -127,6 +127,12 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
         _prompt(walk, payload.get(key), (key,), "user")
         if endpoint == "completions":
             walk.text(payload.get("suffix"), ("suffix",), "user", optional=True)
+    elif endpoint == "moderations":  # a string, an array of strings, or an array of parts (text, image_url)
+        value = payload.get("input")
+        if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            _content(walk, value, ("input",), "user")
+        else:
+            _prompt(walk, value, ("input",), "user")
     elif endpoint == "responses":
         walk.text(payload.get("instructions"), ("instructions",), "system", optional=True)
         value = payload.get("input")
