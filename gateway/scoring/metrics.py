@@ -196,7 +196,8 @@ def train_policy_head(policy_id: str, texts: Sequence[str], labels: Sequence[int
         return Head.load(cache)
     x = np.stack([pooled(v) for v in encoder.embed(all_texts)])
     w, b = fit_logistic(x, y, l2=1.0)
-    threshold, meta = 0.5, {"examples": len(texts), "background": len(background)}
+    threshold = 0.5
+    meta: dict[str, float] = {"examples": len(texts), "background": len(background)}
     n_pos, n_neg = int(y.sum()), int(len(texts) - y.sum())
     if n_pos >= 5 and n_neg >= 5:
         rng = np.random.default_rng(0)
