@@ -80,7 +80,11 @@ async def serve_fake(fake: Fake) -> AsyncIterator[Fake]:
             return _json({"id": path.rsplit("/", 1)[1], "object": "response", "created_at": 1, "status": "completed",
                           "model": "m", "output": [], "parallel_tool_calls": True, "tool_choice": "auto",
                           "tools": []})
-        if path in ("/chat/completions", "/responses", "/embeddings", "/completions"):
+        if path == "/embeddings":
+            return _json({"object": "list", "model": seen.json().get("model", ""), "data": [
+                {"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        if path in ("/chat/completions", "/responses", "/completions"):
             model = seen.json().get("model", "")
             return _json({"id": "chatcmpl-f", "object": "chat.completion", "created": 1, "model": model,
                           "choices": [{"index": 0, "message": {"role": "assistant", "content": f"from {fake.name}"},

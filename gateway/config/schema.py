@@ -70,6 +70,17 @@ class UpstreamConfig(_Frozen):
     max_connections: int = Field(256, ge=1, description="Connection pool size towards this upstream.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream (e.g. OpenAI-Organization).")
     discover_models: bool = Field(True, description="GET /v1/models asks this upstream for its model list.")
+    kind: Literal["openai", "azure"] = Field("openai", description="openai: an OpenAI-compatible API under "
+                                             "base_url. azure: Azure OpenAI; base_url is the resource, e.g. "
+                                             "https://{resource}.openai.azure.com, the key goes in an api-key "
+                                             "header, chat completions, completions and embeddings go to "
+                                             "/openai/deployments/{deployment}/...?api-version=, everything else "
+                                             "(responses, pass-through) to the v1 API /openai/v1/... with the "
+                                             "deployment as the body's model.")
+    api_version: NonEmpty | None = Field(None, description="kind azure: the api-version query of deployment URLs "
+                                         "(e.g. 2024-10-21); required there, refused elsewhere.")
+    deployments: dict[NonEmpty, NonEmpty] = Field(default_factory=dict, description="kind azure: model name -> "
+                                                  "deployment name; a model not listed is its own deployment name.")
 
     @model_validator(mode="before")
     @classmethod
@@ -87,6 +98,14 @@ class UpstreamConfig(_Frozen):
             raise PydanticCustomError("too_short", "List should have at least 1 item after validation, not 0",
                                       {"min_length": 1, "actual_length": 0})
         return value
+
+    @model_validator(mode="after")
+    def _azure_fields(self) -> "UpstreamConfig":
+        if self.kind == "azure" and self.api_version is None:
+            raise ValueError("kind azure needs api_version (the api-version of deployment URLs, e.g. 2024-10-21)")
+        if self.kind != "azure" and (self.api_version is not None or self.deployments):
+            raise ValueError("api_version and deployments are for kind: azure only")
+        return self
 
     @field_validator("base_url")
     @classmethod

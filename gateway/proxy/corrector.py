@@ -33,7 +33,7 @@ def make_completer(routing: Routing) -> Complete:
             try:
                 status, raw = await upstream.fetch("POST", "/chat/completions",
                                                    [("content-type", "application/json"), *upstream.auth_headers],
-                                                   body, _TIMEOUT_S)
+                                                   body, _TIMEOUT_S, name)
             except (UpstreamTimeout, UpstreamUnreachable, OSError) as exc:
                 failure = exc
                 continue

@@ -28,7 +28,7 @@ from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_t
                                   parse_request, request_too_deep, stream_error_event)
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
-from gateway.proxy.routing import Attempts, Counters, Dispatcher, Routing, Target
+from gateway.proxy.routing import Attempts, Counters, Dispatcher, Group, Routing, Target
 from gateway.proxy.upstream import (Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge,
                                     UpstreamUnreachable, client_response_headers, upstream_request_headers)
 from gateway.scrub import SecretScrubber
@@ -200,7 +200,7 @@ class ProxyHandler:
             body = dumps_json(parsed.payload, request_too_deep)
         raw_headers = request.scope["headers"]
         sending = _Sending(target, endpoint.path, lambda up: upstream_request_headers(raw_headers, up),
-                           _bodies(parsed, body))
+                           _bodies(parsed, body), parsed.model)
         with cancel_on_disconnect(request.receive):
             if guarded.parallel:
                 sent = await self._send_beside_guard(guarded, endpoint, parsed, sending, ex)
@@ -328,8 +328,9 @@ class ProxyHandler:
         ex.upstream_start = time.perf_counter()
         record = ex.attempts = Attempts()
         try:
-            response, upstream = await self._dispatch.send(sending.target, "POST", sending.path, sending.headers,
-                                                           sending.body, record)
+            response, upstream = await self._dispatch.send(sending.target, sending.method, sending.path,
+                                                           sending.headers, sending.body, record, sending.model,
+                                                           sending.serves)
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
             ex.upstream = record.upstream
             raise self._upstream_failure(record.upstream, exc, counted=True) from None
@@ -561,6 +562,9 @@ class _Sending:
     path: str
     headers: Callable[[Upstream], list[tuple[str, str]]]
     body: Callable[[str | None], bytes]
+    model: str | None = None  # the request's model
+    method: str = "POST"
+    serves: Callable[[Group], bool] | None = None  # which fallback groups may take it (see Dispatcher.send)
 
 
 def _bodies(parsed: ParsedRequest, body: bytes) -> Callable[[str | None], bytes]:

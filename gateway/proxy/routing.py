@@ -207,14 +207,17 @@ class Dispatcher:
         self.c = counters
 
     async def send(self, target: Target, method: str, path: str, headers: Headers, body: Body,
-                   record: Attempts) -> tuple[UpstreamResponse, Upstream]:
+                   record: Attempts, model: str | None = None,
+                   serves: Callable[[Group], bool] | None = None) -> tuple[UpstreamResponse, Upstream]:
+        """`model`: the request's model (an Azure deployment's URL names it). `serves`: whether a fallback's
+        group may take this request (pass-through routes: every deployment's upstream passes the path)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + target.group.deadline_s if target.group.deadline_s else math.inf
         chain = [target]
         for fb in target.group.fallbacks:
             resolved = self.routing.resolve(fb)
-            if resolved is not None:
+            if resolved is not None and (serves is None or serves(resolved.group)):
                 chain.append(Target(resolved.group, resolved.model or fb))
         last: tuple[BaseException | UpstreamResponse, Upstream, bool] | None = None
         for i, step in enumerate(chain):
@@ -225,7 +228,7 @@ class Dispatcher:
                     last[0].close()  # type: ignore[index]
                 record.fallbacks += 1
                 self.c.fallbacks.labels(target.group.name, step.group.name).inc()
-            last = await self._through(step, method, path, headers, body, record, deadline)
+            last = await self._through(step, method, path, headers, body, record, deadline, model)
             if last[2]:
                 break
         assert last is not None
@@ -235,7 +238,7 @@ class Dispatcher:
         raise outcome
 
     async def _through(self, target: Target, method: str, path: str, headers: Headers, body: Body,
-                       record: Attempts, deadline: float
+                       record: Attempts, deadline: float, model: str | None = None
                        ) -> tuple[BaseException | UpstreamResponse, Upstream, bool]:
         """Attempts within one group: (outcome, its upstream, final). Final: an answer to relay; else the
         last failure (a response whose status is retried, or an exception) once retries, budget or
@@ -257,8 +260,10 @@ class Dispatcher:
             dep.in_flight += 1
             outcome: BaseException | UpstreamResponse
             try:
-                response = await dep.upstream.send(method, path, headers(dep.upstream), body(dep.model or target.model),
-                                                   None if math.isinf(left) else left)
+                sent = dep.model or target.model  # None: the request's own model
+                wire = dep.upstream.body_model(path, sent or model)  # Azure's v1 API: the deployment's name
+                response = await dep.upstream.send(method, path, headers(dep.upstream), body(wire or sent),
+                                                   None if math.isinf(left) else left, sent or model)
             except (UpstreamTimeout, UpstreamUnreachable) as exc:
                 dep.in_flight -= 1
                 outcome = exc

@@ -14,6 +14,8 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
@@ -40,6 +42,8 @@ RESPONSE_DROP = HOP_BY_HOP | {b"content-encoding", b"set-cookie", b"date", b"ser
                               b"openai-project"}
 GUARD_PREFIX = b"x-guardrail-"
 _ROUTE_CACHE_SIZE = 4096
+# Azure OpenAI: these routes go to a deployment's URL (with api-version); all others to the v1 API.
+AZURE_DEPLOYMENT_PATHS = frozenset({"/chat/completions", "/completions", "/embeddings"})
 
 
 class UpstreamTimeout(Exception):
@@ -122,12 +126,35 @@ class Upstream:
     def name(self) -> str:
         return self.config.name
 
-    def url(self, path: str) -> URL:
+    def url(self, path: str, model: str | None = None) -> URL:
+        """The URL of `path` (under /v1 at OpenAI) at this upstream; Azure's depends on the model too."""
+        key = path if model is None or self.config.kind != "azure" else f"{path}\0{model}"
         # Parsed once per path: URL parsing is a measurable share of aiohttp's per-request cost.
-        url = self._urls.get(path)
+        url = self._urls.get(key)
         if url is None:
-            url = self._urls[path] = URL(self.config.base_url + path)
+            if len(self._urls) >= _ROUTE_CACHE_SIZE:
+                self._urls.clear()  # Azure's key holds a model name, which may come from clients
+            url = self._urls[key] = self._make_url(path, model)
         return url
+
+    def _make_url(self, path: str, model: str | None) -> URL:
+        cfg = self.config
+        if cfg.kind != "azure":
+            return URL(cfg.base_url + path)
+        if model is not None and path in AZURE_DEPLOYMENT_PATHS:
+            deployment = cfg.deployments.get(model, model)
+            return URL(cfg.base_url + "/openai/deployments/").join(URL(
+                quote(deployment, safe="") + path, encoded=True)).with_query({"api-version": cfg.api_version or ""})
+        return URL(cfg.base_url + "/openai/v1" + path)
+
+    def body_model(self, path: str, model: str | None) -> str | None:
+        """The model name the body must carry instead of `model`, or None: Azure's v1 API names the
+        deployment there."""
+        cfg = self.config
+        if cfg.kind != "azure" or model is None or path in AZURE_DEPLOYMENT_PATHS:
+            return None
+        deployment = cfg.deployments.get(model)
+        return deployment if deployment is not None and deployment != model else None
 
     async def open(self) -> None:
         cfg = self.config
@@ -144,11 +171,13 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
 
-    async def send(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None = None,
-                   timeout_s: float | None = None) -> UpstreamResponse:
+    async def send(self, method: str, path: str, headers: list[tuple[str, str]], body: Any = None,
+                   timeout_s: float | None = None, model: str | None = None) -> UpstreamResponse:
         """Send a request and wait for the answer's headers. Deadlines: connecting (connect_timeout_s), the
         headers (first_byte_timeout_s), and everything including the body (total_timeout_s, or `timeout_s`
-        when it is shorter); each raises UpstreamTimeout naming which one fired."""
+        when it is shorter); each raises UpstreamTimeout naming which one fired. `body`: bytes, or an async
+        iterator of bytes (a pass-through body streamed on as it arrives). `model`: the model it is sent
+        for (an Azure URL names its deployment)."""
         assert self._session is not None, "Upstream.open() was not awaited"
         cfg = self.config
         total = cfg.total_timeout_s if timeout_s is None else min(timeout_s, cfg.total_timeout_s)
@@ -157,7 +186,7 @@ class Upstream:
         try:
             async with asyncio.timeout(first):
                 with _mapped_errors(cfg.connect_timeout_s):
-                    response = await self._session.request(method, self.url(path), data=body, headers=headers,
+                    response = await self._session.request(method, self.url(path, model), data=body, headers=headers,
                                                            allow_redirects=False)
         except TimeoutError:
             raise UpstreamTimeout(f"no response headers within {first:g} s", "first_byte") from None
@@ -165,9 +194,9 @@ class Upstream:
         return UpstreamResponse(response.status, raw, response, cfg.idle_timeout_s, deadline)
 
     async def fetch(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None = None,
-                    timeout_s: float | None = None) -> tuple[int, bytes]:
+                    timeout_s: float | None = None, model: str | None = None) -> tuple[int, bytes]:
         """A whole small exchange (model lists, corrector calls): status and body."""
-        response = await self.send(method, path, headers, body, timeout_s)
+        response = await self.send(method, path, headers, body, timeout_s, model)
         try:
             return response.status, await response.read(self.config.max_response_bytes)
         finally:
@@ -190,8 +219,9 @@ def _mapped_errors(connect_s: float | None = None) -> Iterator[None]:
 
 def make_upstream(config: UpstreamConfig) -> Upstream:
     extra = [(k.lower(), v) for k, v in config.headers.items()]
-    if config.api_key:
-        extra.append(("authorization", "Bearer " + config.api_key))
+    if config.api_key:  # Azure OpenAI takes its key in an api-key header
+        extra.append(("api-key", config.api_key) if config.kind == "azure"
+                     else ("authorization", "Bearer " + config.api_key))
     return Upstream(config, extra)
 
 
