@@ -9,6 +9,7 @@ from the config file are read-only here. Errors are OpenAI-shaped: 400 names the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import time
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from gateway.admin.examples import labelled_row
 from gateway.admin.auth import AdminAuth, Role
+from gateway.admin.console_api import refuse_unknown_query
 from gateway.admin.common import Handler, acting_on, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
@@ -106,6 +108,29 @@ def parse_generated(answer: str, limit: int) -> list[Example]:
     if not out:
         raise ValueError("the generator's answer held no {example, compliance} items")
     return out[:limit]
+
+
+SOURCES = ("manual", "synthetic", "feedback")
+
+
+def _row(e: Example) -> dict[str, Any]:
+    """A training row as the API shows it (G9); rows from before rows had times show created/author null."""
+    return {"id": e.seq, "object": "training_row", "example": e.text, "compliance": e.label,
+            "synthetic": e.synthetic, "source": e.source, "created": e.created or None, "author": e.author or None}
+
+
+def _source(value: str | None) -> str | None:
+    if value is not None and value not in SOURCES:
+        raise OpenAIError(400, f"source: one of {', '.join(SOURCES)}.", code="invalid_request", param="source")
+    return value
+
+
+def _whole(value: str | None, name: str, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise OpenAIError(400, f"{name}: a whole number from {low} to {high}.", code="invalid_request", param=name)
+    return int(value)
 
 
 def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
@@ -218,15 +243,86 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         if not isinstance(rows, list) or not rows:
             raise OpenAIError(400, "data: required, a list of {example, compliance} (or {type, "
                                    "output_example}).", code="invalid_request", param="data")
-        examples = [Example(*labelled_row(row, f"data[{i}]")) for i, row in enumerate(rows)]
+        for key in body:
+            if key != "data":
+                raise OpenAIError(400, f"{key}: unknown field; the body is {{data: [...]}}.",
+                                  code="invalid_request", param=key)
+        examples = [Example(*labelled_row(row, f"data[{i}]"), author=owner(role)) for i, row in enumerate(rows)]
         added = await store.add_examples(doc.id, examples)
         return ok({"id": doc.id, "added": added, "total": len(await store.examples(doc.id))}, 201)
 
     async def list_data(request: Request, role: Role) -> RawResponse:
+        """Training rows, oldest first: filters source= and label=, pages of limit= rows after= a row id."""
         doc = await stored(request.path_params["id"], role, write=False)
-        rows = await store.examples(doc.id)
-        return ok({"object": "list", "data": [{"example": e.text, "compliance": e.label, "synthetic": e.synthetic,
-                                                "source": e.source} for e in rows]})
+        refuse_unknown_query(request, ("source", "label", "limit", "after"))
+        q = request.query_params
+        source, label = _source(q.get("source")), q.get("label")
+        if label is not None and label.upper() not in ("PASS", "FAIL"):
+            raise OpenAIError(400, "label: PASS or FAIL.", code="invalid_request", param="label")
+        limit = _whole(q.get("limit"), "limit", 1, 1000)
+        after = _whole(q.get("after"), "after", 0, 2**62)
+        rows = await store.examples(doc.id, source, label, after, None if limit is None else limit + 1)
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        every = await store.examples(doc.id)
+        counts: dict[str, int] = {"rows": len(every), "FAIL": 0, "PASS": 0, "manual": 0, "synthetic": 0, "feedback": 0}
+        for e in every:
+            counts[e.label] = counts.get(e.label, 0) + 1
+            counts[e.source] = counts.get(e.source, 0) + 1
+        return ok({"object": "list", "data": [_row(e) for e in rows], "has_more": more,
+                   "first_id": rows[0].seq if rows else None, "last_id": rows[-1].seq if rows else None,
+                   "counts": counts})
+
+    def _row_id(request: Request) -> int:
+        raw = request.path_params["row"]
+        if not raw.isdigit() or int(raw) >= 2**62:
+            raise OpenAIError(404, f"No training row {raw!r}: row ids are whole numbers.", code="row_not_found",
+                              param="row")
+        return int(raw)
+
+    async def edit_row(request: Request, role: Role) -> RawResponse:
+        """Change a training row's example text or compliance label."""
+        doc = await stored(request.path_params["id"], role, write=True)
+        seq = _row_id(request)
+        body = await read_json(request)
+        for key in body:
+            if key not in ("example", "compliance"):
+                raise OpenAIError(400, f"{key}: unknown field; a row's editable fields are example and compliance.",
+                                  code="invalid_request", param=key)
+        if not body:
+            raise OpenAIError(400, "example or compliance: say what to change.", code="invalid_request",
+                              param="example")
+        text, label = body.get("example"), body.get("compliance")
+        if "example" in body and (not isinstance(text, str) or not text.strip()):
+            raise OpenAIError(400, "example: a non-empty string.", code="invalid_request", param="example")
+        if "compliance" in body and (not isinstance(label, str) or label.upper() not in ("PASS", "FAIL")):
+            raise OpenAIError(400, "compliance: PASS or FAIL.", code="invalid_request", param="compliance")
+        row = await store.update_example(doc.id, seq, text.strip() if isinstance(text, str) else None,
+                                         label.upper() if isinstance(label, str) else None)
+        if row is None:
+            raise OpenAIError(404, f"Policy '{doc.id}' has no training row {seq}.", code="row_not_found", param="row")
+        return ok(_row(row))
+
+    async def delete_row(request: Request, role: Role) -> RawResponse:
+        """Delete one training row."""
+        doc = await stored(request.path_params["id"], role, write=True)
+        seq = _row_id(request)
+        refuse_unknown_query(request)
+        if not await store.delete_examples(doc.id, [seq]):
+            raise OpenAIError(404, f"Policy '{doc.id}' has no training row {seq}.", code="row_not_found", param="row")
+        return ok({"id": seq, "object": "training_row", "deleted": True})
+
+    async def delete_data(request: Request, role: Role) -> RawResponse:
+        """Delete every training row of one source (?source=manual|synthetic|feedback)."""
+        doc = await stored(request.path_params["id"], role, write=True)
+        refuse_unknown_query(request, ("source",))
+        source = _source(request.query_params.get("source"))
+        if source is None:
+            raise OpenAIError(400, "source: required (manual, synthetic or feedback): which rows to delete.",
+                              code="invalid_request", param="source")
+        deleted = await store.delete_examples(doc.id, source=source)
+        return ok({"object": "list", "id": doc.id, "source": source, "deleted": deleted,
+                   "total": len(await store.examples(doc.id))})
 
     def _where(body: dict[str, Any], role: Role) -> tuple[str | None, list[str] | None, str]:
         """Where an apply/unapply body points: (application or None for every application, models or
@@ -470,7 +566,8 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         doc = await stored(request.path_params["id"], role, write=True)
         items = await store.feedback(doc.id, applied=False)
         if items:
-            await store.add_examples(doc.id, [Example(f.text, f.label, source="feedback") for f in items])
+            await store.add_examples(doc.id, [Example(f.text, f.label, source="feedback", author=owner(role))
+                                              for f in items])
             await store.mark_applied([f.seq for f in items])
         return ok({"id": doc.id, "applied": len(items), "total_examples": len(await store.examples(doc.id))})
 
@@ -496,7 +593,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             examples = parse_generated(answer, count)
         except (ValueError, LookupError, RuntimeError, TimeoutError) as exc:
             raise OpenAIError(502, f"The generator model failed: {exc}", code="generator_failed") from None
-        await store.add_examples(doc.id, examples)
+        await store.add_examples(doc.id, [dataclasses.replace(e, author=owner(role)) for e in examples])
         return ok({"id": doc.id, "added": len(examples), "synthetic": True,
                     "data": [{"example": e.text, "compliance": e.label} for e in examples]}, 201)
 
@@ -511,6 +608,9 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         Route(base + "/{id}/revert", endpoint(revert), methods=["POST"]),
         Route(base + "/{id}/data", endpoint(add_data), methods=["POST"]),
         Route(base + "/{id}/data", endpoint(list_data), methods=["GET"]),
+        Route(base + "/{id}/data", endpoint(delete_data), methods=["DELETE"]),
+        Route(base + "/{id}/data/{row}", endpoint(edit_row), methods=["PATCH"]),
+        Route(base + "/{id}/data/{row}", endpoint(delete_row), methods=["DELETE"]),
         Route(base + "/{id}/generate", endpoint(generate), methods=["POST"]),
         Route(base + "/{id}/apply", endpoint(apply), methods=["POST"]),
         Route(base + "/{id}/apply", endpoint(unapply), methods=["DELETE"]),

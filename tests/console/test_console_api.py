@@ -290,3 +290,66 @@ def test_evaluate_accepts_an_admin_token_with_an_application(console_gw: Gateway
     assert error(httpx.post(url, headers=h(CENTRAL), json={**body, "application": "nope"}), 400)["param"] == "application"
     assert error(httpx.post(url, headers=h("wrong"), json=body), 401)["code"] == "invalid_api_key"
     assert httpx.post(url, headers=h(KEY_A), json=body).json()["evaluation"]["status"] == "FAIL"
+
+
+def test_training_rows_have_ids_and_are_edited_paged_and_deleted(console_gw: Gateway) -> None:
+    """G9: rows carry id, created, author and source; PATCH/DELETE one row; ?source=&label=&limit=&after=;
+    DELETE ?source= removes one source's rows; unknown fields and parameters are refused by name."""
+    url = console_gw.url + "/v1/admin/policies"
+    assert httpx.post(url, headers=h(APP_TOKEN), json={"id": "g9-rows", "type": "contains",
+                                                       "keywords": ["x"]}).status_code == 201
+    data = url + "/g9-rows/data"
+    r = httpx.post(data, headers=h(APP_TOKEN), json={"data": [
+        {"example": "one", "compliance": "FAIL"}, {"example": "two", "compliance": "PASS"},
+        {"example": "three", "compliance": "FAIL"}]})
+    assert r.status_code == 201, r.text
+    error_body = error(httpx.post(data, headers=h(APP_TOKEN), json={"data": [{"example": "x", "compliance": "FAIL"}],
+                                                                    "rows": []}), 400)
+    assert error_body["param"] == "rows"
+    page = httpx.get(data, headers=h(CENTRAL)).json()
+    rows = page["data"]
+    assert [(r["example"], r["compliance"], r["source"], r["author"]) for r in rows] == [
+        ("one", "FAIL", "manual", "app:app-a"), ("two", "PASS", "manual", "app:app-a"),
+        ("three", "FAIL", "manual", "app:app-a")]
+    assert all(r["object"] == "training_row" and abs(r["created"] - time.time()) < 60 for r in rows)
+    assert page["counts"] == {"rows": 3, "FAIL": 2, "PASS": 1, "manual": 3, "synthetic": 0, "feedback": 0}
+    ids = [r["id"] for r in rows]
+    # paging and filters
+    first = httpx.get(data, headers=h(CENTRAL), params={"limit": 2}).json()
+    assert [r["id"] for r in first["data"]] == ids[:2] and first["has_more"] and first["last_id"] == ids[1]
+    rest = httpx.get(data, headers=h(CENTRAL), params={"limit": 2, "after": first["last_id"]}).json()
+    assert [r["id"] for r in rest["data"]] == ids[2:] and not rest["has_more"]
+    fails = httpx.get(data, headers=h(CENTRAL), params={"label": "fail"}).json()["data"]
+    assert [r["example"] for r in fails] == ["one", "three"]
+    assert httpx.get(data, headers=h(CENTRAL), params={"source": "synthetic"}).json()["data"] == []
+    for params, param in (({"limit": 0}, "limit"), ({"limit": "x"}, "limit"), ({"after": -1}, "after"),
+                          ({"label": "MAYBE"}, "label"), ({"source": "bot"}, "source"), ({"page": 2}, "page")):
+        assert error(httpx.get(data, headers=h(CENTRAL), params=params), 400)["param"] == param, params
+    # edit one row
+    r = httpx.patch(f"{data}/{ids[1]}", headers=h(APP_TOKEN), json={"example": "two, edited", "compliance": "fail"})
+    assert r.status_code == 200, r.text
+    assert {k: r.json()[k] for k in ("id", "example", "compliance", "source")} == {
+        "id": ids[1], "example": "two, edited", "compliance": "FAIL", "source": "manual"}
+    for body, param in (({"label": "FAIL"}, "label"), ({}, "example"), ({"example": " "}, "example"),
+                        ({"compliance": "MAYBE"}, "compliance"), ({"example": 3}, "example")):
+        assert error(httpx.patch(f"{data}/{ids[1]}", headers=h(APP_TOKEN), json=body), 400)["param"] == param, body
+    e = error(httpx.patch(f"{data}/999999", headers=h(APP_TOKEN), json={"compliance": "PASS"}), 404)
+    assert (e["code"], e["param"]) == ("row_not_found", "row")
+    assert error(httpx.patch(f"{data}/abc", headers=h(APP_TOKEN), json={"compliance": "PASS"}), 404)["param"] == "row"
+    # another application's token may not touch them; config policies have no stored rows to edit
+    assert httpx.post(url, headers=h(CENTRAL), json={"id": "g9-central", "type": "contains",
+                                                     "keywords": ["x"]}).status_code == 201
+    assert error(httpx.delete(url + f"/g9-central/data/{ids[0]}", headers=h(APP_TOKEN)), 403)["code"] == "forbidden"
+    assert error(httpx.patch(url + f"/g9-central/data/{ids[0]}", headers=h(CENTRAL), json={"compliance": "PASS"}),
+                 404)["code"] == "row_not_found"  # a row of another policy
+    # delete one, then by source
+    r = httpx.delete(f"{data}/{ids[0]}", headers=h(APP_TOKEN))
+    assert r.json() == {"id": ids[0], "object": "training_row", "deleted": True}
+    assert error(httpx.delete(f"{data}/{ids[0]}", headers=h(APP_TOKEN)), 404)["code"] == "row_not_found"
+    httpx.post(data, headers=h(APP_TOKEN), json={"data": [{"example": "four", "compliance": "PASS"}]})
+    assert error(httpx.delete(data, headers=h(APP_TOKEN)), 400)["param"] == "source"
+    assert error(httpx.delete(data, headers=h(APP_TOKEN), params={"source": "manual", "x": 1}), 400)["param"] == "x"
+    r = httpx.delete(data, headers=h(APP_TOKEN), params={"source": "synthetic"})
+    assert r.json()["deleted"] == 0 and r.json()["total"] == 3
+    r = httpx.delete(data, headers=h(APP_TOKEN), params={"source": "manual"})
+    assert r.json()["deleted"] == 3 and r.json()["total"] == 0

@@ -479,3 +479,42 @@ def test_api_reference_page(page: Any) -> None:
     expect(op).to_contain_text("Unknown fields are refused")
     page.get_by_role("link", name="StageSpec", exact=True).first.click()
     expect(page.get_by_role("table", name="schema StageSpec")).to_contain_text("rulesets")
+
+
+def test_training_rows_edit_delete_filter(page: Any, console_gw: Gateway) -> None:
+    """G9 in the Training data tab: edit a row (a bad edit names its field), delete one row, filter by
+    label, delete every row of one source."""
+    url = console_gw.url + "/v1/admin/policies"
+    r = httpx.post(url, headers=h(CENTRAL), timeout=120, json={
+        "id": "rows-ui", "type": "similar", "rule": "x", "examples": [{"example": "seed", "compliance": "FAIL"}]})
+    assert r.status_code == 201, r.text
+    rows = [{"example": f"row {i}", "compliance": "FAIL" if i % 2 else "PASS"} for i in range(3)]
+    assert httpx.post(url + "/rows-ui/data", headers=h(CENTRAL), json={"data": rows}).status_code == 201
+    ids = [r["id"] for r in httpx.get(url + "/rows-ui/data", headers=h(CENTRAL)).json()["data"]]
+    login(page, CENTRAL, "#/policies/rows-ui/data")
+    table = page.get_by_role("table", name="training data")
+    expect(table.locator("tr[data-row]")).to_have_count(3)
+    expect(page.get_by_test_id("data-counts")).to_have_text(re.compile(r"3 rows: 1 FAIL, 2 PASS; 3 manual"))
+    page.get_by_role("button", name=f"Edit row {ids[0]}").click()
+    page.get_by_label("Edit example").fill("  ")
+    page.get_by_role("button", name="Save row").click()
+    expect(page.locator('[data-error-for="example"]')).to_have_text("example: a non-empty string.")
+    page.get_by_label("Edit example").fill("row 0, edited")
+    page.get_by_label("Edit compliance").select_option("FAIL")
+    page.get_by_role("button", name="Save row").click()
+    expect(page.get_by_role("status")).to_have_text(f"Row {ids[0]} saved.")
+    expect(table.locator(f'tr[data-row="{ids[0]}"]')).to_contain_text("row 0, edited")
+    expect(page.get_by_test_id("data-counts")).to_have_text(re.compile(r"3 rows: 2 FAIL, 1 PASS"))
+    page.get_by_role("button", name=f"Delete row {ids[1]}").click()
+    expect(page.get_by_role("status")).to_have_text(f"Row {ids[1]} deleted.")
+    expect(table.locator("tr[data-row]")).to_have_count(2)
+    r = httpx.post(url + "/rows-ui/data", headers=h(CENTRAL), json={"data": [{"example": "kept", "compliance": "PASS"}]})
+    assert r.status_code == 201
+    page.get_by_label("Label").select_option("FAIL")
+    expect(table.locator("tr[data-row]")).to_have_count(1)
+    page.get_by_label("Label").select_option("")
+    expect(table.locator("tr[data-row]")).to_have_count(3)
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete all manual").click()
+    expect(page.get_by_role("status")).to_have_text("Deleted 3 manual rows (0 left).")
+    expect(page.get_by_test_id("data-counts")).to_have_text(re.compile("0 rows"))

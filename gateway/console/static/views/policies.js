@@ -225,9 +225,22 @@ function parseUpload(name, text) {
   return rows;
 }
 
+const PAGE = 100;
+const SOURCES = ["manual", "synthetic", "feedback"];
+
 function TrainingData({ p, editable }) {
   const path = "/v1/admin/policies/" + enc(p.id) + "/data";
-  const { data, error, reload } = useApi(path);
+  // G9: one page of PAGE rows at a time (after = the last id of the previous page), filtered by source and label
+  const [filter, setFilter] = useState({ source: "", label: "" });
+  const [pages, setPages] = useState([0]);
+  const after = pages[pages.length - 1];
+  const qs = new URLSearchParams({ limit: String(PAGE) });
+  if (after) qs.set("after", String(after));
+  if (filter.source) qs.set("source", filter.source);
+  if (filter.label) qs.set("label", filter.label);
+  const { data, error, reload } = useApi(path + "?" + qs.toString());
+  const [editing, setEditing] = useState(null);  // {id, example, compliance} of the row being edited
+  const refilter = (f) => { setFilter(f); setPages([0]); };
   const [example, setExample] = useState("");
   const [label, setLabel] = useState("FAIL");
   const [run, busy, err, setErr] = useAction();
@@ -265,12 +278,25 @@ function TrainingData({ p, editable }) {
     const r = await api.post("/v1/admin/policies/" + enc(p.id) + "/generate", body);
     setNote(`Added ${r.added} synthetic rows.`); reload();
   });
+  const saveRow = () => run(async () => {
+    const r = await api.patch(path + "/" + editing.id, { example: editing.example, compliance: editing.compliance });
+    setEditing(null); setNote(`Row ${r.id} saved.`); reload();
+  });
+  const deleteRow = (row) => run(async () => {
+    await api.del(path + "/" + row.id);
+    setNote(`Row ${row.id} deleted.`); reload();
+  });
+  const deleteSource = (source) => run(async () => {
+    if (!confirm(`Delete every ${source} training row of ${p.id}?`)) return;
+    const r = await api.del(path + "?source=" + enc(source));
+    setNote(`Deleted ${r.deleted} ${source} rows (${r.total} left).`); setPages([0]); reload();
+  });
   if (error) return html`<${ErrorBanner} err=${error} />`;
   const rows = data ? data.data : [];
-  const count = (f) => rows.filter(f).length;
+  const c = (data && data.counts) || { rows: 0, FAIL: 0, PASS: 0, manual: 0, synthetic: 0, feedback: 0 };
+  const fields = ["example", "compliance", "row", "source"];
   return html`<div>
-    <p data-testid="data-counts">${rows.length} rows: ${count((r) => r.compliance === "FAIL")} FAIL, ${count((r) => r.compliance === "PASS")} PASS;
-      ${["manual", "synthetic", "feedback"].map((s) => `${count((r) => (r.source || "manual") === s)} ${s}`).join(", ")}</p>
+    <p data-testid="data-counts">${`${c.rows} rows: ${c.FAIL} FAIL, ${c.PASS} PASS; ` + SOURCES.map((s) => `${c[s]} ${s}`).join(", ")}</p>
     ${note && html`<div class="banner info" role="status">${note}</div>`}
     ${editable && html`<div class="card"><h2>Add Data</h2>
       <${TextArea} label="Example" name="data[0].example" value=${example} onInput=${setExample} err=${err} />
@@ -282,11 +308,29 @@ function TrainingData({ p, editable }) {
       <div class="row"><${TextInput} type="number" label="Count" name="count" value=${gen.count} onInput=${(v) => setGen({ ...gen, count: v })} err=${err} />
         <${TextInput} label="Generator model" name="model" value=${gen.model} onInput=${(v) => setGen({ ...gen, model: v })} err=${err} hint="default: guard.generator_model" />
         <button class="secondary" onClick=${generate} disabled=${busy}>${busy ? "Working…" : "Generate"}</button></div>
-      <${ErrorBanner} err=${err} fields=${["data", "upload", "count", "model"]} />
+      <${ErrorBanner} err=${editing ? null : err} fields=${["data", "upload", "count", "model"]} />
     </div>`}
-    ${rows.length === 0 ? html`<div class="banner info">Add examples, upload a file, or generate synthetic data from the definition; training needs at least one FAIL example.</div>`
-      : html`<table aria-label="training data"><thead><tr><th>example</th><th>compliance</th><th>source</th></tr></thead>
-        <tbody>${rows.map((r) => html`<tr><td>${r.example}</td><td>${r.compliance}</td><td>${r.source || "manual"}</td></tr>`)}</tbody></table>`}
+    <div class="row">
+      <${Select} label="Source" name="filter-source" value=${filter.source} onChange=${(v) => refilter({ ...filter, source: v })}
+        options=${[{ value: "", label: "all" }, ...SOURCES]} />
+      <${Select} label="Label" name="filter-label" value=${filter.label} onChange=${(v) => refilter({ ...filter, label: v })}
+        options=${[{ value: "", label: "all" }, "FAIL", "PASS"]} />
+      ${editable && SOURCES.filter((s) => c[s] > 0).map((s) => html`<button class="danger" onClick=${() => deleteSource(s)} disabled=${busy}>Delete all ${s}</button>`)}
+    </div>
+    ${editing && html`<${ErrorBanner} err=${err} fields=${fields} />`}
+    ${c.rows === 0 ? html`<div class="banner info">Add examples, upload a file, or generate synthetic data from the definition; training needs at least one FAIL example.</div>`
+      : html`<table aria-label="training data"><thead><tr><th>id</th><th>example</th><th>compliance</th><th>source</th><th>added</th><th></th></tr></thead>
+        <tbody>${rows.map((r) => editing && editing.id === r.id ? html`<tr data-row=${r.id}><td>${r.id}</td>
+            <td><${TextArea} label="Edit example" name="example" value=${editing.example} onInput=${(v) => setEditing({ ...editing, example: v })} err=${err} /></td>
+            <td><${Select} label="Edit compliance" name="compliance" value=${editing.compliance} onChange=${(v) => setEditing({ ...editing, compliance: v })} options=${["FAIL", "PASS"]} err=${err} /></td>
+            <td>${r.source}</td><td></td>
+            <td><button onClick=${saveRow} disabled=${busy}>Save row</button> <button class="secondary" onClick=${() => { setEditing(null); setErr(null); }}>Cancel</button></td></tr>`
+          : html`<tr data-row=${r.id}><td>${r.id}</td><td>${r.example}</td><td>${r.compliance}</td><td>${r.source}</td>
+            <td class="muted">${r.author || ""} ${fmtTime(r.created)}</td>
+            <td>${editable && html`<button class="secondary" aria-label=${"Edit row " + r.id} onClick=${() => { setErr(null); setEditing({ id: r.id, example: r.example, compliance: r.compliance }); }}>Edit</button>
+              <button class="danger" aria-label=${"Delete row " + r.id} onClick=${() => deleteRow(r)} disabled=${busy}>Delete</button>`}</td></tr>`)}</tbody></table>
+        <div class="row">${pages.length > 1 && html`<button class="secondary" onClick=${() => setPages(pages.slice(0, -1))}>Previous page</button>`}
+          ${data && data.has_more && html`<button class="secondary" onClick=${() => setPages([...pages, data.last_id])}>Next page</button>`}</div>`}
   </div>`;
 }
 
