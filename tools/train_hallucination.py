@@ -19,6 +19,7 @@ import json
 import pickle
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,17 @@ from gateway.scoring.heads import pooled  # noqa: E402
 SEED = 20261207
 LENGTH = ("log_claim_words", "claim_sentences")  # left out where length gives the label away (factual)
 # Candidate designs per head: the feature subsets compared on out-of-fold scores.
-DESIGNS: dict[str, dict[str, tuple[str, ...] | None]] = {
-    "consistency": {"all": None, "no_length": LENGTH},
-    "factual": {"all": None, "no_length": LENGTH},
-    "relevance_input": {"all": None, "cosine_only": "keep:encoder_cos"},  # type: ignore[dict-item]
-    "relevance_output": {"all": None, "question_only": "prefix:q_",  # type: ignore[dict-item]
-                         "cosine_only": "keep:q_encoder_cos"},  # type: ignore[dict-item]
+# A name with "+trees" fits gradient-boosted trees (monotone in the same directions as the linear
+# weights' signs) instead of the logistic regression.
+DESIGNS: dict[str, dict[str, tuple[str, ...] | str | None]] = {
+    "consistency": {"all": None, "no_length": LENGTH, "all+trees": None},
+    "factual": {"all": None, "no_length": LENGTH, "no_length+trees": LENGTH},
+    "relevance_input": {"all": None, "cosine_only": "keep:encoder_cos", "all+trees": None},
+    "relevance_output": {"all": None, "question_only": "prefix:q_", "cosine_only": "keep:q_encoder_cos",
+                         "all+trees": None},
 }
+TREES = {"max_iter": 100, "learning_rate": 0.05, "max_leaf_nodes": 8}
+TREES_MARGIN = 0.005
 
 
 class Embeddings:
@@ -138,14 +143,37 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, cols: list[str], l2: float 
     return mean, scale, res.x[:-1], float(res.x[-1])
 
 
-def out_of_fold(x: np.ndarray, rows: TaskRows, w: np.ndarray, cols: list[str]) -> np.ndarray:
+def fit_trees(x: np.ndarray, y: np.ndarray, w: np.ndarray, cols: list[str]):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    monotone = [0 if lo is None and hi is None else -1 if hi == 0.0 else 1 for lo, hi in signs(cols)]
+    return HistGradientBoostingClassifier(monotonic_cst=monotone, random_state=0, **TREES).fit(x, y, sample_weight=w)
+
+
+def exported(model) -> tuple[float, tuple[np.ndarray, ...]]:
+    """(bias, trees) in SupportHead's layout: rows of [feature or -1, threshold, left, right, value]."""
+    trees = []
+    for (predictor,) in model._predictors:
+        n = predictor.nodes
+        trees.append(np.stack([np.where(n["is_leaf"], -1, n["feature_idx"]), n["num_threshold"], n["left"],
+                               n["right"], n["value"]], axis=1).astype(np.float64))
+    return float(np.ravel(model._baseline_prediction)[0]), tuple(trees)
+
+
+def predict(x: np.ndarray, rows: TaskRows, w: np.ndarray, cols: list[str], tr, te, trees: bool) -> np.ndarray:
+    if trees:
+        return fit_trees(x[tr], rows.labels[tr], w[tr], cols).predict_proba(x[te])[:, 1]
+    mean, scale, coef, b = fit(x[tr], rows.labels[tr], w[tr], cols)
+    return 1 / (1 + np.exp(-(((x[te] - mean) / scale) @ coef + b)))
+
+
+def out_of_fold(x: np.ndarray, rows: TaskRows, w: np.ndarray, cols: list[str], trees: bool = False) -> np.ndarray:
     from sklearn.model_selection import StratifiedGroupKFold
 
     oof = np.zeros(len(rows.labels))
     folds = StratifiedGroupKFold(5, shuffle=True, random_state=SEED)
     for tr, te in folds.split(x, rows.labels, rows.groups):
-        mean, scale, coef, b = fit(x[tr], rows.labels[tr], w[tr], cols)
-        oof[te] = 1 / (1 + np.exp(-(((x[te] - mean) / scale) @ coef + b)))
+        oof[te] = predict(x, rows, w, cols, tr, te, trees)
     return oof
 
 
@@ -217,7 +245,7 @@ def train_head(head: str, data: Path, encoder: Encoder, embed: Embeddings, cosin
     for design, spec in DESIGNS[head].items():
         cols = columns(head, spec)
         idx = [names.index(c) for c in cols]
-        oof = out_of_fold(x_fit[:, idx], rows_fit, w_fit, cols)[:len(rows.labels)]
+        oof = out_of_fold(x_fit[:, idx], rows_fit, w_fit, cols, "+trees" in design)[:len(rows.labels)]
         candidates[f"head:{design}"] = oof
         results[design] = (cols, idx, oof)
     key = "auc_length_controlled" if head == "factual" else "auc"
@@ -227,13 +255,29 @@ def train_head(head: str, data: Path, encoder: Encoder, embed: Embeddings, cosin
         summary[label] = float(np.mean([e[key] for e in files.values()]))
         log(f"  {label:28s} " + "  ".join(f"{k.split('_', 1)[1]} " + "/".join(str(v) for v in e.values())
                                           for k, e in files.items()) + f"   mean {key} {summary[label]:.4f}")
-    design = max(results, key=lambda d: summary[f"head:{d}"])
+    # Trees must beat the best linear design by TREES_MARGIN: otherwise the smaller, smoother model.
+    design = max(results, key=lambda d: summary[f"head:{d}"] - (TREES_MARGIN if "+trees" in d else 0.0))
     if head == "factual":
-        other = out_of_fold(x_fit[:, results[design][1]], rows_fit, w_fit, results[design][0])[len(rows.labels):]
+        other = out_of_fold(x_fit[:, results[design][1]], rows_fit, w_fit, results[design][0],
+                            "+trees" in design)[len(rows.labels):]
         log(f"  kept head, out of fold on the consistency files: {per_file(other, extra, 'consistency')}")
     cols, idx, oof = results[design]
     threshold, bal = best_balanced_threshold(oof, rows.labels, w)
-    mean, scale, coef, b = fit(x_fit[:, idx], rows_fit.labels, w_fit, cols)
+    shift = float(np.log(threshold / (1 - threshold)))
+    empty = np.zeros(0)
+    if "+trees" in design:
+        model = fit_trees(x_fit[:, idx], rows_fit.labels, w_fit, cols)
+        bias, trees = exported(model)
+        made = SupportHead(head, tuple(cols), empty, empty, empty, bias - shift, 0.5, {}, trees)
+        check = x_fit[:200][:, idx]
+        full = np.zeros((len(check), len(all_features(head))))
+        full[:, [list(all_features(head)).index(c) for c in cols]] = check
+        mine = np.array([made.score(v) for v in full])
+        theirs = 1 / (1 + np.exp(-(np.log(model.predict_proba(check)[:, 1] / model.predict_proba(check)[:, 0]) - shift)))
+        assert np.allclose(mine, theirs, atol=1e-6), "the exported trees do not reproduce scikit-learn's"
+    else:
+        mean, scale, coef, b = fit(x_fit[:, idx], rows_fit.labels, w_fit, cols)
+        made = SupportHead(head, tuple(cols), mean, scale, coef, b - shift, 0.5)
     meta = {"encoder": encoder.version, "design": design, "trained_rows": len(rows.texts), "seed": SEED,
             "files": sorted(set(rows.files)), "calibration": "best file-weighted balanced accuracy on "
             "out-of-fold scores of train/ (5 folds by group)", "cv_balanced_accuracy": round(bal, 4),
@@ -242,7 +286,7 @@ def train_head(head: str, data: Path, encoder: Encoder, embed: Embeddings, cosin
     log(f"  kept {design}: cut {threshold:.4f} (out-of-fold balanced accuracy {bal:.4f}), shipped as 0.5")
     # The bias moves the cut to 0.5: every head (and both sides of relevance) shares one calibrated threshold.
     meta["cut_before_shift"] = round(threshold, 4)
-    return SupportHead(head, tuple(cols), mean, scale, coef, b - float(np.log(threshold / (1 - threshold))), 0.5, meta)
+    return replace(made, meta=meta)
 
 
 def main() -> int:

@@ -1,9 +1,10 @@
-"""The hallucination heads (consistency, factual, input and response relevance): logistic regressions on
-support features (support.py) plus, for relevance, the encoder cosine; shipped in weights/hallucination.json.
+"""The hallucination heads (consistency, factual, input and response relevance): logistic regressions or
+gradient-boosted trees on support features (support.py) plus, for relevance, the encoder cosine; shipped
+in weights/hallucination.json.
 
 Trained by `tools/train_hallucination.py` on the train side of the labelled hallucination data, each
-with the threshold of best balanced accuracy on out-of-fold scores (groups kept on one side); numpy
-at run time. Scores are compliance: higher means consistent, correct or relevant.
+with the threshold of best balanced accuracy on out-of-fold scores (groups kept on one side), moved to
+0.5 by the bias; numpy at run time. Scores are compliance: higher means consistent, correct or relevant.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ RESPONSE_FEATURES = (*(f"q_{f}" for f in RELEVANCE_FEATURES), *(f"c_{f}" for f i
 
 @dataclass(frozen=True)
 class SupportHead:
-    """Standardise, then a logistic regression: P(compliant) from a feature vector."""
+    """P(compliant) from a feature vector: a logistic regression on standardised features, or (`trees`)
+    gradient-boosted trees on the raw ones, each tree rows of [feature (-1: leaf), threshold, left,
+    right, value], a value going left when at or below the threshold (scikit-learn's convention)."""
 
     name: str
     features: tuple[str, ...]
@@ -37,6 +40,7 @@ class SupportHead:
     b: float
     threshold: float
     meta: dict[str, Any] = field(default_factory=dict)
+    trees: tuple[np.ndarray, ...] = ()
     columns: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,17 +53,28 @@ class SupportHead:
     def score(self, x: np.ndarray) -> float:
         """P(compliant) from the full feature vector (`all_features`): the head reads its own columns."""
         x = np.asarray(x, np.float64)[self.columns]
-        z = float(((x - self.mean) / self.scale) @ self.w + self.b)
+        z = self.b + (float(((x - self.mean) / self.scale) @ self.w) if len(self.w) else 0.0)
+        for tree in self.trees:
+            node = tree[0]
+            while node[0] >= 0:
+                node = tree[int(node[2] if x[int(node[0])] <= node[1] else node[3])]
+            z += float(node[4])
         return float(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": list(self.features), "mean": _rounded(self.mean), "scale": _rounded(self.scale),
-                "w": _rounded(self.w), "b": round(self.b, 7), "threshold": round(self.threshold, 4), "meta": self.meta}
+        out: dict[str, Any] = {"features": list(self.features), "mean": _rounded(self.mean),
+                               "scale": _rounded(self.scale), "w": _rounded(self.w), "b": round(self.b, 7),
+                               "threshold": round(self.threshold, 4), "meta": self.meta}
+        if self.trees:
+            out["trees"] = [[[int(f), float(t), int(a), int(c), round(float(v), 7)] for f, t, a, c, v in tree]
+                            for tree in self.trees]
+        return out
 
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> SupportHead:
         return cls(name, tuple(raw["features"]), np.asarray(raw["mean"]), np.asarray(raw["scale"]),
-                   np.asarray(raw["w"]), float(raw["b"]), float(raw["threshold"]), dict(raw.get("meta", {})))
+                   np.asarray(raw["w"]), float(raw["b"]), float(raw["threshold"]), dict(raw.get("meta", {})),
+                   tuple(np.asarray(t, np.float64) for t in raw.get("trees", ())))
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -77,5 +92,15 @@ def all_features(head: str) -> tuple[str, ...]:
 
 
 def save_heads(heads: dict[str, SupportHead], path: Path = WEIGHTS) -> None:
-    path.write_text(json.dumps({name: head.to_dict() for name, head in heads.items()}, indent=1) + "\n",
-                    encoding="utf-8")
+    """One line per head and key (a tree per line): small diffs without a line per number."""
+    parts = []
+    for name, head in heads.items():
+        fields = []
+        for key, value in head.to_dict().items():
+            if key == "trees":
+                body = ",\n   ".join(json.dumps(tree, separators=(",", ":")) for tree in value)
+                fields.append(f'  "trees": [\n   {body}]')
+            else:
+                fields.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+        parts.append(f"{json.dumps(name)}: {{\n" + ",\n".join(fields) + "\n}")
+    path.write_text("{" + ",\n".join(parts) + "}\n", encoding="utf-8")

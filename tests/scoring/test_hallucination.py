@@ -25,9 +25,9 @@ from tests.conftest import Gateway, running_gateway
 
 SAMPLE = Path(__file__).parents[1] / "data" / "hallucination_sample.jsonl"
 # Per head on the sample (rows from train/, which the heads saw): AUC and balanced accuracy at the shipped
-# threshold as measured with the shipped weights (0.886/0.822, 0.991/0.967, 0.994/0.967, 1.0/1.0), less
-# 0.05. A broken feature or weight file falls far below; quality is measured on test/ (README model card).
-BOUNDS = {"consistency": (0.83, 0.77), "factual": (0.94, 0.91), "relevance_input": (0.94, 0.91),
+# threshold as measured with the shipped weights (0.906/0.844, 0.991/0.967, 0.994/0.967, 1.0/1.0), less
+# 0.05. A broken feature or weight file falls far below; quality is measured on test/ (docs/models.md).
+BOUNDS = {"consistency": (0.85, 0.79), "factual": (0.94, 0.91), "relevance_input": (0.94, 0.91),
           "relevance_output": (0.95, 0.95)}
 SOURCE = ("The Riverside library reopened on 3 March after a two-year renovation. It now opens from 9 am to "
           "8 pm on weekdays and is closed on Sundays. The renovation cost 4.2 million euros, paid by the city.")
