@@ -21,6 +21,7 @@ Every method is async; implementations never block the event loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
@@ -75,6 +76,7 @@ class Feedback:
     text: str
     time: float
     applied: bool = False
+    record: str = ""               # the record's key (`record_key(id, on)`); "" for feedback from before keys
 
 
 class Store(Protocol):
@@ -101,13 +103,18 @@ class Store(Protocol):
 
     # monitoring log
     async def append_records(self, bodies: List[dict[str, Any]]) -> List[int]: ...
+    # `where`: a further test on a record's body (e.g. "a monitor-mode stage triggered"), applied while
+    # scanning, so `limit` counts matching records.
     async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
-                      until: float | None = None, **match: str) -> List[Record]: ...
+                      until: float | None = None, where: Callable[[dict[str, Any]], bool] | None = None,
+                      **match: str) -> List[Record]: ...
     async def record(self, seq: int) -> Record | None: ...
     async def record_by_id(self, record_id: str, on: str) -> Record | None: ...
 
     # feedback
-    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback: ...
+    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str,
+                           record: str = "") -> Feedback: ...
+    async def record_feedback(self, records: List[str]) -> dict[str, List[Feedback]]: ...  # by record key
     async def feedback(self, policy_id: str, applied: bool | None = None) -> List[Feedback]: ...
     async def mark_applied(self, seqs: List[int]) -> None: ...
 

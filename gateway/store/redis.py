@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -262,7 +263,8 @@ class RedisStore(DocumentHistory):
         return Record(int(entry_id.split("-")[0]), data["time"], data["body"])
 
     async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
-                      until: float | None = None, **match: str) -> List[Record]:
+                      until: float | None = None, where: Callable[[dict[str, Any]], bool] | None = None,
+                      **match: str) -> List[Record]:
         """Newest first. The stream is ordered by seq, not time (a record buffered through an outage is
         written late), so a time window filters the scan rather than ending it; the scan is bounded by the
         stream's length (`max_records`)."""
@@ -274,7 +276,8 @@ class RedisStore(DocumentHistory):
                 break
             for entry_id, fields in batch:
                 record = self._record(entry_id, fields)
-                if in_window(record.time, since, until) and matches(record.body, match):
+                if (in_window(record.time, since, until) and matches(record.body, match)
+                        and (where is None or where(record.body))):
                     out.append(record)
                     if len(out) >= limit:
                         break
@@ -298,15 +301,37 @@ class RedisStore(DocumentHistory):
 
     # --- feedback ------------------------------------------------------------------------------
 
-    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback:
+    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str,
+                           record: str = "") -> Feedback:
         label = check_label(label)
         seq = int(await self._call(self.client.incr(self.k("fbseq"))))
-        item = Feedback(seq, record_seq, policy_id, label, text, time.time())
+        item = Feedback(seq, record_seq, policy_id, label, text, time.time(), False, record)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.k("fb"), str(seq), json.dumps(item.__dict__))
         pipe.rpush(self.k("fb", policy_id), str(seq))
+        if record:
+            pipe.rpush(self.k("fbrec", record), str(seq))
         await self._call(pipe.execute())
         return item
+
+    async def record_feedback(self, records: List[str]) -> dict[str, List[Feedback]]:
+        keys = sorted({k for k in records if k})
+        if not keys:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.lrange(self.k("fbrec", key), 0, -1)
+        seqs = [s for found in await self._call(pipe.execute()) for s in found]
+        if not seqs:
+            return {}
+        out: dict[str, List[Feedback]] = {}
+        for raw in await self._call(self.client.hmget(self.k("fb"), seqs)):
+            if raw:
+                item = Feedback(**json.loads(raw))
+                out.setdefault(item.record, []).append(item)
+        for items in out.values():
+            items.sort(key=lambda f: f.seq)
+        return out
 
     async def feedback(self, policy_id: str, applied: bool | None = None) -> List[Feedback]:
         seqs = await self._call(self.client.lrange(self.k("fb", policy_id), 0, -1))

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from gateway.store.base import (
@@ -81,11 +82,20 @@ def _v4_example_ids(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS examples_source ON examples (policy, source, seq)")
 
 
+def _v5_feedback_records(db: sqlite3.Connection) -> None:
+    """Feedback names the monitoring record it was given on (its key), so the log shows its state."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+    if "record_key" not in columns:
+        db.execute("ALTER TABLE feedback ADD COLUMN record_key TEXT NOT NULL DEFAULT ''")
+    db.execute("CREATE INDEX IF NOT EXISTS feedback_record ON feedback (record_key)")
+
+
 def _v1_base(db: sqlite3.Connection) -> None:
     db.executescript("BEGIN;" + _V1 + "COMMIT;")
 
 
-MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes, _v4_example_ids)
+MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes, _v4_example_ids,
+              _v5_feedback_records)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -319,19 +329,20 @@ class SqliteStore(DocumentHistory):
         return await self._run(insert)
 
     async def records(self, limit: int = 100, before: int | None = None, since: float | None = None,
-                      until: float | None = None, **match: str) -> List[Record]:
-        where: List[str] = ["seq < ?"]
+                      until: float | None = None, where: Callable[[dict[str, Any]], bool] | None = None,
+                      **match: str) -> List[Record]:
+        clauses: List[str] = ["seq < ?"]
         args: List[float | str] = []
         if since is not None:
-            where.append("time >= ?")
+            clauses.append("time >= ?")
             args.append(since)
         if until is not None:
-            where.append("time <= ?")
+            clauses.append("time <= ?")
             args.append(until)
         if "application" in match:  # indexed (records_app)
-            where.append("json_extract(body, '$.application') = ?")
+            clauses.append("json_extract(body, '$.application') = ?")
             args.append(match["application"])
-        query = f"SELECT seq, time, body FROM records WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT 500"
+        query = f"SELECT seq, time, body FROM records WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT 500"
 
         def read() -> List[Record]:
             out: list[Record] = []
@@ -343,7 +354,7 @@ class SqliteStore(DocumentHistory):
                     break
                 for seq, t, body in rows:
                     parsed = json.loads(body)
-                    if matches(parsed, match):
+                    if matches(parsed, match) and (where is None or where(parsed)):
                         out.append(Record(seq, t, parsed))
                         if len(out) >= limit:
                             break
@@ -371,22 +382,46 @@ class SqliteStore(DocumentHistory):
 
     # --- feedback ------------------------------------------------------------------------------
 
-    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str) -> Feedback:
+    _FEEDBACK = "SELECT seq, record, policy, label, text, time, applied, record_key FROM feedback"
+
+    async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str,
+                           record: str = "") -> Feedback:
         label = check_label(label)
         now = time.time()
         seq = await self._run(lambda: self._db().execute(
-            "INSERT INTO feedback (record, policy, label, text, time) VALUES (?, ?, ?, ?, ?)",
-            (record_seq, policy_id, label, text, now)).lastrowid)
-        return Feedback(int(seq), record_seq, policy_id, label, text, now)
+            "INSERT INTO feedback (record, policy, label, text, time, record_key) VALUES (?, ?, ?, ?, ?, ?)",
+            (record_seq, policy_id, label, text, now, record)).lastrowid)
+        return Feedback(int(seq), record_seq, policy_id, label, text, now, False, record)
+
+    @staticmethod
+    def _feedback(row: tuple[Any, ...]) -> Feedback:
+        s, r, p, lab, t, tm, a, key = row
+        return Feedback(s, r, p, lab, t, tm, bool(a), key)
 
     async def feedback(self, policy_id: str, applied: bool | None = None) -> List[Feedback]:
-        query = "SELECT seq, record, policy, label, text, time, applied FROM feedback WHERE policy=?"
+        query = self._FEEDBACK + " WHERE policy=?"
         args: tuple = (policy_id,)
         if applied is not None:
             query += " AND applied=?"
             args += (int(applied),)
         rows = await self._run(lambda: self._db().execute(query + " ORDER BY seq", args).fetchall())
-        return [Feedback(s, r, p, lab, t, tm, bool(a)) for s, r, p, lab, t, tm, a in rows]
+        return [self._feedback(r) for r in rows]
+
+    async def record_feedback(self, records: List[str]) -> dict[str, List[Feedback]]:
+        keys = sorted({k for k in records if k})
+        out: dict[str, List[Feedback]] = {}
+
+        def read() -> List[tuple[Any, ...]]:
+            rows: List[tuple[Any, ...]] = []
+            for i in range(0, len(keys), 500):
+                part = keys[i:i + 500]
+                rows += self._db().execute(f"{self._FEEDBACK} WHERE record_key IN ({','.join('?' * len(part))}) "
+                                           "ORDER BY seq", part).fetchall()
+            return rows
+        for row in await self._run(read) if keys else []:
+            item = self._feedback(row)
+            out.setdefault(item.record, []).append(item)
+        return out
 
     async def mark_applied(self, seqs: List[int]) -> None:
         await self._run(lambda: self._db().executemany("UPDATE feedback SET applied=1 WHERE seq=?",

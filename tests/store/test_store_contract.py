@@ -179,6 +179,32 @@ def test_feedback(make_store) -> None:
     run(_with(make_store(), body))
 
 
+def test_feedback_is_found_by_record(make_store) -> None:
+    async def body(s: Store):
+        await s.add_feedback(0, "p1", "FAIL", "t", record="r1:input")
+        await s.add_feedback(0, "p2", "pass", "t", record="r1:input")
+        await s.add_feedback(0, "p1", "PASS", "t", record="r2:output")
+        await s.add_feedback(0, "p1", "PASS", "t")  # from before records were named
+        found = await s.record_feedback(["r1:input", "r2:output", "r3:input", ""])
+        assert {k: [(f.policy_id, f.label, f.record) for f in v] for k, v in found.items()} == {
+            "r1:input": [("p1", "FAIL", "r1:input"), ("p2", "PASS", "r1:input")],
+            "r2:output": [("p1", "PASS", "r2:output")]}
+        assert await s.record_feedback([]) == {}
+        assert [f.record for f in await s.feedback("p1")] == ["r1:input", "r2:output", ""]
+    run(_with(make_store(), body))
+
+
+def test_records_with_a_predicate(make_store) -> None:
+    async def body(s: Store):
+        await s.append_records([{"i": i, "application": "a" if i % 2 else "b"} for i in range(1200)])
+        odd_tens = await s.records(5, where=lambda b: b["i"] % 10 == 3, application="a")
+        assert [r.body["i"] for r in odd_tens] == [1193, 1183, 1173, 1163, 1153]
+        older = await s.records(2, before=odd_tens[-1].seq, where=lambda b: b["i"] % 10 == 3)
+        assert [r.body["i"] for r in older] == [1143, 1133]
+        assert await s.records(5, where=lambda b: False) == []
+    run(_with(make_store(max_records=5000), body))
+
+
 def test_concurrent_writers_get_distinct_versions(make_store) -> None:
     async def body(s: Store):
         versions = await asyncio.gather(*(s.put("stage", {"id": "st", "n": i}, "central") for i in range(20)))
@@ -325,6 +351,7 @@ def test_sqlite_migrates_an_older_file(tmp_path) -> None:
     db.execute("INSERT INTO records (time, body) VALUES (1.0, '{\"id\": \"old\", \"application\": \"a\"}')")
     db.execute("INSERT INTO records (time, body) VALUES (2.0, '{\"id\": \"older\", \"on\": \"output\"}')")
     db.execute("INSERT INTO examples (policy, text, label, synthetic, source) VALUES ('p', 'kept', 'FAIL', 1, 'synthetic')")
+    db.execute("INSERT INTO feedback (record, policy, label, text, time) VALUES (1, 'p', 'PASS', 'old feedback', 1.0)")
     db.close()
 
     async def body(s: Store):
@@ -340,6 +367,7 @@ def test_sqlite_migrates_an_older_file(tmp_path) -> None:
         assert (await s.update_example("p", kept[0].seq, text="edited")).text == "edited"
         await s.add_examples("p", [Example("new", "PASS", author="central")])
         assert (await s.examples("p", source="manual"))[0].author == "central"
+        assert [(f.text, f.record) for f in await s.feedback("p")] == [("old feedback", "")]
     run(_with(open_store(str(path)), body))
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
