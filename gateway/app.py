@@ -32,7 +32,8 @@ from gateway.admin.store import store_routes
 from gateway.config import GatewayConfig, load_config
 from gateway.console import console_enabled, console_routes
 from gateway.proxy.admission import Admission
-from gateway.proxy.handler import ProxyHandler
+from gateway.proxy.handler import ProxyHandler, not_passed
+from gateway.proxy.passthrough import acceptable
 from gateway.proxy.limits import Limiter
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, Endpoint, OpenAIError
 from gateway.wire import JSON, RawResponse
@@ -76,6 +77,12 @@ class GatewayApp:
         self.admission = admission if admission is not None else Admission(1024, 256, 2.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._handler.passing.enabled and scope["path"].startswith("/v1/") \
+                and (scope["method"] != "POST" or scope["path"] not in self._routes) \
+                and self._handler.passing.first(scope["path"][3:]) is not None:
+            # another /v1 route that an upstream passes through (upstreams[].passthrough), any method
+            await self._passthrough(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._routes.get(scope["path"])
             if endpoint is not None or scope["path"] == "/v1/guard/evaluate":
@@ -97,7 +104,25 @@ class GatewayApp:
                 return
         await self.starlette(scope, receive, send)
 
+    async def _passthrough(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A pass-through request: refused while the policies are unknown, admitted like a proxied one."""
+        registry = self._registry
+        if registry is not None and not registry.loaded:
+            registry.refused += 1
+            await _NOT_LOADED(scope, receive, send)
+            return
+        refused = await self.admission.acquire()
+        if refused is not None:
+            await self._handler.overloaded(PASSTHROUGH, refused)(scope, receive, send)
+            return
+        try:
+            response = await self._handler.passthrough(Request(scope, receive))
+            await response(scope, receive, send)
+        finally:
+            self.admission.release()
 
+
+PASSTHROUGH = Endpoint("passthrough", "", (), False)  # the metric label of pass-through refusals
 # Guarded traffic before the store was ever read: the stored policies that apply are unknown.
 _NOT_LOADED = RawResponse(503, [JSON, (b"retry-after", b"1")], OpenAIError(
     503, "The gateway has not loaded its policies from the policy store yet, so it cannot guard this request; "
@@ -168,7 +193,9 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> RawResponse:
-        err = OpenAIError(404, f"Unknown path {request.url.path}.", code="unknown_url")
+        path = request.url.path
+        err = (not_passed(path[3:]) if path.startswith("/v1/") and acceptable(path[3:])
+               else OpenAIError(404, f"Unknown path {path}.", code="unknown_url"))
         return RawResponse(404, [JSON], err.body())
 
     async def bad_method(request: Request, exc: Exception) -> RawResponse:

@@ -81,6 +81,11 @@ class UpstreamConfig(_Frozen):
                                          "(e.g. 2024-10-21); required there, refused elsewhere.")
     deployments: dict[NonEmpty, NonEmpty] = Field(default_factory=dict, description="kind azure: model name -> "
                                                   "deployment name; a model not listed is its own deployment name.")
+    passthrough: tuple[Annotated[str, StringConstraints(pattern=r"^/")], ...] = Field(
+        (), description="Other /v1 routes relayed to this upstream, as globs on the path under /v1 (e.g. "
+                        "['/images/*', '/audio/*', '/files*', '/batches*', '/responses/*']); default none: "
+                        "those routes get 404. The gateway's keys, limits, metrics, header hygiene and input "
+                        "stages (on JSON text fields) apply; see docs/routing.md.")
 
     @model_validator(mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import Entry, KeyRing, bearer
 from gateway.proxy.limits import Cell, Limiter, Verdict
 from gateway.proxy.models import ModelCatalog
+from gateway.proxy.passthrough import PassThrough, acceptable, answers_with_text, reader, FORM_TEXT
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_too_deep, dumps_json, model_list,
                                   parse_request, request_too_deep, stream_error_event)
 from gateway.proxy.response_events import response_stream
@@ -80,6 +81,7 @@ class ProxyHandler:
                                                            t.upstream_fallbacks, t.upstream_ejections,
                                                            t.retry_budget_exhausted, t.upstream_errors))
         self._catalog = ModelCatalog(upstreams, self._router, self.routing)
+        self.passing = PassThrough(upstreams)
         self._telemetry = telemetry
         self._max_body = config.server.max_body_bytes
         self._access_log = AccessLog() if config.server.access_log else None
@@ -100,8 +102,18 @@ class ProxyHandler:
     async def proxy(self, request: Request, endpoint: Endpoint) -> ASGIApp:
         ex = Exchange(endpoint.name, time.perf_counter(), _request_id())
         self._telemetry.in_flight.labels(ex.route).inc()
+        return await self._answer(ex, self._proxy(request, endpoint, ex))
+
+    async def passthrough(self, request: Request) -> ASGIApp:
+        """Another /v1 route, relayed as it comes to an upstream that passes it through (proxy/passthrough.py)."""
+        ex = Exchange("passthrough", time.perf_counter(), _request_id())
+        self._telemetry.in_flight.labels(ex.route).inc()
+        return await self._answer(ex, self._passthrough(request, ex))
+
+    async def _answer(self, ex: Exchange, work: Coroutine[Any, Any, ASGIApp]) -> ASGIApp:
+        """`work`'s response, or its failure answered in OpenAI's shape."""
         try:
-            response = await self._proxy(request, endpoint, ex)
+            response = await work
             if ex.verdict is not None and ex.verdict.headers:  # the gateway's limits, not the upstream account's
                 response.headers = [h for h in response.headers if not h[0].startswith(b"x-ratelimit-")]
                 response.headers += ex.verdict.headers
@@ -246,6 +258,161 @@ class ProxyHandler:
             return self._done(ex, RawResponse(response.status, [JSON, *headers, *guarded.headers()], err.body()))
         return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], answer))
 
+    async def _passthrough(self, request: Request, ex: Exchange) -> ASGIApp:
+        method, path = request.scope["method"], request.scope["path"][len("/v1"):]
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        entry = self._authenticate(request, ex)
+        content_type = (_header(request, b"content-type") or "").split(";")[0].strip().lower()
+        payload: dict[str, Any] | None = None
+        body: bytes | AsyncIterator[bytes] | None = None
+        streamed = {"too_large": False}
+        if content_type == "application/json":  # read whole (within the body cap): its texts may be checked
+            body = await self._read_body(request)
+            if body:
+                try:
+                    payload = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+                if not isinstance(payload, dict):
+                    raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+        else:  # multipart, audio, anything else: streamed on as it arrives, never parsed
+            body = self._stream_body(request, streamed)
+        model = payload.get("model") if payload is not None and isinstance(payload.get("model"), str) else None
+        await self._govern(entry, model, ex)
+        target: Target | None = None
+        upstream: Upstream | None = None
+        if model:
+            target = self.routing.resolve(model)
+            if target is None:
+                raise OpenAIError(404, f"The model '{model}' is not served by this gateway.", code="model_not_found",
+                                  param="model")
+            closed = next((d.upstream.name for d in target.group.deployments
+                           if not self.passing.passes(d.upstream, path)), None)
+            if closed is not None:
+                raise OpenAIError(404, f"Upstream '{closed}', which serves the model '{model}', does not pass "
+                                       f"/v1{path} through; add it to that upstream's upstreams[].passthrough to "
+                                       "enable it.", code="passthrough_disabled")
+            ex.model, ex.requested_model = target.group.name, model
+        else:
+            upstream = self.passing.first(path)
+            if upstream is None:
+                raise not_passed(path)
+            ex.model = upstream.name
+        fields = len(payload) if payload is not None else 0
+        guarded = self._flow.stages(entry.app, payload if payload is not None else {})
+        if any(s.enforcing for s in guarded.output) and answers_with_text(path):
+            raise OpenAIError(403, f"This application's answers pass output stages, which cannot check what /v1{path} "
+                                   "answers through the pass-through.", code="unguarded_passthrough")
+        inputs = (*guarded.input, *guarded.parallel)
+        if payload is None and path in FORM_TEXT and any(s.enforcing for s in inputs):
+            raise OpenAIError(400, f"This gateway checks this application's input and does not read the form fields "
+                                   f"of /v1{path} (their text would reach the model unchecked).",
+                              code="unreadable_input")
+        rewrite = payload is not None and len(payload) != fields  # the `guardrails` extension field was taken out
+        name = reader(path) if payload is not None else None
+        if name is not None and payload is not None and inputs:
+            guarded.input, guarded.parallel = inputs, ()  # on a pass-through all input stages run first
+            self._flow.read_input(guarded, name, payload, ex.request_id)
+            decision = await self._flow.check_input(guarded, name, payload, ex)
+            if decision.terminal is not None:
+                refusal = await self._flow.refusal_response(decision, name, model or "", False, ex.request_id)
+                refusal.headers.append(_rid(ex))
+                return self._done(ex, refusal)
+            rewrite = rewrite or decision.changed
+        if rewrite and payload is not None:
+            body = dumps_json(payload, request_too_deep)
+        raw_headers = request.scope["headers"]
+        declared = _header(request, b"content-length")
+
+        def headers_for(up: Upstream) -> list[tuple[str, str]]:
+            out = upstream_request_headers(raw_headers, up)
+            if not isinstance(body, (bytes, type(None))) and declared is not None:
+                out.append(("content-length", declared))  # a streamed body keeps its length (no chunking)
+            return out
+
+        target_path = f"{path}?{query}" if query else path
+        ex.upstream_start = time.perf_counter()
+        if target is not None:
+            assert isinstance(body, bytes)
+            parsed = ParsedRequest(payload or {}, model or "", False, len(payload or {}))
+            sending = _Sending(target, target_path, headers_for, _bodies(parsed, body), model, method,
+                               lambda g: all(self.passing.passes(d.upstream, path) for d in g.deployments))
+            with cancel_on_disconnect(request.receive):
+                response, upstream = await self._send(sending, ex)
+        else:
+            assert upstream is not None
+            ex.upstream = upstream.name
+            try:
+                response = await upstream.send(method, target_path, headers_for(upstream),
+                                               body if body != b"" else None)
+            except (UpstreamTimeout, UpstreamUnreachable, _BodyTooLarge) as exc:
+                if streamed["too_large"]:
+                    raise _too_large(self._max_body) from None
+                assert not isinstance(exc, _BodyTooLarge)
+                raise self._upstream_failure(upstream.name, exc) from None
+        if streamed["too_large"]:
+            response.close()
+            raise _too_large(self._max_body)
+        headers = [*client_response_headers(response.headers, self._scrub), _rid(ex)]
+        if response.status >= 400:  # read whole: an error may echo the upstream's key
+            try:
+                answer = await response.read(_MAX_ERROR_BODY)
+            except (UpstreamTimeout, UpstreamUnreachable) as exc:
+                raise self._upstream_failure(upstream.name, exc) from None
+            finally:
+                response.close()
+            ex.upstream_s = time.perf_counter() - ex.upstream_start
+            return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], self._scrub.bytes(answer)))
+        state = {"status": response.status}
+
+        def disconnected() -> None:
+            state["status"] = 499
+
+        ex.relayed = True
+        return RelayResponse(response.status, [*headers, *guarded.headers()],
+                             self._pass_on(upstream, response, ex, state), on_disconnect=disconnected)
+
+    def _stream_body(self, request: Request, state: dict[str, bool]) -> AsyncIterator[bytes] | None:
+        """A request body streamed on within the body cap (state['too_large'] once it went past), or None."""
+        declared = _header(request, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise _too_large(self._max_body)
+        if (declared is None or declared == "0") and _header(request, b"transfer-encoding") is None:
+            return None
+        limit = self._max_body
+
+        async def chunks() -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    state["too_large"] = True
+                    raise _BodyTooLarge()
+                if chunk:
+                    yield chunk
+        return chunks()
+
+    async def _pass_on(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange,
+                       state: dict[str, int]) -> AsyncIterator[bytes]:
+        """A pass-through answer relayed as it arrives (binary audio included); its usage counted if it has one."""
+        usage = _Usage() if response.content_type.startswith(b"application/json") else None
+        try:
+            async for chunk in response.chunks():
+                if usage is not None:
+                    usage.feed(chunk)
+                if ex.ttft_s is None:
+                    ex.ttft_s = time.perf_counter() - ex.start
+                yield chunk
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            self._upstream_failure(upstream.name, exc)
+            state["status"] = 502  # the answer was cut: the client sees a short body
+        finally:
+            response.close()
+            ex.upstream_s = time.perf_counter() - ex.upstream_start
+            if usage is not None and usage.usage is not None:
+                self._count_tokens(ex, *usage.usage)
+            self._finish(ex, state["status"])
+
     async def _guard_answer(self, guarded: Guarded, endpoint: Endpoint, model: str, answer: bytes,
                             headers: list[tuple[bytes, bytes]], ex: Exchange, enforcing: bool,
                             as_events: bool = False) -> RawResponse:
@@ -295,10 +462,11 @@ class ProxyHandler:
             raise OpenAIError(401, "This API key has expired; ask for a new one.", code="expired_api_key")
         return entry
 
-    async def _govern(self, entry: Entry, model: str, ex: Exchange) -> Verdict | None:
-        """Allowed models, then the request and token limits (one atomic check for all of them)."""
+    async def _govern(self, entry: Entry, model: str | None, ex: Exchange) -> Verdict | None:
+        """Allowed models (when the request names one), then the request and token limits (one atomic
+        check for all of them)."""
         for rule, who in ((entry.app_rule, "application"), (entry.key_rule, "key")):
-            if rule is not None and not rule.allows(model):
+            if rule is not None and model is not None and not rule.allows(model):
                 raise OpenAIError(403, f"This {who} may not use the model '{model}'.", code="model_not_allowed",
                                   param="model")
         cells = Limiter.cells(entry.app.id, entry.app_rule, entry.key_id, entry.key_rule)
@@ -615,6 +783,17 @@ def _request_id() -> str:
 
 def _rid(ex: Exchange) -> tuple[bytes, bytes]:
     return (b"x-guardrail-request-id", ex.request_id.encode())
+
+
+class _BodyTooLarge(Exception):
+    """A streamed request body went past the gateway's body cap (answered 413)."""
+
+
+def not_passed(path: str) -> OpenAIError:
+    """The 404 of a /v1 route no upstream passes through."""
+    return OpenAIError(404, f"Unknown path /v1{path}: this gateway serves it only where an upstream passes it "
+                            "through; set upstreams[].passthrough to enable it (e.g. passthrough: ['/images/*']).",
+                       code="unknown_url")
 
 
 def _too_large(limit: int) -> OpenAIError:

@@ -133,6 +133,11 @@ def _request(endpoint: str, payload: dict[str, Any]) -> _Walk:
             _content(walk, value, ("input",), "user")
         else:
             _prompt(walk, value, ("input",), "user")
+    elif endpoint == "images":  # pass-through /images/generations and /images/edits sent as JSON
+        walk.text(payload.get("prompt"), ("prompt",), "user")
+    elif endpoint == "audio_speech":  # pass-through /audio/speech: the text spoken, and how to speak it
+        walk.text(payload.get("input"), ("input",), "user")
+        walk.text(payload.get("instructions"), ("instructions",), "user", optional=True)
     elif endpoint == "responses":
         walk.text(payload.get("instructions"), ("instructions",), "system", optional=True)
         value = payload.get("input")

@@ -1,0 +1,72 @@
+"""Sans-IO: the opt-in pass-through of other /v1 routes (images, audio, files, batches, stored responses...).
+
+Each upstream lists, in `passthrough`, globs on the path under /v1 that it serves as they come. Which
+upstream takes a request: a JSON body naming a `model` is routed like any request (aliases, groups,
+globs), and every deployment that may serve it must pass the path; anything else (multipart, binary,
+no body) goes to the first upstream whose pass-through globs match the path.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+
+from gateway.proxy.upstream import Upstream
+
+# The gateway's own routes under /v1: never passed through, whatever a glob says.
+RESERVED = ("/models", "/admin", "/guard")
+# JSON text fields the input stages read, by route (the reader's name in proxy/texts.py).
+_READERS = {"/images/generations": "images", "/images/edits": "images", "/audio/speech": "audio_speech"}
+# Routes whose multipart forms carry text the gateway does not read (it never parses a form): refused
+# while an input stage that may act applies.
+FORM_TEXT = frozenset({"/images/edits", "/audio/transcriptions", "/audio/translations"})
+# Routes whose answers carry model text or text from earlier requests, which the output stages never
+# see on a pass-through: refused while an output stage that may act applies.
+_OUTPUT_TEXT = tuple(re.compile(fnmatch.translate(g)) for g in (
+    "/responses/*", "/chat/completions/*", "/audio/transcriptions", "/audio/translations", "/files/*/content",
+    "/conversations*", "/threads*"))
+
+
+def _compile(globs: Iterable[str]) -> re.Pattern[str] | None:
+    globs = list(globs)
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)) if globs else None
+
+
+class PassThrough:
+    """Which upstreams pass which paths (under /v1) through."""
+
+    def __init__(self, upstreams: Iterable[Upstream]) -> None:
+        self._by_upstream = {u.name: _compile(u.config.passthrough) for u in upstreams}
+        self._table = [(rx, u) for u in upstreams if (rx := self._by_upstream[u.name]) is not None]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._table)
+
+    def first(self, path: str) -> Upstream | None:
+        """The first upstream whose pass-through globs match `path` (under /v1), if the path may pass."""
+        if not acceptable(path):
+            return None
+        return next((u for rx, u in self._table if rx.match(path)), None)
+
+    def passes(self, upstream: Upstream, path: str) -> bool:
+        rx = self._by_upstream.get(upstream.name)
+        return rx is not None and acceptable(path) and rx.match(path) is not None
+
+
+def acceptable(path: str) -> bool:
+    """A path under /v1 that may be passed: not the gateway's own, no empty, `.` or `..` segments (which
+    an upstream URL would resolve to another route than the glob matched)."""
+    if not path.startswith("/") or any(path == r or path.startswith(r + "/") for r in RESERVED):
+        return False
+    return not any(seg in ("", ".", "..") for seg in path[1:].split("/"))
+
+
+def reader(path: str) -> str | None:
+    """The texts reader (proxy/texts.py) for a JSON body on `path`, or None: no text the stages read."""
+    return _READERS.get(path)
+
+
+def answers_with_text(path: str) -> bool:
+    return any(rx.match(path) for rx in _OUTPUT_TEXT)
