@@ -143,3 +143,22 @@ def test_enforcing_output_stages_refuse_answers_with_text(tmp_path: Path) -> Non
                                     headers=AUTH)  # an image is no text: it passes
                 assert r.status_code == 200 and len(fake.seen) == 1
     asyncio.run(go())
+
+
+def test_through_the_real_server_upload_and_binary_answer(tmp_path: Path) -> None:
+    """The same relays through the gateway's own HTTP server (a process), not the in-process ASGI transport:
+    a 300 KB multipart upload arrives whole and unparsed, binary speech comes back byte for byte."""
+    from tests.conftest import running_gateway
+
+    async def go() -> None:
+        async with serve_fake(Fake("oa")) as fake:
+            with running_gateway(tmp_path, lambda port: f"server: {{port: {port}}}\n" + config(fake)) as gw:
+                client = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="k-1", max_retries=0)
+                content = AUDIO * 20  # 320 KiB
+                made = await client.files.create(file=("data.jsonl", content), purpose="batch")
+                assert made.id == "file-1" and content in fake.last().body
+                assert fake.last().headers["authorization"] == f"Bearer {SECRET}"
+                speech = await client.audio.speech.create(model="tts-1", voice="alloy", input="hello")
+                assert speech.read() == AUDIO
+                await client.close()
+    asyncio.run(go())
