@@ -27,7 +27,7 @@ from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Example, StoreError, Version
-from gateway.store.base import ACTIVE_JOB
+from gateway.store.base import ACTIVE_JOB, record_key
 from gateway.tasks import cancel_and_wait
 
 TRAINABLE = ("classifier", "similar")
@@ -541,9 +541,10 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             raise OpenAIError(400, "policy_id: required, an existing policy.", code="invalid_request",
                               param="policy_id")
         record = monitor.get(record_id, on)
+        seq = 0
         if record is None:  # another replica's, or older than this one's buffer: the shared log has it
             found = await store.record_by_id(record_id, on)
-            record = found.body if found else None
+            record, seq = (found.body, found.seq) if found else (None, 0)
         if record is None:
             raise OpenAIError(404, f"No monitoring record {record_id!r} ({on}).", code="record_not_found",
                               param="record_id")
@@ -551,7 +552,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             raise OpenAIError(403, "This token may only give feedback on its own application's records.",
                               code="forbidden", param="record_id")
         text = "\n\n".join(record["texts"])  # PII-redacted, as the log shows it
-        item = await store.add_feedback(0, policy_id, label, text)
+        item = await store.add_feedback(seq, policy_id, label, text, record_key(record_id, on))
         return ok({"object": "feedback", "id": item.seq, "record_id": record_id, "policy_id": policy_id,
                     "label": label, "text": text}, 201)
 

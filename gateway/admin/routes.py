@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -18,6 +20,7 @@ from gateway.proxy.guard_flow import GuardFlow
 from gateway.wire import JSON, OpenAIError, RawResponse
 from gateway.proxy.texts import unreadable
 from gateway.store import Store, StoreError
+from gateway.store.base import matches as store_matches, record_key
 
 _MAX_EVALUATE_BODY = 1024 * 1024
 log = logging.getLogger(__name__)
@@ -30,8 +33,13 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
     keys = keyring or KeyRing(config.applications)
 
     async def monitoring(request: Request) -> RawResponse:
+        """The monitoring log, newest first, with filters; `next_before` pages to older records."""
         try:
             role = admin.role(request.headers.get("authorization"))
+            for name in request.query_params:
+                if name not in MONITORING_PARAMS:
+                    raise OpenAIError(400, f"{name}: unknown parameter; known: {', '.join(MONITORING_PARAMS)}.",
+                                      code="unknown_parameter", param=name)
             app = request.query_params.get("application")
             if not role.central:
                 if app and app != role.application:
@@ -45,6 +53,7 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             before_seq = int(before) if before else None
             since = _float(request.query_params.get("since"), "since")
             until = _float(request.query_params.get("until"), "until")
+            where = record_filter(request.query_params)
         except OpenAIError as err:
             return RawResponse(err.status, [JSON], err.body())
         q = request.query_params
@@ -52,13 +61,21 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
                                    ("on", q.get("on")), ("metrics", q.get("policy"))) if v}
         if store is not None:
             try:
-                found = await store.records(limit, before_seq, since, until, **match)
-                data = [{"seq": r.seq, **r.body} for r in found]
-                return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "store", "data": data}))
+                found = await store.records(limit, before_seq, since, until, where, **match)
+                given = await store.record_feedback([record_key(str(r.body.get("id")), str(r.body.get("on", "")))
+                                                     for r in found if r.body.get("id")])
+                data = [{"seq": r.seq, **r.body, "feedback": [
+                    {"policy_id": f.policy_id, "label": f.label, "applied": f.applied}
+                    for f in given.get(record_key(str(r.body.get("id")), str(r.body.get("on", ""))), [])]}
+                    for r in found]
+                next_before = found[-1].seq if len(found) == limit else None
+                return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "store", "data": data,
+                                                              "next_before": next_before}))
             except StoreError:
                 pass  # the store is down: this replica's own recent records still answer
-        records = monitor.query(app, q.get("action"), limit)
-        return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "memory", "data": records}))
+        records = monitor.query(app, q.get("action"), limit, lambda b: _matches(b, match) and (where is None or where(b)))
+        return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "memory", "data": records,
+                                                      "next_before": None}))
 
     async def evaluate(request: Request) -> RawResponse:
         try:
@@ -111,6 +128,48 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
 
     return [Route("/v1/monitoring", monitoring, methods=["GET"]),
             Route("/v1/guard/evaluate", evaluate, methods=["POST"])]
+
+
+MONITORING_PARAMS = ("application", "model", "action", "on", "policy", "stage", "ruleset", "mode", "errors",
+                     "since", "until", "before", "limit")
+
+
+def record_filter(q: Any) -> Callable[[dict[str, Any]], bool] | None:
+    """G12 filters on a record's stages: `stage=` (that stage triggered a ruleset), `ruleset=` (that ruleset
+    triggered; with `stage=`, in that stage), `mode=monitor|enforce` (a stage in that mode triggered; monitor:
+    what would have been acted on), `errors=true|false` (a metric failed or a ruleset was passed open)."""
+    stage, ruleset, mode, errors = q.get("stage"), q.get("ruleset"), q.get("mode"), q.get("errors")
+    if mode is not None and mode not in ("monitor", "enforce"):
+        raise OpenAIError(400, "mode: monitor or enforce.", code="invalid_value", param="mode")
+    if errors is not None and errors not in ("true", "false"):
+        raise OpenAIError(400, "errors: true or false.", code="invalid_value", param="errors")
+    for name, value in (("stage", stage), ("ruleset", ruleset)):
+        if value == "":
+            raise OpenAIError(400, f"{name}: a non-empty name.", code="invalid_value", param=name)
+    if stage is None and ruleset is None and mode is None and errors is None:
+        return None
+
+    def test(body: dict[str, Any]) -> bool:
+        outcomes = [o for o in body.get("stages") or [] if isinstance(o, dict)]
+        hits = [o for o in outcomes if o.get("triggered") and (stage is None or o.get("stage") == stage)
+                and (ruleset is None or ruleset in o.get("triggered", ()))
+                and (mode is None or o.get("mode", "enforce") == mode)]
+        if (stage is not None or ruleset is not None or mode is not None) and not hits:
+            return False
+        if errors is not None:
+            failed = any(o.get("errors") or o.get("fail_open") for o in outcomes)
+            return failed == (errors == "true")
+        return True
+    return test
+
+
+def _matches(body: dict[str, Any], match: dict[str, str]) -> bool:
+    """The store's record filters, for this replica's in-memory buffer (metrics: the stages' values)."""
+    wanted = dict(match)
+    metric = wanted.pop("metrics", None)
+    if metric is not None and not any(metric in (o.get("values") or {}) for o in body.get("stages") or []):
+        return False
+    return store_matches(body, wanted)
 
 
 def _app_policies(flow: GuardFlow, app_id: str) -> list[str]:

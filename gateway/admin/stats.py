@@ -123,13 +123,13 @@ def stats_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog) -> l
         try:
             before: int | None = None
             while len(records) < cap:
-                page = await store.records(min(_PAGE, cap - len(records)), before, since, until, **match)
+                page = await store.records(min(_PAGE, cap - len(records)), before, since, until, None, **match)
                 records += [r.body for r in page]
                 if len(page) < min(_PAGE, cap - len(records) + len(page)):
                     break
                 before = page[-1].seq
             else:
-                truncated = bool(await store.records(1, before, since, until, **match))
+                truncated = bool(await store.records(1, before, since, until, None, **match))
         except StoreError:
             source = "memory"
             records = [r for r in monitor.query(app, None, cap) if since <= float(r.get("time", 0)) < until]

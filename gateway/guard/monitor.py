@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,8 @@ class MonitorLog:
         """`model` is the model the client asked for; `route` where the gateway sent it."""
         stages = tuple({"stage": o.stage, "scanned": o.scanned, "mode": o.mode, "ruleset": o.ruleset,
                         "action": o.action, "triggered": list(o.triggered), "errors": list(o.errors),
-                        "fail_open": o.fail_open, "values": o.values} for o in decision.outcomes)
+                        "fail_open": o.fail_open, "values": o.values,
+                        "seconds": {m: round(t, 6) for m, t in o.seconds.items()}} for o in decision.outcomes)
         record = MonitorRecord(
             request_id, time.time(), application, model, on, decision.action,
             decision.stage.name if decision.stage else None, decision.ruleset,
@@ -90,12 +92,15 @@ class MonitorLog:
         metrics = sorted({m for st in record.stages for m in st.get("values", {})})
         return {**record.as_dict(), "texts": [self._scrub(t) for t in record.texts], "metrics": metrics}
 
-    def query(self, application: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def query(self, application: str | None = None, action: str | None = None, limit: int = 100,
+              where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
         out = []
         for record in reversed(self._records):
             if application and record.application != application:
                 continue
             if action and record.action != action:
+                continue
+            if where is not None and not where(record.as_dict()):
                 continue
             out.append({**record.as_dict(), "texts": [self._scrub(t) for t in record.texts]})
             if len(out) >= limit:

@@ -130,7 +130,18 @@ def test_seed_000_cycle_in_the_browser(page: Any, console_gw: Gateway) -> None:
     drawer = page.get_by_test_id("drawer")
     expect(drawer).to_contain_text("I will refund you right away")
     drawer.locator("[data-feedback=refunds]").get_by_role("button", name="Should fail").click()
-    expect(drawer.get_by_role("status")).to_have_text("feedback sent: FAIL")
+    expect(drawer.get_by_role("status")).to_have_text("feedback given: FAIL")
+    expect(row.get_by_test_id("latency")).to_have_text(re.compile(r"\d ms$|<1 ms$"))
+    expect(drawer.get_by_role("table", name="stage outcomes")).to_contain_text(re.compile(r"refunds: [\d.<]+ ms"))
+    # G12 filters; the reloaded page shows the feedback given on the record
+    page.get_by_label("Stage", exact=True).fill("apply-refunds-app-a-input")
+    page.locator("select[name=mode]").select_option("enforce")
+    page.locator("select[name=errors]").select_option("false")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(row.get_by_test_id("feedback-state")).to_have_text("refunds: FAIL")
+    page.locator("select[name=mode]").select_option("monitor")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.get_by_text("No guarded requests match.")).to_be_visible()
 
     # Feedback tab: apply it to the training data, retrain, compare versions, revert
     page.goto("/console/#/policies/refunds/feedback")
