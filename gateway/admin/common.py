@@ -71,7 +71,7 @@ def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[Ra
 
     async def run(request: Request) -> RawResponse:
         try:
-            role = admin.role(request.headers.get("authorization"))
+            role = admin.request_role(request)
             return await handler(request, role)
         except OpenAIError as err:
             return RawResponse(err.status, [JSON], err.body())

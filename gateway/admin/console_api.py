@@ -4,6 +4,8 @@
 - G5 `GET /v1/admin/models`: the model names (globs) each upstream serves, from the config.
 - G6 `GET /v1/admin/stages/{name}/pins`: which applications are pinned to which version of a central
   stage (application tokens see their own pin only).
+- G2 `POST /v1/admin/session {token}`: a console session cookie (gateway/admin/auth.py); `GET` answers
+  whoami with the session's expiry, `DELETE` signs out (clears the cookie).
 
 These take no body; an unknown query parameter is refused with 400 naming it (`param`), so a typo is
 not silently ignored.
@@ -13,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
+
 from starlette.requests import Request
 from starlette.routing import Route
 
-from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import ok, wrap
+from gateway.admin.auth import SESSION_COOKIE, SESSION_TTL_S, AdminAuth, Role, check_same_origin
+from gateway.admin.common import ok, read_json, wrap
 from gateway.admin.registry import Registry
-from gateway.wire import OpenAIError, RawResponse
+from gateway.wire import JSON, OpenAIError, RawResponse
 
 
 def refuse_unknown_query(request: Request, allowed: Iterable[str] = ()) -> None:
@@ -29,6 +33,12 @@ def refuse_unknown_query(request: Request, allowed: Iterable[str] = ()) -> None:
             raise OpenAIError(400, f"{name}: unknown parameter" + (f"; known: {', '.join(sorted(known))}." if known
                                                                    else "; this endpoint takes none."),
                               code="unknown_parameter", param=name)
+
+
+def _json_only(request: Request) -> None:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise OpenAIError(415, "The body must be JSON (Content-Type: application/json).", code="unsupported_media_type",
+                          param="Content-Type")
 
 
 def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
@@ -64,6 +74,48 @@ def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         data.sort(key=lambda p: str(p["application"]))
         return ok({"object": "list", "stage": name, "latest": doc.version, "data": data})
 
-    return [Route("/v1/admin/whoami", wrap(admin, whoami), methods=["GET"]),
+    def cookie(request: Request, value: str, max_age: int) -> tuple[bytes, bytes]:
+        secure = "; Secure" if request.url.scheme == "https" else ""
+        return (b"set-cookie", f"{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; "
+                               f"SameSite=Strict{secure}".encode())
+
+    async def open_session(request: Request) -> RawResponse:
+        """Sign in: an admin token becomes an HttpOnly session cookie for the console (8 hours)."""
+        try:
+            refuse_unknown_query(request)
+            if request.headers.get("origin") or request.headers.get("sec-fetch-site"):  # a browser's
+                check_same_origin(request, "a sign-in")  # no login CSRF from another site
+            else:
+                _json_only(request)
+            body = await read_json(request)
+            for key in body:
+                if key != "token":
+                    raise OpenAIError(400, f"{key}: unknown field; the body is {{token}}.", code="invalid_request",
+                                      param=key)
+            token = body.get("token")
+            if not isinstance(token, str) or not token:
+                raise OpenAIError(400, "token: required, an admin token.", code="invalid_request", param="token")
+            role, value, expires = admin.open_session(token)
+        except OpenAIError as err:
+            return RawResponse(err.status, [JSON], err.body())
+        return RawResponse(200, [JSON, cookie(request, value, SESSION_TTL_S)], orjson.dumps(
+            {"object": "session", "role": "central" if role.central else "application",
+             "application": role.application, "expires": expires}))
+
+    async def read_session(request: Request, role: Role) -> RawResponse:
+        """The signed-in role (cookie or bearer token) and, for a session cookie, when it expires."""
+        refuse_unknown_query(request)
+        found = admin.session(request.cookies.get(SESSION_COOKIE, "")) if "authorization" not in request.headers else None
+        return ok({"object": "session", "role": "central" if role.central else "application",
+                   "application": role.application, "expires": found[1] if found else None})
+
+    async def close_session(request: Request) -> RawResponse:
+        """Sign out: the session cookie is cleared (it is stateless: a copy kept elsewhere lasts until it expires)."""
+        return RawResponse(200, [JSON, cookie(request, "", 0)], orjson.dumps({"object": "session", "deleted": True}))
+
+    return [Route("/v1/admin/session", open_session, methods=["POST"]),
+            Route("/v1/admin/session", wrap(admin, read_session), methods=["GET"]),
+            Route("/v1/admin/session", close_session, methods=["DELETE"]),
+            Route("/v1/admin/whoami", wrap(admin, whoami), methods=["GET"]),
             Route("/v1/admin/models", wrap(admin, models), methods=["GET"]),
             Route("/v1/admin/stages/{name}/pins", wrap(admin, pins), methods=["GET"])]

@@ -35,7 +35,7 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
     async def monitoring(request: Request) -> RawResponse:
         """The monitoring log, newest first, with filters; `next_before` pages to older records."""
         try:
-            role = admin.role(request.headers.get("authorization"))
+            role = admin.request_role(request)
             for name in request.query_params:
                 if name not in MONITORING_PARAMS:
                     raise OpenAIError(400, f"{name}: unknown parameter; known: {', '.join(MONITORING_PARAMS)}.",
@@ -82,9 +82,11 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             app = keys.application(request.headers.get("authorization"))
             role = None
             if app is None:  # G4: an admin token may evaluate for an application it may act on
-                try:
-                    role = admin.role(request.headers.get("authorization"))
-                except OpenAIError:
+                try:  # the bearer token, or the console's session cookie (G2)
+                    role = admin.request_role(request)
+                except OpenAIError as err:
+                    if err.status == 403:  # the session's CSRF rules
+                        raise
                     raise OpenAIError(401, "Invalid or missing API key.", code="invalid_api_key") from None
             body = await request.body()
             if len(body) > _MAX_EVALUATE_BODY:

@@ -328,9 +328,17 @@ def test_playground_proxy_and_evaluate(page: Any) -> None:
 
 def test_expired_session_goes_back_to_login(page: Any) -> None:
     login(page, CENTRAL)
-    page.evaluate("sessionStorage.setItem('gg-admin-token', 'revoked-token')")
-    page.get_by_role("link", name="Policies").click()
-    expect(page.get_by_role("alert")).to_contain_text("Your session ended (Invalid or missing admin token.)")
+    [cookie] = page.context.cookies()  # G2: the session is an HttpOnly, SameSite=Strict cookie; no token stored
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("gg_session", True, "Strict")
+    assert 0 < cookie["expires"] - time.time() <= 8 * 3600
+    assert page.evaluate("Object.keys(sessionStorage).length + Object.keys(localStorage).length") == 0
+    assert page.evaluate("document.cookie") == ""
+    page.reload()  # the cookie keeps the session across a reload
+    expect(page.get_by_test_id("role")).to_have_text("central")
+    forged = cookie["value"].split(".")[0] + ".AAAA"
+    page.context.add_cookies([{**cookie, "value": forged}])
+    page.evaluate("location.hash = '#/policies'")  # (the overview's next poll may find out first)
+    expect(page.get_by_role("alert")).to_contain_text("Your session ended (The console session expired or is no longer valid")
     expect(page.get_by_label("Admin token")).to_be_visible()
     page.get_by_label("Admin token").fill(CENTRAL)
     page.get_by_role("button", name="Sign in").click()

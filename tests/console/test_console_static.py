@@ -97,8 +97,9 @@ def test_no_html_injection_apis_and_no_inline_script() -> None:
 
 def test_the_token_is_never_put_in_a_url() -> None:
     api = (STATIC / "api.js").read_text()
-    assert 'sessionStorage.setItem(KEY' in api and "authorization" in api
-    for path in SOURCES:
+    assert "authorization" in api and "/v1/admin/session" in (STATIC / "app.js").read_text()
+    for path in SOURCES:  # G2: the session is an HttpOnly cookie; the page stores no token anywhere
+        assert "sessionStorage" not in path.read_text() and "localStorage" not in path.read_text(), path.name
         assert not re.search(r"[?&]token=", path.read_text()), path.name
 
 

@@ -1,8 +1,9 @@
-// fetch wrapper for the admin API: bearer token from sessionStorage (tab-scoped), JSON in and out, and
-// every error turned into an ApiError {status, message, param, code} (the API's OpenAI-shaped body).
-// 401 ends the session (the app shows Login again); 503 store_unavailable raises the global banner.
+// fetch wrapper for the admin API: the session is an HttpOnly cookie set by POST /v1/admin/session (G2;
+// no token is kept by the page), JSON in and out, and every error turned into an ApiError {status,
+// message, param, code} (the API's OpenAI-shaped body). 401 ends the session (the app shows Login
+// again); 503 store_unavailable raises the global banner. `opts.key`: an application key sent as a
+// bearer (the playground), which the gateway then uses instead of the cookie.
 
-const KEY = "gg-admin-token";
 const listeners = new Set();
 
 export class ApiError extends Error {
@@ -14,18 +15,13 @@ export class ApiError extends Error {
   }
 }
 
-export function token() { return sessionStorage.getItem(KEY); }
-export function setToken(t) { sessionStorage.setItem(KEY, t); }
-export function clearToken() { sessionStorage.removeItem(KEY); }
-
 // app.js subscribes: {type: "unauthorized"} | {type: "store", message} | {type: "store-ok"}
 export function onApiEvent(fn) { listeners.add(fn); return () => listeners.delete(fn); }
 function emit(ev) { for (const fn of listeners) fn(ev); }
 
 export async function request(method, path, body, opts = {}) {
   const headers = { accept: "application/json" };
-  const bearer = opts.key || token();
-  if (bearer) headers.authorization = "Bearer " + bearer;
+  if (opts.key) headers.authorization = "Bearer " + opts.key;
   if (body !== undefined) headers["content-type"] = "application/json";
   let res;
   try {
@@ -41,7 +37,7 @@ export async function request(method, path, body, opts = {}) {
     const err = (data && data.error) || {};
     const e = new ApiError(res.status, err.message || (res.status === 413 ? "Body too large (4 MiB)." : `HTTP ${res.status}`),
                            err.param, err.code);
-    if (res.status === 401 && !opts.key) emit({ type: "unauthorized", message: e.message });
+    if (res.status === 401 && !opts.key && !opts.quiet) emit({ type: "unauthorized", message: e.message });
     if (res.status === 503 && err.code === "store_unavailable") emit({ type: "store", message: e.message });
     throw e;
   }

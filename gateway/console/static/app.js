@@ -1,8 +1,9 @@
-// The console shell: hash router, session (token in sessionStorage, role from GET /v1/admin/whoami),
+// The console shell: hash router, session (an HttpOnly cookie from POST /v1/admin/session; GET answers
+// the role, DELETE signs out),
 // header with nav, role badge and store status, the global store banner, and the login page.
 import { render } from "./vendor/preact.module.js";
 import { html, useState, useEffect, Session } from "./ui.js";
-import { api, setToken, clearToken, token, onApiEvent } from "./api.js";
+import { api, onApiEvent } from "./api.js";
 import { Overview } from "./views/overview.js";
 import { PolicyList, PolicyNew, PolicyPage } from "./views/policies.js";
 import { StageList, StagePage } from "./views/stages.js";
@@ -36,8 +37,8 @@ function Login({ onLogin, message }) {
     ev.preventDefault();
     setBusy(true); setErr(null);
     try {
-      const who = await api.get("/v1/admin/whoami", { key: value });
-      setToken(value);
+      const who = await api.post("/v1/admin/session", { token: value }, { quiet: true });
+      setValue("");
       onLogin(who);
     } catch (e) {
       setErr(e.message);
@@ -109,7 +110,7 @@ function view(route, session) {
 function App() {
   const route = useRoute();
   const [session, setSession] = useState(null);
-  const [checking, setChecking] = useState(!!token());
+  const [checking, setChecking] = useState(true);
   const [loginMessage, setLoginMessage] = useState(null);
   const [storeBanner, setStoreBanner] = useState(null);
 
@@ -117,18 +118,18 @@ function App() {
   useEffect(() => {
     const off = onApiEvent((ev) => {
       if (ev.type === "unauthorized") {
-        clearToken(); setSession(null);
+        setSession(null);
         setLoginMessage("Your session ended (" + ev.message + "): sign in again.");
       } else if (ev.type === "store") setStoreBanner(ev.message);
     });
-    if (token()) api.get("/v1/admin/whoami").then(adopt, () => {}).finally(() => setChecking(false));
+    api.get("/v1/admin/session", { quiet: true }).then(adopt, () => {}).finally(() => setChecking(false));
     return off;
   }, []);
   useEffect(() => { setStoreBanner(null); }, [route.path]);
 
   if (checking) return html`<p class="muted">Checking session…</p>`;
   if (!session) return html`<${Login} message=${loginMessage} onLogin=${(who) => { setLoginMessage(null); adopt(who); }} />`;
-  const signOut = () => { clearToken(); setSession(null); };
+  const signOut = () => { api.del("/v1/admin/session").finally(() => setSession(null)); };
   return html`<${Shell} session=${session} route=${route} onSignOut=${signOut} storeBanner=${storeBanner} />`;
 }
 
