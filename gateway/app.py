@@ -38,7 +38,7 @@ from gateway.proxy.limits import Limiter
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, Endpoint, OpenAIError
 from gateway.wire import JSON, RawResponse
 from gateway.guard.monitor import MonitorLog
-from gateway.guard.plan import build_plan
+from gateway.guard.plan import build_plan, plan_issues
 from gateway.metrics.pii import PiiMetric
 from gateway.proxy.corrector import make_completer
 from gateway.proxy.routing import Routing
@@ -131,7 +131,7 @@ _NOT_LOADED = RawResponse(503, [JSON, (b"retry-after", b"1")], OpenAIError(
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> GatewayApp:
     """Build the ASGI app; `config` defaults to loading `settings.config_path` (raises ConfigError)."""
-    config = config if config is not None else load_config(settings.config_path)
+    config = config if config is not None else load_config(settings.config_path, check=plan_issues)
     telemetry = Telemetry()
     upstreams = [make_upstream(u) for u in config.upstreams]
     router = Router(upstreams)

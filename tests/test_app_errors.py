@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.config import parse_config
+from gateway.guard.plan import plan_issues
 from gateway.settings import Settings
 
 CONFIG = """
@@ -22,7 +23,7 @@ admin: {tokens: [{token: t, role: central}]}
 
 def test_an_unexpected_error_in_an_admin_route_is_an_openai_shaped_500(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
-    config = parse_config(CONFIG, str(tmp_path / "g.yaml"), {})
+    config = parse_config(CONFIG, str(tmp_path / "g.yaml"), {}, check=plan_issues)
     app = create_app(Settings(config_path=str(tmp_path / "g.yaml")), config)
 
     async def broken(request: object) -> None:

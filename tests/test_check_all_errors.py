@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ConfigError
+from gateway.guard.plan import plan_issues
 from gateway.config.loader import parse_config
 
 CONFIG = """
@@ -35,7 +36,7 @@ stages:
 
 def issues(text: str) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, "c.yaml", {})
+        parse_config(text, "c.yaml", {}, check=plan_issues)
     return [str(i) for i in caught.value.issues]
 
 
@@ -58,5 +59,5 @@ def test_no_knock_on_errors() -> None:
 
 
 def test_a_valid_config_still_loads() -> None:
-    config = parse_config("upstreams: [{name: u, base_url: 'http://127.0.0.1:9/v1', models: ['*']}]\n", "c", {})
+    config = parse_config("upstreams: [{name: u, base_url: 'http://127.0.0.1:9/v1', models: ['*']}]\n", "c", {}, check=plan_issues)
     assert config.upstreams[0].name == "u"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
+from gateway.guard.plan import plan_issues
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = """
@@ -23,12 +24,12 @@ applications:
 
 def errors_of(text: str, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_config(text, "test.yaml", env or {})
+        parse_config(text, "test.yaml", env or {}, check=plan_issues)
     return [str(issue) for issue in info.value.issues]
 
 
 def test_minimal_config_defaults_and_interpolation() -> None:
-    config = parse_config(MINIMAL, "test.yaml", {"OPENAI_API_KEY": "sk-live"})
+    config = parse_config(MINIMAL, "test.yaml", {"OPENAI_API_KEY": "sk-live"}, check=plan_issues)
     assert config.server.port == 8080 and config.server.host == "127.0.0.1"
     assert config.server.max_body_bytes == 4 * 1024 * 1024
     up = config.upstreams[0]
@@ -39,9 +40,9 @@ def test_minimal_config_defaults_and_interpolation() -> None:
 
 def test_env_value_overrides_default_and_empty_uses_default() -> None:
     env = {"OPENAI_API_KEY": "k", "SUPPORT_BOT_KEY": "sk-from-env"}
-    assert parse_config(MINIMAL, "t", env).applications[0].keys == ("sk-from-env",)
+    assert parse_config(MINIMAL, "t", env, check=plan_issues).applications[0].keys == ("sk-from-env",)
     env["SUPPORT_BOT_KEY"] = ""
-    assert parse_config(MINIMAL, "t", env).applications[0].keys == ("sk-default",)
+    assert parse_config(MINIMAL, "t", env, check=plan_issues).applications[0].keys == ("sk-default",)
 
 
 def test_interpolated_numbers_and_dollar_escape() -> None:
@@ -49,13 +50,13 @@ def test_interpolated_numbers_and_dollar_escape() -> None:
 server: {port: "${PORT:-9000}"}
 upstreams: [{name: u, base_url: "http://h/v1", models: ["a"], headers: {x-cost: "$$5"}}]
 """
-    config = parse_config(text, "t", {})
+    config = parse_config(text, "t", {}, check=plan_issues)
     assert config.server.port == 9000
     assert config.upstreams[0].headers == {"x-cost": "$5"}
 
 
 def test_config_is_immutable() -> None:
-    config = parse_config(MINIMAL, "t", {"OPENAI_API_KEY": "k"})
+    config = parse_config(MINIMAL, "t", {"OPENAI_API_KEY": "k"}, check=plan_issues)
     with pytest.raises(Exception):
         config.server.port = 1  # type: ignore[misc]
 
@@ -125,7 +126,7 @@ def test_structural_errors(text: str, expected: str) -> None:
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(tmp_path / "absent.yaml")
+        load_config(tmp_path / "absent.yaml", check=plan_issues)
     assert str(tmp_path / "absent.yaml") in info.value.render()
     assert "file not found" in info.value.render()
 
@@ -140,7 +141,7 @@ stages:
     on: input
     rulesets: [{name: r, rules: [{metric: pii, op: contains_any, value: [EMAIL_ADDRESS]}], action: {type: redact}}]
 """
-    config = parse_config(text, "t", {"OPENAI_API_KEY": "k"})
+    config = parse_config(text, "t", {"OPENAI_API_KEY": "k"}, check=plan_issues)
     assert config.policies[0].id == "no_payment_data" and config.policies[0].params == {"entities": ["CREDIT_CARD"]}
     assert config.stages[0].name == "org-input"
     assert config.stages[0].on == "input"  # YAML 1.2 booleans: `on` stays a key, not True
@@ -148,15 +149,15 @@ stages:
 
 def test_yaml_booleans_are_yaml_1_2() -> None:
     text = MINIMAL + "server: {access_log: false}\n"
-    config = parse_config(text, "t", {"OPENAI_API_KEY": "k"})
+    config = parse_config(text, "t", {"OPENAI_API_KEY": "k"}, check=plan_issues)
     assert config.server.access_log is False
     config = parse_config(MINIMAL + "policies: [{id: p, type: contains, keywords: [yes, no, on, off]}]\n", "t",
-                          {"OPENAI_API_KEY": "k"})
+                          {"OPENAI_API_KEY": "k"}, check=plan_issues)
     assert config.policies[0].params == {"keywords": ["yes", "no", "on", "off"]}
 
 
 def test_example_config_is_valid_as_shipped() -> None:
-    config = load_config(ROOT / "config" / "gateway.yaml", env={})
+    config = load_config(ROOT / "config" / "gateway.yaml", env={}, check=plan_issues)
     assert config.upstreams[0].base_url.startswith("http://127.0.0.1")
     assert config.applications[0].keys
 

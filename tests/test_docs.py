@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config.loader import parse_config
+from gateway.guard.plan import plan_issues
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -48,7 +49,7 @@ def test_yaml_example_is_a_valid_config(where: str, text: str) -> None:
     if text.lstrip().startswith("# fragment"):
         pytest.skip("marked as a fragment of a config")
     env = {name: _placeholder(name) for name in _VAR.findall(text)}
-    parse_config(text, where, env)  # raises ConfigError naming every problem
+    parse_config(text, where, env, check=plan_issues)  # raises ConfigError naming every problem
 
 
 def _slug(heading: str) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.config.guard_schema import PolicySpec  # noqa: E402
-from gateway.guard.context import EVAL_CONTEXT, EvalContext  # noqa: E402
+from gateway.metrics.context import EVAL_CONTEXT, EvalContext  # noqa: E402
 from gateway.guard.policy import compile_policy  # noqa: E402
 
 WORDS = ("company revenue quarter growth customer product market team report increase decline service "

@@ -80,7 +80,7 @@ class Embeddings:
 def cosine_baseline(rows: TaskRows, embed: Embeddings) -> np.ndarray:
     """The previous consistency scorer: each sentence's best cosine to a source sentence (or the whole
     source), the weakest sentence's."""
-    from gateway.scoring.metrics import _sentences
+    from gateway.metrics.model import _sentences
 
     embed(sorted({p for t, r in zip(rows.texts, rows.refs) for p in [*_sentences(t), *_sentences(r), r]}))
     out = []

@@ -23,7 +23,7 @@ from gateway.admin.registry import Registry
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import StageSpec
 from gateway.guard import actions
-from gateway.guard.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Segment
 from gateway.guard.operators import OPERATORS
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, Stage, compile_stages

@@ -44,7 +44,7 @@ def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]
     import hashlib
 
     from gateway.config.guard_schema import PolicySpec
-    from gateway.scoring.metrics import head_to_dict, policy_examples, train_policy_head
+    from gateway.metrics.model import head_to_dict, policy_examples, train_policy_head
     from gateway.scoring.runtime import get_runtime
 
     definition = {k: v for k, v in body.items() if k not in ("owner", "head", "trained", "training_examples")}
@@ -95,7 +95,7 @@ are close to it but compliant (PASS). Answer with a JSON array only, each item
 
 def parse_generated(answer: str, limit: int) -> list[Example]:
     """The generator's JSON array of {example, compliance}; ValueError if there is none usable."""
-    from gateway.scoring.judge import extract_json
+    from gateway.metrics.judge import extract_json
 
     items = extract_json(answer, "array", "generator")
     out = []

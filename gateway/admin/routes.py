@@ -13,7 +13,7 @@ from starlette.routing import Route
 from gateway.admin.auth import AdminAuth
 from gateway.config.errors import format_path
 from gateway.config.schema import GatewayConfig
-from gateway.guard import evaluate as guard_evaluate
+from gateway.admin import evaluate as guard_evaluate
 from gateway.guard.monitor import MonitorLog
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.guard_flow import GuardFlow

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.config.guard_schema import ActionSpec
 from gateway.guard.plan import Ruleset, Stage
 from gateway.guard.redact import join_segments, redact, spans_by_segment
-from gateway.guard.types import Metric, MetricValue, Span
+from gateway.metrics.types import Metric, MetricValue, Span
 from gateway.scrub import NO_SECRETS, SecretScrubber
 
 log = logging.getLogger("gateway.guard")

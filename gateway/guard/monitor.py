@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.guard.engine import Decision
 from gateway.guard.redact import redact
-from gateway.guard.types import Metric
+from gateway.metrics.types import Metric
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.guard.types import Value
+from gateway.metrics.types import Value
 
 NUMERIC = frozenset({"gt", "gte", "lt", "lte"})
 EQUALITY = frozenset({"eq", "neq"})

@@ -12,7 +12,7 @@ from gateway.config.guard_schema import ActionSpec, PolicySpec, RuleSpec, StageS
 from gateway.config.schema import GatewayConfig
 from gateway.guard.operators import OPERATORS, check_target
 from gateway.guard.policy import Policy, compile_policy
-from gateway.guard.types import Metric, MetricValue, ParamError
+from gateway.metrics.types import Metric, MetricValue, ParamError
 from gateway.metrics import BUILTINS, KINDS
 
 log = logging.getLogger("gateway.guard")
@@ -111,6 +111,14 @@ def build_plan(config: GatewayConfig, source: str = "config") -> GuardPlan:
     if issues:
         raise ConfigError(source, issues)
     return plan
+
+
+def plan_issues(config: GatewayConfig) -> list[ConfigIssue]:
+    """What the config's policies and stages fail to compile into a plan: `load_config`'s `check`, so
+    that one run reports the schema's, the cross-checks' and the plan's errors together."""
+    prepare_scoring(config)
+    _, issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications})
+    return issues
 
 
 MODEL_METRICS = frozenset({"prompt_injection", "harmful", "toxicity"})

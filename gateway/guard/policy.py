@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config.guard_schema import PolicySpec
-from gateway.guard.types import Metric, MetricValue, ParamError, Span
+from gateway.metrics.types import Metric, MetricValue, ParamError, Span
 from gateway.metrics import KINDS
 
 # Hallucination policies (seed 002) score compliance: higher is better, violated below the threshold.
@@ -115,12 +115,12 @@ class _PolicyMetric:
 def compile_policy(spec: PolicySpec) -> Policy:
     """Build the policy's metric from its type parameters; raise ParamError with a path inside the policy."""
     if spec.type in JUDGE_TYPES:
-        from gateway.scoring.judge import JudgeMetric
+        from gateway.metrics.judge import JudgeMetric
 
         return Policy(spec.id, spec.type, spec.rule, spec.threshold, JUDGE_CALIBRATED_THRESHOLD,
                       JudgeMetric.from_params(spec.params, spec.rule))
     if spec.type in MODEL_TYPES or spec.type == "detector":
-        from gateway.scoring.metrics import compile_model_policy  # loads onnxruntime only when needed
+        from gateway.metrics.model import compile_model_policy  # loads onnxruntime only when needed
 
         metric, calibrated = compile_model_policy(spec)
         return Policy(spec.id, spec.type, spec.rule, spec.threshold, calibrated, metric)

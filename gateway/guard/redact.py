@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.guard.types import Span
+from gateway.metrics.types import Span
 
 
 def join_segments(texts: Sequence[str], separator: str) -> tuple[str, list[int]]:

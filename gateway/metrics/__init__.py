@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from gateway.guard.types import Metric, MetricValue
+from gateway.metrics.types import Metric, MetricValue
 from gateway.metrics.code import CodeMetric
 from gateway.metrics.contains import ContainsMetric
 from gateway.metrics.length import LengthMetric
@@ -35,11 +35,11 @@ def _code(params: Mapping[str, Any]) -> Metric:
 
 def _detector(params: Mapping[str, Any]) -> Metric:
     from gateway.scoring.detectors import DETECTORS  # onnxruntime loads only when a model metric is used
-    from gateway.scoring.metrics import DetectorMetric
+    from gateway.metrics.model import DetectorMetric
 
     name = params.get("detector")
     if name not in DETECTORS:
-        from gateway.guard.types import ParamError
+        from gateway.metrics.types import ParamError
 
         raise ParamError(("detector",), f"must be one of {', '.join(DETECTORS)}")
     return DetectorMetric.named(str(name))

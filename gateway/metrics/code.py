@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
-from gateway.guard.types import MetricValue, ParamError
+from gateway.metrics.types import MetricValue, ParamError
 
 _ALLOWED = ("function", "params")
 _SPEC = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):"

@@ -8,7 +8,7 @@ Params:
              without spaces (Han, kana, Thai, Lao, Khmer, Myanmar) count as boundaries, so CJK
              keywords match inside a sentence.
              "substring": anywhere.
-  normalize: true (default): text and keywords are normalised alike (`gateway.metrics.normalize`:
+  normalize: true (default): text and keywords are normalised alike (`gateway.text.normalize`:
              NFKC, case folding, invisible characters removed, whitespace runs collapsed, look-alike
              letters folded), so "PAYPAL", "pаypal" (Cyrillic а), "pay\\u200bpal" and "ＰａｙＰａｌ"
              all match "paypal". Keywords are also stripped. The text's joined view is scanned too
@@ -41,9 +41,9 @@ from typing import Any, Self
 
 import ahocorasick_rs
 
-from gateway.guard.types import MetricValue, ParamError, Span
+from gateway.metrics.types import MetricValue, ParamError, Span
 from gateway.metrics.evasion import span_bound, with_views
-from gateway.metrics.normalize import normalize, normalize_text, original_span
+from gateway.text.normalize import normalize, normalize_text, original_span
 from gateway.metrics.pending import Prefixes, pending_with_views
 
 _ALLOWED = ("keywords", "match", "normalize", "decode")

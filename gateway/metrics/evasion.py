@@ -49,8 +49,8 @@ from urllib.parse import unquote_to_bytes
 
 import re2  # type: ignore[import-untyped]
 
-from gateway.guard.types import MetricValue, Span
-from gateway.metrics.normalize import _LOWER_HOMOGLYPHS, _UPPER_HOMOGLYPHS, _tables
+from gateway.metrics.types import MetricValue, Span
+from gateway.text.normalize import _LOWER_HOMOGLYPHS, _UPPER_HOMOGLYPHS, _tables
 
 __all__ = ["View", "match_views", "span_bound", "view_found", "with_views", "MAX_DEPTH", "MAX_VIEWS", "SIZE_FACTOR", "EXPANSION"]
 

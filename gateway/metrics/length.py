@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Self
 
-from gateway.guard.types import MetricValue, ParamError
+from gateway.metrics.types import MetricValue, ParamError
 
 _ALLOWED = ("unit",)
 _UNITS = ("chars", "tokens")

@@ -81,7 +81,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway.guard.types import MetricValue, ParamError, Span
+from gateway.metrics.types import MetricValue, ParamError, Span
 from gateway.metrics.evasion import match_views, span_bound, view_found
 from gateway.metrics.pending import pii_pending, pending_with_views
 from gateway.metrics.pii_recognizers import (

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple, Self
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
-from gateway.guard.types import MetricValue, ParamError, Span
+from gateway.metrics.types import MetricValue, ParamError, Span
 from gateway.metrics.evasion import span_bound, with_views
 from gateway.metrics.pending import Starter, pending_with_views
 

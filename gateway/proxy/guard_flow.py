@@ -16,7 +16,7 @@ from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import StageSpec
 from gateway.config.schema import ApplicationConfig
 from gateway.guard import actions
-from gateway.guard.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan, Stage, compile_stages

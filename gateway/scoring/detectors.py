@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.metrics.views import detector_views
+from gateway.text.views import detector_views
 from gateway.scoring import synthetic
 from gateway.scoring.encoder import Encoder
 from gateway.scoring.heads import LEX_DIM, Head, lexical_from_ids, lexical_indices, pooled

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 from gateway.config.schema import ScoringConfig
-from gateway.guard.context import EVAL_CONTEXT, EvalContext  # noqa: F401  (re-exported)
 from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.encoder import Encoder, EncoderOptions
 from gateway.scoring.hallucination import SupportHead

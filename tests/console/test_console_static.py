@@ -5,6 +5,7 @@ HTML-injection API or inline script anywhere, and the wheel carries the console.
 from __future__ import annotations
 
 import hashlib
+from gateway.guard.plan import plan_issues
 import re
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def _console_status(tmp_path: Path, extra: str, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
     yaml = 'upstreams: [{name: u, base_url: "http://127.0.0.1:1/v1", models: ["*"]}]\n' + extra
-    app = create_app(Settings(config_path=str(tmp_path / "g.yaml")), parse_config(yaml, str(tmp_path / "g.yaml"), {}))
+    app = create_app(Settings(config_path=str(tmp_path / "g.yaml")), parse_config(yaml, str(tmp_path / "g.yaml"), {}, check=plan_issues))
 
     async def go() -> int:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -144,7 +145,7 @@ def test_server_console_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert _console_status(tmp_path, tokens, monkeypatch) == 200
     assert _console_status(tmp_path, tokens + "server: {console: false}\n", monkeypatch) == 404
     assert _console_status(tmp_path, "", monkeypatch) == 404
-    with_tokens = parse_config('upstreams: [{name: u, base_url: "http://x/v1", models: ["*"]}]\n' + tokens, "g.yaml", {})
+    with_tokens = parse_config('upstreams: [{name: u, base_url: "http://x/v1", models: ["*"]}]\n' + tokens, "g.yaml", {}, check=plan_issues)
     assert console_url(with_tokens, "127.0.0.1", 8080) == "http://127.0.0.1:8080/console/ (admin token t0k)"
-    demo = parse_config((ROOT / "config" / "gateway.yaml").read_text(), "gateway.yaml", {})
+    demo = parse_config((ROOT / "config" / "gateway.yaml").read_text(), "gateway.yaml", {}, check=plan_issues)
     assert console_url(demo, "127.0.0.1", 8080) == "http://127.0.0.1:8080/console/ (admin token admin-demo-token)"

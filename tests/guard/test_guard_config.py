@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ConfigError, parse_config
+from gateway.guard.plan import plan_issues
 
 BASE = """
 upstreams: [{name: u, base_url: "http://127.0.0.1:1/v1", models: ["*"]}]
@@ -16,7 +17,7 @@ policies:
 
 def errors(extra: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_config(BASE + extra, "g.yaml", {})
+        parse_config(BASE + extra, "g.yaml", {}, check=plan_issues)
     return [str(i) for i in info.value.issues]
 
 
@@ -83,7 +84,7 @@ stages:
 
 def test_a_valid_guard_config_loads() -> None:
     config = parse_config(BASE + STAGE.replace("{rule}", "{metric: codes}").replace("{action}", "{type: block}"),
-                          "g.yaml", {})
+                          "g.yaml", {}, check=plan_issues)
     assert config.stages[0].rulesets[0].rules[0].metric == "codes"
 
 
@@ -93,7 +94,7 @@ def test_stage_models_filter() -> None:
 
     stage = STAGE.replace("{rule}", "{metric: codes}").replace("{action}", "{type: block}")
     config = parse_config(BASE + stage.replace("    on: input\n", "    on: input\n    models: [gpt-4o]\n"),
-                          "g.yaml", {})
+                          "g.yaml", {}, check=plan_issues)
     plan = build_plan(config)
     assert [s.name for s in plan.stages_for("app", "input", model="gpt-4o")] == ["s-app"]
     assert plan.stages_for("app", "input", model="gpt-4o-mini") == ()
@@ -115,7 +116,7 @@ def test_parallel_stage_limits(stage: str, expected: str) -> None:
 
 def test_parallel_input_stage_compiles() -> None:
     config = parse_config(BASE + "stages:\n  - {name: s-app, on: input, parallel: true, rulesets: "
-                                 "[{name: r, rules: [{metric: codes}], action: {type: block}}]}\n", "g.yaml", {})
+                                 "[{name: r, rules: [{metric: codes}], action: {type: block}}]}\n", "g.yaml", {}, check=plan_issues)
     assert config.stages[0].parallel is True
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.guard.types import MetricValue, Span
+from gateway.metrics.types import MetricValue, Span
 
 NOT_CALLABLE = 42
 

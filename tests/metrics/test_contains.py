@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.guard.types import Metric, MetricValue, ParamError
+from gateway.metrics.types import Metric, MetricValue, ParamError
 from gateway.metrics.contains import ContainsMetric
 
 ZW = "\u200b"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.guard.redact import redact
-from gateway.guard.types import ParamError
+from gateway.metrics.types import ParamError
 from gateway.metrics.contains import ContainsMetric
 from gateway.metrics.evasion import MAX_VIEWS, match_views
 from gateway.metrics.pii import PiiMetric

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.guard.types import Metric, MetricValue, ParamError, Span
+from gateway.metrics.types import Metric, MetricValue, ParamError, Span
 from gateway.metrics.code import CodeMetric
 from gateway.metrics.contains import ContainsMetric
 from gateway.metrics.length import LengthMetric, estimate_tokens

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.metrics import normalize as norm_module
-from gateway.metrics.normalize import normalize, normalize_text, original_span
+from gateway.text import normalize as norm_module
+from gateway.text.normalize import normalize, normalize_text, original_span
 
 ZW = "\u200b"
 

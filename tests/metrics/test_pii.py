@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.guard.types import Metric, MetricValue, ParamError
+from gateway.metrics.types import Metric, MetricValue, ParamError
 from gateway.metrics.pii import ENTITY_TYPES, MAX_SPAN_CHARS, PiiMetric, _resolve
 
 ALL = PiiMetric()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.guard.types import Metric, MetricValue, ParamError
+from gateway.metrics.types import Metric, MetricValue, ParamError
 from gateway.metrics.regex import RegexMetric
 
 SSN = r"\b\d{3}-\d{2}-\d{4}\b"

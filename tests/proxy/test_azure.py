@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from gateway.config.loader import parse_config
+from gateway.guard.plan import plan_issues
 from gateway.config.errors import ConfigError
 from tests.fakeopenai import Fake, serve_fake
 from tests.inprocess import in_process
@@ -71,7 +72,7 @@ def test_azure_error_echoing_the_key_is_scrubbed(tmp_path: Path) -> None:
 def test_azure_config_needs_api_version_and_keeps_it_to_azure() -> None:
     bad = "upstreams:\n  - {name: az, kind: azure, base_url: 'https://r.openai.azure.com', models: ['*']}\n"
     with pytest.raises(ConfigError, match="api_version"):
-        parse_config(bad, "x.yaml", {})
+        parse_config(bad, "x.yaml", {}, check=plan_issues)
     other = "upstreams:\n  - {name: o, base_url: 'https://x/v1', api_version: '1', models: ['*']}\n"
     with pytest.raises(ConfigError, match="azure"):
-        parse_config(other, "x.yaml", {})
+        parse_config(other, "x.yaml", {}, check=plan_issues)

@@ -6,6 +6,7 @@ ejection and recovery, the retry budget, aliases, metrics and access-log fields.
 from __future__ import annotations
 
 import asyncio
+from gateway.guard.plan import plan_issues
 import contextlib
 import re
 import time
@@ -295,13 +296,13 @@ def test_configs_name_known_upstreams_and_served_models() -> None:
             "routing:\n  groups:\n    - {name: g, models: [m], deployments: [{upstream: a}, {upstream: nope}], "
             "fallbacks: [ghost]}\n  aliases: {fast: nothing}\n")
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, "t.yaml", {})
+        parse_config(text, "t.yaml", {}, check=plan_issues)
     errs = "\n".join(str(i) for i in caught.value.issues)
     assert re.search(r"upstreams\[1\]\.models: must list at least 1", errs)  # b serves nothing
     assert "upstreams[0].models" not in errs  # a is a deployment: no globs of its own needed
     with pytest.raises(ConfigError) as caught:
         parse_config(text.replace("name: b, base_url: 'http://x/v1'", "name: b, base_url: 'http://x/v1', models: [n]"),
-                     "t.yaml", {})
+                     "t.yaml", {}, check=plan_issues)
     errs = "\n".join(str(i) for i in caught.value.issues)
     assert "routing.groups[0].deployments[1].upstream: no upstream named 'nope'" in errs
     assert "routing.groups[0].fallbacks[0]: no group or upstream serves 'ghost'" in errs

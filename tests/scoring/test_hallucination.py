@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from gateway.config.guard_schema import PolicySpec
-from gateway.guard.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.policy import compile_policy
-from gateway.guard.types import ParamError
+from gateway.metrics.types import ParamError
 from gateway.scoring.detectors import roc_auc
 from gateway.scoring.hallucination import HEADS, load_heads
 from gateway.scoring.hallucination_eval import balanced_accuracy, features
-from gateway.scoring.metrics import MissingKnowledge
+from gateway.metrics.model import MissingKnowledge
 from gateway.scoring.runtime import get_runtime
 from tests.conftest import Gateway, running_gateway
 

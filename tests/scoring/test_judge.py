@@ -9,9 +9,10 @@ import openai
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.guard.context import EVAL_CONTEXT, EvalContext
-from gateway.guard.types import ParamError
-from gateway.scoring.judge import CONTEXT_NOTE, NO_CONTEXT, SYSTEM, JudgeMetric, parse_verdict
+from gateway.guard.plan import plan_issues
+from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.types import ParamError
+from gateway.metrics.judge import CONTEXT_NOTE, NO_CONTEXT, SYSTEM, JudgeMetric, parse_verdict
 from tests.conftest import Gateway, running_gateway
 
 KEY = "sk-judge-app"
@@ -163,7 +164,7 @@ policies:
   - {id: adherence, type: rubric, judge_model: j, rule: "stay on topic", include_context: "on"}
 """
     with pytest.raises(ConfigError) as info:
-        parse_config(config, "g.yaml", {})
+        parse_config(config, "g.yaml", {}, check=plan_issues)
     assert [str(i) for i in info.value.issues] == [
         "policies[0].include_context: must be true or false (true: the judge also sees the request's system "
         "prompt and any evaluate `context`)"]
@@ -178,7 +179,7 @@ policies:
   - {id: adherence, type: rubric, judge_model: j, rule: "stay on topic", include_contxt: true}
 """
     with pytest.raises(ConfigError) as info:
-        parse_config(config, "g.yaml", {})
+        parse_config(config, "g.yaml", {}, check=plan_issues)
     assert [str(i) for i in info.value.issues] == [
         "policies[0].include_contxt: unknown parameter; allowed: judge_model, rubric, timeout_ms, cache_entries, "
         "include_context"]

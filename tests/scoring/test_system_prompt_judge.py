@@ -24,8 +24,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.config.loader import load_config
+from gateway.guard.plan import plan_issues
 from gateway.guard.policy import compile_policy
-from gateway.scoring.judge import JudgeMetric
+from gateway.metrics.judge import JudgeMetric
 from tests.conftest import Gateway, free_port, start_gateway, stop_process
 from tests.upstream import ServerThread
 
@@ -105,7 +106,7 @@ def example_gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 
 
 def _on_error() -> str:
-    config = load_config(EXAMPLE, env={})
+    config = load_config(EXAMPLE, env={}, check=plan_issues)
     return next(s.on_error for s in config.stages if s.name == STAGE)
 
 
@@ -116,7 +117,7 @@ def _ask(gw: Gateway, user: str, system: str = NY_ONLY) -> openai.types.chat.Cha
 
 
 def test_example_config_loads_and_gives_the_judge_the_context() -> None:
-    config = load_config(EXAMPLE, env={})
+    config = load_config(EXAMPLE, env={}, check=plan_issues)
     policies = {p.id: p for p in config.policies}
     assert policies[POLICY].type == "rubric" and policies[POLICY].params["include_context"] is True
     # next to the text-only detector, which runs first

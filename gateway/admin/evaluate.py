@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.config.errors import format_path
 from gateway.config.guard_schema import PolicySpec
-from gateway.guard.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan
 from gateway.guard.policy import Policy, compile_policy, host_access
 from gateway.guard.redact import redact
-from gateway.guard.types import MetricValue, ParamError
+from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.types import MetricValue, ParamError
+from gateway.proxy.texts import read_request
 
 GENERIC_CORRECTION = "I'm sorry, but I can't share that. How else can I help you?"
 Complete = Callable[[str, list[dict[str, str]]], Awaitable[str]]
@@ -79,8 +80,6 @@ def split_messages(messages: list[dict[str, Any]]) -> tuple[str, str, list[str]]
     developer messages), read as the proxy reads a chat request: content strings and text parts, tool
     call arguments and refusals (the route refuses what cannot be read). A message's texts are joined
     by newlines, messages by blank lines."""
-    from gateway.proxy.texts import read_request
-
     by_message: dict[int, tuple[str, list[str]]] = {}
     for segment, path in read_request("chat_completions", {"messages": messages})[0]:
         by_message.setdefault(int(path[1]), (segment.role, []))[1].append(segment.text)

@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 
 from gateway.config.guard_schema import PolicySpec
-from gateway.guard.context import EVAL_CONTEXT
-from gateway.guard.types import MetricValue, ParamError
-from gateway.metrics.views import detector_views
+from gateway.metrics.context import EVAL_CONTEXT
+from gateway.metrics.types import MetricValue, ParamError
+from gateway.text.views import detector_views
 from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.hallucination import SupportHead
 from gateway.scoring.heads import Head, fit_logistic, pooled
 from gateway.scoring.runtime import ScoringRuntime, get_runtime
 from gateway.scoring.support import support_features
 
-BACKGROUND = Path(__file__).parent / "weights" / "background.json"
+BACKGROUND = Path(__file__).parent.parent / "scoring" / "weights" / "background.json"
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 SIMILAR_THRESHOLD_WITH_PASS = 0.5      # nearer a FAIL example than any PASS example
 SIMILAR_THRESHOLD_FAIL_ONLY = 0.6      # cosine to the nearest FAIL example (MiniLM paraphrases: >= 0.6)
@@ -420,7 +420,7 @@ def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None
         support = rt.hallucination_heads()[spec.type]
         return ConsistencyMetric(rt, support, knowledge), support.threshold
     if spec.type == "onnx_classifier":
-        from gateway.scoring.onnx_classifier import OnnxClassifierMetric
+        from gateway.metrics.onnx_classifier import OnnxClassifierMetric
 
         return OnnxClassifierMetric.from_params(params), 0.5
     raise ParamError(("type",), f"not a model-based type: {spec.type!r}")

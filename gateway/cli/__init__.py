@@ -18,7 +18,7 @@ from gateway.settings import DEFAULT_CONFIG, Settings
 
 # The example config, installed with the package: `demo` uses it when no other config is named and there
 # is no config/gateway.yaml in the current directory (config/gateway.yaml in the repository is a copy).
-PACKAGED_CONFIG = Path(__file__).resolve().parent / "data" / "gateway.yaml"
+PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "data" / "gateway.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     _server_flags(demo, "the example config: config/gateway.yaml when it exists here, else the packaged one")
     demo.set_defaults(func=cmd_demo)
 
-    from gateway.scoring.cli import add_models_parser, add_score_parser
+    from gateway.cli.models import add_models_parser, add_score_parser
     add_models_parser(sub)
     add_score_parser(sub)
 
@@ -83,8 +83,15 @@ def _settings(args: argparse.Namespace) -> Settings:
                                           log_level=args.log_level)
 
 
+def _load(path: str) -> GatewayConfig:
+    """The config at `path` with its plan compiled: every schema, cross-check and plan error in one run."""
+    from gateway.guard.plan import plan_issues  # the engine loads only for the commands that read a config
+
+    return load_config(path, check=plan_issues)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    config = load_config(args.path)
+    config = _load(args.path)
     print(f"{args.path}: OK ({_summary(config)})")
     return 0
 
@@ -92,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _models_in_background()
-    config = load_config(settings.config_path)
+    config = _load(settings.config_path)
     _run_gateway(settings, config)
     return 0
 
@@ -131,7 +138,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ["UPSTREAM_BASE_URL"] = f"http://127.0.0.1:{echo_port}/v1"
     os.environ.pop("UPSTREAM_API_KEY", None)
     settings = _settings(args)
-    config = load_config(settings.config_path)
+    config = _load(settings.config_path)
     host = settings.host or config.server.host
     port = settings.port or config.server.port
     key = config.applications[0].keys[0] if config.applications else "<no application configured>"

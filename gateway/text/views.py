@@ -28,7 +28,7 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
-from gateway.metrics.normalize import normalize_text
+from gateway.text.normalize import normalize_text
 
 __all__ = ["decoded_views", "detector_views", "trailing_request", "MAX_DEPTH", "MAX_VIEWS"]
 

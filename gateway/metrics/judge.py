@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.guard.context import EVAL_CONTEXT
-from gateway.guard.types import MetricValue, ParamError
+from gateway.metrics.context import EVAL_CONTEXT
+from gateway.metrics.types import MetricValue, ParamError
 
 SYSTEM = ("You are a strict compliance judge. Decide whether the TEXT violates the RUBRIC. "
           "Answer with one JSON object and nothing else: {\"score\": <number from 0 to 1, the probability "

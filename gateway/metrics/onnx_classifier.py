@@ -31,7 +31,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from gateway.guard.types import MetricValue, ParamError
+from gateway.metrics.types import MetricValue, ParamError
 from gateway.scoring.encoder import session_options
 
 _ALLOWED = ("model", "tokenizer", "labels", "positive_label", "max_tokens", "threads")

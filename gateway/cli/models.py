@@ -174,8 +174,9 @@ def _evaluate_hallucination(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from gateway.config import load_config
+    from gateway.guard.plan import plan_issues
 
-    config = load_config(args.config) if args.config else None
+    config = load_config(args.config, check=plan_issues) if args.config else None
     metric = _metric(args.metric, config)
     return asyncio.run(_score_lines(metric, sys.stdin, sys.stdout, max(1, args.batch)))
 
@@ -213,7 +214,7 @@ def _scored(value: Any) -> dict[str, Any]:
 
 
 async def _score_lines(metric: Any, stdin: TextIO, stdout: TextIO, batch: int) -> int:
-    from gateway.guard.context import EVAL_CONTEXT, EvalContext
+    from gateway.metrics.context import EVAL_CONTEXT, EvalContext
 
     async def one(line_no: int, line: str) -> dict[str, Any]:
         try:

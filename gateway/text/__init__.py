@@ -1,0 +1,1 @@
+"""Pure text transforms below every layer that reads text: Unicode normalisation and decoded views."""
