@@ -37,7 +37,7 @@ def refuse_unknown_query(request: Request, allowed: Iterable[str] = ()) -> None:
 
 def _json_only(request: Request) -> None:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise OpenAIError(415, "The body must be JSON (Content-Type: application/json).", code="unsupported_media_type",
+        raise OpenAIError(400, "The body must be JSON (Content-Type: application/json).", code="invalid_request",
                           param="Content-Type")
 
 
@@ -109,13 +109,14 @@ def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         return ok({"object": "session", "role": "central" if role.central else "application",
                    "application": role.application, "expires": found[1] if found else None})
 
-    async def close_session(request: Request) -> RawResponse:
+    async def close_session(request: Request, role: Role) -> RawResponse:
         """Sign out: the session cookie is cleared (it is stateless: a copy kept elsewhere lasts until it expires)."""
+        refuse_unknown_query(request)
         return RawResponse(200, [JSON, cookie(request, "", 0)], orjson.dumps({"object": "session", "deleted": True}))
 
     return [Route("/v1/admin/session", open_session, methods=["POST"]),
             Route("/v1/admin/session", wrap(admin, read_session), methods=["GET"]),
-            Route("/v1/admin/session", close_session, methods=["DELETE"]),
+            Route("/v1/admin/session", wrap(admin, close_session), methods=["DELETE"]),
             Route("/v1/admin/whoami", wrap(admin, whoami), methods=["GET"]),
             Route("/v1/admin/models", wrap(admin, models), methods=["GET"]),
             Route("/v1/admin/stages/{name}/pins", wrap(admin, pins), methods=["GET"])]

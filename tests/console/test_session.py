@@ -48,7 +48,9 @@ def test_sign_in_whoami_and_sign_out(console_gw: Gateway) -> None:
     assert httpx.get(console_gw.url + "/v1/admin/whoami", cookies=cookies).json()["application"] == "app-a"
     assert httpx.get(console_gw.url + "/v1/monitoring", cookies=cookies).status_code == 200
     assert error(httpx.get(console_gw.url + "/v1/admin/applications", cookies=cookies), 403)["code"] == "forbidden"
-    out = httpx.delete(console_gw.url + "/v1/admin/session", cookies=cookies)
+    assert error(httpx.delete(console_gw.url + "/v1/admin/session", cookies=cookies), 403)["code"] == "csrf_refused"
+    out = httpx.request("DELETE", console_gw.url + "/v1/admin/session", cookies=cookies, json={},
+                        headers={"origin": console_gw.url})
     assert out.json() == {"object": "session", "deleted": True} and "Max-Age=0" in out.headers["set-cookie"]
     # errors name the field
     assert error(httpx.post(console_gw.url + "/v1/admin/session", json={"token": "nope"}), 401)["param"] == "token"
@@ -56,7 +58,7 @@ def test_sign_in_whoami_and_sign_out(console_gw: Gateway) -> None:
     assert error(httpx.post(console_gw.url + "/v1/admin/session", json={"token": CENTRAL, "ttl": 9}), 400)[
         "param"] == "ttl"
     assert error(httpx.post(console_gw.url + "/v1/admin/session", content=f"token={CENTRAL}",
-                            headers={"content-type": "application/x-www-form-urlencoded"}), 415)["param"] == \
+                            headers={"content-type": "application/x-www-form-urlencoded"}), 400)["param"] == \
         "Content-Type"
     e = error(httpx.post(console_gw.url + "/v1/admin/session", json={"token": CENTRAL},
                          headers={"origin": "https://evil.example"}), 403)
