@@ -195,7 +195,8 @@ def test_a_replica_started_while_redis_is_down_fails_closed_until_it_loads(upstr
         asyncio.run(populate())
         wait_for("the replica to load the store", lambda: store_check(g) == (200, "ok"), seconds=15)
         assert metric(g, "gateway_store_loaded") == 1.0
-        assert answer(g, "the forbidden fruit") == BLOCKED
+        # it may have loaded between the two writes above; the stage follows within a poll interval
+        wait_for("the stored policy to be enforced", lambda: answer(g, "the forbidden fruit") == BLOCKED, seconds=5)
         assert answer(g, "hello") == "echo:hello"
 
 
