@@ -44,6 +44,7 @@ from gateway.proxy.corrector import make_completer
 from gateway.proxy.routing import Routing
 from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.upstream import Router, make_upstream
+from gateway.scoring import runtime as scoring_runtime
 from gateway.scrub import SecretScrubber
 from gateway.settings import Settings
 from gateway.store import StoreError, open_store
@@ -132,7 +133,7 @@ _NOT_LOADED = RawResponse(503, [JSON, (b"retry-after", b"1")], OpenAIError(
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> GatewayApp:
     """Build the ASGI app; `config` defaults to loading `settings.config_path` (raises ConfigError)."""
     config = config if config is not None else load_config(settings.config_path, check=plan_issues)
-    telemetry = Telemetry()
+    telemetry = Telemetry(scoring=scoring_runtime.current)
     upstreams = [make_upstream(u) for u in config.upstreams]
     router = Router(upstreams)
     monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -19,7 +20,8 @@ _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 class Telemetry:
     """Every collector the gateway exports. Label values come from config, never from clients."""
 
-    def __init__(self) -> None:
+    def __init__(self, scoring: Callable[[], Any] = lambda: None) -> None:
+        """`scoring` returns the app's scoring runtime, or None while it has none (see ScorerCollector)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("gateway_requests", "Requests answered, by route, application, model and status.",
@@ -83,7 +85,7 @@ class Telemetry:
                               registry=r)
         self.pending = Gauge("gateway_admission_pending", "Proxied requests waiting for an admission slot.",
                              registry=r)
-        r.register(ScorerCollector())
+        r.register(ScorerCollector(scoring))
         self.started.set(time.time())
 
 
@@ -133,18 +135,21 @@ def configure_logging(level: str = "info") -> None:
 
 
 class ScorerCollector:
-    """The scoring runtime's counters, read at scrape time (nothing is exported until models load)."""
+    """The scoring runtime's counters, read at scrape time (nothing is exported until models load).
+
+    `runtime` returns the app's scoring runtime or None (telemetry sits below scoring and never imports
+    it: the app passes this in)."""
+
+    def __init__(self, runtime: Callable[[], Any] = lambda: None) -> None:
+        self.runtime = runtime
 
     def describe(self) -> list:
         return []
 
     def collect(self):
-        import sys
-
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-        module = sys.modules.get("gateway.scoring.runtime")  # never import onnxruntime just to scrape
-        runtime = getattr(module, "_RUNTIME", None) if module else None
+        runtime = self.runtime()
         if runtime is None or not runtime.loaded:
             return
         every = [service.stats for service in runtime.services()]  # the shared encoder (+ the detectors' own)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config.schema import ScoringConfig
-from gateway.scoring.batcher import EmbeddingService
-from gateway.scoring.encoder import Encoder, EncoderOptions
-from gateway.scoring.hallucination import SupportHead
-from gateway.scoring.heads import Head
+
+if TYPE_CHECKING:  # onnxruntime and numpy load with the first model, not with this module
+    from gateway.scoring.batcher import EmbeddingService
+    from gateway.scoring.encoder import Encoder
+    from gateway.scoring.hallucination import SupportHead
+    from gateway.scoring.heads import Head
 
 
 class BatchHistogram:
@@ -63,6 +66,9 @@ class ScoringRuntime:
         return self._service is not None or self._detector_service is not None
 
     def _load(self, layers: int = 0) -> EmbeddingService:
+        from gateway.scoring.batcher import EmbeddingService
+        from gateway.scoring.encoder import Encoder, EncoderOptions
+
         c = self.config
         encoder = Encoder.load(Path(c.model_dir) if c.model_dir else None,
                                EncoderOptions(c.precision, c.threads, c.max_windows, layers=layers))
@@ -126,6 +132,11 @@ def configure(config: ScoringConfig) -> ScoringRuntime:
         if _RUNTIME is None or _RUNTIME.config != config:
             _RUNTIME = ScoringRuntime(config)
         return _RUNTIME
+
+
+def current() -> ScoringRuntime | None:
+    """The runtime, if one was configured or used (what the telemetry collector reads; it creates none)."""
+    return _RUNTIME
 
 
 def get_runtime() -> ScoringRuntime:
