@@ -11,7 +11,7 @@ from gateway.config.errors import ConfigError, ConfigIssue, format_path
 from gateway.config.guard_schema import ActionSpec, PolicySpec, RuleSpec, StageSpec
 from gateway.config.schema import GatewayConfig
 from gateway.guard.operators import OPERATORS, check_target
-from gateway.guard.policy import Policy, compile_policy
+from gateway.guard.policy import MODEL_TYPES, Policy, compile_policy
 from gateway.metrics.types import Metric, MetricValue, ParamError
 from gateway.metrics import BUILTINS, KINDS
 
@@ -133,8 +133,6 @@ def prepare_scoring(config: GatewayConfig) -> None:
 
 
 def _uses_models(config: GatewayConfig) -> bool:
-    from gateway.guard.policy import MODEL_TYPES
-
     if any(p.type in MODEL_TYPES or p.type == "detector" for p in config.policies):
         return True
     return any(rule.metric in MODEL_METRICS for stage in config.stages for rs in stage.rulesets for rule in rs.rules)

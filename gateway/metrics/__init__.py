@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from gateway.metrics.types import Metric, MetricValue
+from gateway.metrics.types import Metric, MetricValue, ParamError
 from gateway.metrics.code import CodeMetric
 from gateway.metrics.contains import ContainsMetric
 from gateway.metrics.length import LengthMetric
@@ -39,8 +39,6 @@ def _detector(params: Mapping[str, Any]) -> Metric:
 
     name = params.get("detector")
     if name not in DETECTORS:
-        from gateway.metrics.types import ParamError
-
         raise ParamError(("detector",), f"must be one of {', '.join(DETECTORS)}")
     return DetectorMetric.named(str(name))
 
