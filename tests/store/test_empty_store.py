@@ -106,10 +106,11 @@ def metric(g: Gateway, name: str) -> float:
     raise AssertionError(f"{name} not exported")
 
 
-def wait_for(what: str, check: Callable[[], bool], seconds: float = 10.0) -> None:
+def wait_for(what: str, check: Callable[[], bool], seconds: float = 10.0,
+             detail: Callable[[], str] = lambda: "") -> None:
     deadline = time.monotonic() + seconds
     while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{detail()}"
         time.sleep(0.05)
 
 
@@ -196,7 +197,9 @@ def test_a_replica_started_while_redis_is_down_fails_closed_until_it_loads(upstr
         wait_for("the replica to load the store", lambda: store_check(g) == (200, "ok"), seconds=15)
         assert metric(g, "gateway_store_loaded") == 1.0
         # it may have loaded between the two writes above; the stage follows within a poll interval
-        wait_for("the stored policy to be enforced", lambda: answer(g, "the forbidden fruit") == BLOCKED, seconds=5)
+        wait_for("the stored policy to be enforced", lambda: answer(g, "the forbidden fruit") == BLOCKED, seconds=5,
+                 detail=lambda: httpx.get(g.url + "/v1/admin/store", headers=h(CENTRAL)).text + "\n"
+                 + g.logs()[-4000:])
         assert answer(g, "hello") == "echo:hello"
 
 
