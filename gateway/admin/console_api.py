@@ -114,7 +114,10 @@ def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         refuse_unknown_query(request)
         return RawResponse(200, [JSON, cookie(request, "", 0)], orjson.dumps({"object": "session", "deleted": True}))
 
-    return [Route("/v1/admin/session", open_session, methods=["POST"]),
+    from gateway.admin.catalogue import catalogue_routes  # G15 pickers; it imports this module
+
+    return [*catalogue_routes(admin, registry),
+            Route("/v1/admin/session", open_session, methods=["POST"]),
             Route("/v1/admin/session", wrap(admin, read_session), methods=["GET"]),
             Route("/v1/admin/session", wrap(admin, close_session), methods=["DELETE"]),
             Route("/v1/admin/whoami", wrap(admin, whoami), methods=["GET"]),

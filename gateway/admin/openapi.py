@@ -1,8 +1,10 @@
 """An OpenAPI 3.1 document of the admin and guard API, generated from the routes themselves (paths,
 methods, path parameters, the handlers' first docstring line), served at /v1/admin/openapi.json.
 
-G15 (first part): bodies the API validates with a pydantic model carry that model's JSON Schema (stages,
-policies, the dry-run request and answer, stats); the others stay `{"type": "object"}`. The console's
+G15: bodies the API validates with a pydantic model carry that model's JSON Schema (stages, policies, the
+dry-run request and answer, stats); the bodies handlers check by hand (session, PATCH bodies, training
+rows, feedback, applications, keys, apply, pins, revert, threshold) are written out in `_bodies`. A body
+not listed stays `{"type": "object"}`. The console's
 "API reference" page (#/api) renders this document."""
 
 from __future__ import annotations
@@ -35,7 +37,93 @@ def _schemas() -> dict[Any, Any]:
                                             "series", "top_rulesets", "top_applications", "top_metrics")}}
     return {("/v1/admin/dry-run", "post"): (DryRunRequest, DryRunResponse),
             ("/v1/admin/stages", "post"): (stage, None), ("/v1/admin/policies", "post"): (PolicySpec, None),
-            ("/v1/admin/stats", "get"): (None, stats), "models": (StageSpec, PolicySpec, DryRunRequest, DryRunResponse)}
+            ("/v1/admin/stats", "get"): (None, stats), **_bodies(),
+            "models": (StageSpec, PolicySpec, DryRunRequest, DryRunResponse)}
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), description: str = "",
+         extra: bool = False, **more: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": extra}
+    if required:
+        out["required"] = list(required)
+    if description:
+        out["description"] = description
+    return {**out, **more}
+
+
+_STR = {"type": "string", "minLength": 1}
+_LABEL = {"enum": ["PASS", "FAIL"], "description": "Case-insensitive."}
+ROW = {"anyOf": [
+    _obj({"example": _STR, "compliance": _LABEL, "synthetic": {"type": "boolean"}}, ("example", "compliance"),
+         "Seed 000's Add Data row."),
+    _obj({"type": _LABEL, "input_example": _STR, "output_example": _STR}, ("type",),
+         "Seed 001's example (input_example or output_example).")]}
+_LIMITS = {"models": {"type": "array", "items": {"type": "string"}, "description": "Model names or globs."},
+           "rpm": {"type": ["integer", "null"], "minimum": 1}, "tpm": {"type": ["integer", "null"], "minimum": 1}}
+KEY = _obj({**_LIMITS, "expires_at": {"type": ["string", "number", "null"],
+                                      "description": "ISO 8601 time or Unix seconds."}},
+           description="Per-key limits (models, rpm, tpm, expiry).")
+APPLICATION = {"id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+               "stages": {"type": "array", "items": {"type": "string"}, "description": "Its own stages, in order."},
+               "allow_request_stages": {"type": "boolean", "default": True}, **_LIMITS,
+               "key": {**KEY, "description": "Limits for the key made with it (create only)."}}
+_LAX: dict[str, Any] = {"extra": True}  # the handler ignores unknown fields (not refused yet)
+_WHERE = {"application": _STR, "models": {"type": "array", "items": _STR, "minItems": 1},
+          "on": {"enum": ["input", "output"], "default": "input"}}
+
+
+def _bodies() -> dict[Any, Any]:
+    """G15 (rest): the bodies handlers validate by hand, written out. `additionalProperties: false` where the
+    handler refuses an unknown field by name (400 `param`); true (`_LAX`) where it still ignores one."""
+    from gateway.config.guard_schema import ActionSpec, PolicySpec, StageSpec
+
+    policy_props = {k: v for k, v in PolicySpec.model_json_schema(
+        ref_template="#/components/schemas/{model}")["properties"].items() if k != "id"}
+    stage_props = {k: v for k, v in StageSpec.model_json_schema(
+        ref_template="#/components/schemas/{model}")["properties"].items() if k != "name"}
+    action = {"$ref": f"#/components/schemas/{ActionSpec.__name__}"}
+    base, apps = "/v1/admin/policies/{id}", "/v1/admin/applications"
+    return {
+        ("/v1/admin/session", "post"): (_obj({"token": {**_STR, "description": "An admin token."}}, ("token",),
+                                             "Sign in: the answer sets the gg_session cookie."), None),
+        (base, "patch"): (_obj(policy_props, (), "Changed fields, merged into the current version; id and owner "
+                                                 "cannot change. Other keys are the type's parameters "
+                                                 "(GET /v1/admin/policy-types).", extra=True), None),
+        ("/v1/admin/stages/{name}", "patch"): (_obj({**stage_props, "applications": {
+            "type": "array", "items": {"type": "string"}}}, (), "Changed spec fields, merged into the current "
+                                                                 "spec; name cannot change."), None),
+        (base + "/data", "post"): (_obj({"data": {"type": "array", "items": ROW, "minItems": 1}}, ("data",),
+                                        "Add Data: labelled rows."), None),
+        (base + "/data/{row}", "patch"): (_obj({"example": _STR, "compliance": _LABEL}, (),
+                                               "A training row's new text or label.", minProperties=1), None),
+        ("/v1/admin/feedback", "post"): (_obj({"record_id": _STR, "policy_id": _STR, "label": _LABEL,
+                                               "compliance": {**_LABEL, "description": "Another name for label."},
+                                               "on": {"enum": ["input", "output"], "default": "input"}},
+                                              ("record_id", "policy_id"),
+                                              "The correct label for a policy on a monitoring record."), None),
+        (base + "/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}}, ("version",), **_LAX), None),
+        ("/v1/admin/stages/{name}/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}},
+                                                          ("version",), **_LAX), None),
+        ("/v1/moderation/policy/{id}/update-threshold", "put"): (_obj({"classification_threshold": {
+            "type": "number", "minimum": 0, "maximum": 1}}, ("classification_threshold",), **_LAX), None),
+        (base + "/generate", "post"): (_obj({"model": _STR, "count": {"type": "integer", "minimum": 1,
+                                                                      "maximum": 200, "default": 20}}, **_LAX), None),
+        (base + "/apply", "post"): (_obj({**_WHERE, "action": action, "timeout_ms": {"type": "integer"}}, (),
+                                         "Where to apply: application, models, or both.", **_LAX), None),
+        (base + "/apply", "delete"): (_obj(_WHERE, (), "Where to remove it from.", **_LAX), None),
+        ("/v1/admin/stages/{name}/pin", "put"): (_obj({"application": _STR, "version": {"type": "integer",
+                                                                                         "minimum": 1}},
+                                                      ("application", "version"), **_LAX), None),
+        (apps, "post"): (_obj(APPLICATION, ("id",), "A new application; the answer shows its key once."), None),
+        (apps + "/{id}", "patch"): (_obj({k: v for k, v in APPLICATION.items() if k not in ("id", "key")}), None),
+        (apps + "/{id}/keys", "post"): (KEY, None),
+        (apps + "/{id}/keys", "delete"): (_obj({"keep": {"type": "integer", "minimum": 0, "default": 1}}, (),
+                                               "Revoke every key but the newest `keep`.", **_LAX), None),
+        ("/v1/admin/policy-types", "get"): (None, _obj({"object": {"const": "list"}, "data": {"type": "array"}},
+                                                       (), "Policy types with their parameters.", extra=True)),
+        ("/v1/admin/metrics", "get"): (None, _obj({"object": {"const": "list"}, "data": {"type": "array"}},
+                                                  (), "Metrics a rule may name.", extra=True)),
+    }
 
 
 def _ref(model: Any, components: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +156,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             if params:
                 operation["parameters"] = params
             request, response = typed.get((route.path, method.lower()), (None, None))
-            if method in ("POST", "PUT", "PATCH"):
+            if method in ("POST", "PUT", "PATCH") or (method == "DELETE" and request is not None):
                 body = _ref(request, components) if request is not None else {"type": "object"}
                 operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
             if response is not None:

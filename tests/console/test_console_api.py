@@ -441,3 +441,86 @@ def test_monitoring_filter_on_stage_outcomes() -> None:
     assert test and test(body(quiet, broken)) and not test(body(hit)) and test(body({**quiet, "fail_open": True}))
     test = record_filter({"errors": "false", "mode": "enforce"})
     assert test and test(body(hit)) and not test(body(hit, broken)) and not test(body(quiet))
+
+
+def test_policy_type_catalogue(console_gw: Gateway) -> None:
+    """G15: GET /v1/admin/policy-types lists every type with its parameters as the metrics accept them."""
+    from gateway.metrics import code, contains, judge, length, onnx_classifier, pii, regex
+    from gateway.scoring.detectors import DETECTORS
+
+    r = httpx.get(console_gw.url + "/v1/admin/policy-types", headers=h(APP_TOKEN))
+    assert r.status_code == 200, r.text
+    types = {t["type"]: t for t in r.json()["data"]}
+    allowed = {"regex": regex._ALLOWED, "contains": contains._ALLOWED, "pii": pii._ALLOWED, "length": length._ALLOWED,
+               "code": code._ALLOWED, "rubric": judge.PARAMS, "onnx_classifier": onnx_classifier._ALLOWED}
+    for name, params in allowed.items():  # the catalogue names exactly what each metric accepts
+        assert [p["name"] for p in types[name]["params"]] == list(params), name
+    assert {p["name"]: p["required"] for p in types["regex"]["params"]}["patterns"] is True
+    assert types["detector"]["params"][0]["schema"]["enum"] == list(DETECTORS)
+    assert types["pii"]["params"][0]["schema"]["items"]["enum"] == sorted(pii.ENTITY_TYPES)
+    assert (types["classifier"]["trainable"], types["similar"]["trainable"], types["regex"]["trainable"]) == (True, True, False)
+    assert (types["code"]["writable"], types["onnx_classifier"]["writable"], types["rubric"]["writable"]) == (False, False, True)
+    assert types["relevance"]["score"] == "compliance" and types["relevance"]["violated_when"] == "score < threshold"
+    assert types["classifier"]["score"] == "risk"
+    e = error(httpx.get(console_gw.url + "/v1/admin/policy-types?type=regex", headers=h(CENTRAL)), 400)
+    assert (e["param"], e["code"]) == ("type", "unknown_parameter")
+    error(httpx.get(console_gw.url + "/v1/admin/policy-types"), 401)
+
+
+def test_metric_catalogue_builtins_and_policies(console_gw: Gateway) -> None:
+    """G15: GET /v1/admin/metrics: built-ins and enforced policies, value kinds, the plan's valid operators."""
+    from gateway.metrics.pii import ENTITY_TYPES
+
+    url = console_gw.url + "/v1/admin/metrics"
+    metrics = {m["name"]: m for m in httpx.get(url, headers=h(CENTRAL)).json()["data"]}
+    assert metrics["pii"]["kind"] == "labels" and metrics["pii"]["labels"] == sorted(ENTITY_TYPES)
+    assert "contains_any" in metrics["pii"]["ops"] and "contains" not in metrics["tokens"]["ops"]
+    assert metrics["length"]["kind"] == "number" and metrics["prompt_injection"]["kind"] == "score"
+    words = metrics["config_words"]
+    assert (words["source"], words["kind"], words["type"], words["default"]) == (
+        "policy", "score", "contains", {"op": "gt", "value": 0.5})
+    assert "contains" not in words["ops"] and "gte" in words["ops"]
+    body = {"id": "catalogue_regex", "type": "regex", "patterns": ["x{3}"], "threshold": 0.3}
+    assert httpx.post(console_gw.url + "/v1/admin/policies", headers=h(APP_TOKEN), json=body).status_code == 201
+    metrics = {m["name"]: m for m in httpx.get(url, headers=h(APP_TOKEN)).json()["data"]}
+    assert metrics["catalogue_regex"]["default"] == {"op": "gt", "value": 0.3}
+    stage = {"name": "catalogue-ops", "on": "input", "scope": "central", "rulesets": [
+        {"name": "r", "rules": [{"metric": "tokens", "op": "contains", "value": "X"}], "action": {"type": "block"}}]}
+    e = error(httpx.post(console_gw.url + "/v1/admin/stages", headers=h(CENTRAL), json=stage), 400)
+    assert e["param"] == "rulesets[0].rules[0].value"  # an op the catalogue leaves out is refused by the plan
+    e = error(httpx.get(url + "?kind=score", headers=h(CENTRAL)), 400)
+    assert e["param"] == "kind"
+    assert httpx.delete(console_gw.url + "/v1/admin/policies/catalogue_regex", headers=h(CENTRAL)).status_code == 200
+
+
+def test_openapi_types_the_remaining_bodies(console_gw: Gateway) -> None:
+    """G15 (rest): hand-validated bodies are written out; strict ones (additionalProperties false) are refused
+    with the unknown field named, as the schema says."""
+    doc = httpx.get(console_gw.url + "/v1/admin/openapi.json").json()
+
+    def body(path: str, method: str) -> dict[str, Any]:
+        return doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    assert body("/v1/admin/session", "post")["required"] == ["token"]
+    row = body("/v1/admin/policies/{id}/data/{row}", "patch")
+    assert set(row["properties"]) == {"example", "compliance"} and row["additionalProperties"] is False
+    assert body("/v1/admin/policies/{id}/data", "post")["required"] == ["data"]
+    assert set(body("/v1/admin/feedback", "post")["properties"]) == {"record_id", "policy_id", "label", "compliance", "on"}
+    assert "threshold" in body("/v1/admin/policies/{id}", "patch")["properties"]
+    assert "rulesets" in body("/v1/admin/stages/{name}", "patch")["properties"]
+    assert "key" in body("/v1/admin/applications", "post")["properties"]
+    assert body("/v1/admin/applications/{id}/keys", "delete")["properties"]["keep"]["minimum"] == 0
+    untyped = sorted(f"{m.upper()} {p}" for p, ops in doc["paths"].items() for m, op in ops.items()
+                     if op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+                     == {"type": "object"})
+    assert all(u.endswith(("/train", "/pause", "/resume", "/apply-feedback", "/evaluate", "/adopt")) for u in untyped), untyped
+    for ref in _refs(doc):
+        assert ref.split("/")[-1] in doc["components"]["schemas"], ref
+    # the strict bodies refuse an unknown field by name
+    url = console_gw.url + "/v1/admin/feedback"
+    e = error(httpx.post(url, headers=h(CENTRAL), json={"record_id": "x", "policy_id": "config_words",
+                                                         "label": "PASS", "why": "typo"}), 400)
+    assert e["param"] == "why"
+    e = error(httpx.post(console_gw.url + "/v1/admin/applications", headers=h(CENTRAL),
+                         json={"id": "schema-app", "rate": 5}), 400)
+    assert e["param"] == "rate"

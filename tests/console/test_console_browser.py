@@ -213,6 +213,27 @@ def test_wizard_errors_land_on_their_fields(page: Any) -> None:
     expect(page.get_by_label("Patterns (one per line)")).to_have_value("unclosed(")  # the form keeps its input
 
 
+def test_wizard_types_come_from_the_catalogue(page: Any, console_gw: Gateway) -> None:
+    """G15: the type picker lists GET /v1/admin/policy-types (config-only types disabled) and a type without a
+    hand-made form gets one from its parameters (length: unit)."""
+    login(page, CENTRAL, "#/policies/new")
+    expect(page.get_by_label("Policy type").locator("option[value=length]")).to_have_count(1)
+    expect(page.get_by_label("Policy type").locator("option[value=code]")).to_be_disabled()
+    expect(page.get_by_label("Policy type").locator("option[value=relevance]")).to_contain_text("higher = compliant")
+    page.get_by_label("Policy type").select_option("length")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Policy id").fill("long_tokens")
+    page.get_by_label("unit (optional)").select_option("tokens")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_test_id("review-json")).to_contain_text('"unit": "tokens"')
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Policy long_tokens created")
+    r = httpx.get(console_gw.url + "/v1/admin/policies/long_tokens", headers=h(CENTRAL)).json()
+    assert (r["type"], r["unit"]) == ("length", "tokens")
+    assert httpx.delete(console_gw.url + "/v1/admin/policies/long_tokens", headers=h(CENTRAL)).status_code == 200
+
+
 def test_stage_editor_two_rulesets_reorder_pause_revert(page: Any, console_gw: Gateway) -> None:
     login(page, CENTRAL, "#/stages")
     page.get_by_role("button", name="New stage").click()
@@ -231,13 +252,22 @@ def test_stage_editor_two_rulesets_reorder_pause_revert(page: Any, console_gw: G
     second.get_by_label("Responses (one per line)").fill("I can't help with that.")
     page.get_by_role("button", name="Move ruleset 2 up").click()
     expect(page.locator("[data-ruleset='0']").get_by_label("Ruleset name")).to_have_value("words")
-    # a bad op for a rule is refused by the API and shown on that rule's field
-    page.locator("[data-ruleset='1']").get_by_label("Op").select_option("contains_any")
+    # G15: the metric catalogue offers only the operators the plan accepts on a metric, and its labels
+    words = page.locator("[data-ruleset='0']").get_by_label("Op").locator("option").all_inner_texts()
+    assert words[0] == "(policy threshold: gt 0.5)" and "contains_any" not in words, words
+    moved = page.locator("[data-ruleset='1']")  # length: a number, no policy threshold
+    ops = moved.get_by_label("Op").locator("option").all_inner_texts()
+    assert "gt" in ops and "contains_any" not in ops and "(policy threshold)" not in ops, ops
+    moved.get_by_label("Metric").select_option("pii")
+    assert "contains_any" in moved.get_by_label("Op").locator("option").all_inner_texts()
+    expect(moved.locator("[data-param='rulesets[1].rules[0].value'] .hint")).to_contain_text("EMAIL_ADDRESS")
+    moved.get_by_label("Metric").select_option("length")
+    # a bad value for a rule is refused by the API and shown on that rule's field
+    moved.get_by_label("Value").fill("lots")
     page.get_by_role("button", name="Create stage").click()
-    expect(page.locator("[data-error-for='rulesets[1].rules[0].value']")).to_contain_text(
-        "`contains_any` needs a metric that returns labels")
+    expect(page.locator("[data-error-for='rulesets[1].rules[0].value']")).to_contain_text("`gt` needs a number")
     expect(page.locator("[data-ruleset='1'] [data-param='rulesets[1].rules[0].value']")).to_have_class(re.compile("invalid"))
-    page.locator("[data-ruleset='1']").get_by_label("Op").select_option("gt")
+    moved.get_by_label("Value").fill("5000")
     page.get_by_role("button", name="Create stage").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("org-input")
     stage = httpx.get(console_gw.url + "/v1/admin/stages/org-input", headers=h(CENTRAL)).json()

@@ -71,13 +71,58 @@ export function PolicyList({ query }) {
     </tr>`)}</tbody></table></div>`;
 }
 
-function typeParams(d, set, err) {
+// G15: GET /v1/admin/policy-types: the type picker (grouped by family, config-only types disabled), the
+// PII entities and detectors offered, and a form for the types without a hand-made one (from their params).
+const FAMILIES = ["pattern", "measure", "model", "judge", "code"];
+function typeOptions(cat) {
+  if (!cat) return TYPES.map((t) => ({ value: t.value, label: (t.group ? t.group + " · " : "") + t.label, disabled: t.disabled }));
+  return [...cat].sort((a, b) => FAMILIES.indexOf(a.family) - FAMILIES.indexOf(b.family) || a.type.localeCompare(b.type))
+    .map((t) => ({ value: t.type, disabled: !t.writable, label: `${t.family} · ${t.type}: ${t.description}` +
+      (t.trainable ? " (trainable)" : "") + (t.score === "compliance" ? " (higher = compliant)" : "") + (t.writable ? "" : " (config file only)") }));
+}
+const paramsOf = (cat, type) => ((cat && cat.find((t) => t.type === type)) || { params: [] }).params.filter((p) => !p.config_only);
+const enumOf = (cat, type, name, fallback) => {
+  const p = paramsOf(cat, type).find((x) => x.name === name);
+  const s = p && (p.schema.enum || (p.schema.items && p.schema.items.enum));
+  return s || fallback;
+};
+const HAND_MADE = ["regex", "contains", "pii", "detector", "rubric", "classifier", "similar"];
+
+function genericParams(d, set, err, cat) {
+  return paramsOf(cat, d.type).map((p) => {
+    const value = (d.params || {})[p.name] ?? "";
+    const put = (v) => set({ params: { ...(d.params || {}), [p.name]: v } });
+    const label = p.name + (p.required ? "" : " (optional)");
+    const hint = p.description + (p.default !== undefined ? ` Default: ${JSON.stringify(p.default)}.` : "");
+    if (p.schema.enum || p.schema.type === "boolean")
+      return html`<${Select} label=${label} name=${p.name} value=${value} onChange=${put} err=${err} hint=${hint}
+        options=${[{ value: "", label: "(default)" }, ...(p.schema.enum || ["true", "false"]).map(String)]} />`;
+    if (p.schema.type === "array") return html`<${TextArea} label=${label + " (one per line)"} name=${p.name} value=${value} onInput=${put} err=${err} hint=${hint} />`;
+    return html`<${TextInput} type=${["integer", "number"].includes(p.schema.type) ? "number" : "text"} label=${label} name=${p.name} value=${value} onInput=${put} err=${err} hint=${hint} />`;
+  });
+}
+
+function genericBody(d, cat) {
+  const out = {};
+  for (const p of paramsOf(cat, d.type)) {
+    const v = (d.params || {})[p.name];
+    if (v === undefined || v === "") continue;
+    if (p.schema.type === "boolean") out[p.name] = v === "true";
+    else if (p.schema.type === "array") out[p.name] = lines(v);
+    else if (["integer", "number"].includes(p.schema.type)) out[p.name] = Number(v);
+    else out[p.name] = v;
+  }
+  return out;
+}
+
+function typeParams(d, set, err, cat) {
+  if (cat && !HAND_MADE.includes(d.type)) return genericParams(d, set, err, cat);
   switch (d.type) {
     case "regex": return html`<${TextArea} label="Patterns (one per line)" name="patterns" value=${d.patterns} onInput=${(v) => set({ patterns: v })} err=${err} />`;
     case "contains": return html`<${TextArea} label="Keywords (one per line)" name="keywords" value=${d.keywords} onInput=${(v) => set({ keywords: v })} err=${err} />`;
-    case "pii": return html`<${Field} label="Entities" name="entities" err=${err}><div class="row">${PII.map((e) => html`<label><input type="checkbox"
+    case "pii": return html`<${Field} label="Entities" name="entities" err=${err}><div class="row">${enumOf(cat, "pii", "entities", PII).map((e) => html`<label><input type="checkbox"
         checked=${(d.entities || []).includes(e)} onChange=${(ev) => set({ entities: ev.target.checked ? [...(d.entities || []), e] : (d.entities || []).filter((x) => x !== e) })} /> ${e}</label>`)}</div></${Field}>`;
-    case "detector": return html`<${Select} label="Detector" name="detector" value=${d.detector || "prompt_injection"} onChange=${(v) => set({ detector: v })} options=${["prompt_injection", "harmful", "toxicity"]} err=${err} />`;
+    case "detector": return html`<${Select} label="Detector" name="detector" value=${d.detector || "prompt_injection"} onChange=${(v) => set({ detector: v })} options=${enumOf(cat, "detector", "detector", ["prompt_injection", "harmful", "toxicity"])} err=${err} />`;
     case "rubric": return html`<${TextArea} label="Rubric" name="rubric" value=${d.rubric} onInput=${(v) => set({ rubric: v })} err=${err} />
       <${TextInput} label="Judge model" name="judge_model" value=${d.judge_model} onInput=${(v) => set({ judge_model: v })} err=${err} />`;
     case "classifier": case "similar": return html`
@@ -89,8 +134,9 @@ function typeParams(d, set, err) {
   }
 }
 
-function wizardBody(d) {
+function wizardBody(d, cat) {
   const body = { id: d.id, type: d.type, rule: d.rule || "", threshold: Number(d.threshold) };
+  if (cat && !HAND_MADE.includes(d.type)) Object.assign(body, genericBody(d, cat));
   if (d.type === "regex") body.patterns = lines(d.patterns);
   if (d.type === "contains") body.keywords = lines(d.keywords);
   if (d.type === "pii") body.entities = d.entities || [];
@@ -113,7 +159,9 @@ export function PolicyNew({ query }) {
   const [run, busy, err] = useAction();
   const [created, setCreated] = useState(null);
   const set = (x) => setD((o) => ({ ...o, ...x }));
-  const body = wizardBody(d);
+  const types = useApi("/v1/admin/policy-types");
+  const cat = types.data && types.data.data;
+  const body = wizardBody(d, cat);
   const create = () => run(async () => {
     try {
       const p = await api.post("/v1/admin/policies", body);
@@ -127,16 +175,16 @@ export function PolicyNew({ query }) {
   return html`<div><h1>New Policy</h1>
     <ol class="row" aria-label="steps">${steps.map((s, i) => html`<li class=${i === step ? "badge ready" : "badge"}>${i + 1}. ${s}</li>`)}</ol>
     ${step === 0 && html`<${Select} label="Policy type" name="type" value=${d.type} onChange=${(v) => set({ type: v })} err=${err}
-        options=${TYPES.map((t) => ({ value: t.value, label: (t.group ? t.group + " · " : "") + t.label, disabled: t.disabled }))} />`}
+        options=${typeOptions(cat)} />`}
     ${step === 1 && html`<div>
       <${TextInput} label="Policy id" name="id" value=${d.id} onInput=${(v) => set({ id: v })} err=${err} hint="a slug; usable as a metric name in stage rules" />
       <${TextArea} label="Rule (what the policy forbids)" name="rule" value=${d.rule} onInput=${(v) => set({ rule: v })} err=${err} />
-      ${typeParams(d, set, err)}</div>`}
+      ${typeParams(d, set, err, cat)}</div>`}
     ${step === 2 && html`<${TextInput} type="number" label="Threshold" name="threshold" value=${d.threshold} onInput=${(v) => set({ threshold: v })} err=${err}
         hint="0 to 1; violated above it. 0 = the calibrated threshold (model types)." />`}
     ${step === 3 && html`<div><h2>Review</h2><pre data-testid="review-json">${JSON.stringify(body, null, 2)}</pre>
       <${ShowApi} method="POST" path="/v1/admin/policies" body=${body} /></div>`}
-    <${ErrorBanner} err=${err} fields=${["id", "type", "rule", "threshold", "patterns", "keywords", "entities", "detector", "rubric", "judge_model", "examples", "allowed_behaviors", "disallowed_behaviors"]} />
+    <${ErrorBanner} err=${err} fields=${["id", "type", "rule", "threshold", "patterns", "keywords", "entities", "detector", "rubric", "judge_model", "examples", "allowed_behaviors", "disallowed_behaviors", ...paramsOf(cat, d.type).map((p) => p.name)]} />
     <div class="row">
       <a href="#/policies"><button class="secondary" type="button">Cancel</button></a>
       ${step > 0 && html`<button class="secondary" onClick=${() => setStep(step - 1)}>Back</button>`}

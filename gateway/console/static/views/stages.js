@@ -118,22 +118,33 @@ function fieldNames(d, withSettings) {
   return out;
 }
 
-function RulesetEditor({ d, setD, err, readOnly, metrics }) {
+// G15: the metric catalogue (GET /v1/admin/metrics) gives each metric's value kind, the operators the plan
+// accepts on it and its labels; without it (still loading) every operator is offered.
+function ruleOptions(r, catalogue) {
+  const m = catalogue && catalogue.find((x) => x.name === r.metric);
+  const ops = m ? [...m.ops] : [...OPS];
+  if (r.op && !ops.includes(r.op)) ops.push(r.op); // a stored rule keeps its operator on screen
+  const threshold = !m || m.source === "policy" ? [{ value: "", label: m && m.default ? `(policy threshold: ${m.default.op} ${m.default.value})` : "(policy threshold)" }] : [];
+  const labels = m && m.labels ? "labels: " + m.labels.join(", ") : m ? `a ${m.kind}` : "number, label, or labels separated by commas";
+  return { ops: [...threshold, ...ops], labels };
+}
+
+function RulesetEditor({ d, setD, err, readOnly, metrics, catalogue }) {
   const upd = (i, f) => setD({ ...d, rulesets: d.rulesets.map((rs, j) => j === i ? f(rs) : rs) });
   const move = (i, k) => { const a = d.rulesets.slice(); [a[i], a[i + k]] = [a[i + k], a[i]]; setD({ ...d, rulesets: a }); };
   return html`<div>
     <p class="muted">Rulesets in priority order: the first triggered ruleset's action applies. Rules inside a ruleset are AND-ed.</p>
     ${d.rulesets.map((rs, i) => html`<fieldset class="ruleset" data-ruleset=${i} disabled=${readOnly}><legend>Ruleset ${i + 1}</legend>
       <${TextInput} label="Ruleset name" name=${`rulesets[${i}].name`} value=${rs.name} onInput=${(v) => upd(i, (x) => ({ ...x, name: v }))} err=${err} />
-      ${rs.rules.map((r, k) => html`<div class="row" data-rule=${k}>
+      ${rs.rules.map((r, k) => { const o = ruleOptions(r, catalogue); return html`<div class="row" data-rule=${k}>
         <${Select} label="Metric" name=${`rulesets[${i}].rules[${k}].metric`} value=${r.metric} err=${err}
           options=${[{ value: "", label: "(choose)" }, ...metrics]} onChange=${(v) => upd(i, (x) => ({ ...x, rules: x.rules.map((y, m) => m === k ? { ...y, metric: v } : y) }))} />
         <${Select} label="Op" name=${`rulesets[${i}].rules[${k}].op`} value=${r.op} err=${err}
-          options=${[{ value: "", label: "(policy threshold)" }, ...OPS]} onChange=${(v) => upd(i, (x) => ({ ...x, rules: x.rules.map((y, m) => m === k ? { ...y, op: v } : y) }))} />
-        <${TextInput} label="Value" name=${`rulesets[${i}].rules[${k}].value`} value=${r.value} err=${err} hint="number, label, or labels separated by commas"
+          options=${o.ops} onChange=${(v) => upd(i, (x) => ({ ...x, rules: x.rules.map((y, m) => m === k ? { ...y, op: v } : y) }))} />
+        <${TextInput} label="Value" name=${`rulesets[${i}].rules[${k}].value`} value=${r.value} err=${err} hint=${o.labels}
           onInput=${(v) => upd(i, (x) => ({ ...x, rules: x.rules.map((y, m) => m === k ? { ...y, value: v } : y) }))} />
         ${!readOnly && html`<button class="secondary" onClick=${() => upd(i, (x) => ({ ...x, rules: x.rules.filter((_, m) => m !== k) }))}>Remove rule</button>`}
-      </div>`)}
+      </div>`; })}
       ${!readOnly && html`<button class="secondary" onClick=${() => upd(i, (x) => ({ ...x, rules: [...x.rules, { metric: "", op: "", value: "" }] }))}>Add rule</button>`}
       <${Select} label="Action" name=${`rulesets[${i}].action.type`} value=${rs.action.type} options=${ACTIONS} err=${err}
         onChange=${(v) => upd(i, (x) => ({ ...x, action: { ...x.action, type: v } }))} />
@@ -172,6 +183,7 @@ export function StagePage({ name, tab, isNew, query }) {
   const session = useSession();
   const { data: s, error, loading, reload } = useApi(isNew ? null : "/v1/admin/stages/" + enc(name));
   const policies = useApi("/v1/admin/policies");
+  const catalogue = useApi("/v1/admin/metrics");
   const [draft, setDraft] = useState(null);
   const [run, busy, err] = useAction();
   const [saved, setSaved] = useState(null);
@@ -181,7 +193,9 @@ export function StagePage({ name, tab, isNew, query }) {
     applications: session.central ? [] : [session.application], rulesets: [{ name: "ruleset-1", rules: [{ metric: "" }], action: { type: "block" } }] };
   const d = draft || toDraft(base);
   const readOnly = !isNew && !mayManage(session, s);
-  const metrics = [...BUILTINS, ...((policies.data && policies.data.data) || []).map((p) => p.id)];
+  const cat = catalogue.data && catalogue.data.data;
+  const metrics = cat ? cat.map((m) => ({ value: m.name, label: `${m.name} · ${m.source === "policy" ? m.type + " policy" : "built-in"} (${m.kind})` }))
+    : [...BUILTINS, ...((policies.data && policies.data.data) || []).map((p) => p.id)];
   const spec = fromDraft(d);
   const save = () => run(async () => {
     if (isNew) {
@@ -204,7 +218,7 @@ export function StagePage({ name, tab, isNew, query }) {
     ${readOnly && html`<p class="muted">Read-only${s.source === "config" ? ": defined in the config file; change it there." : ": " + (s.scope === "central" ? "only central tokens manage central stages." : "owned by " + s.owner + ".")}</p>`}
     ${(current === "rulesets" || current === "settings") && html`<div>
       ${(isNew || current === "settings") && html`<${Settings} d=${d} setD=${setDraft} err=${err} readOnly=${readOnly} session=${session} isNew=${isNew} />`}
-      ${current === "rulesets" && html`<${RulesetEditor} d=${d} setD=${setDraft} err=${err} readOnly=${readOnly} metrics=${metrics} />`}
+      ${current === "rulesets" && html`<${RulesetEditor} d=${d} setD=${setDraft} err=${err} readOnly=${readOnly} metrics=${metrics} catalogue=${cat} />`}
       <div class="row">${!readOnly && html`<button onClick=${save} disabled=${busy}>${isNew ? "Create stage" : "Save stage"}</button>`}
         <button class="secondary" onClick=${testIt} title="dry-run this stage as edited (unsaved) in the Playground">Test in Playground</button></div>
       ${saved && html`<div class="banner info" role="status">Saved as version ${saved}.</div>`}
