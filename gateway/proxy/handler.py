@@ -24,7 +24,8 @@ from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import Entry, KeyRing, bearer
 from gateway.proxy.limits import Cell, Limiter, Verdict
 from gateway.proxy.models import ModelCatalog
-from gateway.proxy.passthrough import PassThrough, acceptable, answers_with_text, reader, FORM_TEXT
+from gateway.proxy.passthrough import (FORM_MODEL, FORM_TEXT, JSON_ONLY, PassThrough, acceptable, answers_with_text,
+                                      reader)
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_too_deep, dumps_json, model_list,
                                   parse_request, request_too_deep, stream_error_event)
 from gateway.proxy.response_events import response_stream
@@ -275,7 +276,13 @@ class ProxyHandler:
                     raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
                 if not isinstance(payload, dict):
                     raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+        elif path in JSON_ONLY:  # its text would otherwise pass unread (and its model unchecked)
+            raise OpenAIError(415, f"/v1{path} takes a JSON body; send it with Content-Type: application/json.",
+                              code="unsupported_media_type")
         else:  # multipart, audio, anything else: streamed on as it arrives, never parsed
+            if path in FORM_MODEL and any(r is not None and r.models for r in (entry.app_rule, entry.key_rule)):
+                raise OpenAIError(403, f"This key may use only some models, and the gateway does not read the model "
+                                       f"field of a /v1{path} form upload.", code="model_not_allowed", param="model")
             body = self._stream_body(request, streamed)
         model = payload.get("model") if payload is not None and isinstance(payload.get("model"), str) else None
         await self._govern(entry, model, ex)

@@ -24,7 +24,7 @@ FORM_TEXT = frozenset({"/images/edits", "/audio/transcriptions", "/audio/transla
 # Routes whose answers carry model text or text from earlier requests, which the output stages never
 # see on a pass-through: refused while an output stage that may act applies.
 _OUTPUT_TEXT = tuple(re.compile(fnmatch.translate(g)) for g in (
-    "/responses/*", "/chat/completions/*", "/audio/transcriptions", "/audio/translations", "/files/*/content",
+    "/responses/*", "/chat/completions", "/chat/completions/*", "/audio/transcriptions", "/audio/translations", "/files/*/content",
     "/conversations*", "/threads*"))
 
 
@@ -56,11 +56,25 @@ class PassThrough:
 
 
 def acceptable(path: str) -> bool:
-    """A path under /v1 that may be passed: not the gateway's own, no empty, `.` or `..` segments (which
-    an upstream URL would resolve to another route than the glob matched)."""
+    """A path under /v1 (as decoded by the server) that may be passed: not the gateway's own, made of the
+    characters OpenAI's routes and ids use only (letters, digits, `_`, `-`, `.`, `/`), with no empty, `.`
+    or `..` segments. Anything else could reach the upstream as another route than the glob matched: a
+    `%2E%2E` encoded twice decodes to dot segments the upstream URL resolves, a `%3F` or `%23` decodes to a
+    query or fragment delimiter that cuts the path the checks read."""
     if not path.startswith("/") or any(path == r or path.startswith(r + "/") for r in RESERVED):
         return False
+    if _SAFE_PATH.fullmatch(path) is None:
+        return False
     return not any(seg in ("", ".", "..") for seg in path[1:].split("/"))
+
+
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_./-]+")
+# JSON-only routes whose body the input stages read: a body sent as anything else is refused (415), not
+# streamed on unread.
+JSON_ONLY = frozenset({"/images/generations", "/audio/speech"})
+# Form uploads that name a model in a form field the gateway does not read: refused where allowed models
+# are restricted, since the restriction could not be checked.
+FORM_MODEL = frozenset({"/images/edits", "/images/variations", "/audio/transcriptions", "/audio/translations"})
 
 
 def reader(path: str) -> str | None:

@@ -162,3 +162,60 @@ def test_through_the_real_server_upload_and_binary_answer(tmp_path: Path) -> Non
                 assert speech.read() == AUDIO
                 await client.close()
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/images/%252E%252E/chat/completions",             # decodes once to %2E%2E, which the upstream URL resolved
+    "/v1/images/%252e%252e/%252e%252e/anything",          # out of /v1 altogether
+    "/v1/images/generations%3F",                          # a decoded ? cut the path the checks read
+    "/v1/images/generations%23x",
+    "/v1/audio/transcriptions%3F",
+    "/v1/images/a%20b",
+])
+def test_paths_that_could_reach_another_route_are_not_passed(tmp_path: Path, path: str) -> None:
+    """Found by a review: a double-encoded dot segment passed the glob and the checks, then the upstream
+    URL resolved it to /v1/chat/completions with the upstream's key and no input stage; a %3F or %23 made
+    the checks read one path and the upstream get another."""
+    async def go() -> tuple[int, int]:
+        async with serve_fake(Fake("oa")) as fake:
+            async with in_process(config(fake), tmp_path) as (_, http):
+                r = await http.post(path, headers=AUTH, json={
+                    "model": "gpt-4o", "prompt": "something forbidden, mail bob@example.com",
+                    "messages": [{"role": "user", "content": "something forbidden"}]})
+                return r.status_code, len(fake.seen)
+
+    status, reached = asyncio.run(go())
+    assert status in (400, 404) and reached == 0
+
+
+def test_json_routes_refuse_other_bodies_and_form_models_are_checked(tmp_path: Path) -> None:
+    """A JSON-only route sent as text/plain was streamed on unread (its prompt past the input stages, its
+    model past the allowed list); a form upload's model field cannot be checked under a model restriction."""
+    async def go() -> None:
+        app = "{id: a, keys: [k-1], models: ['gpt-4o-mini']}"
+        async with serve_fake(Fake("oa")) as fake:
+            async with in_process(config(fake, app=app), tmp_path) as (_, http):
+                body = b'{"model": "dall-e-3", "prompt": "something forbidden"}'
+                for ctype in ("text/plain", None):
+                    headers = {**AUTH, **({"content-type": ctype} if ctype else {})}
+                    r = await http.post("/v1/images/generations", headers=headers, content=body)
+                    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
+                r = await http.post("/v1/audio/transcriptions", headers=AUTH,
+                                    files={"file": ("a.mp3", AUDIO)}, data={"model": "whisper-1"})
+                assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed", r.text
+                assert fake.seen == []
+    asyncio.run(go())
+
+
+def test_the_stored_chat_completions_list_is_refused_under_output_stages(tmp_path: Path) -> None:
+    """GET /v1/chat/completions lists stored completions (model text) that output stages would never read."""
+    async def go() -> int:
+        async with serve_fake(Fake("oa")) as fake:
+            out = ("  - name: out\n    on: output\n    scope: central\n"
+                   "    rulesets: [{name: banned, rules: [{metric: banned}], action: {type: block}}]\n")
+            cfg = config(fake, extra=STAGES + out).replace("'/responses/*']", "'/responses/*', '/chat/*']")
+            async with in_process(cfg, tmp_path) as (_, http):
+                r = await http.get("/v1/chat/completions", headers=AUTH)
+                assert fake.seen == [], "the stored completions were fetched"
+                return r.status_code if r.json()["error"]["code"] == "unguarded_passthrough" else -r.status_code
+    assert asyncio.run(go()) == 403
