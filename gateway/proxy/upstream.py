@@ -142,9 +142,11 @@ class Upstream:
         if cfg.kind != "azure":
             return URL(cfg.base_url + path)
         if model is not None and path in AZURE_DEPLOYMENT_PATHS:
-            deployment = cfg.deployments.get(model, model)
+            deployment = quote(cfg.deployments.get(model, model), safe="")
+            if deployment.strip(".") == "":  # a client's model "." or "..": kept a segment the URL never resolves
+                deployment = deployment.replace(".", "%2E") or "%20"
             return URL(cfg.base_url + "/openai/deployments/").join(URL(
-                quote(deployment, safe="") + path, encoded=True)).with_query({"api-version": cfg.api_version or ""})
+                deployment + path, encoded=True)).with_query({"api-version": cfg.api_version or ""})
         return URL(cfg.base_url + "/openai/v1" + path)
 
     def body_model(self, path: str, model: str | None) -> str | None:

@@ -76,3 +76,16 @@ def test_azure_config_needs_api_version_and_keeps_it_to_azure() -> None:
     other = "upstreams:\n  - {name: o, base_url: 'https://x/v1', api_version: '1', models: ['*']}\n"
     with pytest.raises(ConfigError, match="azure"):
         parse_config(other, "x.yaml", {}, check=plan_issues)
+
+
+@pytest.mark.parametrize("model,segment", [("..", "%2E%2E"), (".", "%2E"), ("a/b", "a%2Fb"), ("gpt-4o", "gpt-4o")])
+def test_a_clients_model_stays_one_deployment_segment(model: str, segment: str) -> None:
+    """Found by a review: a model '..' (with a '*' glob, the model is the deployment name) made the URL
+    resolve one level up, to /openai/chat/completions."""
+    from gateway.config.schema import UpstreamConfig
+    from gateway.proxy.upstream import make_upstream
+
+    up = make_upstream(UpstreamConfig(name="az", kind="azure", base_url="https://r.openai.azure.com",
+                                      api_version="2024-10-21", models=("*",)))
+    url = str(up._make_url("/chat/completions", model))
+    assert url == f"https://r.openai.azure.com/openai/deployments/{segment}/chat/completions?api-version=2024-10-21"
