@@ -180,7 +180,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Gatew
         # that came back with less than the plan (`regressed`) leaves the replica ready: it enforces its
         # last good plan, and taking every replica out of the load balancer would be an outage.
         if not registry.loaded:
-            store = f"not loaded: {registry.degraded or 'loading'}"
+            store = f"not loaded: {registry.degraded or registry.unloadable or 'loading'}"
         elif registry.regressed:
             store = f"regressed: {registry.regressed}"
         else:

@@ -140,6 +140,7 @@ class Registry:
         self.loaded = False                    # read the store at least once (else: not ready, fail closed)
         self.regressed: str | None = None      # why the store's content is not adopted, if it is not
         self.refused = 0                       # guarded requests refused before the store was loaded
+        self.unloadable: str | None = None     # why a first read of the store could not be enforced
         self._documents: frozenset[tuple[str, str]] = frozenset()  # (kind, id) in the adopted snapshot
         self._rejected = -1                    # the regressed store's revision last looked at
         self.cache = PolicyCache()
@@ -304,6 +305,9 @@ class Registry:
                     raise
                 log.error("stored policies do not compile; keeping the running plan",
                           extra={"fields": {"param": err.param, "error": err.message}})
+                if not self.loaded:  # no plan of the store's to keep: stay not loaded (fail closed), say why
+                    self.unloadable = f"the stored policies do not compile ({err.param}: {err.message})"
+                    return False
                 self.revision = revision
                 self._documents = self._keys(snapshot)
                 self.regressed = None
@@ -320,6 +324,7 @@ class Registry:
             self.revision = revision
             self._documents = self._keys(snapshot)
             self.regressed = None
+            self.unloadable = None
             self.loaded = True
             self.swaps += 1
             return True

@@ -298,3 +298,25 @@ def test_a_revision_that_goes_back_is_not_adopted_until_it_passes(prefix: str) -
         finally:
             await store.close()
     asyncio.run(body())
+
+
+def test_a_first_read_that_does_not_compile_is_not_loaded(prefix: str) -> None:
+    """Found by a review: a replica whose first read of the store met one document that does not compile
+    (a stage naming a missing policy: a race between two admins, a model file missing on one node) set
+    itself loaded with none of the stored stages and reported ready. It stays not loaded (guarded traffic
+    refused, /readyz 503 saying why) until the store compiles."""
+    async def body() -> None:
+        store = open_store("redis://127.0.0.1:6379/0", prefix=prefix)
+        reg = _registry(store)
+        try:
+            await store.put("policy", _policy(0), "central")
+            await store.put("stage", {"id": "s", "owner": "central", "applications": ["a"], "spec": {
+                "name": "s", "on": "input", "rulesets": [{"name": "r", "rules": [{"metric": "missing"}]}]}}, "central")
+            assert not await reg.load()
+            assert not reg.loaded and reg.unloadable and "missing" in reg.unloadable
+            await store.put("stage", {"id": "s", "owner": "central", "applications": ["a"], "spec": {
+                "name": "s", "on": "input", "rulesets": [{"name": "r", "rules": [{"metric": "p0"}]}]}}, "central")
+            assert await reg.load() and reg.loaded and reg.unloadable is None
+        finally:
+            await store.close()
+    asyncio.run(body())
