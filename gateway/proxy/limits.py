@@ -31,7 +31,8 @@ WINDOW_S = 60.0
 _REDIS_TIMEOUT_S = 0.05
 _RETRY_REDIS_S = 1.0
 
-# KEYS: one cell per limit. ARGV: for each limit, its limit, the cost checked and the cost debited.
+# KEYS: one cell per limit. ARGV: for each limit, its limit, the cost checked and the cost debited (a
+# check of 0 is a debit after the fact, e.g. the tokens an answer used: always written, never refused).
 # Returns {denied (1-based index of the first limit without room, 0 if none), wait in ms, then per limit
 # remaining and ms until the cell is full again}. Time comes from Redis, shared by all replicas.
 LUA = b"""
@@ -45,8 +46,8 @@ for i = 1, #KEYS do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then tat = now end
   local over = tat + T * check - now - 60
-  if over > 0.000001 and denied == 0 then denied = i end
-  if over > wait then wait = over end
+  if check > 0 and over > 0.000001 and denied == 0 then denied = i end
+  if check > 0 and over > wait then wait = over end
   tats[i] = tat + T * debit
   out[2*i+1] = math.max(math.floor((60 - (tats[i] - now)) / T), 0)
   out[2*i+2] = math.ceil((tats[i] - now) * 1000)
@@ -120,9 +121,10 @@ class LocalCells:
             t = WINDOW_S / cell.limit
             tat = max(self._tat.get(cell.key, 0.0), now)
             over = tat + t * check[i] - now - WINDOW_S
-            if over > 1e-6 and not denied:
+            if check[i] > 0 and over > 1e-6 and not denied:  # a debit alone (check 0) is never refused
                 denied = i + 1
-            wait = max(wait, over)
+            if check[i] > 0:
+                wait = max(wait, over)
             tats.append(tat + t * debit[i])
             out += [max(math.floor((WINDOW_S - (tats[i] - now)) / t), 0), math.ceil((tats[i] - now) * 1000)]
         if not denied:
