@@ -38,13 +38,13 @@ from gateway.proxy.limits import Limiter
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, Endpoint, OpenAIError
 from gateway.wire import JSON, RawResponse
 from gateway.guard.monitor import MonitorLog
-from gateway.guard.plan import build_plan, plan_issues
+from gateway.guard.plan import PlanCheck, build_plan
 from gateway.metrics.pii import PiiMetric
 from gateway.proxy.corrector import make_completer
 from gateway.proxy.routing import Routing
 from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.upstream import Router, make_upstream
-from gateway.scoring import runtime as scoring_runtime
+from gateway.scoring.runtime import ScoringRuntime
 from gateway.scrub import SecretScrubber
 from gateway.settings import Settings
 from gateway.store import StoreError, open_store
@@ -130,20 +130,29 @@ _NOT_LOADED = RawResponse(503, [JSON, (b"retry-after", b"1")], OpenAIError(
          "retry shortly.", type="server_error", code="policies_not_loaded").body())
 
 
-def create_app(settings: Settings, config: GatewayConfig | None = None) -> GatewayApp:
-    """Build the ASGI app; `config` defaults to loading `settings.config_path` (raises ConfigError)."""
-    config = config if config is not None else load_config(settings.config_path, check=plan_issues)
-    telemetry = Telemetry(scoring=scoring_runtime.current)
+def create_app(settings: Settings, config: GatewayConfig | None = None,
+               scoring: ScoringRuntime | None = None) -> GatewayApp:
+    """Build the ASGI app; `config` defaults to loading `settings.config_path` (raises ConfigError).
+
+    The app owns its models: `scoring` (default: a new runtime with the config's `scoring` settings) is
+    what every model-based metric of its plans scores with. A caller that compiled the config already
+    (`PlanCheck`) passes the runtime it used, so the models it loaded do not load again."""
+    if config is None:
+        check = PlanCheck()
+        config = load_config(settings.config_path, check=check)
+        scoring = scoring if scoring is not None else check.runtime
+    runtime = scoring if scoring is not None else ScoringRuntime(config.scoring)
+    telemetry = Telemetry(scoring=lambda: runtime)
     upstreams = [make_upstream(u) for u in config.upstreams]
     router = Router(upstreams)
     monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)
     complete = make_completer(Routing(upstreams, config.routing))  # groups and aliases serve correctors too
     scrub = SecretScrubber.from_upstreams(config.upstreams)  # the upstreams' secrets, out of errors and logs
-    flow = GuardFlow(build_plan(config), telemetry, monitor, complete, scrub)
+    flow = GuardFlow(build_plan(config, runtime=runtime), telemetry, monitor, complete, scrub)
     limits_url = config.store.url if (config.store.url or "").startswith("redis://") else None
     handler = ProxyHandler(config, upstreams, router, telemetry, flow, scrub, Limiter(limits_url, config.store.prefix))
     registry = Registry(config, open_store(store_url(config, settings.config_path), config.store.prefix,
-                                           config.store.max_records, config.store.timeout_s), flow)
+                                           config.store.max_records, config.store.timeout_s), flow, runtime)
     telemetry.registry.register(RegistryCollector(registry, monitor))
     state = {"ready": False}
 

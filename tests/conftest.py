@@ -100,6 +100,15 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture(scope="session")
+def scoring_runtime():  # -> gateway.scoring.runtime.ScoringRuntime
+    """The tests' own scoring runtime (default settings), shared by the session so that the encoder and
+    the heads load once: no module of the gateway holds one; the app builds its own (create_app)."""
+    from gateway.scoring.runtime import ScoringRuntime
+
+    return ScoringRuntime()
+
+
+@pytest.fixture(scope="session")
 def upstream(recorder: Recorder) -> Iterator[str]:
     server = ServerThread(create_upstream(recorder), free_port())
     server.start()

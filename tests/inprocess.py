@@ -14,7 +14,7 @@ import httpx
 
 from gateway.app import GatewayApp, create_app
 from gateway.config.loader import parse_config
-from gateway.guard.plan import plan_issues
+from gateway.guard.plan import PlanCheck
 from gateway.settings import Settings
 
 
@@ -24,7 +24,9 @@ async def in_process(config_yaml: str, tmp: Path,
     """The app for `config_yaml` (its store: SQLite under `tmp`), started, and a client bound to it."""
     path = tmp / "gateway.yaml"
     path.write_text(config_yaml)
-    app = create_app(Settings(config_path=str(path)), parse_config(config_yaml, str(path), env or {}, check=plan_issues))
+    check = PlanCheck()  # the app reuses the scoring runtime its config was checked with
+    config = parse_config(config_yaml, str(path), env or {}, check=check)
+    app = create_app(Settings(config_path=str(path)), config, check.runtime)
     async with app.starlette.router.lifespan_context(app.starlette):
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.config.guard_schema import PolicySpec  # noqa: E402
 from gateway.metrics.context import EVAL_CONTEXT, EvalContext  # noqa: E402
 from gateway.guard.policy import compile_policy  # noqa: E402
+from gateway.scoring.runtime import ScoringRuntime  # noqa: E402
 
 WORDS = ("company revenue quarter growth customer product market team report increase decline service "
          "price cost project plan result data system network region office contract supply demand sales "
@@ -64,9 +65,10 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(7)
     lengths = [int(x) for x in args.context_words.split(",")]
+    runtime = ScoringRuntime()  # the bench's own: one encoder for every policy it times
     for kind in args.types.split(","):
         extra = {"knowledge": "context"} if kind == "factual" else {}
-        policy = compile_policy(PolicySpec(id=kind, type=kind, threshold=0.0, **extra))
+        policy = compile_policy(PolicySpec(id=kind, type=kind, threshold=0.0, **extra), runtime)
         asyncio.run(run(policy, args.answer_words, 200, 3, rng))  # warm-up: the encoder loads
         print(f"{kind}: {args.answer_words}-word answer, {args.runs} runs per context length (fresh texts)")
         for words in lengths:

@@ -144,7 +144,7 @@ def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
 
     def compile_one(spec: StageSpec, param: str) -> Stage:
         issues: list[ConfigIssue] = []
-        compiled = compile_stages([spec], registry.flow.plan.policies, (param,), issues)
+        compiled = compile_stages([spec], registry.flow.plan.policies, (param,), issues, registry.runtime)
         if issues:
             path = issues[0].path.replace(f"{param}[0]", param, 1)
             raise _bad(path, issues[0].message)

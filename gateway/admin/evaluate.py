@@ -69,7 +69,7 @@ def select_policies(request: EvaluateRequest, plan: GuardPlan, default_ids: list
         if denied is not None:
             raise EvaluateError(format_path(("override_policy", i, *denied.path)), denied.message)
         try:
-            out.append(compile_policy(spec))
+            out.append(compile_policy(spec, plan.runtime))
         except ParamError as err:
             raise EvaluateError(format_path(("override_policy", i, *err.path)), err.message) from None
     return out

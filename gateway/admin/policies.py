@@ -25,6 +25,7 @@ from gateway.admin.console_api import refuse_unknown_query
 from gateway.admin.common import Handler, acting_on, ok, owner, read_json, revert_to, versions_of, wrap
 from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
+from gateway.scoring.runtime import ScoringRuntime
 from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Example, StoreError, Version
 from gateway.store.base import ACTIVE_JOB, record_key
@@ -35,7 +36,7 @@ HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
 
 
-def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]:
+def train_version(body: dict[str, Any], stored: list[Example], runtime: ScoringRuntime) -> dict[str, Any]:
     """The next version of a policy trained on its definition and its stored training data (blocking).
 
     classifier: a head (logistic regression on the shared encoder) with held-out (5-fold) metrics and
@@ -45,7 +46,6 @@ def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]
 
     from gateway.config.guard_schema import PolicySpec
     from gateway.metrics.model import head_to_dict, policy_examples, train_policy_head
-    from gateway.scoring.runtime import get_runtime
 
     definition = {k: v for k, v in body.items() if k not in ("owner", "head", "trained", "training_examples")}
     spec = PolicySpec.model_validate(definition)
@@ -60,7 +60,7 @@ def train_version(body: dict[str, Any], stored: list[Example]) -> dict[str, Any]
     out = dict(body)
     if body.get("type") == "classifier":
         started = time.perf_counter()
-        head = train_policy_head(spec.id, texts, labels, get_runtime())
+        head = train_policy_head(spec.id, texts, labels, runtime)
         out["head"] = head_to_dict(head)
         out["head"]["meta"]["train_seconds"] = round(time.perf_counter() - started, 2)
     else:
@@ -479,7 +479,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             if doc is None:
                 raise LookupError("the policy was deleted")
             stored_rows = await store.examples(policy_id)
-            body = await asyncio.to_thread(train_version, doc.body, stored_rows)
+            body = await asyncio.to_thread(train_version, doc.body, stored_rows, registry.runtime)
             new = await registry.write("policy", body, author)
             await stop(beating)
             await save(policy_id, status="ready", version=new.version, finished=time.time(),

@@ -40,8 +40,9 @@ from gateway.admin import limits
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.config.schema import ApplicationConfig, GatewayConfig, KeyRule
-from gateway.guard.plan import GuardPlan, compile_plan, prepare_scoring
+from gateway.guard.plan import GuardPlan, compile_plan
 from gateway.guard.policy import Policy, compile_policy, host_access
+from gateway.scoring.runtime import ScoringRuntime
 from gateway.store import NotFound, Store, StoreError, Version
 from gateway.store.base import revert_note
 from gateway.tasks import cancel_and_wait
@@ -62,7 +63,8 @@ class PolicyCache:
     Compiled policies are immutable and thread-safe, so one object serves every plan that holds the
     spec. Bounded (least recently used first out); failures are not cached."""
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, runtime: ScoringRuntime, size: int = 1024) -> None:
+        self.runtime = runtime  # what model-based policies score with
         self.size = size
         self._items: OrderedDict[str, Policy] = OrderedDict()
         self._lock = threading.Lock()
@@ -81,7 +83,7 @@ class PolicyCache:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return found
-        policy = compile_policy(spec)  # outside the lock: another compile may run beside it
+        policy = compile_policy(spec, self.runtime)  # outside the lock: another compile may run beside it
         with self._lock:
             self.misses += 1
             self._items[key] = policy
@@ -131,7 +133,9 @@ def _policy_spec(body: dict[str, Any]) -> PolicySpec:
 
 
 class Registry:
-    def __init__(self, config: GatewayConfig, store: Store, flow: Any) -> None:
+    def __init__(self, config: GatewayConfig, store: Store, flow: Any, runtime: ScoringRuntime | None = None) -> None:
+        # what model-based policies score with: the app's (default: a new one with the config's settings)
+        self.runtime = runtime if runtime is not None else ScoringRuntime(config.scoring)
         self.config = config
         self.store = store
         self.flow = flow
@@ -143,7 +147,7 @@ class Registry:
         self.unloadable: str | None = None     # why a first read of the store could not be enforced
         self._documents: frozenset[tuple[str, str]] = frozenset()  # (kind, id) in the adopted snapshot
         self._rejected = -1                    # the regressed store's revision last looked at
-        self.cache = PolicyCache()
+        self.cache = PolicyCache(self.runtime)
         self.last_sync = 0.0
         self.swaps = 0
         self._lock = asyncio.Lock()
@@ -201,9 +205,8 @@ class Registry:
             stages.append(stage)
             for app in doc.body.get("applications", []):
                 app_stages.setdefault(app, []).append(stage.name)
-        prepare_scoring(self.config)
         self.cache.size = max(1024, 2 * len(policies))
-        plan, more = compile_plan(policies, stages, app_stages, self.cache)
+        plan, more = compile_plan(policies, stages, app_stages, self.runtime, self.cache)
         # Name stored documents by id, not by their index in the merged lists.
         names = {f"policies[{i}]": f"store.policies.{p.id}" for i, p in enumerate(policies)
                  if i >= len(self.config.policies)}
@@ -231,7 +234,7 @@ class Registry:
             if doc is None or doc.body.get("paused"):
                 continue
             spec = StageSpec.model_validate(doc.body["spec"])
-            compiled = compile_stages([spec], compiled_policies, ("store", "pins", pin.id), issues)
+            compiled = compile_stages([spec], compiled_policies, ("store", "pins", pin.id), issues, self.runtime)
             if not compiled:
                 continue
             [old] = compiled

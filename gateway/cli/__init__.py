@@ -11,10 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.settings import DEFAULT_CONFIG, Settings
+
+if TYPE_CHECKING:
+    from gateway.scoring.runtime import ScoringRuntime
 
 # The example config, installed with the package: `demo` uses it when no other config is named and there
 # is no config/gateway.yaml in the current directory (config/gateway.yaml in the repository is a copy).
@@ -83,15 +87,17 @@ def _settings(args: argparse.Namespace) -> Settings:
                                           log_level=args.log_level)
 
 
-def _load(path: str) -> GatewayConfig:
-    """The config at `path` with its plan compiled: every schema, cross-check and plan error in one run."""
-    from gateway.guard.plan import plan_issues  # the engine loads only for the commands that read a config
+def _load(path: str) -> tuple[GatewayConfig, ScoringRuntime | None]:
+    """The config at `path` with its plan compiled: every schema, cross-check and plan error in one run;
+    with the scoring runtime the plan compiled with (the app serving the config reuses its models)."""
+    from gateway.guard.plan import PlanCheck  # the engine loads only for the commands that read a config
 
-    return load_config(path, check=plan_issues)
+    check = PlanCheck()
+    return load_config(path, check=check), check.runtime
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args.path)
+    config, _ = _load(args.path)
     print(f"{args.path}: OK ({_summary(config)})")
     return 0
 
@@ -99,8 +105,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _models_in_background()
-    config = _load(settings.config_path)
-    _run_gateway(settings, config)
+    config, scoring = _load(settings.config_path)
+    _run_gateway(settings, config, scoring)
     return 0
 
 
@@ -138,7 +144,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ["UPSTREAM_BASE_URL"] = f"http://127.0.0.1:{echo_port}/v1"
     os.environ.pop("UPSTREAM_API_KEY", None)
     settings = _settings(args)
-    config = _load(settings.config_path)
+    config, scoring = _load(settings.config_path)
     host = settings.host or config.server.host
     port = settings.port or config.server.port
     key = config.applications[0].keys[0] if config.applications else "<no application configured>"
@@ -147,7 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                  trigger=TRIGGER, console=f"Console: {console}" if console else
                                  "Console: off (no admin.tokens, or server.console: false)")
     try:
-        _run_gateway(settings, config, on_started=lambda: print(banner, file=sys.stderr, flush=True))
+        _run_gateway(settings, config, scoring, on_started=lambda: print(banner, file=sys.stderr, flush=True))
     finally:
         echo.should_exit = True
         thread.join(timeout=5)
@@ -196,13 +202,14 @@ _DEMO_BANNER = """
 """
 
 
-def _run_gateway(settings: Settings, config: GatewayConfig, on_started: Callable[[], None] | None = None) -> None:
+def _run_gateway(settings: Settings, config: GatewayConfig, scoring: ScoringRuntime | None,
+                 on_started: Callable[[], None] | None = None) -> None:
     from gateway.app import create_app
     from gateway.serving import HttpLimits, run_server
     from gateway.telemetry import configure_logging
 
     configure_logging(settings.log_level)
-    app, server = create_app(settings, config), config.server
+    app, server = create_app(settings, config, scoring), config.server
     limits = HttpLimits(server.max_header_bytes, server.max_headers, server.header_timeout_s, server.body_timeout_s)
     rejected = app.state.telemetry.http_rejected
     run_server(app, settings.host or server.host, settings.port or server.port,

@@ -7,9 +7,12 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gateway.config.schema import ScoringConfig
+
+if TYPE_CHECKING:
+    from gateway.scoring.runtime import ScoringRuntime
 
 
 def add_models_parser(sub: Any) -> None:
@@ -174,31 +177,29 @@ def _evaluate_hallucination(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from gateway.config import load_config
-    from gateway.guard.plan import plan_issues
+    from gateway.guard.plan import PlanCheck
+    from gateway.scoring.runtime import ScoringRuntime
 
-    config = load_config(args.config, check=plan_issues) if args.config else None
-    metric = _metric(args.metric, config)
+    check = PlanCheck()  # the command's own scoring runtime: the one the config's plan compiled with
+    config = load_config(args.config, check=check) if args.config else None
+    metric = _metric(args.metric, config, check.runtime or ScoringRuntime())
     return asyncio.run(_score_lines(metric, sys.stdin, sys.stdout, max(1, args.batch)))
 
 
-def _metric(name: str, config: Any) -> Any:
-    """A policy of the config, or a built-in metric, as the gateway would measure it."""
+def _metric(name: str, config: Any, runtime: ScoringRuntime) -> Any:
+    """A policy of the config, or a built-in metric, as the gateway would measure it (models score with
+    `runtime`, built with the config's `scoring` settings when there is a config)."""
     from gateway.config.errors import ConfigError, ConfigIssue
     from gateway.guard.plan import build_plan
-    from gateway.metrics import BUILTINS, KINDS
+    from gateway.metrics import BUILTINS, make_metric
 
-    if config is not None:
-        plan = build_plan(config)
-        if name in plan.policies:
-            return plan.policies[name].as_metric()
+    plan = build_plan(config, runtime=runtime) if config is not None else None
+    if plan is not None and name in plan.policies:
+        return plan.policies[name].as_metric()
     if name in BUILTINS:
         kind, params = BUILTINS[name]
-        if kind == "detector" and config is not None:
-            from gateway.scoring.runtime import configure
-
-            configure(config.scoring)
-        return KINDS[kind][0](params)
-    known = sorted({*BUILTINS, *(build_plan(config).policies if config else ())})
+        return make_metric(kind, params, runtime)
+    known = sorted({*BUILTINS, *(plan.policies if plan is not None else ())})
     raise ConfigError("--metric", [ConfigIssue("metric", f"unknown metric {name!r}; known: {', '.join(known)}")])
 
 

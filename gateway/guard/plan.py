@@ -11,9 +11,10 @@ from gateway.config.errors import ConfigError, ConfigIssue, format_path
 from gateway.config.guard_schema import ActionSpec, PolicySpec, RuleSpec, StageSpec
 from gateway.config.schema import GatewayConfig
 from gateway.guard.operators import OPERATORS, check_target
-from gateway.guard.policy import MODEL_TYPES, Policy, compile_policy
+from gateway.guard.policy import Policy, compile_policy
 from gateway.metrics.types import Metric, MetricValue, ParamError
-from gateway.metrics import BUILTINS, KINDS
+from gateway.metrics import BUILTINS, KINDS, make_metric
+from gateway.scoring.runtime import ScoringRuntime  # loads no model: the runtime loads them on first use
 
 log = logging.getLogger("gateway.guard")
 
@@ -84,6 +85,9 @@ class GuardPlan:
     policies: Mapping[str, Policy]
     stages: Mapping[str, Stage]
     central: Mapping[str, tuple[Stage, ...]]                 # on -> central stages, in config order
+    # what its model-based metrics score with; stages compiled later against this plan (a request's,
+    # a dry run's, a pinned version) use it too
+    runtime: ScoringRuntime
     by_app: Mapping[str, Mapping[str, tuple[Stage, ...]]] = field(default_factory=dict)
     # Applications that pinned a central stage to an older version see their own central list.
     central_by_app: Mapping[str, Mapping[str, tuple[Stage, ...]]] = field(default_factory=dict)
@@ -104,45 +108,47 @@ class GuardPlan:
         return not self.stages
 
 
-def build_plan(config: GatewayConfig, source: str = "config") -> GuardPlan:
-    """The plan for a validated config; raises ConfigError if a policy or stage does not compile."""
-    prepare_scoring(config)
-    plan, issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications})
+def build_plan(config: GatewayConfig, source: str = "config", runtime: ScoringRuntime | None = None) -> GuardPlan:
+    """The plan for a validated config, scoring with `runtime` (default: a new one with the config's
+    `scoring` settings); raises ConfigError if a policy or stage does not compile."""
+    plan, issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications},
+                                runtime if runtime is not None else ScoringRuntime(config.scoring))
     if issues:
         raise ConfigError(source, issues)
     return plan
 
 
-def plan_issues(config: GatewayConfig) -> list[ConfigIssue]:
+def plan_issues(config: GatewayConfig, runtime: ScoringRuntime | None = None) -> list[ConfigIssue]:
     """What the config's policies and stages fail to compile into a plan: `load_config`'s `check`, so
-    that one run reports the schema's, the cross-checks' and the plan's errors together."""
-    prepare_scoring(config)
-    _, issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications})
+    that one run reports the schema's, the cross-checks' and the plan's errors together. Model-based
+    policies compile with `runtime` (default: a new one with the config's `scoring` settings)."""
+    _, issues = compile_plan(config.policies, config.stages, {a.id: a.stages for a in config.applications},
+                             runtime if runtime is not None else ScoringRuntime(config.scoring))
     return issues
 
 
-MODEL_METRICS = frozenset({"prompt_injection", "harmful", "toxicity"})
+class PlanCheck:
+    """`load_config`'s `check` (plan_issues) that keeps the scoring runtime it compiled the plan with, so
+    that the app serving the config reuses it (`create_app(..., scoring=check.runtime)`) and the models
+    the check loaded do not load twice."""
 
+    def __init__(self) -> None:
+        self.runtime: ScoringRuntime | None = None
 
-def prepare_scoring(config: GatewayConfig) -> None:
-    """Apply the config's `scoring` settings before its model-based policies compile."""
-    if _uses_models(config):
-        from gateway.scoring.runtime import configure  # onnxruntime loads only for configs that use models
-
-        configure(config.scoring)
-
-
-def _uses_models(config: GatewayConfig) -> bool:
-    if any(p.type in MODEL_TYPES or p.type == "detector" for p in config.policies):
-        return True
-    return any(rule.metric in MODEL_METRICS for stage in config.stages for rs in stage.rulesets for rule in rs.rules)
+    def __call__(self, config: GatewayConfig) -> list[ConfigIssue]:
+        self.runtime = ScoringRuntime(config.scoring)
+        return plan_issues(config, self.runtime)
 
 
 def compile_plan(policies: Sequence[PolicySpec], stages: Sequence[StageSpec],
-                 app_stages: Mapping[str, Sequence[str]],
-                 compile_one: Callable[[PolicySpec], Policy] = compile_policy) -> tuple[GuardPlan, list[ConfigIssue]]:
-    """`compile_one` compiles one policy spec (the registry passes a cached one: a policy whose content did
-    not change is not compiled again)."""
+                 app_stages: Mapping[str, Sequence[str]], runtime: ScoringRuntime,
+                 compile_one: Callable[[PolicySpec], Policy] | None = None) -> tuple[GuardPlan, list[ConfigIssue]]:
+    """Model-based metrics score with `runtime`. `compile_one` compiles one policy spec (default:
+    compile_policy; the registry passes a cached one: a policy whose content did not change is not
+    compiled again)."""
+    if compile_one is None:
+        def compile_one(spec: PolicySpec) -> Policy:
+            return compile_policy(spec, runtime)
     issues: list[ConfigIssue] = []
     compiled_policies: dict[str, Policy] = {}
     for i, spec in enumerate(policies):
@@ -155,28 +161,29 @@ def compile_plan(policies: Sequence[PolicySpec], stages: Sequence[StageSpec],
             issues.append(ConfigIssue(format_path(("policies", i)),
                                       f"could not be compiled ({type(exc).__name__}: {str(exc)[:200]}); "
                                       "check its parameters"))
-    compiled = compile_stages(stages, compiled_policies, ("stages",), issues)
+    compiled = compile_stages(stages, compiled_policies, ("stages",), issues, runtime)
     central: dict[str, tuple[Stage, ...]] = {
         on: tuple(s for s in compiled if s.scope == "central" and s.on == on) for on in ("input", "output")}
     by_name = {s.name: s for s in compiled}
     by_app = {app: {on: tuple(by_name[n] for n in names if n in by_name and by_name[n].on == on)
                     for on in ("input", "output")} for app, names in app_stages.items()}
-    return GuardPlan(compiled_policies, by_name, central, by_app), issues
+    return GuardPlan(compiled_policies, by_name, central, runtime, by_app), issues
 
 
 def compile_stages(specs: Sequence[StageSpec], policies: Mapping[str, Policy], prefix: tuple[str | int, ...],
-                   issues: list[ConfigIssue]) -> list[Stage]:
-    """Compile stage specs; problems are appended to `issues` with paths under `prefix`."""
+                   issues: list[ConfigIssue], runtime: ScoringRuntime | None = None) -> list[Stage]:
+    """Compile stage specs; problems are appended to `issues` with paths under `prefix`. Built-in
+    detectors a rule names score with `runtime` (stages compiled against a plan pass `plan.runtime`)."""
     out = []
     for i, spec in enumerate(specs):
-        stage = _compile_stage(spec, policies, (*prefix, i), issues)
+        stage = _compile_stage(spec, policies, (*prefix, i), issues, runtime)
         if stage is not None:
             out.append(stage)
     return out
 
 
 def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[str | int, ...],
-                   issues: list[ConfigIssue]) -> Stage | None:
+                   issues: list[ConfigIssue], runtime: ScoringRuntime | None) -> Stage | None:
     before = len(issues)
     metrics: dict[str, Metric] = {}
     rulesets = []
@@ -189,7 +196,7 @@ def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[
             issues.append(ConfigIssue(format_path((*rs_path, "action", "type")),
                                       "`redact` changes the request, but a parallel stage runs after the request "
                                       "was sent upstream: use a stage without `parallel`"))
-        rules = [_compile_rule(rule, policies, metrics, (*rs_path, "rules", k), issues)
+        rules = [_compile_rule(rule, policies, metrics, (*rs_path, "rules", k), issues, runtime)
                  for k, rule in enumerate(rs.rules)]
         rulesets.append(Ruleset(rs.name, tuple(r for r in rules if r is not None), rs.action, rs.mode or spec.mode))
     if spec.parallel and spec.on != "input":
@@ -217,14 +224,14 @@ def _compile_stage(spec: StageSpec, policies: Mapping[str, Policy], path: tuple[
 
 
 def _compile_rule(rule: RuleSpec, policies: Mapping[str, Policy], metrics: dict[str, Metric],
-                  path: tuple[str | int, ...], issues: list[ConfigIssue]) -> Rule | None:
+                  path: tuple[str | int, ...], issues: list[ConfigIssue], runtime: ScoringRuntime | None) -> Rule | None:
     policy = policies.get(rule.metric)
     if policy is not None:
         metric, kind = policy.as_metric(), "score"
     elif rule.metric in BUILTINS:
         name, params = BUILTINS[rule.metric]
-        factory, kind = KINDS[name]
-        metric = factory(params)
+        kind = KINDS[name][1]
+        metric = make_metric(name, params, runtime)
     else:
         known = sorted({*policies, *BUILTINS})
         issues.append(ConfigIssue(format_path((*path, "metric")),

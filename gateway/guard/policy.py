@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.config.guard_schema import PolicySpec
 from gateway.metrics.types import Metric, MetricValue, ParamError, Span
 from gateway.metrics import KINDS
+
+if TYPE_CHECKING:  # onnxruntime loads only for configs that use models
+    from gateway.scoring.runtime import ScoringRuntime
 
 # Hallucination policies (seed 002) score compliance: higher is better, violated below the threshold.
 HIGHER_IS_COMPLIANT = frozenset({"relevance", "consistency", "factual"})
@@ -112,8 +116,10 @@ class _PolicyMetric:
         return MetricValue(result.risk, spans)
 
 
-def compile_policy(spec: PolicySpec) -> Policy:
-    """Build the policy's metric from its type parameters; raise ParamError with a path inside the policy."""
+def compile_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None) -> Policy:
+    """Build the policy's metric from its type parameters; raise ParamError with a path inside the policy.
+
+    Model-based types score with `runtime` (the app's, see gateway.app.create_app); the others need none."""
     if spec.type in JUDGE_TYPES:
         from gateway.metrics.judge import JudgeMetric
 
@@ -122,7 +128,7 @@ def compile_policy(spec: PolicySpec) -> Policy:
     if spec.type in MODEL_TYPES or spec.type == "detector":
         from gateway.metrics.model import compile_model_policy  # loads onnxruntime only when needed
 
-        metric, calibrated = compile_model_policy(spec)
+        metric, calibrated = compile_model_policy(spec, runtime)
         return Policy(spec.id, spec.type, spec.rule, spec.threshold, calibrated, metric)
     if spec.type not in KINDS:
         known = sorted({*KINDS, *MODEL_TYPES, *JUDGE_TYPES})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.metrics.types import Metric, MetricValue, ParamError
 from gateway.metrics.code import CodeMetric
@@ -11,6 +11,9 @@ from gateway.metrics.contains import ContainsMetric
 from gateway.metrics.length import LengthMetric
 from gateway.metrics.pii import PiiMetric
 from gateway.metrics.regex import RegexMetric
+
+if TYPE_CHECKING:  # onnxruntime and numpy load with the first model metric, not with this package
+    from gateway.scoring.runtime import ScoringRuntime
 
 Kind = Literal["score", "number", "labels", "any"]
 Factory = Callable[[Mapping[str, Any]], Metric]
@@ -33,14 +36,16 @@ def _code(params: Mapping[str, Any]) -> Metric:
     return _Blocking(CodeMetric.from_params(params))
 
 
-def _detector(params: Mapping[str, Any]) -> Metric:
+def _detector(params: Mapping[str, Any], runtime: ScoringRuntime | None = None) -> Metric:
     from gateway.scoring.detectors import DETECTORS  # onnxruntime loads only when a model metric is used
     from gateway.metrics.model import DetectorMetric
 
     name = params.get("detector")
     if name not in DETECTORS:
         raise ParamError(("detector",), f"must be one of {', '.join(DETECTORS)}")
-    return DetectorMetric.named(str(name))
+    if runtime is None:  # a caller's bug, not a config's: KINDS["detector"] called directly, not make_metric
+        raise TypeError("a detector scores with models: build it with make_metric and a scoring runtime")
+    return DetectorMetric.named(str(name), runtime)
 
 
 # Metric kinds a policy `type` or a rule `metric` may name, with the kind of value each returns.
@@ -53,6 +58,13 @@ KINDS: dict[str, tuple[Factory, Kind]] = {
     "detector": (_detector, "score"),
 }
 
+def make_metric(kind: str, params: Mapping[str, Any], runtime: ScoringRuntime | None) -> Metric:
+    """A metric of `kind` (a KINDS key) with `params`; model-based kinds score with `runtime`."""
+    if kind == "detector":
+        return _detector(params, runtime)
+    return KINDS[kind][0](params)
+
+
 # Metrics usable by name in a rule without a policy: (kind, params).
 BUILTINS: dict[str, tuple[str, dict[str, Any]]] = {
     "pii": ("pii", {}),
@@ -63,4 +75,4 @@ BUILTINS: dict[str, tuple[str, dict[str, Any]]] = {
     "toxicity": ("detector", {"detector": "toxicity"}),
 }
 
-__all__ = ["BUILTINS", "KINDS", "Factory", "Kind"]
+__all__ = ["BUILTINS", "KINDS", "Factory", "Kind", "make_metric"]

@@ -25,7 +25,7 @@ from gateway.text.views import detector_views
 from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.hallucination import SupportHead
 from gateway.scoring.heads import Head, fit_logistic, pooled
-from gateway.scoring.runtime import ScoringRuntime, get_runtime
+from gateway.scoring.runtime import ScoringRuntime
 from gateway.scoring.support import support_features
 
 BACKGROUND = Path(__file__).parent.parent / "scoring" / "weights" / "background.json"
@@ -65,9 +65,8 @@ class DetectorMetric(_ModelMetric):
         self.service.sentences = self.service.sentences or self.head.sentences
 
     @classmethod
-    def named(cls, name: str, runtime: ScoringRuntime | None = None) -> DetectorMetric:
-        rt = runtime or get_runtime()
-        return cls(rt.detector(name), rt)
+    def named(cls, name: str, runtime: ScoringRuntime) -> DetectorMetric:
+        return cls(runtime.detector(name), runtime)
 
     @property
     def _service(self) -> EmbeddingService:
@@ -372,12 +371,19 @@ def _knowledge(params: Mapping[str, Any]) -> str:
     return "context" if knowledge.strip() == "context" else knowledge
 
 
-def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None) -> tuple[Any, float]:
-    """(metric, calibrated threshold) for a model-based policy type; ParamError names the bad key."""
+def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None) -> tuple[Any, float]:
+    """(metric, calibrated threshold) for a model-based policy type, scored with `runtime` (a user's ONNX
+    classifier needs none); ParamError names the bad key."""
     from gateway.scoring.detectors import DETECTORS
 
-    rt = runtime or get_runtime()
     params: Mapping[str, Any] = spec.params
+    if spec.type == "onnx_classifier":
+        from gateway.metrics.onnx_classifier import OnnxClassifierMetric
+
+        return OnnxClassifierMetric.from_params(params), 0.5
+    if runtime is None:  # a caller's bug, not a config's
+        raise TypeError(f"a {spec.type} policy scores with models: compile it with a scoring runtime")
+    rt = runtime
     if spec.type == "jailbreak":
         metric = DetectorMetric.named("prompt_injection", rt)
         return metric, metric.head.threshold
@@ -419,8 +425,4 @@ def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None
         _ = rt.service
         support = rt.hallucination_heads()[spec.type]
         return ConsistencyMetric(rt, support, knowledge), support.threshold
-    if spec.type == "onnx_classifier":
-        from gateway.metrics.onnx_classifier import OnnxClassifierMetric
-
-        return OnnxClassifierMetric.from_params(params), 0.5
     raise ParamError(("type",), f"not a model-based type: {spec.type!r}")

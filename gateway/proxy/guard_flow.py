@@ -114,7 +114,7 @@ class GuardFlow:
             if spec.scope == "central":
                 issues.append(ConfigIssue(format_path((REQUEST_FIELD, i, "scope")),
                                           "a request may only add application stages"))
-        stages = compile_stages(specs, self.plan.policies, (REQUEST_FIELD,), issues)
+        stages = compile_stages(specs, self.plan.policies, (REQUEST_FIELD,), issues, self.plan.runtime)
         if issues:
             raise _bad_stages(issues[0].path, issues[0].message)
         if len(self._request_stages) >= _REQUEST_STAGE_CACHE:

@@ -1,8 +1,9 @@
-"""The process-wide scoring runtime: the shared encoder's embedding service (and the detectors' 3-layer
-one, when a detector uses it), loaded heads.
+"""The scoring runtime: the shared encoder's embedding service (and the detectors' 3-layer one, when a
+detector uses it), loaded heads.
 
-Plans compile policies against it; it is created from the config's `scoring` section the first time
-a model-based metric is compiled (at startup, never on a request), so the first request is not slow.
+No module holds one: the app builds one from the config's `scoring` section (`create_app`) and passes
+it to the plan, whose model-based metrics load what they need at compile time (at startup, never on a
+request), so the first request is not slow. CLI commands and tests build their own.
 """
 
 from __future__ import annotations
@@ -120,28 +121,3 @@ class ScoringRuntime:
                 self._hallucination = load_heads()
             return self._hallucination
 
-
-_RUNTIME: ScoringRuntime | None = None
-_RUNTIME_LOCK = threading.Lock()
-
-
-def configure(config: ScoringConfig) -> ScoringRuntime:
-    """Use these settings; a loaded runtime with other settings is replaced (its encoder reloads)."""
-    global _RUNTIME
-    with _RUNTIME_LOCK:
-        if _RUNTIME is None or _RUNTIME.config != config:
-            _RUNTIME = ScoringRuntime(config)
-        return _RUNTIME
-
-
-def current() -> ScoringRuntime | None:
-    """The runtime, if one was configured or used (what the telemetry collector reads; it creates none)."""
-    return _RUNTIME
-
-
-def get_runtime() -> ScoringRuntime:
-    global _RUNTIME
-    with _RUNTIME_LOCK:
-        if _RUNTIME is None:
-            _RUNTIME = ScoringRuntime()
-        return _RUNTIME

@@ -20,7 +20,7 @@ from gateway.scoring.detectors import roc_auc
 from gateway.scoring.hallucination import HEADS, load_heads
 from gateway.scoring.hallucination_eval import balanced_accuracy, features
 from gateway.metrics.model import MissingKnowledge
-from gateway.scoring.runtime import get_runtime
+from gateway.scoring.runtime import ScoringRuntime
 from tests.conftest import Gateway, running_gateway
 
 SAMPLE = Path(__file__).parents[1] / "data" / "hallucination_sample.jsonl"
@@ -49,10 +49,10 @@ def test_shipped_heads_share_one_calibrated_threshold() -> None:
 
 
 @pytest.mark.parametrize("head", HEADS)
-def test_regression_sample(head: str) -> None:
+def test_regression_sample(head: str, scoring_runtime: ScoringRuntime) -> None:
     rows = [r for r in map(json.loads, SAMPLE.read_text().splitlines()) if r["head"] == head]
     shipped = load_heads()[head]
-    x = features(head, [r["text"] for r in rows], [r["reference"] for r in rows], get_runtime().encoder,
+    x = features(head, [r["text"] for r in rows], [r["reference"] for r in rows], scoring_runtime.encoder,
                  contexts=[r.get("context", "") for r in rows])
     scores = np.array([shipped.score(v) for v in x])
     labels = np.array([r["label"] for r in rows])
@@ -60,15 +60,15 @@ def test_regression_sample(head: str) -> None:
     assert auc >= BOUNDS[head][0] and bal >= BOUNDS[head][1], (head, round(auc, 4), round(bal, 4))
 
 
-def test_factual_without_knowledge_is_a_config_error() -> None:
+def test_factual_without_knowledge_is_a_config_error(scoring_runtime: ScoringRuntime) -> None:
     with pytest.raises(ParamError) as err:
-        compile_policy(PolicySpec(id="f", type="factual"))
+        compile_policy(PolicySpec(id="f", type="factual"), scoring_runtime)
     assert err.value.path == ("knowledge",)
     assert "knowledge: context" in str(err.value) and "rubric" in str(err.value) and "judge_model" in str(err.value)
 
 
-def test_factual_against_the_request_context_refuses_without_one() -> None:
-    policy = compile_policy(PolicySpec(id="f", type="factual", knowledge="context", threshold=0.0))
+def test_factual_against_the_request_context_refuses_without_one(scoring_runtime: ScoringRuntime) -> None:
+    policy = compile_policy(PolicySpec(id="f", type="factual", knowledge="context", threshold=0.0), scoring_runtime)
     with pytest.raises(MissingKnowledge):
         _score(policy, "The library is closed on Sundays.", EvalContext("output", "When is it open?", ""))
     ctx = EvalContext("output", "When does the library open on weekdays?", SOURCE)
@@ -77,11 +77,11 @@ def test_factual_against_the_request_context_refuses_without_one() -> None:
     assert right > wrong and not policy.violated(right) and policy.violated(wrong)
 
 
-def test_factual_with_fixed_knowledge_and_consistency_sides() -> None:
-    factual = compile_policy(PolicySpec(id="f", type="factual", knowledge=SOURCE, threshold=0.0))
+def test_factual_with_fixed_knowledge_and_consistency_sides(scoring_runtime: ScoringRuntime) -> None:
+    factual = compile_policy(PolicySpec(id="f", type="factual", knowledge=SOURCE, threshold=0.0), scoring_runtime)
     assert _score(factual, "The renovation cost 4.2 million euros.", EvalContext("output")) > \
         _score(factual, "The renovation cost 9 million dollars, paid by a private donor.", EvalContext("output"))
-    consistency = compile_policy(PolicySpec(id="c", type="consistency", threshold=0.0))
+    consistency = compile_policy(PolicySpec(id="c", type="consistency", threshold=0.0), scoring_runtime)
     # only answers make claims: the input side (a question against the context) is compliant
     assert _score(consistency, "Who paid for the renovation?", EvalContext("input", "", SOURCE)) == 1.0
 
