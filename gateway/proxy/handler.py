@@ -241,8 +241,10 @@ class ProxyHandler:
         if not ok:  # an error may echo the upstream's key ("Incorrect API key provided: sk-...")
             answer = self._scrub.bytes(answer)
         headers = [*client_response_headers(response.headers, self._scrub), _rid(ex)]
-        if guarded.output and response.status == 200:
+        if guarded.output and ok and answer:  # any 2xx with a body (a proxy's 203 as much as a 200) is checked
             checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex, enforced, whole)
+            if checked.status == 200 and not whole:
+                checked.status = response.status
             if whole and checked.status == 200:
                 ex.ttft_s = time.perf_counter() - ex.start  # the whole stream leaves now, its first token with it
             return self._done(ex, checked)

@@ -37,3 +37,29 @@ def test_answers_past_their_bound_are_refused(tmp_path: Path, status: int, size:
     assert r.status_code == expected
     if expected == 502:
         assert r.json()["error"]["code"] == "upstream_response_too_large"
+
+
+def test_a_2xx_other_than_200_passes_the_output_stages(tmp_path: Path) -> None:
+    """Found by a review: only a 200 was checked, so a 203 from a proxy in front of the model was relayed
+    past the output stages."""
+    completion = (b'{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":'
+                  b'{"role":"assistant","content":"the code is PROJECT-1234"},"finish_reason":"stop"}]}')
+
+    async def script(w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 203 Non-Authoritative Information\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(completion), completion))
+        await w.drain()
+
+    async def go():
+        async with serve_raw(script) as url:
+            config = (f"upstreams: [{{name: u, base_url: '{url}', models: ['*']}}]\n"
+                      "applications: [{id: a, keys: [k-1]}]\n"
+                      "policies: [{id: codes, type: regex, patterns: ['PROJECT-[0-9]{4}']}]\n"
+                      "stages:\n  - {name: out, on: output, scope: central, rulesets: [{name: r, rules: "
+                      "[{metric: codes}], action: {type: block, message: 'withheld'}}]}\n")
+            async with in_process(config, tmp_path) as (_, client):
+                return await client.post("/v1/chat/completions", headers={"authorization": "Bearer k-1"},
+                                         json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+    r = asyncio.run(go())
+    assert "PROJECT-1234" not in r.text and r.json()["choices"][0]["message"]["content"] == "withheld"
