@@ -410,7 +410,7 @@ class Registry:
     def _writable(self) -> None:
         if self.regressed is not None:
             raise StoreRegressed(self.regressed)
-        if not self.loaded:
+        if not self.loaded and self.unloadable is None:  # (a store read but not compiling may be healed)
             raise StoreError("the store has not been loaded yet")
 
     async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:

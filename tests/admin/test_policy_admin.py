@@ -116,7 +116,9 @@ def test_admin_policies_may_not_reach_into_the_host(gw: Gateway, token: str, bod
 
 def test_a_stored_host_policy_from_an_earlier_version_is_not_run(upstream: str, tmp_path: Path) -> None:
     """A store written before the admin API refused them may hold a `code` policy applied to traffic: the
-    gateway does not run it, names it in its log, and serves the config's plan until it is deleted."""
+    gateway does not run it and names it in its log. A replica starting on such a store has no plan of the
+    store's it could enforce: it stays not loaded (guarded traffic 503, /readyz says why) until the broken
+    documents are deleted through the admin API, which it accepts for that."""
     from gateway.store import open_store
 
     marker = tmp_path / "ran"
@@ -136,9 +138,11 @@ def test_a_stored_host_policy_from_an_earlier_version_is_not_run(upstream: str, 
     asyncio.run(plant())
     with running_gateway(tmp_path, lambda port: _config(upstream, port)) as g:
         r = chat(g, KEY_A, f"touch {marker}")
-        assert r.status_code == 200, r.text
+        assert r.status_code == 503 and r.json()["error"]["code"] == "policies_not_loaded", r.text
         assert not marker.exists()
         assert "store.policies.host.type" in g.logs()
+        ready = httpx.get(g.url + "/readyz")
+        assert ready.status_code == 503 and "do not compile" in ready.json()["checks"]["store"], ready.text
         # Writes name what to delete; deleting the broken documents is allowed, and heals the store.
         new = {"id": "new", "type": "contains", "keywords": ["k"]}
         r = httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL), json=new)
@@ -148,7 +152,11 @@ def test_a_stored_host_policy_from_an_earlier_version_is_not_run(upstream: str, 
         assert r.status_code == 400 and r.json()["error"]["param"].startswith("store.stages.host-stage"), r.text
         assert httpx.delete(g.url + "/v1/admin/stages/host-stage", headers=h(CENTRAL)).status_code == 200
         assert httpx.post(g.url + "/v1/admin/policies", headers=h(CENTRAL), json=new).status_code == 201
-        assert chat(g, KEY_A, "k").status_code == 200
+        deadline = time.monotonic() + 5  # the healed store is loaded on the next poll
+        while chat(g, KEY_A, "k").status_code != 200:
+            assert time.monotonic() < deadline, "the healed store was not loaded"
+            time.sleep(0.1)
+        assert httpx.get(g.url + "/readyz").status_code == 200
 
 
 def test_permissions(gw: Gateway) -> None:
