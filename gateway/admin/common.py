@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.registry import InvalidChange, Registry, StoreRegressed
+from gateway.admin.registry import Expected, InvalidChange, Registry, StoreRegressed, VersionConflict
 from gateway.proxy.openai import dumps_json, request_too_deep
 from gateway.wire import JSON, OpenAIError, RawResponse
 from gateway.store import NotFound, StoreError, Version
@@ -51,15 +51,78 @@ async def read_json(request: Request) -> dict[str, Any]:
     return parsed
 
 
+NOTE_MAX = 500
+
+
+def take_note(body: dict[str, Any]) -> str:
+    """G11: the `note` a write may carry onto the version it makes (removed from `body`)."""
+    note = body.pop("note", "")
+    if not isinstance(note, str) or len(note) > NOTE_MAX:
+        raise OpenAIError(400, f"note: a string of at most {NOTE_MAX} characters.", code="invalid_request",
+                          param="note")
+    return note.strip()
+
+
+def _version_number(value: Any, param: str) -> int:
+    if isinstance(value, str):
+        text = value.strip()
+        text = text[2:] if text.startswith("W/") else text
+        text = text.strip('"')
+        value = int(text) if text.isdigit() and len(text) < 19 else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise OpenAIError(400, f"{param}: the version your change is based on, a whole number.",
+                          code="invalid_request", param=param)
+    return value
+
+
+def take_expected(request: Request, body: dict[str, Any] | None) -> Expected:
+    """G19: the version a write is based on, from `If-Match: <version>` or `expected_version` in the body
+    (removed from `body`); both given must agree. None when neither is."""
+    header = request.headers.get("if-match")
+    field = body.pop("expected_version", None) if body is not None else None
+    expected = None
+    if header is not None:
+        expected = (_version_number(header, "If-Match"), "If-Match")
+    if field is not None:
+        number = _version_number(field, "expected_version")
+        if expected is not None and expected[0] != number:
+            raise OpenAIError(400, f"expected_version: {number} disagrees with If-Match: {expected[0]}.",
+                              code="invalid_request", param="expected_version")
+        expected = (number, "expected_version")
+    return expected
+
+
+def dry_run(request: Request, allowed: tuple[str, ...] = ()) -> bool:
+    """G16: `?dry_run=true` (validate and answer what would be written, writing nothing). Any other
+    query parameter than `dry_run` and `allowed` is refused."""
+    from gateway.admin.console_api import refuse_unknown_query
+
+    refuse_unknown_query(request, ("dry_run", *allowed))
+    value = request.query_params.get("dry_run", "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise OpenAIError(400, "dry_run: true or false.", code="invalid_request", param="dry_run")
+    return value in ("true", "1")
+
+
+def refuse_unknown(body: dict[str, Any], known: tuple[str, ...], shape: str) -> None:
+    for key in body:
+        if key not in known:
+            raise OpenAIError(400, f"{key}: unknown field; the body is {shape}.", code="invalid_request", param=key)
+
+
 async def revert_to(registry: Registry, kind: str, doc: Version, request: Request, role: Role,
                     view: Callable[[Version], dict[str, Any]]) -> RawResponse:
-    """The revert endpoints of policies and stages: `{"version": n}` becomes current again."""
-    version = (await read_json(request)).get("version")
+    """The revert endpoints of policies and stages: `{"version": n, "note"?, "expected_version"?}` (or
+    If-Match) makes version n current again, as a new version."""
+    body = await read_json(request)
+    refuse_unknown(body, ("version", "note", "expected_version"), "{version, note?, expected_version?}")
+    note, expected = take_note(body), take_expected(request, body)
+    version = body.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 2**63:
         raise OpenAIError(400, "version: required, a whole number from 1.", code="invalid_request",
                           param="version")
     try:
-        new = await registry.revert(kind, doc.id, version, owner(role))
+        new = await registry.revert(kind, doc.id, version, owner(role), note, expected=expected)
     except NotFound:
         raise OpenAIError(404, f"{kind.capitalize()} '{doc.id}' has no version {version}.",
                           code="version_not_found", param="version") from None
@@ -78,6 +141,12 @@ def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[Ra
         except InvalidChange as err:
             e = OpenAIError(400, f"{err.param}: {err.message}", code="invalid_policy", param=err.param)
             return RawResponse(400, [JSON], e.body())
+        except VersionConflict as err:
+            e = OpenAIError(409, f"{err.kind.capitalize()} '{err.doc_id}' is at version {err.current}, not "
+                                 f"{err.expected}: someone changed it since you read it. Reload it (version "
+                                 f"{err.current}) and make your change again.", code="version_conflict",
+                            param=err.param)
+            return RawResponse(409, [JSON], e.body())
         except StoreRegressed as err:
             e = OpenAIError(409, f"The policy store holds less than the gateway enforces ({err}); writes are "
                                  "refused until a central admin adopts it (POST /v1/admin/store/adopt) or it is "
@@ -92,9 +161,23 @@ def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[Ra
     return run
 
 
-async def versions_of(store: Any, kind: str, doc: Version,
-                      view: Callable[[Version], dict[str, Any]]) -> RawResponse:
-    """The versions endpoints of policies and stages: every version, its note, which one is current."""
+async def versions_of(store: Any, kind: str, doc: Version, view: Callable[[Version], dict[str, Any]],
+                      request: Request | None = None) -> RawResponse:
+    """The versions endpoints of policies and stages: every version, its note, which one is current;
+    `?summary=true` (G11): without the bodies (id, version, time, author, note, current)."""
+    summary = False
+    if request is not None:
+        from gateway.admin.console_api import refuse_unknown_query
+
+        refuse_unknown_query(request, ("summary",))
+        value = request.query_params.get("summary", "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise OpenAIError(400, "summary: true or false.", code="invalid_request", param="summary")
+        summary = value in ("true", "1")
     history = await store.versions(kind, doc.id)
+    if summary:
+        return ok({"object": "list", "data": [{"id": v.id, "object": kind, "version": v.version, "updated": v.created,
+                                                "author": v.author, "note": v.note, "current": v.version == doc.version}
+                                               for v in history]})
     return ok({"object": "list", "data": [{**view(v), "note": v.note, "current": v.version == doc.version}
                                           for v in history]})

@@ -68,6 +68,9 @@ APPLICATION = {"id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
                "allow_request_stages": {"type": "boolean", "default": True}, **_LIMITS,
                "key": {**KEY, "description": "Limits for the key made with it (create only)."}}
 _LAX: dict[str, Any] = {"extra": True}  # the handler ignores unknown fields (not refused yet)
+_NOTE = {"type": "string", "maxLength": 500, "description": "G11: a note on the version this write makes."}
+_EXPECTED = {"type": "integer", "minimum": 0, "description": "G19: the version the change is based on (or the "
+             "If-Match header); another current version answers 409 version_conflict."}
 _WHERE = {"application": _STR, "models": {"type": "array", "items": _STR, "minItems": 1},
           "on": {"enum": ["input", "output"], "default": "input"}}
 
@@ -86,10 +89,11 @@ def _bodies() -> dict[Any, Any]:
     return {
         ("/v1/admin/session", "post"): (_obj({"token": {**_STR, "description": "An admin token."}}, ("token",),
                                              "Sign in: the answer sets the gg_session cookie."), None),
-        (base, "patch"): (_obj(policy_props, (), "Changed fields, merged into the current version; id and owner "
+        (base, "patch"): (_obj({**policy_props, "note": _NOTE, "expected_version": _EXPECTED}, (), "Changed fields, merged into the current version; id and owner "
                                                  "cannot change. Other keys are the type's parameters "
                                                  "(GET /v1/admin/policy-types).", extra=True), None),
-        ("/v1/admin/stages/{name}", "patch"): (_obj({**stage_props, "applications": {
+        ("/v1/admin/stages/{name}", "patch"): (_obj({**stage_props, "note": _NOTE, "expected_version": _EXPECTED,
+                                                     "applications": {
             "type": "array", "items": {"type": "string"}}}, (), "Changed spec fields, merged into the current "
                                                                  "spec; name cannot change."), None),
         (base + "/data", "post"): (_obj({"data": {"type": "array", "items": ROW, "minItems": 1}}, ("data",),
@@ -101,11 +105,14 @@ def _bodies() -> dict[Any, Any]:
                                                "on": {"enum": ["input", "output"], "default": "input"}},
                                               ("record_id", "policy_id"),
                                               "The correct label for a policy on a monitoring record."), None),
-        (base + "/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}}, ("version",), **_LAX), None),
-        ("/v1/admin/stages/{name}/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}},
-                                                          ("version",), **_LAX), None),
+        (base + "/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}, "note": _NOTE,
+                                           "expected_version": _EXPECTED}, ("version",)), None),
+        ("/v1/admin/stages/{name}/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}, "note": _NOTE,
+                                                           "expected_version": _EXPECTED}, ("version",)), None),
         ("/v1/moderation/policy/{id}/update-threshold", "put"): (_obj({"classification_threshold": {
-            "type": "number", "minimum": 0, "maximum": 1}}, ("classification_threshold",), **_LAX), None),
+            "type": "number", "minimum": 0, "maximum": 1}, "note": _NOTE, "expected_version": _EXPECTED},
+            ("classification_threshold",)), None),
+        (base + "/train", "post"): (_obj({"note": _NOTE}, (), "Start a training job."), None),
         (base + "/generate", "post"): (_obj({"model": _STR, "count": {"type": "integer", "minimum": 1,
                                                                       "maximum": 200, "default": 20}}, **_LAX), None),
         (base + "/apply", "post"): (_obj({**_WHERE, "action": action, "timeout_ms": {"type": "integer"}}, (),
@@ -124,6 +131,23 @@ def _bodies() -> dict[Any, Any]:
         ("/v1/admin/metrics", "get"): (None, _obj({"object": {"const": "list"}, "data": {"type": "array"}},
                                                   (), "Metrics a rule may name.", extra=True)),
     }
+
+
+_DRY = {"name": "dry_run", "in": "query", "schema": {"type": "boolean", "default": False},
+        "description": "G16: validate and answer the would-be body (or the 400); nothing is written."}
+_IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
+             "description": "G19: the version the change is based on (as expected_version)."}
+_SUMMARY = {"name": "summary", "in": "query", "schema": {"type": "boolean", "default": False},
+            "description": "G11: versions without their bodies."}
+_QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("/v1/admin/policies", "post"): [_DRY], ("/v1/admin/stages", "post"): [_DRY],
+    ("/v1/admin/policies/{id}", "patch"): [_DRY, _IF_MATCH], ("/v1/admin/stages/{name}", "patch"): [_DRY, _IF_MATCH],
+    ("/v1/admin/policies/{id}/revert", "post"): [_IF_MATCH], ("/v1/admin/stages/{name}/revert", "post"): [_IF_MATCH],
+    ("/v1/moderation/policy/{id}/update-threshold", "put"): [_IF_MATCH],
+    ("/v1/admin/policies/{id}/versions", "get"): [_SUMMARY], ("/v1/admin/stages/{name}/versions", "get"): [_SUMMARY],
+    ("/v1/admin/policies/{id}", "get"): [{"name": "include", "in": "query", "schema": {"enum": ["head"]},
+                                          "description": "G11: include the trained head's weights."}],
+}
 
 
 def _ref(model: Any, components: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +177,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             }
             params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                       for name in _PARAM.findall(route.path)]
+            params += _QUERY.get((route.path, method.lower()), [])
             if params:
                 operation["parameters"] = params
             request, response = typed.get((route.path, method.lower()), (None, None))

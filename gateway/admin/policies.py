@@ -22,7 +22,8 @@ from starlette.routing import Route
 from gateway.admin.examples import labelled_row
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.console_api import refuse_unknown_query
-from gateway.admin.common import Handler, acting_on, ok, owner, read_json, revert_to, versions_of, wrap
+from gateway.admin.common import (Handler, acting_on, dry_run, ok, owner, read_json, refuse_unknown, revert_to,
+                                  take_expected, take_note, versions_of, wrap)
 from gateway.admin.registry import Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.scoring.runtime import ScoringRuntime
@@ -82,6 +83,15 @@ def stored_fingerprint(rows: list[Example]) -> str:
 def _view(doc: Version, source: str = "store") -> dict[str, Any]:
     return {"id": doc.id, "object": "policy", "source": source, "version": doc.version, "updated": doc.created,
             "author": doc.author, **{k: v for k, v in doc.body.items() if k != "id"}}
+
+
+def _light(view: dict[str, Any]) -> dict[str, Any]:
+    """G11: a policy view without its head's weights (about 400 numbers); the head keeps its threshold
+    and held-out figures. `?include=head` asks for the weights."""
+    head = view.get("head")
+    if isinstance(head, dict) and "w" in head:
+        return {**view, "head": {k: v for k, v in head.items() if k != "w"}}
+    return view
 
 
 GENERATE_PROMPT = """You write training data for a content policy classifier.
@@ -163,7 +173,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         for item in data:
             item.update(owner="config", applied=applied.get(str(item["id"]), 0))
         for doc in await store.list("policy"):
-            data.append({**_view(doc), **await _state(doc), "applied": applied.get(doc.id, 0)})
+            data.append({**_light(_view(doc)), **await _state(doc), "applied": applied.get(doc.id, 0)})
         return ok({"object": "list", "data": data})
 
     async def _state(doc: Version) -> dict[str, Any]:
@@ -188,30 +198,46 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         return {"training": training, "needs_training": needs}
 
     async def create(request: Request, role: Role) -> RawResponse:
+        """Create a policy; `?dry_run=true` validates it and answers what would be stored, writing nothing."""
+        trial = dry_run(request)
         body = await read_json(request)
+        note = take_note(body)
         policy_id = body.get("id")
         if not isinstance(policy_id, str) or not policy_id:
             raise OpenAIError(400, "id: required, a non-empty string.", code="invalid_policy", param="id")
         if policy_id in registry.config_policy_ids or await store.get("policy", policy_id) is not None:
             raise OpenAIError(409, f"A policy '{policy_id}' exists already.", code="policy_exists", param="id")
-        doc = await registry.write("policy", {**body, "owner": owner(role)}, owner(role))
-        return ok(_view(doc), 201)
+        doc = await registry.write("policy", {**body, "owner": owner(role)}, owner(role), note, dry_run=trial)
+        return ok({**_light(_view(doc)), "note": doc.note, "dry_run": True} if trial else _view(doc),
+                  200 if trial else 201)
 
     async def read(request: Request, role: Role) -> RawResponse:
+        """A policy; a trained head comes without its weights unless `?include=head`."""
+        refuse_unknown_query(request, ("include",))
+        include = request.query_params.get("include")
+        if include not in (None, "head"):
+            raise OpenAIError(400, "include: head (the trained head's weights) or nothing.",
+                              code="invalid_request", param="include")
         policy_id = request.path_params["id"]
         for p in registry.config.policies:
             if p.id == policy_id:
                 return ok({"object": "policy", "source": "config", **p.model_dump(mode="json")})
-        return ok(_view(await stored(policy_id, role, write=False)))
+        view = _view(await stored(policy_id, role, write=False))
+        return ok(view if include == "head" else _light(view))
 
     async def edit(request: Request, role: Role) -> RawResponse:
+        """Change a policy (a new version). `note` labels the version; `expected_version` (or If-Match)
+        refuses the change with 409 version_conflict if the policy moved on; `?dry_run=true` validates only."""
+        trial = dry_run(request)
         doc = await stored(request.path_params["id"], role, write=True)
         changes = await read_json(request)
+        note, expected = take_note(changes), take_expected(request, changes)
         for key in ("id", "owner"):
             if key in changes and changes[key] != doc.body.get(key):
                 raise OpenAIError(400, f"{key}: cannot be changed.", code="invalid_policy", param=key)
-        new = await registry.write("policy", {**doc.body, **changes}, owner(role))
-        return ok(_view(new))
+        new = await registry.write("policy", {**doc.body, **changes}, owner(role), note, expected=expected,
+                                   dry_run=trial)
+        return ok({**_light(_view(new)), "note": new.note, "dry_run": True} if trial else _view(new))
 
     async def delete(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
@@ -220,7 +246,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
 
     async def versions(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=False)
-        return await versions_of(store, "policy", doc, _view)
+        return await versions_of(store, "policy", doc, _view, request)
 
     async def revert(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
@@ -229,12 +255,17 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
     async def update_threshold(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
         body = await read_json(request)
+        refuse_unknown(body, ("classification_threshold", "note", "expected_version"),
+                       "{classification_threshold, note?, expected_version?}")
+        note, expected = take_note(body), take_expected(request, body)
         value = body.get("classification_threshold")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise OpenAIError(400, "classification_threshold: required, a number from 0 to 1.",
                               code="invalid_request", param="classification_threshold")
-        new = await registry.write("policy", {**doc.body, "threshold": float(value)}, owner(role))
-        return ok({"id": new.id, "classification_threshold": float(value), "version": new.version})
+        new = await registry.write("policy", {**doc.body, "threshold": float(value)}, owner(role), note,
+                                   expected=expected)
+        return ok({"id": new.id, "classification_threshold": float(value), "version": new.version,
+                   "note": new.note})
 
     async def add_data(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
@@ -471,7 +502,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
         """End the heartbeat before the final status, so a late beat never writes `training` over it."""
         await cancel_and_wait(beating)
 
-    async def run_training(policy_id: str, author: str) -> None:
+    async def run_training(policy_id: str, author: str, note: str = "") -> None:
         beating = asyncio.get_running_loop().create_task(heartbeat(policy_id))
         try:
             await save(policy_id, status="training")
@@ -480,10 +511,13 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
                 raise LookupError("the policy was deleted")
             stored_rows = await store.examples(policy_id)
             body = await asyncio.to_thread(train_version, doc.body, stored_rows, registry.runtime)
-            new = await registry.write("policy", body, author)
+            new = await registry.write("policy", body, author, note)
             await stop(beating)
-            await save(policy_id, status="ready", version=new.version, finished=time.time(),
-                       metrics=body.get("head", {}).get("meta", {}))
+            head = body.get("head", {})
+            metrics = {k: v for k, v in head.get("meta", {}).items() if k != "curve"}  # the curve is in the version
+            if "threshold" in head:
+                metrics["threshold"] = head["threshold"]
+            await save(policy_id, status="ready", version=new.version, finished=time.time(), metrics=metrics)
         except Exception as exc:  # the seed's `failed` state, with the reason
             await stop(beating)
             await save(policy_id, status="failed", error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}",
@@ -491,6 +525,9 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
 
     async def train(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["id"], role, write=True)
+        body = await read_json(request)
+        refuse_unknown(body, ("note",), "{note?}")
+        note = take_note(body)
         if doc.body.get("type") not in TRAINABLE:
             raise OpenAIError(400, f"A {doc.body.get('type')} policy has nothing to train; trainable types: "
                                    f"{', '.join(TRAINABLE)}.", code="not_trainable", param="type")
@@ -501,7 +538,7 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog,
             raise OpenAIError(409, f"Policy '{doc.id}' is already training (on {running.get('replica')}).",
                               code="training_in_progress")
         jobs[doc.id] = job
-        task = asyncio.get_running_loop().create_task(run_training(doc.id, owner(role)))
+        task = asyncio.get_running_loop().create_task(run_training(doc.id, owner(role), note))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return ok(job, 202)

@@ -93,6 +93,18 @@ class PolicyCache:
         return policy
 
 
+Expected = tuple[int, str] | None  # (version, the param that named it: If-Match or expected_version)
+
+
+class VersionConflict(RuntimeError):
+    """A write that named the version it was based on (If-Match / expected_version) while the document
+    is at another one (admin API: 409 version_conflict, G19)."""
+
+    def __init__(self, kind: str, doc_id: str, expected: int, current: int, param: str) -> None:
+        super().__init__(f"{kind} {doc_id!r} is at version {current}, not {expected}")
+        self.kind, self.doc_id, self.expected, self.current, self.param = kind, doc_id, expected, current, param
+
+
 class InvalidChange(ValueError):
     """A change that would not compile; `param` names the field (admin API: 400)."""
 
@@ -413,9 +425,27 @@ class Registry:
         if not self.loaded and self.unloadable is None:  # (a store read but not compiling may be healed)
             raise StoreError("the store has not been loaded yet")
 
-    async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
-        """Validate the store with this document in it, then write it and swap the plan at once."""
+    async def current_version(self, kind: str, doc_id: str) -> int:
+        doc = await self.store.get(kind, doc_id)
+        return doc.version if doc is not None else 0
+
+    async def expect(self, kind: str, doc_id: str, expected: Expected) -> None:
+        """G19: raise VersionConflict unless the document is at the expected version (None: no check)."""
+        if expected is not None:
+            current = await self.current_version(kind, doc_id)
+            if current != expected[0]:
+                raise VersionConflict(kind, doc_id, expected[0], current, expected[1])
+
+    async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "", *,
+                    expected: Expected = None, dry_run: bool = False) -> Version:
+        """Validate the store with this document in it, then write it and swap the plan at once.
+
+        `expected` (version, param): refuse with VersionConflict unless the document is at that version,
+        checked before compiling and again just before the write (a write landing between that check
+        and the store's put is not caught: the store has no compare-and-set). `dry_run`: validate only
+        and return the version it would become, writing nothing (G16)."""
         self._writable()
+        await self.expect(kind, body["id"], expected)
         problem = limits.policy_problem(body) if kind == "policy" else None
         if problem is not None:
             raise InvalidChange(*problem)
@@ -437,17 +467,22 @@ class Registry:
             if err.param.startswith(own):
                 raise InvalidChange(err.param.removeprefix(own), err.message) from None
             raise
+        if dry_run:
+            return dc_replace(candidate, version=await self.current_version(kind, body["id"]) + 1, note=note)
+        await self.expect(kind, body["id"], expected)
         written = await self.store.put(kind, body, author, note)
         await self.load()
         return written
 
-    async def revert(self, kind: str, doc_id: str, version: int, author: str) -> Version:
+    async def revert(self, kind: str, doc_id: str, version: int, author: str, note: str = "", *,
+                     expected: Expected = None) -> Version:
         """Make an old version current again (as a new version), validated like any write."""
         self._writable()
         old = await self.store.get(kind, doc_id, version)
         if old is None:
             raise NotFound(f"{kind} {doc_id!r} has no version {version}")
-        return await self.write(kind, old.body, author, revert_note(version))
+        full = revert_note(version) + (f": {note}" if note else "")
+        return await self.write(kind, old.body, author, full, expected=expected)
 
     async def remove(self, kind: str, doc_id: str, author: str) -> bool:
         """Delete a document unless that breaks the store (a stage still names the policy). Problems the

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import acting_on, ok, owner, read_json, revert_to, versions_of, wrap
+from gateway.admin.common import (acting_on, dry_run, ok, owner, read_json, revert_to, take_expected, take_note,
+                                  versions_of, wrap)
 from gateway.admin.registry import Registry
 from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Version
@@ -82,14 +83,17 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         return ok({"object": "list", "data": data})
 
     async def create(request: Request, role: Role) -> RawResponse:
-        """Create a stage (central or attached to applications)."""
-        spec, applications = split(await read_json(request))
+        """Create a stage (central or attached to applications); `?dry_run=true` validates only."""
+        trial = dry_run(request)
+        body = await read_json(request)
+        note = take_note(body)
+        spec, applications = split(body)
         check_scope(role, spec, applications)
         if spec["name"] in registry.config_stage_names or await store.get("stage", spec["name"]) is not None:
             raise OpenAIError(409, f"A stage '{spec['name']}' exists already.", code="stage_exists", param="name")
         doc = await registry.write("stage", {"id": spec["name"], "spec": spec, "applications": applications,
-                                            "owner": owner(role), "paused": False}, owner(role))
-        return ok(_view(doc), 201)
+                                            "owner": owner(role), "paused": False}, owner(role), note, dry_run=trial)
+        return ok({**_view(doc), "note": doc.note, "dry_run": True} if trial else _view(doc), 200 if trial else 201)
 
     async def read(request: Request, role: Role) -> RawResponse:
         for s in registry.config.stages:  # config stages are readable one by one too (read-only)
@@ -98,16 +102,21 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         return ok(_view(await stored(request.path_params["name"], role, write=False)))
 
     async def edit(request: Request, role: Role) -> RawResponse:
-        """Change a stage: the body replaces its spec (and `applications` if given); a new version."""
+        """Change a stage: the body replaces its spec (and `applications` if given); a new version. `note`
+        labels it; `expected_version` (or If-Match) refuses it with 409 version_conflict if the stage moved
+        on; `?dry_run=true` validates only."""
+        trial = dry_run(request)
         doc = await stored(request.path_params["name"], role, write=True)
         body = await read_json(request)
+        note, expected = take_note(body), take_expected(request, body)
         applications = body.pop("applications", doc.body.get("applications", []))
         spec = {**doc.body["spec"], **body}
         if spec.get("name") != doc.id:
             raise OpenAIError(400, "name: cannot be changed.", code="invalid_stage", param="name")
         check_scope(role, spec, applications)
-        new = await registry.write("stage", {**doc.body, "spec": spec, "applications": applications}, owner(role))
-        return ok(_view(new))
+        new = await registry.write("stage", {**doc.body, "spec": spec, "applications": applications}, owner(role),
+                                   note, expected=expected, dry_run=trial)
+        return ok({**_view(new), "note": new.note, "dry_run": True} if trial else _view(new))
 
     async def delete(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=True)
@@ -127,7 +136,7 @@ def stage_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
 
     async def versions(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=False)
-        return await versions_of(store, "stage", doc, _view)
+        return await versions_of(store, "stage", doc, _view, request)
 
     async def revert(request: Request, role: Role) -> RawResponse:
         doc = await stored(request.path_params["name"], role, write=True)

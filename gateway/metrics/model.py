@@ -196,7 +196,7 @@ def train_policy_head(policy_id: str, texts: Sequence[str], labels: Sequence[int
     x = np.stack([pooled(v) for v in encoder.embed(all_texts)])
     w, b = fit_logistic(x, y, l2=1.0)
     threshold = 0.5
-    meta: dict[str, float] = {"examples": len(texts), "background": len(background)}
+    meta: dict[str, Any] = {"examples": len(texts), "background": len(background)}
     n_pos, n_neg = int(y.sum()), int(len(texts) - y.sum())
     if n_pos >= 5 and n_neg >= 5:
         rng = np.random.default_rng(0)
@@ -206,12 +206,30 @@ def train_policy_head(policy_id: str, texts: Sequence[str], labels: Sequence[int
             fw, fb = fit_logistic(x[folds != k], y[folds != k], l2=1.0)
             oof[folds == k] = 1 / (1 + np.exp(-(x[folds == k] @ fw + fb)))
         threshold, f1 = best_f1_threshold(oof[:len(texts)], y[:len(texts)])
-        meta.update(cv_f1=round(f1, 4), cv_auc=round(roc_auc(oof[:len(texts)], y[:len(texts)]), 4))
+        meta.update(cv_f1=round(f1, 4), cv_auc=round(roc_auc(oof[:len(texts)], y[:len(texts)]), 4),
+                    positives=n_pos, negatives=n_neg, curve=threshold_curve(oof[:len(texts)], y[:len(texts)]))
     head = Head(policy_id, w, b, threshold=float(min(max(threshold, 0.01), 0.99)),
                 meta={**meta, "encoder": encoder.version, "data_sha": digest})
     if cache is not None:
         head.save(cache)
     return head
+
+
+def threshold_curve(scores: np.ndarray, labels: np.ndarray, points: int = 50) -> list[dict[str, float]]:
+    """G8: held-out precision, recall, false-positive rate and F1 at `points` thresholds spread over 0..1
+    (violated when the score is above the threshold, as the plan's `gt` rule), from out-of-fold scores."""
+    y = labels.astype(bool)
+    pos, neg = int(y.sum()), int((~y).sum())
+    out = []
+    for t in (np.arange(points) + 0.5) / points:
+        hit = scores > t
+        tp, fp = int((hit & y).sum()), int((hit & ~y).sum())
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        recall = tp / pos if pos else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.append({"threshold": round(float(t), 4), "precision": round(precision, 4), "recall": round(recall, 4),
+                    "fpr": round(fp / neg, 4) if neg else 0.0, "f1": round(f1, 4)})
+    return out
 
 
 def head_to_dict(head: Head) -> dict[str, Any]:

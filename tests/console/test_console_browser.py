@@ -567,3 +567,63 @@ def test_training_rows_edit_delete_filter(page: Any, console_gw: Gateway) -> Non
     page.get_by_role("button", name="Delete all manual").click()
     expect(page.get_by_role("status")).to_have_text("Deleted 3 manual rows (0 left).")
     expect(page.get_by_test_id("data-counts")).to_have_text(re.compile("0 rows"))
+
+
+def test_conflict_reload_dry_run_notes_and_threshold_curve(page: Any, console_gw: Gateway) -> None:
+    """G19: a save based on an old version gets the reload prompt, keeps the edit and saves after reload;
+    G16: Check without saving writes nothing; G11: the note reaches the versions list; G8: the Threshold tab
+    draws the held-out curve of a trained classifier and reads it at the threshold being set."""
+    base = console_gw.url + "/v1/admin/policies"
+    policy = {"id": "curvy", "type": "classifier", "threshold": 0.0, "rule": "No secret launch dates",
+              "disallowed_behaviors": ["revealing an unannounced launch date"],
+              "allowed_behaviors": ["talking about announced products"]}
+    assert httpx.post(base, headers=h(CENTRAL), json=policy, timeout=60).status_code == 201
+    rows = [{"example": f"Between us, {p} launches on {d}, keep it secret.", "compliance": "FAIL"}
+            for p, d in [("Orca", "May 3"), ("Puma", "June 9"), ("Wren", "July 1"), ("Ibex", "Aug 8"), ("Newt", "Sep 2")]]
+    rows += [{"example": t, "compliance": "PASS"} for t in [
+        "The announced phone is in stores now.", "Where is the meeting room?", "How do I update my laptop?",
+        "Our released watch has a new band.", "Please send the invoice."]]
+    assert httpx.post(base + "/curvy/data", headers=h(CENTRAL), json={"data": rows}).status_code == 201
+    assert httpx.post(base + "/curvy/train", headers=h(CENTRAL), json={}).status_code == 202
+    deadline = time.monotonic() + 90
+    while httpx.get(base + "/curvy/train", headers=h(CENTRAL)).json()["status"] != "ready":
+        assert time.monotonic() < deadline, "training did not finish"
+        time.sleep(0.2)
+
+    login(page, CENTRAL, "#/policies/curvy/threshold")
+    expect(page.get_by_test_id("threshold-curve").locator("polyline")).to_have_count(3)
+    page.get_by_label("classification_threshold").fill("0.33")
+    expect(page.get_by_test_id("curve-at")).to_contain_text(re.compile(r"At 0\.33: precision [0-9.]+, recall [0-9.]+"))
+
+    open_policy_tab(page, "curvy", "Definition")
+    expect(page.get_by_test_id("version")).to_have_text("v2")
+    page.get_by_label("Rule").fill("No secret launch dates, ever")
+    page.get_by_role("button", name="Check without saving").click()
+    expect(page.get_by_test_id("dry-run-ok")).to_contain_text("would make version 3")
+    assert httpx.get(base + "/curvy", headers=h(CENTRAL)).json()["version"] == 2
+    # someone else saves meanwhile: this page's save is refused with the reload prompt, the edit kept
+    assert httpx.patch(base + "/curvy", headers=h(CENTRAL), json={"allowed_behaviors": ["announced news"]}).status_code == 200
+    page.get_by_label("Version note").fill("stricter wording")
+    page.get_by_role("button", name="Save definition").click()
+    expect(page.get_by_test_id("version-conflict")).to_contain_text("is at version 3, not 2")
+    page.get_by_role("button", name=re.compile("Reload")).click()
+    expect(page.get_by_test_id("version")).to_have_text("v3")
+    expect(page.get_by_label("Rule")).to_have_value("No secret launch dates, ever")
+    page.get_by_role("button", name="Save definition").click()
+    expect(page.get_by_test_id("version")).to_have_text("v4")
+    assert httpx.get(base + "/curvy", headers=h(CENTRAL)).json()["rule"] == "No secret launch dates, ever"
+    open_policy_tab(page, "curvy", "Training and versions")
+    expect(page.get_by_role("table", name="versions").locator("tr[data-version='4']")).to_contain_text("stricter wording")
+
+    # a stage edited elsewhere: the stage editor's save gets the same prompt
+    stages = console_gw.url + "/v1/admin/stages"
+    stage = {"name": "g19-ui", "scope": "central", "on": "input",
+             "rulesets": [{"name": "r", "rules": [{"metric": "curvy"}], "action": {"type": "block"}}]}
+    assert httpx.post(stages, headers=h(CENTRAL), json=stage).status_code == 201
+    page.goto("/console/#/stages/g19-ui")
+    page.get_by_role("button", name="Check without saving").click()
+    expect(page.get_by_test_id("dry-run-ok")).to_contain_text("would make version 2")
+    assert httpx.patch(stages + "/g19-ui", headers=h(CENTRAL), json={"mode": "monitor"}).status_code == 200
+    page.get_by_role("button", name="Save stage").click()
+    expect(page.get_by_test_id("version-conflict")).to_contain_text("is at version 2, not 1")
+    httpx.request("DELETE", stages + "/g19-ui", headers=h(CENTRAL), json={})

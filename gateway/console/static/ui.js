@@ -68,8 +68,14 @@ export function Select({ label, name, value, onChange, options, err, hint }) {
 }
 
 // An error no field claimed: shown as a banner where the action was (403, 404, 409 without field, 502...).
-export function ErrorBanner({ err, fields = [] }) {
+// A 409 version_conflict (G19: someone saved the object since this page read it) offers to reload it;
+// what was typed in the form stays, so it can be saved again over the new version.
+export function ErrorBanner({ err, fields = [], onReload }) {
   if (!err) return null;
+  if (err.code === "version_conflict") {
+    return html`<div class="banner warn" role="alert" data-testid="version-conflict">${err.message}
+      ${onReload && html` <button class="secondary" onClick=${onReload}>Reload (your edits stay in the form)</button>`}</div>`;
+  }
   if (fields.some((f) => errorFor(err, f))) return null;
   return html`<div class="banner error" role="alert">${err.status ? `${err.status}: ` : ""}${err.message}</div>`;
 }

@@ -158,7 +158,8 @@ export function PolicyNew({ query }) {
   const [d, setD] = useState({ type: query.get("type") || "regex", threshold: "0.5" });
   const [run, busy, err] = useAction();
   const [created, setCreated] = useState(null);
-  const set = (x) => setD((o) => ({ ...o, ...x }));
+  const [checked, setChecked] = useState(null);
+  const set = (x) => { setChecked(null); setD((o) => ({ ...o, ...x })); };
   const types = useApi("/v1/admin/policy-types");
   const cat = types.data && types.data.data;
   const body = wizardBody(d, cat);
@@ -166,6 +167,13 @@ export function PolicyNew({ query }) {
     try {
       const p = await api.post("/v1/admin/policies", body);
       setCreated(p);
+    } catch (e) { const s = STEP_OF(e.param); if (s !== null) setStep(s); throw e; }
+  });
+  const check = () => run(async () => {  // G16: validated as Create would, nothing stored
+    setChecked(null);
+    try {
+      await api.post("/v1/admin/policies?dry_run=true", body);
+      setChecked("Valid: Create would store it as version 1.");
     } catch (e) { const s = STEP_OF(e.param); if (s !== null) setStep(s); throw e; }
   });
   if (created) return html`<div><h1>Policy ${created.id} created</h1>
@@ -189,8 +197,10 @@ export function PolicyNew({ query }) {
       <a href="#/policies"><button class="secondary" type="button">Cancel</button></a>
       ${step > 0 && html`<button class="secondary" onClick=${() => setStep(step - 1)}>Back</button>`}
       ${step < 3 && html`<button onClick=${() => setStep(step + 1)}>Next</button>`}
+      ${step === 3 && html`<button class="secondary" onClick=${check} disabled=${busy}>Check without saving</button>`}
       ${step === 3 && html`<button onClick=${create} disabled=${busy}>Create</button>`}
-    </div></div>`;
+    </div>
+    ${checked && html`<div class="banner info" role="status" data-testid="dry-run-ok">${checked}</div>`}</div>`;
 }
 
 export function PolicyPage({ id, tab }) {
@@ -223,16 +233,27 @@ const HIDDEN = ["id", "object", "source", "version", "updated", "author", "owner
 
 function Definition({ p, reload, editable, trainable }) {
   const [text, setText] = useState(null);
-  const [run, busy, err] = useAction();
+  const [run, busy, err, setErr] = useAction();
   const [changed, setChanged] = useState(false);
+  const [note, setNote] = useState("");
+  const [checked, setChecked] = useState(null);
   const editBody = Object.fromEntries(Object.entries(p).filter(([k]) => !HIDDEN.includes(k)));
   const [rule, setRule] = useState(p.rule || "");
   const [allowed, setAllowed] = useState((p.allowed_behaviors || []).join("\n"));
   const [disallowed, setDisallowed] = useState((p.disallowed_behaviors || []).join("\n"));
+  // G19: every save names the version it was based on; G11: with the note; G16: Check validates only
+  const withMeta = (body) => ({ ...body, ...(note ? { note } : {}), expected_version: p.version });
   const save = (body) => run(async () => {
-    await api.patch("/v1/admin/policies/" + enc(p.id), body);
-    setChanged(true); setText(null); reload();
+    setChecked(null);
+    await api.patch("/v1/admin/policies/" + enc(p.id), withMeta(body));
+    setChanged(true); setText(null); setNote(""); reload();
   });
+  const check = (body) => run(async () => {
+    setChecked(null);
+    const r = await api.patch("/v1/admin/policies/" + enc(p.id) + "?dry_run=true", withMeta(body));
+    setChecked(`Valid: saving would make version ${r.version}. Nothing was saved.`);
+  });
+  const onReload = () => { setErr(null); reload(); };
   const formBody = { ...editBody, rule, allowed_behaviors: lines(allowed), disallowed_behaviors: lines(disallowed) };
   return html`<div>
     ${changed && trainable && html`<div class="banner warn" role="status">Definition changed: regenerate training data and retrain.
@@ -242,8 +263,12 @@ function Definition({ p, reload, editable, trainable }) {
       <${TextArea} label="Rule" name="rule" value=${rule} onInput=${setRule} err=${err} />
       <${TextArea} label="Disallowed behaviours (one per line)" name="disallowed_behaviors" value=${disallowed} onInput=${setDisallowed} err=${err} />
       <${TextArea} label="Allowed behaviours (one per line)" name="allowed_behaviors" value=${allowed} onInput=${setAllowed} err=${err} />
-      <div class="row"><button onClick=${() => save(formBody)} disabled=${busy}>Save definition</button></div>
-      <${ShowApi} method="PATCH" path=${"/v1/admin/policies/" + enc(p.id)} body=${formBody} />
+      <${TextInput} label="Version note" name="note" value=${note} onInput=${setNote} err=${err} hint="optional: why (shown in the versions list)" />
+      <div class="row"><button onClick=${() => save(formBody)} disabled=${busy}>Save definition</button>
+        <button class="secondary" onClick=${() => check(formBody)} disabled=${busy}>Check without saving</button></div>
+      ${checked && html`<div class="banner info" role="status" data-testid="dry-run-ok">${checked}</div>`}
+      <${ErrorBanner} err=${err} fields=${["rule", "allowed_behaviors", "disallowed_behaviors", "note"]} onReload=${onReload} />
+      <${ShowApi} method="PATCH" path=${"/v1/admin/policies/" + enc(p.id)} body=${withMeta(formBody)} />
       <h2>Raw JSON</h2>
       <${Field} label="Policy JSON (without id, owner and trained weights)" name="raw" err=${null}>
         <br/><textarea name="raw-json" rows="12" value=${text ?? JSON.stringify(editBody, null, 2)} onInput=${(e) => setText(e.target.value)}></textarea></${Field}>
@@ -251,7 +276,6 @@ function Definition({ p, reload, editable, trainable }) {
         let body; try { body = JSON.parse(text ?? JSON.stringify(editBody)); } catch (e) { alert("Not valid JSON: " + e.message); return; }
         save(body);
       }}>Save JSON</button></div>
-      <${ErrorBanner} err=${err} fields=${["rule", "allowed_behaviors", "disallowed_behaviors"]} />
     </div>` : html`<div><p class="muted">${p.source === "config" ? "Read-only: defined in the config file; change it there." : "Read-only: owned by " + p.owner + "."}</p>
       <pre data-testid="policy-json">${JSON.stringify(editBody, null, 2)}</pre></div>`}
   </div>`;
@@ -391,6 +415,7 @@ function Training({ p, reload, editable, trainable }) {
   const [run, busy, err] = useAction();
   const versions = useApi(base + "/versions", [p.version]);
   const [pick, setPick] = useState([]);
+  const [note, setNote] = useState("");
   useEffect(() => {
     if (!trainable) return;
     api.get(base + "/train").then((j) => { setJob(j); if (j.status === "training" || j.status === "training_queued") setPolling(true); }, () => {});
@@ -414,14 +439,14 @@ function Training({ p, reload, editable, trainable }) {
     return () => { live = false; clearTimeout(timer); };
   }, [polling]);
   const train = () => run(async () => {
-    try { setJob(await api.post(base + "/train")); } catch (e) {
+    try { setJob(await api.post(base + "/train", note ? { note } : {})); setNote(""); } catch (e) {
       if (e.code !== "training_in_progress") throw e;  // attach to the running job
     }
     setPolling(true);
   });
   const revert = (v) => run(async () => {
     if (!confirm(`Make version ${v} current again? This creates a new version.`)) return;
-    await api.post(base + "/revert", { version: v }); reload();
+    await api.post(base + "/revert", { version: v, expected_version: p.version, ...(note ? { note } : {}) }); setNote(""); reload();
   });
   const m = (job && job.metrics) || {};
   const vs = versions.data ? versions.data.data.slice().reverse() : [];
@@ -434,9 +459,10 @@ function Training({ p, reload, editable, trainable }) {
       ${job && job.status === "failed" && html`<div class="banner error" role="alert">${job.error}</div>`}
       ${job && job.status === "ready" && html`<p data-testid="training-metrics">rows ${m.n ?? m.rows ?? ""} · held-out F1 ${m.cv_f1 ?? "–"} · AUC ${m.cv_auc ?? "–"} · threshold ${m.threshold ?? "–"} · ${m.train_seconds ?? "–"} s</p>`}
       ${editable && html`<button onClick=${train} disabled=${busy || polling}>Train policy</button>`}
-      <${ShowApi} method="POST" path=${base + "/train"} />
+      <${ShowApi} method="POST" path=${base + "/train"} body=${note ? { note } : undefined} />
     </div>`}
-    <${ErrorBanner} err=${err} />
+    ${editable && html`<${TextInput} label="Note for the next version (train or revert)" name="note" value=${note} onInput=${setNote} err=${err} />`}
+    <${ErrorBanner} err=${err} fields=${["note"]} onReload=${reload} />
     <h2>Versions</h2>
     <table aria-label="versions"><thead><tr><th>compare</th><th>version</th><th>time</th><th>author</th><th>note</th><th>trained</th><th></th></tr></thead>
     <tbody>${vs.map((v) => html`<tr data-version=${v.version}>
@@ -449,29 +475,57 @@ function Training({ p, reload, editable, trainable }) {
   </div>`;
 }
 
+// G8: the held-out curve stored at training (precision, recall, false-positive rate at ~50 thresholds),
+// drawn as SVG elements (no HTML strings), with the figures at the threshold being set.
+function Curve({ curve, value, cal }) {
+  const W = 360, H = 160, X = (t) => 30 + t * (W - 40), Y = (v) => H - 20 - v * (H - 30);
+  const line = (key) => curve.map((c) => `${X(c.threshold).toFixed(1)},${Y(c[key]).toFixed(1)}`).join(" ");
+  const t = Number(value) || Number(cal) || 0.5;
+  const at = curve.reduce((best, c) => Math.abs(c.threshold - t) < Math.abs(best.threshold - t) ? c : best, curve[0]);
+  const series = [["precision", "#1f6feb"], ["recall", "#2da44e"], ["fpr", "#cf222e"]];
+  return html`<figure data-testid="threshold-curve">
+    <svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label="held-out precision, recall and false-positive rate by threshold">
+      <line x1=${X(0)} y1=${Y(0)} x2=${X(1)} y2=${Y(0)} stroke="#888" />
+      <line x1=${X(0)} y1=${Y(0)} x2=${X(0)} y2=${Y(1)} stroke="#888" />
+      <text x=${X(0)} y=${H - 4} font-size="10">0</text><text x=${X(1) - 6} y=${H - 4} font-size="10">1</text>
+      <text x="2" y=${Y(1) + 4} font-size="10">1</text>
+      ${series.map(([k, color]) => html`<polyline data-series=${k} fill="none" stroke=${color} stroke-width="2" points=${line(k)} />`)}
+      ${cal !== undefined && cal !== null && html`<line x1=${X(cal)} y1=${Y(0)} x2=${X(cal)} y2=${Y(1)} stroke="#999" stroke-dasharray="3 3" />`}
+      <line data-testid="curve-cursor" x1=${X(t)} y1=${Y(0)} x2=${X(t)} y2=${Y(1)} stroke="#000" />
+    </svg>
+    <figcaption>${series.map(([k, color]) => html`<span class="badge" style=${{ color }}>${k}</span> `)}
+      <span data-testid="curve-at">At ${at.threshold.toFixed(2)}: precision ${at.precision}, recall ${at.recall}, false-positive rate ${at.fpr}, F1 ${at.f1} (held-out)</span></figcaption>
+  </figure>`;
+}
+
 function Threshold({ p, reload, editable }) {
   const [value, setValue] = useState(String(p.threshold ?? 0.5));
-  const [run, busy, err] = useAction();
+  const [note, setNote] = useState("");
+  const [run, busy, err, setErr] = useAction();
   const [saved, setSaved] = useState(null);
   const path = "/v1/moderation/policy/" + enc(p.id) + "/update-threshold";
   const flipped = ["relevance", "consistency", "factual"].includes(p.type);
   const cal = p.head && p.head.threshold;
   const meta = (p.head && p.head.meta) || {};
   const save = () => run(async () => {
-    const r = await api.put(path, { classification_threshold: value === "" ? null : Number(value) });
-    setSaved(r.version); reload();
+    const r = await api.put(path, { classification_threshold: value === "" ? null : Number(value), expected_version: p.version, ...(note ? { note } : {}) });
+    setSaved(r.version); setNote(""); reload();
   });
+  const curve = meta.curve;
   return html`<div>
     <p>${flipped ? "Violated when the compliance score is below the threshold." : "Violated when the risk score is above the threshold; lower = stricter."}</p>
     ${cal !== undefined && cal !== null && html`<p data-testid="calibrated">Calibrated threshold ${Number(cal).toFixed(3)} · F1 ${meta.cv_f1 ?? "–"}, AUC ${meta.cv_auc ?? "–"} (5-fold held-out, at the calibrated threshold${meta.n ? ", " + meta.n + " examples" : ""})</p>`}
+    ${Array.isArray(curve) && curve.length > 0 ? html`<${Curve} curve=${curve} value=${value} cal=${cal} />`
+      : p.type === "classifier" && html`<p class="muted" data-testid="no-curve">No held-out curve: train the policy (with at least 5 FAIL and 5 PASS examples) to see precision and recall by threshold.</p>`}
     ${editable ? html`<div>
       <label>Threshold slider <input type="range" min="0" max="1" step="0.01" value=${value} onInput=${(e) => setValue(e.target.value)} /></label>
       <${TextInput} label="classification_threshold" name="classification_threshold" value=${value} onInput=${setValue} err=${err} hint="0 = use the calibrated threshold" />
       <label><input type="checkbox" checked=${Number(value) === 0} onChange=${(e) => setValue(e.target.checked ? "0" : "0.5")} /> use the calibrated threshold (0)</label>
+      <${TextInput} label="Version note" name="note" value=${note} onInput=${setNote} err=${err} />
       <div class="row"><button onClick=${save} disabled=${busy}>Save threshold</button></div>
       ${saved && html`<div class="banner info" role="status">Saved as version ${saved}.</div>`}
-      <${ErrorBanner} err=${err} fields=${["classification_threshold"]} />
-      <${ShowApi} method="PUT" path=${path} body=${{ classification_threshold: Number(value) }} />
+      <${ErrorBanner} err=${err} fields=${["classification_threshold", "note"]} onReload=${() => { setErr(null); reload(); }} />
+      <${ShowApi} method="PUT" path=${path} body=${{ classification_threshold: Number(value), expected_version: p.version }} />
     </div>` : html`<p>Threshold: ${p.threshold}</p>`}
   </div>`;
 }

@@ -185,8 +185,10 @@ export function StagePage({ name, tab, isNew, query }) {
   const policies = useApi("/v1/admin/policies");
   const catalogue = useApi("/v1/admin/metrics");
   const [draft, setDraft] = useState(null);
-  const [run, busy, err] = useAction();
+  const [run, busy, err, setErr] = useAction();
   const [saved, setSaved] = useState(null);
+  const [checked, setChecked] = useState(null);
+  const [note, setNote] = useState("");
   if (error) return html`<${NotFound} err=${error} back="#/stages" label="the stages" />`;
   if (!isNew && loading && !s) return html`<${Loading} what=${name} />`;
   const base = s ? s : { name: "", on: "input", scope: session.central ? "central" : "application",
@@ -197,15 +199,23 @@ export function StagePage({ name, tab, isNew, query }) {
   const metrics = cat ? cat.map((m) => ({ value: m.name, label: `${m.name} · ${m.source === "policy" ? m.type + " policy" : "built-in"} (${m.kind})` }))
     : [...BUILTINS, ...((policies.data && policies.data.data) || []).map((p) => p.id)];
   const spec = fromDraft(d);
+  // G19: a change names the version it was based on (a 409 offers to reload, keeping the draft); G11: note
+  const patchBody = () => ({ ...spec, name: s.id, ...(note ? { note } : {}), expected_version: s.version });
   const save = () => run(async () => {
+    setChecked(null);
     if (isNew) {
-      const r = await api.post("/v1/admin/stages", spec);
+      const r = await api.post("/v1/admin/stages", note ? { ...spec, note } : spec);
       location.hash = "#/stages/" + enc(r.id);
     } else {
-      const body = { ...spec }; delete body.name;
-      const r = await api.patch("/v1/admin/stages/" + enc(s.id), { ...body, name: s.id });
-      setSaved(r.version); setDraft(null); reload();
+      const r = await api.patch("/v1/admin/stages/" + enc(s.id), patchBody());
+      setSaved(r.version); setDraft(null); setNote(""); reload();
     }
+  });
+  const check = () => run(async () => {  // G16: compile and validate, nothing saved
+    setChecked(null); setSaved(null);
+    const r = isNew ? await api.post("/v1/admin/stages?dry_run=true", spec)
+      : await api.patch("/v1/admin/stages/" + enc(s.id) + "?dry_run=true", patchBody());
+    setChecked(`Valid: saving would make version ${r.version}. Nothing was saved.`);
   });
   const testIt = () => { handoff.draft = spec; location.hash = "#/playground?draft=1"; };
   const current = isNew ? "rulesets" : tab;
@@ -219,10 +229,13 @@ export function StagePage({ name, tab, isNew, query }) {
     ${(current === "rulesets" || current === "settings") && html`<div>
       ${(isNew || current === "settings") && html`<${Settings} d=${d} setD=${setDraft} err=${err} readOnly=${readOnly} session=${session} isNew=${isNew} />`}
       ${current === "rulesets" && html`<${RulesetEditor} d=${d} setD=${setDraft} err=${err} readOnly=${readOnly} metrics=${metrics} catalogue=${cat} />`}
-      <div class="row">${!readOnly && html`<button onClick=${save} disabled=${busy}>${isNew ? "Create stage" : "Save stage"}</button>`}
+      ${!readOnly && html`<${TextInput} label="Version note" name="note" value=${note} onInput=${setNote} err=${err} hint="optional: why (shown in Versions)" />`}
+      <div class="row">${!readOnly && html`<button onClick=${save} disabled=${busy}>${isNew ? "Create stage" : "Save stage"}</button>
+        <button class="secondary" onClick=${check} disabled=${busy}>Check without saving</button>`}
         <button class="secondary" onClick=${testIt} title="dry-run this stage as edited (unsaved) in the Playground">Test in Playground</button></div>
       ${saved && html`<div class="banner info" role="status">Saved as version ${saved}.</div>`}
-      <${ErrorBanner} err=${err} fields=${fieldNames(d, isNew || current === "settings")} />
+      ${checked && html`<div class="banner info" role="status" data-testid="dry-run-ok">${checked}</div>`}
+      <${ErrorBanner} err=${err} fields=${[...fieldNames(d, isNew || current === "settings"), "note"]} onReload=${() => { setErr(null); reload(); }} />
       ${!readOnly && html`<${ShowApi} method=${isNew ? "POST" : "PATCH"} path=${isNew ? "/v1/admin/stages" : "/v1/admin/stages/" + enc(s.id)} body=${spec} />`}
       <details><summary>Raw JSON</summary><pre data-testid="stage-json">${JSON.stringify(spec, null, 2)}</pre></details>
     </div>`}
@@ -233,13 +246,13 @@ export function StagePage({ name, tab, isNew, query }) {
 
 function StageVersions({ s, reload, readOnly }) {
   const { data, error } = useApi("/v1/admin/stages/" + enc(s.id) + "/versions", [s.version]);
-  const [run, , err] = useAction();
+  const [run, , err, setErr] = useAction();
   if (error) return html`<${ErrorBanner} err=${error} />`;
   const revert = (v) => run(async () => {
     if (!confirm(`Make version ${v} current again? This creates a new version.`)) return;
-    await api.post("/v1/admin/stages/" + enc(s.id) + "/revert", { version: v }); reload();
+    await api.post("/v1/admin/stages/" + enc(s.id) + "/revert", { version: v, expected_version: s.version }); reload();
   });
-  return html`<div><${ErrorBanner} err=${err} />
+  return html`<div><${ErrorBanner} err=${err} onReload=${() => { setErr(null); reload(); }} />
     <table aria-label="versions"><thead><tr><th>version</th><th>time</th><th>author</th><th>note</th><th>rulesets</th><th></th></tr></thead>
     <tbody>${(data ? data.data.slice().reverse() : []).map((v) => html`<tr data-version=${v.version}><td>v${v.version} ${v.current && html`<${Badge} kind="ready">current</${Badge}>`}</td>
       <td>${fmtTime(v.updated)}</td><td>${v.author}</td><td>${v.note}</td><td>${(v.rulesets || []).map((r) => r.name).join(" → ")}${v.paused ? " (paused)" : ""}</td>

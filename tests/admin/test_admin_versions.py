@@ -1,0 +1,191 @@
+"""G19 optimistic concurrency, G16 dry runs, G11 version notes, summaries and light policy reads, G8 the
+held-out threshold curve: against a real gateway process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.admin.test_policy_admin import CENTRAL, _config, _wait_trained, h
+from tests.conftest import Gateway, running_gateway
+
+P = "/v1/admin/policies"
+S = "/v1/admin/stages"
+
+
+@pytest.fixture(scope="module")
+def gw(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("versions"), lambda port: _config(upstream, port)) as g:
+        yield g
+
+
+def error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    return r.json()["error"]
+
+
+def versions(gw: Gateway, path: str) -> list[dict]:
+    return httpx.get(gw.url + path + "/versions", headers=h(CENTRAL)).json()["data"]
+
+
+def test_policy_writes_name_the_version_they_are_based_on(gw: Gateway) -> None:
+    url = gw.url + P + "/g19"
+    assert httpx.post(gw.url + P, headers=h(CENTRAL), json={"id": "g19", "type": "contains",
+                                                            "keywords": ["a"]}).status_code == 201
+    r = httpx.patch(url, headers=h(CENTRAL), json={"keywords": ["b"], "expected_version": 1})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    e = error(httpx.patch(url, headers=h(CENTRAL), json={"keywords": ["c"], "expected_version": 1}), 409)
+    assert e["code"] == "version_conflict" and e["param"] == "expected_version" and "version 2" in e["message"]
+    e = error(httpx.patch(url, headers={**h(CENTRAL), "If-Match": '"1"'}, json={"keywords": ["c"]}), 409)
+    assert e["code"] == "version_conflict" and e["param"] == "If-Match"
+    assert httpx.patch(url, headers={**h(CENTRAL), "If-Match": "2"}, json={"keywords": ["c"]}).json()["version"] == 3
+    assert len(versions(gw, P + "/g19")) == 3  # the refused writes wrote nothing
+    e = error(httpx.patch(url, headers={**h(CENTRAL), "If-Match": "3"}, json={"expected_version": 2}), 400)
+    assert e["param"] == "expected_version"
+    assert error(httpx.patch(url, headers=h(CENTRAL), json={"expected_version": "three"}), 400)["param"] == \
+        "expected_version"
+    assert error(httpx.patch(url, headers={**h(CENTRAL), "If-Match": "*x"}, json={}), 400)["param"] == "If-Match"
+    # revert and the seed-002 threshold endpoint take it too
+    e = error(httpx.post(url + "/revert", headers=h(CENTRAL), json={"version": 1, "expected_version": 2}), 409)
+    assert e["code"] == "version_conflict" and "version 3" in e["message"]
+    assert httpx.post(url + "/revert", headers=h(CENTRAL), json={"version": 1, "expected_version": 3}).json()[
+        "version"] == 4
+    threshold = gw.url + "/v1/moderation/policy/g19/update-threshold"
+    e = error(httpx.put(threshold, headers=h(CENTRAL), json={"classification_threshold": 0.3, "expected_version": 3}),
+              409)
+    assert e["code"] == "version_conflict"
+    r = httpx.put(threshold, headers=h(CENTRAL), json={"classification_threshold": 0.3, "expected_version": 4})
+    assert r.status_code == 200 and r.json()["version"] == 5
+    assert len(versions(gw, P + "/g19")) == 5
+    # without it, last write wins as before
+    assert httpx.patch(url, headers=h(CENTRAL), json={"keywords": ["d"]}).json()["version"] == 6
+
+
+def test_stage_writes_name_the_version_they_are_based_on(gw: Gateway) -> None:
+    stage = {"name": "g19-stage", "scope": "central", "on": "input",
+             "rulesets": [{"name": "r", "rules": [{"metric": "from_config"}], "action": {"type": "block"}}]}
+    assert httpx.post(gw.url + S, headers=h(CENTRAL), json=stage).status_code == 201
+    url = gw.url + S + "/g19-stage"
+    assert httpx.patch(url, headers=h(CENTRAL), json={"mode": "monitor", "expected_version": 1}).json()["version"] == 2
+    e = error(httpx.patch(url, headers=h(CENTRAL), json={"mode": "enforce", "expected_version": 1}), 409)
+    assert e["code"] == "version_conflict" and e["param"] == "expected_version" and "version 2" in e["message"]
+    e = error(httpx.post(url + "/revert", headers={**h(CENTRAL), "If-Match": "1"}, json={"version": 1}), 409)
+    assert e["param"] == "If-Match"
+    assert httpx.post(url + "/revert", headers={**h(CENTRAL), "If-Match": "2"}, json={"version": 1}).json()[
+        "version"] == 3
+    assert len(versions(gw, S + "/g19-stage")) == 3
+
+
+def test_dry_run_validates_and_writes_nothing(gw: Gateway) -> None:
+    body = {"id": "g16", "type": "regex", "patterns": ["PRJ-[0-9]+"], "note": "first"}
+    r = httpx.post(gw.url + P + "?dry_run=true", headers=h(CENTRAL), json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["dry_run"] is True and r.json()["version"] == 1 and r.json()["patterns"] == ["PRJ-[0-9]+"]
+    assert r.json()["note"] == "first"
+    assert httpx.get(gw.url + P + "/g16", headers=h(CENTRAL)).status_code == 404
+    e = error(httpx.post(gw.url + P + "?dry_run=true", headers=h(CENTRAL), json={**body, "patterns": ["(a)\\1"]}),
+              400)
+    assert e["param"] == "patterns[0]"
+    assert error(httpx.post(gw.url + P + "?dry_run=maybe", headers=h(CENTRAL), json=body), 400)["param"] == "dry_run"
+    assert error(httpx.post(gw.url + P + "?dryrun=1", headers=h(CENTRAL), json=body), 400)["param"] == "dryrun"
+    assert httpx.post(gw.url + P, headers=h(CENTRAL), json=body).status_code == 201
+    url = gw.url + P + "/g16"
+    r = httpx.patch(url + "?dry_run=true", headers=h(CENTRAL), json={"patterns": ["X-[0-9]+"]})
+    assert r.status_code == 200 and r.json()["version"] == 2 and r.json()["patterns"] == ["X-[0-9]+"]
+    e = error(httpx.patch(url + "?dry_run=true", headers=h(CENTRAL), json={"threshold": 7}), 400)
+    assert e["param"] == "threshold"
+    e = error(httpx.patch(url + "?dry_run=true", headers=h(CENTRAL), json={"expected_version": 9}), 409)
+    assert e["code"] == "version_conflict"
+    now = httpx.get(url, headers=h(CENTRAL)).json()
+    assert now["version"] == 1 and now["patterns"] == ["PRJ-[0-9]+"]
+    # stages
+    stage = {"name": "g16-stage", "on": "input", "applications": ["app-a"],
+             "rulesets": [{"name": "r", "rules": [{"metric": "g16"}], "action": {"type": "block"}}]}
+    r = httpx.post(gw.url + S + "?dry_run=1", headers=h(CENTRAL), json=stage)
+    assert r.status_code == 200 and r.json()["dry_run"] is True and r.json()["version"] == 1
+    bad = {**stage, "rulesets": [{"name": "r", "rules": [{"metric": "no-such-policy"}], "action": {"type": "block"}}]}
+    e = error(httpx.post(gw.url + S + "?dry_run=true", headers=h(CENTRAL), json=bad), 400)
+    assert e["param"] and e["param"].startswith("rulesets")
+    assert httpx.get(gw.url + S + "/g16-stage", headers=h(CENTRAL)).status_code == 404
+    assert httpx.post(gw.url + S, headers=h(CENTRAL), json=stage).status_code == 201
+    r = httpx.patch(gw.url + S + "/g16-stage?dry_run=true", headers=h(CENTRAL), json={"mode": "monitor"})
+    assert r.status_code == 200 and r.json()["version"] == 2 and r.json()["mode"] == "monitor"
+    assert httpx.get(gw.url + S + "/g16-stage", headers=h(CENTRAL)).json()["version"] == 1
+
+
+def test_notes_summaries_and_refused_fields(gw: Gateway) -> None:
+    assert httpx.post(gw.url + P, headers=h(CENTRAL), json={"id": "g11", "type": "contains", "keywords": ["a"],
+                                                            "note": "created"}).status_code == 201
+    url = gw.url + P + "/g11"
+    httpx.patch(url, headers=h(CENTRAL), json={"keywords": ["b"], "note": "widen it"})
+    httpx.post(url + "/revert", headers=h(CENTRAL), json={"version": 1, "note": "too wide"})
+    httpx.put(gw.url + "/v1/moderation/policy/g11/update-threshold", headers=h(CENTRAL),
+              json={"classification_threshold": 0.4, "note": "stricter"})
+    full = versions(gw, P + "/g11")
+    assert [v["note"] for v in full] == ["created", "widen it", "revert to version 1: too wide", "stricter"]
+    assert "keywords" in full[0]
+    summary = httpx.get(url + "/versions?summary=true", headers=h(CENTRAL)).json()["data"]
+    assert [set(v) for v in summary] == [{"id", "object", "version", "updated", "author", "note", "current"}] * 4
+    assert [v["current"] for v in summary] == [False, False, False, True]
+    assert error(httpx.get(url + "/versions?summary=perhaps", headers=h(CENTRAL)), 400)["param"] == "summary"
+    assert error(httpx.get(url + "/versions?limit=2", headers=h(CENTRAL)), 400)["param"] == "limit"
+    assert error(httpx.get(url + "?include=everything", headers=h(CENTRAL)), 400)["param"] == "include"
+    assert error(httpx.patch(url, headers=h(CENTRAL), json={"note": 5}), 400)["param"] == "note"
+    assert error(httpx.patch(url, headers=h(CENTRAL), json={"note": "x" * 501}), 400)["param"] == "note"
+    for path, body, param in [
+            ("/revert", {"version": 1, "comment": "x"}, "comment"),
+            ("/train", {"notes": "x"}, "notes")]:
+        assert error(httpx.post(url + path, headers=h(CENTRAL), json=body), 400)["param"] == param
+    e = error(httpx.put(gw.url + "/v1/moderation/policy/g11/update-threshold", headers=h(CENTRAL),
+                        json={"classification_threshold": 0.4, "reason": "x"}), 400)
+    assert e["param"] == "reason"
+    assert len(versions(gw, P + "/g11")) == 4
+    stage = {"name": "g11-stage", "on": "input", "applications": ["app-a"], "note": "new stage",
+             "rulesets": [{"name": "r", "rules": [{"metric": "g11"}], "action": {"type": "block"}}]}
+    assert httpx.post(gw.url + S, headers=h(CENTRAL), json=stage).status_code == 201
+    httpx.patch(gw.url + S + "/g11-stage", headers=h(CENTRAL), json={"mode": "monitor", "note": "watch first"})
+    notes = [v["note"] for v in httpx.get(gw.url + S + "/g11-stage/versions?summary=true", headers=h(CENTRAL)).json()["data"]]
+    assert notes == ["new stage", "watch first"]
+    assert error(httpx.post(gw.url + S + "/g11-stage/revert", headers=h(CENTRAL), json={"version": 1, "x": 1}),
+                 400)["param"] == "x"
+
+
+def test_training_stores_a_threshold_curve(gw: Gateway) -> None:
+    policy = {"id": "g8", "type": "classifier", "threshold": 0.0, "rule": "No talk of unreleased products",
+              "disallowed_behaviors": ["revealing the codename of an unreleased product"],
+              "allowed_behaviors": ["talking about released products"]}
+    assert httpx.post(gw.url + P, headers=h(CENTRAL), json=policy, timeout=60).status_code == 201
+    data = [{"example": f"Secret: project {n} ships in {m} with a new chip, do not tell anyone.",
+             "compliance": "FAIL"} for n, m in [("Falcon", "May"), ("Otter", "June"), ("Lynx", "July"),
+                                                ("Heron", "March"), ("Bison", "April"), ("Koala", "Fall")]]
+    data += [{"example": t, "compliance": "PASS"} for t in [
+        "Where can I buy the laptop you released last year?", "The printer on floor 2 is out of paper.",
+        "What warranty does the current phone have?", "Lunch is at noon today.",
+        "How do I reset my password?", "Our shipped tablet supports a stylus."]]
+    assert httpx.post(gw.url + P + "/g8/data", headers=h(CENTRAL), json={"data": data}).status_code == 201
+    r = httpx.post(gw.url + P + "/g8/train", headers=h(CENTRAL), json={"note": "first training"})
+    assert r.status_code == 202, r.text
+    job = _wait_trained(gw, "g8")
+    assert job["status"] == "ready", job
+    got = httpx.get(gw.url + P + "/g8", headers=h(CENTRAL)).json()
+    head = got["head"]
+    assert "w" not in head and job["metrics"]["threshold"] == head["threshold"]  # G8: the job names it
+    assert "curve" not in job["metrics"]
+    meta = head["meta"]
+    assert meta["positives"] >= 5 and meta["negatives"] >= 5
+    curve = meta["curve"]
+    assert len(curve) == 50 and set(curve[0]) == {"threshold", "precision", "recall", "fpr", "f1"}
+    ts = [c["threshold"] for c in curve]
+    assert ts == sorted(ts) and 0 < ts[0] < 0.05 and 0.95 < ts[-1] < 1
+    assert all(0 <= c[k] <= 1 for c in curve for k in ("precision", "recall", "fpr", "f1"))
+    recalls, fprs = [c["recall"] for c in curve], [c["fpr"] for c in curve]
+    assert recalls == sorted(recalls, reverse=True) and fprs == sorted(fprs, reverse=True)
+    best = max(c["f1"] for c in curve)
+    assert abs(best - meta["cv_f1"]) < 0.25  # the grid comes close to the calibrated best cut
+    full = httpx.get(gw.url + P + "/g8?include=head", headers=h(CENTRAL)).json()["head"]
+    assert len(full["w"]) > 100
+    listed = [p for p in httpx.get(gw.url + P, headers=h(CENTRAL)).json()["data"] if p["id"] == "g8"][0]
+    assert "w" not in listed["head"] and listed["head"]["meta"]["curve"] == curve
+    assert versions(gw, P + "/g8")[-1]["note"] == "first training"
