@@ -12,6 +12,7 @@ from typing import Any
 from gateway.config.guard_schema import ActionSpec
 from gateway.guard.plan import Ruleset, Stage
 from gateway.guard.redact import join_segments, redact, spans_by_segment
+from gateway.metrics.context import EVAL_CONTEXT, EvalContext
 from gateway.metrics.types import Metric, MetricValue, Span
 from gateway.scrub import NO_SECRETS, SecretScrubber
 
@@ -84,7 +85,19 @@ class Engine:
     def __init__(self, scrub: SecretScrubber = NO_SECRETS) -> None:
         self.scrub = scrub
 
-    async def evaluate(self, stages: Sequence[Stage], segments: Sequence[Segment]) -> Decision:
+    async def evaluate(self, stages: Sequence[Stage], segments: Sequence[Segment],
+                       context: EvalContext | None = None) -> Decision:
+        """Run `stages` over `segments`. `context` (the request's prompt, context and judge) is what the
+        metrics that compare texts or ask a judge read, for this evaluation only; None leaves the caller's."""
+        if context is None:
+            return await self._evaluate(stages, segments)
+        token = EVAL_CONTEXT.set(context)
+        try:
+            return await self._evaluate(stages, segments)
+        finally:
+            EVAL_CONTEXT.reset(token)
+
+    async def _evaluate(self, stages: Sequence[Stage], segments: Sequence[Segment]) -> Decision:
         texts = [s.text for s in segments]
         roles = [s.role for s in segments]
         outcomes: list[StageOutcome] = []

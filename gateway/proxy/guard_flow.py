@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -16,13 +16,15 @@ from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import StageSpec
 from gateway.config.schema import ApplicationConfig
 from gateway.guard import actions
-from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan, Stage, compile_stages
+from gateway.proxy.exchange import Exchange
 from gateway.proxy.openai import OpenAIError, dumps_json
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, event_stream_headers
+from gateway.proxy.stream_guard import StreamGuard
 from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, write_back
 from gateway.scrub import NO_SECRETS, SecretScrubber
 from gateway.telemetry import Telemetry
@@ -43,34 +45,6 @@ _PROMPT_ROLES = frozenset(DEFAULT_ROLES["input"])
 _CONTEXT_ROLES = frozenset(CONTEXT_ROLES)
 
 
-@dataclass(slots=True)
-class Guarded:
-    """The stages that apply to one request, and what the input check decided."""
-
-    input: tuple[Stage, ...]       # run before the request is sent upstream
-    output: tuple[Stage, ...]
-    parallel: tuple[Stage, ...] = ()  # input stages that run while the upstream call is under way
-    decisions: list[Decision] = field(default_factory=list)
-    prompt: str = ""     # the scanned user/tool texts, for output-side relevance and consistency
-    context: str = ""    # system/developer messages
-    complete: Complete | None = None  # for judge metrics
-    found: Found | None = None  # the request's texts, read once by read_input (None: read them again)
-
-    def enter_output(self) -> None:
-        """Output metrics compare the answer with the prompt and context (the ContextVar is per task)."""
-        EVAL_CONTEXT.set(EvalContext("output", self.prompt, self.context, self.complete))
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        fired = actions.fired(self.decisions)
-        return actions.headers(fired) if fired else []
-
-    def annotation(self, request_id: str, last: Decision | None = None) -> dict[str, Any]:
-        """The `guardrail` field, from the same decisions as `headers` (and `last`, a stream's output
-        check not yet among them): an input redaction is told in the body as in the headers."""
-        decisions = [*self.decisions, *([last] if last is not None and last not in self.decisions else [])]
-        return actions.annotation_of(decisions, request_id)
-
-
 class GuardFlow:
     def __init__(self, plan: GuardPlan, telemetry: Telemetry, monitor: MonitorLog, complete: Complete,
                  scrub: SecretScrubber = NO_SECRETS) -> None:
@@ -82,8 +56,9 @@ class GuardFlow:
         self._request_stages: dict[bytes, tuple[Stage, ...]] = {}
         self._rng = random.Random()
 
-    def stages(self, app: ApplicationConfig, payload: dict[str, Any]) -> Guarded:
-        """Central, then the application's, then the request's own stages (the `guardrails` field)."""
+    def select(self, ex: Exchange, app: ApplicationConfig, payload: dict[str, Any]) -> None:
+        """The stages that apply to `ex`: central, then the application's, then the request's own (the
+        `guardrails` field, taken out of `payload`)."""
         extra: tuple[Stage, ...] = ()
         if REQUEST_FIELD in payload:
             if not app.allow_request_stages:
@@ -96,7 +71,8 @@ class GuardFlow:
         parallel = tuple(s for s in inputs if s.parallel)
         if parallel:
             inputs = tuple(s for s in inputs if not s.parallel)
-        return Guarded(inputs, plan.stages_for(app.id, "output", extra, model), parallel)
+        ex.input_stages, ex.parallel_stages = inputs, parallel
+        ex.output_stages = plan.stages_for(app.id, "output", extra, model)
 
     def _compile_request_stages(self, raw: Any) -> tuple[Stage, ...]:
         key = hashlib.sha256(dumps_json(raw, lambda why: _bad_stages(REQUEST_FIELD, why),
@@ -123,53 +99,64 @@ class GuardFlow:
         return self._request_stages[key]
 
     @staticmethod
-    def read_input(guarded: Guarded, endpoint: str, payload: dict[str, Any], request_id: str = "") -> None:
+    def read_input(ex: Exchange, endpoint: str, payload: dict[str, Any]) -> None:
         """Read the request's texts for the input stages; input they cannot read must not reach the model
         unchecked, so it is refused (fail closed) with a 400 naming the value, unless every stage only
         monitors (`mode: monitor` never acts): then the readable texts are checked and the rest is logged."""
-        guarded.found, bad = read_request(endpoint, payload)
+        ex.found, bad = read_request(endpoint, payload)
         if bad is not None:
             param = format_path(bad[0])
-            if not any(stage.enforcing for stage in (*guarded.input, *guarded.parallel)):
+            if not any(stage.enforcing for stage in (*ex.input_stages, *ex.parallel_stages)):
                 log.warning("request input not readable by the monitoring stages", extra={"fields": {
-                    "request_id": request_id, "at": param, "reason": bad[1]}})
+                    "request_id": ex.request_id, "at": param, "reason": bad[1]}})
                 return
             raise OpenAIError(400, f"Invalid value at '{param}': {bad[1]}. This gateway checks the input of this "
                                    "request and cannot read this value.", code="unreadable_input", param=param)
 
-    async def check_input(self, guarded: Guarded, endpoint: str, payload: dict[str, Any], ex: Any,
+    async def check_input(self, ex: Exchange, endpoint: str, payload: dict[str, Any],
                           parallel: bool = False) -> Decision:
         """The input stages (or, with `parallel`, the parallel ones: the request as it was sent upstream)."""
-        found = guarded.found if guarded.found is not None else request_texts(endpoint, payload)
-        guarded.prompt = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _PROMPT_ROLES)
-        guarded.context = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _CONTEXT_ROLES)
-        guarded.complete = self._complete
-        EVAL_CONTEXT.set(EvalContext("input", guarded.prompt, guarded.context, self._complete))
-        stages = guarded.parallel if parallel else guarded.input
-        decision = await self.engine.evaluate(stages, [seg for seg, _ in found])
+        found = ex.found if ex.found is not None else request_texts(endpoint, payload)
+        ex.prompt = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _PROMPT_ROLES)
+        ex.context = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _CONTEXT_ROLES)
+        ex.evaluation = EvalContext("input", ex.prompt, ex.context, self._complete)
+        stages = ex.parallel_stages if parallel else ex.input_stages
+        decision = await self.engine.evaluate(stages, [seg for seg, _ in found], ex.evaluation)
         self._record(decision, ex, "input", _logged(found, stages))
-        guarded.decisions.append(decision)
+        ex.decisions.append(decision)
         if decision.changed and decision.terminal is None and not parallel:
             for (segment, path), text in zip(found, decision.texts):
                 if text != segment.text:
                     write_back(payload, path, text)
-            guarded.found = None  # the texts changed: a parallel check reads the request as sent
+            ex.found = None  # the texts changed: a parallel check reads the request as sent
         return decision
 
-    async def check_output(self, guarded: Guarded, payload: dict[str, Any], found: Found, ex: Any) -> Decision:
+    def enter_output(self, ex: Exchange) -> EvalContext:
+        """The evaluation context of the output stages: they compare the answer with the prompt and context."""
+        ex.evaluation = EvalContext("output", ex.prompt, ex.context, self._complete)
+        return ex.evaluation
+
+    async def check_output(self, ex: Exchange, payload: dict[str, Any], found: Found) -> Decision:
         """Run the output stages on the texts `read_response` found in `payload`; redactions are written back."""
-        guarded.enter_output()
-        decision = await self.engine.evaluate(guarded.output, [seg for seg, _ in found])
-        self._record(decision, ex, "output", _logged(found, guarded.output))
-        guarded.decisions.append(decision)
+        decision = await self.engine.evaluate(ex.output_stages, [seg for seg, _ in found], self.enter_output(ex))
+        self._record(decision, ex, "output", _logged(found, ex.output_stages))
+        ex.decisions.append(decision)
         if decision.terminal is None and decision.changed:
             for (segment, path), text in zip(found, decision.texts):
                 if text != segment.text:
                     write_back(payload, path, text)
         return decision
 
-    async def replacement(self, decision: Decision, original: str) -> str:
-        """The text a terminal action answers with; `correct` asks the corrector, then re-checks."""
+    def stream_guard(self, ex: Exchange, endpoint: str) -> StreamGuard:
+        """The hold-back guard of a stream under output stages that may act."""
+        context = self.enter_output(ex)
+        return StreamGuard(ex.output_stages, self.engine, endpoint, self.holdback(ex.output_stages),
+                           functools.partial(self.replacement, context=context), ex.annotation,
+                           self.lookback(ex.output_stages), context)
+
+    async def replacement(self, decision: Decision, original: str, context: EvalContext | None = None) -> str:
+        """The text a terminal action answers with; `correct` asks the corrector, then re-checks (with the
+        `context` of the check that stopped it)."""
         assert decision.terminal is not None and decision.stage is not None
         action = decision.terminal
         if action.type != "correct":
@@ -179,7 +166,7 @@ class GuardFlow:
         except Exception as exc:  # the corrector is an upstream like any other: it can fail
             log.warning("correction failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
             return decision.stage.message
-        recheck = await self.engine.evaluate((decision.stage,), [Segment("assistant", corrected)])
+        recheck = await self.engine.evaluate((decision.stage,), [Segment("assistant", corrected)], context)
         return decision.stage.message if recheck.terminal is not None else corrected
 
     async def _correct(self, decision: Decision, original: str) -> str:
@@ -193,16 +180,17 @@ class GuardFlow:
         return await self._complete(decision.terminal.model or "",
                                     [{"role": "system", "content": system}, {"role": "user", "content": original}])
 
-    async def refusal_response(self, decision: Decision, endpoint: str, model: str, stream: bool,
-                               request_id: str, original: str = "") -> RawResponse:
+    async def refusal_response(self, ex: Exchange, decision: Decision, endpoint: str, model: str, stream: bool,
+                               original: str = "") -> RawResponse:
         """The whole answer for a request stopped by a terminal action."""
         assert decision.terminal is not None
+        request_id = ex.request_id
         note = actions.annotation(decision, request_id)
         headers = [JSON, *actions.headers(decision)]
         if decision.unavailable:  # an outage, not a verdict: the client and the dashboards tell them apart
             return RawResponse(503, [*headers, (b"retry-after", b"1")],
                                orjson.dumps(actions.unavailable_body(decision, note)))
-        text = await self.replacement(decision, original)
+        text = await self.replacement(decision, original, ex.evaluation)
         if decision.terminal.respond_with == "error" or endpoint not in _ANSWERED_IN_SHAPE:
             body = orjson.dumps(actions.error_body(text, decision.terminal.type, note))
             return RawResponse(400, headers, body)
@@ -223,13 +211,13 @@ class GuardFlow:
             return None
         return max((stage.holdback_chars for stage in stages), default=0)
 
-    def record_stream(self, decisions: Sequence[Decision], ex: Any) -> None:
+    def record_stream(self, decisions: Sequence[Decision], ex: Exchange) -> None:
         """A stream is checked many times; the monitoring log keeps the decisive (or last) check."""
         if decisions:
             decisive = next((d for d in decisions if d.terminal is not None or d.action), decisions[-1])
             self._record(decisive, ex, "output", decisive.texts)
 
-    def _record(self, decision: Decision, ex: Any, on: str, texts: tuple[str, ...]) -> None:
+    def _record(self, decision: Decision, ex: Exchange, on: str, texts: tuple[str, ...]) -> None:
         if decision.action is not None:
             ex.guard = decision.action
         t = self._telemetry
@@ -249,8 +237,8 @@ class GuardFlow:
                 t.guard_not_scanned.labels(stage_label).inc()
         if decision.outcomes and any(o.scanned for o in decision.outcomes):
             # the model the client asked for; the route (upstream, matched glob) beside it
-            requested = getattr(ex, "requested_model", "") or ex.model
-            route = f"{getattr(ex, 'upstream', '')}:{ex.model}" if getattr(ex, "upstream", "") else ex.model
+            requested = ex.requested_model or ex.model
+            route = f"{ex.upstream}:{ex.model}" if ex.upstream else ex.model
             self._monitor.add(ex.request_id, ex.application, requested, on, decision, texts, route)
 
 

@@ -1,4 +1,12 @@
-"""The request flow: authenticate -> read and check the body -> route -> upstream -> relay."""
+"""The request flow: a proxied request passes named phases, in order, each a method of `ProxyHandler` that
+fills in the request's one `Exchange` (proxy/exchange.py):
+
+    authenticate -> read_request -> select_stages -> check_input -> send_upstream -> check_answer | relay_stream
+                                                          |         (beside the parallel input stages)   |
+                                                          +-> refused ---------------------------------> finish
+
+`_proxy` reads as that list. A refusal (an input stage's stop, a parallel stage's stop) goes straight to
+`finish` (`_done`), as an error does (`_answer`); a relayed stream finishes when it ends (`_events`)."""
 
 from __future__ import annotations
 
@@ -17,8 +25,8 @@ from starlette.requests import ClientDisconnect, Request
 
 from gateway.config.errors import format_path
 from gateway.config.schema import ApplicationConfig, GatewayConfig
-from gateway.guard.actions import annotation
-from gateway.proxy.guard_flow import GuardFlow, Guarded
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.guard_flow import GuardFlow
 from gateway.proxy.stream_guard import AnswerMonitor, EventRelay, StreamGuard, UnreadableStream, answer_monitor
 from gateway.proxy.texts import Found, Path, read_response
 from gateway.proxy.auth import Entry, KeyRing, bearer
@@ -39,29 +47,6 @@ from gateway.telemetry import AccessLog, Telemetry
 log = logging.getLogger("gateway.proxy")
 _MAX_ERROR_BODY = 1024 * 1024  # an upstream's error answer, read whole to scrub and relay it
 ASGIApp = RawResponse | RelayResponse
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One request's bookkeeping, for metrics and the access log."""
-
-    route: str
-    start: float
-    request_id: str
-    application: str = "unknown"
-    model: str = "unknown"  # the route's label (the config glob that matched): bounded, for metrics
-    requested_model: str = ""  # the model the client named (the monitoring log keeps it)
-    upstream: str = ""
-    stream: bool = False
-    upstream_start: float = 0.0
-    upstream_s: float | None = None
-    ttft_s: float | None = None
-    guard: str | None = None  # the last guard action applied (block, redact, ...)
-    relayed: bool = False  # the answer was relayed as a stream (else read whole: its overhead is measured)
-    attempts: Attempts | None = None  # what routing did: attempts, retries, fallbacks
-    verdict: Verdict | None = None
-    cells: list[Cell] | None = None  # the rate limits this request counts against (tokens debited at its end)
-    prompt_chars: int = 0  # the request body's size, for a token estimate when the upstream gives no usage
 
 
 class ProxyHandler:
@@ -101,7 +86,7 @@ class ProxyHandler:
             await asyncio.wait(tuple(self._background), timeout=timeout_s)
 
     async def proxy(self, request: Request, endpoint: Endpoint) -> ASGIApp:
-        ex = Exchange(endpoint.name, time.perf_counter(), _request_id())
+        ex = Exchange(endpoint.name, time.perf_counter(), _request_id(), endpoint)
         self._telemetry.in_flight.labels(ex.route).inc()
         return await self._answer(ex, self._proxy(request, endpoint, ex))
 
@@ -170,84 +155,129 @@ class ProxyHandler:
         return self._done(ex, RawResponse(200, [JSON, _rid(ex)], orjson.dumps(entry)))
 
     async def _proxy(self, request: Request, endpoint: Endpoint, ex: Exchange) -> ASGIApp:
+        """A proxied request, phase by phase (the module docstring draws them)."""
         entry = self._authenticate(request, ex)
-        app = entry.app
+        await self._read_request(request, entry, ex)
+        self._select_stages(entry.app, ex)
+        refusal = await self._check_input(ex)
+        if refusal is not None:
+            return self._done(ex, refusal)
+        with cancel_on_disconnect(request.receive):
+            sent = await self._send_upstream(request, ex)
+            if isinstance(sent, RawResponse):  # a parallel input stage stopped it
+                return self._done(ex, sent)
+            response, upstream = sent
+            if self._streams(response, ex):
+                return self._relay_stream(upstream, response, ex)
+            answer = await self._read_whole(upstream, response)
+        return self._done(ex, await self._check_answer(upstream, response, answer, ex))
+
+    async def _read_request(self, request: Request, entry: Entry, ex: Exchange) -> None:
+        """Read and parse the body, check the key may use its model and is within its limits, and find
+        the model group that serves it."""
+        assert ex.endpoint is not None
         body = await self._read_body(request)
-        parsed = parse_request(body, endpoint)
-        limited = await self._govern(entry, parsed.model, ex)
+        parsed = parse_request(body, ex.endpoint)
+        await self._govern(entry, parsed.model, ex)
         ex.prompt_chars = len(body)
         target = self.routing.resolve(parsed.model)
         if target is None:
             raise OpenAIError(404, f"The model '{parsed.model}' is not served by this gateway.",
                               code="model_not_found", param="model")
+        ex.parsed, ex.body, ex.target = parsed, body, target
         ex.model, ex.stream = target.group.name, parsed.stream
         ex.requested_model = parsed.model
         if len(target.group.deployments) == 1:  # known before sending (refusals name it, as before groups)
             ex.upstream = target.group.deployments[0].upstream.name
-        guarded = self._flow.stages(app, parsed.payload)
+
+    def _select_stages(self, app: ApplicationConfig, ex: Exchange) -> None:
+        """The stages that apply (central, the application's, the request's own), and what they make of the
+        request: whether its answer may be acted on, read whole, and its body re-encoded."""
+        assert ex.endpoint is not None and ex.parsed is not None
+        payload = ex.parsed.payload
+        self._flow.select(ex, app, payload)
         # output stages that may act see a /v1/responses answer whole (a stream of one is told from it);
         # stages that only monitor never change what the client gets, so they watch it stream by
-        enforced = any(stage.enforcing for stage in guarded.output)
+        ex.enforced = any(stage.enforcing for stage in ex.output_stages)
+        responses = ex.endpoint.name == "responses"
         # before any input stage runs: such a request is refused whatever they decide
-        if enforced and endpoint.name == "responses" and parsed.payload.get("background") is True:
+        if ex.enforced and responses and payload.get("background") is True:
             raise OpenAIError(400, "This application's answers pass output stages, and a background response "
                                    "would be fetched later without them; send background: false.",
                               code="unguarded_background", param="background")
-        if guarded.input or guarded.parallel:
-            self._flow.read_input(guarded, endpoint.name, parsed.payload, ex.request_id)
-        rewrite = len(parsed.payload) != parsed.fields  # the `guardrails` extension field was taken out
-        if guarded.input:
-            decision = await self._flow.check_input(guarded, endpoint.name, parsed.payload, ex)
+        ex.rewrite = len(payload) != ex.parsed.fields  # the `guardrails` extension field was taken out
+        ex.whole = ex.enforced and ex.parsed.stream and responses
+
+    async def _check_input(self, ex: Exchange) -> RawResponse | None:
+        """Read the request's texts and run the input stages that go first; their refusal, if they stop it.
+        Then the body as it will be sent (a redaction written back, a whole answer asked for)."""
+        assert ex.endpoint is not None and ex.parsed is not None
+        parsed, name = ex.parsed, ex.endpoint.name
+        if ex.input_stages or ex.parallel_stages:
+            self._flow.read_input(ex, name, parsed.payload)
+        if ex.input_stages:
+            decision = await self._flow.check_input(ex, name, parsed.payload)
             if decision.terminal is not None:
-                refusal = await self._flow.refusal_response(decision, endpoint.name, parsed.model, parsed.stream,
-                                                            ex.request_id)
+                refusal = await self._flow.refusal_response(ex, decision, name, parsed.model, parsed.stream)
                 refusal.headers.append(_rid(ex))
-                return self._done(ex, refusal)
-            rewrite = rewrite or decision.changed
-        whole = enforced and parsed.stream and endpoint.name == "responses"
-        if whole:  # checked whole: asked for without streaming, streamed to the client once it passed
+                return refusal
+            ex.rewrite = ex.rewrite or decision.changed
+        if ex.whole:  # checked whole: asked for without streaming, streamed to the client once it passed
             parsed.payload["stream"] = False
             parsed.payload.pop("stream_options", None)
-            rewrite = True
-        if rewrite:
-            body = dumps_json(parsed.payload, request_too_deep)
+            ex.rewrite = True
+        if ex.rewrite:
+            ex.body = dumps_json(parsed.payload, request_too_deep)
+        return None
+
+    async def _send_upstream(self, request: Request, ex: Exchange) -> tuple[UpstreamResponse, Upstream] | RawResponse:
+        """Send the request through its model group (beside the parallel input stages, if any): the
+        upstream's answer, or the parallel stages' refusal."""
+        assert ex.endpoint is not None and ex.parsed is not None and ex.target is not None
         raw_headers = request.scope["headers"]
-        sending = _Sending(target, endpoint.path, lambda up: upstream_request_headers(raw_headers, up),
-                           _bodies(parsed, body), parsed.model)
-        with cancel_on_disconnect(request.receive):
-            if guarded.parallel:
-                sent = await self._send_beside_guard(guarded, endpoint, parsed, sending, ex)
-                if isinstance(sent, RawResponse):
-                    return self._done(ex, sent)
-                response, upstream = sent
-            else:
-                response, upstream = await self._send(sending, ex)
-            ok = 200 <= response.status < 300
-            if ok and parsed.stream and not whole and response.content_type.startswith(b"text/event-stream"):
-                return self._relay(upstream, response, ex, guarded, endpoint, enforced)
-            try:
-                answer = await response.read(upstream.config.max_response_bytes if ok else _MAX_ERROR_BODY)
-            except UpstreamTooLarge as exc:
-                self._telemetry.upstream_errors.labels(upstream.name, "too_large").inc()
-                raise OpenAIError(502, f"Upstream '{upstream.name}' answered {exc}, more than this gateway reads "
-                                       "whole.", type="upstream_error", code="upstream_response_too_large") from None
-            except (UpstreamTimeout, UpstreamUnreachable) as exc:
-                raise self._upstream_failure(upstream.name, exc) from None
-            finally:
-                response.close()
+        sending = _Sending(ex.target, ex.endpoint.path, lambda up: upstream_request_headers(raw_headers, up),
+                           _bodies(ex.parsed, ex.body), ex.parsed.model)
+        if ex.parallel_stages:
+            return await self._send_beside_guard(sending, ex)
+        return await self._send(sending, ex)
+
+    def _streams(self, response: UpstreamResponse, ex: Exchange) -> bool:
+        """Whether the answer is relayed as a stream (else read whole, then checked)."""
+        return (ex.stream and not ex.whole and 200 <= response.status < 300
+                and response.content_type.startswith(b"text/event-stream"))
+
+    async def _read_whole(self, upstream: Upstream, response: UpstreamResponse) -> bytes:
+        """The upstream's whole answer (an error's within a smaller cap)."""
+        ok = 200 <= response.status < 300
+        try:
+            return await response.read(upstream.config.max_response_bytes if ok else _MAX_ERROR_BODY)
+        except UpstreamTooLarge as exc:
+            self._telemetry.upstream_errors.labels(upstream.name, "too_large").inc()
+            raise OpenAIError(502, f"Upstream '{upstream.name}' answered {exc}, more than this gateway reads "
+                                   "whole.", type="upstream_error", code="upstream_response_too_large") from None
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            raise self._upstream_failure(upstream.name, exc) from None
+        finally:
+            response.close()
+
+    async def _check_answer(self, upstream: Upstream, response: UpstreamResponse, answer: bytes,
+                            ex: Exchange) -> RawResponse:
+        """A whole answer: its tokens counted, an error scrubbed (and put in OpenAI's shape), a 2xx with a
+        body checked by the output stages."""
         ex.upstream_s = time.perf_counter() - ex.upstream_start
+        ok = 200 <= response.status < 300
         if ok:
             self._count_tokens(ex, *_answer_tokens(answer, ex.prompt_chars))
         if not ok:  # an error may echo the upstream's key ("Incorrect API key provided: sk-...")
             answer = self._scrub.bytes(answer)
         headers = [*client_response_headers(response.headers, self._scrub), _rid(ex)]
-        if guarded.output and ok and answer:  # any 2xx with a body (a proxy's 203 as much as a 200) is checked
-            checked = await self._guard_answer(guarded, endpoint, parsed.model, answer, headers, ex, enforced, whole)
-            if checked.status == 200 and not whole:
+        if ex.output_stages and ok and answer:  # any 2xx with a body (a proxy's 203 as much as a 200) is checked
+            checked = await self._guard_answer(answer, headers, ex)
+            if checked.status == 200 and not ex.whole:
                 checked.status = response.status
-            if whole and checked.status == 200:
+            if ex.whole and checked.status == 200:
                 ex.ttft_s = time.perf_counter() - ex.start  # the whole stream leaves now, its first token with it
-            return self._done(ex, checked)
+            return checked
         if response.status >= 400 and not _is_openai_error(answer):
             # An HTML page from a proxy in front of the model, a bare "Internal Server Error": clients and
             # the OpenAI SDKs expect an error object. The upstream's text stays out (it may echo the prompt).
@@ -258,8 +288,8 @@ class ProxyHandler:
                                                "without an OpenAI error body.", type="upstream_error",
                               code="upstream_error")
             headers = [h for h in headers if h[0] != b"content-type"]
-            return self._done(ex, RawResponse(response.status, [JSON, *headers, *guarded.headers()], err.body()))
-        return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], answer))
+            return RawResponse(response.status, [JSON, *headers, *ex.guard_headers()], err.body())
+        return RawResponse(response.status, [*headers, *ex.guard_headers()], answer)
 
     async def _passthrough(self, request: Request, ex: Exchange) -> ASGIApp:
         method, path = request.scope["method"], request.scope["path"][len("/v1"):]
@@ -308,11 +338,11 @@ class ProxyHandler:
                 raise not_passed(path)
             ex.model = upstream.name
         fields = len(payload) if payload is not None else 0
-        guarded = self._flow.stages(entry.app, payload if payload is not None else {})
-        if any(s.enforcing for s in guarded.output) and answers_with_text(path):
+        self._flow.select(ex, entry.app, payload if payload is not None else {})
+        if any(s.enforcing for s in ex.output_stages) and answers_with_text(path):
             raise OpenAIError(403, f"This application's answers pass output stages, which cannot check what /v1{path} "
                                    "answers through the pass-through.", code="unguarded_passthrough")
-        inputs = (*guarded.input, *guarded.parallel)
+        inputs = (*ex.input_stages, *ex.parallel_stages)
         if payload is None and path in FORM_TEXT and any(s.enforcing for s in inputs):
             raise OpenAIError(400, f"This gateway checks this application's input and does not read the form fields "
                                    f"of /v1{path} (their text would reach the model unchecked).",
@@ -320,11 +350,11 @@ class ProxyHandler:
         rewrite = payload is not None and len(payload) != fields  # the `guardrails` extension field was taken out
         name = reader(path) if payload is not None else None
         if name is not None and payload is not None and inputs:
-            guarded.input, guarded.parallel = inputs, ()  # on a pass-through all input stages run first
-            self._flow.read_input(guarded, name, payload, ex.request_id)
-            decision = await self._flow.check_input(guarded, name, payload, ex)
+            ex.input_stages, ex.parallel_stages = inputs, ()  # on a pass-through all input stages run first
+            self._flow.read_input(ex, name, payload)
+            decision = await self._flow.check_input(ex, name, payload)
             if decision.terminal is not None:
-                refusal = await self._flow.refusal_response(decision, name, model or "", False, ex.request_id)
+                refusal = await self._flow.refusal_response(ex, decision, name, model or "", False)
                 refusal.headers.append(_rid(ex))
                 return self._done(ex, refusal)
             rewrite = rewrite or decision.changed
@@ -371,14 +401,14 @@ class ProxyHandler:
             finally:
                 response.close()
             ex.upstream_s = time.perf_counter() - ex.upstream_start
-            return self._done(ex, RawResponse(response.status, [*headers, *guarded.headers()], self._scrub.bytes(answer)))
+            return self._done(ex, RawResponse(response.status, [*headers, *ex.guard_headers()], self._scrub.bytes(answer)))
         state = {"status": response.status}
 
         def disconnected() -> None:
             state["status"] = 499
 
         ex.relayed = True
-        return RelayResponse(response.status, [*headers, *guarded.headers()],
+        return RelayResponse(response.status, [*headers, *ex.guard_headers()],
                              self._pass_on(upstream, response, ex, state), on_disconnect=disconnected)
 
     def _stream_body(self, request: Request, state: dict[str, bool]) -> AsyncIterator[bytes] | None:
@@ -422,19 +452,19 @@ class ProxyHandler:
                 self._count_tokens(ex, *usage.usage)
             self._finish(ex, state["status"])
 
-    async def _guard_answer(self, guarded: Guarded, endpoint: Endpoint, model: str, answer: bytes,
-                            headers: list[tuple[bytes, bytes]], ex: Exchange, enforcing: bool,
-                            as_events: bool = False) -> RawResponse:
-        """Check a whole answer (refused if unreadable only when `enforcing`: some output stage may act; else
-        it is only monitored); with `as_events`, a /v1/responses answer that passes is told as the event
+    async def _guard_answer(self, answer: bytes, headers: list[tuple[bytes, bytes]], ex: Exchange) -> RawResponse:
+        """Check a whole answer (refused if unreadable only when `ex.enforced`: some output stage may act;
+        else it is only monitored); with `ex.whole`, a /v1/responses answer that passes is told as the event
         stream the client asked for."""
+        assert ex.endpoint is not None and ex.parsed is not None
+        endpoint, model, enforcing, as_events = ex.endpoint, ex.parsed.model, ex.enforced, ex.whole
         try:
             payload = orjson.loads(answer)
         except orjson.JSONDecodeError:
             payload = None
         if not isinstance(payload, dict):  # nothing readable to check: never pass it unchecked
             if not enforcing and not as_events:
-                return RawResponse(200, [*headers, *guarded.headers()], answer)
+                return RawResponse(200, [*headers, *ex.guard_headers()], answer)
             raise OpenAIError(502, "The upstream answer could not be read by the output stages.",
                               type="upstream_error", code="unreadable_answer")
         found, unread = _read_answer(endpoint.name, payload, ex)
@@ -442,23 +472,23 @@ class ProxyHandler:
             raise OpenAIError(502, f"The upstream answer could not be read by the output stages "
                                    f"('{format_path(unread[0])}': {unread[1]}).", type="upstream_error",
                               code="unreadable_answer")
-        decision = await self._flow.check_output(guarded, payload, found, ex)
+        decision = await self._flow.check_output(ex, payload, found)
         if decision.terminal is not None:
             original = "\n".join(t for t in decision.texts)
-            refusal = await self._flow.refusal_response(decision, endpoint.name, model, as_events, ex.request_id,
-                                                        original)
+            refusal = await self._flow.refusal_response(ex, decision, endpoint.name, model, as_events, original)
             refusal.headers.append(_rid(ex))
             return refusal
-        annotated = decision.changed or any(d.action or any(o.errors for o in d.outcomes) for d in guarded.decisions)
+        annotated = decision.changed or any(d.action or any(o.errors for o in d.outcomes) for d in ex.decisions)
         if annotated:
-            payload["guardrail"] = guarded.annotation(ex.request_id, decision)
+            payload["guardrail"] = ex.annotation(decision)
         if as_events:
             dumps_json(payload, answer_too_deep)  # fails here, as an error answer, not in the middle of the stream
-            return RawResponse(200, event_stream_headers([*headers, *guarded.headers()]), response_stream(payload))
+            return RawResponse(200, event_stream_headers([*headers, *ex.guard_headers()]), response_stream(payload))
         body = dumps_json(payload, answer_too_deep) if annotated else answer
-        return RawResponse(200, [*headers, *guarded.headers()], body)
+        return RawResponse(200, [*headers, *ex.guard_headers()], body)
 
     def _authenticate(self, request: Request, ex: Exchange) -> Entry:
+        """The key's entry (its application and rules): 401 for a missing, unknown or expired key."""
         key = bearer(_header(request, b"authorization")) or _header(request, b"x-api-key") or _header(request,
                                                                                                     b"api-key")
         entry = self._keys.lookup(key.strip() if key else None)
@@ -514,13 +544,14 @@ class ProxyHandler:
         ex.upstream = upstream.name
         return response, upstream
 
-    async def _send_beside_guard(self, guarded: Guarded, endpoint: Endpoint, parsed: ParsedRequest, sent: _Sending,
-                                 ex: Exchange) -> tuple[UpstreamResponse, Upstream] | RawResponse:
+    async def _send_beside_guard(self, sent: _Sending, ex: Exchange) -> tuple[UpstreamResponse, Upstream] | RawResponse:
         """Send the request while the parallel input stages run; their verdict comes first either way. A
         stop drops the upstream call (and its answer, if it came already) and answers with the refusal."""
+        assert ex.endpoint is not None and ex.parsed is not None
+        endpoint, parsed = ex.endpoint, ex.parsed
         sending = asyncio.ensure_future(self._send(sent, ex))
         try:
-            decision = await self._flow.check_input(guarded, endpoint.name, parsed.payload, ex, parallel=True)
+            decision = await self._flow.check_input(ex, endpoint.name, parsed.payload, parallel=True)
         except BaseException:
             await _abandon(sending)
             raise
@@ -528,8 +559,7 @@ class ProxyHandler:
             return await sending
         await _abandon(sending)
         self._telemetry.upstream_abandoned.labels(ex.upstream or (ex.attempts.upstream if ex.attempts else "")).inc()
-        refusal = await self._flow.refusal_response(decision, endpoint.name, parsed.model, parsed.stream,
-                                                    ex.request_id)
+        refusal = await self._flow.refusal_response(ex, decision, endpoint.name, parsed.model, parsed.stream)
         refusal.headers.append(_rid(ex))
         return refusal
 
@@ -548,9 +578,12 @@ class ProxyHandler:
                                                           "error": str(exc)}})
         return OpenAIError(status, message, type="upstream_error", code=code)
 
-    def _relay(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange, guarded: Guarded,
-               endpoint: Endpoint, enforced: bool) -> RelayResponse:
-        headers = [*client_response_headers(response.headers, self._scrub), _rid(ex), *guarded.headers()]
+    def _relay_stream(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange) -> RelayResponse:
+        """Relay the answer's events as they come: through the hold-back guard when output stages may act,
+        watched by the monitoring ones (checked once it has left whole), else as they are."""
+        assert ex.endpoint is not None
+        endpoint = ex.endpoint.name
+        headers = [*client_response_headers(response.headers, self._scrub), _rid(ex), *ex.guard_headers()]
         state = {"status": response.status}
 
         def disconnected() -> None:
@@ -558,22 +591,18 @@ class ProxyHandler:
 
         ex.relayed = True
         relay: EventRelay | StreamGuard = EventRelay()
-        if guarded.output and not enforced:  # stages that only monitor watch it stream by
-            relay = answer_monitor(endpoint.name,
-                                   lambda answer: self._monitor_answer(guarded, endpoint.name, answer, ex))
-        elif guarded.output:  # (a /v1/responses answer under stages that may act was asked for whole)
-            guarded.enter_output()
-            relay = StreamGuard(guarded.output, self._flow.engine, endpoint.name, self._flow.holdback(guarded.output),
-                                self._flow.replacement, lambda d: guarded.annotation(ex.request_id, d),
-                                self._flow.lookback(guarded.output))
+        if ex.output_stages and not ex.enforced:  # stages that only monitor watch it stream by
+            relay = answer_monitor(endpoint, lambda answer: self._monitor_answer(endpoint, answer, ex))
+        elif ex.output_stages:  # (a /v1/responses answer under stages that may act was asked for whole)
+            relay = self._flow.stream_guard(ex, endpoint)
         chunks = self._events(upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
 
-    async def _monitor_answer(self, guarded: Guarded, endpoint: str, answer: dict[str, Any], ex: Exchange) -> None:
+    async def _monitor_answer(self, endpoint: str, answer: dict[str, Any], ex: Exchange) -> None:
         """The monitoring output stages' check of a streamed answer, once it has left whole."""
         try:
             found, _ = _read_answer(endpoint, answer, ex)
-            await self._flow.check_output(guarded, answer, found, ex)
+            await self._flow.check_output(ex, answer, found)
         except Exception:  # the stream has left whole: a failing check must not spoil it
             log.exception("monitoring a streamed answer failed", extra={"fields": {"request_id": ex.request_id}})
 
@@ -630,6 +659,7 @@ class ProxyHandler:
         return self._done(ex, RawResponse(err.status, [JSON, _rid(ex)], err.body()))
 
     def _done(self, ex: Exchange, response: RawResponse) -> RawResponse:
+        """finish: the request's metrics and access-log line; its response returned as it is."""
         self._finish(ex, response.status)
         return response
 

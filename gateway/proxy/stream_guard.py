@@ -23,6 +23,7 @@ import orjson
 
 from gateway.guard.engine import Decision, Engine, Segment
 from gateway.guard.plan import Stage
+from gateway.metrics.context import EvalContext
 from gateway.proxy.openai import stream_error_event
 from gateway.proxy.sse import DONE, Event, SSEDecoder
 
@@ -296,9 +297,11 @@ class StreamGuard:
     """Feed upstream SSE bytes, get the bytes that may go to the client."""
 
     def __init__(self, stages: Sequence[Stage], engine: Engine, endpoint: str, holdback: int | None,
-                 resolve: Resolve, note: Callable[[Decision], dict[str, Any]], lookback: int | None = None) -> None:
+                 resolve: Resolve, note: Callable[[Decision], dict[str, Any]], lookback: int | None = None,
+                 context: EvalContext | None = None) -> None:
         self._stages = stages
         self._engine = engine
+        self._context = context  # what the output stages' metrics read (the request's prompt and context)
         self._chat = endpoint == "chat_completions"
         self._holdback = holdback  # None: hold everything until the choice ends (a `correct` stage)
         self._lookback = max(lookback or 0, holdback or 0)
@@ -393,7 +396,7 @@ class StreamGuard:
         segments = [Segment("assistant", window)] + [Segment("assistant", t["function"]["arguments"]) for t in tools]
         if refusal:
             segments.append(Segment("assistant", choice.refusal))
-        decision = await self._engine.evaluate(self._stages, segments)
+        decision = await self._engine.evaluate(self._stages, segments, self._context)
         self.decisions.append(decision)
         if decision.terminal is not None:
             return await self._stop(choice, decision)
