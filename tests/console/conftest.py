@@ -25,7 +25,7 @@ INSTALL = "apt-get install -y chromium && .venv/bin/pip install -e '.[test]'"
 def console_config(upstream: str, port: int) -> str:
     return f"""
 server: {{host: 127.0.0.1, port: {port}}}
-upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*"]}}]
+upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*", "gen-*"]}}]
 applications:
   - {{id: app-a, keys: ["{KEY_A}"]}}
   - {{id: app-b, keys: ["{KEY_B}"]}}

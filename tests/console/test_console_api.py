@@ -40,7 +40,7 @@ def test_admin_model_list(console_gw: Gateway) -> None:
     for token in (CENTRAL, APP_TOKEN):
         r = httpx.get(console_gw.url + "/v1/admin/models", headers=h(token))
         assert r.status_code == 200, r.text
-        assert r.json() == {"object": "list", "data": [{"upstream": "main", "models": ["gpt-*"]}]}
+        assert r.json() == {"object": "list", "data": [{"upstream": "main", "models": ["gpt-*", "gen-*"]}]}
     assert error(httpx.get(console_gw.url + "/v1/admin/models?limit=5", headers=h(CENTRAL)), 400)["param"] == "limit"
     error(httpx.get(console_gw.url + "/v1/admin/models"), 401)
 

@@ -90,6 +90,13 @@ def test_seed_000_cycle_in_the_browser(page: Any, console_gw: Gateway) -> None:
     expect(page.get_by_role("status")).to_contain_text("Uploaded 3 rows from rows.jsonl (4 in all)")
     expect(page.get_by_test_id("data-counts")).to_have_text(re.compile(r"4 rows: 2 FAIL, 2 PASS"))
     expect(page.get_by_role("table", name="training data")).to_contain_text("What is the weather like today?")
+    # Synthetic data from a generator model (the test upstream's gen-* answers a JSON array; unusable items
+    # are skipped)
+    page.get_by_label("Count").fill("2")
+    page.get_by_label("Generator model").fill("gen-1")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_role("status")).to_contain_text("Added 2 synthetic rows.")
+    expect(page.get_by_test_id("data-counts")).to_have_text(re.compile(r"6 rows: 3 FAIL, 3 PASS; .*2 synthetic"))
 
     # Train and watch the states reach Ready
     open_policy_tab(page, "refunds", "Training and versions")
@@ -147,7 +154,7 @@ def test_seed_000_cycle_in_the_browser(page: Any, console_gw: Gateway) -> None:
     page.goto("/console/#/policies/refunds/feedback")
     expect(page.get_by_test_id("feedback-counts")).to_have_text("1 feedback items, 1 not applied.")
     page.get_by_role("button", name="Apply feedback to training data").click()
-    expect(page.get_by_role("status")).to_contain_text("Applied 1 items (5 training rows)")
+    expect(page.get_by_role("status")).to_contain_text("Applied 1 items (7 training rows)")
     page.get_by_role("link", name="Retrain now").click()
     page.get_by_role("button", name="Train policy").click()
     expect(page.get_by_test_id("training-state")).to_have_text(re.compile(r"Ready \(version 4\)"), timeout=90_000)
