@@ -36,6 +36,7 @@ from gateway.proxy.handler import ProxyHandler, not_passed
 from gateway.proxy.passthrough import acceptable
 from gateway.proxy.limits import Limiter
 from gateway.proxy.openai import CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, Endpoint, OpenAIError
+from gateway.errors import internal_error, to_openai
 from gateway.wire import JSON, RawResponse
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import PlanCheck, build_plan
@@ -216,9 +217,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None,
     async def server_error(request: Request, exc: Exception) -> RawResponse:
         # A bug behind an admin or monitoring route still answers in OpenAI's shape; Starlette logs
         # the traceback. The proxy routes have their own net (ProxyHandler.proxy).
-        err = OpenAIError(500, "The gateway failed to handle this request; the error is in its log.",
-                          type="server_error", code="internal_error")
-        return RawResponse(500, [JSON], err.body())
+        err = to_openai(exc) or internal_error("The gateway failed to handle this request; the error is in its log.")
+        return RawResponse(err.status, [JSON], err.body())
 
     registry.keyring = handler.keyring
     api = [*admin_routes(config, flow, monitor, complete, registry.store, handler.keyring),

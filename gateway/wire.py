@@ -1,33 +1,24 @@
 """What both HTTP surfaces (the proxy and the admin API) answer with: OpenAI-shaped errors and whole raw
-responses. Below both, so that neither imports the other for them."""
+responses. Below both, so that neither imports the other for them. The errors themselves and their one
+mapping to OpenAI's shape (`to_openai`) are in gateway/errors.py; `error_response` answers with it."""
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import Receive, Scope, Send
+
+from gateway.errors import OpenAIError, error_body, to_openai
+
+__all__ = ["Headers", "JSON", "OpenAIError", "RawResponse", "error_body", "error_response", "stream_error_event",
+           "to_openai"]
 
 Headers = list[tuple[bytes, bytes]]
 JSON = (b"content-type", b"application/json")
 
 
-class OpenAIError(Exception):
-    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
-
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
-
-    def body(self) -> bytes:
-        return error_body(self.message, self.type, self.code, self.param)
-
-
-def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+def error_response(exc: BaseException) -> RawResponse | None:
+    """`to_openai`'s answer for `exc` as a whole JSON response; None when `exc` carries none (a bug)."""
+    answer = to_openai(exc)
+    return None if answer is None else RawResponse(answer.status, [JSON], answer.body())
 
 
 def stream_error_event(message: str, type: str, code: str | None = None) -> bytes:

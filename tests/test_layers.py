@@ -8,7 +8,7 @@ only hides a cycle is still an edge. A module may import its own layer or any la
     guard                                     (the engine: plans, stages, rules, actions)
     metrics                                   (every metric and the metric vocabulary)
     scoring                                   (the model runtime: ONNX sessions, encoder, heads)
-    config, store, telemetry, wire, settings, scrub, tasks, text   (the bottom)
+    config, errors, store, telemetry, wire, settings, scrub, tasks, text   (the bottom)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "guard": 3,
     "metrics": 2,
     "scoring": 1,
-    "config": 0, "store": 0, "telemetry": 0, "wire": 0, "settings": 0, "scrub": 0, "tasks": 0, "text": 0,
+    "config": 0, "errors": 0, "store": 0, "telemetry": 0, "wire": 0, "settings": 0, "scrub": 0, "tasks": 0, "text": 0,
 }
 
 # Upward imports that cannot be removed, each with its reason: (importing module, imported module).

@@ -9,10 +9,11 @@ import orjson
 from starlette.requests import Request
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.registry import Expected, InvalidChange, Registry, StoreRegressed, VersionConflict
+from gateway.admin.registry import Expected, Registry
+from gateway.errors import GatewayError
 from gateway.proxy.openai import dumps_json, request_too_deep
-from gateway.wire import JSON, OpenAIError, RawResponse
-from gateway.store import NotFound, StoreError, Version
+from gateway.wire import JSON, OpenAIError, RawResponse, error_response
+from gateway.store import NotFound, Version
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -136,26 +137,11 @@ def wrap(admin: AdminAuth, handler: Handler) -> Callable[[Request], Awaitable[Ra
         try:
             role = admin.request_role(request)
             return await handler(request, role)
-        except OpenAIError as err:
-            return RawResponse(err.status, [JSON], err.body())
-        except InvalidChange as err:
-            e = OpenAIError(400, f"{err.param}: {err.message}", code="invalid_policy", param=err.param)
-            return RawResponse(400, [JSON], e.body())
-        except VersionConflict as err:
-            e = OpenAIError(409, f"{err.kind.capitalize()} '{err.doc_id}' is at version {err.current}, not "
-                                 f"{err.expected}: someone changed it since you read it. Reload it (version "
-                                 f"{err.current}) and make your change again.", code="version_conflict",
-                            param=err.param)
-            return RawResponse(409, [JSON], e.body())
-        except StoreRegressed as err:
-            e = OpenAIError(409, f"The policy store holds less than the gateway enforces ({err}); writes are "
-                                 "refused until a central admin adopts it (POST /v1/admin/store/adopt) or it is "
-                                 "restored.", code="store_regressed")
-            return RawResponse(409, [JSON], e.body())
-        except StoreError:
-            e = OpenAIError(503, "The policy store is unreachable; the gateway keeps enforcing its last good "
-                                 "plan. Retry later.", code="store_unavailable")
-            return RawResponse(503, [JSON], e.body())
+        except GatewayError as err:  # OpenAIError, InvalidChange 400, VersionConflict and StoreRegressed 409,
+            response = error_response(err)  # StoreError 503 (gateway/errors.py); one without an answer: a 500
+            if response is None:
+                raise
+            return response
     run.__doc__ = handler.__doc__ or handler.__name__.replace("_", " ").capitalize() + "."
     run.__name__ = handler.__name__
     return run

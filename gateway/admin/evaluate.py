@@ -17,6 +17,7 @@ from gateway.guard.redact import redact
 from gateway.metrics.context import EVAL_CONTEXT, EvalContext
 from gateway.metrics.types import MetricValue, ParamError
 from gateway.proxy.texts import read_request
+from gateway.errors import EvaluateError, PolicyFailed  # noqa: F401  (re-exported; defined there)
 
 GENERIC_CORRECTION = "I'm sorry, but I can't share that. How else can I help you?"
 Complete = Callable[[str, list[dict[str, str]]], Awaitable[str]]
@@ -32,20 +33,6 @@ class EvaluateRequest(BaseModel):
     policy_ids: list[str] = []
     override_policy: list[PolicySpec] = []
     context: str | list[str] | None = None  # RAG documents for relevance/consistency policies
-
-
-class EvaluateError(ValueError):
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-class PolicyFailed(Exception):
-    """A policy could not score the text (its judge did not answer usably, its model failed...)."""
-
-    def __init__(self, policy_id: str) -> None:
-        super().__init__(f"Policy '{policy_id}' could not be scored; the gateway's log has the reason.")
-        self.policy_id = policy_id
 
 
 def parse_request(body: Any) -> EvaluateRequest:

@@ -46,15 +46,12 @@ from gateway.scoring.runtime import ScoringRuntime
 from gateway.store import NotFound, Store, StoreError, Version
 from gateway.store.base import revert_note
 from gateway.tasks import cancel_and_wait
+from gateway.errors import InvalidChange, StoreRegressed, VersionConflict  # noqa: F401  (re-exported; defined there)
 
 log = logging.getLogger("gateway.registry")
 
 # Retrying a store that does not answer: from `store.poll_interval_s`, doubling, at most this.
 MAX_RETRY_BACKOFF_S = 5.0
-
-
-class StoreRegressed(RuntimeError):
-    """The store holds less than the running plan was built from (admin API: 409 until adopted)."""
 
 
 class PolicyCache:
@@ -94,24 +91,6 @@ class PolicyCache:
 
 
 Expected = tuple[int, str] | None  # (version, the param that named it: If-Match or expected_version)
-
-
-class VersionConflict(RuntimeError):
-    """A write that named the version it was based on (If-Match / expected_version) while the document
-    is at another one (admin API: 409 version_conflict, G19)."""
-
-    def __init__(self, kind: str, doc_id: str, expected: int, current: int, param: str) -> None:
-        super().__init__(f"{kind} {doc_id!r} is at version {current}, not {expected}")
-        self.kind, self.doc_id, self.expected, self.current, self.param = kind, doc_id, expected, current, param
-
-
-class InvalidChange(ValueError):
-    """A change that would not compile; `param` names the field (admin API: 400)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-        self.message = message
 
 
 @dataclass(frozen=True)

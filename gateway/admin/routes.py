@@ -17,7 +17,8 @@ from gateway.admin import evaluate as guard_evaluate
 from gateway.guard.monitor import MonitorLog
 from gateway.proxy.auth import KeyRing
 from gateway.proxy.guard_flow import GuardFlow
-from gateway.wire import JSON, OpenAIError, RawResponse
+from gateway.errors import GatewayError
+from gateway.wire import JSON, OpenAIError, RawResponse, error_response
 from gateway.proxy.texts import unreadable
 from gateway.store import Store, StoreError
 from gateway.store.base import matches as store_matches, record_key
@@ -54,8 +55,11 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             since = _float(request.query_params.get("since"), "since")
             until = _float(request.query_params.get("until"), "until")
             where = record_filter(request.query_params)
-        except OpenAIError as err:
-            return RawResponse(err.status, [JSON], err.body())
+        except GatewayError as err:  # gateway/errors.py's mapping; one without an answer is a 500
+            response = error_response(err)
+            if response is None:
+                raise
+            return response
         q = request.query_params
         match = {k: v for k, v in (("application", app), ("model", q.get("model")), ("action", q.get("action")),
                                    ("on", q.get("on")), ("metrics", q.get("policy"))) if v}
@@ -116,16 +120,14 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             default = _app_policies(flow, app_id)
             policies = guard_evaluate.select_policies(parsed, flow.plan, default)
             result = await guard_evaluate.evaluate(parsed, policies, complete, config.guard.corrector_model)
-        except guard_evaluate.EvaluateError as err:
-            e = OpenAIError(400, f"{err.param}: {err}", code="invalid_request", param=err.param)
-            return RawResponse(400, [JSON], e.body())
-        except guard_evaluate.PolicyFailed as err:  # e.g. a rubric judge that answered no JSON
-            log.warning("evaluate: a policy could not score", exc_info=err.__cause__,
-                        extra={"fields": {"policy_id": err.policy_id}})
-            e = OpenAIError(502, str(err), type="server_error", code="policy_error")
-            return RawResponse(502, [JSON], e.body())
-        except OpenAIError as err:
-            return RawResponse(err.status, [JSON], err.body())
+        except GatewayError as err:  # EvaluateError 400, PolicyFailed 502, OpenAIError (gateway/errors.py)
+            if isinstance(err, guard_evaluate.PolicyFailed):  # e.g. a rubric judge that answered no JSON
+                log.warning("evaluate: a policy could not score", exc_info=err.__cause__,
+                            extra={"fields": {"policy_id": err.policy_id}})
+            response = error_response(err)
+            if response is None:
+                raise
+            return response
         return RawResponse(200, [JSON], orjson.dumps(result))
 
     return [Route("/v1/monitoring", monitoring, methods=["GET"]),

@@ -14,11 +14,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gateway.errors import LoadError  # noqa: F401  (re-exported; defined there)
+
 TOOLS = ("wrk", "hey", "python")
-
-
-class LoadError(RuntimeError):
-    """A load generator failed or printed something we cannot read."""
 
 
 @dataclass(frozen=True)

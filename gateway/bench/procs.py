@@ -20,9 +20,7 @@ from typing import IO
 
 import httpx
 
-
-class BenchError(RuntimeError):
-    """A benchmark target could not be started, verified or measured."""
+from gateway.errors import BenchError  # noqa: F401  (re-exported; defined there)
 
 
 @dataclass

@@ -10,11 +10,9 @@ import asyncio
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from gateway.errors import RawHTTPError  # noqa: F401  (re-exported; defined there)
+
 MAX_HEAD = 64 * 1024
-
-
-class RawHTTPError(RuntimeError):
-    """The server answered something this client does not read, or hung up."""
 
 
 class RawConnection:

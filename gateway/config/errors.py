@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.errors import ConfigError  # noqa: F401  (re-exported; defined there)
+
 # Keys whose values are credentials: an error about them never prints the value.
 SECRET_KEYS = frozenset({"api_key", "token", "tokens", "keys", "headers", "password"})
 
@@ -17,20 +19,6 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; carries every issue found, not only the first."""
-
-    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
-        self.source = source
-        self.issues = tuple(issues)
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        lines = [f"{self.source}: {len(self.issues)} error(s)"]
-        lines += [f"  {issue}" for issue in self.issues]
-        return "\n".join(lines)
 
 
 def format_path(parts: tuple[str | int, ...]) -> str:

@@ -27,6 +27,7 @@ from gateway.scoring.hallucination import SupportHead
 from gateway.scoring.heads import Head, fit_logistic, pooled
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.scoring.support import support_features
+from gateway.errors import MissingKnowledge  # noqa: F401  (re-exported; defined there)
 
 BACKGROUND = Path(__file__).parent.parent / "scoring" / "weights" / "background.json"
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -327,10 +328,6 @@ class RelevanceMetric(_ModelMetric):
             return MetricValue(1.0)
         e = self._embedding_sync(text)
         return MetricValue(self._score(head, text, refs, [float(e @ self._embedding_sync(r)) for r in refs]))
-
-
-class MissingKnowledge(RuntimeError):
-    """A factual policy grounded on the request's context met a request without one."""
 
 
 @dataclass

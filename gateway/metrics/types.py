@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Union, runtime_checkable
 
+from gateway.errors import ParamError  # noqa: F401  (re-exported; defined there)
+
 # What a metric measures: a score in [0,1], a count, a flag, or a set of labels (e.g. PII types found).
 Value = Union[float, int, bool, frozenset[str]]
 
@@ -34,15 +36,6 @@ class MetricValue:
         if isinstance(self.value, frozenset):
             return 1.0 if self.value else 0.0
         return float(min(max(self.value, 0.0), 1.0))
-
-
-class ParamError(ValueError):
-    """A bad metric parameter; `path` is relative to the params mapping, e.g. ('patterns', 2)."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.path = path
-        self.message = message
 
 
 @runtime_checkable

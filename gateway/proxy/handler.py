@@ -41,6 +41,7 @@ from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_
 from gateway.proxy.routing import Attempts, Counters, Dispatcher, Group, Routing, Target
 from gateway.proxy.upstream import (Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge,
                                     UpstreamUnreachable, client_response_headers, upstream_request_headers)
+from gateway.errors import GatewayError, internal_error, to_openai
 from gateway.scrub import SecretScrubber
 from gateway.telemetry import AccessLog, Telemetry
 
@@ -104,18 +105,16 @@ class ProxyHandler:
                 response.headers = [h for h in response.headers if not h[0].startswith(b"x-ratelimit-")]
                 response.headers += ex.verdict.headers
             return response
-        except RateLimited as limited:
-            response = self._error(ex, limited)
-            response.headers += limited.headers()
-            return response
-        except OpenAIError as err:
-            return self._error(ex, err)
         except ClientDisconnect:
             return self._done(ex, RawResponse(499, [], b""))
-        except Exception:  # a bug must still answer in OpenAI's shape, and be logged with its traceback
-            log.exception("unhandled error", extra={"fields": {"request_id": ex.request_id}})
-            return self._error(ex, OpenAIError(500, "Internal gateway error.", type="server_error",
-                                               code="internal_error"))
+        except Exception as exc:  # answered by gateway/errors.py's mapping; a bug still in OpenAI's shape, logged
+            answer = to_openai(exc)
+            if not isinstance(exc, OpenAIError):
+                log.exception("unhandled error", extra={"fields": {"request_id": ex.request_id}})
+            response = self._error(ex, answer or internal_error("Internal gateway error."))
+            if isinstance(exc, RateLimited):
+                response.headers += exc.headers()
+            return response
 
     def overloaded(self, endpoint: Endpoint, reason: str) -> RawResponse:
         """The fast refusal of a request the gateway has no room for (see proxy/admission.py)."""
@@ -824,7 +823,7 @@ def _rid(ex: Exchange) -> tuple[bytes, bytes]:
     return (b"x-guardrail-request-id", ex.request_id.encode())
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLarge(GatewayError):
     """A streamed request body went past the gateway's body cap (answered 413)."""
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
+from gateway.errors import RedisError  # noqa: F401  (re-exported; defined there)
+
 log = logging.getLogger("gateway.limits")
 WINDOW_S = 60.0
 _REDIS_TIMEOUT_S = 0.05
@@ -192,10 +194,6 @@ class RespClient:
                 future.set_exception(ConnectionError(str(exc or "closed")))
         if self._reading is not None and self._reading is not asyncio.current_task():
             self._reading.cancel()
-
-
-class RedisError(Exception):
-    pass
 
 
 def _encode(args: tuple[bytes | str | int | float, ...]) -> bytes:

@@ -26,12 +26,7 @@ from gateway.guard.plan import Stage
 from gateway.metrics.context import EvalContext
 from gateway.proxy.openai import stream_error_event
 from gateway.proxy.sse import DONE, Event, SSEDecoder
-
-class UnreadableStream(Exception):
-    """A guarded stream held something the guard cannot read: a line that is no SSE field (` data:` with
-    a leading space, a bare JSON line) or data that is not JSON. Relayed, it would pass unchecked;
-    dropped, the stream would look complete. The proxy ends the stream with an error event instead."""
-
+from gateway.errors import UnreadableStream  # noqa: F401  (re-exported; defined there)
 
 _FIELDS = (b"data", b"event", b"id", b"retry")
 

@@ -22,6 +22,7 @@ from yarl import URL
 
 from gateway.config.schema import UpstreamConfig
 from gateway.scrub import NO_SECRETS, SecretScrubber
+from gateway.errors import UpstreamTimeout, UpstreamTooLarge, UpstreamUnreachable  # noqa: F401  (re-exported; defined there)
 
 # RFC 9110 section 7.6.1 hop-by-hop headers, plus what a proxy must recompute itself.
 HOP_BY_HOP = frozenset({
@@ -44,23 +45,6 @@ GUARD_PREFIX = b"x-guardrail-"
 _ROUTE_CACHE_SIZE = 4096
 # Azure OpenAI: these routes go to a deployment's URL (with api-version); all others to the v1 API.
 AZURE_DEPLOYMENT_PATHS = frozenset({"/chat/completions", "/completions", "/embeddings"})
-
-
-class UpstreamTimeout(Exception):
-    """The upstream did not answer, or send its next chunk, within its timeout. `phase` names which
-    deadline fired: connect, first_byte (the headers), idle or total."""
-
-    def __init__(self, message: str, phase: str = "other") -> None:
-        super().__init__(message)
-        self.phase = phase
-
-
-class UpstreamUnreachable(Exception):
-    """The connection could not be made, or broke before the answer was complete."""
-
-
-class UpstreamTooLarge(UpstreamUnreachable):
-    """An answer read whole (not streamed) was larger than the gateway holds in memory for one request."""
 
 
 @dataclass(slots=True)

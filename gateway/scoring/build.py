@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.errors import GatewayError, ModelError  # noqa: F401  (re-exported; defined there)
+
 ENCODER = "all-minilm-l6-v2"
 # Two revisions. EMBEDDING_REVISION is part of the encoder version that trained heads record: bump it
 # only when the embedding itself changes (heads must then be retrained). GRAPH_REVISION names the
@@ -49,7 +51,7 @@ _static_thread: threading.Thread | None = None
 _static_stop = threading.Event()  # set at exit: a background build stops between batches
 
 
-class _Stopped(Exception):
+class _Stopped(GatewayError):
     """The process is exiting: the background build stops (its partial table is not written)."""
 
 
@@ -70,10 +72,6 @@ class _QuantizerAdvice(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Please consider to run pre-processing")
-
-
-class ModelError(RuntimeError):
-    """The encoder cannot be found or built; the message says what to install or run."""
 
 
 def default_cache_dir() -> Path:

@@ -24,18 +24,12 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from gateway.errors import NotFound, StoreError  # noqa: F401  (re-exported; defined there)
+
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
 
 KINDS = ("policy", "stage", "application", "pin")
-
-
-class StoreError(RuntimeError):
-    """The store is unreachable or refused the operation (the admin API answers 503)."""
-
-
-class NotFound(KeyError):
-    pass
 
 
 @dataclass(frozen=True)
