@@ -80,21 +80,26 @@ def _new_key() -> str:
     return "sk-gg-" + secrets.token_urlsafe(32)
 
 
-def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
-    store = registry.store
+def _central_only(role: Role) -> None:
+    if not role.central:
+        raise OpenAIError(403, "Only central tokens may manage applications.", code="forbidden")
 
-    def central_only(role: Role) -> None:
-        if not role.central:
-            raise OpenAIError(403, "Only central tokens may manage applications.", code="forbidden")
 
-    async def body_fields(request: Request, doc: dict[str, Any] | None = None) -> dict[str, Any]:
+class ApplicationAdmin:
+    """The application endpoints over one registry (and its store); central tokens only."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.store = registry.store
+
+    async def body_fields(self, request: Request, doc: dict[str, Any] | None = None) -> dict[str, Any]:
         body = await read_json(request)
         refuse_unknown(body, _APP_FIELDS)
         doc = doc or {}
         stages = body.get("stages", doc.get("stages", []))
         if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
             raise OpenAIError(400, "stages: a list of stage names.", code="invalid_application", param="stages")
-        known = set(registry.flow.plan.stages)
+        known = set(self.registry.flow.plan.stages)
         for i, name in enumerate(stages):
             if name not in known:
                 raise OpenAIError(400, f"stages[{i}]: no stage {name!r}.", code="invalid_application",
@@ -109,91 +114,95 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             fields["key"] = key_settings(body["key"])
         return fields
 
-    async def list_apps(request: Request, role: Role) -> RawResponse:
-        central_only(role)
+    async def list_apps(self, request: Request, role: Role) -> RawResponse:
+        _central_only(role)
         data = [{"id": a.id, "object": "application", "source": "config", "stages": list(a.stages),
-                 "keys": len(a.keys)} for a in registry.config.applications]
-        data += [_view(d) for d in await store.list("application")]
+                 "keys": len(a.keys)} for a in self.registry.config.applications]
+        data += [_view(d) for d in await self.store.list("application")]
         return ok({"object": "list", "data": data})
 
-    async def create(request: Request, role: Role) -> RawResponse:
+    async def create(self, request: Request, role: Role) -> RawResponse:
         """Create an application; its first key is in this answer only."""
-        central_only(role)
-        fields = await body_fields(request)
+        _central_only(role)
+        fields = await self.body_fields(request)
         app_id = fields.pop("id")
         rule = fields.pop("key", None)
         if not isinstance(app_id, str) or not app_id:
             raise OpenAIError(400, "id: required, a non-empty string.", code="invalid_application", param="id")
-        if app_id in registry.application_ids:
+        if app_id in self.registry.application_ids:
             raise OpenAIError(409, f"An application '{app_id}' exists already.", code="application_exists",
                               param="id")
         key = _new_key()
         rules = {key_digest(key): rule} if rule else {}
-        doc = await registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)],
-                                                   "key_rules": rules}, "central")
+        doc = await self.registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)],
+                                                        "key_rules": rules}, "central")
         return ok({**_view(doc), "key": key}, 201)
 
-    async def stored(app_id: str) -> Version:
-        if app_id in {a.id for a in registry.config.applications}:
+    async def stored(self, app_id: str) -> Version:
+        if app_id in {a.id for a in self.registry.config.applications}:
             raise OpenAIError(403, f"Application '{app_id}' is defined in the config file; change it there.",
                               code="config_application")
-        doc = await store.get("application", app_id)
+        doc = await self.store.get("application", app_id)
         if doc is None:
             raise OpenAIError(404, f"No application '{app_id}' in the store.", code="application_not_found")
         return doc
 
-    async def read(request: Request, role: Role) -> RawResponse:
-        central_only(role)
-        return ok(_view(await stored(request.path_params["id"])))
+    async def read(self, request: Request, role: Role) -> RawResponse:
+        _central_only(role)
+        return ok(_view(await self.stored(request.path_params["id"])))
 
-    async def edit(request: Request, role: Role) -> RawResponse:
-        central_only(role)
-        doc = await stored(request.path_params["id"])
-        fields = await body_fields(request, doc.body)
+    async def edit(self, request: Request, role: Role) -> RawResponse:
+        _central_only(role)
+        doc = await self.stored(request.path_params["id"])
+        fields = await self.body_fields(request, doc.body)
         fields.pop("id")
         if fields.pop("key", None) is not None:
             raise OpenAIError(400, "key: set a key's limits when adding it (POST .../keys).",
                               code="invalid_application", param="key")
-        new = await registry.write("application", {**doc.body, **fields}, "central")
+        new = await self.registry.write("application", {**doc.body, **fields}, "central")
         return ok(_view(new))
 
-    async def add_key(request: Request, role: Role) -> RawResponse:
+    async def add_key(self, request: Request, role: Role) -> RawResponse:
         """Add a key (rotation: add, move clients over, then revoke the old ones); shown once."""
-        central_only(role)
-        doc = await stored(request.path_params["id"])
+        _central_only(role)
+        doc = await self.stored(request.path_params["id"])
         rule = key_settings(await read_json(request))
         key = _new_key()
         rules = {**doc.body.get("key_rules", {}), **({key_digest(key): rule} if rule else {})}
         body = {**doc.body, "key_hashes": [*doc.body.get("key_hashes", []), key_digest(key)], "key_rules": rules}
-        new = await registry.write("application", body, "central")
+        new = await self.registry.write("application", body, "central")
         return ok({**_view(new), "key": key}, 201)
 
-    async def revoke_keys(request: Request, role: Role) -> RawResponse:
+    async def revoke_keys(self, request: Request, role: Role) -> RawResponse:
         """Revoke every key but the newest `keep` (default 1)."""
-        central_only(role)
-        doc = await stored(request.path_params["id"])
+        _central_only(role)
+        doc = await self.stored(request.path_params["id"])
         keep = (await read_json(request)).get("keep", 1)
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise OpenAIError(400, "keep: a whole number >= 0.", code="invalid_request", param="keep")
         hashes = doc.body.get("key_hashes", [])
         kept = hashes[len(hashes) - keep:] if keep else []
         rules = {h: r for h, r in doc.body.get("key_rules", {}).items() if h in kept}
-        new = await registry.write("application", {**doc.body, "key_hashes": kept, "key_rules": rules}, "central")
+        new = await self.registry.write("application", {**doc.body, "key_hashes": kept, "key_rules": rules},
+                                        "central")
         return ok(_view(new))
 
-    async def delete(request: Request, role: Role) -> RawResponse:
-        central_only(role)
-        doc = await stored(request.path_params["id"])
-        await registry.remove("application", doc.id, "central")
+    async def delete(self, request: Request, role: Role) -> RawResponse:
+        _central_only(role)
+        doc = await self.stored(request.path_params["id"])
+        await self.registry.remove("application", doc.id, "central")
         return ok({"id": doc.id, "object": "application", "deleted": True})
 
+
+def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
+    a = ApplicationAdmin(registry)
     base = "/v1/admin/applications"
     return [
-        Route(base, wrap(admin, list_apps), methods=["GET"]),
-        Route(base, wrap(admin, create), methods=["POST"]),
-        Route(base + "/{id}", wrap(admin, read), methods=["GET"]),
-        Route(base + "/{id}", wrap(admin, edit), methods=["PATCH"]),
-        Route(base + "/{id}", wrap(admin, delete), methods=["DELETE"]),
-        Route(base + "/{id}/keys", wrap(admin, add_key), methods=["POST"]),
-        Route(base + "/{id}/keys", wrap(admin, revoke_keys), methods=["DELETE"]),
+        Route(base, wrap(admin, a.list_apps), methods=["GET"]),
+        Route(base, wrap(admin, a.create), methods=["POST"]),
+        Route(base + "/{id}", wrap(admin, a.read), methods=["GET"]),
+        Route(base + "/{id}", wrap(admin, a.edit), methods=["PATCH"]),
+        Route(base + "/{id}", wrap(admin, a.delete), methods=["DELETE"]),
+        Route(base + "/{id}/keys", wrap(admin, a.add_key), methods=["POST"]),
+        Route(base + "/{id}/keys", wrap(admin, a.revoke_keys), methods=["DELETE"]),
     ]

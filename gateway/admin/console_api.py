@@ -41,30 +41,41 @@ def _json_only(request: Request) -> None:
                           param="Content-Type")
 
 
-def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
-    store = registry.store
+def _cookie(request: Request, value: str, max_age: int) -> tuple[bytes, bytes]:
+    secure = "; Secure" if request.url.scheme == "https" else ""
+    return (b"set-cookie", f"{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; "
+                           f"SameSite=Strict{secure}".encode())
 
-    async def whoami(request: Request, role: Role) -> RawResponse:
+
+class ConsoleAdmin:
+    """The console's own endpoints (session, whoami, models, pins) over one admin auth and registry."""
+
+    def __init__(self, admin: AdminAuth, registry: Registry) -> None:
+        self.admin = admin
+        self.registry = registry
+        self.store = registry.store
+
+    async def whoami(self, request: Request, role: Role) -> RawResponse:
         """The calling admin token's role: central, or application with its application id."""
         refuse_unknown_query(request)
         return ok({"object": "whoami", "role": "central" if role.central else "application",
                    "application": role.application})
 
-    async def models(request: Request, role: Role) -> RawResponse:
+    async def models(self, request: Request, role: Role) -> RawResponse:
         """The model names each upstream serves (config globs, first matching upstream wins)."""
         refuse_unknown_query(request)
-        data = [{"upstream": u.name, "models": list(u.models)} for u in registry.config.upstreams]
+        data = [{"upstream": u.name, "models": list(u.models)} for u in self.registry.config.upstreams]
         return ok({"object": "list", "data": data})
 
-    async def pins(request: Request, role: Role) -> RawResponse:
+    async def pins(self, request: Request, role: Role) -> RawResponse:
         """Which applications are pinned to which version of a central stage."""
         refuse_unknown_query(request)
         name = request.path_params["name"]
-        doc = await store.get("stage", name)
+        doc = await self.store.get("stage", name)
         if doc is None or doc.body.get("spec", {}).get("scope") != "central":
             raise OpenAIError(404, f"No stored central stage '{name}'.", code="stage_not_found")
         data = []
-        for pin in await store.list("pin"):
+        for pin in await self.store.list("pin"):
             body = pin.body
             if body.get("stage") != name or not role.may_see(body.get("application", "")):
                 continue
@@ -74,12 +85,7 @@ def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         data.sort(key=lambda p: str(p["application"]))
         return ok({"object": "list", "stage": name, "latest": doc.version, "data": data})
 
-    def cookie(request: Request, value: str, max_age: int) -> tuple[bytes, bytes]:
-        secure = "; Secure" if request.url.scheme == "https" else ""
-        return (b"set-cookie", f"{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; "
-                               f"SameSite=Strict{secure}".encode())
-
-    async def open_session(request: Request) -> RawResponse:
+    async def open_session(self, request: Request) -> RawResponse:
         """Sign in: an admin token becomes an HttpOnly session cookie for the console (8 hours)."""
         try:
             refuse_unknown_query(request)
@@ -95,31 +101,36 @@ def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             token = body.get("token")
             if not isinstance(token, str) or not token:
                 raise OpenAIError(400, "token: required, an admin token.", code="invalid_request", param="token")
-            role, value, expires = admin.open_session(token)
+            role, value, expires = self.admin.open_session(token)
         except OpenAIError as err:
             return RawResponse(err.status, [JSON], err.body())
-        return RawResponse(200, [JSON, cookie(request, value, SESSION_TTL_S)], orjson.dumps(
+        return RawResponse(200, [JSON, _cookie(request, value, SESSION_TTL_S)], orjson.dumps(
             {"object": "session", "role": "central" if role.central else "application",
              "application": role.application, "expires": expires}))
 
-    async def read_session(request: Request, role: Role) -> RawResponse:
+    async def read_session(self, request: Request, role: Role) -> RawResponse:
         """The signed-in role (cookie or bearer token) and, for a session cookie, when it expires."""
         refuse_unknown_query(request)
-        found = admin.session(request.cookies.get(SESSION_COOKIE, "")) if "authorization" not in request.headers else None
+        found = self.admin.session(request.cookies.get(SESSION_COOKIE, "")) \
+            if "authorization" not in request.headers else None
         return ok({"object": "session", "role": "central" if role.central else "application",
                    "application": role.application, "expires": found[1] if found else None})
 
-    async def close_session(request: Request, role: Role) -> RawResponse:
+    async def close_session(self, request: Request, role: Role) -> RawResponse:
         """Sign out: the session cookie is cleared (it is stateless: a copy kept elsewhere lasts until it expires)."""
         refuse_unknown_query(request)
-        return RawResponse(200, [JSON, cookie(request, "", 0)], orjson.dumps({"object": "session", "deleted": True}))
+        return RawResponse(200, [JSON, _cookie(request, "", 0)],
+                           orjson.dumps({"object": "session", "deleted": True}))
 
+
+def console_api_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
+    c = ConsoleAdmin(admin, registry)
     from gateway.admin.catalogue import catalogue_routes  # G15 pickers; it imports this module
 
     return [*catalogue_routes(admin, registry),
-            Route("/v1/admin/session", open_session, methods=["POST"]),
-            Route("/v1/admin/session", wrap(admin, read_session), methods=["GET"]),
-            Route("/v1/admin/session", wrap(admin, close_session), methods=["DELETE"]),
-            Route("/v1/admin/whoami", wrap(admin, whoami), methods=["GET"]),
-            Route("/v1/admin/models", wrap(admin, models), methods=["GET"]),
-            Route("/v1/admin/stages/{name}/pins", wrap(admin, pins), methods=["GET"])]
+            Route("/v1/admin/session", c.open_session, methods=["POST"]),
+            Route("/v1/admin/session", wrap(admin, c.read_session), methods=["GET"]),
+            Route("/v1/admin/session", wrap(admin, c.close_session), methods=["DELETE"]),
+            Route("/v1/admin/whoami", wrap(admin, c.whoami), methods=["GET"]),
+            Route("/v1/admin/models", wrap(admin, c.models), methods=["GET"]),
+            Route("/v1/admin/stages/{name}/pins", wrap(admin, c.pins), methods=["GET"])]

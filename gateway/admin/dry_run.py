@@ -127,30 +127,38 @@ def _validation(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> Ope
     return _bad(path, message)
 
 
-def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
-    store = registry.store
-    rng = random.Random()
+def _visible(role: Role, body: dict[str, Any], app: str) -> bool:
+    spec = body.get("spec", {})
+    return spec.get("scope") == "central" or app in body.get("applications", [])
 
-    async def stored_stage(name: str, version: int | None, param: str) -> tuple[StageSpec, dict[str, Any], int]:
-        doc = await store.get("stage", name, version) if version is not None else await store.get("stage", name)
+
+class DryRunAdmin:
+    """The dry-run endpoint over one registry (and its store)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.store = registry.store
+        self.rng = random.Random()
+
+    async def stored_stage(self, name: str, version: int | None,
+                           param: str) -> tuple[StageSpec, dict[str, Any], int]:
+        doc = await self.store.get("stage", name, version) if version is not None \
+            else await self.store.get("stage", name)
         if doc is None:
             raise OpenAIError(404, f"{param}: no stored stage '{name}'" + (f" version {version}." if version else "."),
                               code="stage_not_found", param=param)
         return StageSpec.model_validate(doc.body["spec"]), doc.body, doc.version
 
-    def visible(role: Role, body: dict[str, Any], app: str) -> bool:
-        spec = body.get("spec", {})
-        return spec.get("scope") == "central" or app in body.get("applications", [])
-
-    def compile_one(spec: StageSpec, param: str) -> Stage:
+    def compile_one(self, spec: StageSpec, param: str) -> Stage:
         issues: list[ConfigIssue] = []
-        compiled = compile_stages([spec], registry.flow.plan.policies, (param,), issues, registry.runtime)
+        compiled = compile_stages([spec], self.registry.flow.plan.policies, (param,), issues,
+                                  self.registry.runtime)
         if issues:
             path = issues[0].path.replace(f"{param}[0]", param, 1)
             raise _bad(path, issues[0].message)
         return compiled[0]
 
-    async def run(request: Request, role: Role) -> Any:
+    async def run(self, request: Request, role: Role) -> Any:
         """Dry-run messages through an application's stages (drafts too): no upstream call, nothing logged."""
         started = time.perf_counter()
         raw = await read_json(request)
@@ -158,19 +166,19 @@ def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             body = DryRunRequest.model_validate(raw)
         except ValidationError as exc:
             raise _validation(exc) from None
-        app = acting_on(registry, role, body.application, "required, an application id",
+        app = acting_on(self.registry, role, body.application, "required, an application id",
                         "dry-run its own application's stages")
-        plan = registry.flow.plan
+        plan = self.registry.flow.plan
         # (stage, source, version) per side, in the plan's order
         sides: dict[str, list[tuple[Stage, str, int | None]]] = {}
-        stored_versions = {d.id: d.version for d in await store.list("stage")}
+        stored_versions = {d.id: d.version for d in await self.store.list("stage")}
         for on in ("input", "output"):
             sides[on] = [(s, "plan", stored_versions.get(s.name)) for s in plan.stages_for(app, on)]
         if body.include_paused:
-            for doc in await store.list("stage"):
-                if not doc.body.get("paused") or not visible(role, doc.body, app):
+            for doc in await self.store.list("stage"):
+                if not doc.body.get("paused") or not _visible(role, doc.body, app):
                     continue
-                stage = compile_one(StageSpec.model_validate(doc.body["spec"]), f"store.stages.{doc.id}")
+                stage = self.compile_one(StageSpec.model_validate(doc.body["spec"]), f"store.stages.{doc.id}")
                 _insert(sides[stage.on], (stage, "paused", doc.version))
         for i, draft in enumerate(body.draft_stages):
             param = f"draft_stages[{i}]"
@@ -182,7 +190,7 @@ def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             if spec.scope == "central" and not role.central:
                 raise OpenAIError(403, "Only central tokens may try central stages.", code="forbidden",
                                   param=f"{param}.scope")
-            stage = compile_one(spec, param)
+            stage = self.compile_one(spec, param)
             other = "output" if stage.on == "input" else "input"  # a draft may move a stage to the other side
             sides[other] = [e for e in sides[other] if e[0].name != stage.name]
             _insert(sides[stage.on], (stage, "draft", None), replace=True)
@@ -199,11 +207,11 @@ def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             for i, (name, pinned) in enumerate(wanted.items()):
                 if pinned is None:
                     continue
-                spec, doc_body, _ = await stored_stage(name, pinned, f"stages[{i}]")
-                if not role.central and not visible(role, doc_body, app):
+                spec, doc_body, _ = await self.stored_stage(name, pinned, f"stages[{i}]")
+                if not role.central and not _visible(role, doc_body, app):
                     raise OpenAIError(403, f"Stage '{name}' is not attached to this token's application.",
                                       code="forbidden", param=f"stages[{i}]")
-                stage = compile_one(spec, f"stages[{i}]")
+                stage = self.compile_one(spec, f"stages[{i}]")
                 _insert(sides[stage.on], (stage, "version", pinned), replace=True)
             for on in sides:
                 sides[on] = [e for e in sides[on] if e[0].name in wanted]
@@ -221,8 +229,9 @@ def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
             messages = messages[:last]
         prompt = SEPARATOR.join(t for r, t in messages if r in _PROMPT_ROLES)
         context = SEPARATOR.join(t for r, t in messages if r in CONTEXT_ROLES)
-        engine = registry.flow.engine
-        complete = getattr(registry.flow, "_complete", None)  # judge metrics call their judge, as in a real check
+        engine = self.registry.flow.engine
+        # judge metrics call their judge, as in a real check
+        complete = getattr(self.registry.flow, "_complete", None)
         out: dict[str, Any] = {"object": "dry_run", "application": app, "model": body.model,
                                "input": None, "output": None}
         decisions: list[Decision] = []
@@ -252,11 +261,14 @@ def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         out.update(action=fired.action if fired else None,
                    stage=fired.stage.name if fired and fired.stage else None,
                    ruleset=fired.ruleset if fired else None)
-        out["response"] = _response(stopped, output_decision, answer, rng)
+        out["response"] = _response(stopped, output_decision, answer, self.rng)
         out["seconds"] = round(time.perf_counter() - started, 4)
         return ok(out)
 
-    return [Route("/v1/admin/dry-run", wrap(admin, run), methods=["POST"])]
+
+def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
+    d = DryRunAdmin(registry)
+    return [Route("/v1/admin/dry-run", wrap(admin, d.run), methods=["POST"])]
 
 
 def _insert(entries: list[tuple[Stage, str, int | None]], entry: tuple[Stage, str, int | None],

@@ -27,16 +27,25 @@ _MAX_EVALUATE_BODY = 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
-                 complete: guard_evaluate.Complete, store: Store | None = None,
-                 keyring: KeyRing | None = None) -> list[Route]:
-    admin = AdminAuth(config.admin.tokens)
-    keys = keyring or KeyRing(config.applications)
+class GuardAdmin:
+    """The monitoring log and the guard's evaluate endpoint over one config, flow and monitor log (and the
+    store, when there is one)."""
 
-    async def monitoring(request: Request) -> RawResponse:
+    def __init__(self, config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
+                 complete: guard_evaluate.Complete, store: Store | None = None,
+                 keyring: KeyRing | None = None) -> None:
+        self.config = config
+        self.flow = flow
+        self.monitor = monitor
+        self.complete = complete
+        self.store = store
+        self.admin = AdminAuth(config.admin.tokens)
+        self.keys = keyring or KeyRing(config.applications)
+
+    async def monitoring(self, request: Request) -> RawResponse:
         """The monitoring log, newest first, with filters; `next_before` pages to older records."""
         try:
-            role = admin.request_role(request)
+            role = self.admin.request_role(request)
             for name in request.query_params:
                 if name not in MONITORING_PARAMS:
                     raise OpenAIError(400, f"{name}: unknown parameter; known: {', '.join(MONITORING_PARAMS)}.",
@@ -63,11 +72,11 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
         q = request.query_params
         match = {k: v for k, v in (("application", app), ("model", q.get("model")), ("action", q.get("action")),
                                    ("on", q.get("on")), ("metrics", q.get("policy"))) if v}
-        if store is not None:
+        if self.store is not None:
             try:
-                found = await store.records(limit, before_seq, since, until, where, **match)
-                given = await store.record_feedback([record_key(str(r.body.get("id")), str(r.body.get("on", "")))
-                                                     for r in found if r.body.get("id")])
+                found = await self.store.records(limit, before_seq, since, until, where, **match)
+                given = await self.store.record_feedback(
+                    [record_key(str(r.body.get("id")), str(r.body.get("on", ""))) for r in found if r.body.get("id")])
                 data = [{"seq": r.seq, **r.body, "feedback": [
                     {"policy_id": f.policy_id, "label": f.label, "applied": f.applied}
                     for f in given.get(record_key(str(r.body.get("id")), str(r.body.get("on", ""))), [])]}
@@ -77,17 +86,18 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
                                                               "next_before": next_before}))
             except StoreError:
                 pass  # the store is down: this replica's own recent records still answer
-        records = monitor.query(app, q.get("action"), limit, lambda b: _matches(b, match) and (where is None or where(b)))
+        records = self.monitor.query(app, q.get("action"), limit,
+                                     lambda b: _matches(b, match) and (where is None or where(b)))
         return RawResponse(200, [JSON], orjson.dumps({"object": "list", "source": "memory", "data": records,
                                                       "next_before": None}))
 
-    async def evaluate(request: Request) -> RawResponse:
+    async def evaluate(self, request: Request) -> RawResponse:
         try:
-            app = keys.application(request.headers.get("authorization"))
+            app = self.keys.application(request.headers.get("authorization"))
             role = None
             if app is None:  # G4: an admin token may evaluate for an application it may act on
                 try:  # the bearer token, or the console's session cookie (G2)
-                    role = admin.request_role(request)
+                    role = self.admin.request_role(request)
                 except OpenAIError as err:
                     if err.status == 403:  # the session's CSRF rules
                         raise
@@ -103,7 +113,7 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             if unread is not None:  # a text the policies cannot read must not evaluate as compliant
                 raise guard_evaluate.EvaluateError(format_path(unread[0]), unread[1])
             if role is not None:
-                known = {a.id for a in config.applications} | set(flow.plan.by_app)
+                known = {a.id for a in self.config.applications} | set(self.flow.plan.by_app)
                 if not isinstance(parsed.application, str) or parsed.application not in known:
                     raise OpenAIError(400, "application: required with an admin token, a known application id.",
                                       code="invalid_request", param="application")
@@ -117,9 +127,10 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
                     raise OpenAIError(403, f"This key belongs to application '{app.id}'.", code="forbidden",
                                       param="application")
                 app_id = app.id
-            default = _app_policies(flow, app_id)
-            policies = guard_evaluate.select_policies(parsed, flow.plan, default)
-            result = await guard_evaluate.evaluate(parsed, policies, complete, config.guard.corrector_model)
+            default = _app_policies(self.flow, app_id)
+            policies = guard_evaluate.select_policies(parsed, self.flow.plan, default)
+            result = await guard_evaluate.evaluate(parsed, policies, self.complete,
+                                                   self.config.guard.corrector_model)
         except GatewayError as err:  # EvaluateError 400, PolicyFailed 502, OpenAIError (gateway/errors.py)
             if isinstance(err, guard_evaluate.PolicyFailed):  # e.g. a rubric judge that answered no JSON
                 log.warning("evaluate: a policy could not score", exc_info=err.__cause__,
@@ -130,8 +141,13 @@ def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
             return response
         return RawResponse(200, [JSON], orjson.dumps(result))
 
-    return [Route("/v1/monitoring", monitoring, methods=["GET"]),
-            Route("/v1/guard/evaluate", evaluate, methods=["POST"])]
+
+def admin_routes(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog,
+                 complete: guard_evaluate.Complete, store: Store | None = None,
+                 keyring: KeyRing | None = None) -> list[Route]:
+    g = GuardAdmin(config, flow, monitor, complete, store, keyring)
+    return [Route("/v1/monitoring", g.monitoring, methods=["GET"]),
+            Route("/v1/guard/evaluate", g.evaluate, methods=["POST"])]
 
 
 MONITORING_PARAMS = ("application", "model", "action", "on", "policy", "stage", "ruleset", "mode", "errors",
