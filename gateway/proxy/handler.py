@@ -34,8 +34,8 @@ from gateway.proxy.limits import Cell, Limiter, Verdict
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.passthrough import (FORM_MODEL, FORM_TEXT, JSON_ONLY, PassThrough, acceptable, answers_with_text,
                                       reader)
-from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_too_deep, dumps_json, model_list,
-                                  parse_request, request_too_deep, stream_error_event)
+from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_too_deep, dumps_json, json_object,
+                                  model_list, parse_request, request_too_deep, stream_error_event)
 from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
 from gateway.proxy.routing import Attempts, Counters, Dispatcher, Group, Routing, Target
@@ -301,12 +301,7 @@ class ProxyHandler:
         if content_type == "application/json":  # read whole (within the body cap): its texts may be checked
             body = await self._read_body(request)
             if body:
-                try:
-                    payload = orjson.loads(body)
-                except orjson.JSONDecodeError as exc:
-                    raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-                if not isinstance(payload, dict):
-                    raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+                payload = json_object(body)
         elif path in JSON_ONLY:  # its text would otherwise pass unread (and its model unchecked)
             raise OpenAIError(415, f"/v1{path} takes a JSON body; send it with Content-Type: application/json.",
                               code="unsupported_media_type")

@@ -59,16 +59,22 @@ def answer_too_deep(reason: str) -> OpenAIError:
                        type="upstream_error", code="unreadable_answer")
 
 
-def parse_request(body: bytes, endpoint: Endpoint) -> ParsedRequest:
-    """Decode and check a request body; raise `OpenAIError` (400) naming the bad field."""
-    if not body:
-        raise OpenAIError(400, "The request body is empty; expected a JSON object.", code="invalid_json")
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object; a 400 `invalid_json` otherwise."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+    return payload
+
+
+def parse_request(body: bytes, endpoint: Endpoint) -> ParsedRequest:
+    """Decode and check a request body; raise `OpenAIError` (400) naming the bad field."""
+    if not body:
+        raise OpenAIError(400, "The request body is empty; expected a JSON object.", code="invalid_json")
+    payload = json_object(body)
     model = payload.get("model")
     if model is None and endpoint.default_model is not None:
         model = endpoint.default_model
