@@ -51,6 +51,7 @@ import re2  # type: ignore[import-untyped]
 
 from gateway.metrics.types import MetricValue, Span
 from gateway.text.normalize import _LOWER_HOMOGLYPHS, _UPPER_HOMOGLYPHS, _tables
+from gateway.text.views import decoded_text
 
 __all__ = ["View", "match_views", "span_bound", "view_found", "with_views", "MAX_DEPTH", "MAX_VIEWS", "SIZE_FACTOR", "EXPANSION"]
 
@@ -264,14 +265,7 @@ _HTML_REF = re.compile(r"&(?:#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z][A-Za
 
 def _text_of(raw: bytes) -> str | None:
     """Decoded bytes that read as text: valid UTF-8, at least 90% printable, not blank."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not text.strip():
-        return None
-    good = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
-    return text if good >= 0.9 * len(text) else None
+    return decoded_text(raw, 0.9)
 
 
 def _b64(run: str) -> str | None:

@@ -87,7 +87,8 @@ def _english_share(text: str) -> float:
     return sum(w in _COMMON for w in words) / len(words) if len(words) >= 3 else 0.0
 
 
-def _printable(raw: bytes) -> str | None:
+def decoded_text(raw: bytes, printable: float) -> str | None:
+    """Decoded bytes that read as text: valid UTF-8, not blank, at least the `printable` share printable."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -95,9 +96,17 @@ def _printable(raw: bytes) -> str | None:
     if not text.strip():
         return None
     good = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
+    return text if good >= printable * len(text) else None
+
+
+def _printable(raw: bytes) -> str | None:
+    """A detector view: text that is also mostly letters and words (a decoded blob that is not prose is noise)."""
+    text = decoded_text(raw, 0.95)
+    if text is None:
+        return None
     letters = sum(ch.isalpha() for ch in text)
     words = sum(ch.isalnum() or ch.isspace() for ch in text)
-    return text if good / len(text) >= 0.95 and letters >= 0.2 * len(text) and words >= 0.7 * len(text) else None
+    return text if letters >= 0.2 * len(text) and words >= 0.7 * len(text) else None
 
 
 def _b64(run: str) -> str | None:
