@@ -3,6 +3,8 @@
 Each is async (`measure_async`): the engine awaits it under the stage timeout while the embedding
 service batches and caches encoder runs. Several policies on one text cost one encoder run: they all
 await the same cached (or in-flight) embedding. `measure` is the synchronous equivalent for tools.
+The evaluation's context (`EvalContext`: side, prompt, context) comes as an argument; relevance and
+consistency read it, the others ignore it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gateway.config.guard_schema import PolicySpec
-from gateway.metrics.context import EVAL_CONTEXT
+from gateway.metrics.context import EvalContext
 from gateway.metrics.types import MetricValue, ParamError
 from gateway.text.views import detector_views
 from gateway.scoring.batcher import EmbeddingService
@@ -100,7 +102,7 @@ class DetectorMetric(_ModelMetric):
         lex, sentence, early = self._decided(text, count)
         return early if early is not None else self.head.score(self._embedding_sync(text), lex, sentence)
 
-    async def measure_async(self, text: str) -> MetricValue:
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
         """The highest risk of the text and its views (`detector_views`, bounded): its decoded forms
         (base64, hex, ROT13, leetspeak, invisible characters...), so a disguise does not hide an attack,
         and a long text's trailing request alone, so a pasted document does not dilute it."""
@@ -171,7 +173,7 @@ class HeadMetric(_ModelMetric):
     head: Head
     runtime: ScoringRuntime
 
-    async def measure_async(self, text: str) -> MetricValue:
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
         return MetricValue(self.head.score(await self._embedding(text)))
 
     def measure(self, text: str) -> MetricValue:
@@ -277,7 +279,7 @@ class SimilarMetric(_ModelMetric):
             return min(max(top_fail, 0.0), 1.0)
         return min(max(0.5 + (top_fail - float(np.max(self.passing @ e))) / 2, 0.0), 1.0)
 
-    async def measure_async(self, text: str) -> MetricValue:
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
         return MetricValue(self._risk(await self._embedding(text)))
 
     def measure(self, text: str) -> MetricValue:
@@ -301,8 +303,7 @@ class RelevanceMetric(_ModelMetric):
     runtime: ScoringRuntime
     heads: Mapping[str, SupportHead]
 
-    def _references(self) -> tuple[str, list[str]]:
-        ctx = EVAL_CONTEXT.get()
+    def _references(self, ctx: EvalContext | None) -> tuple[str, list[str]]:
         if ctx is None:
             return "relevance_input", []
         if ctx.side == "input":
@@ -314,16 +315,16 @@ class RelevanceMetric(_ModelMetric):
         x = np.concatenate([np.append(support_features(text, r), np.float32(c)) for r, c in zip(refs, cosines)])
         return self.heads[head].score(x)
 
-    async def measure_async(self, text: str) -> MetricValue:
-        head, refs = self._references()
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        head, refs = self._references(context)
         if not refs:
             return MetricValue(1.0)
         e = await self._embedding(text)
         cosines = [float(e @ await self._embedding(r)) for r in refs]
         return MetricValue(await asyncio.to_thread(self._score, head, text, refs, cosines))
 
-    def measure(self, text: str) -> MetricValue:
-        head, refs = self._references()
+    def measure(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        head, refs = self._references(context)
         if not refs:
             return MetricValue(1.0)
         e = self._embedding_sync(text)
@@ -345,8 +346,7 @@ class ConsistencyMetric(_ModelMetric):
     head: SupportHead
     knowledge: str | None = None   # factual: the fixed knowledge, or "context"
 
-    def _source(self) -> str | None:
-        ctx = EVAL_CONTEXT.get()
+    def _source(self, ctx: EvalContext | None) -> str | None:
         if ctx is not None and ctx.side == "input":
             return None
         if self.knowledge is not None and self.knowledge != "context":
@@ -364,12 +364,12 @@ class ConsistencyMetric(_ModelMetric):
             return MetricValue(1.0)
         return MetricValue(self.head.score(support_features(text, source)))
 
-    async def measure_async(self, text: str) -> MetricValue:
-        source = self._source()
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        source = self._source(context)
         return await asyncio.to_thread(self._support, text, source)
 
-    def measure(self, text: str) -> MetricValue:
-        return self._support(text, self._source())
+    def measure(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        return self._support(text, self._source(context))
 
 
 FACTUAL_NEEDS_KNOWLEDGE = (
