@@ -6,7 +6,7 @@
 
 The shipped detectors are linear heads on a frozen MiniLM embedding. This trains MiniLM's first
 `--layers` layers (word embeddings frozen) with a linear head on the same normalised mean embedding,
-on the same rows as `models train-detectors` (`detectors.training_split`: the same held-out 20% split,
+on the same rows as `models train-detectors` (`detector_data.training_split`: the same held-out 20% split,
 the same sample weights). The threshold is the best F1 on that held-out split. It prints held-out
 and validation-lines figures and, with `--test`, the `models evaluate` figures on test/ at that
 threshold. Fixed seeds; on 2 CPU cores: harmful, 6 layers, 2 epochs, 128 tokens, about 5 minutes.
@@ -24,7 +24,7 @@ import torch
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from gateway.scoring import detectors
+from gateway.scoring import detector_data, detector_eval, detectors, stats
 from gateway.scoring.build import find_source
 
 HIDDEN, HEADS, HEAD_DIM = 384, 12, 32
@@ -120,14 +120,14 @@ def predict(model: Model, tok: Tokenizer, texts: list[str]) -> np.ndarray:
 
 def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """Fits the model on train's 80%; returns the held-out split's probabilities and labels."""
-    split = detectors.training_split(args.data, args.detector)
+    split = detector_data.training_split(args.data, args.detector)
     texts, labels, weights, idx_train, idx_hold = split.texts, split.labels, split.weights, split.train, split.hold
     pos_weight = float((labels[idx_train] == 0).sum() / max((labels[idx_train] == 1).sum(), 1))
     encs = [e.ids for e in tok.encode_batch(texts)]
     lengths = [len(e) for e in encs]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    rng = np.random.default_rng(detectors.SEED)
+    rng = np.random.default_rng(detector_data.SEED)
     epochs = math.ceil(args.epochs)
     plan = []
     for epoch in range(epochs):  # length-sorted chunks of a shuffle, batches in random order
@@ -173,18 +173,18 @@ def main() -> None:
     tok.enable_truncation(args.max_tokens)
     model = Model(weights, args.layers)
     hold, y = train(args, model, tok)
-    threshold, f1 = detectors.best_f1_threshold(hold, y)
+    threshold, f1 = stats.best_f1_threshold(hold, y)
     report: dict = {"detector": args.detector, "layers": args.layers, "epochs": args.epochs,
                     "max_tokens": args.max_tokens, "threshold": round(threshold, 4),
-                    "holdout": {"f1": round(f1, 4), "auc": round(detectors.roc_auc(hold, y), 4),
-                                "tpr_at_1pct_fpr": round(detectors.tpr_at_fpr(hold, y, .01), 4)}}
+                    "holdout": {"f1": round(f1, 4), "auc": round(stats.roc_auc(hold, y), 4),
+                                "tpr_at_1pct_fpr": round(stats.tpr_at_fpr(hold, y, .01), 4)}}
     validation = Path(detectors.__file__).parent / "prompts" / "validation" / f"{args.detector}.jsonl"
     if validation.is_file():
         rows = [json.loads(line) for line in validation.open(encoding="utf-8") if line.strip()]
         p, yv = predict(model, tok, [r["text"] for r in rows]), np.array([r["label"] for r in rows])
-        report["validation"] = {"f1": round(detectors._f1(p > threshold, yv), 4), "auc": round(detectors.roc_auc(p, yv), 4)}
+        report["validation"] = {"f1": round(stats.f1(p > threshold, yv), 4), "auc": round(stats.roc_auc(p, yv), 4)}
     if args.test:
-        report["test"] = detectors.evaluate_scores(args.detector, args.test,
+        report["test"] = detector_eval.evaluate_scores(args.detector, args.test,
                                                    lambda texts: (predict(model, tok, texts), 0.0), threshold)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out / f"{args.detector}-l{args.layers}.pt")

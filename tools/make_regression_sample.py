@@ -6,7 +6,7 @@ retraining that flags more ordinary traffic, or catches fewer attacks, from land
 
 Per detector: BENIGN rows spread evenly over the held-out everyday (benign_*) files, and ATTACKS rows
 spread evenly over the held-out positive files. Fixed seed; the same split as `models train-detectors`
-(`detectors.training_split`), so none of these rows was trained on by the head that is tested on them.
+(`detector_data.training_split`), so none of these rows was trained on by the head that is tested on them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from gateway.scoring.detectors import DETECTORS, SEED, is_traffic_source, training_split
+from gateway.scoring.detector_data import SEED, training_split
+from gateway.scoring.detector_training import is_traffic_source
+from gateway.scoring.detectors import DETECTORS
 
 BENIGN, ATTACKS = 200, 100
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "detector_regression.jsonl"

@@ -3,7 +3,7 @@
 Written apart from training and test: held-out requests of a detector (its positives and OpenAssistant's
 everyday prompts, under 400 characters) pasted after held-out long benign documents (OWASP cheat sheets,
 XQuAD passages, Arena-Hard prompts, 600-3,000 characters), all from the detector's held-out fifth of
-train/ (`detectors.training_split`). Prints recall and the everyday share flagged at the shipped
+train/ (`detector_data.training_split`). Prints recall and the everyday share flagged at the shipped
 threshold for the request alone, after a document scored whole, and after a document scored with its
 trailing request.
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from gateway.config.schema import ScoringConfig
 from gateway.scoring import detectors as D
+from gateway.scoring.detector_data import SEED, training_split
 from gateway.scoring.encoder import Encoder, EncoderOptions
 
 DOCUMENT_SOURCES = ("benign_owasp_cheatsheets", "benign_xquad_multilingual", "benign_arena_hard_v0.1")
@@ -37,12 +38,12 @@ def main() -> None:
     layers = ScoringConfig().layers_for(args.detector)
     encoder = Encoder.load(options=EncoderOptions(layers=layers))
     head = D.load_detector(args.detector, layers=layers)
-    split = D.training_split(args.data, args.detector)
+    split = training_split(args.data, args.detector)
     hold = [(split.texts[i], int(split.labels[i]), split.sources[i]) for i in split.hold]
     docs = [t for t, y, s in hold if y == 0 and s in DOCUMENT_SOURCES and 600 < len(t) < 3000]
     pos = [t for t, y, s in hold if y == 1 and len(t) < 400 and not s.startswith(("hand:", "synthetic"))]
     neg = [t for t, y, s in hold if y == 0 and s.startswith("benign_oasst") and len(t) < 400]
-    rng = random.Random(D.SEED)
+    rng = random.Random(SEED)
     n = min(args.rows, len(pos), len(neg))
     pos, neg = rng.sample(pos, n), rng.sample(neg, n)
     pasted_pos = [f"{rng.choice(docs)}\n\n{r}" for r in pos]

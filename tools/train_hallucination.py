@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.scoring.detectors import roc_auc  # noqa: E402
+from gateway.scoring.stats import roc_auc  # noqa: E402
 from gateway.scoring.encoder import Encoder, EncoderOptions  # noqa: E402
 from gateway.scoring.hallucination import HEADS, WEIGHTS, SupportHead, all_features, save_heads  # noqa: E402
 from gateway.scoring.hallucination_eval import (  # noqa: E402

@@ -108,7 +108,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gateway.scoring.detectors import WEIGHTS_DIR, train_all
+    from gateway.scoring.detector_training import train_all
+    from gateway.scoring.detectors import WEIGHTS_DIR
 
     written = train_all(_data_dir(args.data), args.out or WEIGHTS_DIR, _names(args.only), args.cache,
                         log=lambda line: print(line, flush=True), layers=args.layers)
@@ -118,7 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gateway.scoring.detectors import WEIGHTS_DIR, evaluate_detector, load_detector
+    from gateway.scoring.detector_eval import evaluate_detector
+    from gateway.scoring.detectors import WEIGHTS_DIR, load_detector
     from gateway.scoring.encoder import Encoder, EncoderOptions
 
     if _hallucination_files(args.data):

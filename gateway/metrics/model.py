@@ -186,7 +186,7 @@ def train_policy_head(policy_id: str, texts: Sequence[str], labels: Sequence[int
 
     The calibrated threshold is the best-F1 cut on out-of-fold scores (5 folds) when there are at
     least 5 examples of each class, else 0.5. Heads are cached on disk by data hash + encoder version."""
-    from gateway.scoring.detectors import best_f1_threshold, roc_auc
+    from gateway.scoring.stats import best_f1_threshold, roc_auc
 
     encoder = runtime.encoder
     background = background_texts()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.scoring.detectors import roc_auc
+from gateway.scoring.stats import roc_auc
 from gateway.scoring.encoder import Encoder
 from gateway.scoring.heads import pooled
 from gateway.scoring.support import FEATURES, support_features

@@ -16,7 +16,7 @@ from gateway.config.guard_schema import PolicySpec
 from gateway.metrics.context import EVAL_CONTEXT, EvalContext
 from gateway.guard.policy import compile_policy
 from gateway.metrics.types import ParamError
-from gateway.scoring.detectors import roc_auc
+from gateway.scoring.stats import roc_auc
 from gateway.scoring.hallucination import HEADS, load_heads
 from gateway.scoring.hallucination_eval import balanced_accuracy, features
 from gateway.metrics.model import MissingKnowledge
