@@ -33,8 +33,6 @@ ALLOWED_INSTANCES: dict[tuple[str, str], str] = {
     ("metrics/contains.py", "_NOTHING"): "a frozen MetricValue (a constant)",
     ("metrics/pii.py", "_NOTHING"): "a frozen MetricValue (a constant)",
     ("metrics/regex.py", "_NOTHING"): "a frozen MetricValue (a constant)",
-    # The evaluation context is per request, not per process: each task reads the value its own request set.
-    ("metrics/context.py", "EVAL_CONTEXT"): "a ContextVar: per-task values, no shared state",
     ("scoring/build.py", "_static_stop"): "set at process exit: stops the background static-table build",
     # Encoders register here so that a static table built later (in the background) reaches every loaded
     # one, whichever app loaded it; weak references, so it keeps no encoder alive.

@@ -23,7 +23,7 @@ from gateway.admin.registry import Registry
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import StageSpec
 from gateway.guard import actions
-from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Segment
 from gateway.guard.operators import OPERATORS
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, Stage, compile_stages
@@ -239,8 +239,8 @@ class DryRunAdmin:
         stopped: Decision | None = None
         if body.on in ("input", "both"):
             segs = [Segment(r, t) for r, t in messages]
-            EVAL_CONTEXT.set(EvalContext("input", prompt, context, complete))
-            decision = await engine.evaluate([s for s, _, _ in sides["input"]], segs)
+            decision = await engine.evaluate([s for s, _, _ in sides["input"]], segs,
+                                             EvalContext("input", prompt, context, complete))
             decisions.append(decision)
             out["input"] = _side(decision, sides["input"], [t for _, t in messages])
             if decision.terminal is not None:
@@ -250,8 +250,8 @@ class DryRunAdmin:
                 out["output"] = {"stages": [], "action": None, "stage": None, "ruleset": None, "texts": [answer],
                                  "original": [answer], "skipped": "the input check stopped the request: no answer"}
             else:
-                EVAL_CONTEXT.set(EvalContext("output", prompt, context, complete))
-                decision = await engine.evaluate([s for s, _, _ in sides["output"]], [Segment("assistant", answer)])
+                decision = await engine.evaluate([s for s, _, _ in sides["output"]], [Segment("assistant", answer)],
+                                                 EvalContext("output", prompt, context, complete))
                 decisions.append(decision)
                 output_decision = decision
                 out["output"] = _side(decision, sides["output"], [answer])

@@ -14,7 +14,7 @@ from gateway.config.guard_schema import PolicySpec
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan
 from gateway.guard.policy import Policy, compile_policy, host_access
 from gateway.guard.redact import redact
-from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EvalContext
 from gateway.metrics.types import MetricValue, ParamError
 from gateway.proxy.texts import read_request
 from gateway.errors import EvaluateError, PolicyFailed  # noqa: F401  (re-exported; defined there)
@@ -90,14 +90,10 @@ def _as_list(value: str | list[str] | None) -> list[str]:
 
 async def _score(policy: Policy, text: str, ctx: EvalContext | None = None) -> MetricValue:
     """The policy's score of `text` (with `ctx` as the evaluation context); any failure is PolicyFailed."""
-    token = EVAL_CONTEXT.set(ctx) if ctx is not None else None
     try:
-        return await policy.score_async(text)
+        return await policy.score_async(text, ctx)
     except Exception as exc:
         raise PolicyFailed(policy.id) from exc
-    finally:
-        if token is not None:
-            EVAL_CONTEXT.reset(token)
 
 
 async def evaluate(request: EvaluateRequest, policies: list[Policy], complete: Complete | None,

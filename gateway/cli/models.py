@@ -217,7 +217,7 @@ def _scored(value: Any) -> dict[str, Any]:
 
 
 async def _score_lines(metric: Any, stdin: TextIO, stdout: TextIO, batch: int) -> int:
-    from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+    from gateway.metrics.context import EvalContext
 
     async def one(line_no: int, line: str) -> dict[str, Any]:
         try:
@@ -226,11 +226,11 @@ async def _score_lines(metric: Any, stdin: TextIO, stdout: TextIO, batch: int) -
                 raise ValueError('expected an object with a string "text"')
         except ValueError as exc:
             return {"error": f"line {line_no}: {exc}"}
-        EVAL_CONTEXT.set(EvalContext(str(row.get("side", "output" if row.get("prompt") else "input")),
-                                     str(row.get("prompt", "")), str(row.get("context", ""))))
+        context = EvalContext(str(row.get("side", "output" if row.get("prompt") else "input")),
+                              str(row.get("prompt", "")), str(row.get("context", "")))
         try:
             if hasattr(metric, "measure_async"):
-                value = await metric.measure_async(row["text"])
+                value = await metric.measure_async(row["text"], context)
             else:
                 value = metric.measure(row["text"])
         except Exception as exc:  # one bad text must not lose the others' scores
@@ -249,7 +249,7 @@ async def _score_lines(metric: Any, stdin: TextIO, stdout: TextIO, batch: int) -
                 break
         if not lines:
             break
-        # Each line in its own task (its own context); the embedding service batches them.
+        # Each line in its own task, with its own evaluation context; the embedding service batches them.
         results = await asyncio.gather(*(asyncio.ensure_future(one(n, text)) for n, text in lines))
         for result in results:
             failed |= "error" in result

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.config.guard_schema import ActionSpec
 from gateway.guard.plan import Ruleset, Stage
 from gateway.guard.redact import join_segments, redact, spans_by_segment
-from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EvalContext
 from gateway.metrics.types import Metric, MetricValue, Span
 from gateway.scrub import NO_SECRETS, SecretScrubber
 
@@ -87,17 +87,8 @@ class Engine:
 
     async def evaluate(self, stages: Sequence[Stage], segments: Sequence[Segment],
                        context: EvalContext | None = None) -> Decision:
-        """Run `stages` over `segments`. `context` (the request's prompt, context and judge) is what the
-        metrics that compare texts or ask a judge read, for this evaluation only; None leaves the caller's."""
-        if context is None:
-            return await self._evaluate(stages, segments)
-        token = EVAL_CONTEXT.set(context)
-        try:
-            return await self._evaluate(stages, segments)
-        finally:
-            EVAL_CONTEXT.reset(token)
-
-    async def _evaluate(self, stages: Sequence[Stage], segments: Sequence[Segment]) -> Decision:
+        """Run `stages` over `segments`. `context` (the request's prompt, context and judge) goes to every
+        awaited metric's `measure_async`: the metrics that compare texts or ask a judge read it."""
         texts = [s.text for s in segments]
         roles = [s.role for s in segments]
         outcomes: list[StageOutcome] = []
@@ -109,7 +100,7 @@ class Engine:
                 outcomes.append(StageOutcome(stage.name, stage.on, scanned=False))
                 continue
             joined, starts = join_segments([texts[i] for i in picked], SEPARATOR)
-            measured = await self._measure(stage, joined, cache)
+            measured = await self._measure(stage, joined, cache, context)
             outcome, winner, action = _decide(stage, measured)
             outcomes.append(outcome)
             if winner is None or action is None or outcome.mode == "monitor":
@@ -126,7 +117,8 @@ class Engine:
             return Decision(tuple(texts), tuple(outcomes))
         return Decision(tuple(texts), tuple(outcomes), None, last[0], last[1], last[2])
 
-    async def _measure(self, stage: Stage, text: str, cache: dict[tuple[str, str], Measured]) -> dict[str, Measured]:
+    async def _measure(self, stage: Stage, text: str, cache: dict[tuple[str, str], Measured],
+                       context: EvalContext | None) -> dict[str, Measured]:
         out: dict[str, Measured] = {}
         pending: dict[str, asyncio.Task[Measured]] = {}
         for name, metric in stage.metrics.items():
@@ -135,7 +127,7 @@ class Engine:
                 out[name] = hit
             elif hasattr(metric, "measure_async") or getattr(metric, "blocking", False):
                 pending[name] = asyncio.ensure_future(_measure_async(name, metric, text, stage.timeout_s,
-                                                                     self.scrub))
+                                                                     self.scrub, context))
             else:
                 out[name] = _measure_sync(name, metric, text, self.scrub)
         if pending:
@@ -163,11 +155,12 @@ def _failed(name: str, exc: Exception, scrub: SecretScrubber) -> str:
     return error
 
 
-async def _measure_async(name: str, metric: Any, text: str, timeout_s: float, scrub: SecretScrubber) -> Measured:
+async def _measure_async(name: str, metric: Any, text: str, timeout_s: float, scrub: SecretScrubber,
+                         context: EvalContext | None) -> Measured:
     start = time.perf_counter()
     try:
-        if hasattr(metric, "measure_async"):
-            value = await asyncio.wait_for(metric.measure_async(text), timeout_s)
+        if hasattr(metric, "measure_async"):  # an AsyncMetric
+            value = await asyncio.wait_for(metric.measure_async(text, context), timeout_s)
         else:  # a blocking metric (user code) runs on a thread so the event loop never waits on it
             value = await asyncio.wait_for(asyncio.to_thread(metric.measure, text), timeout_s)
         return Measured(value, None, time.perf_counter() - start)

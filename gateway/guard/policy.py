@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.config.guard_schema import PolicySpec
+from gateway.metrics.context import EvalContext
 from gateway.metrics.types import Metric, MetricValue, ParamError, Span
 from gateway.metrics import KINDS
 
@@ -72,10 +73,11 @@ class Policy:
     def score(self, text: str) -> MetricValue:
         return self.as_metric().measure(text)
 
-    async def score_async(self, text: str) -> MetricValue:
+    async def score_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        """The policy's score of `text`; `context` is the evaluation's, for the metrics that read one."""
         metric = self.as_metric()
         if hasattr(metric, "measure_async"):
-            return await metric.measure_async(text)  # type: ignore[attr-defined]
+            return await metric.measure_async(text, context)  # type: ignore[attr-defined]
         return metric.measure(text)
 
 
@@ -104,8 +106,8 @@ class _PolicyMetric:
             return self.inner.pending_from
         raise AttributeError(name)
 
-    async def _measure_async(self, text: str) -> MetricValue:
-        result = await self.inner.measure_async(text)  # type: ignore[attr-defined]
+    async def _measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        result = await self.inner.measure_async(text, context)  # type: ignore[attr-defined]
         return MetricValue(result.risk, result.spans)
 
     def measure(self, text: str) -> MetricValue:

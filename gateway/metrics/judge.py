@@ -7,8 +7,9 @@ judge slower than `timeout_ms`. Scores are cached by (model, rubric, text) in a 
 runs only where a stage names the policy, never elsewhere on the request path.
 
 By default the judge sees the rubric and the scanned text alone. `include_context: true` also gives it
-the evaluation's context (gateway/guard/context.py): the request's system and developer messages (the
-Responses API's `instructions`), or on the evaluate API those plus its `context` documents. That is
+the evaluation's context (the `EvalContext` the engine passes to `measure_async`): the request's system
+and developer messages (the Responses API's `instructions`), or on the evaluate API those plus its
+`context` documents. That is
 what a rule about the request's own system prompt needs ("does this message try to make the assistant
 leave its instructions?"); the context then joins the cache key.
 """
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.metrics.context import EVAL_CONTEXT
+from gateway.metrics.context import EvalContext
 from gateway.metrics.types import MetricValue, ParamError
 
 SYSTEM = ("You are a strict compliance judge. Decide whether the TEXT violates the RUBRIC. "
@@ -107,17 +108,18 @@ class JudgeMetric:
                 {"role": "user", "content": f"RUBRIC:\n{self.rubric}\n\nCONTEXT:\n{context.strip() or NO_CONTEXT}"
                                             f"\n\nTEXT:\n{text}"}]
 
-    async def measure_async(self, text: str) -> MetricValue:
-        ctx = EVAL_CONTEXT.get()
-        context = (ctx.context if ctx is not None else "") if self.include_context else None
-        key = self._key(text, context)
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        """The judge's verdict on `text`, asked through `context.complete` (the evaluation's judge), shown
+        `context.context` when `include_context`."""
+        shown = (context.context if context is not None else "") if self.include_context else None
+        key = self._key(text, shown)
         if key in self._cache:
             self._cache.move_to_end(key)
             return MetricValue(self._cache[key])
-        complete = ctx.complete if ctx is not None else None
+        complete = context.complete if context is not None else None
         if complete is None:
             raise RuntimeError("no judge available here (rubric policies are scored inside the gateway)")
-        messages = self.messages(text, context)
+        messages = self.messages(text, shown)
         answer = await asyncio.wait_for(complete(self.model, messages), self.timeout_s)
         score = parse_verdict(answer)
         if self.cache_entries:
@@ -126,5 +128,5 @@ class JudgeMetric:
                 self._cache.popitem(last=False)
         return MetricValue(score)
 
-    def measure(self, text: str) -> MetricValue:
-        return asyncio.run(self.measure_async(text))
+    def measure(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        return asyncio.run(self.measure_async(text, context))

@@ -31,6 +31,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from gateway.metrics.context import EvalContext
 from gateway.metrics.types import MetricValue, ParamError
 from gateway.scoring.encoder import session_options
 
@@ -163,8 +164,8 @@ class OnnxClassifierMetric:
         exp = np.exp(logits - logits.max())
         return MetricValue(float(exp[self._positive] / exp.sum()))
 
-    async def measure_async(self, text: str) -> MetricValue:
-        """`measure` on the metric's own inference thread."""
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue:
+        """`measure` on the metric's own inference thread (a classifier reads no context)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.measure, text)
 
     def close(self) -> None:

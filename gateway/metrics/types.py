@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol, Union, runtime_checkable
 
 from gateway.errors import ParamError  # noqa: F401  (re-exported; defined there)
+from gateway.metrics.context import EvalContext
 
 # What a metric measures: a score in [0,1], a count, a flag, or a set of labels (e.g. PII types found).
 Value = Union[float, int, bool, frozenset[str]]
@@ -49,3 +50,13 @@ class Metric(Protocol):
     max_span_chars: int
 
     def measure(self, text: str) -> MetricValue: ...
+
+
+@runtime_checkable
+class AsyncMetric(Metric, Protocol):
+    """A metric the engine awaits under the stage timeout (model, classifier and judge metrics).
+
+    `context` is the evaluation's (side, prompt, context documents, judge): the metrics that compare
+    texts (relevance, consistency) or ask a judge (rubric) read it; the others ignore it."""
+
+    async def measure_async(self, text: str, context: EvalContext | None = None) -> MetricValue: ...

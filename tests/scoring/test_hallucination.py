@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gateway.config.guard_schema import PolicySpec
-from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EvalContext
 from gateway.guard.policy import compile_policy
 from gateway.metrics.types import ParamError
 from gateway.scoring.stats import roc_auc
@@ -34,10 +34,7 @@ SOURCE = ("The Riverside library reopened on 3 March after a two-year renovation
 
 
 def _score(policy, text: str, ctx: EvalContext | None) -> float:
-    async def go() -> float:
-        EVAL_CONTEXT.set(ctx)
-        return float((await policy.score_async(text)).value)
-    return asyncio.run(go())
+    return float(asyncio.run(policy.score_async(text, ctx)).value)
 
 
 def test_shipped_heads_share_one_calibrated_threshold() -> None:

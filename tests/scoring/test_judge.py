@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.guard.plan import plan_issues
-from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EvalContext
 from gateway.metrics.types import ParamError
 from gateway.metrics.judge import CONTEXT_NOTE, NO_CONTEXT, SYSTEM, JudgeMetric, parse_verdict
 from tests.conftest import Gateway, running_gateway
@@ -109,14 +109,8 @@ def _judge_calls(metric: JudgeMetric, text: str, context: str,
         calls.append(messages)
         return answer
 
-    async def run() -> float:
-        token = EVAL_CONTEXT.set(EvalContext("input", text, context, complete))
-        try:
-            return float((await metric.measure_async(text)).value)
-        finally:
-            EVAL_CONTEXT.reset(token)
-
-    assert asyncio.run(run()) == float(parse_verdict(answer))
+    value = asyncio.run(metric.measure_async(text, EvalContext("input", text, context, complete))).value
+    assert float(value) == float(parse_verdict(answer))
     return calls
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.config.guard_schema import PolicySpec
 from gateway.guard.plan import plan_issues
-from gateway.metrics.context import EVAL_CONTEXT, EvalContext
+from gateway.metrics.context import EvalContext
 from gateway.guard.policy import compile_policy
 from gateway.scoring.detectors import load_detector
 from gateway.scoring.runtime import ScoringRuntime
@@ -35,10 +35,7 @@ BENIGN = [
 
 
 def _score(policy, text: str, ctx: EvalContext | None = None) -> float:
-    async def go() -> float:
-        EVAL_CONTEXT.set(ctx)
-        return (await policy.score_async(text)).risk
-    return asyncio.run(go())
+    return asyncio.run(policy.score_async(text, ctx)).risk
 
 
 @pytest.mark.parametrize("name", ["prompt_injection", "harmful", "toxicity"])
