@@ -24,6 +24,16 @@ class Telemetry:
         """`scoring` returns the app's scoring runtime, or None while it has none (see ScorerCollector)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._request_metrics(r)
+        self._upstream_metrics(r)
+        self._usage_metrics(r)
+        self._guard_metrics(r)
+        self._server_metrics(r)
+        r.register(ScorerCollector(scoring))
+        self.started.set(time.time())
+
+    def _request_metrics(self, r: CollectorRegistry) -> None:
+        """Per request: count, durations (whole, upstream, overhead, first token), in flight."""
         self.requests = Counter("gateway_requests", "Requests answered, by route, application, model and status.",
                                 ["route", "application", "model", "status"], registry=r)
         self.duration = Histogram("gateway_request_duration_seconds",
@@ -39,6 +49,9 @@ class Telemetry:
                               "Time from request received to the first streamed event sent to the client.",
                               ["route", "application", "model"], buckets=_BUCKETS, registry=r)
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served now.", ["route"], registry=r)
+
+    def _upstream_metrics(self, r: CollectorRegistry) -> None:
+        """The upstreams: errors, abandoned calls, attempts, retries, fallbacks, ejections."""
         self.upstream_errors = Counter("gateway_upstream_errors", "Upstream failures by kind.",
                                        ["upstream", "kind"], registry=r)
         self.upstream_abandoned = Counter("gateway_upstream_abandoned", "Upstream calls made beside a parallel input "
@@ -56,12 +69,18 @@ class Telemetry:
                                           "checks (consecutive failures).", ["group", "upstream"], registry=r)
         self.retry_budget_exhausted = Counter("gateway_upstream_retry_budget_exhausted", "Retries not made because "
                                               "the model group's retry budget was spent.", ["group"], registry=r)
+
+    def _usage_metrics(self, r: CollectorRegistry) -> None:
+        """Per application: tokens used and requests refused by its limits."""
         self.tokens = Counter("gateway_tokens", "Tokens used, by application, model (group or glob) and kind "
                               "(prompt, completion): the upstream's usage, estimated for a stream without it.",
                               ["application", "model", "kind"], registry=r)
         self.rate_limited = Counter("gateway_rate_limited", "Requests refused with a 429 by an application's or "
                                     "key's limits, by application and limit kind (requests, tokens).",
                                     ["application", "kind"], registry=r)
+
+    def _guard_metrics(self, r: CollectorRegistry) -> None:
+        """The guard: rulesets triggered, metric time, metric failures, fail-open passes, texts not scanned."""
         self.guard_triggers = Counter("gateway_guard_triggers", "Rulesets whose action applied (or would have, in "
                                       "monitor mode), by stage, ruleset, action and mode.",
                                       ["stage", "ruleset", "action", "mode"], registry=r)
@@ -74,6 +93,9 @@ class Telemetry:
                                        ["stage", "metric"], registry=r)
         self.guard_not_scanned = Counter("gateway_guard_not_scanned", "Stage runs that found no text they could read.",
                                          ["stage"], registry=r)
+
+    def _server_metrics(self, r: CollectorRegistry) -> None:
+        """The server: start time, connections refused by the HTTP limits, overload and admission."""
         self.started = Gauge("gateway_start_time_seconds", "Unix time the gateway started.", registry=r)
         self.http_rejected = Counter("gateway_http_rejected", "Connections refused by the HTTP limits: headers too "
                                      "large or too many (431), headers or body too slow (408).", ["reason"],
@@ -85,8 +107,6 @@ class Telemetry:
                               registry=r)
         self.pending = Gauge("gateway_admission_pending", "Proxied requests waiting for an admission slot.",
                              registry=r)
-        r.register(ScorerCollector(scoring))
-        self.started.set(time.time())
 
 
 class AccessLog:
