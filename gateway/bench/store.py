@@ -139,14 +139,7 @@ def bench_store(rounds: int, per_round: int, churn_ms: float, redis_url: str) ->
             for name in STORES:
                 child, urls[name] = _start(name, mock_port, Path(tmp), stores[name])  # type: ignore[arg-type]
                 children.append(child)
-            # `redis-down` loaded from its Redis once (ready), then the Redis goes away.
-            deadline = time.monotonic() + 60
-            while httpx.get(urls["redis-down"] + "/readyz", timeout=5).status_code != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the redis-down gateway never loaded its store")
-                time.sleep(0.1)
-            doomed.terminate()
-            doomed.wait(timeout=10)
+            _lose_redis(urls["redis-down"], doomed)
             with httpx.Client(headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=30) as client:
                 for name in STORES:
                     _series(client, urls[name], 20, "warm-up")
@@ -163,24 +156,45 @@ def bench_store(rounds: int, per_round: int, churn_ms: float, redis_url: str) ->
                 doomed.wait(timeout=10)
             for child in reversed(children):
                 stop_child(child)
-            try:
-                import redis
-
-                client_r = redis.Redis.from_url(redis_url)
-                keys = list(client_r.scan_iter(prefix + "*"))
-                if keys:
-                    client_r.delete(*keys)
-            except Exception:  # noqa: BLE001 - cleaning up is best effort
-                pass
-    base = _pct(timings["sqlite"], 0.5)
+            _drop_keys(redis_url, prefix)
     figures: dict[str, Any] = {"requests_per_store": rounds * per_round, "rounds": rounds,
                                "churn_every_ms": churn_ms, "churn_writes": churn_writes,
-                               "churn_errors": churn_errors, "stores": {}}
+                               "churn_errors": churn_errors, "stores": _store_figures(timings, stored)}
+    return figures
+
+
+def _lose_redis(url: str, doomed: subprocess.Popen) -> None:
+    """Once the `redis-down` gateway at `url` has loaded from its Redis (ready), that Redis goes away."""
+    deadline = time.monotonic() + 60
+    while httpx.get(url + "/readyz", timeout=5).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the redis-down gateway never loaded its store")
+        time.sleep(0.1)
+    doomed.terminate()
+    doomed.wait(timeout=10)
+
+
+def _drop_keys(redis_url: str, prefix: str) -> None:
+    """The bench's keys removed from the measured Redis (best effort)."""
+    try:
+        import redis
+
+        client_r = redis.Redis.from_url(redis_url)
+        keys = list(client_r.scan_iter(prefix + "*"))
+        if keys:
+            client_r.delete(*keys)
+    except Exception:  # noqa: BLE001 - cleaning up is best effort
+        pass
+
+
+def _store_figures(timings: dict[str, list[float]], stored: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Per store: latency percentiles, its p50 against SQLite's, and how many of the last 1,000 records it holds."""
+    base = _pct(timings["sqlite"], 0.5)
+    figures: dict[str, dict[str, Any]] = {}
     for name in STORES:
         t = timings[name]
-        figures["stores"][name] = {"p50_ms": _pct(t, 0.5), "p95_ms": _pct(t, 0.95), "p99_ms": _pct(t, 0.99),
-                                   "p50_ratio_to_sqlite": _pct(t, 0.5) / base,
-                                   "records_in_store_of_last_1000": stored[name]}
+        figures[name] = {"p50_ms": _pct(t, 0.5), "p95_ms": _pct(t, 0.95), "p99_ms": _pct(t, 0.99),
+                         "p50_ratio_to_sqlite": _pct(t, 0.5) / base, "records_in_store_of_last_1000": stored[name]}
     return figures
 
 
