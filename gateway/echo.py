@@ -1,3 +1,5 @@
+# size: one simulator of the OpenAI API: each endpoint's handler beside its stream writer, over the
+# shared request helpers and schema-valid values; split by endpoint it would scatter one wire format
 """The demo's upstream: a local model simulator that answers every endpoint the gateway serves as OpenAI does.
 
 It calls no model. Its answers are made from the request, deterministically, in the exact wire shapes of
@@ -141,6 +143,11 @@ def example_value(schema: Any, root: dict[str, Any] | None = None, name: str = "
                 merged = {**merged, **part, "properties": {**merged.get("properties", {}),
                                                            **part.get("properties", {})}}
         return example_value(merged, root, name, depth + 1)
+    return _typed_value(schema, root, name, depth)
+
+
+def _typed_value(schema: dict[str, Any], root: dict[str, Any], name: str, depth: int) -> Any:
+    """`example_value` of a schema that is none of $ref, const, enum, default or a combination: by its type."""
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")

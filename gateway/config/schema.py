@@ -1,3 +1,5 @@
+# size: one schema: a frozen model per section of the config file, whose field descriptions are the
+# generated configuration reference (docs/configuration.md); guard_schema.py holds policies and stages
 """The config file's shape: immutable, validated models for each section (DESIGN section 3)."""
 
 from __future__ import annotations

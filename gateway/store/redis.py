@@ -1,3 +1,5 @@
+# size: one Store implementation against Redis: its three Lua scripts, then every method of the
+# Store Protocol, each a few commands
 """The shared store for several replicas: Redis (redis-py asyncio). Every key starts with `prefix`, so
 deployments and test runs sharing a server never collide. The monitoring log is a Redis Stream capped
 at `max_records` entries; every document write bumps `{prefix}revision` and is published on

@@ -1,3 +1,5 @@
+# size: one Store implementation against SQLite: its schema migrations, then every method of the
+# Store Protocol, each a few lines of SQL on the worker thread
 """The embedded store: one SQLite file (WAL), nothing to install. Calls run on one worker thread
 (sqlite3 connections are not shared across threads), so the event loop never waits on disk."""
 

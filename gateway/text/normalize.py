@@ -1,3 +1,5 @@
+# size: one normaliser: its character tables, then normalize / normalize_text with their fast paths
+# and the offset map back to the original; the docstring is its specification
 """Text normalisation for lexical matching, with a map back to the original text's offsets.
 
 `normalize(text)` returns `(norm, offsets)`: `norm` is the text after, in effect,
