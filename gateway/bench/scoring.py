@@ -1,3 +1,5 @@
+# size: one benchmark command: its three measurements (encoder, batching, the gateways end to end) and
+# the report that prints them side by side
 """`guardrail-gateway models bench`: what model-based scoring costs, with baselines from the same run.
 
 1. Encoder + the three detector heads on one 1,000-character prompt (distinct texts: no cache hits).
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -151,71 +154,87 @@ def _rss_mb(pid: int) -> float:
 
 def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, layers: int | None = None,
                   upstream_ms: float = 50.0) -> dict:
-    stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [_never("prompt_injection")]}
-    # What a central team may run on every input: the three built-in detectors (a stage scores every
-    # metric its rulesets name).
-    detectors = {**stage, "name": "detectors", "rulesets": [_never(d) for d in DETECTOR_NAMES]}
     scoring: dict[str, object] = {"precision": precision, "threads": threads}
     if layers is not None:  # else the gateway's default
         scoring["detector_layers"] = layers
     with tempfile.TemporaryDirectory() as tmp:
-        mock, mock_port, _ = start_mock(30, "{}")
-        children = [mock]
+        children: list = []
         try:
-            slow, slow_port, _ = start_mock(30, "{}", delay_ms=upstream_ms)
-            children.append(slow)
-            plain, plain_url = _gateway(mock_port, Path(tmp), "plain", [], slow_port=slow_port)
-            children.append(plain)
-            guarded, guarded_url = _gateway(mock_port, Path(tmp), "model", [stage], scoring, slow_port=slow_port)
-            children.append(guarded)
-            beside, beside_url = _gateway(mock_port, Path(tmp), "parallel", [{**stage, "parallel": True}], scoring,
-                                          slow_port=slow_port)
-            children.append(beside)
-            three, three_url = _gateway(mock_port, Path(tmp), "detectors", [detectors], scoring)
-            children.append(three)
-            benign = _texts(requests + 5, 1000, prefix="gw")
-            suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
-            base = _latencies(plain_url, benign)
-            short = [f"Request {i}: how do I change the PIN of my debit card, and is there a fee?"
-                     for i in range(requests + 5)]
-            short_base = _latencies(plain_url, short)
-            short_guarded = _latencies(guarded_url, short)
-            gated = _latencies(guarded_url, benign)
-            encoded = _latencies(guarded_url, suspicious)
-            three_gated = _latencies(three_url, benign)  # (its own process: nothing cached from the others)
-            three_short = _latencies(three_url, short)
-            long = _texts(requests + 5, 4000, prefix="lg")  # the issue's second size: several encoder windows
-            long_base = _latencies(plain_url, long)
-            three_long = _latencies(three_url, long)
-            # The same benign prompts to an upstream that takes `upstream_ms` to answer (a model), with the
-            # stage before the upstream call and beside it (`parallel: true`); and parallel at 0 ms.
-            again = _texts(requests + 5, 1000, prefix="up")  # new texts: no score cache hits
-            slow_base = _latencies(plain_url, again, "slow-bench")
-            slow_before = _latencies(guarded_url, _texts(requests + 5, 1000, prefix="sb"), "slow-bench")
-            slow_beside = _latencies(beside_url, _texts(requests + 5, 1000, prefix="sp"), "slow-bench")
-            instant_beside = _latencies(beside_url, _texts(requests + 5, 1000, prefix="ip"))
-            metrics = httpx.get(guarded_url.replace(CHAT_PATH, "/metrics")).text
-            windows = next((float(line.split()[-1]) for line in metrics.splitlines()
-                            if line.startswith("gateway_scorer_windows_total")), 0.0)
-            rss = _rss_mb(guarded.proc.pid)
-            three_rss = _rss_mb(three.proc.pid)
+            started = _start_gateways(Path(tmp), scoring, upstream_ms, children)
+            urls = {name: url for name, (_, url) in started.items()}
+            ms = _gateway_latencies(urls, requests)
+            metrics = httpx.get(urls["model"].replace(CHAT_PATH, "/metrics")).text.splitlines()
+            windows = next((float(m.split()[-1]) for m in metrics if m.startswith("gateway_scorer_windows_total")), 0.0)
+            rss = _rss_mb(started["model"][0].proc.pid)
+            three_rss = _rss_mb(started["detectors"][0].proc.pid)
         finally:
             for child in reversed(children):
                 stop_child(child)
-    b50, b95 = _pct(base, 0.5), _pct(base, 0.95)
+    base = ms["base"]
     return {"requests": requests, "prompt_chars": 1000,
-            "plain_ms": {"p50": b50, "p95": b95},
-            "benign_added_ms": _added(gated, base),
-            "short_benign_added_ms": _added(short_guarded, short_base),
-            "encoder_path_added_ms": _added(encoded, base),
-            "three_detectors_benign_added_ms": _added(three_gated, base),
-            "three_detectors_short_added_ms": _added(three_short, short_base), "three_detectors_rss_mb": three_rss,
-            "three_detectors_4000_chars_added_ms": _added(three_long, long_base),
+            "plain_ms": {"p50": _pct(base, 0.5), "p95": _pct(base, 0.95)},
+            "benign_added_ms": _added(ms["gated"], base),
+            "short_benign_added_ms": _added(ms["short_guarded"], ms["short_base"]),
+            "encoder_path_added_ms": _added(ms["encoded"], base),
+            "three_detectors_benign_added_ms": _added(ms["three_gated"], base),
+            "three_detectors_short_added_ms": _added(ms["three_short"], ms["short_base"]), "three_detectors_rss_mb": three_rss,
+            "three_detectors_4000_chars_added_ms": _added(ms["three_long"], ms["long_base"]),
             "encoder_windows_run": windows, "model_gateway_rss_mb": rss,
-            "parallel_instant_added_ms": _added(instant_beside, base),
-            "upstream_ms": upstream_ms, "slow_plain_ms": {"p50": _pct(slow_base, 0.5), "p95": _pct(slow_base, 0.95)},
-            "slow_before_added_ms": _added(slow_before, slow_base),
-            "slow_parallel_added_ms": _added(slow_beside, slow_base)}
+            "parallel_instant_added_ms": _added(ms["instant_beside"], base),
+            "upstream_ms": upstream_ms, "slow_plain_ms": {"p50": _pct(ms["slow_base"], 0.5), "p95": _pct(ms["slow_base"], 0.95)},
+            "slow_before_added_ms": _added(ms["slow_before"], ms["slow_base"]),
+            "slow_parallel_added_ms": _added(ms["slow_beside"], ms["slow_base"])}
+
+
+def _start_gateways(workdir: Path, scoring: dict[str, object], upstream_ms: float,
+                    children: list) -> dict[str, tuple[Any, str]]:
+    """Two mock upstreams (instant, and one answering `slow-*` models after `upstream_ms`) and four
+    gateways, by name: (child, chat URL). Each child is appended to `children` as soon as it starts."""
+    stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [_never("prompt_injection")]}
+    # What a central team may run on every input: the three built-in detectors (a stage scores every
+    # metric its rulesets name).
+    detectors = {**stage, "name": "detectors", "rulesets": [_never(d) for d in DETECTOR_NAMES]}
+    mock, mock_port, _ = start_mock(30, "{}")
+    children.append(mock)
+    slow, slow_port, _ = start_mock(30, "{}", delay_ms=upstream_ms)
+    children.append(slow)
+    gateways: tuple[tuple[str, list, dict[str, object] | None, int], ...] = (
+        ("plain", [], None, slow_port), ("model", [stage], scoring, slow_port),
+        ("parallel", [{**stage, "parallel": True}], scoring, slow_port), ("detectors", [detectors], scoring, 0))
+    started = {}
+    for name, stages, gateway_scoring, slow_upstream in gateways:
+        child, url = _gateway(mock_port, workdir, name, stages, gateway_scoring, slow_port=slow_upstream)
+        children.append(child)
+        started[name] = (child, url)
+    return started
+
+
+def _gateway_latencies(urls: dict[str, str], requests: int) -> dict[str, list[float]]:
+    """Each latency series the report compares, in the order they are measured (the score cache is warm
+    only where a series repeats texts on purpose)."""
+    plain, guarded, beside, three = urls["plain"], urls["model"], urls["parallel"], urls["detectors"]
+    ms: dict[str, list[float]] = {}
+    benign = _texts(requests + 5, 1000, prefix="gw")
+    suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
+    ms["base"] = _latencies(plain, benign)
+    short = [f"Request {i}: how do I change the PIN of my debit card, and is there a fee?" for i in range(requests + 5)]
+    ms["short_base"] = _latencies(plain, short)
+    ms["short_guarded"] = _latencies(guarded, short)
+    ms["gated"] = _latencies(guarded, benign)
+    ms["encoded"] = _latencies(guarded, suspicious)
+    ms["three_gated"] = _latencies(three, benign)  # (its own process: nothing cached from the others)
+    ms["three_short"] = _latencies(three, short)
+    long = _texts(requests + 5, 4000, prefix="lg")  # the issue's second size: several encoder windows
+    ms["long_base"] = _latencies(plain, long)
+    ms["three_long"] = _latencies(three, long)
+    # The same benign prompts to an upstream that takes `upstream_ms` to answer (a model), with the
+    # stage before the upstream call and beside it (`parallel: true`); and parallel at 0 ms.
+    again = _texts(requests + 5, 1000, prefix="up")  # new texts: no score cache hits
+    ms["slow_base"] = _latencies(plain, again, "slow-bench")
+    ms["slow_before"] = _latencies(guarded, _texts(requests + 5, 1000, prefix="sb"), "slow-bench")
+    ms["slow_beside"] = _latencies(beside, _texts(requests + 5, 1000, prefix="sp"), "slow-bench")
+    ms["instant_beside"] = _latencies(beside, _texts(requests + 5, 1000, prefix="ip"))
+    return ms
 
 
 def _ms(series: dict[str, float], digits: int = 2) -> str:
