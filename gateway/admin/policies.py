@@ -46,7 +46,7 @@ def train_version(body: dict[str, Any], stored: list[Example], runtime: ScoringR
     import hashlib
 
     from gateway.config.guard_schema import PolicySpec
-    from gateway.metrics.model import head_to_dict, policy_examples, train_policy_head
+    from gateway.metrics.policy_head import head_to_dict, policy_examples, train_policy_head
 
     definition = {k: v for k, v in body.items() if k not in ("owner", "head", "trained", "training_examples")}
     spec = PolicySpec.model_validate(definition)

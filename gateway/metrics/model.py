@@ -1,3 +1,5 @@
+# size: every model-based metric on the shared encoder (detector, head, similar, relevance, consistency)
+# and the one compile step that picks among them; the head's training is in policy_head.py
 """Model-based metrics on the shared encoder: detectors, policy heads, similarity, relevance, consistency.
 
 Each is async (`measure_async`): the engine awaits it under the stage timeout while the embedding
@@ -10,10 +12,8 @@ consistency read it, the others ignore it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,16 @@ import numpy as np
 
 from gateway.config.guard_schema import PolicySpec
 from gateway.metrics.context import EvalContext
+from gateway.metrics.policy_head import head_from_dict, policy_examples, train_policy_head
 from gateway.metrics.types import MetricValue, ParamError
 from gateway.text.views import detector_views
 from gateway.scoring.batcher import EmbeddingService
 from gateway.scoring.hallucination import SupportHead
-from gateway.scoring.heads import Head, fit_logistic, pooled
+from gateway.scoring.heads import Head, pooled
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.scoring.support import support_features
 from gateway.errors import MissingKnowledge  # noqa: F401  (re-exported; defined there)
 
-BACKGROUND = Path(__file__).parent.parent / "scoring" / "weights" / "background.json"
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 SIMILAR_THRESHOLD_WITH_PASS = 0.5      # nearer a FAIL example than any PASS example
 SIMILAR_THRESHOLD_FAIL_ONLY = 0.6      # cosine to the nearest FAIL example (MiniLM paraphrases: >= 0.6)
@@ -117,55 +117,6 @@ class DetectorMetric(_ModelMetric):
         return MetricValue(max([self._risk_sync(text), *(self._risk_sync(t, count=False) for t in views)]))
 
 
-def policy_examples(spec: PolicySpec) -> tuple[list[str], list[int]]:
-    """Labelled texts from the policy definition: examples (FAIL=1), disallowed/allowed behaviours,
-    and a `training_data` JSONL file of {"example", "compliance": PASS|FAIL} rows (seed 000)."""
-    texts: list[str] = []
-    labels: list[int] = []
-    for ex in spec.examples:
-        for text in (ex.output_example, ex.input_example):
-            if text.strip():
-                texts.append(text)
-                labels.append(1 if ex.type == "FAIL" else 0)
-    texts += list(spec.disallowed_behaviors)
-    labels += [1] * len(spec.disallowed_behaviors)
-    texts += list(spec.allowed_behaviors)
-    labels += [0] * len(spec.allowed_behaviors)
-    stored = spec.params.get("training_examples", [])  # a trained version's snapshot of the store's rows
-    if not isinstance(stored, list):
-        raise ParamError(("training_examples",), "must be a list of {example, compliance}")
-    for i, row in enumerate(stored):
-        if not isinstance(row, dict) or not isinstance(row.get("example"), str) \
-                or str(row.get("compliance", "")).upper() not in ("PASS", "FAIL"):
-            raise ParamError(("training_examples", i), "must be {example: text, compliance: PASS or FAIL}")
-        texts.append(row["example"])
-        labels.append(1 if str(row["compliance"]).upper() == "FAIL" else 0)
-    path = spec.params.get("training_data")
-    if path is not None:
-        try:
-            lines = Path(str(path)).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ParamError(("training_data",), f"cannot read {path}: {exc.strerror}") from None
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                status = str(row["compliance"]).upper()
-                if status not in ("PASS", "FAIL") or not isinstance(row["example"], str):
-                    raise ValueError("compliance must be PASS or FAIL and example a string")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ParamError(("training_data",), f"{path}:{n}: {exc}") from None
-            texts.append(row["example"])
-            labels.append(1 if status == "FAIL" else 0)
-    return texts, labels
-
-
-def background_texts() -> list[str]:
-    """Everyday prompts shipped with the package: the negatives every classifier head also sees."""
-    return json.loads(BACKGROUND.read_text(encoding="utf-8"))
-
-
 @dataclass
 class HeadMetric(_ModelMetric):
     """A policy head trained from the policy's own examples (type `classifier`)."""
@@ -178,88 +129,6 @@ class HeadMetric(_ModelMetric):
 
     def measure(self, text: str) -> MetricValue:
         return MetricValue(self.head.score(self._embedding_sync(text)))
-
-
-def train_policy_head(policy_id: str, texts: Sequence[str], labels: Sequence[int], runtime: ScoringRuntime,
-                      cache_dir: Path | None = None) -> Head:
-    """Logistic regression on embeddings of the examples plus the shipped background negatives.
-
-    The calibrated threshold is the best-F1 cut on out-of-fold scores (5 folds) when there are at
-    least 5 examples of each class, else 0.5. Heads are cached on disk by data hash + encoder version."""
-    from gateway.scoring.stats import best_f1_threshold, roc_auc
-
-    encoder = runtime.encoder
-    background = background_texts()
-    all_texts = [*texts, *background]
-    y = np.asarray([*labels, *([0] * len(background))], np.int64)
-    digest = hashlib.sha256(json.dumps([encoder.version, all_texts, y.tolist()]).encode()).hexdigest()[:20]
-    cache = (cache_dir / "heads" / f"{policy_id}-{digest}.npz") if cache_dir else None
-    if cache is not None and cache.is_file():
-        return Head.load(cache)
-    x = np.stack([pooled(v) for v in encoder.embed(all_texts)])
-    w, b = fit_logistic(x, y, l2=1.0)
-    threshold = 0.5
-    meta: dict[str, Any] = {"examples": len(texts), "background": len(background)}
-    n_pos, n_neg = int(y.sum()), int(len(texts) - y.sum())
-    if n_pos >= 5 and n_neg >= 5:
-        rng = np.random.default_rng(0)
-        folds = rng.permutation(len(y)) % 5
-        oof = np.zeros(len(y))
-        for k in range(5):
-            fw, fb = fit_logistic(x[folds != k], y[folds != k], l2=1.0)
-            oof[folds == k] = 1 / (1 + np.exp(-(x[folds == k] @ fw + fb)))
-        threshold, f1 = best_f1_threshold(oof[:len(texts)], y[:len(texts)])
-        meta.update(cv_f1=round(f1, 4), cv_auc=round(roc_auc(oof[:len(texts)], y[:len(texts)]), 4),
-                    positives=n_pos, negatives=n_neg, curve=threshold_curve(oof[:len(texts)], y[:len(texts)]))
-    head = Head(policy_id, w, b, threshold=float(min(max(threshold, 0.01), 0.99)),
-                meta={**meta, "encoder": encoder.version, "data_sha": digest})
-    if cache is not None:
-        head.save(cache)
-    return head
-
-
-def threshold_curve(scores: np.ndarray, labels: np.ndarray, points: int = 50) -> list[dict[str, float]]:
-    """G8: held-out precision, recall, false-positive rate and F1 at `points` thresholds spread over 0..1
-    (violated when the score is above the threshold, as the plan's `gt` rule), from out-of-fold scores."""
-    y = labels.astype(bool)
-    pos, neg = int(y.sum()), int((~y).sum())
-    out = []
-    for t in (np.arange(points) + 0.5) / points:
-        hit = scores > t
-        tp, fp = int((hit & y).sum()), int((hit & ~y).sum())
-        precision = tp / (tp + fp) if tp + fp else 1.0
-        recall = tp / pos if pos else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out.append({"threshold": round(float(t), 4), "precision": round(precision, 4), "recall": round(recall, 4),
-                    "fpr": round(fp / neg, 4) if neg else 0.0, "f1": round(f1, 4)})
-    return out
-
-
-def head_to_dict(head: Head) -> dict[str, Any]:
-    """A policy head as JSON (about 400 numbers): stored inside the policy version it belongs to."""
-    assert head.emb_w is not None
-    return {"w": [round(float(x), 7) for x in head.emb_w], "b": head.emb_b, "threshold": head.threshold,
-            "meta": head.meta}
-
-
-def same_model(version: str) -> str:
-    """An encoder version without its precision: heads trained on fp32 serve on int8 and back."""
-    return version.removesuffix("-fp32").removesuffix("-int8")
-
-
-def head_from_dict(policy_id: str, raw: Any, runtime: ScoringRuntime) -> Head:
-    try:
-        w = np.asarray(raw["w"], np.float32)
-        head = Head(policy_id, w, float(raw["b"]), threshold=float(raw["threshold"]), meta=dict(raw.get("meta", {})))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ParamError(("head",), f"not a trained head: {exc}") from None
-    if w.shape != (runtime.encoder.hidden,):
-        raise ParamError(("head",), f"head has {w.shape} weights; the encoder has {runtime.encoder.hidden} dimensions")
-    encoder = head.meta.get("encoder")
-    if encoder and same_model(encoder) != same_model(runtime.encoder.version):
-        raise ParamError(("head",), f"head trained on encoder {encoder}, this gateway runs "
-                                    f"{runtime.encoder.version}: retrain the policy")
-    return head
 
 
 @dataclass
@@ -408,29 +277,11 @@ def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None) -> tu
             raise ParamError(("detector",), f"must be one of {', '.join(DETECTORS)}")
         metric = DetectorMetric.named(str(name), rt)
         return metric, metric.head.threshold
-    if spec.type == "classifier" and "head" in params:  # trained through the admin API: a stored version
-        head = head_from_dict(spec.id, params["head"], rt)
-        return HeadMetric(head, rt), head.threshold
     if spec.type == "classifier":
-        texts, labels = policy_examples(spec)
-        if sum(labels) == 0:
-            raise ParamError(("examples",), "a classifier policy needs at least one FAIL example "
-                                            "(examples, disallowed_behaviors or training_data)")
-        cache = Path(rt.config.model_dir) if rt.config.model_dir else None
-        from gateway.scoring.build import default_cache_dir
-
-        head = train_policy_head(spec.id, texts, labels, rt, cache or default_cache_dir())
+        head = _classifier_head(spec, rt)
         return HeadMetric(head, rt), head.threshold
     if spec.type == "similar":
-        texts, labels = policy_examples(spec)
-        fail = [t for t, y in zip(texts, labels) if y == 1]
-        if not fail:
-            raise ParamError(("examples",), "a similar policy needs at least one FAIL example")
-        passing = [t for t, y in zip(texts, labels) if y == 0]
-        enc = rt.encoder
-        f = np.stack([pooled(v) for v in enc.embed(fail)])
-        p = np.stack([pooled(v) for v in enc.embed(passing)]) if passing else np.zeros((0, enc.hidden), np.float32)
-        return SimilarMetric(f, p, rt), (SIMILAR_THRESHOLD_WITH_PASS if passing else SIMILAR_THRESHOLD_FAIL_ONLY)
+        return _similar(spec, rt)
     if spec.type == "relevance":
         _ = rt.service
         heads = rt.hallucination_heads()
@@ -441,3 +292,31 @@ def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None) -> tu
         support = rt.hallucination_heads()[spec.type]
         return ConsistencyMetric(rt, support, knowledge), support.threshold
     raise ParamError(("type",), f"not a model-based type: {spec.type!r}")
+
+
+def _classifier_head(spec: PolicySpec, rt: ScoringRuntime) -> Head:
+    """A `classifier` policy's head: a stored version's (trained through the admin API), else trained now
+    from the policy's examples (cached on disk)."""
+    if "head" in spec.params:
+        return head_from_dict(spec.id, spec.params["head"], rt)
+    texts, labels = policy_examples(spec)
+    if sum(labels) == 0:
+        raise ParamError(("examples",), "a classifier policy needs at least one FAIL example "
+                                        "(examples, disallowed_behaviors or training_data)")
+    cache = Path(rt.config.model_dir) if rt.config.model_dir else None
+    from gateway.scoring.build import default_cache_dir
+
+    return train_policy_head(spec.id, texts, labels, rt, cache or default_cache_dir())
+
+
+def _similar(spec: PolicySpec, rt: ScoringRuntime) -> tuple[SimilarMetric, float]:
+    """A `similar` policy: its FAIL (and PASS) examples embedded once, and its threshold."""
+    texts, labels = policy_examples(spec)
+    fail = [t for t, y in zip(texts, labels) if y == 1]
+    if not fail:
+        raise ParamError(("examples",), "a similar policy needs at least one FAIL example")
+    passing = [t for t, y in zip(texts, labels) if y == 0]
+    enc = rt.encoder
+    f = np.stack([pooled(v) for v in enc.embed(fail)])
+    p = np.stack([pooled(v) for v in enc.embed(passing)]) if passing else np.zeros((0, enc.hidden), np.float32)
+    return SimilarMetric(f, p, rt), (SIMILAR_THRESHOLD_WITH_PASS if passing else SIMILAR_THRESHOLD_FAIL_ONLY)
