@@ -24,7 +24,7 @@ from gateway.admin.console_api import console_api_routes
 from gateway.admin.dry_run import dry_run_routes
 from gateway.admin.openapi import openapi_document
 from gateway.admin.policies import policy_routes
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.admin.routes import admin_routes
 from gateway.admin.stages import stage_routes
 from gateway.admin.stats import stats_routes

@@ -73,7 +73,7 @@ def test_every_exception_class_derives_from_gateway_error(module: str, name: str
 OLD_HOMES = {
     "gateway.wire": ["OpenAIError"],
     "gateway.proxy.openai": ["OpenAIError"],
-    "gateway.admin.registry": ["StoreRegressed", "VersionConflict", "InvalidChange"],
+    "gateway.policies.registry": ["StoreRegressed", "VersionConflict", "InvalidChange"],
     "gateway.admin.evaluate": ["EvaluateError", "PolicyFailed"],
     "gateway.config.errors": ["ConfigError"],
     "gateway.metrics.model": ["MissingKnowledge"],

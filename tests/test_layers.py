@@ -4,6 +4,7 @@ only hides a cycle is still an edge. A module may import its own layer or any la
 
     cli, app                                  (composition roots, the process)
     admin, bench                              (the admin API, the benchmark harness)
+    policies                                  (the policy lifecycle: registry, versions, training, data)
     proxy                                     (the OpenAI surface: the request flow)
     guard                                     (the engine: plans, stages, rules, actions)
     metrics                                   (every metric and the metric vocabulary)
@@ -21,8 +22,9 @@ PACKAGE = ROOT / "gateway"
 
 # First dotted part under gateway/ -> layer (higher imports lower).
 LAYERS: dict[str, int] = {
-    "cli": 6, "__main__": 6, "app": 6, "serving": 6,
-    "admin": 5, "console": 5, "bench": 5, "echo": 5,   # echo: the bench's mock upstream
+    "cli": 7, "__main__": 7, "app": 7, "serving": 7,
+    "admin": 6, "console": 6, "bench": 6, "echo": 6,   # echo: the bench's mock upstream
+    "policies": 5,
     "proxy": 4,
     "guard": 3,
     "metrics": 2,

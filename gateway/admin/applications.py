@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import ok, read_json, wrap
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.proxy.auth import key_digest
 from gateway.proxy.limits import expires
 from gateway.wire import OpenAIError, RawResponse

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import ok, wrap
 from gateway.admin.console_api import refuse_unknown_query
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.guard.operators import OPERATORS, check_target
 from gateway.guard.policy import HIGHER_IS_COMPLIANT, HOST_PARAMS, HOST_TYPES, JUDGE_TYPES, MODEL_TYPES
 from gateway.metrics import BUILTINS, KINDS

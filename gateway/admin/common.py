@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.registry import Expected, Registry
+from gateway.policies.registry import Expected, Registry
 from gateway.errors import GatewayError
 from gateway.proxy.openai import dumps_json, request_too_deep
 from gateway.wire import JSON, OpenAIError, RawResponse, error_response

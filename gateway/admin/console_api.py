@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from gateway.admin.auth import SESSION_COOKIE, SESSION_TTL_S, AdminAuth, Role, check_same_origin
 from gateway.admin.common import ok, read_json, wrap
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.wire import JSON, OpenAIError, RawResponse
 
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import acting_on, ok, read_json, wrap
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import StageSpec
 from gateway.guard import actions

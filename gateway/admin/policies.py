@@ -24,7 +24,7 @@ from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.console_api import refuse_unknown_query
 from gateway.admin.common import (Handler, acting_on, dry_run, ok, owner, read_json, refuse_unknown, revert_to,
                                   take_expected, take_note, versions_of, wrap)
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.wire import OpenAIError, RawResponse

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import (acting_on, dry_run, ok, owner, read_json, revert_to, take_expected, take_note,
                                   versions_of, wrap)
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Version
 

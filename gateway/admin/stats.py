@@ -21,7 +21,7 @@ from starlette.routing import Route
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import ok, wrap
 from gateway.admin.console_api import refuse_unknown_query
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.guard.monitor import MonitorLog
 from gateway.wire import OpenAIError
 from gateway.store import StoreError

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import Handler, ok, wrap
-from gateway.admin.registry import Registry
+from gateway.policies.registry import Registry
 from gateway.wire import OpenAIError, RawResponse
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 from gateway.guard.engine import Decision
 from gateway.guard.redact import redact
 from gateway.metrics.types import Metric
+from gateway.store import Store, StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,21 @@ class MonitorLog:
         """What the store keeps: texts PII-redacted, plus the policies/metrics each stage measured."""
         metrics = sorted({m for st in record.stages for m in st.get("values", {})})
         return {**record.as_dict(), "texts": [self._scrub(t) for t in record.texts], "metrics": metrics}
+
+    async def flush(self, store: Store, interval: float = 0.2) -> None:
+        """Write the outbox to the store's shared log in batches, for as long as it runs (the registry's
+        background task); while the store is down the records wait, the oldest dropped beyond the bound."""
+        while True:
+            batch = self.take()
+            if batch:
+                try:
+                    bodies = [self.stored_form(r) for r in batch]
+                    await asyncio.wait_for(store.append_records(bodies), timeout=max(2.0, interval * 10))
+                    self.written += len(batch)
+                    continue  # more may be waiting
+                except (StoreError, TimeoutError):
+                    self.put_back(batch)
+            await asyncio.sleep(interval)
 
     def query(self, application: str | None = None, action: str | None = None, limit: int = 100,
               where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:

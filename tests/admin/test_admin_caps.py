@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.admin import limits
+from gateway.policies import limits
 from tests.conftest import Gateway, running_gateway
 
 CENTRAL, APP_ADMIN = "admin-central", "admin-app-a"
@@ -88,7 +88,7 @@ class Flow:
 
 
 def _registry(path: Path):
-    from gateway.admin.registry import Registry
+    from gateway.policies.registry import Registry
     from gateway.config.schema import GatewayConfig
     from gateway.store import open_store
 
@@ -100,7 +100,7 @@ def _regex(i: int, n: int) -> dict:
 
 
 def test_the_store_cap_counts_every_stored_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.admin.registry import InvalidChange
+    from gateway.policies.registry import InvalidChange
 
     monkeypatch.setattr(limits, "MAX_ENTRIES_PER_STORE", 25)
 

@@ -223,7 +223,7 @@ def prefix() -> Iterator[str]:
 
 
 def _registry(store):
-    from gateway.admin.registry import Registry
+    from gateway.policies.registry import Registry
     from gateway.config.schema import GatewayConfig
 
     return Registry(GatewayConfig.model_validate({}), store, Flow())
@@ -253,7 +253,7 @@ def test_documents_that_vanish_without_writes_are_not_adopted(prefix: str) -> No
             assert reg.regressed and "3 documents vanished" in reg.regressed
             assert set(reg.flow.plan.policies) == {"p0", "p1", "p2"}  # the last good plan
             # Writing through this replica is refused; the regressed store is not read again until it moves.
-            from gateway.admin.registry import StoreRegressed
+            from gateway.policies.registry import StoreRegressed
 
             with pytest.raises(StoreRegressed):
                 await reg.write("policy", _policy(9), "central")

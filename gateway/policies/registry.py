@@ -13,35 +13,24 @@ revision by one), the registry keeps enforcing its last good plan, reports `regr
 `gateway_store_regressed`) and refuses admin writes, until the revision moves past the plan's with the
 documents consistent, or an admin adopts the store as it is (`POST /v1/admin/store/adopt`, `adopt`).
 A replica that has never read the store is not `loaded`: it answers /readyz 503 and refuses guarded
-traffic (see gateway/app.py) while `follow` keeps retrying with bounded backoff.
-
-Compiled policies are cached by content (`PolicyCache`): a write compiles only the policy it changes,
-off the event loop; the stored policies that did not change are reused as they are.
-
-Store documents: `policy` bodies are seed-001 policy specs (plus `owner`: "central" or
-"app:<id>"); `stage` bodies are {"spec": <stage spec>, "applications": [ids], "owner": ...}.
+traffic (see gateway/app.py) while `follow` keeps retrying with bounded backoff. Writes validate the
+whole store with the change in it (compile.py, limits.py) first; each is a new version of the document.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any
 
-from pydantic import ValidationError
-
-from gateway.admin import limits
-from gateway.config.errors import ConfigIssue, format_path
-from gateway.config.guard_schema import PolicySpec, StageSpec
-from gateway.config.schema import ApplicationConfig, GatewayConfig, KeyRule
-from gateway.guard.plan import GuardPlan, compile_plan
-from gateway.guard.policy import Policy, compile_policy, host_access
+from gateway.config.errors import ConfigIssue
+from gateway.config.schema import GatewayConfig
+from gateway.guard.monitor import MonitorLog
+from gateway.guard.plan import GuardPlan
+from gateway.policies import limits
+from gateway.policies.compile import PolicyCache, Snapshot, compile_snapshot, read_snapshot, stored_application
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.store import NotFound, Store, StoreError, Version
 from gateway.store.base import revert_note
@@ -50,77 +39,9 @@ from gateway.errors import InvalidChange, StoreRegressed, VersionConflict  # noq
 
 log = logging.getLogger("gateway.registry")
 
-# Retrying a store that does not answer: from `store.poll_interval_s`, doubling, at most this.
-MAX_RETRY_BACKOFF_S = 5.0
-
-
-class PolicyCache:
-    """Compiled policies by content: the same spec (id, type, parameters, threshold...) compiles once.
-
-    Compiled policies are immutable and thread-safe, so one object serves every plan that holds the
-    spec. Bounded (least recently used first out); failures are not cached."""
-
-    def __init__(self, runtime: ScoringRuntime, size: int = 1024) -> None:
-        self.runtime = runtime  # what model-based policies score with
-        self.size = size
-        self._items: OrderedDict[str, Policy] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(spec: PolicySpec) -> str:
-        return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-
-    def __call__(self, spec: PolicySpec) -> Policy:
-        key = self.key(spec)
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return found
-        policy = compile_policy(spec, self.runtime)  # outside the lock: another compile may run beside it
-        with self._lock:
-            self.misses += 1
-            self._items[key] = policy
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return policy
-
+MAX_RETRY_BACKOFF_S = 5.0  # retrying a store that does not answer: from `poll_interval_s`, doubling, at most this
 
 Expected = tuple[int, str] | None  # (version, the param that named it: If-Match or expected_version)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    policies: tuple[Version, ...]
-    stages: tuple[Version, ...]
-    applications: tuple[Version, ...] = ()
-    pins: tuple[Version, ...] = ()                  # {"application", "stage", "version"}
-    pinned: tuple[Version, ...] = ()                # the pinned stage versions themselves
-
-    def replaced(self, kind: str, doc_id: str, doc: Version | None = None) -> Snapshot:
-        """This snapshot with the `kind` document `doc_id` taken out, and `doc` (if any) put in."""
-        field = {"policy": "policies", "stage": "stages", "application": "applications", "pin": "pins"}[kind]
-        docs = tuple(d for d in getattr(self, field) if d.id != doc_id)
-        return dc_replace(self, **{field: docs + ((doc,) if doc is not None else ())})
-
-
-def stored_application(doc: Version) -> ApplicationConfig:
-    """A stored application (its keys are only hashes: see KeyRing.set_stored)."""
-    rules = tuple(KeyRule.model_construct(key=None, key_sha256=h, models=tuple(r.get("models") or ()),
-                                          rpm=r.get("rpm"), tpm=r.get("tpm"), expires_at=r.get("expires_at"))
-                  for h, r in (doc.body.get("key_rules") or {}).items())
-    return ApplicationConfig.model_construct(id=doc.id, keys=(), stages=tuple(doc.body.get("stages", [])),
-                                             allow_request_stages=bool(doc.body.get("allow_request_stages", True)),
-                                             models=tuple(doc.body.get("models") or ()), rpm=doc.body.get("rpm"),
-                                             tpm=doc.body.get("tpm"), key_rules=rules)
-
-
-def _policy_spec(body: dict[str, Any]) -> PolicySpec:
-    return PolicySpec.model_validate({k: v for k, v in body.items() if k != "owner"})
 
 
 class Registry:
@@ -145,9 +66,7 @@ class Registry:
         self.keyring: Any = None               # the proxy's KeyRing: stored applications' key hashes go there
         self._stored_apps: frozenset[str] = frozenset()
         self._config_apps = frozenset(a.id for a in config.applications)
-        self._task: asyncio.Task[None] | None = None
-        self._flush: asyncio.Task[None] | None = None
-        self._listen: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # follow, listen, the monitoring log's flush (start)
 
     @property
     def config_policy_ids(self) -> frozenset[str]:
@@ -159,89 +78,10 @@ class Registry:
 
     def compile(self, snapshot: Snapshot) -> tuple[GuardPlan, list[ConfigIssue]]:
         """Config + store documents -> plan; issues name `store.policies.<id>...` for stored ones."""
-        issues: list[ConfigIssue] = []
-        policies = list(self.config.policies)
-        for doc in snapshot.policies:
-            if doc.id in self.config_policy_ids:
-                issues.append(ConfigIssue(f"store.policies.{doc.id}", "a policy with this id is defined in the "
-                                                                       "config file too; rename one of them"))
-                continue
-            try:
-                spec = _policy_spec(doc.body)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                issues.append(ConfigIssue(format_path(("store", "policies", doc.id, *err["loc"])), err["msg"]))
-                continue
-            denied = host_access(spec)
-            if denied is not None:  # refused on write; one stored by an earlier version is refused here
-                issues.append(ConfigIssue(format_path(("store", "policies", doc.id, *denied.path)), denied.message))
-                continue
-            policies.append(spec)
-        stages = list(self.config.stages)
-        app_stages = {a.id: list(a.stages) for a in self.config.applications}
-        for doc in snapshot.applications:
-            app_stages.setdefault(doc.id, list(doc.body.get("stages", [])))
-        for doc in snapshot.stages:
-            if doc.body.get("paused"):
-                continue  # kept, not enforced
-            try:
-                stage = StageSpec.model_validate(doc.body["spec"])
-            except ValidationError as exc:  # the field that failed, as the admin API's `param` names it
-                err = exc.errors()[0]
-                issues.append(ConfigIssue(format_path(("store", "stages", doc.id, *err["loc"])), err["msg"]))
-                continue
-            except (KeyError, TypeError) as exc:
-                issues.append(ConfigIssue(f"store.stages.{doc.id}", str(exc).splitlines()[0]))
-                continue
-            stages.append(stage)
-            for app in doc.body.get("applications", []):
-                app_stages.setdefault(app, []).append(stage.name)
-        self.cache.size = max(1024, 2 * len(policies))
-        plan, more = compile_plan(policies, stages, app_stages, self.runtime, self.cache)
-        # Name stored documents by id, not by their index in the merged lists.
-        names = {f"policies[{i}]": f"store.policies.{p.id}" for i, p in enumerate(policies)
-                 if i >= len(self.config.policies)}
-        names.update({f"stages[{i}]": f"store.stages.{st.name}" for i, st in enumerate(stages)
-                      if i >= len(self.config.stages)})
-        for n, issue in enumerate(more):
-            head, dot, rest = issue.path.partition(".")
-            if head in names:
-                more[n] = ConfigIssue(names[head] + dot + rest, issue.message)
-        if snapshot.pins and not more:
-            plan = self._with_pins(plan, snapshot, policies, more)
-        return plan, issues + more
-
-    def _with_pins(self, plan: GuardPlan, snapshot: Snapshot, policies: list[PolicySpec],
-                   issues: list[ConfigIssue]) -> GuardPlan:
-        """Per-application central lists where an application pinned a central stage's older version."""
-        from gateway.guard.plan import compile_stages
-
-        versions = {(d.id, d.version): d for d in snapshot.pinned}
-        compiled_policies = plan.policies
-        central_by_app: dict[str, dict[str, tuple]] = {}
-        for pin in snapshot.pins:
-            app, stage, version = pin.body["application"], pin.body["stage"], int(pin.body["version"])
-            doc = versions.get((stage, version))
-            if doc is None or doc.body.get("paused"):
-                continue
-            spec = StageSpec.model_validate(doc.body["spec"])
-            compiled = compile_stages([spec], compiled_policies, ("store", "pins", pin.id), issues, self.runtime)
-            if not compiled:
-                continue
-            [old] = compiled
-            lists = central_by_app.setdefault(app, {on: tuple(plan.central.get(on, ())) for on in ("input", "output")})
-            lists[old.on] = tuple(old if s.name == stage else s for s in lists[old.on])
-        return dc_replace(plan, central_by_app=central_by_app)
+        return compile_snapshot(self.config, snapshot, self.runtime, self.cache)
 
     async def snapshot(self) -> Snapshot:
-        pins = tuple(await self.store.list("pin"))
-        pinned = []
-        for pin in pins:
-            doc = await self.store.get("stage", pin.body["stage"], int(pin.body["version"]))
-            if doc is not None:
-                pinned.append(doc)
-        return Snapshot(tuple(await self.store.list("policy")), tuple(await self.store.list("stage")),
-                        tuple(await self.store.list("application")), pins, tuple(pinned))
+        return await read_snapshot(self.store)
 
     @property
     def application_ids(self) -> frozenset[str]:
@@ -254,11 +94,6 @@ class Registry:
             raise InvalidChange(issues[0].path, issues[0].message)
         return plan
 
-    @staticmethod
-    def _keys(snapshot: Snapshot) -> frozenset[tuple[str, str]]:
-        return frozenset((d.kind, d.id) for docs in (snapshot.policies, snapshot.stages, snapshot.applications,
-                                                     snapshot.pins) for d in docs)
-
     def _regression(self, revision: int, snapshot: Snapshot) -> str | None:
         """Why this store is not a newer truth than the adopted one, or None when it is."""
         if not self.loaded:
@@ -266,7 +101,7 @@ class Registry:
         if revision <= self.revision:
             return (f"the store's revision went back from {self.revision} to {revision} (restarted without "
                     "persistence, flushed, or failed over to a replica that lags)")
-        vanished = self._documents - self._keys(snapshot)
+        vanished = self._documents - snapshot.keys()
         if len(vanished) > revision - self.revision:
             return (f"{len(vanished)} documents vanished from the store with {revision - self.revision} writes "
                     f"since revision {self.revision} (restarted without persistence, flushed, or failed over)")
@@ -303,7 +138,7 @@ class Registry:
                     self.unloadable = f"the stored policies do not compile ({err.param}: {err.message})"
                     return False
                 self.revision = revision
-                self._documents = self._keys(snapshot)
+                self._documents = snapshot.keys()
                 self.regressed = None
                 self.loaded = True
                 return False
@@ -316,7 +151,7 @@ class Registry:
                 log.warning("store adopted", extra={"fields": {"revision": revision, "by": "admin" if adopt
                                                                else "newer revision"}})
             self.revision = revision
-            self._documents = self._keys(snapshot)
+            self._documents = snapshot.keys()
             self.regressed = None
             self.unloadable = None
             self.loaded = True
@@ -370,32 +205,17 @@ class Registry:
                 pass
             await asyncio.sleep(1.0)
 
-    async def flush_monitoring(self, monitor: Any, interval: float = 0.2) -> None:
-        """Write the monitoring log's outbox to the store in batches; keep it while the store is down."""
-        while True:
-            batch = monitor.take()
-            if batch:
-                try:
-                    bodies = [monitor.stored_form(r) for r in batch]
-                    await asyncio.wait_for(self.store.append_records(bodies), timeout=max(2.0, interval * 10))
-                    monitor.written += len(batch)
-                    continue  # more may be waiting
-                except (StoreError, TimeoutError):
-                    monitor.put_back(batch)
-            await asyncio.sleep(interval)
-
-    def start(self, monitor: Any = None) -> None:
+    def start(self, monitor: MonitorLog | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self.follow(), name="registry-follow")
+        self._tasks.append(loop.create_task(self.follow(), name="registry-follow"))
         if hasattr(self.store, "changes"):
-            self._listen = loop.create_task(self.listen(), name="registry-listen")
+            self._tasks.append(loop.create_task(self.listen(), name="registry-listen"))
         if monitor is not None:
-            self._flush = loop.create_task(self.flush_monitoring(monitor), name="monitoring-flush")
+            self._tasks.append(loop.create_task(monitor.flush(self.store), name="monitoring-flush"))
 
     async def stop(self) -> None:
-        for task in (self._task, self._flush, self._listen):
-            if task is not None:
-                await cancel_and_wait(task)
+        for task in self._tasks:
+            await cancel_and_wait(task)
         await self.store.close()
 
     def _writable(self) -> None:
@@ -431,10 +251,10 @@ class Registry:
         snapshot = await self.snapshot()
         candidate = Version(kind, body["id"], 0, body, time.time(), author)
         trial = snapshot.replaced(kind, body["id"], candidate)
-        if kind == "policy" and limits.entries(body) > sum(limits.entries(d.body) for d in snapshot.policies
-                                                           if d.id == body["id"]):
-            problem = limits.store_problem((d.body for d in trial.policies), limits.CAPPED.get(str(body.get("type")), ""))
-            if problem is not None:  # only a write that adds entries is refused (a store over the cap may shrink)
+        if kind == "policy":
+            problem = limits.growth_problem(body, (d.body for d in snapshot.policies if d.id == body["id"]),
+                                            (d.body for d in trial.policies))
+            if problem is not None:
                 raise InvalidChange(*problem)
         if kind == "pin":  # the pinned stage version compiles into the application's central list
             pinned = await self.store.get("stage", body["stage"], int(body["version"]))

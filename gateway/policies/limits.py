@@ -62,3 +62,13 @@ def store_problem(bodies: Iterable[Mapping[str, Any]], field: str) -> tuple[str,
         return field, (f"the store would hold {total} patterns and keywords in all; at most "
                        f"{MAX_ENTRIES_PER_STORE}: delete or shrink other policies first")
     return None
+
+
+def growth_problem(body: Mapping[str, Any], before: Iterable[Mapping[str, Any]],
+                   after: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The per-store cap for a write of policy `body` (`before`: its stored version, if any; `after`: every
+    stored policy with the write in). Only a write that adds entries is refused: a store over the cap
+    may shrink."""
+    if entries(body) <= sum(entries(b) for b in before):
+        return None
+    return store_problem(after, CAPPED.get(str(body.get("type")), ""))
