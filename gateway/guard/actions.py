@@ -1,14 +1,12 @@
-"""What a terminal action answers: an OpenAI-shaped completion (or error) naming what fired."""
+"""What a terminal action answers: its text, the error body and the annotation naming what fired (the
+answer in an endpoint's own shape is its dialect's: gateway/proxy/dialects/)."""
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from gateway.config.guard_schema import ActionSpec
 from gateway.guard.engine import UNAVAILABLE, Decision
@@ -72,48 +70,6 @@ def headers(decision: Decision) -> list[tuple[bytes, bytes]]:
     if decision.action == "handoff":
         out.append((b"x-guardrail-handoff", b"true"))
     return out
-
-
-def completion_body(endpoint: str, model: str, text: str, note: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """A whole answer with finish_reason content_filter, in the endpoint's shape (a /v1/responses
-    answer is a response with status `incomplete` for `content_filter`, its text one output message)."""
-    if endpoint == "responses":
-        return response_body(model, text, note, request_id)
-    base = {"id": f"guard-{request_id}", "created": int(time.time()), "model": model, "guardrail": note}
-    if endpoint == "completions":
-        return {**base, "object": "text_completion",
-                "choices": [{"index": 0, "text": text, "finish_reason": "content_filter", "logprobs": None}]}
-    return {**base, "object": "chat.completion", "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "finish_reason": "content_filter", "logprobs": None}]}
-
-
-def response_body(model: str, text: str, note: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """A Responses API object carrying the replacement text, ended as the API ends a filtered answer."""
-    message = {"type": "message", "id": f"msg_guard_{request_id}", "status": "completed", "role": "assistant",
-               "content": [{"type": "output_text", "text": text, "annotations": []}]}
-    return {"id": f"resp_guard_{request_id}", "object": "response", "created_at": int(time.time()),
-            "status": "incomplete", "incomplete_details": {"reason": "content_filter"}, "error": None,
-            "model": model, "output": [message], "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-            "usage": {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                      "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0},
-            "guardrail": note}
-
-
-def stream_body(endpoint: str, model: str, text: str, note: dict[str, Any], request_id: str) -> bytes:
-    """The same answer as an SSE stream: the text, a content_filter finish, then [DONE]."""
-    base = {"id": f"guard-{request_id}", "created": int(time.time()), "model": model}
-    if endpoint == "completions":
-        chunks = [{**base, "object": "text_completion",
-                   "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]},
-                  {**base, "object": "text_completion", "guardrail": note,
-                   "choices": [{"index": 0, "text": "", "finish_reason": "content_filter", "logprobs": None}]}]
-    else:
-        chunks = [{**base, "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
-                  {**base, "object": "chat.completion.chunk", "guardrail": note,
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}]
-    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
 
 
 def unavailable_body(decision: Decision, note: dict[str, Any]) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from gateway.guard import actions
 from gateway.guard.engine import Decision
 from gateway.guard.plan import Stage
 from gateway.metrics.context import EvalContext
+from gateway.proxy.dialects import Dialect, of
 from gateway.proxy.limits import Cell, Verdict
 from gateway.proxy.openai import Endpoint, ParsedRequest
 from gateway.proxy.routing import Attempts, Target
-from gateway.proxy.texts import Found
+from gateway.proxy.walk import Found
 
 
 @dataclass(slots=True)
@@ -65,6 +66,12 @@ class Exchange:
     prompt: str = ""  # the scanned user/tool texts, for output-side relevance and consistency
     context: str = ""  # system/developer messages
     evaluation: EvalContext | None = None  # what the metrics of the last check read (Engine.evaluate's context)
+
+    @property
+    def dialect(self) -> Dialect:
+        """The proxied route's dialect (proxy/dialects/): what is specific to its endpoint."""
+        assert self.endpoint is not None
+        return of(self.endpoint)
 
     def guard_headers(self) -> list[tuple[bytes, bytes]]:
         """The x-guardrail-* headers of the actions that fired."""

@@ -20,12 +20,13 @@ from gateway.metrics.context import EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan, Stage, compile_stages
+from gateway.proxy.choices import ChoiceShape
+from gateway.proxy.dialects import Dialect
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.openai import OpenAIError, dumps_json
-from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, event_stream_headers
 from gateway.proxy.stream_guard import StreamGuard
-from gateway.proxy.texts import TOOL_DEFINITION, Found, read_request, request_texts, write_back
+from gateway.proxy.walk import TOOL_DEFINITION, Found, write_back
 from gateway.scrub import NO_SECRETS, SecretScrubber
 from gateway.telemetry import Telemetry
 
@@ -99,11 +100,11 @@ class GuardFlow:
         return self._request_stages[key]
 
     @staticmethod
-    def read_input(ex: Exchange, endpoint: str, payload: dict[str, Any]) -> None:
+    def read_input(ex: Exchange, dialect: Dialect, payload: dict[str, Any]) -> None:
         """Read the request's texts for the input stages; input they cannot read must not reach the model
         unchecked, so it is refused (fail closed) with a 400 naming the value, unless every stage only
         monitors (`mode: monitor` never acts): then the readable texts are checked and the rest is logged."""
-        ex.found, bad = read_request(endpoint, payload)
+        ex.found, bad = dialect.read_request(payload)
         if bad is not None:
             param = format_path(bad[0])
             if not any(stage.enforcing for stage in (*ex.input_stages, *ex.parallel_stages)):
@@ -113,10 +114,10 @@ class GuardFlow:
             raise OpenAIError(400, f"Invalid value at '{param}': {bad[1]}. This gateway checks the input of this "
                                    "request and cannot read this value.", code="unreadable_input", param=param)
 
-    async def check_input(self, ex: Exchange, endpoint: str, payload: dict[str, Any],
+    async def check_input(self, ex: Exchange, dialect: Dialect, payload: dict[str, Any],
                           parallel: bool = False) -> Decision:
         """The input stages (or, with `parallel`, the parallel ones: the request as it was sent upstream)."""
-        found = ex.found if ex.found is not None else request_texts(endpoint, payload)
+        found = ex.found if ex.found is not None else dialect.read_request(payload)[0]
         ex.prompt = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _PROMPT_ROLES)
         ex.context = SEPARATOR.join(seg.text for seg, _ in found if seg.role in _CONTEXT_ROLES)
         ex.evaluation = EvalContext("input", ex.prompt, ex.context, self._complete)
@@ -147,10 +148,10 @@ class GuardFlow:
                     write_back(payload, path, text)
         return decision
 
-    def stream_guard(self, ex: Exchange, endpoint: str) -> StreamGuard:
-        """The hold-back guard of a stream under output stages that may act."""
+    def stream_guard(self, ex: Exchange, shape: ChoiceShape) -> StreamGuard:
+        """The hold-back guard of a stream (of choices: its dialect's `shape`) under output stages that may act."""
         context = self.enter_output(ex)
-        return StreamGuard(ex.output_stages, self.engine, endpoint, self.holdback(ex.output_stages),
+        return StreamGuard(ex.output_stages, self.engine, shape, self.holdback(ex.output_stages),
                            functools.partial(self.replacement, context=context), ex.annotation,
                            self.lookback(ex.output_stages), context)
 
@@ -180,9 +181,10 @@ class GuardFlow:
         return await self._complete(decision.terminal.model or "",
                                     [{"role": "system", "content": system}, {"role": "user", "content": original}])
 
-    async def refusal_response(self, ex: Exchange, decision: Decision, endpoint: str, model: str, stream: bool,
+    async def refusal_response(self, ex: Exchange, decision: Decision, dialect: Dialect, model: str, stream: bool,
                                original: str = "") -> RawResponse:
-        """The whole answer for a request stopped by a terminal action."""
+        """The whole answer for a request stopped by a terminal action: in the endpoint's shape where it has
+        one (an embedding has none: it is always an error)."""
         assert decision.terminal is not None
         request_id = ex.request_id
         note = actions.annotation(decision, request_id)
@@ -191,14 +193,13 @@ class GuardFlow:
             return RawResponse(503, [*headers, (b"retry-after", b"1")],
                                orjson.dumps(actions.unavailable_body(decision, note)))
         text = await self.replacement(decision, original, ex.evaluation)
-        if decision.terminal.respond_with == "error" or endpoint not in _ANSWERED_IN_SHAPE:
+        if decision.terminal.respond_with == "error" or not dialect.answers_in_shape:
             body = orjson.dumps(actions.error_body(text, decision.terminal.type, note))
             return RawResponse(400, headers, body)
         if stream:
-            events = (response_stream(actions.completion_body(endpoint, model, text, note, request_id))
-                      if endpoint == "responses" else actions.stream_body(endpoint, model, text, note, request_id))
+            events = dialect.refusal_stream(model, text, note, request_id)
             return RawResponse(200, event_stream_headers(headers), events)
-        return RawResponse(200, headers, orjson.dumps(actions.completion_body(endpoint, model, text, note, request_id)))
+        return RawResponse(200, headers, orjson.dumps(dialect.refusal(model, text, note, request_id)))
 
     @staticmethod
     def lookback(stages: tuple[Stage, ...]) -> int:
@@ -240,10 +241,6 @@ class GuardFlow:
             requested = ex.requested_model or ex.model
             route = f"{ex.upstream}:{ex.model}" if ex.upstream else ex.model
             self._monitor.add(ex.request_id, ex.application, requested, on, decision, texts, route)
-
-
-# The endpoints whose stops answer in their own shape (an embedding has none: it is always an error).
-_ANSWERED_IN_SHAPE = ("chat_completions", "completions", "responses")
 
 
 def _logged(found: Found, stages: Sequence[Stage]) -> tuple[str, ...]:

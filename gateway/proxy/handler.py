@@ -27,8 +27,10 @@ from gateway.config.errors import format_path
 from gateway.config.schema import ApplicationConfig, GatewayConfig
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.guard_flow import GuardFlow
-from gateway.proxy.stream_guard import AnswerMonitor, EventRelay, StreamGuard, UnreadableStream, answer_monitor
-from gateway.proxy.texts import Found, Path, read_response
+from gateway.proxy.dialects import Dialect
+from gateway.proxy.stream_guard import StreamGuard, UnreadableStream
+from gateway.proxy.stream_monitor import AnswerMonitor, EventRelay
+from gateway.proxy.walk import Found, Path
 from gateway.proxy.auth import Entry, KeyRing, bearer
 from gateway.proxy.limits import Cell, Limiter, Verdict
 from gateway.proxy.models import ModelCatalog
@@ -36,7 +38,6 @@ from gateway.proxy.passthrough import (FORM_MODEL, FORM_TEXT, JSON_ONLY, PassThr
                                       reader)
 from gateway.proxy.openai import (Endpoint, OpenAIError, ParsedRequest, answer_too_deep, dumps_json, json_object,
                                   model_list, parse_request, request_too_deep, stream_error_event)
-from gateway.proxy.response_events import response_stream
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect, event_stream_headers
 from gateway.proxy.routing import Attempts, Counters, Dispatcher, Group, Routing, Target
 from gateway.proxy.upstream import (Router, Upstream, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge,
@@ -198,26 +199,22 @@ class ProxyHandler:
         # output stages that may act see a /v1/responses answer whole (a stream of one is told from it);
         # stages that only monitor never change what the client gets, so they watch it stream by
         ex.enforced = any(stage.enforcing for stage in ex.output_stages)
-        responses = ex.endpoint.name == "responses"
-        # before any input stage runs: such a request is refused whatever they decide
-        if ex.enforced and responses and payload.get("background") is True:
-            raise OpenAIError(400, "This application's answers pass output stages, and a background response "
-                                   "would be fetched later without them; send background: false.",
-                              code="unguarded_background", param="background")
+        if ex.enforced:  # before any input stage runs: a request they could not check is refused whatever they decide
+            ex.dialect.check_guarded(payload)
         ex.rewrite = len(payload) != ex.parsed.fields  # the `guardrails` extension field was taken out
-        ex.whole = ex.enforced and ex.parsed.stream and responses
+        ex.whole = ex.enforced and ex.parsed.stream and ex.dialect.whole_when_guarded
 
     async def _check_input(self, ex: Exchange) -> RawResponse | None:
         """Read the request's texts and run the input stages that go first; their refusal, if they stop it.
         Then the body as it will be sent (a redaction written back, a whole answer asked for)."""
         assert ex.endpoint is not None and ex.parsed is not None
-        parsed, name = ex.parsed, ex.endpoint.name
+        parsed, dialect = ex.parsed, ex.dialect
         if ex.input_stages or ex.parallel_stages:
-            self._flow.read_input(ex, name, parsed.payload)
+            self._flow.read_input(ex, dialect, parsed.payload)
         if ex.input_stages:
-            decision = await self._flow.check_input(ex, name, parsed.payload)
+            decision = await self._flow.check_input(ex, dialect, parsed.payload)
             if decision.terminal is not None:
-                refusal = await self._flow.refusal_response(ex, decision, name, parsed.model, parsed.stream)
+                refusal = await self._flow.refusal_response(ex, decision, dialect, parsed.model, parsed.stream)
                 refusal.headers.append(_rid(ex))
                 return refusal
             ex.rewrite = ex.rewrite or decision.changed
@@ -342,13 +339,13 @@ class ProxyHandler:
                                    f"of /v1{path} (their text would reach the model unchecked).",
                               code="unreadable_input")
         rewrite = payload is not None and len(payload) != fields  # the `guardrails` extension field was taken out
-        name = reader(path) if payload is not None else None
-        if name is not None and payload is not None and inputs:
+        dialect = reader(path) if payload is not None else None
+        if dialect is not None and payload is not None and inputs:
             ex.input_stages, ex.parallel_stages = inputs, ()  # on a pass-through all input stages run first
-            self._flow.read_input(ex, name, payload)
-            decision = await self._flow.check_input(ex, name, payload)
+            self._flow.read_input(ex, dialect, payload)
+            decision = await self._flow.check_input(ex, dialect, payload)
             if decision.terminal is not None:
-                refusal = await self._flow.refusal_response(ex, decision, name, model or "", False)
+                refusal = await self._flow.refusal_response(ex, decision, dialect, model or "", False)
                 refusal.headers.append(_rid(ex))
                 return self._done(ex, refusal)
             rewrite = rewrite or decision.changed
@@ -450,8 +447,8 @@ class ProxyHandler:
         """Check a whole answer (refused if unreadable only when `ex.enforced`: some output stage may act;
         else it is only monitored); with `ex.whole`, a /v1/responses answer that passes is told as the event
         stream the client asked for."""
-        assert ex.endpoint is not None and ex.parsed is not None
-        endpoint, model, enforcing, as_events = ex.endpoint, ex.parsed.model, ex.enforced, ex.whole
+        assert ex.parsed is not None
+        dialect, model, enforcing, as_events = ex.dialect, ex.parsed.model, ex.enforced, ex.whole
         try:
             payload = orjson.loads(answer)
         except orjson.JSONDecodeError:
@@ -461,7 +458,7 @@ class ProxyHandler:
                 return RawResponse(200, [*headers, *ex.guard_headers()], answer)
             raise OpenAIError(502, "The upstream answer could not be read by the output stages.",
                               type="upstream_error", code="unreadable_answer")
-        found, unread = _read_answer(endpoint.name, payload, ex)
+        found, unread = _read_answer(dialect, payload, ex)
         if unread is not None and (enforcing or as_events):  # events are made from what was read
             raise OpenAIError(502, f"The upstream answer could not be read by the output stages "
                                    f"('{format_path(unread[0])}': {unread[1]}).", type="upstream_error",
@@ -469,7 +466,7 @@ class ProxyHandler:
         decision = await self._flow.check_output(ex, payload, found)
         if decision.terminal is not None:
             original = "\n".join(t for t in decision.texts)
-            refusal = await self._flow.refusal_response(ex, decision, endpoint.name, model, as_events, original)
+            refusal = await self._flow.refusal_response(ex, decision, dialect, model, as_events, original)
             refusal.headers.append(_rid(ex))
             return refusal
         annotated = decision.changed or any(d.action or any(o.errors for o in d.outcomes) for d in ex.decisions)
@@ -477,7 +474,7 @@ class ProxyHandler:
             payload["guardrail"] = ex.annotation(decision)
         if as_events:
             dumps_json(payload, answer_too_deep)  # fails here, as an error answer, not in the middle of the stream
-            return RawResponse(200, event_stream_headers([*headers, *ex.guard_headers()]), response_stream(payload))
+            return RawResponse(200, event_stream_headers([*headers, *ex.guard_headers()]), dialect.events(payload))
         body = dumps_json(payload, answer_too_deep) if annotated else answer
         return RawResponse(200, [*headers, *ex.guard_headers()], body)
 
@@ -542,10 +539,10 @@ class ProxyHandler:
         """Send the request while the parallel input stages run; their verdict comes first either way. A
         stop drops the upstream call (and its answer, if it came already) and answers with the refusal."""
         assert ex.endpoint is not None and ex.parsed is not None
-        endpoint, parsed = ex.endpoint, ex.parsed
+        dialect, parsed = ex.dialect, ex.parsed
         sending = asyncio.ensure_future(self._send(sent, ex))
         try:
-            decision = await self._flow.check_input(ex, endpoint.name, parsed.payload, parallel=True)
+            decision = await self._flow.check_input(ex, dialect, parsed.payload, parallel=True)
         except BaseException:
             await _abandon(sending)
             raise
@@ -553,7 +550,7 @@ class ProxyHandler:
             return await sending
         await _abandon(sending)
         self._telemetry.upstream_abandoned.labels(ex.upstream or (ex.attempts.upstream if ex.attempts else "")).inc()
-        refusal = await self._flow.refusal_response(ex, decision, endpoint.name, parsed.model, parsed.stream)
+        refusal = await self._flow.refusal_response(ex, decision, dialect, parsed.model, parsed.stream)
         refusal.headers.append(_rid(ex))
         return refusal
 
@@ -575,8 +572,7 @@ class ProxyHandler:
     def _relay_stream(self, upstream: Upstream, response: UpstreamResponse, ex: Exchange) -> RelayResponse:
         """Relay the answer's events as they come: through the hold-back guard when output stages may act,
         watched by the monitoring ones (checked once it has left whole), else as they are."""
-        assert ex.endpoint is not None
-        endpoint = ex.endpoint.name
+        dialect = ex.dialect
         headers = [*client_response_headers(response.headers, self._scrub), _rid(ex), *ex.guard_headers()]
         state = {"status": response.status}
 
@@ -586,16 +582,17 @@ class ProxyHandler:
         ex.relayed = True
         relay: EventRelay | StreamGuard = EventRelay()
         if ex.output_stages and not ex.enforced:  # stages that only monitor watch it stream by
-            relay = answer_monitor(endpoint, lambda answer: self._monitor_answer(endpoint, answer, ex))
-        elif ex.output_stages:  # (a /v1/responses answer under stages that may act was asked for whole)
-            relay = self._flow.stream_guard(ex, endpoint)
+            relay = dialect.monitor(lambda answer: self._monitor_answer(dialect, answer, ex))
+        elif ex.output_stages:  # (a stream without choices under stages that may act was asked for whole)
+            assert dialect.choices is not None
+            relay = self._flow.stream_guard(ex, dialect.choices)
         chunks = self._events(upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
 
-    async def _monitor_answer(self, endpoint: str, answer: dict[str, Any], ex: Exchange) -> None:
+    async def _monitor_answer(self, dialect: Dialect, answer: dict[str, Any], ex: Exchange) -> None:
         """The monitoring output stages' check of a streamed answer, once it has left whole."""
         try:
-            found, _ = _read_answer(endpoint, answer, ex)
+            found, _ = _read_answer(dialect, answer, ex)
             await self._flow.check_output(ex, answer, found)
         except Exception:  # the stream has left whole: a failing check must not spoil it
             log.exception("monitoring a streamed answer failed", extra={"fields": {"request_id": ex.request_id}})
@@ -785,9 +782,9 @@ async def _abandon(sending: asyncio.Future[tuple[UpstreamResponse, Upstream]]) -
         done[0][0].close()
 
 
-def _read_answer(endpoint: str, payload: dict[str, Any], ex: Exchange) -> tuple[Found, tuple[Path, str] | None]:
+def _read_answer(dialect: Dialect, payload: dict[str, Any], ex: Exchange) -> tuple[Found, tuple[Path, str] | None]:
     """An upstream answer's texts for the output stages, and the first place they cannot read (logged)."""
-    found, unread = read_response(endpoint, payload)
+    found, unread = dialect.read_response(payload)
     if unread is not None:
         log.warning("upstream answer not readable by the output stages", extra={"fields": {
             "request_id": ex.request_id, "at": format_path(unread[0]), "reason": unread[1]}})

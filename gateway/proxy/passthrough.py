@@ -12,12 +12,14 @@ import fnmatch
 import re
 from collections.abc import Iterable
 
+from gateway.proxy.dialects import Dialect
+from gateway.proxy.dialects.passthrough import AUDIO_SPEECH, IMAGES
 from gateway.proxy.upstream import Upstream
 
 # The gateway's own routes under /v1: never passed through, whatever a glob says.
 RESERVED = ("/models", "/admin", "/guard")
-# JSON text fields the input stages read, by route (the reader's name in proxy/texts.py).
-_READERS = {"/images/generations": "images", "/images/edits": "images", "/audio/speech": "audio_speech"}
+# JSON text fields the input stages read, by route (their readers: proxy/dialects/passthrough.py).
+_READERS = {"/images/generations": IMAGES, "/images/edits": IMAGES, "/audio/speech": AUDIO_SPEECH}
 # Routes whose multipart forms carry text the gateway does not read (it never parses a form): refused
 # while an input stage that may act applies.
 FORM_TEXT = frozenset({"/images/edits", "/audio/transcriptions", "/audio/translations"})
@@ -77,8 +79,9 @@ JSON_ONLY = frozenset({"/images/generations", "/audio/speech"})
 FORM_MODEL = frozenset({"/images/edits", "/images/variations", "/audio/transcriptions", "/audio/translations"})
 
 
-def reader(path: str) -> str | None:
-    """The texts reader (proxy/texts.py) for a JSON body on `path`, or None: no text the stages read."""
+def reader(path: str) -> Dialect | None:
+    """The texts reader (proxy/dialects/passthrough.py) for a JSON body on `path`, or None: no text the
+    stages read."""
     return _READERS.get(path)
 
 

@@ -4,7 +4,6 @@ and a clean stream arrives with identical text."""
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -16,7 +15,9 @@ from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.guard.engine import Decision, Engine
 from gateway.guard.plan import compile_stages
 from gateway.guard.policy import compile_policy
-from gateway.proxy.stream_guard import AnswerMonitor, ResponseMonitor, StreamGuard, StreamMonitor
+from gateway.proxy.dialects import dialect
+from gateway.proxy.stream_guard import StreamGuard
+from gateway.proxy.stream_monitor import AnswerMonitor, ResponseMonitor
 
 Check = Callable[[dict], Awaitable[None]]
 
@@ -291,7 +292,7 @@ def test_a_monitored_chat_stream_passes_byte_for_byte_and_its_whole_answer_is_ch
         chunk([]),  # a usage chunk
         b"data: [DONE]\n\n",
     ])
-    chat = functools.partial(StreamMonitor, "chat_completions")
+    chat = dialect("chat_completions").monitor
     tool = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}
     for step in (5, 64, len(stream)):
         assert _monitored(chat, stream, step) == (stream, [{"object": "chat.completion", "choices": [
@@ -301,7 +302,7 @@ def test_a_monitored_chat_stream_passes_byte_for_byte_and_its_whole_answer_is_ch
 
     legacy = b"".join(b"data: " + orjson.dumps({"choices": [{"index": 0, "text": t, "finish_reason": f}]}) + b"\n\n"
                       for t, f in (("one ", None), ("two", "length"))) + b"data: [DONE]\n\n"
-    assert _monitored(functools.partial(StreamMonitor, "completions"), legacy, len(legacy)) == (legacy, [
+    assert _monitored(dialect("completions").monitor, legacy, len(legacy)) == (legacy, [
         {"object": "text_completion", "choices": [{"index": 0, "text": "one two", "finish_reason": "length"}]}])
     ping = b": ping\n\ndata: [DONE]\n\n"  # no choice ever arrived: nothing to check
     assert _monitored(chat, ping, len(ping)) == (ping, [])
@@ -361,7 +362,7 @@ def test_a_streamed_refusal_reaches_the_client_after_the_output_stages_checked_i
     assert refusals(run(stage({"type": "redact"}), leaking, [])[2]) == "I can't share <codes>, sorry."
     text, finishes, out = run(stage({"type": "block"}), leaking, _event_cuts(leaking))
     assert SECRET.encode() not in out and text == "[removed]" and finishes[-1] == "content_filter"
-    assert _monitored(functools.partial(StreamMonitor, "chat_completions"), leaking, 7)[1] == [
+    assert _monitored(dialect("chat_completions").monitor, leaking, 7)[1] == [
         {"object": "chat.completion", "choices": [{"index": 0, "message": {
             "role": "assistant", "content": "", "refusal": f"I can't share {SECRET}, sorry."}, "finish_reason": "stop"}]}]
 
