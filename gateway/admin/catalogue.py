@@ -28,9 +28,9 @@ from gateway.guard.policy import HIGHER_IS_COMPLIANT, HOST_PARAMS, HOST_TYPES, J
 from gateway.metrics import BUILTINS, KINDS
 from gateway.metrics.pii import ENTITY_TYPES
 from gateway.metrics.regex import DEFAULT_MAX_MATCH_CHARS
+from gateway.policies.training import TRAINABLE
 from gateway.wire import RawResponse
 
-TRAINABLE = ("classifier", "similar")  # gateway/admin/policies.py's; repeated to keep this module light
 DETECTORS = ("prompt_injection", "harmful", "toxicity")  # gateway/scoring/detectors.py's (numpy-free here)
 
 

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import (acting_on, dry_run, ok, owner, read_json, revert_to, take_expected, take_note,
-                                  versions_of, wrap)
+from gateway.admin.common import acting_on, dry_run, ok, owner, read_json, take_expected, take_note, wrap
+from gateway.admin.resource import Resource
 from gateway.policies.registry import Registry
 from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Version
@@ -35,12 +35,13 @@ def _split(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     return body, applications
 
 
-class StageAdmin:
-    """The stage endpoints over one registry (and its store)."""
+class StageAdmin(Resource):
+    """The stage endpoints over one registry (and its store); delete, versions and revert are Resource's."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.store = registry.store
+    kind, param = "stage", "name"
+
+    def view(self, doc: Version) -> dict[str, Any]:
+        return _view(doc)
 
     def check_scope(self, role: Role, spec: dict[str, Any], applications: Any) -> None:
         if not isinstance(applications, list) or not all(isinstance(a, str) for a in applications):
@@ -99,20 +100,20 @@ class StageAdmin:
         doc = await self.registry.write("stage", {"id": spec["name"], "spec": spec, "applications": applications,
                                                  "owner": owner(role), "paused": False},
                                         owner(role), note, dry_run=trial)
-        return ok({**_view(doc), "note": doc.note, "dry_run": True} if trial else _view(doc), 200 if trial else 201)
+        return self.written(doc, trial, 201)
 
     async def read(self, request: Request, role: Role) -> RawResponse:
         for s in self.registry.config.stages:  # config stages are readable one by one too (read-only)
             if s.name == request.path_params["name"]:
                 return ok({"id": s.name, "object": "stage", "source": "config", **s.model_dump(mode="json")})
-        return ok(_view(await self.stored(request.path_params["name"], role, write=False)))
+        return ok(_view(await self.named(request, role, write=False)))
 
     async def edit(self, request: Request, role: Role) -> RawResponse:
         """Change a stage: the body replaces its spec (and `applications` if given); a new version. `note`
         labels it; `expected_version` (or If-Match) refuses it with 409 version_conflict if the stage moved
         on; `?dry_run=true` validates only."""
         trial = dry_run(request)
-        doc = await self.stored(request.path_params["name"], role, write=True)
+        doc = await self.named(request, role, write=True)
         body = await read_json(request)
         note, expected = take_note(body), take_expected(request, body)
         applications = body.pop("applications", doc.body.get("applications", []))
@@ -122,31 +123,18 @@ class StageAdmin:
         self.check_scope(role, spec, applications)
         new = await self.registry.write("stage", {**doc.body, "spec": spec, "applications": applications}, owner(role),
                                         note, expected=expected, dry_run=trial)
-        return ok({**_view(new), "note": new.note, "dry_run": True} if trial else _view(new))
-
-    async def delete(self, request: Request, role: Role) -> RawResponse:
-        doc = await self.stored(request.path_params["name"], role, write=True)
-        await self.registry.remove("stage", doc.id, owner(role))
-        return ok({"id": doc.id, "object": "stage", "deleted": True})
+        return self.written(new, trial)
 
     async def pause(self, request: Request, role: Role) -> RawResponse:
         """Pause a stage: kept with its history, not enforced until resumed."""
-        doc = await self.stored(request.path_params["name"], role, write=True)
+        doc = await self.named(request, role, write=True)
         new = await self.registry.write("stage", {**doc.body, "paused": True}, owner(role))
         return ok(_view(new))
 
     async def resume(self, request: Request, role: Role) -> RawResponse:
-        doc = await self.stored(request.path_params["name"], role, write=True)
+        doc = await self.named(request, role, write=True)
         new = await self.registry.write("stage", {**doc.body, "paused": False}, owner(role))
         return ok(_view(new))
-
-    async def versions(self, request: Request, role: Role) -> RawResponse:
-        doc = await self.stored(request.path_params["name"], role, write=False)
-        return await versions_of(self.store, "stage", doc, _view, request)
-
-    async def revert(self, request: Request, role: Role) -> RawResponse:
-        doc = await self.stored(request.path_params["name"], role, write=True)
-        return await revert_to(self.registry, "stage", doc, request, role, _view)
 
     async def pin(self, request: Request, role: Role) -> RawResponse:
         """Pin an application to an older version of a central stage (it stops following the latest)."""

@@ -1,0 +1,52 @@
+"""A policy's training data beyond its definition: stored rows (added by hand, generated, or from
+feedback), their counts, and feedback: the correct label for a policy on a monitoring record, which
+becomes training data when applied (feedback rows count three times in training: training.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.guard.monitor import MonitorLog
+from gateway.store import Example, Store
+from gateway.store.base import record_key
+
+SOURCES = ("manual", "synthetic", "feedback")
+
+
+def row_counts(rows: list[Example]) -> dict[str, int]:
+    """How many rows in all, per label and per source."""
+    counts: dict[str, int] = {"rows": len(rows), "FAIL": 0, "PASS": 0, "manual": 0, "synthetic": 0, "feedback": 0}
+    for e in rows:
+        counts[e.label] = counts.get(e.label, 0) + 1
+        counts[e.source] = counts.get(e.source, 0) + 1
+    return counts
+
+
+async def monitoring_record(monitor: MonitorLog, store: Store, record_id: str,
+                            on: str) -> tuple[dict[str, Any] | None, int]:
+    """(the monitoring record, its sequence number in the shared log: 0 when this replica's buffer
+    has it), or (None, 0). Another replica's record, or one older than this buffer, is in the store."""
+    record = monitor.get(record_id, on)
+    if record is not None:
+        return record, 0
+    found = await store.record_by_id(record_id, on)
+    return (found.body, found.seq) if found else (None, 0)
+
+
+async def add_feedback(store: Store, record_id: str, seq: int, on: str, record: dict[str, Any], policy_id: str,
+                       label: str) -> tuple[int, str]:
+    """Feedback on a record: (its id, the text it is about: the record's texts, PII-redacted as the log
+    shows them)."""
+    text = "\n\n".join(record["texts"])
+    item = await store.add_feedback(seq, policy_id, label, text, record_key(record_id, on))
+    return item.seq, text
+
+
+async def apply_feedback(store: Store, policy_id: str, author: str) -> int:
+    """Turn the policy's unapplied feedback into training rows (source `feedback`); how many."""
+    items = await store.feedback(policy_id, applied=False)
+    if items:
+        await store.add_examples(policy_id, [Example(f.text, f.label, source="feedback", author=author)
+                                             for f in items])
+        await store.mark_applied([f.seq for f in items])
+    return len(items)
