@@ -33,7 +33,7 @@ Our exception hierarchy:
 Each class is importable from the module that raised it before this tree existed (store, metrics.types,
 proxy.upstream...). Where a class was a RuntimeError, ValueError or KeyError it still is (a second base),
 so an `except` written against the builtin keeps catching it. Two private control-flow exceptions stay in
-their modules, based on GatewayError: scoring.build._Stopped and proxy.handler._BodyTooLarge.
+their modules, based on GatewayError: scoring.build._Stopped and proxy.gate._BodyTooLarge.
 
 `to_openai(exc)` is the one mapping to OpenAI's error shape: an OpenAIError answers as itself, a
 GatewayError with an answer of its own (`openai()`) with that answer, anything else with None, which the
