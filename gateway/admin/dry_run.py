@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import acting_on, ok, read_json, wrap
+from gateway.admin.dry_run_schema import DryRunRequest
 from gateway.policies.registry import Registry
 from gateway.config.errors import ConfigIssue, format_path
 from gateway.config.guard_schema import StageSpec
@@ -30,90 +31,7 @@ from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, Stage, compile_stag
 from gateway.wire import OpenAIError
 
 _PROMPT_ROLES = frozenset(DEFAULT_ROLES["input"])
-
-
-class DryRunMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str = Field(max_length=200_000)
-
-
-class DryRunRequest(BaseModel):
-    """The body of POST /v1/admin/dry-run."""
-
-    model_config = ConfigDict(extra="forbid")
-    application: str = Field(description="The application whose stages run (an app token: its own).")
-    model: str | None = Field(None, description="The request's model: stages naming `models` run for those only.")
-    messages: list[DryRunMessage] = Field(min_length=1, max_length=200, description=(
-        "The conversation. With on=output or both, the last assistant message is the answer checked by the "
-        "output stages; the messages before it are the request."))
-    on: Literal["input", "output", "both"] = Field("both", description="Which side's stages run.")
-    stages: list[str] | None = Field(None, max_length=100, description=(
-        "Only these stages (by name, or name@version for a stored version), in plan order. Default: all that "
-        "apply."))
-    draft_stages: list[dict[str, Any]] = Field([], max_length=20, description=(
-        "Unsaved stage specs: one named like an applied stage replaces it, others are added (central after the "
-        "central stages, application ones after the application's)."))
-    include_paused: bool = Field(False, description="Also run paused stored stages that would apply.")
-
-
-class DryRunRule(BaseModel):
-    metric: str
-    op: str
-    target: Any
-    value: Any = Field(description="What the metric measured (null: not measured or failed).")
-    triggers: bool | None
-
-
-class DryRunRuleset(BaseModel):
-    name: str
-    mode: str
-    triggered: bool
-    action: dict[str, Any]
-    rules: list[DryRunRule]
-
-
-class DryRunStage(BaseModel):
-    stage: str
-    on: str
-    scope: str
-    source: str = Field(description="plan, draft, paused or version")
-    version: int | None
-    scanned: bool
-    mode: str
-    ruleset: str | None
-    action: str | None
-    triggered: list[str]
-    errors: list[str]
-    fail_open: bool
-    values: dict[str, Any]
-    seconds: dict[str, float]
-    rulesets: list[DryRunRuleset]
-
-
-class DryRunSide(BaseModel):
-    stages: list[DryRunStage]
-    action: str | None
-    stage: str | None
-    ruleset: str | None
-    texts: list[str] = Field(description="The checked texts after any redaction, in order.")
-    original: list[str]
-    skipped: str | None = Field(None, description="Why this side did not run (e.g. the input was stopped).")
-
-
-class DryRunResponse(BaseModel):
-    object: Literal["dry_run"]
-    application: str
-    model: str | None
-    input: DryRunSide | None
-    output: DryRunSide | None
-    action: str | None = Field(description="The action the client would meet (the last that acted).")
-    stage: str | None
-    ruleset: str | None
-    response: dict[str, Any] = Field(description=(
-        "What the client would receive: {status, kind: forwarded|completion|error|unavailable|corrector, "
-        "text, finish_reason}."))
-    seconds: float
+Sides = dict[str, list[tuple[Stage, str, int | None]]]  # input/output -> (stage, source, stored version), in order
 
 
 def _bad(param: str, message: str) -> OpenAIError:
@@ -161,25 +79,42 @@ class DryRunAdmin:
     async def run(self, request: Request, role: Role) -> Any:
         """Dry-run messages through an application's stages (drafts too): no upstream call, nothing logged."""
         started = time.perf_counter()
-        raw = await read_json(request)
         try:
-            body = DryRunRequest.model_validate(raw)
+            body = DryRunRequest.model_validate(await read_json(request))
         except ValidationError as exc:
             raise _validation(exc) from None
         app = acting_on(self.registry, role, body.application, "required, an application id",
                         "dry-run its own application's stages")
-        plan = self.registry.flow.plan
-        # (stage, source, version) per side, in the plan's order
-        sides: dict[str, list[tuple[Stage, str, int | None]]] = {}
-        stored_versions = {d.id: d.version for d in await self.store.list("stage")}
-        for on in ("input", "output"):
-            sides[on] = [(s, "plan", stored_versions.get(s.name)) for s in plan.stages_for(app, on)]
+        sides = await self.applied(app)
         if body.include_paused:
-            for doc in await self.store.list("stage"):
-                if not doc.body.get("paused") or not _visible(role, doc.body, app):
-                    continue
-                stage = self.compile_one(StageSpec.model_validate(doc.body["spec"]), f"store.stages.{doc.id}")
-                _insert(sides[stage.on], (stage, "paused", doc.version))
+            await self.add_paused(sides, role, app)
+        self.add_drafts(sides, body, role)
+        if body.stages is not None:
+            await self.only(sides, body.stages, body.include_paused, role, app)
+        if body.model is not None:
+            for on in sides:
+                sides[on] = [e for e in sides[on] if e[0].models is None or body.model in e[0].models]
+        out = {"object": "dry_run", "application": app, "model": body.model,
+               **await self.check(sides, body.on, *_conversation(body))}
+        out["seconds"] = round(time.perf_counter() - started, 4)
+        return ok(out)
+
+    async def applied(self, app: str) -> Sides:
+        """The stages the application's requests meet now, per side, in the plan's order."""
+        stored_versions = {d.id: d.version for d in await self.store.list("stage")}
+        return {on: [(s, "plan", stored_versions.get(s.name)) for s in self.registry.flow.plan.stages_for(app, on)]
+                for on in ("input", "output")}
+
+    async def add_paused(self, sides: Sides, role: Role, app: str) -> None:
+        """`include_paused`: the paused stored stages that would apply, in their place."""
+        for doc in await self.store.list("stage"):
+            if not doc.body.get("paused") or not _visible(role, doc.body, app):
+                continue
+            stage = self.compile_one(StageSpec.model_validate(doc.body["spec"]), f"store.stages.{doc.id}")
+            _insert(sides[stage.on], (stage, "paused", doc.version))
+
+    def add_drafts(self, sides: Sides, body: DryRunRequest, role: Role) -> None:
+        """`draft_stages`: each replaces the applied stage of its name (on either side) or is added."""
         for i, draft in enumerate(body.draft_stages):
             param = f"draft_stages[{i}]"
             spec_body = {k: v for k, v in draft.items() if k != "applications"}
@@ -194,58 +129,50 @@ class DryRunAdmin:
             other = "output" if stage.on == "input" else "input"  # a draft may move a stage to the other side
             sides[other] = [e for e in sides[other] if e[0].name != stage.name]
             _insert(sides[stage.on], (stage, "draft", None), replace=True)
-        if body.stages is not None:
-            wanted: dict[str, int | None] = {}
-            for i, item in enumerate(body.stages):
-                name, at, version = item.partition("@")
-                if at and not (version.isascii() and version.isdigit() and int(version) > 0):
-                    raise _bad(f"stages[{i}]", "a stage name, or name@version with a version from 1.")
-                wanted[name] = int(version) if at else None
-                if not any(e[0].name == name for on in sides for e in sides[on]) and not at:
-                    raise _bad(f"stages[{i}]", f"no stage '{name}' applies to application '{app}'"
-                                               + ("" if body.include_paused else " (paused stages need include_paused)"))
-            for i, (name, pinned) in enumerate(wanted.items()):
-                if pinned is None:
-                    continue
-                spec, doc_body, _ = await self.stored_stage(name, pinned, f"stages[{i}]")
-                if not role.central and not _visible(role, doc_body, app):
-                    raise OpenAIError(403, f"Stage '{name}' is not attached to this token's application.",
-                                      code="forbidden", param=f"stages[{i}]")
-                stage = self.compile_one(spec, f"stages[{i}]")
-                _insert(sides[stage.on], (stage, "version", pinned), replace=True)
-            for on in sides:
-                sides[on] = [e for e in sides[on] if e[0].name in wanted]
-        if body.model is not None:
-            for on in sides:
-                sides[on] = [e for e in sides[on] if e[0].models is None or body.model in e[0].models]
 
-        messages = [(m.role, m.content) for m in body.messages]
-        answer: str | None = None
-        if body.on != "input":
-            last = max((i for i, (r, _) in enumerate(messages) if r == "assistant"), default=None)
-            if last is None:
-                raise _bad("messages", "on=output and on=both need an assistant message: the answer checked.")
-            answer = messages[last][1]
-            messages = messages[:last]
+    async def only(self, sides: Sides, names: list[str], include_paused: bool, role: Role, app: str) -> None:
+        """`stages`: only these, by name or name@version (a stored version, put in the stage's place)."""
+        wanted: dict[str, int | None] = {}
+        for i, item in enumerate(names):
+            name, at, version = item.partition("@")
+            if at and not (version.isascii() and version.isdigit() and int(version) > 0):
+                raise _bad(f"stages[{i}]", "a stage name, or name@version with a version from 1.")
+            wanted[name] = int(version) if at else None
+            if not any(e[0].name == name for on in sides for e in sides[on]) and not at:
+                raise _bad(f"stages[{i}]", f"no stage '{name}' applies to application '{app}'"
+                                           + ("" if include_paused else " (paused stages need include_paused)"))
+        for i, (name, pinned) in enumerate(wanted.items()):
+            if pinned is None:
+                continue
+            spec, doc_body, _ = await self.stored_stage(name, pinned, f"stages[{i}]")
+            if not role.central and not _visible(role, doc_body, app):
+                raise OpenAIError(403, f"Stage '{name}' is not attached to this token's application.",
+                                  code="forbidden", param=f"stages[{i}]")
+            stage = self.compile_one(spec, f"stages[{i}]")
+            _insert(sides[stage.on], (stage, "version", pinned), replace=True)
+        for on in sides:
+            sides[on] = [e for e in sides[on] if e[0].name in wanted]
+
+    async def check(self, sides: Sides, on: str, messages: list[tuple[str, str]],
+                    answer: str | None) -> dict[str, Any]:
+        """Run the input side, then (unless the input was stopped) the output side, as the real check
+        would: what each side did and what the client would receive."""
         prompt = SEPARATOR.join(t for r, t in messages if r in _PROMPT_ROLES)
         context = SEPARATOR.join(t for r, t in messages if r in CONTEXT_ROLES)
         engine = self.registry.flow.engine
-        # judge metrics call their judge, as in a real check
-        complete = getattr(self.registry.flow, "_complete", None)
-        out: dict[str, Any] = {"object": "dry_run", "application": app, "model": body.model,
-                               "input": None, "output": None}
+        complete = getattr(self.registry.flow, "_complete", None)  # judge metrics call their judge, as in a real check
+        out: dict[str, Any] = {"input": None, "output": None}
         decisions: list[Decision] = []
         output_decision: Decision | None = None
         stopped: Decision | None = None
-        if body.on in ("input", "both"):
-            segs = [Segment(r, t) for r, t in messages]
-            decision = await engine.evaluate([s for s, _, _ in sides["input"]], segs,
+        if on in ("input", "both"):
+            decision = await engine.evaluate([s for s, _, _ in sides["input"]], [Segment(r, t) for r, t in messages],
                                              EvalContext("input", prompt, context, complete))
             decisions.append(decision)
             out["input"] = _side(decision, sides["input"], [t for _, t in messages])
             if decision.terminal is not None:
                 stopped = decision
-        if body.on in ("output", "both") and answer is not None:
+        if on in ("output", "both") and answer is not None:
             if stopped is not None:
                 out["output"] = {"stages": [], "action": None, "stage": None, "ruleset": None, "texts": [answer],
                                  "original": [answer], "skipped": "the input check stopped the request: no answer"}
@@ -262,8 +189,19 @@ class DryRunAdmin:
                    stage=fired.stage.name if fired and fired.stage else None,
                    ruleset=fired.ruleset if fired else None)
         out["response"] = _response(stopped, output_decision, answer, self.rng)
-        out["seconds"] = round(time.perf_counter() - started, 4)
-        return ok(out)
+        return out
+
+
+def _conversation(body: DryRunRequest) -> tuple[list[tuple[str, str]], str | None]:
+    """(the request's messages, the answer checked by the output side: the last assistant message,
+    unless on=input)."""
+    messages: list[tuple[str, str]] = [(m.role, m.content) for m in body.messages]
+    if body.on == "input":
+        return messages, None
+    last = max((i for i, (r, _) in enumerate(messages) if r == "assistant"), default=None)
+    if last is None:
+        raise _bad("messages", "on=output and on=both need an assistant message: the answer checked.")
+    return messages[:last], messages[last][1]
 
 
 def dry_run_routes(admin: AdminAuth, registry: Registry) -> list[Route]:

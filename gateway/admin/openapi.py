@@ -22,7 +22,7 @@ _ERROR = {"description": "An OpenAI-shaped error: {error: {message, type, param,
 
 def _schemas() -> dict[Any, Any]:
     """(path, method) -> (request model or schema, response model or schema); None where untyped."""
-    from gateway.admin.dry_run import DryRunRequest, DryRunResponse
+    from gateway.admin.dry_run_schema import DryRunRequest, DryRunResponse
     from gateway.config.guard_schema import PolicySpec, StageSpec
 
     stage = {"allOf": [{"$ref": "#/components/schemas/StageSpec"},
@@ -75,6 +75,7 @@ _WHERE = {"application": _STR, "models": {"type": "array", "items": _STR, "minIt
           "on": {"enum": ["input", "output"], "default": "input"}}
 
 
+# size: a table, one body schema per admin route that validates its body by hand, read as one list
 def _bodies() -> dict[Any, Any]:
     """G15 (rest): the bodies handlers validate by hand, written out. `additionalProperties: false` where the
     handler refuses an unknown field by name (400 `param`); true (`_LAX`) where it still ignores one."""
