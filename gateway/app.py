@@ -7,7 +7,8 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -18,19 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.admin.applications import application_routes
-from gateway.admin.auth import AdminAuth
-from gateway.admin.console_api import console_api_routes
-from gateway.admin.dry_run import dry_run_routes
+from gateway.admin.api import admin_api
 from gateway.admin.openapi import openapi_document
-from gateway.admin.policies import policy_routes
-from gateway.policies.registry import Registry
-from gateway.admin.routes import admin_routes
-from gateway.admin.stages import stage_routes
-from gateway.admin.stats import stats_routes
-from gateway.admin.store import store_routes
 from gateway.config import GatewayConfig, load_config
 from gateway.console import console_enabled, console_routes
+from gateway.policies.registry import Registry
 from gateway.proxy.admission import Admission
 from gateway.proxy.handler import ProxyHandler, not_passed
 from gateway.proxy.passthrough import acceptable
@@ -40,11 +33,12 @@ from gateway.errors import internal_error, to_openai
 from gateway.wire import JSON, RawResponse
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import PlanCheck, build_plan
+from gateway.metrics.context import Complete
 from gateway.metrics.pii import PiiMetric
 from gateway.proxy.corrector import make_completer
 from gateway.proxy.routing import Routing
 from gateway.proxy.guard_flow import GuardFlow
-from gateway.proxy.upstream import Router, make_upstream
+from gateway.proxy.upstream import Router, Upstream, make_upstream
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.scrub import SecretScrubber
 from gateway.settings import Settings
@@ -131,6 +125,11 @@ _NOT_LOADED = RawResponse(503, [JSON, (b"retry-after", b"1")], OpenAIError(
          "retry shortly.", type="server_error", code="policies_not_loaded").body())
 
 
+# The five proxied routes, which GatewayApp dispatches before Starlette.
+PROXIED = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,
+           "/v1/responses": RESPONSES, "/v1/moderations": MODERATIONS}
+
+
 def create_app(settings: Settings, config: GatewayConfig | None = None,
                scoring: ScoringRuntime | None = None) -> GatewayApp:
     """Build the ASGI app; `config` defaults to loading `settings.config_path` (raises ConfigError).
@@ -143,23 +142,76 @@ def create_app(settings: Settings, config: GatewayConfig | None = None,
         config = load_config(settings.config_path, check=check)
         scoring = scoring if scoring is not None else check.runtime
     runtime = scoring if scoring is not None else ScoringRuntime(config.scoring)
-    telemetry = Telemetry(scoring=lambda: runtime)
-    upstreams = [make_upstream(u) for u in config.upstreams]
-    router = Router(upstreams)
-    monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)
-    complete = make_completer(Routing(upstreams, config.routing))  # groups and aliases serve correctors too
-    scrub = SecretScrubber.from_upstreams(config.upstreams)  # the upstreams' secrets, out of errors and logs
-    flow = GuardFlow(build_plan(config, runtime=runtime), telemetry, monitor, complete, scrub)
-    limits_url = config.store.url if (config.store.url or "").startswith("redis://") else None
-    handler = ProxyHandler(config, upstreams, router, telemetry, flow, scrub, Limiter(limits_url, config.store.prefix))
-    registry = Registry(config, open_store(store_url(config, settings.config_path), config.store.prefix,
-                                           config.store.max_records, config.store.timeout_s), flow, runtime)
-    telemetry.registry.register(RegistryCollector(registry, monitor))
-    state = {"ready": False}
+    parts = _Parts.build(settings, config, runtime)
+    api = admin_api(config, parts.flow, parts.monitor, parts.complete, parts.registry, parts.handler.keyring)
+    openapi = orjson.dumps(openapi_document(api))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    routes = [
+        *api,
+        Route("/v1/admin/openapi.json", openapi_json, methods=["GET"]),
+        Route("/v1/models", parts.handler.list_models, methods=["GET"]),
+        Route("/v1/models/{id:path}", parts.handler.get_model, methods=["GET"]),
+        # POST is served before Starlette (GatewayApp); these make another method a 405, not a 404
+        *(Route(path, bad_method, methods=["POST"]) for path in PROXIED),
+        *_probes(parts),
+        # The web console (static files, a client of the admin API): where admin tokens exist, unless
+        # server.console is false.
+        *(console_routes() if console_enabled(config) else []),
+    ]
+    handlers = {404: not_found, 405: bad_method, Exception: server_error}
+    app = Starlette(routes=routes, lifespan=_lifespan(parts), exception_handlers=handlers)  # type: ignore[arg-type]
+    app.state.config = config
+    app.state.telemetry = parts.telemetry
+    server = config.server
+    admission = Admission(server.max_concurrent_requests, server.max_pending_requests, server.pending_timeout_s)
+    parts.telemetry.admitted.set_function(lambda: admission.in_flight)
+    parts.telemetry.pending.set_function(lambda: admission.waiting)
+    return GatewayApp(app, parts.handler, dict(PROXIED), parts.registry, admission)
+
+
+@dataclass
+class _Parts:
+    """What one app is built from, wired together once: the upstream clients, the guard flow and its
+    monitoring log, the proxy handler, the policy registry over the store, the telemetry."""
+
+    config: GatewayConfig
+    telemetry: Telemetry
+    upstreams: list[Upstream]
+    monitor: MonitorLog
+    complete: Complete
+    flow: GuardFlow
+    handler: ProxyHandler
+    registry: Registry
+    state: dict[str, bool] = field(default_factory=lambda: {"ready": False})
+
+    @classmethod
+    def build(cls, settings: Settings, config: GatewayConfig, runtime: ScoringRuntime) -> _Parts:
+        telemetry = Telemetry(scoring=lambda: runtime)
+        upstreams = [make_upstream(u) for u in config.upstreams]
+        router = Router(upstreams)
+        monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)
+        complete = make_completer(Routing(upstreams, config.routing))  # groups and aliases serve correctors too
+        scrub = SecretScrubber.from_upstreams(config.upstreams)  # the upstreams' secrets, out of errors and logs
+        flow = GuardFlow(build_plan(config, runtime=runtime), telemetry, monitor, complete, scrub)
+        limits_url = config.store.url if (config.store.url or "").startswith("redis://") else None
+        handler = ProxyHandler(config, upstreams, router, telemetry, flow, scrub,
+                               Limiter(limits_url, config.store.prefix))
+        registry = Registry(config, open_store(store_url(config, settings.config_path), config.store.prefix,
+                                               config.store.max_records, config.store.timeout_s), flow, runtime)
+        telemetry.registry.register(RegistryCollector(registry, monitor))
+        registry.keyring = handler.keyring
+        return cls(config, telemetry, upstreams, monitor, complete, flow, handler, registry)
+
+
+def _lifespan(parts: _Parts) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    config, registry, state = parts.config, parts.registry, parts.state
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        for upstream in upstreams:
+        for upstream in parts.upstreams:
             await upstream.open()
         # Everything built so far lives as long as the process: keep it out of the GC's scans so
         # collections triggered by request garbage stay short (they show up in p99 latency).
@@ -170,17 +222,24 @@ def create_app(settings: Settings, config: GatewayConfig | None = None,
             registry.degraded = str(exc) or type(exc).__name__
             log.warning("store unreachable at start; refusing guarded traffic until it is loaded",
                         extra={"fields": {"error": registry.degraded}})
-        registry.start(monitor)
+        registry.start(parts.monitor)
         gc.freeze()
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
-            await handler.drain(timeout_s=5.0)
+            await parts.handler.drain(timeout_s=5.0)
             await registry.stop()
-            for upstream in upstreams:
+            for upstream in parts.upstreams:
                 await upstream.close()
+
+    return lifespan
+
+
+def _probes(parts: _Parts) -> list[Route]:
+    """/healthz, /readyz and /metrics."""
+    registry, state, telemetry = parts.registry, parts.state, parts.telemetry
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -203,64 +262,28 @@ def create_app(settings: Settings, config: GatewayConfig | None = None,
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def not_found(request: Request, exc: Exception) -> RawResponse:
-        path = request.url.path
-        err = (not_passed(path[3:]) if path.startswith("/v1/") and acceptable(path[3:])
-               else OpenAIError(404, f"Unknown path {path}.", code="unknown_url"))
-        return RawResponse(404, [JSON], err.body())
+    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"])]
 
-    async def bad_method(request: Request, exc: Exception) -> RawResponse:
-        err = OpenAIError(405, f"Method {request.method} is not allowed on {request.url.path}.",
-                          code="method_not_allowed")
-        return RawResponse(405, [JSON], err.body())
 
-    async def server_error(request: Request, exc: Exception) -> RawResponse:
-        # A bug behind an admin or monitoring route still answers in OpenAI's shape; Starlette logs
-        # the traceback. The proxy routes have their own net (ProxyHandler.proxy).
-        err = to_openai(exc) or internal_error("The gateway failed to handle this request; the error is in its log.")
-        return RawResponse(err.status, [JSON], err.body())
+async def not_found(request: Request, exc: Exception) -> RawResponse:
+    path = request.url.path
+    err = (not_passed(path[3:]) if path.startswith("/v1/") and acceptable(path[3:])
+           else OpenAIError(404, f"Unknown path {path}.", code="unknown_url"))
+    return RawResponse(404, [JSON], err.body())
 
-    registry.keyring = handler.keyring
-    api = [*admin_routes(config, flow, monitor, complete, registry.store, handler.keyring),
-           *policy_routes(AdminAuth(config.admin.tokens), registry, monitor, complete),
-           *stage_routes(AdminAuth(config.admin.tokens), registry),
-           *application_routes(AdminAuth(config.admin.tokens), registry),
-           *store_routes(AdminAuth(config.admin.tokens), registry),
-           *console_api_routes(AdminAuth(config.admin.tokens), registry),
-           *dry_run_routes(AdminAuth(config.admin.tokens), registry),
-           *stats_routes(AdminAuth(config.admin.tokens), registry, monitor)]
-    openapi = orjson.dumps(openapi_document(api))
 
-    async def openapi_json(request: Request) -> Response:
-        return Response(openapi, media_type="application/json")
+async def bad_method(request: Request, exc: Exception) -> RawResponse:
+    err = OpenAIError(405, f"Method {request.method} is not allowed on {request.url.path}.",
+                      code="method_not_allowed")
+    return RawResponse(405, [JSON], err.body())
 
-    routes = [
-        *api,
-        Route("/v1/admin/openapi.json", openapi_json, methods=["GET"]),
-        Route("/v1/models", handler.list_models, methods=["GET"]),
-        Route("/v1/models/{id:path}", handler.get_model, methods=["GET"]),
-        # POST is served before Starlette (GatewayApp); these make another method a 405, not a 404
-        *(Route(path, bad_method, methods=["POST"]) for path in ("/v1/chat/completions", "/v1/completions",
-                                                                  "/v1/embeddings", "/v1/responses",
-                                                                  "/v1/moderations")),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        # The web console (static files, a client of the admin API): where admin tokens exist, unless
-        # server.console is false.
-        *(console_routes() if console_enabled(config) else []),
-    ]
-    handlers = {404: not_found, 405: bad_method, Exception: server_error}
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
-    app.state.config = config
-    app.state.telemetry = telemetry
-    proxied = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS,
-               "/v1/responses": RESPONSES, "/v1/moderations": MODERATIONS}
-    server = config.server
-    admission = Admission(server.max_concurrent_requests, server.max_pending_requests, server.pending_timeout_s)
-    telemetry.admitted.set_function(lambda: admission.in_flight)
-    telemetry.pending.set_function(lambda: admission.waiting)
-    return GatewayApp(app, handler, proxied, registry, admission)
+
+async def server_error(request: Request, exc: Exception) -> RawResponse:
+    # A bug behind an admin or monitoring route still answers in OpenAI's shape; Starlette logs
+    # the traceback. The proxy routes have their own net (ProxyHandler.proxy).
+    err = to_openai(exc) or internal_error("The gateway failed to handle this request; the error is in its log.")
+    return RawResponse(err.status, [JSON], err.body())
 
 
 def app_from_env() -> GatewayApp:
