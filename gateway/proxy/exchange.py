@@ -22,7 +22,8 @@ from gateway.metrics.context import EvalContext
 from gateway.proxy.dialects import Dialect, of
 from gateway.proxy.limits import Cell, Verdict
 from gateway.proxy.openai import Endpoint, ParsedRequest
-from gateway.proxy.routing import Attempts, Target
+from gateway.proxy.dispatch import Attempts
+from gateway.proxy.routing import Target
 from gateway.proxy.walk import Found
 
 

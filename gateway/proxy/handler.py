@@ -36,7 +36,8 @@ from gateway.proxy.openai import Endpoint, OpenAIError, dumps_json, model_list, 
 from gateway.proxy.passthrough import PassThrough
 from gateway.proxy.passthrough_flow import PassThroughFlow, not_passed  # noqa: F401  (not_passed: re-exported)
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect
-from gateway.proxy.routing import Counters, Dispatcher, Routing
+from gateway.proxy.dispatch import Counters, Dispatcher
+from gateway.proxy.routing import Routing
 from gateway.proxy.sending import Sender, Sending, abandon, bodies
 from gateway.proxy.upstream import Router, Upstream, UpstreamResponse, upstream_request_headers
 from gateway.scrub import SecretScrubber

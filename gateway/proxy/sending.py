@@ -1,4 +1,4 @@
-"""send_upstream: a request sent through its model group (retries and fallbacks: proxy/routing.py), and an
+"""send_upstream: a request sent through its model group (retries and fallbacks: proxy/dispatch.py), and an
 upstream's failure told in OpenAI's shape."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import orjson
 
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.openai import OpenAIError, ParsedRequest, dumps_json, request_too_deep
-from gateway.proxy.routing import Attempts, Dispatcher, Group, Target
+from gateway.proxy.dispatch import Attempts, Dispatcher
+from gateway.proxy.routing import Group, Target
 from gateway.proxy.upstream import Upstream, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 from gateway.telemetry import Telemetry
 
@@ -39,7 +40,7 @@ class Sender:
         self._telemetry = telemetry
 
     async def send(self, sending: Sending, ex: Exchange) -> tuple[UpstreamResponse, Upstream]:
-        """The request through its model group: retries and fallbacks before the first byte (proxy/routing.py)."""
+        """The request through its model group: retries and fallbacks before the first byte (proxy/dispatch.py)."""
         ex.upstream_start = time.perf_counter()
         record = ex.attempts = Attempts()
         try:
