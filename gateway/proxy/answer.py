@@ -137,9 +137,8 @@ class Answering:
         relay: EventRelay | StreamGuard = EventRelay()
         if ex.output_stages and not ex.enforced:  # stages that only monitor watch it stream by
             relay = dialect.monitor(lambda answer: self._monitor_answer(dialect, answer, ex))
-        elif ex.output_stages:  # (a stream without choices under stages that may act was asked for whole)
-            assert dialect.choices is not None
-            relay = self._flow.stream_guard(ex, dialect.choices)
+        elif ex.output_stages:  # stages that may act hold it back
+            relay = self._flow.stream_guard(ex)
         chunks = self._events(upstream, response, ex, state, relay)
         return RelayResponse(response.status, headers, chunks, on_disconnect=disconnected)
 

@@ -20,7 +20,6 @@ from gateway.metrics.context import EvalContext
 from gateway.guard.engine import SEPARATOR, Decision, Engine, Segment
 from gateway.guard.monitor import MonitorLog
 from gateway.guard.plan import CONTEXT_ROLES, DEFAULT_ROLES, GuardPlan, Stage, compile_stages
-from gateway.proxy.choices import ChoiceShape
 from gateway.proxy.dialects import Dialect
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.openai import OpenAIError, dumps_json
@@ -148,8 +147,11 @@ class GuardFlow:
                     write_back(payload, path, text)
         return decision
 
-    def stream_guard(self, ex: Exchange, shape: ChoiceShape) -> StreamGuard:
-        """The hold-back guard of a stream (of choices: its dialect's `shape`) under output stages that may act."""
+    def stream_guard(self, ex: Exchange) -> StreamGuard:
+        """The hold-back guard of a stream of choices (its dialect's shape) under output stages that may act."""
+        shape = ex.dialect.choices
+        if shape is None:  # (a stream without choices under stages that may act is asked for whole)
+            raise ValueError(f"a {ex.route} stream carries no choices a hold-back guard can release")
         context = self.enter_output(ex)
         return StreamGuard(ex.output_stages, self.engine, shape, self.holdback(ex.output_stages),
                            functools.partial(self.replacement, context=context), ex.annotation,
