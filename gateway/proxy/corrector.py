@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
+from gateway.proxy.dialects.chat import Chat
 from gateway.proxy.guard_flow import Complete
+from gateway.proxy.openai import CHAT
 from gateway.proxy.routing import Deployment, Routing
 from gateway.proxy.upstream import UpstreamTimeout, UpstreamUnreachable
 
@@ -29,9 +29,9 @@ def make_completer(routing: Routing) -> Complete:
             tried.add(dep)
             name = dep.model or target.model or model
             upstream = dep.upstream
-            body = orjson.dumps({"model": name, "messages": messages, "temperature": 0})
+            body = Chat.ask(name, messages)
             try:
-                status, raw = await upstream.fetch("POST", "/chat/completions",
+                status, raw = await upstream.fetch("POST", CHAT.path,
                                                    [("content-type", "application/json"), *upstream.auth_headers],
                                                    body, _TIMEOUT_S, name)
             except (UpstreamTimeout, UpstreamUnreachable, OSError) as exc:
@@ -42,7 +42,7 @@ def make_completer(routing: Routing) -> Complete:
                 continue
             if status != 200:
                 raise RuntimeError(f"corrector model {model!r} answered HTTP {status}")
-            content = orjson.loads(raw)["choices"][0]["message"]["content"]
+            content = Chat.answer_text(raw)
             if not isinstance(content, str) or not content.strip():
                 raise ValueError("the corrector returned no text")
             return content

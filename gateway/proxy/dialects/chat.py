@@ -50,6 +50,16 @@ class Chat(Dialect):
     answers_in_shape = True
     choices = ChatChoices()
 
+    @staticmethod
+    def ask(model: str, messages: list[dict[str, str]]) -> bytes:
+        """The gateway's own request for one non-streamed, deterministic answer (a `correct` action's)."""
+        return orjson.dumps({"model": model, "messages": messages, "temperature": 0})
+
+    @staticmethod
+    def answer_text(raw: bytes) -> object:
+        """The first choice's message content of a non-streamed answer (KeyError, IndexError: none)."""
+        return orjson.loads(raw)["choices"][0]["message"]["content"]
+
     def walk_request(self, walk: Walk, payload: dict[str, Any]) -> None:
         for i, message in walk.objects(payload.get("messages"), ("messages",)):
             role = walk.role(message, ("messages", i), "user")
