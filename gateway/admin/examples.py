@@ -26,7 +26,7 @@ def labelled_row(row: Any, at: str) -> tuple[str, str]:
         extra, label_key, text, text_key = keys - _SEED_000, "compliance", row.get("example"), "example"
     if extra:
         name = sorted(extra)[0]
-        raise _bad(f"{at}.{name}", f"unknown field (an example is {{example, compliance}} or {{type, "
+        raise _bad(f"{at}.{name}", "unknown field (an example is {example, compliance} or {type, "
                                    "output_example, input_example}})")
     if not isinstance(text, str) or not text.strip():
         raise _bad(f"{at}.{text_key}", "required, a non-empty string")

@@ -24,7 +24,8 @@ CENTRAL, APP_ADMIN = "admin-central", "admin-app-a"
 
 @pytest.fixture(scope="module")
 def gw(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = lambda port: f"""
+    def config(port: int) -> str:
+        return f"""
 server: {{host: 127.0.0.1, port: {port}}}
 upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*"]}}]
 applications: [{{id: app-a, keys: ["sk-app-a"]}}]

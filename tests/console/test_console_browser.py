@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import Gateway
