@@ -31,7 +31,7 @@ from tokenizers import Tokenizer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from finetune_experiment import HIDDEN, Layer, _norm, batches  # noqa: E402
+from finetune_experiment import HIDDEN, Layer, _norm, batches, weighted_step  # noqa: E402
 from train_hallucination import SEED, TREES, columns, file_weights, fit_trees  # noqa: E402
 
 from gateway.scoring.build import find_source  # noqa: E402
@@ -131,12 +131,7 @@ def train(model, encs, labels, weights, tr: np.ndarray, epochs: float, lr: float
             group["lr"] = lr * min(1.0, (step + 1) / 50) * max(0.05, 1 - step / len(plan))
         y = torch.tensor(labels[idx], dtype=torch.float32)
         w = torch.tensor(weights[idx], dtype=torch.float32)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*tensors(encs, idx)), y, reduction="none")
-        loss = (loss * w).sum() / w.sum()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        loss = weighted_step(opt, params, model(*tensors(encs, idx)), y, w)
         if step % 50 == 0:
             log(f"    step {step}/{len(plan)} loss {loss.item():.4f} {time.perf_counter() - started:.0f} s")
 

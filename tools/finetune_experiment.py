@@ -118,6 +118,18 @@ def predict(model: Model, tok: Tokenizer, texts: list[str]) -> np.ndarray:
     return out
 
 
+def weighted_step(opt: torch.optim.Optimizer, params: list, logits: torch.Tensor, y: torch.Tensor,
+                  w: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on the weighted binary cross-entropy (gradients clipped at norm 1); the loss."""
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    loss = (loss * w).sum() / w.sum()
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss
+
+
 def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """Fits the model on train's 80%; returns the held-out split's probabilities and labels."""
     split = detector_data.training_split(args.data, args.detector)
@@ -142,12 +154,7 @@ def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.nd
             group["lr"] = args.lr * min(1.0, (step + 1) / 100) * max(0.05, 1 - step / len(plan))
         y = torch.tensor(labels[idx], dtype=torch.float32)
         w = torch.tensor(weights[idx], dtype=torch.float32) * torch.where(y > 0, pos_weight, 1.0)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*tensors(encs, idx)), y, reduction="none")
-        loss = (loss * w).sum() / w.sum()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        loss = weighted_step(opt, params, model(*tensors(encs, idx)), y, w)
         if step % 100 == 0:
             print(f"step {step}/{len(plan)} loss {loss.item():.4f}", flush=True)
     return predict(model, tok, [texts[i] for i in idx_hold]), labels[idx_hold]
