@@ -12,7 +12,9 @@ pattern's literal prefix, an encoded run still growing), never less than all but
 check of a choice reads the whole answer. Tool-call
 arguments and a refusal are held whole until their choice finishes. A terminal action ends the stream with the
 replacement text, finish_reason "content_filter" and [DONE]. What the chunks carry and how they are
-written is the endpoint dialect's `ChoiceShape` (proxy/choices.py).
+written is the endpoint dialect's `ChoiceShape` (proxy/choices.py); when a check is due, which window it
+reads and how far text may leave after it is the pure `HoldBack` (proxy/holdback.py), which this class
+drives around the engine's await.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gateway.guard.plan import Stage
 from gateway.metrics.context import EvalContext
 from gateway.proxy.choices import Choice, ChoiceShape, indexed, tools as _tools
 from gateway.proxy.dialects import dialect
+from gateway.proxy.holdback import HoldBack
 from gateway.proxy.openai import stream_error_event
 from gateway.proxy.sse import DONE, SSEDecoder
 from gateway.proxy.stream_monitor import EventRelay  # noqa: F401  (re-exported: gateway/bench/holdback.py)
@@ -58,9 +61,9 @@ class StreamGuard:
         self._engine = engine
         self._context = context  # what the output stages' metrics read (the request's prompt and context)
         self._shape = _shape(shape)
-        self._holdback = holdback  # None: hold everything until the choice ends (a `correct` stage)
-        self._lookback = max(lookback or 0, holdback or 0)
-        self._eager = holdback is not None and bool(stages) and all(stage.eager for stage in stages)
+        # holdback None: hold everything until the choice ends (a `correct` stage)
+        eager = bool(stages) and all(stage.eager for stage in stages)
+        self._hold = HoldBack(holdback, lookback, self._pending if eager else None)
         self._resolve = resolve
         self._note = note
         self._decoder = SSEDecoder()
@@ -137,14 +140,11 @@ class StreamGuard:
 
     async def _check(self, choice: Choice) -> bytes:
         final = choice.finish is not None
-        hold = self._holdback
-        if not final and (hold is None or (len(choice.text) - choice.released <= hold if not self._eager
-                                           else len(choice.text) == choice.checked)):
+        hold = self._hold
+        if not hold.due(len(choice.text), choice.released, choice.checked, final):
             return b""
         choice.checked = len(choice.text)
-        # The last check of a choice reads all of it: rules on the whole answer (a length, a span longer
-        # than any window) get their say before the held-back tail is released.
-        start = 0 if hold is None or final else max(0, choice.released - self._lookback)
+        start = hold.start(choice.released, final)
         window = choice.text[start:]
         tools = _tools(choice) if final else []
         refusal = final and bool(choice.refusal)
@@ -156,30 +156,25 @@ class StreamGuard:
         if decision.terminal is not None:
             return await self._stop(choice, decision)
         if decision.changed:
-            sent = choice.released - start
-            if decision.texts[0][:sent] != window[:sent]:  # only a span longer than the hold-back can do this
+            if hold.reaches_sent(window, decision.texts[0], choice.released - start):
                 return await self._stop(choice, decision)
             choice.text = choice.text[:start] + decision.texts[0]
             for tool, text in zip(tools, decision.texts[1:]):
                 tool["function"]["arguments"] = text
             if refusal:
                 choice.refusal = decision.texts[-1]
-        upto = len(choice.text) if final else len(choice.text) - (hold or 0)
-        if self._eager and not final and hold:
-            upto = max(upto, self._pending(choice.text, hold))
-        out = self._delta(choice, choice.text[choice.released:upto]) if upto > choice.released else b""
-        choice.released = max(choice.released, upto)
+        upto = hold.release(choice.text, choice.released, final)
+        out = self._delta(choice, choice.text[choice.released:upto])
+        choice.released = upto
         if final:
             out += self._ending(choice, tools)
             choice.ended = True
         return out
 
-    def _pending(self, text: str, hold: int) -> int:
-        """Where a match could still start in `text` (its tail: text further back is released by the
-        hold-back cap anyway; the rest of the tail gives the views their context)."""
-        tail = max(0, len(text) - 2 * hold - 32)
-        part = text[tail:]
-        return tail + min(stage.pending_from(part) for stage in self._stages)
+    def _pending(self, part: str) -> int:
+        """Where a match could still start in `part` (the tail of a choice's text), when every stage is
+        eager: the earliest of the stages' positions."""
+        return min(stage.pending_from(part) for stage in self._stages)
 
     async def _stop(self, choice: Choice, decision: Decision) -> bytes:
         self.stopped = True
