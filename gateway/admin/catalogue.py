@@ -24,11 +24,11 @@ from gateway.admin.common import ok, wrap
 from gateway.admin.console_api import refuse_unknown_query
 from gateway.policies.registry import Registry
 from gateway.guard.operators import OPERATORS, check_target
-from gateway.guard.policy import HIGHER_IS_COMPLIANT, HOST_PARAMS, HOST_TYPES, JUDGE_TYPES, MODEL_TYPES
+from gateway.guard.policy import HOST_PARAMS
+from gateway.guard.policy_types import POLICY_TYPES
 from gateway.metrics import BUILTINS, KINDS
 from gateway.metrics.pii import ENTITY_TYPES
 from gateway.metrics.regex import DEFAULT_MAX_MATCH_CHARS
-from gateway.policies.training import TRAINABLE
 from gateway.wire import RawResponse
 
 DETECTORS = ("prompt_injection", "harmful", "toxicity")  # gateway/scoring/detectors.py's (numpy-free here)
@@ -50,6 +50,7 @@ _VIEWS = [_p("normalize", _BOOL, "Also match on the normalised and joined views 
           _p("decode", _BOOL, "Also match on decoded views (base64, hex, URL and HTML escapes).", default=True)]
 _TRAINING = [_p("training_data", {"type": "string"}, "A JSONL file of rows on the gateway's disk.", config_only=True)]
 
+# Each policy type's parameters as JSON Schema, keyed by gateway.guard.policy_types's names.
 PARAMS: dict[str, list[dict[str, Any]]] = {
     "regex": [_p("patterns", {"type": "array", "minItems": 1, "items": {"anyOf": [
                   {"type": "string"}, {"type": "object", "properties": {"name": {"type": "string"},
@@ -89,33 +90,14 @@ PARAMS: dict[str, list[dict[str, Any]]] = {
         ("threads", "integer", "ONNX Runtime threads (0: min(cores, 4)).", False))],
 }
 
-FAMILY = {"regex": "pattern", "contains": "pattern", "pii": "pattern", "length": "measure", "code": "code"}
-DESCRIPTION = {
-    "regex": "Patterns (RE2) that must not appear.", "contains": "Keywords that must not appear.",
-    "pii": "Personal data entities.", "length": "Text length in characters or tokens.",
-    "code": "A Python function inside the gateway (config file only).",
-    "detector": "A shipped detector: prompt_injection, harmful or toxicity.",
-    "jailbreak": "The shipped prompt-injection detector.",
-    "classifier": "A head trained on the shared encoder from PASS/FAIL examples.",
-    "similar": "The nearest labelled examples decide.",
-    "relevance": "Is the answer relevant to the question (compliance score).",
-    "consistency": "Is the answer supported by the context (compliance score).",
-    "factual": "Does the answer agree with a reference text (compliance score).",
-    "rubric": "An LLM judge scores against a rubric.",
-    "onnx_classifier": "A user's ONNX classifier (config file only).",
-}
-
-
 def policy_types() -> list[dict[str, Any]]:
-    names = sorted({*KINDS, *MODEL_TYPES, *JUDGE_TYPES})
-    return [{"type": t, "object": "policy_type", "description": DESCRIPTION.get(t, ""),
-             "family": FAMILY.get(t, "judge" if t in JUDGE_TYPES else "model"),
-             "params": PARAMS.get(t, []), "trainable": t in TRAINABLE, "writable": t not in HOST_TYPES,
-             "not_writable_because": HOST_TYPES.get(t),
+    return [{"type": t.name, "object": "policy_type", "description": t.description, "family": t.family,
+             "params": PARAMS[t.name], "trainable": t.trainable, "writable": t.host_reason is None,
+             "not_writable_because": t.host_reason,
              "config_only_params": sorted(HOST_PARAMS),
-             "score": "compliance" if t in HIGHER_IS_COMPLIANT else "risk",
-             "violated_when": "score < threshold" if t in HIGHER_IS_COMPLIANT else "score > threshold"}
-            for t in names]
+             "score": "compliance" if t.higher_is_compliant else "risk",
+             "violated_when": "score < threshold" if t.higher_is_compliant else "score > threshold"}
+            for t in sorted(POLICY_TYPES.values(), key=lambda t: t.name)]
 
 
 def valid_ops(kind: str) -> list[str]:

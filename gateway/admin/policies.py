@@ -26,7 +26,8 @@ from gateway.admin.policy_data import PolicyData
 from gateway.guard.monitor import MonitorLog
 from gateway.policies.applying import applied_counts
 from gateway.policies.registry import Registry
-from gateway.policies.training import TRAINABLE, TrainingJobs, training_state
+from gateway.guard.policy_types import TRAINABLE
+from gateway.policies.training import TrainingJobs, training_state
 from gateway.wire import OpenAIError, RawResponse
 
 

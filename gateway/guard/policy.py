@@ -9,35 +9,24 @@ from gateway.config.guard_schema import PolicySpec
 from gateway.metrics.context import EvalContext
 from gateway.metrics.types import Metric, MetricValue, ParamError, Span
 from gateway.metrics import KINDS
+from gateway.guard.policy_types import POLICY_TYPES, PolicyType
 
 if TYPE_CHECKING:  # onnxruntime loads only for configs that use models
     from gateway.scoring.runtime import ScoringRuntime
 
-# Hallucination policies (seed 002) score compliance: higher is better, violated below the threshold.
-HIGHER_IS_COMPLIANT = frozenset({"relevance", "consistency", "factual"})
-# Types scored by models (gateway/scoring): heads on the shared encoder, or a user's ONNX classifier.
-MODEL_TYPES = frozenset({"jailbreak", "classifier", "similar", "factual", "relevance", "consistency",
-                         "onnx_classifier"})
-# Scored by an LLM judge on a configured upstream (gateway/scoring/judge.py).
-JUDGE_TYPES = frozenset({"rubric"})
-JUDGE_CALIBRATED_THRESHOLD = 0.5  # the judge answers a probability of violation
-# Lexical policies score 0 or a span confidence: any threshold below 1 separates them; 0.5 is the calibrated one.
-LEXICAL_CALIBRATED_THRESHOLD = 0.5
-# Pattern and keyword policies label their spans with the policy id; PII keeps entity types.
-RELABELLED = frozenset({"regex", "contains", "code"})
-# What reaches into the gateway's host: policy types that run its Python or load files from its disk,
-# and parameters naming a file there. Only the config file, written by whoever deploys the gateway, may
-# use them; a policy from the admin API or from a request (evaluate's override_policy) may not.
-HOST_TYPES = {"code": "runs a Python function inside the gateway",
-              "onnx_classifier": "loads model files from the gateway's disk"}
+# What reaches into the gateway's host: policy types that run its Python or load files from its disk (their
+# PolicyType's host_reason), and parameters naming a file there. Only the config file, written by whoever
+# deploys the gateway, may use them; a policy from the admin API or from a request (evaluate's
+# override_policy) may not.
 HOST_PARAMS = {"training_data": "reads a file on the gateway's disk; send the rows instead "
                                 "(`examples`, or the policy's data endpoint)"}
 
 
 def host_access(spec: PolicySpec) -> ParamError | None:
     """Why `spec` may not come from the admin API or a request, or None when it may."""
-    if spec.type in HOST_TYPES:
-        return ParamError(("type",), f"a {spec.type} policy {HOST_TYPES[spec.type]}: only the gateway's config "
+    ptype = POLICY_TYPES.get(spec.type)
+    if ptype is not None and ptype.host_reason is not None:
+        return ParamError(("type",), f"a {spec.type} policy {ptype.host_reason}: only the gateway's config "
                                      "file may define one")
     for key, why in HOST_PARAMS.items():
         if key in spec.params:
@@ -56,7 +45,7 @@ class Policy:
 
     @property
     def higher_is_compliant(self) -> bool:
-        return self.type in HIGHER_IS_COMPLIANT
+        return POLICY_TYPES[self.type].higher_is_compliant
 
     def effective_threshold(self, override: float | None = None) -> float:
         """A per-request threshold wins; 0.0 selects the calibrated threshold (the seed's auto-threshold)."""
@@ -68,7 +57,7 @@ class Policy:
         return score < threshold if self.higher_is_compliant else score > threshold
 
     def as_metric(self) -> Metric:
-        return _PolicyMetric(self.metric, self.id if self.type in RELABELLED else None)  # type: ignore[return-value]
+        return _PolicyMetric(self.metric, self.id if POLICY_TYPES[self.type].relabelled else None)  # type: ignore[return-value]
 
     def score(self, text: str) -> MetricValue:
         return self.as_metric().measure(text)
@@ -122,18 +111,23 @@ def compile_policy(spec: PolicySpec, runtime: ScoringRuntime | None = None) -> P
     """Build the policy's metric from its type parameters; raise ParamError with a path inside the policy.
 
     Model-based types score with `runtime` (the app's, see gateway.app.create_app); the others need none."""
-    if spec.type in JUDGE_TYPES:
+    ptype = POLICY_TYPES.get(spec.type)
+    if ptype is None:
+        raise ParamError(("type",), f"unknown policy type {spec.type!r}; known: {', '.join(sorted(POLICY_TYPES))}")
+    if ptype.family == "judge":
         from gateway.metrics.judge import JudgeMetric
 
-        return Policy(spec.id, spec.type, spec.rule, spec.threshold, JUDGE_CALIBRATED_THRESHOLD,
+        return Policy(spec.id, spec.type, spec.rule, spec.threshold, _calibrated(ptype),
                       JudgeMetric.from_params(spec.params, spec.rule))
-    if spec.type in MODEL_TYPES or spec.type == "detector":
+    if ptype.family == "model":
         from gateway.metrics.model import compile_model_policy  # loads onnxruntime only when needed
 
         metric, calibrated = compile_model_policy(spec, runtime)
         return Policy(spec.id, spec.type, spec.rule, spec.threshold, calibrated, metric)
-    if spec.type not in KINDS:
-        known = sorted({*KINDS, *MODEL_TYPES, *JUDGE_TYPES})
-        raise ParamError(("type",), f"unknown policy type {spec.type!r}; known: {', '.join(known)}")
-    factory, _ = KINDS[spec.type]
-    return Policy(spec.id, spec.type, spec.rule, spec.threshold, LEXICAL_CALIBRATED_THRESHOLD, factory(spec.params))
+    factory, _ = KINDS[spec.type]  # a lexical type: its metric class under the same name
+    return Policy(spec.id, spec.type, spec.rule, spec.threshold, _calibrated(ptype), factory(spec.params))
+
+
+def _calibrated(ptype: PolicyType) -> float:
+    assert ptype.calibrated_threshold is not None, f"{ptype.name}: a lexical or judge type names its threshold"
+    return ptype.calibrated_threshold

@@ -20,13 +20,13 @@ import socket
 import time
 from typing import Any
 
+from gateway.guard.policy_types import TRAINABLE
 from gateway.policies.registry import Registry
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.store import Example, Store, StoreError, Version
 from gateway.store.base import ACTIVE_JOB
 from gateway.tasks import cancel_and_wait
 
-TRAINABLE = ("classifier", "similar")
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
 

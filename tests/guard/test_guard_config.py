@@ -6,6 +6,7 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.guard.plan import plan_issues
+from gateway.guard.policy_types import PolicyType
 
 BASE = """
 upstreams: [{name: u, base_url: "http://127.0.0.1:1/v1", models: ["*"]}]
@@ -129,6 +130,7 @@ def test_a_policy_that_fails_to_compile_in_an_unforeseen_way_is_a_config_error(m
         raise TypeError("unhashable type: 'list'")
 
     monkeypatch.setitem(policy_module.KINDS, "broken", (broken, "labels"))
+    monkeypatch.setitem(policy_module.POLICY_TYPES, "broken", PolicyType("broken", "pattern", "", calibrated_threshold=0.5))
     found = errors("  - {id: odd, type: broken}\n" + STAGE.replace("{rule}", "{metric: codes}")
                    .replace("{action}", "{type: block}"))
     assert found == ["policies[1]: could not be compiled (TypeError: unhashable type: 'list'); "
