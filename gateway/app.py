@@ -38,7 +38,7 @@ from gateway.metrics.pii import PiiMetric
 from gateway.proxy.corrector import make_completer
 from gateway.proxy.routing import Routing
 from gateway.proxy.guard_flow import GuardFlow
-from gateway.proxy.upstream import Router, Upstream, make_upstream
+from gateway.proxy.upstream import ClientFactory, Router, Upstream, make_upstream
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.scrub import SecretScrubber
 from gateway.settings import Settings
@@ -130,19 +130,20 @@ PROXIED = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/em
            "/v1/responses": RESPONSES, "/v1/moderations": MODERATIONS}
 
 
-def create_app(settings: Settings, config: GatewayConfig | None = None,
-               scoring: ScoringRuntime | None = None) -> GatewayApp:
+def create_app(settings: Settings, config: GatewayConfig | None = None, scoring: ScoringRuntime | None = None,
+               upstream_client: ClientFactory | None = None) -> GatewayApp:
     """Build the ASGI app; `config` defaults to loading `settings.config_path` (raises ConfigError).
 
     The app owns its models: `scoring` (default: a new runtime with the config's `scoring` settings) is
     what every model-based metric of its plans scores with. A caller that compiled the config already
-    (`PlanCheck`) passes the runtime it used, so the models it loaded do not load again."""
+    (`PlanCheck`) passes the runtime it used, so the models it loaded do not load again.
+    `upstream_client` builds each upstream's HTTP client (default: an aiohttp session; tests: in memory)."""
     if config is None:
         check = PlanCheck()
         config = load_config(settings.config_path, check=check)
         scoring = scoring if scoring is not None else check.runtime
     runtime = scoring if scoring is not None else ScoringRuntime(config.scoring)
-    parts = _Parts.build(settings, config, runtime)
+    parts = _Parts.build(settings, config, runtime, upstream_client)
     api = admin_api(config, parts.flow, parts.monitor, parts.complete, parts.registry, parts.handler.keyring)
     openapi = orjson.dumps(openapi_document(api))
 
@@ -188,9 +189,10 @@ class _Parts:
     state: dict[str, bool] = field(default_factory=lambda: {"ready": False})
 
     @classmethod
-    def build(cls, settings: Settings, config: GatewayConfig, runtime: ScoringRuntime) -> _Parts:
+    def build(cls, settings: Settings, config: GatewayConfig, runtime: ScoringRuntime,
+              client: ClientFactory | None = None) -> _Parts:
         telemetry = Telemetry(scoring=lambda: runtime)
-        upstreams = [make_upstream(u) for u in config.upstreams]
+        upstreams = [make_upstream(u, client) for u in config.upstreams]
         router = Router(upstreams)
         monitor = MonitorLog(PiiMetric(), size=config.server.monitoring_buffer, outbox=config.store.outbox)
         complete = make_completer(Routing(upstreams, config.routing))  # groups and aliases serve correctors too

@@ -1,17 +1,24 @@
 """A loopback fake of OpenAI's wider surface (moderations, images, audio, files, responses) and of Azure
-OpenAI's URL shapes, for tests of the routes beyond chat. Every request is recorded whole (method, path,
-query, headers, raw body); the body is never parsed as a form, so a test can compare what arrived with
-what the client sent, byte for byte."""
+OpenAI's URL shapes, for tests of the routes beyond chat: an ASGI app (`fake_app`), served on loopback
+(`serve_fake`) or in memory (`memory_fake` and `in_process(..., upstream_app=fake_app(fake))`). Every
+request is recorded whole (method, path, query, headers, raw body); the body is never parsed as a form,
+so a test can compare what arrived with what the client sent, byte for byte."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 AUDIO = bytes(range(256)) * 64  # 16 KiB of every byte value: binary, not UTF-8
 
@@ -40,21 +47,21 @@ class Fake:
         return self.seen[-1]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
 
 
-@contextlib.asynccontextmanager
-async def serve_fake(fake: Fake) -> AsyncIterator[Fake]:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        seen = Seen(request.method, request.path, dict(request.query),
+def fake_app(fake: Fake) -> Starlette:
+    """The fake as an ASGI app: served on loopback by `serve_fake`, or in memory (tests/memupstream.py)."""
+    async def handle(request: Request) -> Response:
+        body = await request.body()
+        seen = Seen(request.method, request.scope["path"], dict(request.query_params),
                     {k.lower(): v for k, v in request.headers.items()}, body)
         fake.seen.append(seen)
         if fake.status != 200:
             return _json({"error": {"message": fake.error_text or f"{fake.name} says {fake.status}",
                                     "type": "invalid_request_error", "param": None, "code": None}}, fake.status)
-        path = request.path
+        path = seen.path
         for prefix in ("/openai/v1", "/v1"):
             if path.startswith(prefix + "/"):
                 path = path[len(prefix):]
@@ -67,12 +74,7 @@ async def serve_fake(fake: Fake) -> AsyncIterator[Fake]:
         if path == "/images/generations":
             return _json({"created": 1, "data": [{"b64_json": "aW1hZ2U=", "revised_prompt": None}]})
         if path == "/audio/speech":
-            response = web.StreamResponse(headers={"content-type": "audio/mpeg"})
-            await response.prepare(request)
-            for i in range(0, len(AUDIO), 4096):
-                await response.write(AUDIO[i:i + 4096])
-            await response.write_eof()
-            return response
+            return StreamingResponse(_audio(), media_type="audio/mpeg")
         if path == "/files" and request.method == "POST":
             return _json({"id": "file-1", "object": "file", "bytes": len(body), "created_at": 1,
                           "filename": "data.jsonl", "purpose": "batch", "status": "processed"})
@@ -90,18 +92,46 @@ async def serve_fake(fake: Fake) -> AsyncIterator[Fake]:
                           "choices": [{"index": 0, "message": {"role": "assistant", "content": f"from {fake.name}"},
                                        "finish_reason": "stop"}],
                           "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
-        return _json({"error": {"message": f"no route {request.path}", "type": "invalid_request_error",
+        return _json({"error": {"message": f"no route {seen.path}", "type": "invalid_request_error",
                                 "param": None, "code": None}}, 404)
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.url = f"http://127.0.0.1:{port}"
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    return Starlette(routes=[Route("/{tail:path}", handle, methods=methods)])
+
+
+async def _audio() -> AsyncIterator[bytes]:
+    for i in range(0, len(AUDIO), 4096):
+        yield AUDIO[i:i + 4096]
+
+
+@contextlib.asynccontextmanager
+async def memory_fake(fake: Fake) -> AsyncIterator[Fake]:
+    """`fake` with a URL nothing listens on (http://{name}.test), for a test that serves `fake_app(fake)`
+    in memory: `in_process(config, tmp, upstream_app=fake_app(fake))` (or {upstream name: app})."""
+    fake.url = f"http://{fake.name}.test"
+    yield fake
+
+
+class _Server(uvicorn.Server):
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()  # in the test's loop: the test runner keeps its signal handlers
+
+
+@contextlib.asynccontextmanager
+async def serve_fake(fake: Fake) -> AsyncIterator[Fake]:
+    """`fake_app(fake)` on a loopback port (uvicorn, in this event loop); `fake.url` is its origin."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = _Server(uvicorn.Config(fake_app(fake), log_level="error", lifespan="off", access_log=False))
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    fake.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
         yield fake
     finally:
-        await runner.cleanup()
+        server.should_exit = True
+        await task
+        sock.close()

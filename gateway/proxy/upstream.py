@@ -2,7 +2,9 @@
 
 aiohttp rather than httpx on this path: measured here against the same mock, an httpx.AsyncClient
 served 574 req/s at concurrency 1 and 413 at 16, an aiohttp session 1,713 and 5,851 (see README,
-Benchmark). The rest of the gateway only sees `Upstream.send` and `UpstreamResponse`.
+Benchmark). The rest of the gateway only sees `Upstream.send` and `UpstreamResponse`; `Upstream` itself
+only needs an `UpstreamClient`, which an aiohttp session is as it stands (tests inject one over an ASGI
+app: `create_app(..., upstream_client=...)`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import contextlib
 import fnmatch
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -47,6 +49,36 @@ _ROUTE_CACHE_SIZE = 4096
 AZURE_DEPLOYMENT_PATHS = frozenset({"/chat/completions", "/completions", "/embeddings"})
 
 
+class UpstreamBody(Protocol):
+    async def readany(self) -> bytes: ...  # the next piece of the body as it arrives; b"" at its end
+
+
+class UpstreamAnswer(Protocol):
+    """What `Upstream` reads of an answer (an aiohttp.ClientResponse as it stands); raw_headers: any case."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def raw_headers(self) -> Iterable[tuple[bytes, bytes]]: ...
+    @property
+    def content(self) -> UpstreamBody: ...
+    def close(self) -> None: ...  # drop the connection (or whatever the answer holds)
+
+
+class UpstreamClient(Protocol):
+    """What `Upstream` needs of its HTTP client: an aiohttp.ClientSession as it stands, no wrapper on the
+    hot path. `request` returns once the answer's headers are in; its failures raise aiohttp.ClientError,
+    OSError or TimeoutError (see `_mapped_errors`). The gateway's own deadlines wrap both calls."""
+
+    def request(self, method: str, url: URL, *, data: Any = None, headers: Any = None,
+                allow_redirects: bool = True) -> Awaitable[UpstreamAnswer]: ...
+    async def close(self) -> None: ...
+
+
+# Builds an upstream's client inside the event loop (Upstream.open); None: a pooled aiohttp session.
+ClientFactory = Callable[[UpstreamConfig], UpstreamClient]
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     """An upstream answer whose body is read (or streamed) separately, each chunk within the idle deadline
@@ -54,7 +86,7 @@ class UpstreamResponse:
 
     status: int
     headers: list[tuple[bytes, bytes]]  # lower-cased names, as received
-    _response: aiohttp.ClientResponse
+    _response: UpstreamAnswer
     idle_s: float = 300.0
     deadline: float = math.inf
     on_close: Callable[[], None] | None = None  # called once when the exchange ends (routing's in-flight count)
@@ -103,7 +135,8 @@ class Upstream:
 
     config: UpstreamConfig
     auth_headers: list[tuple[str, str]] = field(default_factory=list)
-    _session: aiohttp.ClientSession | None = None
+    client_factory: ClientFactory | None = None  # None: a pooled aiohttp session (production)
+    _session: UpstreamClient | None = None
     _urls: dict[str, URL] = field(default_factory=dict)
 
     @property
@@ -144,6 +177,9 @@ class Upstream:
 
     async def open(self) -> None:
         cfg = self.config
+        if self.client_factory is not None:
+            self._session = self.client_factory(cfg)
+            return
         connector = aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0, keepalive_timeout=30)
         # connect is aiohttp's; first byte, idle and total are ours (sock_read would also time the wait for
         # the headers, which is first_byte_timeout_s here)
@@ -203,12 +239,13 @@ def _mapped_errors(connect_s: float | None = None) -> Iterator[None]:
         raise UpstreamUnreachable(type(exc).__name__) from None
 
 
-def make_upstream(config: UpstreamConfig) -> Upstream:
+def make_upstream(config: UpstreamConfig, client: ClientFactory | None = None) -> Upstream:
+    """The upstream of `config`; `client` builds its HTTP client when it opens (default: aiohttp)."""
     extra = [(k.lower(), v) for k, v in config.headers.items()]
     if config.api_key:  # Azure OpenAI takes its key in an api-key header
         extra.append(("api-key", config.api_key) if config.kind == "azure"
                      else ("authorization", "Bearer " + config.api_key))
-    return Upstream(config, extra)
+    return Upstream(config, extra, client)
 
 
 @dataclass(frozen=True, slots=True)

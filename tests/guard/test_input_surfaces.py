@@ -1,5 +1,6 @@
 """Input surfaces (issue 23 item 4), through the app: parts and items of unknown types are refused on
-guarded routes, and tool schemas, structured-output schemas and message names reach the input stages."""
+guarded routes, and tool schemas, structured-output schemas and message names reach the input stages.
+The test upstream (tests/upstream.py) is served in memory (tests/memupstream.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 
 from tests.conftest import CLIENT_KEY
 from tests.inprocess import in_process
-from tests.upstream import Recorder
+from tests.upstream import Recorder, create_upstream
+
+UPSTREAM = "http://upstream.test/v1"  # no server: the in-memory upstream answers every configured one
 
 
 def config(upstream: str) -> str:
@@ -28,9 +31,9 @@ stages:
 """
 
 
-def post(upstream: str, tmp: Path, body: dict, path: str = "/v1/chat/completions"):
+def post(recorder: Recorder, tmp: Path, body: dict, path: str = "/v1/chat/completions"):
     async def go():
-        async with in_process(config(upstream), tmp) as (_, client):
+        async with in_process(config(UPSTREAM), tmp, upstream_app=create_upstream(recorder)) as (_, client):
             return await client.post(path, headers={"authorization": f"Bearer {CLIENT_KEY}"}, json=body)
     return asyncio.run(go())
 
@@ -42,10 +45,10 @@ def post(upstream: str, tmp: Path, body: dict, path: str = "/v1/chat/completions
     ("/v1/responses", {"model": "gpt-x", "input": [{"type": "future_item", "payload": "PROJECT-1234"}]},
      "input[0].type"),
 ])
-def test_unknown_parts_and_items_are_refused_not_forwarded(upstream: str, recorder: Recorder, tmp_path: Path,
+def test_unknown_parts_and_items_are_refused_not_forwarded(recorder: Recorder, tmp_path: Path,
                                                            path: str, body: dict, param: str) -> None:
     before = len(recorder.requests)
-    r = post(upstream, tmp_path, body, path)
+    r = post(recorder, tmp_path, body, path)
     assert r.status_code == 400 and r.json()["error"]["code"] == "unreadable_input"
     assert r.json()["error"]["param"] == param
     assert len(recorder.requests) == before
@@ -58,16 +61,16 @@ def test_unknown_parts_and_items_are_refused_not_forwarded(upstream: str, record
         "type": "object", "properties": {"a": {"type": "string", "title": "PROJECT-1234"}}}}}},
     {"messages": [{"role": "user", "name": "PROJECT-1234", "content": "hello"}]},
 ])
-def test_schema_texts_and_names_reach_the_input_stages(upstream: str, recorder: Recorder, tmp_path: Path,
+def test_schema_texts_and_names_reach_the_input_stages(recorder: Recorder, tmp_path: Path,
                                                        body: dict) -> None:
     before = len(recorder.requests)
-    r = post(upstream, tmp_path, {"model": "gpt-x", "messages": [{"role": "user", "content": "hello"}], **body})
+    r = post(recorder, tmp_path, {"model": "gpt-x", "messages": [{"role": "user", "content": "hello"}], **body})
     assert r.status_code == 400 and r.json()["error"]["code"] == "block", r.text
     assert len(recorder.requests) == before
 
 
-def test_media_parts_pass(upstream: str, tmp_path: Path) -> None:
-    r = post(upstream, tmp_path, {"model": "gpt-x", "messages": [{"role": "user", "content": [
+def test_media_parts_pass(recorder: Recorder, tmp_path: Path) -> None:
+    r = post(recorder, tmp_path, {"model": "gpt-x", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
         {"type": "file", "file": {"file_data": "data:application/pdf;base64,AA==", "filename": "a.pdf"}}]}]})
     assert r.status_code == 200, r.text

@@ -1,6 +1,7 @@
 """Azure OpenAI as an upstream kind (issue 24): deployment URLs with api-version for chat completions,
 completions and embeddings, the v1 API (/openai/v1/...) with the deployment as the body's model for the
-rest, the key in an api-key header. A loopback fake asserts the URL shape, the query and the headers."""
+rest, the key in an api-key header. A fake served in memory (tests/memupstream.py) asserts the URL shape,
+the query and the headers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from gateway.config.loader import parse_config
 from gateway.guard.plan import plan_issues
 from gateway.config.errors import ConfigError
-from tests.fakeopenai import Fake, serve_fake
+from tests.fakeopenai import Fake, fake_app, memory_fake
 from tests.inprocess import in_process
 
 KEY = "azure-secret-key-0123456789"
@@ -29,8 +30,8 @@ def config(fake: Fake, extra: str = "") -> str:
 
 def test_azure_deployment_urls_api_version_and_api_key_header(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("az")) as az:
-            async with in_process(config(az), tmp_path) as (_, http):
+        async with memory_fake(Fake("az")) as az:
+            async with in_process(config(az), tmp_path, upstream_app=fake_app(az)) as (_, http):
                 client = openai.AsyncOpenAI(base_url="http://gateway/v1", api_key="k-1", http_client=http,
                                             max_retries=0)
                 answer = await client.chat.completions.create(
@@ -60,8 +61,8 @@ def test_azure_deployment_urls_api_version_and_api_key_header(tmp_path: Path) ->
 
 def test_azure_error_echoing_the_key_is_scrubbed(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("az", status=401, error_text=f"Access denied: key {KEY} is invalid")) as az:
-            async with in_process(config(az), tmp_path) as (_, http):
+        async with memory_fake(Fake("az", status=401, error_text=f"Access denied: key {KEY} is invalid")) as az:
+            async with in_process(config(az), tmp_path, upstream_app=fake_app(az)) as (_, http):
                 r = await http.post("/v1/chat/completions", headers={"authorization": "Bearer k-1"},
                                     json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
                 assert r.status_code == 401 and KEY not in r.text

@@ -1,17 +1,19 @@
 """POST /v1/moderations (issue 24, the whole OpenAI surface): input stages on its `input` (a string, strings,
 or text and image parts), then the upstream routed by `model` (a request without one is routed as
 omni-moderation-latest and sent without one); auth, limits and key hygiene as on the other routes.
-End to end: the official openai client, the app in process, a fake upstream on loopback."""
+End to end: the official openai client, the app in process, two fake upstreams in memory
+(tests/memupstream.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
-from tests.fakeopenai import Fake, serve_fake
+from tests.fakeopenai import Fake, fake_app, memory_fake
 from tests.inprocess import in_process
 from tests.proxy.test_routing import metric
 
@@ -36,14 +38,18 @@ def config(default: Fake, other: Fake, rpm: str = "") -> str:
             f"applications:\n  - {{id: a, keys: [k-1]{rpm}}}\n" + STAGES)
 
 
+def apps(default: Fake, other: Fake) -> dict[str, Any]:
+    return {"omni": fake_app(default), "text": fake_app(other)}
+
+
 def client_for(http) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url="http://gateway/v1", api_key="k-1", http_client=http, max_retries=0)
 
 
 def test_moderation_input_is_redacted_then_answered_by_the_default_models_upstream(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("omni")) as omni, serve_fake(Fake("text")) as text:
-            async with in_process(config(omni, text), tmp_path) as (_, http):
+        async with memory_fake(Fake("omni")) as omni, memory_fake(Fake("text")) as text:
+            async with in_process(config(omni, text), tmp_path, upstream_app=apps(omni, text)) as (_, http):
                 client = client_for(http)
                 result = await client.moderations.create(input="write to bob@example.com today")
                 assert result.id == "modr-1" and result.results[0].flagged is False
@@ -69,8 +75,8 @@ def test_moderation_input_is_redacted_then_answered_by_the_default_models_upstre
 
 def test_moderation_lists_and_parts_pass_input_stages(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("omni")) as omni, serve_fake(Fake("text")) as text:
-            async with in_process(config(omni, text), tmp_path) as (_, http):
+        async with memory_fake(Fake("omni")) as omni, memory_fake(Fake("text")) as text:
+            async with in_process(config(omni, text), tmp_path, upstream_app=apps(omni, text)) as (_, http):
                 client = client_for(http)
                 await client.moderations.create(input=["fine", "mail carol@example.org"], model="omni-moderation-latest")
                 sent = omni.last().json()["input"]
@@ -98,8 +104,8 @@ def test_moderation_lists_and_parts_pass_input_stages(tmp_path: Path) -> None:
 
 def test_moderation_auth_limits_and_method(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("omni")) as omni, serve_fake(Fake("text")) as text:
-            async with in_process(config(omni, text, rpm=", rpm: 2"), tmp_path) as (_, http):
+        async with memory_fake(Fake("omni")) as omni, memory_fake(Fake("text")) as text:
+            async with in_process(config(omni, text, rpm=", rpm: 2"), tmp_path, upstream_app=apps(omni, text)) as (_, http):
                 r = await http.post("/v1/moderations", json={"input": "x"}, headers={"authorization": "Bearer nope"})
                 assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
                 client = client_for(http)
@@ -117,8 +123,8 @@ def test_moderation_auth_limits_and_method(tmp_path: Path) -> None:
 def test_moderation_upstream_error_is_scrubbed(tmp_path: Path) -> None:
     async def go() -> None:
         fake = Fake("omni", status=401, error_text="Incorrect API key provided: sk-upstream-omni")
-        async with serve_fake(fake) as omni, serve_fake(Fake("text")) as text:
-            async with in_process(config(omni, text), tmp_path) as (_, http):
+        async with memory_fake(fake) as omni, memory_fake(Fake("text")) as text:
+            async with in_process(config(omni, text), tmp_path, upstream_app=apps(omni, text)) as (_, http):
                 r = await http.post("/v1/moderations", json={"input": "x"}, headers={"authorization": "Bearer k-1"})
                 assert r.status_code == 401 and "sk-upstream-omni" not in r.text
     asyncio.run(go())

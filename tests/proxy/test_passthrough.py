@@ -1,7 +1,8 @@
 """Opt-in pass-through of the other /v1 routes (issue 24, the whole OpenAI surface): upstreams[].passthrough
 globs; the gateway's keys, limits, metrics and header hygiene; input stages on JSON text fields (an image
 prompt, the text of speech); multipart uploads and binary audio relayed byte for byte; 404 naming the
-config key elsewhere. The official openai client, the app in process, a fake upstream on loopback."""
+config key elsewhere. The official openai client, the app in process, the fake upstream in memory
+(tests/memupstream.py); through the real server, on loopback."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.fakeopenai import AUDIO, Fake, serve_fake
+from tests.fakeopenai import AUDIO, Fake, fake_app, memory_fake, serve_fake
 from tests.inprocess import in_process
 from tests.proxy.test_moderations import STAGES
 from tests.proxy.test_routing import metric
@@ -34,8 +35,8 @@ def client_for(http) -> openai.AsyncOpenAI:
 
 def test_image_prompt_passes_input_stages_and_key_hygiene(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("oa")) as fake:
-            async with in_process(config(fake), tmp_path) as (_, http):
+        async with memory_fake(Fake("oa")) as fake:
+            async with in_process(config(fake), tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 client = client_for(http)
                 image = await client.images.generate(model="dall-e-3", prompt="a cat mailing bob@example.com")
                 assert image.data[0].b64_json == "aW1hZ2U="
@@ -55,8 +56,8 @@ def test_image_prompt_passes_input_stages_and_key_hygiene(tmp_path: Path) -> Non
 
 def test_multipart_upload_and_binary_speech_pass_byte_for_byte(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("oa")) as fake:
-            async with in_process(config(fake), tmp_path) as (_, http):
+        async with memory_fake(Fake("oa")) as fake:
+            async with in_process(config(fake), tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 client = client_for(http)
                 content = AUDIO + b'{"custom_id": "r1"}\n'
                 made = await client.files.create(file=("data.jsonl", content), purpose="batch")
@@ -83,8 +84,8 @@ def test_multipart_upload_and_binary_speech_pass_byte_for_byte(tmp_path: Path) -
 
 def test_routes_not_passed_through_are_404_naming_the_config_key(tmp_path: Path) -> None:
     async def go() -> None:
-        async with serve_fake(Fake("oa")) as fake:
-            async with in_process(config(fake), tmp_path) as (_, http):
+        async with memory_fake(Fake("oa")) as fake:
+            async with in_process(config(fake), tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 r = await http.post("/v1/batches", json={"input_file_id": "file-1"}, headers=AUTH)
                 assert r.status_code == 404 and "upstreams[].passthrough" in r.json()["error"]["message"]
                 with pytest.raises(openai.NotFoundError) as closed:  # routed by model to an upstream without it
@@ -100,9 +101,9 @@ def test_routes_not_passed_through_are_404_naming_the_config_key(tmp_path: Path)
 def test_auth_limits_body_cap_and_scrubbed_errors(tmp_path: Path) -> None:
     async def go() -> None:
         fake = Fake("oa", status=401, error_text=f"Incorrect API key provided: {SECRET}")
-        async with serve_fake(fake) as fake:
+        async with memory_fake(fake) as fake:
             cfg = config(fake, "{id: a, keys: [k-1], rpm: 4}", server="server: {max_body_bytes: 65536}\n")
-            async with in_process(cfg, tmp_path) as (_, http):
+            async with in_process(cfg, tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 r = await http.get("/v1/files", headers={"authorization": "Bearer nope"})
                 assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key" and not fake.seen
                 r = await http.get("/v1/files/file-1", headers=AUTH)
@@ -134,8 +135,8 @@ def test_enforcing_output_stages_refuse_answers_with_text(tmp_path: Path) -> Non
            "    rulesets: [{name: s, rules: [{metric: said}], action: {type: block}}]\n")
 
     async def go() -> None:
-        async with serve_fake(Fake("oa")) as fake:
-            async with in_process(config(fake, extra=out), tmp_path) as (_, http):
+        async with memory_fake(Fake("oa")) as fake:
+            async with in_process(config(fake, extra=out), tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 r = await http.get("/v1/responses/resp_1", headers=AUTH)
                 assert r.status_code == 403 and r.json()["error"]["code"] == "unguarded_passthrough"
                 assert not fake.seen
@@ -177,8 +178,8 @@ def test_paths_that_could_reach_another_route_are_not_passed(tmp_path: Path, pat
     URL resolved it to /v1/chat/completions with the upstream's key and no input stage; a %3F or %23 made
     the checks read one path and the upstream get another."""
     async def go() -> tuple[int, int]:
-        async with serve_fake(Fake("oa")) as fake:
-            async with in_process(config(fake), tmp_path) as (_, http):
+        async with memory_fake(Fake("oa")) as fake:
+            async with in_process(config(fake), tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 r = await http.post(path, headers=AUTH, json={
                     "model": "gpt-4o", "prompt": "something forbidden, mail bob@example.com",
                     "messages": [{"role": "user", "content": "something forbidden"}]})
@@ -193,8 +194,8 @@ def test_json_routes_refuse_other_bodies_and_form_models_are_checked(tmp_path: P
     model past the allowed list); a form upload's model field cannot be checked under a model restriction."""
     async def go() -> None:
         app = "{id: a, keys: [k-1], models: ['gpt-4o-mini']}"
-        async with serve_fake(Fake("oa")) as fake:
-            async with in_process(config(fake, app=app), tmp_path) as (_, http):
+        async with memory_fake(Fake("oa")) as fake:
+            async with in_process(config(fake, app=app), tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 body = b'{"model": "dall-e-3", "prompt": "something forbidden"}'
                 for ctype in ("text/plain", None):
                     headers = {**AUTH, **({"content-type": ctype} if ctype else {})}
@@ -210,11 +211,11 @@ def test_json_routes_refuse_other_bodies_and_form_models_are_checked(tmp_path: P
 def test_the_stored_chat_completions_list_is_refused_under_output_stages(tmp_path: Path) -> None:
     """GET /v1/chat/completions lists stored completions (model text) that output stages would never read."""
     async def go() -> int:
-        async with serve_fake(Fake("oa")) as fake:
+        async with memory_fake(Fake("oa")) as fake:
             out = ("  - name: out\n    on: output\n    scope: central\n"
                    "    rulesets: [{name: banned, rules: [{metric: banned}], action: {type: block}}]\n")
             cfg = config(fake, extra=STAGES + out).replace("'/responses/*']", "'/responses/*', '/chat/*']")
-            async with in_process(cfg, tmp_path) as (_, http):
+            async with in_process(cfg, tmp_path, upstream_app=fake_app(fake)) as (_, http):
                 r = await http.get("/v1/chat/completions", headers=AUTH)
                 assert fake.seen == [], "the stored completions were fetched"
                 return r.status_code if r.json()["error"]["code"] == "unguarded_passthrough" else -r.status_code
