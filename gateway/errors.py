@@ -139,9 +139,11 @@ class ConflictError(GatewayError):
 
 class VersionConflict(ConflictError, RuntimeError):
     """A write that named the version it was based on (If-Match / expected_version) while the document
-    is at another one (admin API: 409 version_conflict, G19)."""
+    is at another one (admin API: 409 version_conflict, G19). The store raises it from its compare-and-set
+    (`Store.put(..., expected_version=)`) with the param "expected_version"; the registry names the
+    caller's (If-Match or expected_version)."""
 
-    def __init__(self, kind: str, doc_id: str, expected: int, current: int, param: str) -> None:
+    def __init__(self, kind: str, doc_id: str, expected: int, current: int, param: str = "expected_version") -> None:
         super().__init__(f"{kind} {doc_id!r} is at version {current}, not {expected}")
         self.kind, self.doc_id, self.expected, self.current, self.param = kind, doc_id, expected, current, param
 

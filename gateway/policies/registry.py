@@ -230,19 +230,17 @@ class Registry:
 
     async def expect(self, kind: str, doc_id: str, expected: Expected) -> None:
         """G19: raise VersionConflict unless the document is at the expected version (None: no check)."""
-        if expected is not None:
-            current = await self.current_version(kind, doc_id)
-            if current != expected[0]:
-                raise VersionConflict(kind, doc_id, expected[0], current, expected[1])
+        if expected is not None and (current := await self.current_version(kind, doc_id)) != expected[0]:
+            raise VersionConflict(kind, doc_id, expected[0], current, expected[1])
 
     async def write(self, kind: str, body: dict[str, Any], author: str, note: str = "", *,
                     expected: Expected = None, dry_run: bool = False) -> Version:
         """Validate the store with this document in it, then write it and swap the plan at once.
 
         `expected` (version, param): refuse with VersionConflict unless the document is at that version,
-        checked before compiling and again just before the write (a write landing between that check
-        and the store's put is not caught: the store has no compare-and-set). `dry_run`: validate only
-        and return the version it would become, writing nothing (G16)."""
+        checked before compiling (a fast answer) and by the store's put, atomically with the write (a
+        compare-and-set across replicas: of concurrent writes based on one version, one lands). `dry_run`:
+        validate only and return the version it would become, writing nothing (G16)."""
         self._writable()
         await self.expect(kind, body["id"], expected)
         problem = limits.policy_problem(body) if kind == "policy" else None
@@ -268,8 +266,11 @@ class Registry:
             raise
         if dry_run:
             return dc_replace(candidate, version=await self.current_version(kind, body["id"]) + 1, note=note)
-        await self.expect(kind, body["id"], expected)
-        written = await self.store.put(kind, body, author, note)
+        try:  # the store's compare-and-set makes `expected` safe: a write may have landed since the check
+            written = await self.store.put(kind, body, author, note, expected_version=expected and expected[0])
+        except VersionConflict as err:  # name the caller's param (If-Match or expected_version)
+            err.param = expected[1] if expected else err.param
+            raise
         await self.load()
         return written
 

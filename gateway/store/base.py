@@ -3,8 +3,10 @@
 
 Model:
 - **Documents** of a few kinds (policy, stage, application), each a JSON object with an `id`. Every
-  write creates a new immutable **version**; `current` points at one of them. `revert` makes an
-  earlier version current again by writing it as a new version (history is never rewritten).
+  write creates a new immutable **version**; `current` points at one of them. A write may name the
+  version it is based on (`expected_version`): the store refuses it, atomically, if the document moved
+  on. `revert` makes an earlier version current again by writing it as a new version (history is never
+  rewritten).
   Deleting keeps the history; a deleted document is absent from `get` and `list`.
 - **Examples**: labelled training rows per policy, each with an id (`seq`), `created`, `author` and
   `source`; a row can be edited or deleted (one by id, or all of one source), listed a page at a time.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gateway.errors import NotFound, StoreError  # noqa: F401  (re-exported; defined there)
+from gateway.errors import NotFound, StoreError, VersionConflict  # noqa: F401  (re-exported; defined there)
 
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
@@ -79,7 +81,12 @@ class Store(Protocol):
     async def revision(self) -> int: ...
 
     # documents
-    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version: ...
+    # `expected_version`: compare-and-set (G19). The write happens only if the document's current version
+    # is that one (0: it does not exist or was deleted, so 0 means create only), checked atomically with
+    # assigning the new version (across replicas sharing the store); else VersionConflict, carrying the
+    # current version (its `param` is "expected_version"; the registry names the caller's).
+    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "", *,
+                  expected_version: int | None = None) -> Version: ...
     async def get(self, kind: str, doc_id: str, version: int | None = None) -> Version | None: ...
     async def list(self, kind: str) -> List[Version]: ...
     async def versions(self, kind: str, doc_id: str) -> List[Version]: ...

@@ -1,4 +1,4 @@
-# size: one Store implementation against Redis: its three Lua scripts, then every method of the
+# size: one Store implementation against Redis: its four Lua scripts, then every method of the
 # Store Protocol, each a few commands
 """The shared store for several replicas: Redis (redis-py asyncio). Every key starts with `prefix`, so
 deployments and test runs sharing a server never collide. The monitoring log is a Redis Stream capped
@@ -22,6 +22,7 @@ from gateway.store.base import (
     Record,
     StoreError,
     Version,
+    VersionConflict,
     check_kind,
     check_label,
     doc_id,
@@ -34,6 +35,26 @@ from gateway.store.base import (
 
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
+
+# Write a new version of a document: assign its number (HINCRBY of the kind's counter), store it, point
+# `current` at it and bump the revision, in one script, so no other write (from any replica) lands in
+# between. With an expected version (G19's compare-and-set), the write happens only if the document's
+# current version is that one (0: none, or deleted), checked in the same script. KEYS: the kind's version
+# counters, the document's versions, the kind's current pointers, the revision; ARGV: id, the entry
+# (JSON), the expected version or "". Returns {version, revision}, or {0, the current version} if refused.
+_PUT = """
+if ARGV[3] ~= '' then
+  local current = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+  if current ~= tonumber(ARGV[3]) then
+    return {0, current}
+  end
+end
+local version = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HSET', KEYS[2], tostring(version), ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], tostring(version))
+return {version, redis.call('INCR', KEYS[4])}
+"""
+
 
 # INCR the record counter and XADD the record under that number as its stream id, atomically, so
 # concurrent writers never add ids out of order. A record with a dedupe key already seen in the last day
@@ -116,6 +137,7 @@ class RedisStore(DocumentHistory):
         self.max_records = max_records
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                               decode_responses=True)
+        self._put = self.client.register_script(_PUT)
         self._append = self.client.register_script(_APPEND)
         self._claim = self.client.register_script(_CLAIM)
         self._examples = self.client.register_script(_EXAMPLES)
@@ -140,19 +162,19 @@ class RedisStore(DocumentHistory):
 
     # --- documents ---------------------------------------------------------------------------
 
-    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
+    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "", *,
+                  expected_version: int | None = None) -> Version:
         check_kind(kind)
         ident = doc_id(body)
-        version = int(await self._call(self.client.hincrby(self.k("vn", kind), ident, 1)))
         created = time.time()
         entry = json.dumps({"body": body, "created": created, "author": author, "note": note})
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.k("v", kind, ident), str(version), entry)
-        pipe.hset(self.k("cur", kind), ident, str(version))
-        pipe.incr(self.k("revision"))
-        result = await self._call(pipe.execute())
-        await self._call(self.client.publish(self.k("changes"), str(result[-1])))
-        return Version(kind, ident, version, body, created, author, note)
+        keys = [self.k("vn", kind), self.k("v", kind, ident), self.k("cur", kind), self.k("revision")]
+        expected = "" if expected_version is None else str(int(expected_version))
+        version, other = await self._call(self._put(keys=keys, args=[ident, entry, expected]))
+        if not version:  # refused: `other` is the current version
+            raise VersionConflict(kind, ident, int(expected), int(other))
+        await self._call(self.client.publish(self.k("changes"), str(other)))  # the new revision
+        return Version(kind, ident, int(version), body, created, author, note)
 
     @staticmethod
     def _version(kind: str, ident: str, version: int, raw: str) -> Version:

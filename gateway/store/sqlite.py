@@ -21,6 +21,7 @@ from gateway.store.base import (
     Record,
     StoreError,
     Version,
+    VersionConflict,
     check_kind,
     check_label,
     doc_id,
@@ -169,12 +170,18 @@ class SqliteStore(DocumentHistory):
 
     # --- documents ---------------------------------------------------------------------------
 
-    def _write(self, kind: str, body: dict[str, Any], author: str, note: str) -> Version:
+    def _write(self, kind: str, body: dict[str, Any], author: str, note: str, expected: int | None) -> Version:
         check_kind(kind)
         ident = doc_id(body)
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")  # the write lock: no other writer (thread or process) until COMMIT
         try:
+            if expected is not None:  # compare-and-set, in the transaction that assigns the version
+                found = db.execute("SELECT version FROM current WHERE kind=? AND id=? AND deleted=0",
+                                   (kind, ident)).fetchone()
+                current = int(found[0]) if found else 0
+                if current != expected:
+                    raise VersionConflict(kind, ident, expected, current)
             row = db.execute("SELECT MAX(version) FROM versions WHERE kind=? AND id=?", (kind, ident)).fetchone()
             version = (row[0] or 0) + 1
             created = time.time()
@@ -189,8 +196,9 @@ class SqliteStore(DocumentHistory):
             raise
         return Version(kind, ident, version, body, created, author, note)
 
-    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "") -> Version:
-        return await self._run(self._write, kind, body, author, note)
+    async def put(self, kind: str, body: dict[str, Any], author: str, note: str = "", *,
+                  expected_version: int | None = None) -> Version:
+        return await self._run(self._write, kind, body, author, note, expected_version)
 
     @staticmethod
     def _version(row: tuple) -> Version:
