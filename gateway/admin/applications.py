@@ -18,6 +18,7 @@ from gateway.admin.common import ok, read_json, wrap
 from gateway.policies.registry import Registry
 from gateway.proxy.auth import key_digest
 from gateway.proxy.limits import expires
+from gateway.errors import VersionConflict
 from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Version
 
@@ -85,6 +86,10 @@ def _central_only(role: Role) -> None:
         raise OpenAIError(403, "Only central tokens may manage applications.", code="forbidden")
 
 
+def _exists(app_id: str) -> OpenAIError:
+    return OpenAIError(409, f"An application '{app_id}' exists already.", code="application_exists", param="id")
+
+
 class ApplicationAdmin:
     """The application endpoints over one registry (and its store); central tokens only."""
 
@@ -130,12 +135,14 @@ class ApplicationAdmin:
         if not isinstance(app_id, str) or not app_id:
             raise OpenAIError(400, "id: required, a non-empty string.", code="invalid_application", param="id")
         if app_id in self.registry.application_ids:
-            raise OpenAIError(409, f"An application '{app_id}' exists already.", code="application_exists",
-                              param="id")
+            raise _exists(app_id)
         key = _new_key()
         rules = {key_digest(key): rule} if rule else {}
-        doc = await self.registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)],
-                                                        "key_rules": rules}, "central")
+        try:  # create only: of two racing creates of one id, the store lets one land (compare-and-set on 0)
+            doc = await self.registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)],
+                                                            "key_rules": rules}, "central", expected=(0, "id"))
+        except VersionConflict:
+            raise _exists(app_id) from None
         return ok({**_view(doc), "key": key}, 201)
 
     async def stored(self, app_id: str) -> Version:

@@ -28,7 +28,12 @@ from gateway.policies.applying import applied_counts
 from gateway.policies.registry import Registry
 from gateway.guard.policy_types import TRAINABLE
 from gateway.policies.training import TrainingJobs, training_state
+from gateway.errors import VersionConflict
 from gateway.wire import OpenAIError, RawResponse
+
+
+def _exists(policy_id: str) -> OpenAIError:
+    return OpenAIError(409, f"A policy '{policy_id}' exists already.", code="policy_exists", param="id")
 
 
 class PolicyRecords(PolicyAdmin):
@@ -53,8 +58,12 @@ class PolicyRecords(PolicyAdmin):
         if not isinstance(policy_id, str) or not policy_id:
             raise OpenAIError(400, "id: required, a non-empty string.", code="invalid_policy", param="id")
         if policy_id in self.registry.config_policy_ids or await self.store.get("policy", policy_id) is not None:
-            raise OpenAIError(409, f"A policy '{policy_id}' exists already.", code="policy_exists", param="id")
-        doc = await self.registry.write("policy", {**body, "owner": owner(role)}, owner(role), note, dry_run=trial)
+            raise _exists(policy_id)
+        try:  # create only: of two racing creates of one id, the store lets one land (compare-and-set on 0)
+            doc = await self.registry.write("policy", {**body, "owner": owner(role)}, owner(role), note,
+                                            expected=(0, "id"), dry_run=trial)
+        except VersionConflict:
+            raise _exists(policy_id) from None
         return self.written(doc, trial, 201)
 
     async def read(self, request: Request, role: Role) -> RawResponse:

@@ -18,6 +18,7 @@ from gateway.admin.auth import AdminAuth, Role
 from gateway.admin.common import acting_on, dry_run, ok, owner, read_json, take_expected, take_note, wrap
 from gateway.admin.resource import Resource
 from gateway.policies.registry import Registry
+from gateway.errors import VersionConflict
 from gateway.wire import OpenAIError, RawResponse
 from gateway.store import Version
 
@@ -33,6 +34,10 @@ def _split(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     if not isinstance(body.get("name"), str) or not body["name"]:
         raise OpenAIError(400, "name: required, a non-empty string.", code="invalid_stage", param="name")
     return body, applications
+
+
+def _exists(name: str) -> OpenAIError:
+    return OpenAIError(409, f"A stage '{name}' exists already.", code="stage_exists", param="name")
 
 
 class StageAdmin(Resource):
@@ -96,10 +101,13 @@ class StageAdmin(Resource):
         spec, applications = _split(body)
         self.check_scope(role, spec, applications)
         if spec["name"] in self.registry.config_stage_names or await self.store.get("stage", spec["name"]) is not None:
-            raise OpenAIError(409, f"A stage '{spec['name']}' exists already.", code="stage_exists", param="name")
-        doc = await self.registry.write("stage", {"id": spec["name"], "spec": spec, "applications": applications,
-                                                 "owner": owner(role), "paused": False},
-                                        owner(role), note, dry_run=trial)
+            raise _exists(spec["name"])
+        try:  # create only: of two racing creates of one name, the store lets one land (compare-and-set on 0)
+            doc = await self.registry.write("stage", {"id": spec["name"], "spec": spec, "applications": applications,
+                                                     "owner": owner(role), "paused": False},
+                                            owner(role), note, expected=(0, "name"), dry_run=trial)
+        except VersionConflict:
+            raise _exists(spec["name"]) from None
         return self.written(doc, trial, 201)
 
     async def read(self, request: Request, role: Role) -> RawResponse:

@@ -81,3 +81,44 @@ def test_racing_writes_on_one_version_one_lands(tmp_path: Path, backend: str, ho
             keys = list(client.scan_iter(prefix + "*"))
             if keys:
                 client.delete(*keys)
+
+
+CREATES = {
+    "policy": ("/v1/admin/policies", {"id": "twin", "type": "contains", "keywords": ["a"]}, "policy_exists", "id"),
+    "stage": ("/v1/admin/stages", {"name": "twin", "on": "input", "scope": "central",
+                                   "rulesets": [{"name": "long", "rules": [{"metric": "length", "op": "gt", "value": 9}]}]},
+              "stage_exists", "name"),
+    "application": ("/v1/admin/applications", {"id": "twin"}, "application_exists", "id"),
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("kind", sorted(CREATES))
+def test_racing_creates_of_one_id_one_lands(tmp_path: Path, backend: str, kind: str) -> None:
+    """Two creates of one id, both past the 'exists already' check: the store's create-only put lets one
+    land; the other answers the same 409 as a late create would (policy_exists, stage_exists,
+    application_exists), and the store holds version 1 only."""
+    prefix = f"test-cas-{uuid.uuid4().hex[:10]}:"
+    store = f"store: {{url: '{REDIS_URL}', prefix: '{prefix}'}}\n" if backend == "redis" else ""
+    url, body, code, param = CREATES[kind]
+
+    async def go() -> None:
+        async with in_process(_config(store), tmp_path) as (app, client):
+            registry = app._registry
+            assert registry is not None
+            _hold_puts(registry.store, 2)
+            answers = await asyncio.gather(*(client.post(url, headers=ADMIN, json=body) for _ in range(2)))
+            assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+            error = next(a for a in answers if a.status_code == 409).json()["error"]
+            assert (error["code"], error["param"]) == (code, param)
+            history = await registry.store.versions(kind, "twin")
+            assert [v.version for v in history] == [1]
+
+    try:
+        asyncio.run(go())
+    finally:
+        if backend == "redis":
+            client = redis.Redis.from_url(REDIS_URL)
+            keys = list(client.scan_iter(prefix + "*"))
+            if keys:
+                client.delete(*keys)
