@@ -9,14 +9,20 @@ from gateway.admin.auth import Role
 from gateway.admin.common import owner
 from gateway.admin.resource import Resource
 from gateway.guard.monitor import MonitorLog
+from gateway.guard.policy_types import POLICY_TYPES
 from gateway.policies.registry import Registry
 from gateway.store import Version
 from gateway.wire import OpenAIError
 
 
 def view(doc: Version, source: str = "store") -> dict[str, Any]:
+    """A stored policy as the API shows it: its body with the version's metadata, and `trainable` from
+    the policy-type registry (what `GET /v1/admin/policy-types` says of its type), so that a client need
+    not keep its own list of the types that train."""
+    kind = POLICY_TYPES.get(str(doc.body.get("type")))
     return {"id": doc.id, "object": "policy", "source": source, "version": doc.version, "updated": doc.created,
-            "author": doc.author, **{k: v for k, v in doc.body.items() if k != "id"}}
+            "author": doc.author, **{k: v for k, v in doc.body.items() if k != "id"},
+            "trainable": kind is not None and kind.trainable}
 
 
 def light(view: dict[str, Any]) -> dict[str, Any]:

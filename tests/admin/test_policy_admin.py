@@ -60,6 +60,7 @@ def test_create_read_list_edit_delete(gw: Gateway) -> None:
     r = httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=body)
     assert r.status_code == 201, r.text
     assert r.json()["version"] == 1 and r.json()["owner"] == "central"
+    assert r.json()["trainable"] is False  # the type's, from the registry (a regex policy does not train)
     assert httpx.post(gw.url + "/v1/admin/policies", headers=h(CENTRAL), json=body).status_code == 409
     listed = httpx.get(gw.url + "/v1/admin/policies", headers=h(ADMIN_A)).json()["data"]
     assert {(p["id"], p["source"]) for p in listed} >= {("codes", "store"), ("from_config", "config")}
@@ -67,7 +68,7 @@ def test_create_read_list_edit_delete(gw: Gateway) -> None:
     assert r.status_code == 200 and r.json()["version"] == 2
     assert httpx.get(gw.url + "/v1/admin/policies/codes", headers=h(CENTRAL)).json()["patterns"] == ["PRJ-[0-9]{4}"]
     versions = httpx.get(gw.url + "/v1/admin/policies/codes/versions", headers=h(CENTRAL)).json()["data"]
-    assert [(v["version"], v["current"]) for v in versions] == [(1, False), (2, True)]
+    assert [(v["version"], v["current"], v["trainable"]) for v in versions] == [(1, False, False), (2, True, False)]
     r = httpx.post(gw.url + "/v1/admin/policies/codes/revert", headers=h(CENTRAL), json={"version": 1})
     assert r.status_code == 200 and r.json()["version"] == 3 and r.json()["patterns"] == ["PRJ-[0-9]{3}"]
     assert httpx.delete(gw.url + "/v1/admin/policies/codes", headers=h(CENTRAL)).json()["deleted"] is True
@@ -461,6 +462,7 @@ def test_seed_000_cycle(gw: Gateway) -> None:
     first = job["version"]
     trained = httpx.get(gw.url + "/v1/admin/policies/financials", headers=h(CENTRAL)).json()
     assert trained["version"] == first and trained["trained"]["rows"] == 12 and trained["head"]["threshold"] > 0
+    assert trained["trainable"] is True
     assert httpx.post(gw.url + "/v1/admin/policies/financials/apply", headers=h(CENTRAL),  # to a model
                       json={"models": ["gpt-4o"], "on": "input", "action": {"type": "block"}}).status_code == 201
 

@@ -240,6 +240,79 @@ def test_wizard_types_come_from_the_catalogue(page: Any, console_gw: Gateway) ->
     assert httpx.delete(console_gw.url + "/v1/admin/policies/long_tokens", headers=h(CENTRAL)).status_code == 200
 
 
+def test_trainable_ui_follows_the_api(page: Any, console_gw: Gateway) -> None:
+    """The console keeps no list of trainable types: the registry's training state badge, the policy page's
+    Training data tab and the wizard's training fields appear exactly for the types the API calls
+    trainable (GET /v1/admin/policy-types, and each stored policy's own `trainable`). While the catalogue
+    is unavailable the wizard shows no training fields and says why; Retry brings them."""
+    admin = console_gw.url + "/v1/admin"
+    catalogue = httpx.get(admin + "/policy-types", headers=h(CENTRAL)).json()["data"]
+    trains = {t["type"]: t["trainable"] for t in catalogue}
+    assert trains["classifier"] is True and trains["regex"] is False  # the cases below cover both answers
+    made = {"tr_classifier": {"type": "classifier", "rule": "No refunds", "disallowed_behaviors": ["promising a refund"]},
+            "tr_similar": {"type": "similar", "rule": "No refunds",
+                           "examples": [{"example": "I will refund you", "compliance": "FAIL"}]},
+            "tr_regex": {"type": "regex", "patterns": ["TR-[0-9]+"]}}
+    for pid, body in made.items():  # a model policy's first compile loads the encoder: seconds on 2 cores
+        r = httpx.post(admin + "/policies", headers=h(CENTRAL), json={"id": pid, **body}, timeout=120)
+        assert r.status_code == 201, r.text
+        assert r.json()["trainable"] is trains[body["type"]]
+    listed = {p["id"]: p for p in httpx.get(admin + "/policies", headers=h(CENTRAL)).json()["data"]}
+    assert {pid: listed[pid]["trainable"] for pid in made} == {pid: trains[b["type"]] for pid, b in made.items()}
+
+    login(page, CENTRAL, "#/policies")
+    table = page.get_by_role("table", name="policies")
+    for pid, body in made.items():
+        state = table.locator(f"tr[data-policy={pid}] td").nth(6)  # the state column
+        if trains[body["type"]]:
+            expect(state.locator(".badge")).to_have_text("Needs training")
+        else:
+            expect(table.locator(f"tr[data-policy={pid}]")).to_be_visible()
+            expect(state).to_have_text("")
+    for pid, body in made.items():
+        page.goto(f"/console/#/policies/{pid}")
+        tabs = page.get_by_role("navigation", name="tabs").get_by_role("link")
+        expect(tabs.first).to_have_text("Definition")
+        expect(tabs.filter(has_text="Training data")).to_have_count(1 if trains[body["type"]] else 0)
+    for pid in made:
+        assert httpx.delete(f"{admin}/policies/{pid}", headers=h(CENTRAL)).status_code == 200
+
+    # the wizard: training fields and the examples in the body exactly for the catalogue's trainable types
+    for kind in ("classifier", "similar", "regex"):
+        page.goto("/console/#/policies")  # a fresh wizard each time (it keeps its state across ?type=)
+        page.get_by_role("button", name="New Policy").click()
+        page.get_by_label("Policy type").select_option(kind)
+        page.get_by_role("button", name="Next").click()
+        expect(page.get_by_label("Policy id")).to_be_visible()
+        expect(page.get_by_text("Loading policy types")).to_have_count(0)
+        expect(page.get_by_label("FAIL examples (one per line)")).to_have_count(1 if trains[kind] else 0)
+        expect(page.get_by_label("Disallowed behaviours (one per line)")).to_have_count(1 if trains[kind] else 0)
+        page.get_by_role("button", name="Next").click()
+        page.get_by_role("button", name="Next").click()
+        review = page.get_by_test_id("review-json")
+        expect(review).to_contain_text(f'"type": "{kind}"')
+        if trains[kind]:
+            expect(review).to_contain_text('"examples": []')
+        else:
+            expect(review).not_to_contain_text("examples")
+
+    # the catalogue fails: no training fields (nothing sent the server did not ask for), a banner, Retry
+    page.route("**/v1/admin/policy-types", lambda route: route.fulfill(
+        status=500, content_type="application/json",
+        body='{"error": {"message": "catalogue down", "type": "api_error", "param": null, "code": null}}'))
+    page.goto("/console/#/policies")
+    expect(page.get_by_role("table", name="policies")).to_be_visible()
+    page.goto("/console/#/policies/new?type=classifier")
+    expect(page.get_by_label("Policy type")).to_have_value("classifier")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_test_id("types-unavailable")).to_contain_text("catalogue down")
+    expect(page.get_by_label("FAIL examples (one per line)")).to_have_count(0)
+    page.unroute("**/v1/admin/policy-types")
+    page.get_by_test_id("types-unavailable").get_by_role("button", name="Retry").click()
+    expect(page.get_by_test_id("types-unavailable")).to_have_count(0)
+    expect(page.get_by_label("FAIL examples (one per line)")).to_have_count(1 if trains["classifier"] else 0)
+
+
 def test_stage_editor_two_rulesets_reorder_pause_revert(page: Any, console_gw: Gateway) -> None:
     login(page, CENTRAL, "#/stages")
     page.get_by_role("button", name="New stage").click()

@@ -4,7 +4,6 @@ import { html, useState, useEffect, useApi, useSession, useAction, Field, TextIn
          ConfigBadge, Badge, Tabs, ShowApi, Loading, NotFound, fmtTime, ownerOf, mayEdit, errorFor } from "../ui.js";
 import { api, enc } from "../api.js";
 
-const TRAINABLE = ["classifier", "similar"];
 const TYPES = [
   { value: "regex", label: "regex: patterns (RE2) that must not appear", group: "Pattern" },
   { value: "contains", label: "contains: keywords that must not appear", group: "Pattern" },
@@ -18,8 +17,10 @@ const TYPES = [
 ];
 const PII = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PERSON"];
 
+// Whether a policy trains comes from the API, never from a list kept here: a stored policy's view says
+// `trainable` (its type's, from the server's policy-type registry); config policies never train.
 export function policyState(p) {
-  if (!TRAINABLE.includes(p.type) || p.source === "config") return null;
+  if (!p.trainable || p.source === "config") return null;
   const t = p.training;
   if (!t) return "Needs training";
   if (t.status === "training_queued") return "Training queued";
@@ -86,7 +87,9 @@ const enumOf = (cat, type, name, fallback) => {
   const s = p && (p.schema.enum || (p.schema.items && p.schema.items.enum));
   return s || fallback;
 };
-const HAND_MADE = ["regex", "contains", "pii", "detector", "rubric", "classifier", "similar"];
+const HAND_MADE = ["regex", "contains", "pii", "detector", "rubric"];
+// true or false as the catalogue says; null while it loads or if it failed (no training fields then).
+const trainableIn = (cat, type) => (cat ? !!(cat.find((t) => t.type === type) || {}).trainable : null);
 
 function genericParams(d, set, err, cat) {
   return paramsOf(cat, d.type).map((p) => {
@@ -115,8 +118,16 @@ function genericBody(d, cat) {
   return out;
 }
 
+// The behaviours and PASS/FAIL examples a trainable type trains on (the catalogue's `trainable`).
+const trainingFields = (d, set, err) => html`
+      <${TextArea} label="Disallowed behaviours (one per line)" name="disallowed_behaviors" value=${d.disallowed} onInput=${(v) => set({ disallowed: v })} err=${err} />
+      <${TextArea} label="Allowed behaviours (one per line)" name="allowed_behaviors" value=${d.allowed} onInput=${(v) => set({ allowed: v })} err=${err} />
+      <${TextArea} label="FAIL examples (one per line)" name="examples" value=${d.fail} onInput=${(v) => set({ fail: v })} err=${err} />
+      <${TextArea} label="PASS examples (one per line)" name="pass_examples" value=${d.pass} onInput=${(v) => set({ pass: v })} err=${err} />`;
+
 function typeParams(d, set, err, cat) {
-  if (cat && !HAND_MADE.includes(d.type)) return genericParams(d, set, err, cat);
+  const training = trainableIn(cat, d.type) ? trainingFields(d, set, err) : null;
+  if (cat && !HAND_MADE.includes(d.type)) return html`${genericParams(d, set, err, cat)}${training}`;
   switch (d.type) {
     case "regex": return html`<${TextArea} label="Patterns (one per line)" name="patterns" value=${d.patterns} onInput=${(v) => set({ patterns: v })} err=${err} />`;
     case "contains": return html`<${TextArea} label="Keywords (one per line)" name="keywords" value=${d.keywords} onInput=${(v) => set({ keywords: v })} err=${err} />`;
@@ -125,12 +136,7 @@ function typeParams(d, set, err, cat) {
     case "detector": return html`<${Select} label="Detector" name="detector" value=${d.detector || "prompt_injection"} onChange=${(v) => set({ detector: v })} options=${enumOf(cat, "detector", "detector", ["prompt_injection", "harmful", "toxicity"])} err=${err} />`;
     case "rubric": return html`<${TextArea} label="Rubric" name="rubric" value=${d.rubric} onInput=${(v) => set({ rubric: v })} err=${err} />
       <${TextInput} label="Judge model" name="judge_model" value=${d.judge_model} onInput=${(v) => set({ judge_model: v })} err=${err} />`;
-    case "classifier": case "similar": return html`
-      <${TextArea} label="Disallowed behaviours (one per line)" name="disallowed_behaviors" value=${d.disallowed} onInput=${(v) => set({ disallowed: v })} err=${err} />
-      <${TextArea} label="Allowed behaviours (one per line)" name="allowed_behaviors" value=${d.allowed} onInput=${(v) => set({ allowed: v })} err=${err} />
-      <${TextArea} label="FAIL examples (one per line)" name="examples" value=${d.fail} onInput=${(v) => set({ fail: v })} err=${err} />
-      <${TextArea} label="PASS examples (one per line)" name="pass_examples" value=${d.pass} onInput=${(v) => set({ pass: v })} err=${err} />`;
-    default: return null;
+    default: return training;
   }
 }
 
@@ -142,7 +148,7 @@ function wizardBody(d, cat) {
   if (d.type === "pii") body.entities = d.entities || [];
   if (d.type === "detector") body.detector = d.detector || "prompt_injection";
   if (d.type === "rubric") { body.rubric = d.rubric || ""; if (d.judge_model) body.judge_model = d.judge_model; }
-  if (TRAINABLE.includes(d.type)) {
+  if (trainableIn(cat, d.type)) {
     body.disallowed_behaviors = lines(d.disallowed);
     body.allowed_behaviors = lines(d.allowed);
     body.examples = [...lines(d.fail).map((t) => ({ type: "FAIL", input_example: t })),
@@ -177,8 +183,8 @@ export function PolicyNew({ query }) {
     } catch (e) { const s = STEP_OF(e.param); if (s !== null) setStep(s); throw e; }
   });
   if (created) return html`<div><h1>Policy ${created.id} created</h1>
-    <div class="banner info">Version ${created.version}.${TRAINABLE.includes(created.type) ? " Add training data and train it next." : ""}</div>
-    <a href=${"#/policies/" + enc(created.id) + (TRAINABLE.includes(created.type) ? "/data" : "")}>Open ${created.id}</a></div>`;
+    <div class="banner info">Version ${created.version}.${created.trainable ? " Add training data and train it next." : ""}</div>
+    <a href=${"#/policies/" + enc(created.id) + (created.trainable ? "/data" : "")}>Open ${created.id}</a></div>`;
   const steps = ["Type", "Definition", "Threshold", "Review"];
   return html`<div><h1>New Policy</h1>
     <ol class="row" aria-label="steps">${steps.map((s, i) => html`<li class=${i === step ? "badge ready" : "badge"}>${i + 1}. ${s}</li>`)}</ol>
@@ -187,12 +193,16 @@ export function PolicyNew({ query }) {
     ${step === 1 && html`<div>
       <${TextInput} label="Policy id" name="id" value=${d.id} onInput=${(v) => set({ id: v })} err=${err} hint="a slug; usable as a metric name in stage rules" />
       <${TextArea} label="Rule (what the policy forbids)" name="rule" value=${d.rule} onInput=${(v) => set({ rule: v })} err=${err} />
-      ${typeParams(d, set, err, cat)}</div>`}
+      ${typeParams(d, set, err, cat)}
+      ${!cat && (types.error ? html`<div class="banner warn" role="status" data-testid="types-unavailable">Policy types did not load
+          (${types.error.message}): a trainable type's training fields are not shown.
+          <button class="secondary" onClick=${types.reload}>Retry</button></div>` : html`<${Loading} what="policy types" />`)}</div>`}
     ${step === 2 && html`<${TextInput} type="number" label="Threshold" name="threshold" value=${d.threshold} onInput=${(v) => set({ threshold: v })} err=${err}
         hint="0 to 1; violated above it. 0 = the calibrated threshold (model types)." />`}
     ${step === 3 && html`<div><h2>Review</h2><pre data-testid="review-json">${JSON.stringify(body, null, 2)}</pre>
       <${ShowApi} method="POST" path="/v1/admin/policies" body=${body} /></div>`}
-    <${ErrorBanner} err=${err} fields=${["id", "type", "rule", "threshold", "patterns", "keywords", "entities", "detector", "rubric", "judge_model", "examples", "allowed_behaviors", "disallowed_behaviors", ...paramsOf(cat, d.type).map((p) => p.name)]} />
+    <${ErrorBanner} err=${err} fields=${["id", "type", "rule", "threshold", "patterns", "keywords", "entities", "detector", "rubric", "judge_model",
+      ...(trainableIn(cat, d.type) ? ["examples", "allowed_behaviors", "disallowed_behaviors"] : []), ...paramsOf(cat, d.type).map((p) => p.name)]} />
     <div class="row">
       <a href="#/policies"><button class="secondary" type="button">Cancel</button></a>
       ${step > 0 && html`<button class="secondary" onClick=${() => setStep(step - 1)}>Back</button>`}
@@ -209,7 +219,7 @@ export function PolicyPage({ id, tab }) {
   if (error) return html`<${NotFound} err=${error} back="#/policies" label="the policy registry" />`;
   if (loading && !p) return html`<${Loading} what=${id} />`;
   const config = p.source === "config";
-  const trainable = TRAINABLE.includes(p.type) && !config;
+  const trainable = !config && !!p.trainable;
   const editable = mayEdit(session, p);
   const tabs = config ? [["definition", "Definition"], ["applied", "Applied to"]]
     : [["definition", "Definition"], ...(trainable ? [["data", "Training data"], ["training", "Training and versions"]] : [["training", "Versions"]]),
@@ -229,7 +239,7 @@ export function PolicyPage({ id, tab }) {
   </div>`;
 }
 
-const HIDDEN = ["id", "object", "source", "version", "updated", "author", "owner", "head", "trained", "training_examples", "training", "needs_training", "applied"];
+const HIDDEN = ["id", "object", "source", "version", "updated", "author", "owner", "head", "trained", "training_examples", "training", "needs_training", "trainable", "applied"];
 
 function Definition({ p, reload, editable, trainable }) {
   const [text, setText] = useState(null);
