@@ -255,6 +255,23 @@ def _knowledge(params: Mapping[str, Any]) -> str:
     return "context" if knowledge.strip() == "context" else knowledge
 
 
+# Each model-based type's parameters (the catalogue's PARAMS lists the same names), and what training
+# stores in a version (the head, the examples it was trained on, its record): accepted, never asked for.
+MODEL_PARAMS: dict[str, tuple[str, ...]] = {
+    "jailbreak": (), "detector": ("detector",), "classifier": ("training_data",), "similar": ("training_data",),
+    "relevance": (), "consistency": (), "factual": ("knowledge",),
+}
+TRAINED_KEYS = ("head", "trained", "training_examples")
+
+
+def _refuse_unknown(spec: PolicySpec) -> None:
+    allowed = MODEL_PARAMS.get(spec.type, ())
+    stored = TRAINED_KEYS if "training_data" in allowed else ()
+    unknown = [k for k in spec.params if k not in allowed and k not in stored]
+    if unknown:
+        raise ParamError((unknown[0],), f"unknown parameter; allowed: {', '.join(allowed) or 'none for this type'}")
+
+
 def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None) -> tuple[Any, float]:
     """(metric, calibrated threshold) for a model-based policy type, scored with `runtime` (a user's ONNX
     classifier needs none); ParamError names the bad key."""
@@ -265,6 +282,7 @@ def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None) -> tu
         from gateway.metrics.onnx_classifier import OnnxClassifierMetric
 
         return OnnxClassifierMetric.from_params(params), 0.5
+    _refuse_unknown(spec)
     if runtime is None:  # a caller's bug, not a config's
         raise TypeError(f"a {spec.type} policy scores with models: compile it with a scoring runtime")
     rt = runtime

@@ -89,3 +89,37 @@ def test_the_fields_agree() -> None:
         assert (refused is not None) == (t.host_reason is not None), name
     assert TRAINABLE == ("classifier", "similar")
     assert all(POLICY_TYPES[name].family == "model" for name in TRAINABLE)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in POLICY_TYPES.items() if t.family == "model"))
+def test_every_model_type_refuses_a_parameter_it_does_not_have(name: str) -> None:
+    """A model-based policy with an unknown key is a 400 naming it, as for the lexical types (before,
+    classifier, similar, detector and the hallucination types stored any key they were sent)."""
+    from gateway.metrics.model import compile_model_policy
+
+    with pytest.raises(ParamError) as info:
+        compile_model_policy(PolicySpec(id="p", type=name, bogus=1), _Runtime())  # type: ignore[arg-type]
+    assert info.value.path == ("bogus",) and "unknown parameter" in str(info.value)
+
+
+def test_model_parameters_are_the_catalogues() -> None:
+    """What a model-based type accepts is what the catalogue (GET /v1/admin/policy-types) shows."""
+    from gateway.metrics.model import MODEL_PARAMS
+
+    model = {n for n, t in POLICY_TYPES.items() if t.family == "model" and n != "onnx_classifier"}
+    assert set(MODEL_PARAMS) == model
+    for name in model:
+        assert set(MODEL_PARAMS[name]) == {p["name"] for p in PARAMS[name]}, name
+
+
+def test_a_trained_version_keeps_what_training_stored() -> None:
+    """A stored version of a trained classifier or similar policy carries its head, examples and record:
+    they compile (the builder is reached), they are not refused as unknown."""
+    from gateway.metrics.model import compile_model_policy
+
+    for name in TRAINABLE:
+        body = {"head": {}, "trained": {"rows": 1}, "training_examples": []}
+        with pytest.raises((_Reached, ParamError)) as info:
+            compile_model_policy(PolicySpec(id="p", type=name, **body), _Runtime())  # type: ignore[arg-type]
+        if isinstance(info.value, ParamError):  # the head itself may be refused (an empty one here), not as unknown
+            assert "unknown parameter" not in str(info.value), str(info.value)
