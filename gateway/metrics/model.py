@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,12 +264,33 @@ MODEL_PARAMS: dict[str, tuple[str, ...]] = {
 TRAINED_KEYS = ("head", "trained", "training_examples")
 
 
-def _refuse_unknown(spec: PolicySpec) -> None:
-    allowed = MODEL_PARAMS.get(spec.type, ())
+def unknown_params(kind: str, keys: Iterable[str]) -> ParamError | None:
+    """For a model-based type, the first of `keys` (a policy's parameters) it does not have, else None."""
+    if kind not in MODEL_PARAMS:
+        return None
+    allowed = MODEL_PARAMS[kind]
     stored = TRAINED_KEYS if "training_data" in allowed else ()
-    unknown = [k for k in spec.params if k not in allowed and k not in stored]
-    if unknown:
-        raise ParamError((unknown[0],), f"unknown parameter; allowed: {', '.join(allowed) or 'none for this type'}")
+    unknown = [k for k in keys if k not in allowed and k not in stored]
+    if not unknown:
+        return None
+    return ParamError((unknown[0],), f"unknown parameter; allowed: {', '.join(allowed) or 'none for this type'}")
+
+
+def known_params_only(spec: PolicySpec) -> PolicySpec:
+    """A stored model-based policy without the keys its type does not have. Versions written before
+    those were refused (an earlier release stored any key) still load; a write is checked
+    (`unknown_params`) before it is stored."""
+    if unknown_params(spec.type, spec.params) is None:
+        return spec
+    fields = spec.model_dump(exclude=set(spec.params))
+    kept = {k: v for k, v in spec.params.items() if unknown_params(spec.type, [k]) is None}
+    return PolicySpec.model_validate({**fields, **kept})
+
+
+def _refuse_unknown(spec: PolicySpec) -> None:
+    problem = unknown_params(spec.type, spec.params)
+    if problem is not None:
+        raise problem
 
 
 def compile_model_policy(spec: PolicySpec, runtime: ScoringRuntime | None) -> tuple[Any, float]:

@@ -25,6 +25,7 @@ from gateway.config.guard_schema import PolicySpec, StageSpec
 from gateway.config.schema import ApplicationConfig, GatewayConfig, KeyRule
 from gateway.guard.plan import GuardPlan, Stage, compile_plan, compile_stages
 from gateway.guard.policy import Policy, compile_policy, host_access
+from gateway.metrics.model import known_params_only
 from gateway.scoring.runtime import ScoringRuntime
 from gateway.store import Store, Version
 
@@ -109,7 +110,9 @@ def stored_application(doc: Version) -> ApplicationConfig:
 
 
 def policy_spec(body: dict[str, Any]) -> PolicySpec:
-    return PolicySpec.model_validate({k: v for k, v in body.items() if k != "owner"})
+    """A stored policy's spec; a model-based one without keys its type does not have (stored by a release
+    that accepted any key: dropped here so the store still loads; writes are refused them)."""
+    return known_params_only(PolicySpec.model_validate({k: v for k, v in body.items() if k != "owner"}))
 
 
 def compile_snapshot(config: GatewayConfig, snapshot: Snapshot, runtime: ScoringRuntime,

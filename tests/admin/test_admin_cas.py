@@ -122,3 +122,31 @@ def test_racing_creates_of_one_id_one_lands(tmp_path: Path, backend: str, kind: 
             keys = list(client.scan_iter(prefix + "*"))
             if keys:
                 client.delete(*keys)
+
+
+def test_a_stored_model_policy_with_a_key_of_an_earlier_release_still_loads(tmp_path: Path) -> None:
+    """Earlier releases stored any key on model-based policies; writes now refuse them (400 naming the
+    key), but a store that holds one keeps compiling: the key is dropped when the policy loads, so an
+    upgrade never takes the stored stages down."""
+
+    async def go() -> None:
+        async with in_process(_config(""), tmp_path) as (app, client):
+            registry = app._registry
+            assert registry is not None
+            await registry.store.put("policy", {"id": "old", "type": "detector", "detector": "toxicity",
+                                                "trainable": False, "colour": "red", "owner": "central"}, "central")
+            await registry.load()
+            assert registry.unloadable is None
+            stage = {"name": "s", "on": "input", "scope": "central",
+                     "rulesets": [{"name": "r", "rules": [{"metric": "old"}], "action": {"type": "block"}}]}
+            r = await client.post("/v1/admin/stages", headers=ADMIN, json=stage)
+            assert r.status_code == 201, r.text
+            r = await client.patch("/v1/admin/policies/old", headers=ADMIN, json={"rule": "no insults"})
+            assert r.status_code == 200, r.text
+            r = await client.patch("/v1/admin/policies/old", headers=ADMIN, json={"shade": "blue"})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "shade", r.text
+            r = await client.post("/v1/admin/policies", headers=ADMIN,
+                                  json={"id": "new", "type": "detector", "detector": "harmful", "colour": "red"})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "colour", r.text
+
+    asyncio.run(go())
