@@ -238,3 +238,51 @@ def test_the_eager_position_is_looked_for_in_the_tail_only() -> None:
 def test_what_was_released_is_never_taken_back(final: bool) -> None:
     assert HoldBack(4).release("abc", 5, final) == 5  # text shortened behind the released count
     assert HoldBack(None).release("abc", 5, final) == 5
+
+
+@settings(max_examples=400, deadline=None)
+@given(window=texts, a=st.integers(0, 60), b=st.integers(0, 60), replacement=st.text(ALPHABET + "<>", max_size=8))
+def test_changed_span_is_the_least_part_a_rewrite_replaces(window: str, a: int, b: int, replacement: str) -> None:
+    a, b = sorted((min(a, len(window)), min(b, len(window))))
+    changed = window[:a] + replacement + window[b:]
+    first, end = HoldBack.changed_span(window, changed)
+    assert 0 <= first <= end <= len(window)
+    # the rewrite is window[:first] + something + window[end:]: what leaves before `first` is the same in both
+    assert window[:first] == changed[:first] and window[end:] == changed[len(changed) - (len(window) - end):]
+    assert window[:first] + changed[first:len(changed) - (len(window) - end)] + window[end:] == changed
+    # and no shorter: the first replaced character differs (unless one text ends there)
+    assert first in (len(window), len(changed)) or window[first] != changed[first]
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=texts, holdback=st.integers(0, 12), needle=needles, released=st.integers(0, 60),
+       start=st.integers(0, 60), a=st.integers(0, 60), b=st.integers(0, 60), eager=st.booleans())
+def test_a_rewrite_waits_unless_all_it_replaces_leaves_now(text: str, holdback: int, needle: str, released: int,
+                                                         start: int, a: int, b: int, eager: bool) -> None:
+    """Before the final check a rewrite is applied only when every character it replaces lies before
+    where this check would release to (a span there is complete); otherwise it waits and nothing from
+    its first replaced character on leaves."""
+    released = min(released, len(text))
+    start = min(start, released)
+    hold = HoldBack(holdback, None, needle_pending(needle) if eager else None)
+    window = text[start:]
+    a, b = sorted((min(a, len(window)), min(b, len(window))))
+    changed = window[:a] + "<X>" + window[b:]
+    first, end = HoldBack.changed_span(window, changed)
+    settled = hold.release(text, released, False)
+    wait = hold.deferred(text, released, start, changed)
+    if start + end <= settled:
+        assert wait is None
+    else:
+        assert wait is not None and released <= wait <= max(released, start + first) and wait <= settled
+
+
+def test_a_rewrite_at_the_growing_end_waits() -> None:
+    """'10.20.30.4' at the end of the text may be the start of '10.20.30.40': its redaction waits, and
+    the text before it leaves; once the text goes on past it, the same redaction applies."""
+    hold = HoldBack(64, None, lambda tail: len(tail) - len(tail.split(" ")[-1]))  # the token being written
+    text = "the server is at 10.20.30.4"
+    at = text.index("10.")
+    assert hold.deferred(text, 0, 0, text[:at] + "<IP_ADDRESS>") == at
+    longer = text + "0 thanks"
+    assert hold.deferred(longer, 0, 0, longer[:at] + "<IP_ADDRESS> thanks") is None
