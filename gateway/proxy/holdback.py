@@ -14,11 +14,6 @@ the last check. `HoldBack` answers, from those counters alone, the questions the
 - `release`: how far the text may be released after a check passed: all on the final check, else all
   but the last `holdback` characters, raised, when eager, to where a match could still start
   (`pending`), and never lowered.
-- `deferred`: whether a rewrite (a redaction) found before the final check must wait: one that reaches
-  text that may still grow would replace part of a span still being written, and the span's end would
-  then leave after its placeholder ("<IP_ADDRESS>0" for an address whose last digit had not arrived).
-  It waits, nothing from its start on leaves, and a later check (at the latest the final one) finds
-  the whole span.
 
 So a span of at most `holdback` characters is never half released: while it is incomplete it sits in
 the held-back tail (or, when eager, behind the position `pending` reports for its start).
@@ -73,29 +68,6 @@ class HoldBack:
         """Whether `changed`, a stage's rewrite of `window` whose first `sent` characters already left,
         alters those (only a span longer than the hold-back can do this)."""
         return changed[:sent] != window[:sent]
-
-    @staticmethod
-    def changed_span(window: str, changed: str) -> tuple[int, int]:
-        """The characters of `window` that `changed` (a rewrite of it) replaces: [first, end)."""
-        first = 0
-        limit = min(len(window), len(changed))
-        while first < limit and window[first] == changed[first]:
-            first += 1
-        suffix = 0
-        while suffix < limit - first and window[-1 - suffix] == changed[-1 - suffix]:
-            suffix += 1
-        return first, len(window) - suffix
-
-    def deferred(self, text: str, released: int, start: int, changed: str) -> int | None:
-        """Before the final check, for a rewrite `changed` of `text[start:]`: None when it may be applied
-        now (every character it replaces lies in text that leaves after this check: its spans are
-        complete); else how far the unchanged text may be released while it waits (up to the first
-        character it would replace)."""
-        settled = self.release(text, released, False)
-        first, end = self.changed_span(text[start:], changed)
-        if start + end <= settled:
-            return None
-        return max(released, min(settled, start + first))
 
     def release(self, text: str, released: int, final: bool) -> int:
         """How far `text` may have been released once a check passed on it (at least `released`)."""

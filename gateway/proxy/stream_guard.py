@@ -158,11 +158,6 @@ class StreamGuard:
         if decision.changed:
             if hold.reaches_sent(window, decision.texts[0], choice.released - start):
                 return await self._stop(choice, decision)
-            wait = None if final else hold.deferred(choice.text, choice.released, start, decision.texts[0])
-            if wait is not None:  # a span still being written: redact it whole at a later check
-                out = self._delta(choice, choice.text[choice.released:wait])
-                choice.released = wait
-                return out
             choice.text = choice.text[:start] + decision.texts[0]
             for tool, text in zip(tools, decision.texts[1:]):
                 tool["function"]["arguments"] = text
