@@ -34,13 +34,27 @@ from gateway.metrics.model import unknown_params
 from gateway.wire import OpenAIError, RawResponse
 
 
+def _params(body: dict[str, Any]) -> list[str]:
+    return [k for k in body if k not in PolicySpec.model_fields and k != "owner"]
+
+
 def _refuse_unknown_params(body: dict[str, Any]) -> None:
     """A model-based policy's keys its type does not have: 400 naming the first (stored versions written
     before this check keep loading without them: policies/compile.policy_spec)."""
-    problem = unknown_params(str(body.get("type")), [k for k in body if k not in PolicySpec.model_fields
-                                                     and k != "owner"])
+    problem = unknown_params(str(body.get("type")), _params(body))
     if problem is not None:
         raise InvalidChange(str(problem.path[0]), problem.message)
+
+
+def _edited(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH's new body. A key the type does not have is refused when the request sets it (a new key or
+    a new value); one that is only carried over (stored by an earlier release, sent back unchanged, or a
+    parameter of the type the policy is leaving) is dropped, so such a policy stays editable."""
+    merged = {**stored, **changes}
+    kind = str(merged.get("type"))
+    _refuse_unknown_params({"type": kind, **{k: v for k, v in changes.items()
+                                             if k not in stored or stored[k] != v}})
+    return {k: v for k, v in merged.items() if k not in _params({k: v}) or unknown_params(kind, [k]) is None}
 
 
 def _exists(policy_id: str) -> OpenAIError:
@@ -102,8 +116,7 @@ class PolicyRecords(PolicyAdmin):
         for key in ("id", "owner"):
             if key in changes and changes[key] != doc.body.get(key):
                 raise OpenAIError(400, f"{key}: cannot be changed.", code="invalid_policy", param=key)
-        _refuse_unknown_params({"type": doc.body.get("type"), **changes})
-        new = await self.registry.write("policy", {**doc.body, **changes}, owner(role), note, expected=expected,
+        new = await self.registry.write("policy", _edited(doc.body, changes), owner(role), note, expected=expected,
                                         dry_run=trial)
         return self.written(new, trial)
 

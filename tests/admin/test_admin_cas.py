@@ -135,13 +135,24 @@ def test_a_stored_model_policy_with_a_key_of_an_earlier_release_still_loads(tmp_
             assert registry is not None
             await registry.store.put("policy", {"id": "old", "type": "detector", "detector": "toxicity",
                                                 "trainable": False, "colour": "red", "owner": "central"}, "central")
+            old_body = (await registry.store.get("policy", "old")).body
+            assert old_body["colour"] == "red"
             await registry.load()
             assert registry.unloadable is None
             stage = {"name": "s", "on": "input", "scope": "central",
                      "rulesets": [{"name": "r", "rules": [{"metric": "old"}], "action": {"type": "block"}}]}
             r = await client.post("/v1/admin/stages", headers=ADMIN, json=stage)
             assert r.status_code == 201, r.text
+            # the console saves every field it shows: a carried-over key sent back unchanged is dropped
+            r = await client.patch("/v1/admin/policies/old", headers=ADMIN, json={"rule": "none", "colour": "red"})
+            assert r.status_code == 200 and "colour" not in r.json(), r.text
             r = await client.patch("/v1/admin/policies/old", headers=ADMIN, json={"rule": "no insults"})
+            assert r.status_code == 200, r.text
+            assert not {"colour", "trainable"} & set((await registry.store.get("policy", "old")).body)
+            # leaving a type drops its parameters (the next save would otherwise be refused for them)
+            r = await client.patch("/v1/admin/policies/old", headers=ADMIN, json={"type": "jailbreak"})
+            assert r.status_code == 200 and "detector" not in r.json(), r.text
+            r = await client.patch("/v1/admin/policies/old", headers=ADMIN, json={"rule": "again"})
             assert r.status_code == 200, r.text
             r = await client.patch("/v1/admin/policies/old", headers=ADMIN, json={"shade": "blue"})
             assert r.status_code == 400 and r.json()["error"]["param"] == "shade", r.text
