@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from tests.inprocess import in_process
+from tests.redisutil import drop_prefix
 
 ADMIN = {"authorization": "Bearer adm"}
 URL = "/v1/admin/policies/race"
@@ -77,10 +77,7 @@ def test_racing_writes_on_one_version_one_lands(tmp_path: Path, backend: str, ho
         asyncio.run(go())
     finally:
         if backend == "redis":
-            client = redis.Redis.from_url(REDIS_URL)
-            keys = list(client.scan_iter(prefix + "*"))
-            if keys:
-                client.delete(*keys)
+            drop_prefix(REDIS_URL, prefix)
 
 
 CREATES = {
@@ -118,10 +115,7 @@ def test_racing_creates_of_one_id_one_lands(tmp_path: Path, backend: str, kind: 
         asyncio.run(go())
     finally:
         if backend == "redis":
-            client = redis.Redis.from_url(REDIS_URL)
-            keys = list(client.scan_iter(prefix + "*"))
-            if keys:
-                client.delete(*keys)
+            drop_prefix(REDIS_URL, prefix)
 
 
 def test_a_stored_model_policy_with_a_key_of_an_earlier_release_still_loads(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-import redis
 
 from gateway.errors import VersionConflict
 from gateway.store import Store, open_store
+from tests.redisutil import drop_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 WRITERS = 8
@@ -32,10 +32,7 @@ def make_store(request, tmp_path) -> Callable[[], Store]:
 
     yield make
     if request.param == "redis":
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(prefix + "*"))
-        if keys:
-            client.delete(*keys)
+        drop_prefix(REDIS_URL, prefix)
 
 
 def run(make: Callable[[], Store], fn, replicas: int = 1) -> None:
