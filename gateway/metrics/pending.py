@@ -253,7 +253,11 @@ class Prefixes:
 
 _NUMBER_REACH = 64  # a number's span (IBAN 42 characters) plus the words after it that change its score
 _DIGIT = re.compile(r"\d")
-_CLUSTER_BACK = re.compile(r"[A-Za-z]{0,2}[+(]{0,2}(?:[\d \t._\-/*·•():]{0,3}\d)*\Z")
+# A number's cluster back from its first digit: an IBAN's letters, "+" or "(", then digit runs joined by
+# at most three separators. Written so a digit can be read one way only: the equivalent
+# `(?:[\d<separators>]{0,3}\d)*` backtracked exponentially on long digit runs (13 s for one 90-character tail).
+_SEP = r"[ \t._\-/*·•():]"
+_CLUSTER_BACK = re.compile(r"[A-Za-z]{0,2}[+(]{0,2}(?:" + _SEP + r"{0,3}\d+(?:" + _SEP + r"{1,3}\d+)*)?\Z")
 _PEM = "-----BEGIN"
 
 
