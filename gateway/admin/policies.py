@@ -30,18 +30,19 @@ from gateway.guard.policy_types import TRAINABLE
 from gateway.policies.training import TrainingJobs, training_state
 from gateway.config.guard_schema import PolicySpec
 from gateway.errors import InvalidChange, VersionConflict
-from gateway.metrics.model import unknown_params
+from gateway.metrics.model import accepts, unknown_params
 from gateway.wire import OpenAIError, RawResponse
 
 
-def _params(body: dict[str, Any]) -> list[str]:
-    return [k for k in body if k not in PolicySpec.model_fields and k != "owner"]
+def _is_field(key: str) -> bool:
+    """A policy's own field (id, type, rule, examples...) or its owner, not a parameter of its type."""
+    return key in PolicySpec.model_fields or key == "owner"
 
 
 def _refuse_unknown_params(body: dict[str, Any]) -> None:
     """A model-based policy's keys its type does not have: 400 naming the first (stored versions written
     before this check keep loading without them: policies/compile.policy_spec)."""
-    problem = unknown_params(str(body.get("type")), _params(body))
+    problem = unknown_params(str(body.get("type")), [k for k in body if not _is_field(k)])
     if problem is not None:
         raise InvalidChange(str(problem.path[0]), problem.message)
 
@@ -54,7 +55,7 @@ def _edited(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     kind = str(merged.get("type"))
     _refuse_unknown_params({"type": kind, **{k: v for k, v in changes.items()
                                              if k not in stored or stored[k] != v}})
-    return {k: v for k, v in merged.items() if k not in _params({k: v}) or unknown_params(kind, [k]) is None}
+    return {k: v for k, v in merged.items() if _is_field(k) or accepts(kind, k)}
 
 
 def _exists(policy_id: str) -> OpenAIError:

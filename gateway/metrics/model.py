@@ -264,16 +264,20 @@ MODEL_PARAMS: dict[str, tuple[str, ...]] = {
 TRAINED_KEYS = ("head", "trained", "training_examples")
 
 
+def accepts(kind: str, key: str) -> bool:
+    """Whether a policy of type `kind` may carry parameter `key` (any key, for a type not model-based:
+    those check their own parameters)."""
+    allowed = MODEL_PARAMS.get(kind)
+    return allowed is None or key in allowed or ("training_data" in allowed and key in TRAINED_KEYS)
+
+
 def unknown_params(kind: str, keys: Iterable[str]) -> ParamError | None:
     """For a model-based type, the first of `keys` (a policy's parameters) it does not have, else None."""
-    if kind not in MODEL_PARAMS:
+    unknown = next((k for k in keys if not accepts(kind, k)), None)
+    if unknown is None:
         return None
-    allowed = MODEL_PARAMS[kind]
-    stored = TRAINED_KEYS if "training_data" in allowed else ()
-    unknown = [k for k in keys if k not in allowed and k not in stored]
-    if not unknown:
-        return None
-    return ParamError((unknown[0],), f"unknown parameter; allowed: {', '.join(allowed) or 'none for this type'}")
+    allowed = ", ".join(MODEL_PARAMS[kind]) or "none for this type"
+    return ParamError((unknown,), f"unknown parameter; allowed: {allowed}")
 
 
 def known_params_only(spec: PolicySpec) -> PolicySpec:
@@ -283,7 +287,7 @@ def known_params_only(spec: PolicySpec) -> PolicySpec:
     if unknown_params(spec.type, spec.params) is None:
         return spec
     fields = spec.model_dump(exclude=set(spec.params))
-    kept = {k: v for k, v in spec.params.items() if unknown_params(spec.type, [k]) is None}
+    kept = {k: v for k, v in spec.params.items() if accepts(spec.type, k)}
     return PolicySpec.model_validate({**fields, **kept})
 
 
