@@ -11,8 +11,9 @@
 5. The same stage with `parallel: true` (beside the upstream call), against an upstream that answers
    at once and one that takes `--upstream-ms` (a model's time to answer), with the sequential stage
    and no stage on that slow upstream as baselines.
-6. A gateway whose input stage runs all three detectors (harmful embeds with prompt_injection's encoder,
-   toxicity with the whole one by default): added latency on the same prompts, and its memory.
+6. A gateway whose input stage runs all three detectors (on one encoder pass at the default
+   `detector_layers`): added latency on the same prompts, and its memory; and the same gateway with
+   `scoring.spin_wait: true` (ONNX Runtime's threads busy-waiting), measured alternately with it.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
             "three_detectors_benign_added_ms": _added(ms["three_gated"], base),
             "three_detectors_short_added_ms": _added(ms["three_short"], ms["short_base"]), "three_detectors_rss_mb": three_rss,
             "three_detectors_4000_chars_added_ms": _added(ms["three_long"], ms["long_base"]),
+            "three_detectors_spin_wait_benign_added_ms": _added(ms["three_gated_spin"], base),
+            "three_detectors_spin_wait_4000_chars_added_ms": _added(ms["three_long_spin"], ms["long_base"]),
             "encoder_windows_run": windows, "model_gateway_rss_mb": rss,
             "parallel_instant_added_ms": _added(ms["instant_beside"], base),
             "upstream_ms": upstream_ms, "slow_plain_ms": {"p50": _pct(ms["slow_base"], 0.5), "p95": _pct(ms["slow_base"], 0.95)},
@@ -188,7 +191,7 @@ def bench_gateway(requests: int, precision: str = "fp32", threads: int = 0, laye
 
 def _start_gateways(workdir: Path, scoring: dict[str, object], upstream_ms: float,
                     children: list) -> dict[str, tuple[Any, str]]:
-    """Two mock upstreams (instant, and one answering `slow-*` models after `upstream_ms`) and four
+    """Two mock upstreams (instant, and one answering `slow-*` models after `upstream_ms`) and five
     gateways, by name: (child, chat URL). Each child is appended to `children` as soon as it starts."""
     stage = {"name": "injection", "on": "input", "timeout_ms": 2000, "rulesets": [_never("prompt_injection")]}
     # What a central team may run on every input: the three built-in detectors (a stage scores every
@@ -200,7 +203,8 @@ def _start_gateways(workdir: Path, scoring: dict[str, object], upstream_ms: floa
     children.append(slow)
     gateways: tuple[tuple[str, list, dict[str, object] | None, int], ...] = (
         ("plain", [], None, slow_port), ("model", [stage], scoring, slow_port),
-        ("parallel", [{**stage, "parallel": True}], scoring, slow_port), ("detectors", [detectors], scoring, 0))
+        ("parallel", [{**stage, "parallel": True}], scoring, slow_port), ("detectors", [detectors], scoring, 0),
+        ("detectors_spin", [detectors], {**scoring, "spin_wait": True}, 0))
     started = {}
     for name, stages, gateway_scoring, slow_upstream in gateways:
         child, url = _gateway(mock_port, workdir, name, stages, gateway_scoring, slow_port=slow_upstream)
@@ -213,6 +217,7 @@ def _gateway_latencies(urls: dict[str, str], requests: int) -> dict[str, list[fl
     """Each latency series the report compares, in the order they are measured (the score cache is warm
     only where a series repeats texts on purpose)."""
     plain, guarded, beside, three = urls["plain"], urls["model"], urls["parallel"], urls["detectors"]
+    spin = urls["detectors_spin"]
     ms: dict[str, list[float]] = {}
     benign = _texts(requests + 5, 1000, prefix="gw")
     suspicious = [(INJECTION + t)[:1000] for t in _texts(requests + 5, 1000, prefix="inj")]
@@ -222,11 +227,17 @@ def _gateway_latencies(urls: dict[str, str], requests: int) -> dict[str, list[fl
     ms["short_guarded"] = _latencies(guarded, short)
     ms["gated"] = _latencies(guarded, benign)
     ms["encoded"] = _latencies(guarded, suspicious)
-    ms["three_gated"] = _latencies(three, benign)  # (its own process: nothing cached from the others)
-    ms["three_short"] = _latencies(three, short)
+    # the three detectors (their own processes: nothing cached from the others), with and without
+    # spinning threads, alternately in halves so a change in the machine's load hits both alike
     long = _texts(requests + 5, 4000, prefix="lg")  # the issue's second size: several encoder windows
     ms["long_base"] = _latencies(plain, long)
-    ms["three_long"] = _latencies(three, long)
+    for key, texts in (("three_gated", benign), ("three_long", long)):
+        half = len(texts) // 2
+        ms[key], ms[key + "_spin"] = [], []
+        for part in (texts[:half + 3], texts[half - 2:]):  # (each part's first 5 are warm-up)
+            ms[key] += _latencies(three, part)
+            ms[key + "_spin"] += _latencies(spin, part)
+    ms["three_short"] = _latencies(three, short)
     # The same benign prompts to an upstream that takes `upstream_ms` to answer (a model), with the
     # stage before the upstream call and beside it (`parallel: true`); and parallel at 0 ms.
     again = _texts(requests + 5, 1000, prefix="up")  # new texts: no score cache hits
@@ -299,6 +310,8 @@ gateway + a stage of all three detectors (prompt_injection, harmful, toxicity), 
   short benign question: {_ms(g['three_detectors_short_added_ms'])}
   4,000-char benign prompts: {_ms(g['three_detectors_4000_chars_added_ms'])}
   resident memory with models loaded: {g['three_detectors_rss_mb']:.0f} MB
+  with scoring.spin_wait: true, 1,000 chars: {_ms(g['three_detectors_spin_wait_benign_added_ms'])}; \
+4,000 chars: {_ms(g['three_detectors_spin_wait_4000_chars_added_ms'])}
 upstream answering in {g['upstream_ms']:.0f} ms (plain gateway p50 {g['slow_plain_ms']['p50']:.1f} ms), \
 benign 1,000-char prompts:
   stage before the upstream call: {_ms(g['slow_before_added_ms'])} added

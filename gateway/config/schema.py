@@ -281,7 +281,13 @@ class ScoringConfig(_Frozen):
     precision: Literal["fp32", "int8"] = Field("int8", description="Encoder weights. int8 (dynamic quantisation) is "
                                                "about twice as fast on CPU with the same detector quality; fp32 "
                                                "matches sentence-transformers to 1e-6.")
-    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = min(cores, 4).")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = min(cores, 4), the cores being the "
+                         "process's CPU affinity cut to a cgroup CPU quota (a container's limit).")
+    spin_wait: bool = Field(False, description="ONNX Runtime's threads busy-wait between operators instead of "
+                            "sleeping. Off by default: on a small or shared machine the spinning threads take the "
+                            "cores the event loop, the detectors' first tier and other workers need (a stage of the "
+                            "three detectors added about twice the latency with it on a busy 2-core machine). On "
+                            "cores reserved for the gateway it saves a little per encoder run.")
     detector_layers: int | dict[str, int] = Field(
         3,
         description="Encoder layers each built-in detector embeds with: 0 the whole encoder, 3 its own encoder of "

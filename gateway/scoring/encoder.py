@@ -26,20 +26,43 @@ from gateway.scoring.heads import SentenceFeatures
 @dataclass(frozen=True)
 class EncoderOptions:
     precision: str = "int8"        # int8 | fp32 (int8 runs each window alone: see `run`)
-    intra_threads: int = 0         # 0: min(cores, 4)
+    intra_threads: int = 0         # 0: min(usable cores, 4)
+    spin_wait: bool = False        # ORT's threads busy-wait between operators (see ScoringConfig.spin_wait)
     max_windows: int = 4           # windows of 256 tokens scored per text
     max_chars: int = 32_000        # characters tokenised per text (the rest is not scored by models)
     layers: int = 0                # 0: the whole model; else its first `layers` layers (built-in detectors)
 
 
-def session_options(intra_threads: int) -> ort.SessionOptions:
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The cores this process may run on: its CPU affinity, cut to a cgroup v2 CPU quota (`cpu_max`: a
+    container limited to 2 CPUs on a 64-core host has 2, though os.cpu_count() says 64)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // max(int(period), 1))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def session_options(intra_threads: int, spin_wait: bool = False) -> ort.SessionOptions:
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = intra_threads or min(os.cpu_count() or 1, 4)
+    opts.intra_op_num_threads = intra_threads or min(usable_cores(), 4)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.enable_cpu_mem_arena = True
     opts.log_severity_level = 3
+    # Spinning threads hold their cores after each operator and call, which the event loop, the other
+    # detectors' first tier and other workers need on a small or shared machine (see ScoringConfig).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
     return opts
 
 
@@ -59,7 +82,7 @@ class Encoder:
         self.options = options
         # ORT's SkipLayerNormalization fusion makes this graph slower on CPU (measured on the int8 model:
         # 19 -> 15 ms for 201 tokens on one thread with the fusion off; fp32 does not fuse it).
-        self.session = ort.InferenceSession(str(model_path), session_options(options.intra_threads),
+        self.session = ort.InferenceSession(str(model_path), session_options(options.intra_threads, options.spin_wait),
                                             providers=["CPUExecutionProvider"],
                                             disabled_optimizers=["SkipLayerNormFusion"])
         # int8 quantises activations with one scale per call: windows batched together would move each

@@ -72,7 +72,8 @@ class ScoringRuntime:
 
         c = self.config
         encoder = Encoder.load(Path(c.model_dir) if c.model_dir else None,
-                               EncoderOptions(c.precision, c.threads, c.max_windows, layers=layers))
+                               EncoderOptions(precision=c.precision, intra_threads=c.threads, spin_wait=c.spin_wait,
+                                              max_windows=c.max_windows, layers=layers))
         return EmbeddingService(encoder, c.max_batch, c.max_wait_ms, c.cache_entries)
 
     @property
