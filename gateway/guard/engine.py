@@ -11,7 +11,8 @@ from typing import Any
 
 from gateway.config.guard_schema import ActionSpec
 from gateway.guard.plan import Ruleset, Stage
-from gateway.guard.redact import join_segments, redact, spans_by_segment
+from gateway.guard.redact import Edit, Kept, apply_edits, edits_between, join_segments, kept_after, redaction_edits, \
+    spans_by_segment
 from gateway.metrics.context import EvalContext
 from gateway.metrics.types import Metric, MetricValue, Span
 from gateway.scrub import NO_SECRETS, SecretScrubber
@@ -67,6 +68,9 @@ class Decision:
     stage: Stage | None = None          # the stage and ruleset that fired the last applied action
     ruleset: str | None = None
     action: str | None = None
+    # per segment, the redactions made, as edits of the segment's text as given (sorted, disjoint; adjacent
+    # ones joined); empty when nothing was redacted. A stream guard releases them one by one.
+    edits: tuple[tuple[Edit, ...], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -91,6 +95,7 @@ class Engine:
         awaited metric's `measure_async`: the metrics that compare texts or ask a judge read it."""
         texts = [s.text for s in segments]
         roles = [s.role for s in segments]
+        kept: dict[int, list[Kept]] = {}  # per redacted segment: its runs of original characters
         outcomes: list[StageOutcome] = []
         cache: dict[tuple[str, str], Measured] = {}
         last: tuple[Stage, str, str] | None = None
@@ -110,12 +115,17 @@ class Engine:
                 per_segment = spans_by_segment(_redaction_spans(winner, measured), starts,
                                                [len(texts[i]) for i in picked])
                 for i, spans in zip(picked, per_segment):
-                    texts[i] = redact(texts[i], spans, action.placeholder)
+                    if spans:
+                        edits = redaction_edits(spans, action.placeholder)
+                        kept[i] = kept_after(kept.get(i, [(0, len(texts[i]), 0)]), edits)
+                        texts[i] = apply_edits(texts[i], edits)
             elif action.type in TERMINAL:
                 return Decision(tuple(texts), tuple(outcomes), action, stage, winner.name, outcome.action)
         if last is None:
             return Decision(tuple(texts), tuple(outcomes))
-        return Decision(tuple(texts), tuple(outcomes), None, last[0], last[1], last[2])
+        made = tuple(tuple(edits_between(len(seg.text), kept[i], texts[i])) if i in kept else ()
+                     for i, seg in enumerate(segments))
+        return Decision(tuple(texts), tuple(outcomes), None, last[0], last[1], last[2], made)
 
     async def _measure(self, stage: Stage, text: str, cache: dict[tuple[str, str], Measured],
                        context: EvalContext | None) -> dict[str, Measured]:
