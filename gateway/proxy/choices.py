@@ -24,6 +24,9 @@ class Choice:
     refusal: str = ""  # a chat model's refusal (structured outputs): held whole, like tool calls
     ended: bool = False  # its last check ran and its finish chunk left: later chunks for it are dropped
     checked: int = 0  # the text's length at its last check (an eager guard checks only new text)
+    # a stream guard's redactions that left in place of their text: edits of `text`, sorted (its `text`
+    # stays the text as received, and `released` counts the characters of it that left)
+    redacted: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 class ChoiceShape(Protocol):

@@ -8,22 +8,38 @@ the last check. `HoldBack` answers, from those counters alone, the questions the
   everything until the choice ends); otherwise once more than `holdback` characters are unreleased,
   or, when eager, once anything new arrived since the last check.
 - `start`: where the checked window begins: `lookback` characters before the unreleased text
-  (`lookback` is at least `holdback`), or 0 on the final check and when `holdback` is None.
-- `reaches_sent`: whether a stage's rewrite of the window changes characters that already left: they
-  cannot be taken back, so the stream ends instead.
+  (`lookback` is at least `holdback`), moved back to the start of a value that left redacted if it
+  would cut it, or 0 on the final check and when `holdback` is None.
+- `reaches_sent`: whether a stage's redactions of the window (edits of the text as received) change
+  characters that already left, other than as the redaction they left as: they cannot be taken back,
+  so the stream ends instead.
 - `release`: how far the text may be released after a check passed: all on the final check, else all
   but the last `holdback` characters, raised, when eager, to where a match could still start
   (`pending`), and never lowered.
+- `settle`: which of a check's redactions leave now, and how far the text is released with them. The
+  text is checked as received (never as a placeholder followed by the rest of a value; the look-back
+  as the whole answer has it), and a redaction is made span by span: one that lies wholly before the
+  release point leaves as its placeholder; one that reaches it, or the end of the text (the value may
+  still grow: "10.20.30.4" of "10.20.30.40"), waits, and the release stops before its first character;
+  a later check (at the latest the final one) redacts the whole value. A value waits only while the
+  held text stays within `bound`, twice the hold-back: the hold-back, plus a value as long as it (the
+  auto hold-back is the longest span the stage's pattern metrics match, up to its cap). Past the bound
+  the value is redacted as found (fail closed: none of its characters leaves), and should it then
+  grow, its next check reaches sent text and ends the stream, as for any span longer than the hold-back.
 
 So a span of at most `holdback` characters is never half released: while it is incomplete it sits in
-the held-back tail (or, when eager, behind the position `pending` reports for its start).
+the held-back tail (or, when eager, behind the position `pending` reports for its start), and a
+redacted span of at most `holdback` characters leaves only once it is complete, as its placeholder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 
-__all__ = ["HoldBack", "Pending"]
+from gateway.guard.redact import Edit
+
+__all__ = ["Edit", "HoldBack", "Pending"]
 
 # Given the tail of a choice's text, the earliest index in it where a match could still start
 # (0 <= index <= len(tail)): `Stage.pending_from`, the minimum over the stages.
@@ -56,18 +72,51 @@ class HoldBack:
             return length != checked
         return length - released > self.holdback
 
-    def start(self, released: int, final: bool) -> int:
+    @property
+    def bound(self) -> int | None:
+        """The most text held after a check (None: all of it, until the choice ends): the hold-back, plus
+        as much again for a redacted value that reaches the release point while it could still grow."""
+        return None if self.holdback is None else 2 * self.holdback
+
+    def start(self, released: int, final: bool, sent: Sequence[Edit] = ()) -> int:
         """Where the window of this check begins. The final check reads the whole answer: rules on all
-        of it (a length, a span longer than any window) get their say before the tail is released."""
+        of it (a length, a span longer than any window) get their say before the tail is released. A
+        window never begins inside a value that left redacted (`sent`, sorted): it reads it whole."""
         if final or self.holdback is None:
             return 0
-        return max(0, released - self.lookback)
+        at = max(0, released - self.lookback)
+        k = bisect_right(sent, at, key=lambda edit: edit[0]) - 1  # the last one starting at or before `at`
+        if k >= 0 and sent[k][0] < at < sent[k][1]:
+            return sent[k][0]
+        return at
 
     @staticmethod
-    def reaches_sent(window: str, changed: str, sent: int) -> bool:
-        """Whether `changed`, a stage's rewrite of `window` whose first `sent` characters already left,
-        alters those (only a span longer than the hold-back can do this)."""
-        return changed[:sent] != window[:sent]
+    def reaches_sent(edits: Sequence[Edit], released: int, sent: Sequence[Edit] = ()) -> bool:
+        """Whether a check's redactions `edits` (of the text as received) change any of its first
+        `released` characters, which already left, other than as a redaction that left then (`sent`: the
+        same start and end): a span that outgrew the hold-back, or one found only once text after it
+        arrived. Such text cannot be taken back, so the stream ends instead."""
+        early = [(start, end) for start, end, _ in edits if start < released]
+        return bool(early) and not set(early) <= {(start, end) for start, end, _ in sent}
+
+    def settle(self, length: int, released: int, upto: int, edits: Sequence[Edit],
+               final: bool) -> tuple[int, int]:
+        """Of a check's redactions `edits` (sorted, disjoint, none starting before `released`) of a text
+        of `length` characters that `release` would release up to `upto`: how many leave now (the first
+        k), and how far the text is released with them. Before the final check one that reaches `upto`
+        or the text's end waits, and the release stops before it, unless the text held would then exceed
+        `bound`: it is made as found, and the release goes on past it."""
+        if final:
+            return len(edits), max(upto, length)
+        bound = self.bound if self.bound is not None else length
+        done = upto
+        for k, (start, end, _) in enumerate(edits):
+            if start >= done:
+                return k, done
+            if (end > upto or end >= length) and length - start <= bound:
+                return k, start  # a value that may still grow: it waits, whole
+            done = max(done, end)
+        return len(edits), done
 
     def release(self, text: str, released: int, final: bool) -> int:
         """How far `text` may have been released once a check passed on it (at least `released`)."""

@@ -9,7 +9,9 @@ every stage is `eager` (each metric says where a match could still start, `Stage
 check releases more: everything before the earliest such position, so prose without a match in
 progress leaves at once (the held-back tail is then the token being written, a run of digits, a
 pattern's literal prefix, an encoded run still growing), never less than all but `holdback`. The last
-check of a choice reads the whole answer. Tool-call
+check of a choice reads the whole answer. A check reads the text as received, and a `redact` stage's
+values leave span by span as their placeholders, each only once it is complete (one still being
+written waits, within `HoldBack.bound`), so the stream carries the whole answer's redaction. Tool-call
 arguments and a refusal are held whole until their choice finishes. A terminal action ends the stream with the
 replacement text, finish_reason "content_filter" and [DONE]. What the chunks carry and how they are
 written is the endpoint dialect's `ChoiceShape` (proxy/choices.py); when a check is due, which window it
@@ -26,6 +28,7 @@ import orjson
 
 from gateway.guard.engine import Decision, Engine, Segment
 from gateway.guard.plan import Stage
+from gateway.guard.redact import apply_edits
 from gateway.metrics.context import EvalContext
 from gateway.proxy.choices import Choice, ChoiceShape, indexed, tools as _tools
 from gateway.proxy.dialects import dialect
@@ -139,12 +142,16 @@ class StreamGuard:
         return b"".join(out)
 
     async def _check(self, choice: Choice) -> bytes:
+        """Check the choice's text if due, then release what may leave. `choice.text` stays the text as
+        received (a check never reads a placeholder followed by the rest of a value: a value still held
+        is read whole, and the look-back as the whole answer has it); `choice.released` counts its
+        characters that left, `choice.redacted` the redactions that left in place of theirs."""
         final = choice.finish is not None
         hold = self._hold
         if not hold.due(len(choice.text), choice.released, choice.checked, final):
             return b""
         choice.checked = len(choice.text)
-        start = hold.start(choice.released, final)
+        start = hold.start(choice.released, final, choice.redacted)
         window = choice.text[start:]
         tools = _tools(choice) if final else []
         refusal = final and bool(choice.refusal)
@@ -155,16 +162,21 @@ class StreamGuard:
         self.decisions.append(decision)
         if decision.terminal is not None:
             return await self._stop(choice, decision)
+        edits = [(a + start, b + start, r) for a, b, r in decision.edits[0]] if decision.edits else []
+        if hold.reaches_sent(edits, choice.released, choice.redacted):
+            return await self._stop(choice, decision)
         if decision.changed:
-            if hold.reaches_sent(window, decision.texts[0], choice.released - start):
-                return await self._stop(choice, decision)
-            choice.text = choice.text[:start] + decision.texts[0]
             for tool, text in zip(tools, decision.texts[1:]):
                 tool["function"]["arguments"] = text
             if refusal:
                 choice.refusal = decision.texts[-1]
+        edits = [edit for edit in edits if edit[0] >= choice.released]  # the rest left as such already
         upto = hold.release(choice.text, choice.released, final)
-        out = self._delta(choice, choice.text[choice.released:upto])
+        count, upto = hold.settle(len(choice.text), choice.released, upto, edits, final)
+        at = choice.released
+        made = [(a - at, b - at, r) for a, b, r in edits[:count]]
+        out = self._delta(choice, apply_edits(choice.text[at:upto], made))
+        choice.redacted += edits[:count]
         choice.released = upto
         if final:
             out += self._ending(choice, tools)
@@ -187,7 +199,7 @@ class StreamGuard:
             # be taken back, so the stream ends as the stage's block would.
             replacement = decision.stage.message
         else:
-            replacement = await self._resolve(decision, choice.text)
+            replacement = await self._resolve(decision, apply_edits(choice.text, choice.redacted))
         out = self._delta(choice, replacement)
         note = self._note(decision)
         for c in sorted(self._choices.values(), key=lambda c: c.index):

@@ -2,19 +2,23 @@
 (down to one character each, empty ones included), random hold-back and look-back, eager or not, a
 span of at most `holdback` characters never half leaves before a check saw it whole, every character
 leaves exactly once and in order, each window covers the unreleased text and the look-back before it,
-and a rewrite of text already sent is reported as such. No engine and no event loop: a small driver
-below plays the stream guard's part (proxy/stream_guard.py), a "check" being just a look at the window.
+and a rewrite of text already sent is reported as such. Redactions are released span by span: a value
+still being written is redacted whole, never its first part with the rest after the placeholder, the
+held text stays within `bound`, and no character of a value the whole text's redaction replaces leaves.
+No engine and no event loop: a small driver below plays the stream guard's part (proxy/stream_guard.py),
+a "check" being just a look at the window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.guard.redact import Edit, apply_edits
 from gateway.proxy.holdback import HoldBack, Pending
 
 ALPHABET = "ab c"
@@ -36,11 +40,17 @@ class Check:
 
 @dataclass
 class Run:
-    text: str = ""  # the choice's text as the guard holds it (after rewrites)
+    text: str = ""  # the choice's text as received (a rewrite never changes it: it leaves as edits)
     released: int = 0
     checked: int = 0
     sent: list[str] = field(default_factory=list)  # each release, in order
     checks: list[Check] = field(default_factory=list)
+    redacted: list[Edit] = field(default_factory=list)  # the edits that left
+    stopped: bool = False  # a rewrite reached sent text: the stream ended
+
+    @property
+    def output(self) -> str:
+        return "".join(self.sent)
 
 
 def needle_pending(needle: str) -> Pending:
@@ -63,35 +73,50 @@ def chunked(text: str, cuts: list[int] | None) -> list[str]:
     return [text[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
-def step(hold: HoldBack, run: Run, final: bool, rewrite: bool = False) -> None:
+def reversed_rest(window: str, sent: int) -> list[Edit]:
+    """A rewrite of the window's unsent part (as a redaction would): all of it replaced."""
+    return [(sent, len(window), "<" + window[sent:][::-1] + ">")] if sent < len(window) else []
+
+
+def step(hold: HoldBack, run: Run, final: bool, rewrite: bool | Callable[[str], list[Edit]] = False) -> None:
     """What the stream guard does with one choice after a read: check it if due, then release. A check
-    passes; with `rewrite` it also rewrites the window's unsent part (as a redaction would)."""
-    if not hold.due(len(run.text), run.released, run.checked, final):
+    passes; `rewrite` (a function: the edits it makes of a window; True: `reversed_rest`) redacts."""
+    if run.stopped or not hold.due(len(run.text), run.released, run.checked, final):
         return
     run.checked = len(run.text)
-    start = hold.start(run.released, final)
+    start = hold.start(run.released, final, run.redacted)
     window = run.text[start:]
-    if rewrite:
-        sent = run.released - start
-        changed = window[:sent] + "<" + window[sent:][::-1] + ">"
-        assert not hold.reaches_sent(window, changed, sent)
-        run.text = run.text[:start] + changed
+    edits: list[Edit] = []
+    if rewrite is True:
+        edits = reversed_rest(window, run.released - start)
+    elif rewrite:
+        edits = rewrite(window)
+    edits = [(a + start, b + start, r) for a, b, r in edits]
+    if hold.reaches_sent(edits, run.released, run.redacted):
+        run.stopped = True
+        return
+    edits = [e for e in edits if e[0] >= run.released]
     upto = hold.release(run.text, run.released, final)
+    count, upto = hold.settle(len(run.text), run.released, upto, edits, final)
     run.checks.append(Check(start, run.checked, run.released, upto, final, window))
-    run.sent.append(run.text[run.released:upto])
+    at = run.released
+    run.sent.append(apply_edits(run.text[at:upto], [(a - at, b - at, r) for a, b, r in edits[:count]]))
+    run.redacted += edits[:count]
     run.released = upto
 
 
-def stream(hold: HoldBack, chunks: list[str], rewrites: Sequence[bool] = (), last: bool = False) -> Run:
-    """Feed `chunks` then finish (`last`: the finish comes with the last chunk, not after it)."""
+def stream(hold: HoldBack, chunks: list[str], rewrites: Sequence[bool] = (), last: bool = False,
+           redact: Callable[[str], list[Edit]] | None = None) -> Run:
+    """Feed `chunks` then finish (`last`: the finish comes with the last chunk, not after it); `redact`:
+    every check redacts what it finds."""
     run = Run()
     for i, chunk in enumerate(chunks):
         run.text += chunk
         final = last and i == len(chunks) - 1
-        step(hold, run, final, bool(rewrites) and rewrites[i % len(rewrites)])
+        step(hold, run, final, redact or (bool(rewrites) and rewrites[i % len(rewrites)]))
         if final:
             return run
-    step(hold, run, True)
+    step(hold, run, True, redact or False)
     return run
 
 
@@ -127,17 +152,17 @@ def test_every_character_leaves_exactly_once_in_order_and_the_final_check_releas
         last: bool, rewrites: list[bool]) -> None:
     hold = HoldBack(holdback, lookback, needle_pending(needle) if eager else None)
     run = stream(hold, chunked(text, cuts), rewrites, last)
-    if not any(rewrites):
-        assert run.text == text
-    assert "".join(run.sent) == run.text  # each character once, in order (rewrites never touch sent text)
+    assert run.text == text and not run.stopped  # the text as received; a rewrite of unsent text goes on
+    assert run.output == apply_edits(text, run.redacted)  # each character once, in order, or its redaction
     assert all(c.released <= c.upto for c in run.checks)
     assert all(c.upto == d.released for c, d in zip(run.checks, run.checks[1:]))
     assert run.checks[-1].final and run.released == len(run.text)
     assert [c for c in run.checks if c.final] == run.checks[-1:]  # one final check, and nothing after it
     if holdback is None:  # nothing leaves before the choice ends
         assert all(c.upto == 0 for c in run.checks if not c.final)
-    else:  # the held-back tail never grows past the hold-back between reads
+    else:  # the held-back tail never grows past the hold-back between reads (the bound with a redaction)
         assert all(c.length - c.upto <= holdback for c in run.checks if not c.final and not any(rewrites))
+        assert all(c.length - c.upto <= 2 * holdback == hold.bound for c in run.checks if not c.final)
 
 
 @settings(max_examples=400, deadline=None)
@@ -152,23 +177,127 @@ def test_each_window_covers_the_unreleased_text_and_the_lookback_before_it(
     for c in run.checks:
         if c.final or holdback is None:
             assert c.start == 0  # the last check reads the whole answer
-        else:
-            assert c.start == c.released - min(hold.lookback, c.released)
+        else:  # or from the start of a redaction that left, which it would cut
+            at = c.released - min(hold.lookback, c.released)
+            assert c.start == at or any(a == c.start < at < b for a, b, _ in run.redacted)
         assert c.start + len(c.window) == c.length  # up to the text's end: all the unreleased text
 
 
 @settings(max_examples=400, deadline=None)
-@given(window=st.text(ALPHABET, max_size=30), data=st.data())
-def test_a_rewrite_of_sent_text_is_reported_and_one_of_unsent_text_is_not(window: str, data: st.DataObject) -> None:
-    sent = data.draw(st.integers(0, len(window)))
-    rest = data.draw(st.text(ALPHABET + "#", max_size=30))
-    assert not HoldBack.reaches_sent(window, window[:sent] + rest, sent)
-    if sent:
-        at = data.draw(st.integers(0, sent - 1))
-        other = data.draw(st.sampled_from([ch for ch in ALPHABET + "#" if ch != window[at]]))
-        assert HoldBack.reaches_sent(window, window[:at] + other + window[at + 1:] + rest, sent)  # one character
-        assert HoldBack.reaches_sent(window, window[:at] + rest.replace(window[at], ""), sent)  # cut short, or
-        assert HoldBack.reaches_sent(window, window[:at] + "#" + window[at:], sent)  # shifted by an insertion
+@given(data=st.data(), released=st.integers(0, 30))
+def test_a_redaction_of_sent_text_is_reported_unless_it_left_as_that_redaction(data: st.DataObject,
+                                                                              released: int) -> None:
+    sent = data.draw(edit_lists(60))
+    edits = data.draw(edit_lists(60))
+    early = {(a, b) for a, b, _ in edits if a < released}
+    assert HoldBack.reaches_sent(edits, released, sent) == (not early <= {(a, b) for a, b, _ in sent})
+    assert not HoldBack.reaches_sent([e for e in edits if e[0] >= released], released, sent)  # unsent text only
+    assert not HoldBack.reaches_sent([e for e in sent], max(released, 1), sent)  # the same redactions again
+    if early:
+        assert HoldBack.reaches_sent(edits, released)  # nothing left redacted: any change to sent text
+
+
+def edit_lists(length: int) -> st.SearchStrategy[list[Edit]]:
+    """Sorted, disjoint, non-empty edits of a text of `length` characters."""
+    def build(cuts: list[int]) -> list[Edit]:
+        points = sorted(set(cuts))
+        return [(a, b, "<X>") for a, b in zip(points[::2], points[1::2])]
+    return st.lists(st.integers(0, length), max_size=10).map(build)
+
+
+# --- span by span: a value being written is redacted whole ---
+
+def ones(text: str) -> list[Edit]:
+    """A toy recogniser: every run of two or more "1"s is a value, found as far as it is written (like
+    "10.20.30.4", a valid address already, of "10.20.30.40")."""
+    edits, at = [], 0
+    while (at := text.find("11", at)) >= 0:
+        end = at
+        while end < len(text) and text[end] == "1":
+            end += 1
+        edits.append((at, end, "<>"))
+        at = end
+    return edits
+
+
+def ones_pending(part: str) -> int:
+    """Where a run of "1"s could still start or grow: the trailing run."""
+    return len(part.rstrip("1"))
+
+
+values = st.text("ab 1", max_size=80)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=values, cuts=chunkings, holdback=st.integers(0, 12), lookback=lookbacks, eager=st.booleans(),
+       last=st.booleans())
+def test_a_value_is_redacted_whole_and_the_held_text_stays_within_the_bound(
+        text: str, cuts: list[int] | None, holdback: int, lookback: int | None, eager: bool, last: bool) -> None:
+    hold = HoldBack(holdback, lookback, ones_pending if eager else None)
+    run = stream(hold, chunked(text, cuts), last=last, redact=ones)
+    whole = ones(text)
+    longest = max((b - a for a, b, _ in whole), default=0)
+    if longest <= holdback:  # no character of a value the whole text's redaction replaces leaves as it is
+        assert all(all(any(s <= k < e for s, e, _ in run.redacted) for k in range(a, min(b, run.released)))
+                   for a, b, _ in whole)
+    # a value longer than the hold-back may have left in part before it was one ("1" of "11" past a cap of
+    # 0), but once found, none of the rest leaves: it is made as found, and should it grow the stream ends
+    assert all(min(b, run.released) <= e for a, b, _ in whole for s, e, _ in run.redacted if a <= s < b)
+    assert run.output == apply_edits(run.text[:run.released], run.redacted)
+    assert all(c.length - c.upto <= hold.bound for c in run.checks if not c.final)
+    if longest <= holdback:  # every value fits the hold-back: the stream is the whole text's redaction
+        assert not run.stopped and run.output == apply_edits(text, whole)
+    elif not run.stopped:  # a value longer: redacted as found, and the stream ends if it then grows
+        assert run.released == len(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), length=st.integers(0, 60), holdback=st.integers(0, 12), final=st.booleans())
+def test_settle_releases_a_redaction_only_once_its_value_is_complete(data: st.DataObject, length: int,
+                                                                     holdback: int, final: bool) -> None:
+    hold = HoldBack(holdback)
+    released = data.draw(st.integers(0, length))
+    upto = data.draw(st.integers(max(released, length - holdback), length))  # as `release` answers
+    edits = [e for e in data.draw(edit_lists(length)) if e[0] >= released]
+    count, done = hold.settle(length, released, upto, edits, final)
+    assert released <= done <= length and 0 <= count <= len(edits)
+    if final:
+        assert (count, done) == (len(edits), length)
+        return
+    assert all(b <= done for _, b, _ in edits[:count])  # what is made leaves whole ...
+    assert all(a >= done for a, _, _ in edits[count:])  # ... and nothing of the rest leaves
+    assert length - done <= hold.bound  # within the bound, always
+    for a, b, _ in edits[:count]:  # made: complete (before the release point, not at the end), or past the bound
+        assert (b <= upto and b < length) or length - a > hold.bound
+    if count < len(edits) and edits[count][0] < upto:  # it waits: it reaches the growing end
+        a, b, _ = edits[count]
+        assert done == a and (b > upto or b == length) and length - a <= hold.bound
+    if not any(a < upto for a, _, _ in edits):
+        assert done == upto  # no redaction: the release as before
+
+
+def test_a_value_at_the_growing_end_waits_whole() -> None:
+    """'10.20.30.4' at the end of the text may become '10.20.30.40': its redaction waits, the text before
+    it leaves; once the text has gone past it, the whole value is redacted."""
+    hold = HoldBack(64, None, lambda tail: len(tail) - len(tail.split(" ")[-1]))  # the token being written
+    text = "the server is at 10.20.30.4"
+    at = text.index("10.")
+    upto = hold.release(text, 0, False)
+    assert upto == at and hold.settle(len(text), 0, upto, [(at, len(text), "<IP>")], False) == (0, at)
+    longer = text + "0 thanks"
+    upto = hold.release(longer, at, False)
+    assert hold.settle(len(longer), at, upto, [(at, at + 11, "<IP>")], False) == (1, upto) and upto > at + 11
+    # past the bound (twice the hold-back) a value is made as found: none of it leaves as it is
+    assert HoldBack(4).settle(20, 5, 16, [(10, 20, "<V>")], False) == (1, 20)
+    assert HoldBack(4).settle(20, 5, 16, [(12, 20, "<V>")], False) == (0, 12)
+
+
+def test_a_window_never_begins_inside_a_value_that_left_redacted() -> None:
+    hold = HoldBack(2, 4)
+    assert hold.start(20, False, [(10, 18, "<V>")]) == 10
+    assert hold.start(20, False, [(16, 18, "<V>")]) == 16  # it begins there anyway
+    assert hold.start(20, False, [(1, 3, "<V>"), (17, 19, "<V>")]) == 16
+    assert hold.start(20, True, [(10, 18, "<V>")]) == 0
 
 
 # --- edge cases ---
