@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import ok, read_json, wrap
+from gateway.admin.common import dry_run, ok, read_json, wrap
 from gateway.policies.registry import Registry
 from gateway.proxy.auth import key_digest
 from gateway.proxy.limits import expires
@@ -127,8 +127,10 @@ class ApplicationAdmin:
         return ok({"object": "list", "data": data})
 
     async def create(self, request: Request, role: Role) -> RawResponse:
-        """Create an application; its first key is in this answer only."""
+        """Create an application; its first key is in this answer only. `?dry_run=true` validates it and
+        answers what would be stored (no key is made), writing nothing."""
         _central_only(role)
+        trial = dry_run(request)
         fields = await self.body_fields(request)
         app_id = fields.pop("id")
         rule = fields.pop("key", None)
@@ -140,9 +142,12 @@ class ApplicationAdmin:
         rules = {key_digest(key): rule} if rule else {}
         try:  # create only: of two racing creates of one id, the store lets one land (compare-and-set on 0)
             doc = await self.registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)],
-                                                            "key_rules": rules}, "central", expected=(0, "id"))
+                                                            "key_rules": rules}, "central", expected=(0, "id"),
+                                            dry_run=trial)
         except VersionConflict:
             raise _exists(app_id) from None
+        if trial:
+            return ok({**_view(doc), "dry_run": True})
         return ok({**_view(doc), "key": key}, 201)
 
     async def stored(self, app_id: str) -> Version:
@@ -159,15 +164,17 @@ class ApplicationAdmin:
         return ok(_view(await self.stored(request.path_params["id"])))
 
     async def edit(self, request: Request, role: Role) -> RawResponse:
+        """Change an application's fields; `?dry_run=true` validates only."""
         _central_only(role)
+        trial = dry_run(request)
         doc = await self.stored(request.path_params["id"])
         fields = await self.body_fields(request, doc.body)
         fields.pop("id")
         if fields.pop("key", None) is not None:
             raise OpenAIError(400, "key: set a key's limits when adding it (POST .../keys).",
                               code="invalid_application", param="key")
-        new = await self.registry.write("application", {**doc.body, **fields}, "central")
-        return ok(_view(new))
+        new = await self.registry.write("application", {**doc.body, **fields}, "central", dry_run=trial)
+        return ok({**_view(new), "dry_run": True} if trial else _view(new))
 
     async def add_key(self, request: Request, role: Role) -> RawResponse:
         """Add a key (rotation: add, move clients over, then revoke the old ones); shown once."""

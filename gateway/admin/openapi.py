@@ -142,6 +142,7 @@ _SUMMARY = {"name": "summary", "in": "query", "schema": {"type": "boolean", "def
             "description": "G11: versions without their bodies."}
 _QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("/v1/admin/policies", "post"): [_DRY], ("/v1/admin/stages", "post"): [_DRY],
+    ("/v1/admin/applications", "post"): [_DRY], ("/v1/admin/applications/{id}", "patch"): [_DRY],
     ("/v1/admin/policies/{id}", "patch"): [_DRY, _IF_MATCH], ("/v1/admin/stages/{name}", "patch"): [_DRY, _IF_MATCH],
     ("/v1/admin/policies/{id}/revert", "post"): [_IF_MATCH], ("/v1/admin/stages/{name}/revert", "post"): [_IF_MATCH],
     ("/v1/moderation/policy/{id}/update-threshold", "put"): [_IF_MATCH],

@@ -189,3 +189,24 @@ def test_training_stores_a_threshold_curve(gw: Gateway) -> None:
     listed = [p for p in httpx.get(gw.url + P, headers=h(CENTRAL)).json()["data"] if p["id"] == "g8"][0]
     assert "w" not in listed["head"] and listed["head"]["meta"]["curve"] == curve
     assert versions(gw, P + "/g8")[-1]["note"] == "first training"
+
+
+def test_application_dry_runs_write_nothing_and_make_no_key(gw: Gateway) -> None:
+    A = "/v1/admin/applications"
+    r = httpx.post(gw.url + A + "?dry_run=true", headers=h(CENTRAL), json={"id": "g16-app", "rpm": 5})
+    assert r.status_code == 200, r.text
+    assert r.json()["dry_run"] is True and r.json()["version"] == 1 and r.json()["rpm"] == 5
+    assert "key" not in r.json()
+    assert httpx.get(gw.url + A + "/g16-app", headers=h(CENTRAL)).status_code == 404
+    assert "g16-app" not in {a["id"] for a in httpx.get(gw.url + A, headers=h(CENTRAL)).json()["data"]}
+    e = error(httpx.post(gw.url + A + "?dry_run=true", headers=h(CENTRAL), json={"id": "g16-app", "stages": ["nope"]}),
+              400)
+    assert e["param"] == "stages[0]"
+    assert error(httpx.post(gw.url + A + "?dry_run=true", headers=h(CENTRAL), json={"id": "app-a"}), 409)
+    assert error(httpx.post(gw.url + A + "?dryrun=1", headers=h(CENTRAL), json={"id": "g16-app"}), 400)["param"] == "dryrun"
+    assert httpx.get(gw.url + A + "/g16-app", headers=h(CENTRAL)).status_code == 404
+    assert httpx.post(gw.url + A, headers=h(CENTRAL), json={"id": "g16-app"}).status_code == 201
+    r = httpx.patch(gw.url + A + "/g16-app?dry_run=true", headers=h(CENTRAL), json={"tpm": 100})
+    assert r.status_code == 200 and r.json()["dry_run"] is True and r.json()["version"] == 2 and r.json()["tpm"] == 100
+    now = httpx.get(gw.url + A + "/g16-app", headers=h(CENTRAL)).json()
+    assert now["version"] == 1 and now["tpm"] is None
