@@ -48,7 +48,8 @@ class Exchange:
     relayed: bool = False  # the answer was relayed as a stream (else read whole: its overhead is measured)
     attempts: Attempts | None = None  # what routing did: attempts, retries, fallbacks
     verdict: Verdict | None = None
-    cells: list[Cell] | None = None  # the rate limits this request counts against (tokens debited at its end)
+    cells: list[Cell] | None = None  # the rate limits this request counts against (tokens settled at its end)
+    reserved_tokens: int = 0  # tokens reserved from the token limits at admission, not yet settled
     prompt_chars: int = 0  # the request body's size, for a token estimate when the upstream gives no usage
     # read_request
     parsed: ParsedRequest | None = None

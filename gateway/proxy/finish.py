@@ -43,8 +43,11 @@ class Finisher:
             self._telemetry.tokens.labels(ex.application, ex.model, "prompt").inc(prompt)
         if completion:
             self._telemetry.tokens.labels(ex.application, ex.model, "completion").inc(completion)
-        if ex.cells and prompt + completion:
-            self.in_background(self._limiter.debit_tokens(ex.cells, prompt + completion))
+        if ex.cells:  # settle the reservation made at admission: debit the rest, or credit the excess
+            owed = prompt + completion - ex.reserved_tokens
+            ex.reserved_tokens = 0
+            if owed:
+                self.in_background(self._limiter.debit_tokens(ex.cells, owed))
 
     def error(self, ex: Exchange, err: OpenAIError) -> RawResponse:
         return self.done(ex, RawResponse(err.status, [JSON, rid(ex)], err.body()))
@@ -55,6 +58,9 @@ class Finisher:
         return response
 
     def finish(self, ex: Exchange, status: int) -> None:
+        if ex.cells and ex.reserved_tokens:  # no usage was counted (refused, failed, cut): credit it back
+            self.in_background(self._limiter.debit_tokens(ex.cells, -ex.reserved_tokens))
+            ex.reserved_tokens = 0
         t = self._telemetry
         elapsed = time.perf_counter() - ex.start
         t.in_flight.labels(ex.route).dec()

@@ -58,9 +58,10 @@ class Gate:
             raise OpenAIError(401, "This API key has expired; ask for a new one.", code="expired_api_key")
         return entry
 
-    async def govern(self, entry: Entry, model: str | None, ex: Exchange) -> Verdict | None:
+    async def govern(self, entry: Entry, model: str | None, ex: Exchange, reserve_tokens: int = 0) -> Verdict | None:
         """Allowed models (when the request names one), then the request and token limits (one atomic
-        check for all of them)."""
+        check for all of them), reserving `reserve_tokens` (the prompt's estimate) from the token limits
+        until the answer's usage settles it (Finisher)."""
         for rule, who in ((entry.app_rule, "application"), (entry.key_rule, "key")):
             if rule is not None and model is not None and not rule.allows(model):
                 raise OpenAIError(403, f"This {who} may not use the model '{model}'.", code="model_not_allowed",
@@ -68,11 +69,13 @@ class Gate:
         cells = Limiter.cells(entry.app.id, entry.app_rule, entry.key_id, entry.key_rule)
         if not cells:
             return None
-        verdict = await self._limiter.check(cells)
+        verdict = await self._limiter.check(cells, reserve_tokens)
         if verdict.denied is not None:
             self._telemetry.rate_limited.labels(ex.application, verdict.denied.split()[0]).inc()
             raise RateLimited(verdict)
         ex.cells, ex.verdict = cells, verdict
+        if any(c.kind == "tokens" for c in cells):
+            ex.reserved_tokens = max(reserve_tokens, 0)
         return verdict
 
     async def read_body(self, request: Request) -> bytes:

@@ -3,9 +3,12 @@
 Each limit is a GCRA (generic cell rate algorithm) cell: one number, the theoretical arrival time `tat`,
 with an emission interval T = 60 s / limit and a burst of the whole minute. A request is admitted when
 every limit that applies has room (requests: one more; tokens: at least one left), and then debits one
-request from each request limit. Tokens are debited after the answer, from the upstream's `usage` (or an
-estimate of a stream without it), so a request may overdraw its tokens; the next ones wait until the
-minute has drained it (OpenAI's own behaviour).
+request from each request limit and **reserves** the request's estimated prompt tokens (its body's size,
+4 characters a token) from each token limit, so requests admitted together see each other's prompts.
+When the answer's usage is known (the upstream's `usage`, or an estimate of a stream without it) the
+difference is settled (debited, or credited back when the answer used fewer); a request that gets no
+answer (refused by a stage, upstream error, client gone) has its reservation credited back. A request
+may still overdraw by its completion; the next ones wait until the minute has drained it.
 
 With a Redis store configured the cells live in Redis and one Lua script checks and debits all the
 limits of a request atomically, in one round trip, over a small pipelined RESP connection of our own
@@ -50,12 +53,14 @@ for i = 1, #KEYS do
   if check > 0 and over > 0.000001 and denied == 0 then denied = i end
   if check > 0 and over > wait then wait = over end
   tats[i] = tat + T * debit
+  if debit < 0 and tats[i] < now then tats[i] = now end
   out[2*i+1] = math.max(math.floor((60 - (tats[i] - now)) / T), 0)
   out[2*i+2] = math.ceil((tats[i] - now) * 1000)
 end
 if denied == 0 then
   for i = 1, #KEYS do
-    if tats[i] > now then redis.call('SET', KEYS[i], tostring(tats[i]), 'PX', math.ceil((tats[i] - now) * 1000) + 1000) end
+    if tats[i] > now then redis.call('SET', KEYS[i], tostring(tats[i]), 'PX', math.ceil((tats[i] - now) * 1000) + 1000)
+    elseif tonumber(ARGV[3*i]) < 0 then redis.call('DEL', KEYS[i]) end
   end
 end
 out[1] = denied
@@ -126,7 +131,7 @@ class LocalCells:
                 denied = i + 1
             if check[i] > 0:
                 wait = max(wait, over)
-            tats.append(tat + t * debit[i])
+            tats.append(max(tat + t * debit[i], now) if debit[i] < 0 else tat + t * debit[i])
             out += [max(math.floor((WINDOW_S - (tats[i] - now)) / t), 0), math.ceil((tats[i] - now) * 1000)]
         if not denied:
             for cell, tat in zip(cells, tats):
@@ -161,11 +166,12 @@ class Limiter:
                 out.append(Cell(f"{scope}:{ident}:t", rule.tpm, "tokens", scope))
         return out
 
-    async def check(self, cells: list[Cell]) -> Verdict:
+    async def check(self, cells: list[Cell], reserve_tokens: int = 0) -> Verdict:
+        """Admit a request if every cell has room; debit one request and reserve `reserve_tokens`."""
         if not cells:
             return Verdict()
         check = [1.0] * len(cells)
-        debit = [1.0 if c.kind == "requests" else 0.0 for c in cells]
+        debit = [1.0 if c.kind == "requests" else float(max(reserve_tokens, 0)) for c in cells]
         out, backend = await self._run(cells, check, debit)
         denied, wait_ms = int(out[0]), int(out[1])
         verdict = Verdict(backend=backend, headers=_headers(cells, out))
@@ -176,8 +182,9 @@ class Limiter:
         return verdict
 
     async def debit_tokens(self, cells: list[Cell], tokens: int) -> None:
+        """Debit `tokens` from the token cells, or credit them back when negative (never refused)."""
         token_cells = [c for c in cells if c.kind == "tokens"]
-        if token_cells and tokens > 0:
+        if token_cells and tokens != 0:
             await self._run(token_cells, [0.0] * len(token_cells), [float(tokens)] * len(token_cells))
 
     async def _run(self, cells: list[Cell], check: list[float], debit: list[float]) -> tuple[list[float], str]:

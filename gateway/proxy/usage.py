@@ -19,6 +19,11 @@ def read_usage(data: bytes) -> tuple[int, int] | None:
             found.get(b"completion_tokens", found.get(b"output_tokens", 0)))
 
 
+def estimate_tokens(chars: int) -> int:
+    """Tokens of a text of `chars` characters, estimated (4 a token), as for an answer without usage."""
+    return math.ceil(chars / _CHARS_PER_TOKEN)
+
+
 def answer_tokens(answer: bytes, prompt_chars: int) -> tuple[int, int]:
     """(prompt, completion) tokens of a whole answer: its usage (looked for at its end first), else estimated."""
     got = read_usage(answer[-4096:]) or read_usage(answer)

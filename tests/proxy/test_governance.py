@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import running_gateway
@@ -225,3 +226,49 @@ def test_token_debits_past_the_window_are_all_kept(backend: str) -> None:
 
     owed = asyncio.run(go())  # 100,000 tokens at 10,000 a minute: the cell is 600 s ahead, 540 s past the window
     assert 530 <= owed <= 541, owed
+
+
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_prompt_tokens_are_reserved_at_admission_and_settled(backend: str) -> None:
+    """Requests admitted together see each other's prompts: each reserves its estimate; the answer's
+    usage settles it (debit the rest or credit the excess); a credit never leaves more than a full cell."""
+    from gateway.proxy.limits import Cell, Limiter
+
+    async def go() -> None:
+        limiter = Limiter("redis://127.0.0.1:6379/0" if backend == "redis" else None, f"test-{uuid.uuid4().hex[:8]}:")
+        cells = [Cell("app:a:t", 100, "tokens", "application")]
+        admitted = [(await limiter.check(cells, reserve_tokens=40)).denied is None for _ in range(4)]
+        assert admitted == [True, True, True, False]  # 0, 40, 80 reserved before each; 120 before the 4th
+        await limiter.debit_tokens(cells, -120)  # the three answers used nothing: all credited back
+        v = await limiter.check(cells, reserve_tokens=0)
+        assert v.denied is None and dict(v.headers or [])[b"x-ratelimit-remaining-tokens"] in (b"99", b"100")
+        await limiter.debit_tokens(cells, -10_000)  # more credit than owed: the cell is full, no more
+        assert (await limiter.check(cells, reserve_tokens=100)).denied is None
+        assert (await limiter.check(cells, reserve_tokens=1)).denied is not None
+        limiter.close()
+    asyncio.run(go())
+
+
+def test_concurrent_requests_cannot_overdraw_the_token_limit(tmp_path: Path) -> None:
+    """Before reservations, every request admitted while the others were in flight saw the whole minute
+    free: eight concurrent requests under tpm 100 all went through (about 8 x 23 prompt tokens)."""
+    async def go() -> None:
+        async with serve_cue(Cue("u", default="slow:0.4")) as u:
+            async with in_process(cfg(u.url, "  - {id: a, keys: [k-1], tpm: 100}\n"), tmp_path) as (_, client):
+                codes = [r.status_code for r in await asyncio.gather(*(post(client) for _ in range(8)))]
+                estimate = -(-len(orjson.dumps(chat())) // 4)
+                assert codes.count(200) == -(-100 // estimate), (codes, estimate)  # each admitted while room
+                assert codes.count(429) == 8 - codes.count(200)
+    asyncio.run(go())
+
+
+def test_a_request_without_an_answer_gets_its_reservation_back(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with serve_cue(Cue("u", default="status:500")) as u:
+            async with in_process(cfg(u.url, "  - {id: a, keys: [k-1], tpm: 60}\n"), tmp_path) as (_, client):
+                for _ in range(5):  # about 23 tokens reserved each, then credited back: no usage came
+                    assert (await post(client)).status_code >= 500
+                    await asyncio.sleep(0.02)  # the credit runs after the answer
+                u.default = "ok"
+                assert (await post(client)).status_code == 200
+    asyncio.run(go())
