@@ -8,6 +8,7 @@ are read-only here and win on an id clash (creating one with a config id is a 40
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -28,7 +29,32 @@ def _view(doc: Version) -> dict[str, Any]:
             "stages": doc.body.get("stages", []), "allow_request_stages": doc.body.get("allow_request_stages", True),
             "keys": len(doc.body.get("key_hashes", [])), "models": doc.body.get("models", []),
             "rpm": doc.body.get("rpm"), "tpm": doc.body.get("tpm"),
-            "key_rules": list(doc.body.get("key_rules", {}).values())}
+            "key_rules": list(doc.body.get("key_rules", {}).values()), "key_list": _key_list(doc.body)}
+
+
+KEY_ID_CHARS = 16  # a key's public id: the first hex digits of its SHA-256 (never the key itself)
+
+
+def _key_list(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """G17: each key, oldest first: its id, when it was made (null for keys made before it was kept) and
+    its own limits."""
+    rules, created = body.get("key_rules", {}), body.get("key_created", {})
+    return [{"id": h[:KEY_ID_CHARS], "created": created.get(h), **(rules.get(h) or {})}
+            for h in body.get("key_hashes", [])]
+
+
+def _with_key(body: dict[str, Any], digest: str, rule: dict[str, Any] | None) -> dict[str, Any]:
+    """`body` with one more key (its hash, its limits and when it was made)."""
+    return {**body, "key_hashes": [*body.get("key_hashes", []), digest],
+            "key_rules": {**body.get("key_rules", {}), **({digest: rule} if rule else {})},
+            "key_created": {**body.get("key_created", {}), digest: round(time.time(), 3)}}
+
+
+def _without_keys(body: dict[str, Any], kept: list[str]) -> dict[str, Any]:
+    """`body` keeping only the keys whose hashes are in `kept` (and their limits and times)."""
+    return {**body, "key_hashes": kept,
+            "key_rules": {h: r for h, r in body.get("key_rules", {}).items() if h in kept},
+            "key_created": {h: t for h, t in body.get("key_created", {}).items() if h in kept}}
 
 
 _APP_FIELDS = frozenset({"id", "stages", "allow_request_stages", "models", "rpm", "tpm", "key"})
@@ -139,11 +165,9 @@ class ApplicationAdmin:
         if app_id in self.registry.application_ids:
             raise _exists(app_id)
         key = _new_key()
-        rules = {key_digest(key): rule} if rule else {}
         try:  # create only: of two racing creates of one id, the store lets one land (compare-and-set on 0)
-            doc = await self.registry.write("application", {"id": app_id, **fields, "key_hashes": [key_digest(key)],
-                                                            "key_rules": rules}, "central", expected=(0, "id"),
-                                            dry_run=trial)
+            doc = await self.registry.write("application", _with_key({"id": app_id, **fields}, key_digest(key), rule),
+                                            "central", expected=(0, "id"), dry_run=trial)
         except VersionConflict:
             raise _exists(app_id) from None
         if trial:
@@ -182,9 +206,7 @@ class ApplicationAdmin:
         doc = await self.stored(request.path_params["id"])
         rule = key_settings(await read_json(request))
         key = _new_key()
-        rules = {**doc.body.get("key_rules", {}), **({key_digest(key): rule} if rule else {})}
-        body = {**doc.body, "key_hashes": [*doc.body.get("key_hashes", []), key_digest(key)], "key_rules": rules}
-        new = await self.registry.write("application", body, "central")
+        new = await self.registry.write("application", _with_key(doc.body, key_digest(key), rule), "central")
         return ok({**_view(new), "key": key}, 201)
 
     async def revoke_keys(self, request: Request, role: Role) -> RawResponse:
@@ -196,8 +218,23 @@ class ApplicationAdmin:
             raise OpenAIError(400, "keep: a whole number >= 0.", code="invalid_request", param="keep")
         hashes = doc.body.get("key_hashes", [])
         kept = hashes[len(hashes) - keep:] if keep else []
-        rules = {h: r for h, r in doc.body.get("key_rules", {}).items() if h in kept}
-        new = await self.registry.write("application", {**doc.body, "key_hashes": kept, "key_rules": rules},
+        new = await self.registry.write("application", _without_keys(doc.body, kept), "central")
+        return ok(_view(new))
+
+    async def revoke_key(self, request: Request, role: Role) -> RawResponse:
+        """G17: revoke one key, named by its id (`key_list[].id`, or a longer prefix of its SHA-256)."""
+        _central_only(role)
+        doc = await self.stored(request.path_params["id"])
+        key_id = request.path_params["key_id"].lower()
+        if len(key_id) < KEY_ID_CHARS or any(c not in "0123456789abcdef" for c in key_id):
+            raise OpenAIError(400, f"key_id: the key's id, {KEY_ID_CHARS} or more hex digits of its SHA-256 "
+                                   "(key_list[].id).", code="invalid_request", param="key_id")
+        hashes = doc.body.get("key_hashes", [])
+        if not any(h.startswith(key_id) for h in hashes):
+            raise OpenAIError(404, f"Application '{doc.id}' has no key '{key_id}'.", code="key_not_found",
+                              param="key_id")
+        new = await self.registry.write("application",
+                                        _without_keys(doc.body, [h for h in hashes if not h.startswith(key_id)]),
                                         "central")
         return ok(_view(new))
 
@@ -219,4 +256,5 @@ def application_routes(admin: AdminAuth, registry: Registry) -> list[Route]:
         Route(base + "/{id}", wrap(admin, a.delete), methods=["DELETE"]),
         Route(base + "/{id}/keys", wrap(admin, a.add_key), methods=["POST"]),
         Route(base + "/{id}/keys", wrap(admin, a.revoke_keys), methods=["DELETE"]),
+        Route(base + "/{id}/keys/{key_id}", wrap(admin, a.revoke_key), methods=["DELETE"]),
     ]

@@ -210,3 +210,41 @@ def test_application_dry_runs_write_nothing_and_make_no_key(gw: Gateway) -> None
     assert r.status_code == 200 and r.json()["dry_run"] is True and r.json()["version"] == 2 and r.json()["tpm"] == 100
     now = httpx.get(gw.url + A + "/g16-app", headers=h(CENTRAL)).json()
     assert now["version"] == 1 and now["tpm"] is None
+
+
+def test_keys_are_listed_by_id_and_revoked_one_by_one(gw: Gateway) -> None:
+    """G17: each key's id (a SHA-256 prefix, never the key), creation time and limits; DELETE .../keys/{id}
+    revokes that key alone (before: only 'keep the newest n', so a leaked older key took the newer ones)."""
+    import time
+
+    from gateway.proxy.auth import key_digest
+
+    A = "/v1/admin/applications"
+    start = time.time()
+    first = httpx.post(gw.url + A, headers=h(CENTRAL), json={"id": "g17-app"}).json()["key"]
+    second = httpx.post(gw.url + A + "/g17-app/keys", headers=h(CENTRAL), json={"rpm": 7}).json()["key"]
+    third = httpx.post(gw.url + A + "/g17-app/keys", headers=h(CENTRAL)).json()["key"]
+    listed = httpx.get(gw.url + A + "/g17-app", headers=h(CENTRAL)).json()["key_list"]
+    assert [k["id"] for k in listed] == [key_digest(k)[:16] for k in (first, second, third)]
+    assert all(start - 1 <= k["created"] <= time.time() + 1 for k in listed)
+    assert listed[1]["rpm"] == 7 and "rpm" not in listed[0]
+    assert not any(key in str(listed) for key in (first, second, third))
+
+    def chat(key: str) -> int:
+        return httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).status_code
+
+    assert [chat(k) for k in (first, second, third)] == [200, 200, 200]
+    r = httpx.delete(gw.url + A + f"/g17-app/keys/{listed[1]['id']}", headers=h(CENTRAL))
+    assert r.status_code == 200, r.text
+    assert [k["id"] for k in r.json()["key_list"]] == [listed[0]["id"], listed[2]["id"]] and r.json()["keys"] == 2
+    assert [chat(k) for k in (first, second, third)] == [200, 401, 200]
+    assert error(httpx.delete(gw.url + A + f"/g17-app/keys/{listed[1]['id']}", headers=h(CENTRAL)), 404)["code"] \
+        == "key_not_found"
+    assert error(httpx.delete(gw.url + A + "/g17-app/keys/abc", headers=h(CENTRAL)), 400)["param"] == "key_id"
+    assert error(httpx.delete(gw.url + A + "/g17-app/keys/" + "z" * 16, headers=h(CENTRAL)), 400)["param"] == "key_id"
+    # keep-n still works and keeps the times of the keys it keeps
+    r = httpx.request("DELETE", gw.url + A + "/g17-app/keys", headers=h(CENTRAL), json={"keep": 1})
+    assert [k["id"] for k in r.json()["key_list"]] == [listed[2]["id"]]
+    assert r.json()["key_list"][0]["created"] == listed[2]["created"]
+    assert [chat(k) for k in (first, third)] == [401, 200]
