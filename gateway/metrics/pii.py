@@ -25,6 +25,8 @@ Entities (recognisers in `pii_recognizers` and `secrets`; all standard-library `
                   a street and house number), thousands-like ("699 956 915"), SSN-shaped and all-short
                   groups ("70-70-75-70") need a phone word nearby ("phone", "tel", "call", "fax",
                   "mobile", ... before; "fax", "office", ... right after).
+                  A number read on into the next one ("+1 415 555 2671 10.20.30.40", "415-555-2671
+                  2024") is cut back before the space that ends it; a run of like groups is not cut.
   CREDIT_CARD     13-19 digits (12 for Maestro, which issues them), unseparated or in groups of 3+
                   joined by one kind of separator (space or dash); Luhn-valid, with a prefix and length
                   its network issues (Visa, Mastercard incl. 2-series, Amex, Discover, Diners, JCB (any

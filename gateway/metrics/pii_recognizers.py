@@ -279,6 +279,34 @@ def _first_apart(text: str, first_end: int, end: int) -> bool:
     return text[first_end:second.start()] != text[second.end():second.end() + 1]
 
 
+def _shorter(text: str, m: re.Match[str]) -> tuple[re.Match[str], float] | None:
+    """The longest valid phone number that a failed candidate starts with, cut before a space where
+    that space ends the number: "+1 415 555 2671 10.20.30.40" (the regex read the number on into the
+    address, and the whole was too long). A cut is taken only where the part before it is a phone number
+    by its format alone (a +CC number of E.164 length, a NANP number), or the space stands out: the part
+    before it is grouped with dashes or dots only ("415-555-2671 2024"), or the part after it continues
+    with a dot or a dash (an address, a date, an amount: "2671 12.50"). A run of same-looking groups
+    ("4111 1111 1111 1112", an IBAN's or an order number's groups) is not cut: a phone inside it would
+    be a guess. At most five shorter matches of a bounded candidate: linear."""
+    s, body_start = m.start(), m.start("body")
+    cuts = [g.end() for g in _DIGITS.finditer(text, body_start, m.end())][:-1]
+    for cut in reversed(cuts):
+        if text[cut] != " " or not text[cut + 1:cut + 2].isdigit():
+            continue
+        short = _PHONE.match(text, s, cut)
+        if short is None or short.end() != cut:
+            continue
+        base = _phone_base(short)
+        if base is None:
+            continue
+        after = _DIGITS.match(text, cut + 1).end()  # type: ignore[union-attr]
+        apart = text[after:after + 1] in ("-", ".") and text[after + 1:after + 2].isdigit()
+        body = short.group("body")
+        if base >= 0.75 or apart or (" " not in body and not body.isdigit()):
+            return short, base
+    return None
+
+
 def _phones(text: str, start: int, end: int, out: list[Found]) -> None:
     pos = start
     while pos < end:
@@ -293,9 +321,13 @@ def _phones(text: str, start: int, end: int, out: list[Found]) -> None:
             continue
         base = _phone_base(m)
         if base is None:
-            if _first_apart(text, nxt, e):
-                pos = nxt  # retry from the next group: "2023 555-123-4567" holds a phone after the year
-            continue
+            shorter = _shorter(text, m)
+            if shorter is None:
+                if _first_apart(text, nxt, e):
+                    pos = nxt  # retry from the next group: "2023 555-123-4567" holds a phone after the year
+                continue
+            m, base = shorter
+            e = pos = m.end()  # what follows the cut is read on its own
         ext = _EXTENSION.match(text, e)
         if ext is not None:
             e = ext.end()
