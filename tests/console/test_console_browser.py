@@ -402,6 +402,20 @@ def test_applications_and_key_shown_once(page: Any, console_gw: Gateway) -> None
     expect(page.get_by_test_id("new-key")).to_contain_text("sk-gg-")
     page.get_by_role("button", name="Done").click()
     expect(page.get_by_test_id("key-count")).to_have_text("2")
+    # G17: the first key revoked alone, from its row; the second still answers
+    from gateway.proxy.auth import key_digest
+
+    keys = page.get_by_role("table", name="keys")
+    expect(keys.locator("tbody tr")).to_have_count(2)
+    row = keys.locator(f"tr[data-key='{key_digest(key)[:16]}']")
+    expect(row).to_contain_text(key_digest(key)[:16])
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_test_id("key-count")).to_have_text("1")
+    expect(keys.locator("tbody tr")).to_have_count(1)
+    r = httpx.post(console_gw.url + "/v1/chat/completions", headers=h(key), timeout=30,
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]})
+    assert r.status_code == 401
     page.get_by_label("Model").fill("gpt-4o")
     page.get_by_role("button", name="Show plan").click()
     expect(page.get_by_role("table", name="effective plan")).to_contain_text("config-input")

@@ -1,6 +1,6 @@
 // V7 applications and keys (central tokens only): list, create (the first key shown once), new key,
-// revoke all but the newest n, the effective plan for a model.
-import { html, useState, useApi, useAction, TextInput, ErrorBanner, ConfigBadge, ShowApi, Loading, NotFound } from "../ui.js";
+// each key by id (created, limits) revoked alone (G17) or all but the newest n, the effective plan.
+import { html, useState, useApi, useAction, TextInput, ErrorBanner, ConfigBadge, ShowApi, Loading, NotFound, fmtTime } from "../ui.js";
 import { api, enc } from "../api.js";
 
 function KeyOnce({ k, onClose }) {
@@ -55,6 +55,12 @@ export function ApplicationPage({ id }) {
     if (!confirm(`Revoke every key of ${id} but the newest ${keep}?`)) return;
     await api.del(`/v1/admin/applications/${enc(id)}/keys`, { keep: Number(keep) }); list.reload();
   });
+  const revokeOne = (k) => run(async () => {
+    if (!confirm(`Revoke key ${k.id} of ${id}? Clients using it get 401 at once.`)) return;
+    await api.del(`/v1/admin/applications/${enc(id)}/keys/${enc(k.id)}`); list.reload();
+  });
+  const limitsOf = (k) => [k.models && k.models.length ? `models ${k.models.join(", ")}` : "", k.rpm ? `${k.rpm} rpm` : "",
+    k.tpm ? `${k.tpm} tpm` : "", k.expires_at ? `expires ${fmtTime(k.expires_at)}` : ""].filter(Boolean).join("; ");
   return html`<div><h1>${id} ${!stored && html`<${ConfigBadge} />`}</h1>
     ${key && html`<${KeyOnce} k=${key} onClose=${() => setKey(null)} />`}
     <p>Stages: ${(a.stages || []).join(", ") || "none of its own"} (central stages always run first). Keys: <span data-testid="key-count">${a.keys}</span>.
@@ -63,6 +69,10 @@ export function ApplicationPage({ id }) {
       <button onClick=${newKey} disabled=${busy}>New key</button>
       <${TextInput} type="number" label="Keep newest" name="keep" value=${keep} onInput=${setKeep} err=${err} />
       <button class="danger" onClick=${revoke} disabled=${busy}>Revoke older keys</button></div>
+      <table aria-label="keys"><thead><tr><th>key id (SHA-256 prefix)</th><th>created</th><th>its own limits</th><th></th></tr></thead>
+        <tbody>${(a.key_list || []).map((k) => html`<tr data-key=${k.id}><td><code>${k.id}</code></td>
+          <td>${k.created ? fmtTime(k.created) : "before key times were kept"}</td><td>${limitsOf(k) || "the application's"}</td>
+          <td><button class="danger" onClick=${() => revokeOne(k)} disabled=${busy}>Revoke</button></td></tr>`)}</tbody></table>
       <${ErrorBanner} err=${err} fields=${["keep"]} /></div>`}
     <div class="card"><h2>Effective plan</h2>
       <div class="row"><${TextInput} label="Model" name="model" value=${model} onInput=${setModel} err=${plan.error} />
