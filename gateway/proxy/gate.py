@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gateway.errors import GatewayError
 from gateway.proxy.auth import Entry, KeyRing, bearer
@@ -91,7 +91,8 @@ class Gate:
         return b"".join(chunks)
 
     def stream_body(self, request: Request, state: dict[str, bool]) -> AsyncIterator[bytes] | None:
-        """A request body streamed on within the body cap (state['too_large'] once it went past), or None."""
+        """A request body streamed on within the body cap (state['too_large'] once it went past,
+        state['client_gone'] once the client left before sending it all), or None."""
         declared = header(request, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise too_large(self.max_body)
@@ -101,13 +102,17 @@ class Gate:
 
         async def chunks() -> AsyncIterator[bytes]:
             size = 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    state["too_large"] = True
-                    raise _BodyTooLarge()
-                if chunk:
-                    yield chunk
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        state["too_large"] = True
+                        raise _BodyTooLarge()
+                    if chunk:
+                        yield chunk
+            except ClientDisconnect:  # the upstream client sees a broken body: the failure is the client's
+                state["client_gone"] = True
+                raise
         return chunks()
 
 

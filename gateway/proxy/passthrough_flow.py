@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gateway.proxy.answer import MAX_ERROR_BODY
 from gateway.proxy.auth import Entry
@@ -37,7 +37,8 @@ class _Call:
     query: str
     payload: dict[str, Any] | None = None  # a JSON body, decoded
     body: bytes | AsyncIterator[bytes] | None = None  # as it will be sent (streamed on when not JSON)
-    streamed: dict[str, bool] = field(default_factory=lambda: {"too_large": False})  # a streamed body past the cap
+    # a streamed body past the cap, or its client gone before sending it all
+    streamed: dict[str, bool] = field(default_factory=lambda: {"too_large": False, "client_gone": False})
     model: str | None = None
     target: Target | None = None  # the model group that serves it (a JSON body naming a model)
     upstream: Upstream | None = None  # the upstream that passes the path (no model)
@@ -182,10 +183,12 @@ class PassThroughFlow:
             try:
                 response = await upstream.send(call.method, target_path, headers_for(upstream),
                                                body if body != b"" else None)
-            except (UpstreamTimeout, UpstreamUnreachable, _BodyTooLarge) as exc:
+            except (UpstreamTimeout, UpstreamUnreachable, _BodyTooLarge, ClientDisconnect) as exc:
+                if call.streamed["client_gone"]:  # the client's 499, not the upstream's failure
+                    raise ClientDisconnect() from None
                 if call.streamed["too_large"]:
                     raise too_large(self._gate.max_body) from None
-                assert not isinstance(exc, _BodyTooLarge)
+                assert not isinstance(exc, (_BodyTooLarge, ClientDisconnect))
                 raise self._sender.failure(upstream.name, exc) from None
         if call.streamed["too_large"]:
             response.close()

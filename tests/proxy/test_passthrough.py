@@ -220,3 +220,36 @@ def test_the_stored_chat_completions_list_is_refused_under_output_stages(tmp_pat
                 assert fake.seen == [], "the stored completions were fetched"
                 return r.status_code if r.json()["error"]["code"] == "unguarded_passthrough" else -r.status_code
     assert asyncio.run(go()) == 403
+
+
+def test_a_client_leaving_mid_upload_is_a_499_not_an_upstream_failure(tmp_path: Path) -> None:
+    """A streamed upload whose client goes away half-way was answered and counted as the upstream's
+    failure (502, gateway_upstream_errors_total, an 'upstream failure' warning): any client could raise a
+    healthy upstream's error rate by hanging up. It is the client's 499 now."""
+    import socket
+    import time
+
+    import httpx
+
+    from tests.conftest import running_gateway
+
+    async def go() -> None:
+        async with serve_fake(Fake("oa")) as fake:
+            with running_gateway(tmp_path, lambda port: f"server: {{port: {port}}}\n" + config(fake)) as gw:
+                host, port = gw.url.removeprefix("http://").split(":")
+                head = (f"POST /v1/files HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer k-1\r\n"
+                        "content-type: multipart/form-data; boundary=xyz\r\ncontent-length: 1000000\r\n\r\n")
+                with socket.create_connection((host, int(port)), timeout=10) as s:
+                    s.sendall(head.encode() + b"--xyz\r\n" + b"x" * 20_000)
+                    await asyncio.sleep(0.5)  # the upload has reached the upstream, then the client leaves
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    m = httpx.get(gw.url + "/metrics").text
+                    if metric(m, "gateway_requests_total", route="passthrough", application="a", status="499"):
+                        break
+                    await asyncio.sleep(0.1)
+                assert metric(m, "gateway_requests_total", route="passthrough", application="a", status="499") == 1
+                assert not metric(m, "gateway_requests_total", route="passthrough", application="a", status="502")
+                assert not metric(m, "gateway_upstream_errors_total", upstream="oa", kind="unreachable")
+                assert "upstream failure" not in gw.log_path.read_text()
+    asyncio.run(go())
