@@ -73,6 +73,17 @@ _EXPECTED = {"type": "integer", "minimum": 0, "description": "G19: the version t
              "If-Match header); another current version answers 409 version_conflict."}
 _WHERE = {"application": _STR, "models": {"type": "array", "items": _STR, "minItems": 1},
           "on": {"enum": ["input", "output"], "default": "input"}}
+_FEEDBACK_ITEM = _obj({"id": {"type": "integer"}, "object": {"const": "feedback"}, "policy_id": _STR,
+                       "record_id": {"type": ["string", "null"]}, "on": {"enum": ["input", "output", None]},
+                       "label": _LABEL, "text": {"type": "string"}, "applied": {"type": "boolean"},
+                       "training_row": {"type": ["integer", "null"],
+                                        "description": "The training row applying it wrote."},
+                       "created": {"type": "number", "description": "Unix time."},
+                       "author": {"type": ["string", "null"], "description": "central or app:<id>."}},
+                      description="G13: a feedback item (null record_id/author: given before they were kept).",
+                      extra=True)
+_FEEDBACK_LIST = _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _FEEDBACK_ITEM}},
+                      extra=True)
 
 
 # size: a table, one body schema per admin route that validates its body by hand, read as one list
@@ -105,7 +116,13 @@ def _bodies() -> dict[Any, Any]:
                                                "compliance": {**_LABEL, "description": "Another name for label."},
                                                "on": {"enum": ["input", "output"], "default": "input"}},
                                               ("record_id", "policy_id"),
-                                              "The correct label for a policy on a monitoring record."), None),
+                                              "The correct label for a policy on a monitoring record."),
+                                         _FEEDBACK_ITEM),
+        ("/v1/admin/feedback", "get"): (None, _FEEDBACK_LIST),
+        (base + "/feedback", "get"): (None, _FEEDBACK_LIST),
+        ("/v1/admin/feedback/{item}", "delete"): (None, {"allOf": [_FEEDBACK_ITEM, _obj({
+            "deleted": {"const": True}, "training_row_deleted": {"type": ["integer", "null"], "description": (
+                "An applied item's training row, deleted with it.")}}, extra=True)]}),
         (base + "/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}, "note": _NOTE,
                                            "expected_version": _EXPECTED}, ("version",)), None),
         ("/v1/admin/stages/{name}/revert", "post"): (_obj({"version": {"type": "integer", "minimum": 1}, "note": _NOTE,
@@ -140,7 +157,13 @@ _IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
              "description": "G19: the version the change is based on (as expected_version)."}
 _SUMMARY = {"name": "summary", "in": "query", "schema": {"type": "boolean", "default": False},
             "description": "G11: versions without their bodies."}
+_RECORD = [{"name": "record_id", "in": "query", "schema": {"type": "string", "minLength": 1},
+            "description": "G13: only the items on this monitoring record."},
+           {"name": "on", "in": "query", "schema": {"enum": ["input", "output"]},
+            "description": "G13: which of the request's records (default: both)."}]
 _QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("/v1/admin/feedback", "get"): [{**_RECORD[0], "required": True}, _RECORD[1]],
+    ("/v1/admin/policies/{id}/feedback", "get"): _RECORD,
     ("/v1/admin/policies", "post"): [_DRY], ("/v1/admin/stages", "post"): [_DRY],
     ("/v1/admin/applications", "post"): [_DRY], ("/v1/admin/applications/{id}", "patch"): [_DRY],
     ("/v1/admin/policies/{id}", "patch"): [_DRY, _IF_MATCH], ("/v1/admin/stages/{name}", "patch"): [_DRY, _IF_MATCH],

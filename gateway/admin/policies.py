@@ -183,7 +183,8 @@ def policy_routes(admin: AdminAuth, registry: Registry, monitor: MonitorLog, com
         ("/v1/admin/models/{model}/policies", a.model_policies, "GET"),
         (base + "/{id}/train", t.train, "POST"), (base + "/{id}/train", t.training_status, "GET"),
         (base + "/{id}/feedback", d.list_feedback, "GET"), (base + "/{id}/apply-feedback", d.apply_feedback, "POST"),
-        ("/v1/admin/feedback", d.feedback, "POST"),
+        ("/v1/admin/feedback", d.feedback, "POST"), ("/v1/admin/feedback", d.record_feedback, "GET"),
+        ("/v1/admin/feedback/{item}", d.delete_feedback, "DELETE"),
         ("/v1/moderation/policy/{id}/update-threshold", p.update_threshold, "PUT"),
     ]
     return [Route(path, wrap(admin, handler), methods=[method]) for path, handler, method in table]

@@ -15,9 +15,11 @@ from gateway.admin.common import ok, owner, read_json
 from gateway.admin.console_api import refuse_unknown_query
 from gateway.admin.examples import labelled_row
 from gateway.admin.policy_admin import PolicyAdmin
-from gateway.policies.data import SOURCES, add_feedback, apply_feedback, monitoring_record, row_counts
+from gateway.policies.data import (SOURCES, add_feedback, apply_feedback, delete_feedback, monitoring_record,
+                                   row_counts)
 from gateway.policies.training import generate_prompt, parse_generated
-from gateway.store import Example
+from gateway.store import Example, Feedback
+from gateway.store.base import record_key
 from gateway.wire import OpenAIError, RawResponse
 
 
@@ -25,6 +27,31 @@ def _row(e: Example) -> dict[str, Any]:
     """A training row as the API shows it (G9); rows from before rows had times show created/author null."""
     return {"id": e.seq, "object": "training_row", "example": e.text, "compliance": e.label,
             "synthetic": e.synthetic, "source": e.source, "created": e.created or None, "author": e.author or None}
+
+
+def _item(f: Feedback) -> dict[str, Any]:
+    """A feedback item as the API shows it (G13): the record it labels (record_id and on; null for items
+    from before records were named), when and by whom (null for items from before authors were kept),
+    and the training row applying it wrote (null: not applied, or applied before rows were kept)."""
+    record_id, _, on = f.record.rpartition(":")
+    return {"id": f.seq, "object": "feedback", "policy_id": f.policy_id, "record_id": record_id or None,
+            "on": on if record_id else None, "label": f.label, "text": f.text, "applied": f.applied,
+            "training_row": f.row or None, "created": f.time, "author": f.author or None}
+
+
+def _record_filter(request: Request) -> tuple[str | None, str | None]:
+    """?record_id= (and ?on=input|output) of a feedback list."""
+    q = request.query_params
+    record_id, on = q.get("record_id"), q.get("on")
+    if record_id is not None and not record_id:
+        raise OpenAIError(400, "record_id: a monitoring record's id.", code="invalid_request", param="record_id")
+    if on is not None and on not in ("input", "output"):
+        raise OpenAIError(400, "on: input or output.", code="invalid_request", param="on")
+    return record_id, on
+
+
+def _on_record(f: Feedback, record_id: str | None, on: str | None) -> bool:
+    return record_id is None or f.record in [record_key(record_id, o) for o in ((on,) if on else ("input", "output"))]
 
 
 def _source(value: str | None) -> str | None:
@@ -157,15 +184,61 @@ class PolicyData(PolicyAdmin):
         if not role.may_see(record["application"]):
             raise OpenAIError(403, "This token may only give feedback on its own application's records.",
                               code="forbidden", param="record_id")
-        item, text = await add_feedback(self.store, record_id, seq, on, record, policy_id, label)
-        return ok({"object": "feedback", "id": item, "record_id": record_id, "policy_id": policy_id,
-                    "label": label, "text": text}, 201)
+        item = await add_feedback(self.store, record_id, seq, on, record, policy_id, label, owner(role))
+        return ok(_item(item), 201)
 
     async def list_feedback(self, request: Request, role: Role) -> RawResponse:
+        """A policy's feedback items, oldest first; ?record_id= (and ?on=) those on one record."""
         doc = await self.named(request, role, write=False)
-        items = await self.store.feedback(doc.id)
-        return ok({"object": "list", "data": [{"id": f.seq, "label": f.label, "text": f.text,
-                                                "applied": f.applied} for f in items]})
+        refuse_unknown_query(request, ("record_id", "on"))
+        record_id, on = _record_filter(request)
+        items = [f for f in await self.store.feedback(doc.id) if _on_record(f, record_id, on)]
+        return ok({"object": "list", "data": [_item(f) for f in items]})
+
+    async def record_feedback(self, request: Request, role: Role) -> RawResponse:
+        """The feedback on one monitoring record (?record_id=, ?on=), for every policy."""
+        refuse_unknown_query(request, ("record_id", "on"))
+        record_id, on = _record_filter(request)
+        if record_id is None:
+            raise OpenAIError(400, "record_id: required (a monitoring record's id).", code="invalid_request",
+                              param="record_id")
+        sides = (on,) if on else ("input", "output")
+        given = await self.store.record_feedback([record_key(record_id, o) for o in sides])
+        items = sorted((f for found in given.values() for f in found), key=lambda f: f.seq)
+        if not role.central:  # an application's records; a record gone from the log: the token's own items
+            records = [(await monitoring_record(self.monitor, self.store, record_id, o))[0] for o in sides]
+            found = [r for r in records if r is not None]
+            if any(not role.may_see(r["application"]) for r in found):
+                raise OpenAIError(403, "This token may only read feedback on its own application's records.",
+                                  code="forbidden", param="record_id")
+            items = [f for f in items if found or f.author == owner(role)]
+        return ok({"object": "list", "record_id": record_id, "data": [_item(f) for f in items]})
+
+    async def delete_feedback(self, request: Request, role: Role) -> RawResponse:
+        """Delete a feedback item; an applied one also loses the training row it wrote."""
+        refuse_unknown_query(request)
+        raw = request.path_params["item"]
+        item = await self.store.feedback_item(int(raw)) if raw.isdigit() and int(raw) < 2**62 else None
+        if item is None:
+            raise OpenAIError(404, f"No feedback item {raw!r}.", code="feedback_not_found", param="item")
+        await self._may_delete(item, role)
+        gone, row = await delete_feedback(self.store, item.seq)
+        if gone is None:  # deleted by another request in between
+            raise OpenAIError(404, f"No feedback item {raw!r}.", code="feedback_not_found", param="item")
+        return ok({**_item(gone), "deleted": True, "training_row_deleted": row})
+
+    async def _may_delete(self, item: Feedback, role: Role) -> None:
+        """Central: any item. An application admin: items on its own policies (as for other policy
+        writes), and items it gave itself while they are not applied (an applied item's training row
+        belongs to the policy's owner)."""
+        if role.central or (not item.applied and item.author == owner(role)):
+            return
+        doc = await self.store.get("policy", item.policy_id)
+        if doc is None or doc.body.get("owner") != owner(role):
+            raise OpenAIError(403, f"Feedback item {item.seq} is on policy '{item.policy_id}', which belongs to "
+                                   f"{doc.body.get('owner') if doc else 'the config file'}"
+                                   + ("; its training row is the owner's to remove." if item.applied else "."),
+                              code="forbidden", param="item")
 
     async def apply_feedback(self, request: Request, role: Role) -> RawResponse:
         """Turn unapplied feedback into training data for the next training."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.guard.monitor import MonitorLog
-from gateway.store import Example, Store
+from gateway.store import Example, Feedback, Store
 from gateway.store.base import record_key
 
 SOURCES = ("manual", "synthetic", "feedback")
@@ -34,19 +34,28 @@ async def monitoring_record(monitor: MonitorLog, store: Store, record_id: str,
 
 
 async def add_feedback(store: Store, record_id: str, seq: int, on: str, record: dict[str, Any], policy_id: str,
-                       label: str) -> tuple[int, str]:
-    """Feedback on a record: (its id, the text it is about: the record's texts, PII-redacted as the log
-    shows them)."""
+                       label: str, author: str = "") -> Feedback:
+    """Feedback on a record, about its texts (PII-redacted as the log shows them)."""
     text = "\n\n".join(record["texts"])
-    item = await store.add_feedback(seq, policy_id, label, text, record_key(record_id, on))
-    return item.seq, text
+    return await store.add_feedback(seq, policy_id, label, text, record_key(record_id, on), author)
 
 
 async def apply_feedback(store: Store, policy_id: str, author: str) -> int:
     """Turn the policy's unapplied feedback into training rows (source `feedback`); how many."""
-    items = await store.feedback(policy_id, applied=False)
-    if items:
-        await store.add_examples(policy_id, [Example(f.text, f.label, source="feedback", author=author)
-                                             for f in items])
-        await store.mark_applied([f.seq for f in items])
-    return len(items)
+    return len(await store.apply_feedback(policy_id, author))
+
+
+async def delete_feedback(store: Store, seq: int) -> tuple[Feedback | None, int | None]:
+    """Delete a feedback item and, if it was applied, the training row it wrote, so that the next
+    training no longer learns it: (the item, the row removed or None). An item applied before items
+    kept their row's id removes one feedback row of the same text and label."""
+    item = await store.delete_feedback(seq)
+    if item is None or not item.applied:
+        return item, None
+    row = item.row
+    if not row:
+        same = [e.seq for e in await store.examples(item.policy_id, source="feedback", label=item.label)
+                if e.text == item.text]
+        row = same[0] if same else 0
+    removed = bool(row) and await store.delete_examples(item.policy_id, [row]) > 0
+    return item, row if removed else None

@@ -11,7 +11,8 @@ Model:
 - **Examples**: labelled training rows per policy, each with an id (`seq`), `created`, `author` and
   `source`; a row can be edited or deleted (one by id, or all of one source), listed a page at a time.
 - **Records**: the monitoring log (append-only, bounded: the oldest beyond `max_records` go).
-- **Feedback**: a corrected label for a named policy on a record.
+- **Feedback**: a corrected label for a named policy on a record, with an id (`seq`), `time` and
+  `author`; applying it writes a training row whose id the item keeps (`row`); an item can be deleted.
 - **Jobs**: the status of a policy's training (one per policy), shared by the replicas: `claim_job`
   starts one only when no other is running (or the running one stopped sending heartbeats).
 - A **revision** counter that every document write bumps: replicas compare it to know their plan is
@@ -73,6 +74,8 @@ class Feedback:
     time: float
     applied: bool = False
     record: str = ""               # the record's key (`record_key(id, on)`); "" for feedback from before keys
+    author: str = ""               # who gave it (central | app:<id>); "" for feedback from before authors
+    row: int = 0                   # the training row applying it wrote (0: not applied, or applied before rows were kept)
 
 
 class Store(Protocol):
@@ -114,10 +117,16 @@ class Store(Protocol):
 
     # feedback
     async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str,
-                           record: str = "") -> Feedback: ...
+                           record: str = "", author: str = "") -> Feedback: ...
     async def record_feedback(self, records: List[str]) -> dict[str, List[Feedback]]: ...  # by record key
     async def feedback(self, policy_id: str, applied: bool | None = None) -> List[Feedback]: ...
+    async def feedback_item(self, seq: int) -> Feedback | None: ...
     async def mark_applied(self, seqs: List[int]) -> None: ...
+    # Unapplied feedback becomes training rows (source `feedback`, by `author`), each item keeping its
+    # row's id; the items applied, with `row` set.
+    async def apply_feedback(self, policy_id: str, author: str) -> List[Feedback]: ...
+    # The item as it was when deleted (None: no such item); its training row is the caller's to remove.
+    async def delete_feedback(self, seq: int) -> Feedback | None: ...
 
     # Training jobs (bodies carry `status` and `updated`). The store stamps `updated` with its own clock
     # on every claim and put, and `job` adds `age_s` (seconds since, by that clock), so replicas whose

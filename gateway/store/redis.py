@@ -1,4 +1,4 @@
-# size: one Store implementation against Redis: its four Lua scripts, then every method of the
+# size: one Store implementation against Redis: its five Lua scripts, then every method of the
 # Store Protocol, each a few commands
 """The shared store for several replicas: Redis (redis-py asyncio). Every key starts with `prefix`, so
 deployments and test runs sharing a server never collide. The monitoring log is a Redis Stream capped
@@ -130,6 +130,32 @@ return n
 """
 
 
+# Apply a policy's unapplied feedback: each item becomes a training row (source feedback) and keeps the
+# row's id, in one script, so two replicas applying at once apply an item once. KEYS: the feedback hash,
+# the policy's feedback list, the row counter, the policy's rows; ARGV: author, now. Returns the items
+# applied (JSON).
+_APPLY_FEEDBACK = """
+local out = {}
+for _, seq in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local raw = redis.call('HGET', KEYS[1], seq)
+  if raw then
+    local item = cjson.decode(raw)
+    if not item.applied then
+      local row = redis.call('INCR', KEYS[3])
+      redis.call('RPUSH', KEYS[4], cjson.encode({text = item.text, label = item.label, synthetic = false,
+        source = 'feedback', seq = row, created = tonumber(ARGV[2]), author = ARGV[1]}))
+      item.applied = true
+      item.row = row
+      local updated = cjson.encode(item)
+      redis.call('HSET', KEYS[1], seq, updated)
+      out[#out + 1] = updated
+    end
+  end
+end
+return out
+"""
+
+
 class RedisStore(DocumentHistory):
     def __init__(self, url: str, prefix: str = "gg:", max_records: int = 100_000,
                  timeout_s: float = 0.5) -> None:
@@ -141,6 +167,7 @@ class RedisStore(DocumentHistory):
         self._append = self.client.register_script(_APPEND)
         self._claim = self.client.register_script(_CLAIM)
         self._examples = self.client.register_script(_EXAMPLES)
+        self._apply_feedback = self.client.register_script(_APPLY_FEEDBACK)
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -326,10 +353,10 @@ class RedisStore(DocumentHistory):
     # --- feedback ------------------------------------------------------------------------------
 
     async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str,
-                           record: str = "") -> Feedback:
+                           record: str = "", author: str = "") -> Feedback:
         label = check_label(label)
         seq = int(await self._call(self.client.incr(self.k("fbseq"))))
-        item = Feedback(seq, record_seq, policy_id, label, text, time.time(), False, record)
+        item = Feedback(seq, record_seq, policy_id, label, text, time.time(), False, record, author)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.k("fb"), str(seq), json.dumps(item.__dict__))
         pipe.rpush(self.k("fb", policy_id), str(seq))
@@ -364,6 +391,31 @@ class RedisStore(DocumentHistory):
         raw = await self._call(self.client.hmget(self.k("fb"), seqs))
         items = [Feedback(**json.loads(r)) for r in raw if r]
         return [f for f in items if applied is None or f.applied == applied]
+
+    async def feedback_item(self, seq: int) -> Feedback | None:
+        raw = await self._call(self.client.hget(self.k("fb"), str(seq)))
+        return Feedback(**json.loads(raw)) if raw else None
+
+    async def apply_feedback(self, policy_id: str, author: str) -> List[Feedback]:
+        applied = await self._call(self._apply_feedback(
+            keys=[self.k("fb"), self.k("fb", policy_id), self.k("exseq"), self.k("ex", policy_id)],
+            args=[author, repr(time.time())]))
+        return [Feedback(**json.loads(raw)) for raw in applied]
+
+    async def delete_feedback(self, seq: int) -> Feedback | None:
+        """The item is read again inside the transaction that deletes it, so an apply in between is seen
+        (its policy and record never change)."""
+        item = await self.feedback_item(seq)
+        if item is None:
+            return None
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hget(self.k("fb"), str(seq))
+        pipe.hdel(self.k("fb"), str(seq))
+        pipe.lrem(self.k("fb", item.policy_id), 0, str(seq))
+        if item.record:
+            pipe.lrem(self.k("fbrec", item.record), 0, str(seq))
+        raw, removed = (await self._call(pipe.execute()))[:2]
+        return Feedback(**json.loads(raw)) if removed and raw else None
 
     async def mark_applied(self, seqs: List[int]) -> None:
         if not seqs:

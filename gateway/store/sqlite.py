@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import time
@@ -93,12 +94,22 @@ def _v5_feedback_records(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS feedback_record ON feedback (record_key)")
 
 
+def _v6_feedback_authors(db: sqlite3.Connection) -> None:
+    """Feedback keeps who gave it and, once applied, the training row it wrote (items already there:
+    author '', row 0), so an item can be deleted with its row (G13)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+    if "author" not in columns:
+        db.execute("ALTER TABLE feedback ADD COLUMN author TEXT NOT NULL DEFAULT ''")
+    if "row_seq" not in columns:
+        db.execute("ALTER TABLE feedback ADD COLUMN row_seq INTEGER NOT NULL DEFAULT 0")
+
+
 def _v1_base(db: sqlite3.Connection) -> None:
     db.executescript("BEGIN;" + _V1 + "COMMIT;")
 
 
 MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes, _v4_example_ids,
-              _v5_feedback_records)
+              _v5_feedback_records, _v6_feedback_authors)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -392,21 +403,25 @@ class SqliteStore(DocumentHistory):
 
     # --- feedback ------------------------------------------------------------------------------
 
-    _FEEDBACK = "SELECT seq, record, policy, label, text, time, applied, record_key FROM feedback"
+    _FEEDBACK = "SELECT seq, record, policy, label, text, time, applied, record_key, author, row_seq FROM feedback"
 
     async def add_feedback(self, record_seq: int, policy_id: str, label: str, text: str,
-                           record: str = "") -> Feedback:
+                           record: str = "", author: str = "") -> Feedback:
         label = check_label(label)
         now = time.time()
         seq = await self._run(lambda: self._db().execute(
-            "INSERT INTO feedback (record, policy, label, text, time, record_key) VALUES (?, ?, ?, ?, ?, ?)",
-            (record_seq, policy_id, label, text, now, record)).lastrowid)
-        return Feedback(int(seq), record_seq, policy_id, label, text, now, False, record)
+            "INSERT INTO feedback (record, policy, label, text, time, record_key, author) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record_seq, policy_id, label, text, now, record, author)).lastrowid)
+        return Feedback(int(seq), record_seq, policy_id, label, text, now, False, record, author)
 
     @staticmethod
     def _feedback(row: tuple[Any, ...]) -> Feedback:
-        s, r, p, lab, t, tm, a, key = row
-        return Feedback(s, r, p, lab, t, tm, bool(a), key)
+        s, r, p, lab, t, tm, a, key, author, row_seq = row
+        return Feedback(s, r, p, lab, t, tm, bool(a), key, author, row_seq)
+
+    async def feedback_item(self, seq: int) -> Feedback | None:
+        row = await self._run(lambda: self._db().execute(self._FEEDBACK + " WHERE seq=?", (seq,)).fetchone())
+        return self._feedback(row) if row else None
 
     async def feedback(self, policy_id: str, applied: bool | None = None) -> List[Feedback]:
         query = self._FEEDBACK + " WHERE policy=?"
@@ -436,6 +451,43 @@ class SqliteStore(DocumentHistory):
     async def mark_applied(self, seqs: List[int]) -> None:
         await self._run(lambda: self._db().executemany("UPDATE feedback SET applied=1 WHERE seq=?",
                                                        [(s,) for s in seqs]))
+
+    async def apply_feedback(self, policy_id: str, author: str) -> List[Feedback]:
+        """In one transaction: an item is applied once, however many replicas apply at the same time."""
+        def apply() -> List[Feedback]:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                now, out = time.time(), []
+                for row in db.execute(self._FEEDBACK + " WHERE policy=? AND applied=0 ORDER BY seq",
+                                      (policy_id,)).fetchall():
+                    item = self._feedback(row)
+                    written = db.execute("INSERT INTO examples (policy, text, label, synthetic, source, created, "
+                                         "author) VALUES (?, ?, ?, 0, 'feedback', ?, ?)",
+                                         (policy_id, item.text, item.label, now, author)).lastrowid
+                    db.execute("UPDATE feedback SET applied=1, row_seq=? WHERE seq=?", (written, item.seq))
+                    out.append(dataclasses.replace(item, applied=True, row=int(written or 0)))
+                db.execute("COMMIT")
+                return out
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return await self._run(apply)
+
+    async def delete_feedback(self, seq: int) -> Feedback | None:
+        def delete() -> Feedback | None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(self._FEEDBACK + " WHERE seq=?", (seq,)).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM feedback WHERE seq=?", (seq,))
+                db.execute("COMMIT")
+                return self._feedback(row) if row else None
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return await self._run(delete)
 
     # --- training jobs -------------------------------------------------------------------------
 

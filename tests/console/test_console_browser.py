@@ -720,3 +720,36 @@ def test_conflict_reload_dry_run_notes_and_threshold_curve(page: Any, console_gw
     page.get_by_role("button", name="Save stage").click()
     expect(page.get_by_test_id("version-conflict")).to_contain_text("is at version 2, not 1")
     httpx.request("DELETE", stages + "/g19-ui", headers=h(CENTRAL), json={})
+
+
+def test_feedback_items_show_record_and_author_and_delete(page: Any, console_gw: Gateway) -> None:
+    """G13 in the Feedback tab: each item shows the record it labels, who gave it and when; an application
+    admin on central's policy may delete the item it gave (confirm dialog), not central's."""
+    url = console_gw.url
+    r = httpx.post(url + "/v1/admin/policies", headers=h(CENTRAL),
+                   json={"id": "fb-ui", "type": "contains", "keywords": ["zzz-never"]})
+    assert r.status_code == 201, r.text
+    given = []
+    for token, text, label in ((APP_TOKEN, "wrongly judged", "FAIL"), (CENTRAL, "rightly judged", "PASS")):
+        r = httpx.post(url + "/v1/chat/completions", headers=h(KEY_A), timeout=30,
+                       json={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
+        record_id = r.headers["x-guardrail-request-id"]
+        r = httpx.post(url + "/v1/admin/feedback", headers=h(token),
+                       json={"record_id": record_id, "policy_id": "fb-ui", "label": label})
+        assert r.status_code == 201, r.text
+        given.append(r.json())
+    mine, central = given
+    login(page, APP_TOKEN, "#/policies/fb-ui/feedback")
+    table = page.get_by_role("table", name="feedback")
+    expect(page.get_by_test_id("feedback-counts")).to_have_text("2 feedback items, 2 not applied.")
+    row = table.locator(f'tr[data-feedback-item="{mine["id"]}"]')
+    expect(row).to_contain_text(f'{mine["record_id"]} (input)')
+    expect(row).to_contain_text("app:app-a")
+    expect(table.locator(f'tr[data-feedback-item="{central["id"]}"]')).to_contain_text("central")
+    expect(page.get_by_role("button", name=f'Delete feedback {central["id"]}')).to_have_count(0)
+    page.once("dialog", lambda d: d.accept())  # "Delete feedback n (FAIL)?"
+    page.get_by_role("button", name=f'Delete feedback {mine["id"]}').click()
+    expect(page.get_by_role("status")).to_have_text(f'Feedback {mine["id"]} deleted.')
+    expect(page.get_by_test_id("feedback-counts")).to_have_text("1 feedback items, 1 not applied.")
+    left = httpx.get(url + "/v1/admin/policies/fb-ui/feedback", headers=h(CENTRAL)).json()["data"]
+    assert [f["id"] for f in left] == [central["id"]]

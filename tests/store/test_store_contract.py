@@ -179,6 +179,30 @@ def test_feedback(make_store) -> None:
     run(_with(make_store(), body))
 
 
+def test_feedback_items_keep_author_and_training_row_and_can_be_deleted(make_store) -> None:
+    """G13: an item keeps its author; applying writes one training row per item, whose id the item keeps
+    (applied once, however often applied); deleting returns the item as it was, and it is gone everywhere."""
+    async def body(s: Store):
+        f1 = await s.add_feedback(0, "p1", "FAIL", "leak", record="r1:input", author="app:a")
+        f2 = await s.add_feedback(0, "p1", "PASS", "fine", record="r2:input", author="central")
+        await s.add_examples("p1", [Example("manual", "PASS")])
+        assert (await s.feedback_item(f1.seq)).author == "app:a" and await s.feedback_item(10**6) is None
+        applied = await s.apply_feedback("p1", "central")
+        assert [(f.seq, f.applied) for f in applied] == [(f1.seq, True), (f2.seq, True)]
+        rows = {e.seq: e for e in await s.examples("p1", source="feedback")}
+        assert sorted(rows) == sorted(f.row for f in applied) and all(f.row for f in applied)
+        assert rows[applied[0].row].text == "leak" and rows[applied[0].row].author == "central"
+        assert await s.apply_feedback("p1", "central") == []
+        assert (await s.feedback_item(f1.seq)).row == applied[0].row
+        gone = await s.delete_feedback(f1.seq)
+        assert gone is not None and gone.applied and gone.row == applied[0].row and gone.author == "app:a"
+        assert await s.delete_feedback(f1.seq) is None and await s.feedback_item(f1.seq) is None
+        assert [f.seq for f in await s.feedback("p1")] == [f2.seq]
+        assert await s.record_feedback(["r1:input"]) == {}
+        assert len(await s.examples("p1")) == 3  # the store leaves the row to the caller
+    run(_with(make_store(), body))
+
+
 def test_feedback_is_found_by_record(make_store) -> None:
     async def body(s: Store):
         await s.add_feedback(0, "p1", "FAIL", "t", record="r1:input")

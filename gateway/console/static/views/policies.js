@@ -583,22 +583,36 @@ function AppliedTo({ p, editable, session }) {
   </div>`;
 }
 
-function Feedback({ p, editable }) {
+function Feedback({ p, editable, session }) {
   const base = "/v1/admin/policies/" + enc(p.id);
   const { data, reload } = useApi(base + "/feedback");
   const [run, busy, err] = useAction();
   const [done, setDone] = useState(null);
+  const [note, setNote] = useState("");
   const items = data ? data.data : [];
   const unapplied = items.filter((f) => !f.applied).length;
   const applyAll = () => run(async () => { setDone(await api.post(base + "/apply-feedback")); reload(); });
+  // G13: the policy's owner deletes any item; anyone the items they gave, until applied
+  const me = session.central ? "central" : "app:" + session.application;
+  const mayDelete = (f) => editable || (!f.applied && f.author === me);
+  const remove = (f) => run(async () => {
+    if (!confirm(`Delete feedback ${f.id} (${f.label})?` + (f.applied ? " Its training row is deleted too." : ""))) return;
+    const r = await api.del("/v1/admin/feedback/" + f.id);
+    setNote(`Feedback ${r.id} deleted` + (r.training_row_deleted ? `, with training row ${r.training_row_deleted}.` : "."));
+    reload();
+  });
   return html`<div>
     <p data-testid="feedback-counts">${items.length} feedback items, ${unapplied} not applied.</p>
     ${items.length === 0 && html`<div class="banner info">No feedback yet: mark logged decisions as PASS/FAIL in <a href="#/monitoring">Monitoring</a>.</div>`}
     ${editable && unapplied > 0 && html`<button onClick=${applyAll} disabled=${busy}>Apply feedback to training data</button>`}
     ${done && html`<div class="banner info" role="status">Applied ${done.applied} items (${done.total_examples} training rows). Feedback rows count three times in training.
       <a href=${"#/policies/" + enc(p.id) + "/training"}>Retrain now</a></div>`}
+    ${note && html`<div class="banner info" role="status">${note}</div>`}
     <${ErrorBanner} err=${err} />
-    ${items.length > 0 && html`<table aria-label="feedback"><thead><tr><th>id</th><th>label</th><th>text (redacted)</th><th>applied</th></tr></thead>
-      <tbody>${items.map((f) => html`<tr><td>${f.id}</td><td>${f.label}</td><td>${f.text}</td><td>${f.applied ? "yes" : "no"}</td></tr>`)}</tbody></table>`}
+    ${items.length > 0 && html`<table aria-label="feedback"><thead><tr><th>id</th><th>record</th><th>label</th><th>text (redacted)</th><th>applied</th><th>given</th><th></th></tr></thead>
+      <tbody>${items.map((f) => html`<tr data-feedback-item=${f.id}><td>${f.id}</td>
+        <td>${f.record_id ? `${f.record_id} (${f.on})` : ""}</td><td>${f.label}</td><td>${f.text}</td>
+        <td>${f.applied ? `yes (row ${f.training_row || "?"})` : "no"}</td><td class="muted">${f.author || ""} ${fmtTime(f.created)}</td>
+        <td>${mayDelete(f) && html`<button class="secondary" aria-label=${"Delete feedback " + f.id} onClick=${() => remove(f)} disabled=${busy}>Delete</button>`}</td></tr>`)}</tbody></table>`}
   </div>`;
 }

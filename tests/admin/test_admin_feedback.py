@@ -1,0 +1,194 @@
+"""G13: feedback items against a real gateway process. Each item carries its id, the monitoring record it
+labels (record_id, on), created and author; a policy's list is filtered by ?record_id=, and
+GET /v1/admin/feedback?record_id= lists a record's items for every policy. DELETE /v1/admin/feedback/{item}
+removes one: 404 for an unknown item; central may delete any item, an application admin the items on its
+own policies and the unapplied items it gave itself; an applied item also loses the training row it
+wrote, so wrong feedback no longer reaches the next training."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Gateway, running_gateway
+
+CENTRAL, ADMIN_A = "admin-central", "admin-app-a"
+KEY_A, KEY_B = "sk-app-a", "sk-app-b"
+
+
+def _config(upstream: str, port: int) -> str:
+    return f"""
+server: {{host: 127.0.0.1, port: {port}}}
+upstreams: [{{name: main, base_url: "{upstream}", models: ["gpt-*"]}}]
+applications:
+  - {{id: app-a, keys: ["{KEY_A}"]}}
+  - {{id: app-b, keys: ["{KEY_B}"]}}
+admin:
+  tokens:
+    - {{token: {CENTRAL}, role: central}}
+    - {{token: {ADMIN_A}, role: "app:app-a"}}
+policies:
+  - {{id: from_config, type: contains, keywords: ["configured-word"]}}
+stages:
+  - {{name: watch, scope: central, on: input, rulesets: [{{name: w, mode: monitor,
+      rules: [{{metric: length, op: gt, value: 0}}], action: {{type: block}}}}]}}
+"""
+
+
+def h(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def gw(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("feedback"), lambda port: _config(upstream, port)) as g:
+        yield g
+
+
+def _record(gw: Gateway, key: str, text: str) -> str:
+    r = httpx.post(gw.url + "/v1/chat/completions", headers=h(key), timeout=10,
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
+    assert r.status_code == 200, r.text
+    return r.headers["x-guardrail-request-id"]
+
+
+def _give(gw: Gateway, token: str, record_id: str, policy: str, label: str) -> dict[str, Any]:
+    r = httpx.post(gw.url + "/v1/admin/feedback", headers=h(token),
+                   json={"record_id": record_id, "policy_id": policy, "label": label})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _list(gw: Gateway, token: str, policy: str, query: str = "") -> list[dict[str, Any]]:
+    r = httpx.get(gw.url + f"/v1/admin/policies/{policy}/feedback{query}", headers=h(token))
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def _delete(gw: Gateway, token: str, item: Any) -> httpx.Response:
+    return httpx.delete(gw.url + f"/v1/admin/feedback/{item}", headers=h(token))
+
+
+def _policy(gw: Gateway, token: str, policy_id: str) -> None:
+    r = httpx.post(gw.url + "/v1/admin/policies", headers=h(token),
+                   json={"id": policy_id, "type": "contains", "keywords": ["zzz"]})
+    assert r.status_code == 201, r.text
+
+
+def test_items_carry_record_time_author_and_are_filtered_by_record(gw: Gateway) -> None:
+    _policy(gw, ADMIN_A, "fb-list")
+    r1, r2 = _record(gw, KEY_A, "first record"), _record(gw, KEY_A, "second record")
+    before = time.time()
+    given = _give(gw, ADMIN_A, r1, "fb-list", "fail")
+    assert given["record_id"] == r1 and given["on"] == "input" and given["author"] == "app:app-a"
+    assert before - 1 <= given["created"] <= time.time() + 1
+    assert given["label"] == "FAIL" and given["applied"] is False and given["training_row"] is None
+    _give(gw, CENTRAL, r2, "fb-list", "PASS")
+    items = _list(gw, ADMIN_A, "fb-list")
+    assert [(f["record_id"], f["author"], f["label"]) for f in items] == [(r1, "app:app-a", "FAIL"),
+                                                                          (r2, "central", "PASS")]
+    assert items[0] == given and isinstance(items[0]["id"], int)
+    assert [f["record_id"] for f in _list(gw, CENTRAL, "fb-list", f"?record_id={r2}")] == [r2]
+    assert _list(gw, CENTRAL, "fb-list", f"?record_id={r2}&on=output") == []
+    assert _list(gw, CENTRAL, "fb-list", "?record_id=unknown") == []
+    for query, param in (("?on=sideways", "on"), ("?recordid=x", "recordid"), ("?record_id=", "record_id")):
+        r = httpx.get(gw.url + "/v1/admin/policies/fb-list/feedback" + query, headers=h(CENTRAL))
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (query, r.text)
+
+
+def test_a_records_feedback_for_every_policy(gw: Gateway) -> None:
+    _policy(gw, CENTRAL, "fb-central")
+    _policy(gw, ADMIN_A, "fb-mine")
+    mine, theirs = _record(gw, KEY_A, "app a's record"), _record(gw, KEY_B, "app b's record")
+    _give(gw, CENTRAL, mine, "fb-central", "PASS")
+    _give(gw, ADMIN_A, mine, "fb-mine", "FAIL")
+    _give(gw, CENTRAL, theirs, "fb-central", "FAIL")
+    url = gw.url + "/v1/admin/feedback"
+    found = httpx.get(url, params={"record_id": mine}, headers=h(ADMIN_A)).json()
+    assert found["record_id"] == mine
+    assert [(f["policy_id"], f["author"]) for f in found["data"]] == [("fb-central", "central"),
+                                                                      ("fb-mine", "app:app-a")]
+    assert httpx.get(url, params={"record_id": mine, "on": "output"}, headers=h(CENTRAL)).json()["data"] == []
+    assert len(httpx.get(url, params={"record_id": theirs}, headers=h(CENTRAL)).json()["data"]) == 1
+    r = httpx.get(url, params={"record_id": theirs}, headers=h(ADMIN_A))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    r = httpx.get(url, headers=h(CENTRAL))
+    assert r.status_code == 400 and r.json()["error"]["param"] == "record_id"
+
+
+def test_delete_unknown_and_permissions(gw: Gateway) -> None:
+    _policy(gw, CENTRAL, "fb-perm-central")
+    _policy(gw, ADMIN_A, "fb-perm-mine")
+    record = _record(gw, KEY_A, "permission record")
+    for item in (10**9, "abc", 2**70):
+        r = _delete(gw, CENTRAL, item)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "feedback_not_found", (item, r.text)
+    central_item = _give(gw, CENTRAL, record, "fb-perm-central", "PASS")
+    r = _delete(gw, ADMIN_A, central_item["id"])  # central's item on central's policy
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    on_mine = _give(gw, CENTRAL, record, "fb-perm-mine", "PASS")  # central's item on app-a's policy
+    own = _give(gw, ADMIN_A, record, "fb-perm-central", "FAIL")  # app-a's unapplied item on central's policy
+    on_config = _give(gw, CENTRAL, record, "from_config", "FAIL")
+    for token, item in ((ADMIN_A, on_mine), (ADMIN_A, own), (CENTRAL, on_config), (CENTRAL, central_item)):
+        r = _delete(gw, token, item["id"])
+        assert r.status_code == 200, r.text
+        assert r.json()["deleted"] is True and r.json()["id"] == item["id"] and r.json()["training_row_deleted"] is None
+        assert _delete(gw, token, item["id"]).status_code == 404
+    assert _list(gw, CENTRAL, "fb-perm-central") == [] and _list(gw, CENTRAL, "fb-perm-mine") == []
+
+
+def test_deleting_an_applied_item_removes_its_training_row(gw: Gateway) -> None:
+    _policy(gw, ADMIN_A, "fb-applied")
+    _policy(gw, CENTRAL, "fb-applied-central")
+    wrong, right = _record(gw, KEY_A, "a wrongly labelled case"), _record(gw, KEY_A, "a rightly labelled case")
+    bad = _give(gw, ADMIN_A, wrong, "fb-applied", "PASS")
+    good = _give(gw, ADMIN_A, right, "fb-applied", "FAIL")
+    base = gw.url + "/v1/admin/policies/fb-applied"
+    assert httpx.post(base + "/apply-feedback", headers=h(ADMIN_A)).json()["applied"] == 2
+    items = {f["id"]: f for f in _list(gw, ADMIN_A, "fb-applied")}
+    rows = {row["id"]: row for row in httpx.get(base + "/data?source=feedback", headers=h(ADMIN_A)).json()["data"]}
+    assert items[bad["id"]]["applied"] and sorted(rows) == sorted(f["training_row"] for f in items.values())
+    assert rows[items[bad["id"]]["training_row"]]["example"] == "a wrongly labelled case"
+    r = _delete(gw, ADMIN_A, bad["id"])
+    assert r.status_code == 200, r.text
+    assert r.json()["training_row_deleted"] == items[bad["id"]]["training_row"] and r.json()["applied"] is True
+    left = httpx.get(base + "/data?source=feedback", headers=h(ADMIN_A)).json()["data"]
+    assert [row["id"] for row in left] == [items[good["id"]]["training_row"]]
+    assert [f["id"] for f in _list(gw, ADMIN_A, "fb-applied")] == [good["id"]]
+    # An application admin's own item, once applied to central's policy, is central's to delete.
+    own = _give(gw, ADMIN_A, wrong, "fb-applied-central", "PASS")
+    httpx.post(gw.url + "/v1/admin/policies/fb-applied-central/apply-feedback", headers=h(CENTRAL))
+    r = _delete(gw, ADMIN_A, own["id"])
+    assert r.status_code == 403 and "training row" in r.json()["error"]["message"]
+    r = _delete(gw, CENTRAL, own["id"])
+    assert r.status_code == 200 and r.json()["training_row_deleted"] is not None
+    assert httpx.get(gw.url + "/v1/admin/policies/fb-applied-central/data", headers=h(CENTRAL)).json()["data"] == []
+
+
+def test_an_item_applied_before_rows_were_kept_takes_one_matching_row(tmp_path) -> None:
+    """Feedback applied by an older gateway (mark_applied, no row id kept): deleting it removes one feedback
+    row of the same text and label, not a manual row, and not the twin of another item."""
+    import asyncio
+
+    from gateway.policies.data import delete_feedback
+    from gateway.store import Example, open_store
+
+    async def body() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'old.db'}")
+        try:
+            items = [await store.add_feedback(0, "p", "FAIL", "same text", record=f"r{i}:input") for i in range(2)]
+            await store.add_examples("p", [Example("same text", "FAIL"), *[
+                Example("same text", "FAIL", source="feedback") for _ in items]])
+            await store.mark_applied([f.seq for f in items])
+            gone, row = await delete_feedback(store, items[0].seq)
+            assert gone is not None and gone.row == 0 and row is not None
+            left = await store.examples("p")
+            assert [(e.source, e.seq != row) for e in left] == [("manual", True), ("feedback", True)]
+            assert (await delete_feedback(store, items[0].seq)) == (None, None)
+        finally:
+            await store.close()
+    asyncio.run(body())
