@@ -6,6 +6,7 @@ from starlette.routing import Route
 
 from gateway.admin.applications import application_routes
 from gateway.admin.auth import AdminAuth
+from gateway.admin.changes import changes_routes
 from gateway.admin.console_api import console_api_routes
 from gateway.admin.dry_run import dry_run_routes
 from gateway.admin.policies import policy_routes
@@ -34,4 +35,5 @@ def admin_api(config: GatewayConfig, flow: GuardFlow, monitor: MonitorLog, compl
             *store_routes(admin, registry),
             *console_api_routes(admin, registry),
             *dry_run_routes(admin, registry),
-            *stats_routes(admin, registry, monitor)]
+            *stats_routes(admin, registry, monitor),
+            *changes_routes(admin, registry)]

@@ -37,7 +37,7 @@ def _schemas() -> dict[Any, Any]:
                                             "series", "top_rulesets", "top_applications", "top_metrics")}}
     return {("/v1/admin/dry-run", "post"): (DryRunRequest, DryRunResponse),
             ("/v1/admin/stages", "post"): (stage, None), ("/v1/admin/policies", "post"): (PolicySpec, None),
-            ("/v1/admin/stats", "get"): (None, stats), **_bodies(),
+            ("/v1/admin/stats", "get"): (None, stats), **_bodies(), **_FEED,
             "models": (StageSpec, PolicySpec, DryRunRequest, DryRunResponse)}
 
 
@@ -151,6 +151,24 @@ def _bodies() -> dict[Any, Any]:
     }
 
 
+_CHANGE = _obj({"object": {"const": "change"}, "seq": {"type": "integer", "description": "The feed's order and cursor."},
+                "kind": {"enum": ["policy", "stage", "application", "pin"]}, "id": {"type": "string"},
+                "version": {"type": "integer", "description": "The version written (deleted: the one that was current)."},
+                "action": {"enum": ["write", "delete"]}, "author": {"type": "string"}, "created": {"type": "number"},
+                "note": {"type": "string"}, "owner": {"type": "string", "description": "central or app:<id>."}},
+               description="A change: metadata only, never the object's body.")
+_JOB = _obj({"object": {"const": "training_job"}, "policy": {"type": "string"},
+             "status": {"enum": ["training_queued", "training", "ready", "failed"]}, "started": {"type": "number"},
+             "updated": {"type": "number"}, "finished": {"type": "number"}, "version": {"type": "integer"},
+             "error": {"type": "string"}, "author": {"type": "string"}, "replica": {"type": "string"},
+             "metrics": {"type": "object"}}, ("policy", "status"), extra=True)
+_FEED = {  # G18
+    ("/v1/admin/changes", "get"): (None, _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _CHANGE},
+                                               "next_before": {"type": ["integer", "null"], "description":
+                                                               "The next page's `before` (null: no more)."}})),
+    ("/v1/admin/jobs", "get"): (None, _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _JOB}})),
+}
+_LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}
 _DRY = {"name": "dry_run", "in": "query", "schema": {"type": "boolean", "default": False},
         "description": "G16: validate and answer the would-be body (or the 400); nothing is written."}
 _IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
@@ -170,6 +188,11 @@ _QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("/v1/admin/policies/{id}/revert", "post"): [_IF_MATCH], ("/v1/admin/stages/{name}/revert", "post"): [_IF_MATCH],
     ("/v1/moderation/policy/{id}/update-threshold", "put"): [_IF_MATCH],
     ("/v1/admin/policies/{id}/versions", "get"): [_SUMMARY], ("/v1/admin/stages/{name}/versions", "get"): [_SUMMARY],
+    ("/v1/admin/changes", "get"): [
+        {"name": "since", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "A Unix time."},
+        _LIMIT, {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                 "description": "A change's seq: the next page (`next_before`)."}],
+    ("/v1/admin/jobs", "get"): [_LIMIT],
     ("/v1/admin/policies/{id}", "get"): [{"name": "include", "in": "query", "schema": {"enum": ["head"]},
                                           "description": "G11: include the trained head's weights."}],
 }

@@ -126,6 +126,18 @@ def parse_generated(answer: str, limit: int) -> list[Example]:
     return out[:limit]
 
 
+def reported(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as the API answers it: without `age_s`, and `failed` when its replica stopped reporting.
+    `age_s` is by the store's clock (this replica's may disagree with the one that trains); this replica's
+    own copy, read when the store is unreachable, has none and is aged by this replica's clock."""
+    job = dict(job)
+    age = float(job.pop("age_s")) if "age_s" in job else time.time() - float(job.get("updated", 0))
+    if job.get("status") in ACTIVE_JOB and age > STALE_AFTER_S:
+        job = {**job, "status": "failed", "error": f"replica {job.get('replica')} stopped reporting on "
+                                                  "this training; train again"}
+    return job
+
+
 class TrainingJobs:
     """This replica's training jobs: claimed in the store, run in the background, their status saved
     to the store (and kept here) as they go."""
@@ -142,7 +154,7 @@ class TrainingJobs:
         that would have run, the other replica's job that is running) when one is."""
         now = time.time()
         job = {"policy": policy_id, "status": "training_queued", "started": now, "updated": now,
-               "replica": self.replica}
+               "replica": self.replica, "author": author}
         running = await self.store.claim_job(policy_id, job, STALE_AFTER_S)
         if running is not None:
             return job, running
@@ -161,13 +173,7 @@ class TrainingJobs:
             job = self.jobs.get(policy_id)
         if job is None:
             return None
-        # `age_s` is by the store's clock (this replica's may disagree with the one that trains); this
-        # replica's own copy, read when the store is unreachable, is by its clock.
-        age = float(job.pop("age_s")) if "age_s" in job else time.time() - float(job.get("updated", 0))
-        if job.get("status") in ACTIVE_JOB and age > STALE_AFTER_S:
-            job = {**job, "status": "failed", "error": f"replica {job.get('replica')} stopped reporting on "
-                                                      "this training; train again"}
-        return job
+        return reported(job)
 
     async def save(self, policy_id: str, **changes: Any) -> None:
         job = self.jobs[policy_id]

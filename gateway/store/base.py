@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gateway.errors import NotFound, StoreError, VersionConflict  # noqa: F401  (re-exported; defined there)
+from gateway.store.changelog import Change
 
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
@@ -134,6 +135,14 @@ class Store(Protocol):
     async def claim_job(self, policy_id: str, job: dict[str, Any], stale_after_s: float) -> dict[str, Any] | None: ...
     async def put_job(self, policy_id: str, job: dict[str, Any]) -> None: ...
     async def job(self, policy_id: str) -> dict[str, Any] | None: ...
+
+    # G18 (gateway/store/changelog.py). The change feed, newest first: entries with seq < `before`, created
+    # at or after `since`, of objects `owner` owns (None: anyone's), at most `limit` (1 to MAX_CHANGES).
+    # Every policy's last training job, most recently started first, at most `limit`, with `age_s` as
+    # `job` gives it.
+    async def change_log(self, limit: int = 100, before: int | None = None, since: float | None = None,
+                         owner: str | None = None) -> List[Change]: ...
+    async def jobs(self, limit: int = 100) -> List[dict[str, Any]]: ...
 
 
 ACTIVE_JOB = ("training_queued", "training")

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.store.base import (
+    KINDS,
     DocumentHistory,
     Example,
     Feedback,
@@ -32,6 +33,7 @@ from gateway.store.base import (
     record_key,
     with_age,
 )
+from gateway.store.changelog import CLOCK_SKEW_S, MAX_CHANGES, Change, change_owner
 
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
@@ -39,10 +41,20 @@ List = list
 # Write a new version of a document: assign its number (HINCRBY of the kind's counter), store it, point
 # `current` at it and bump the revision, in one script, so no other write (from any replica) lands in
 # between. With an expected version (G19's compare-and-set), the write happens only if the document's
-# current version is that one (0: none, or deleted), checked in the same script. KEYS: the kind's version
-# counters, the document's versions, the kind's current pointers, the revision; ARGV: id, the entry
-# (JSON), the expected version or "". Returns {version, revision}, or {0, the current version} if refused.
-_PUT = """
+# current version is that one (0: none, or deleted), checked in the same script. The change feed (G18,
+# gateway/store/changelog.py) gets its entry in the same script. KEYS: the kind's version counters, the
+# document's versions, the kind's current pointers, the revision, then the feed's (_FEED_KEYS); ARGV: id,
+# the entry (JSON), the expected version or "", the feed entry (a JSON object without seq and version).
+# Returns {version, revision}, or {0, the current version} if refused.
+_FEED = """
+local function feed(version, entry)
+  local seq = redis.call('INCR', KEYS[5])
+  local member = '{"seq": ' .. seq .. ', "version": ' .. version .. ', ' .. string.sub(entry, 2)
+  redis.call('ZADD', KEYS[6], seq, member)
+  redis.call('ZADD', KEYS[7], seq, member)
+end
+"""
+_PUT = _FEED + """
 if ARGV[3] ~= '' then
   local current = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
   if current ~= tonumber(ARGV[3]) then
@@ -52,7 +64,20 @@ end
 local version = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HSET', KEYS[2], tostring(version), ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], tostring(version))
+feed(version, ARGV[4])
 return {version, redis.call('INCR', KEYS[4])}
+"""
+
+# Delete a document (its current pointer) and enter the deletion in the feed, naming the version that was
+# current. KEYS: as _PUT's; ARGV: id, the feed entry. Returns the new revision, or 0 if there was none.
+_DELETE = _FEED + """
+local current = redis.call('HGET', KEYS[3], ARGV[1])
+if not current then
+  return 0
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+feed(current, ARGV[2])
+return redis.call('INCR', KEYS[4])
 """
 
 
@@ -164,6 +189,8 @@ class RedisStore(DocumentHistory):
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                               decode_responses=True)
         self._put = self.client.register_script(_PUT)
+        self._delete = self.client.register_script(_DELETE)
+        self._filled = False  # the feed holds the versions from before it (`fill`), as far as this replica knows
         self._append = self.client.register_script(_APPEND)
         self._claim = self.client.register_script(_CLAIM)
         self._examples = self.client.register_script(_EXAMPLES)
@@ -195,9 +222,14 @@ class RedisStore(DocumentHistory):
         ident = doc_id(body)
         created = time.time()
         entry = json.dumps({"body": body, "created": created, "author": author, "note": note})
-        keys = [self.k("vn", kind), self.k("v", kind, ident), self.k("cur", kind), self.k("revision")]
+        if not self._filled:
+            await self.fill()
+        owner = change_owner(kind, ident, body)
+        keys = [self.k("vn", kind), self.k("v", kind, ident), self.k("cur", kind), self.k("revision"),
+                *self._feed_keys(owner)]
         expected = "" if expected_version is None else str(int(expected_version))
-        version, other = await self._call(self._put(keys=keys, args=[ident, entry, expected]))
+        feed = self._feed_entry(Change(0, kind, ident, 0, created, author, note, "write", owner))
+        version, other = await self._call(self._put(keys=keys, args=[ident, entry, expected, feed]))
         if not version:  # refused: `other` is the current version
             raise VersionConflict(kind, ident, int(expected), int(other))
         await self._call(self.client.publish(self.k("changes"), str(other)))  # the new revision
@@ -235,11 +267,89 @@ class RedisStore(DocumentHistory):
 
     async def delete(self, kind: str, doc_id: str, author: str) -> bool:
         check_kind(kind)
-        removed = await self._call(self.client.hdel(self.k("cur", kind), doc_id))
-        if removed:
-            revision = await self._call(self.client.incr(self.k("revision")))
+        doc = await self.get(kind, doc_id)  # whose it is, for the feed (an object's owner never changes)
+        if doc is None:
+            return False
+        owner = change_owner(kind, doc_id, doc.body)
+        feed = self._feed_entry(Change(0, kind, doc_id, 0, time.time(), author, "", "delete", owner))
+        keys = [self.k("vn", kind), self.k("v", kind, doc_id), self.k("cur", kind), self.k("revision"),
+                *self._feed_keys(owner)]
+        revision = int(await self._call(self._delete(keys=keys, args=[doc_id, feed])))
+        if revision:
             await self._call(self.client.publish(self.k("changes"), str(revision)))
-        return bool(removed)
+        return bool(revision)
+
+    # --- the change feed (G18) -----------------------------------------------------------------
+
+    def _feed_keys(self, owner: str) -> List[str]:
+        """The feed's keys in the write scripts: the seq counter, every entry, the owner's entries."""
+        return [self.k("chseq"), self.k("chlog"), self.k("chlog", "o", owner)]
+
+    @staticmethod
+    def _feed_entry(c: Change) -> str:
+        """The entry as the scripts complete it (they put seq and version first)."""
+        return json.dumps({k: v for k, v in c.meta().items() if k not in ("seq", "version")})
+
+    async def change_log(self, limit: int = 100, before: int | None = None, since: float | None = None,
+                         owner: str | None = None) -> List[Change]:
+        """Newest first by seq, in pages of the sorted set. `created` is the writing replica's clock, so a
+        `since` scan stops only at an entry CLOCK_SKEW_S older than `since`."""
+        if not self._filled:
+            await self.fill()
+        key = self.k("chlog") if owner is None else self.k("chlog", "o", owner)
+        limit = max(1, min(int(limit), MAX_CHANGES))
+        top = f"({before}" if before is not None else "+inf"
+        out: List[Change] = []
+        while len(out) < limit:
+            batch = await self._call(self.client.zrevrangebyscore(key, top, "-inf", start=0, num=limit,
+                                                                  withscores=True))
+            for member, score in batch:
+                change = Change(**json.loads(member))
+                if since is not None and change.created < since:
+                    if change.created < since - CLOCK_SKEW_S:
+                        return out
+                    continue
+                out.append(change)
+                if len(out) >= limit:
+                    break
+            if len(batch) < limit:
+                break
+            top = f"({int(batch[-1][1])}"
+        return out
+
+    async def fill(self) -> None:
+        """Enter the versions written before the feed existed, once per store (before this replica's first
+        write or read of the feed): ordered by their time, skipping versions the feed has already."""
+        if await self._call(self.client.exists(self.k("chlog", "filled"))):
+            self._filled = True
+            return
+        if not await self._call(self.client.set(self.k("chlog", "filling"), "1", nx=True, ex=60)):
+            return  # another replica is filling it
+        old: List[Change] = []
+        for kind in KINDS:
+            ids = sorted(await self._call(self.client.hkeys(self.k("vn", kind))))
+            pipe = self.client.pipeline(transaction=False)
+            for ident in ids:
+                pipe.hgetall(self.k("v", kind, ident))
+            for ident, versions in zip(ids, await self._call(pipe.execute())):
+                for number, raw in versions.items():
+                    entry = json.loads(raw)
+                    old.append(Change(0, kind, ident, int(number), entry["created"], entry["author"],
+                                      entry.get("note", ""), "write", change_owner(kind, ident, entry["body"])))
+        logged = {(c["kind"], c["id"], c["version"]) for c in map(json.loads, await self._call(
+            self.client.zrangebyscore(self.k("chlog"), "-inf", "+inf")))}  # read after: a write since is in it
+        old = sorted((c for c in old if (c.kind, c.id, c.version) not in logged),
+                     key=lambda c: (c.created, c.kind, c.id, c.version))
+        first = int(await self._call(self.client.incrby(self.k("chseq"), len(old)))) - len(old) + 1
+        pipe = self.client.pipeline(transaction=True)
+        for seq, c in enumerate(old, first):
+            member = json.dumps({**c.meta(), "seq": seq})
+            pipe.zadd(self.k("chlog"), {member: seq})
+            pipe.zadd(self.k("chlog", "o", c.owner), {member: seq})
+        pipe.set(self.k("chlog", "filled"), "1")
+        pipe.delete(self.k("chlog", "filling"))
+        await self._call(pipe.execute())
+        self._filled = True
 
     async def changes(self):
         """Revision numbers as other replicas publish them (pub/sub); ends with StoreError on a lost link."""
@@ -454,3 +564,12 @@ class RedisStore(DocumentHistory):
         pipe.time()
         raw, (seconds, micros) = await self._call(pipe.execute())
         return with_age(json.loads(raw), seconds + micros / 1e6) if raw else None
+
+    async def jobs(self, limit: int = 100) -> List[dict[str, Any]]:
+        """Every policy's job (one hash field each, so as many as there are trained policies)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hvals(self.k("jobs"))
+        pipe.time()
+        raw, (seconds, micros) = await self._call(pipe.execute())
+        found = sorted((json.loads(r) for r in raw), key=lambda j: (-float(j.get("started") or 0), str(j.get("policy"))))
+        return [with_age(j, seconds + micros / 1e6) for j in found[:max(1, int(limit))]]

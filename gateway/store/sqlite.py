@@ -31,6 +31,7 @@ from gateway.store.base import (
     record_key,
     with_age,
 )
+from gateway.store.changelog import MAX_CHANGES, Change, change_owner
 
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
@@ -104,12 +105,29 @@ def _v6_feedback_authors(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE feedback ADD COLUMN row_seq INTEGER NOT NULL DEFAULT 0")
 
 
+_OWNER_SQL = ("CASE kind WHEN 'application' THEN 'app:' || id WHEN 'pin' THEN 'app:' || json_extract(body, "
+              "'$.application') ELSE COALESCE(json_extract(body, '$.owner'), 'central') END")  # changelog.change_owner
+
+
+def _v7_change_log(db: sqlite3.Connection) -> None:
+    """G18: the change feed (gateway/store/changelog.py), with every version already stored entered in
+    the order of its time."""
+    db.execute("CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+               "id TEXT NOT NULL, version INTEGER NOT NULL, created REAL NOT NULL, author TEXT NOT NULL, "
+               "note TEXT NOT NULL DEFAULT '', action TEXT NOT NULL DEFAULT 'write', owner TEXT NOT NULL)")
+    db.execute("INSERT INTO changes (kind, id, version, created, author, note, owner) SELECT kind, id, version, "
+               f"created, author, note, {_OWNER_SQL} FROM versions ORDER BY created, kind, id, version")
+    db.execute("CREATE INDEX IF NOT EXISTS changes_owner ON changes (owner, seq)")
+    db.execute("CREATE INDEX IF NOT EXISTS changes_created ON changes (created)")
+
+
 def _v1_base(db: sqlite3.Connection) -> None:
     db.executescript("BEGIN;" + _V1 + "COMMIT;")
 
 
 MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes, _v4_example_ids,
-              _v5_feedback_records, _v6_feedback_authors)
+              _v5_feedback_records, _v6_feedback_authors,
+              _v7_change_log)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -198,6 +216,8 @@ class SqliteStore(DocumentHistory):
             created = time.time()
             db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (kind, ident, version, json.dumps(body), created, author, note))
+            self._log(db, Change(0, kind, ident, version, created, author, note, "write",
+                                 change_owner(kind, ident, body)))
             db.execute("INSERT INTO current VALUES (?, ?, ?, 0) ON CONFLICT (kind, id) DO UPDATE SET "
                        "version=excluded.version, deleted=0", (kind, ident, version))
             db.execute("UPDATE meta SET value = value + 1 WHERE key='revision'")
@@ -251,16 +271,42 @@ class SqliteStore(DocumentHistory):
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
+                row = db.execute("SELECT v.version, v.body FROM versions v JOIN current c ON c.kind=v.kind AND "
+                                 "c.id=v.id AND c.version=v.version WHERE v.kind=? AND v.id=? AND c.deleted=0",
+                                 (kind, doc_id)).fetchone()
                 changed = db.execute("UPDATE current SET deleted=1 WHERE kind=? AND id=? AND deleted=0",
                                      (kind, doc_id)).rowcount
                 if changed:
                     db.execute("UPDATE meta SET value = value + 1 WHERE key='revision'")
+                    version, body = row if row else (0, "{}")
+                    self._log(db, Change(0, kind, doc_id, int(version), time.time(), author, "", "delete",
+                                         change_owner(kind, doc_id, json.loads(body))))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             return bool(changed)
         return await self._run(remove)
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, c: Change) -> None:
+        """A change feed entry, in the caller's transaction."""
+        db.execute("INSERT INTO changes (kind, id, version, created, author, note, action, owner) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (c.kind, c.id, c.version, c.created, c.author, c.note,
+                                                       c.action, c.owner))
+
+    async def change_log(self, limit: int = 100, before: int | None = None, since: float | None = None,
+                         owner: str | None = None) -> List[Change]:
+        clauses: List[str] = ["seq < ?"]
+        args: List[Any] = [before if before is not None else 1 << 62]
+        for clause, value in (("created >= ?", since), ("owner = ?", owner)):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        query = (f"SELECT seq, kind, id, version, created, author, note, action, owner FROM changes "
+                 f"WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT {max(1, min(int(limit), MAX_CHANGES))}")
+        rows = await self._run(lambda: self._db().execute(query, args).fetchall())
+        return [Change(*row) for row in rows]
 
     # --- training data -----------------------------------------------------------------------
 
@@ -518,3 +564,10 @@ class SqliteStore(DocumentHistory):
         row = await self._run(lambda: self._db().execute("SELECT body FROM jobs WHERE policy=?",
                                                          (policy_id,)).fetchone())
         return with_age(json.loads(row[0]), time.time()) if row else None
+
+    async def jobs(self, limit: int = 100) -> List[dict[str, Any]]:
+        rows = await self._run(lambda: self._db().execute(
+            "SELECT body FROM jobs ORDER BY json_extract(body, '$.started') DESC, policy LIMIT ?",
+            (max(1, int(limit)),)).fetchall())
+        now = time.time()
+        return [with_age(json.loads(r[0]), now) for r in rows]

@@ -1,7 +1,7 @@
 // V1 overview from GET /v1/admin/stats (G14): cards over a window, a stacked bar chart of actions over
 // time (inline SVG, no chart library), top rulesets (enforced vs monitor), top applications and metrics.
-// Refreshed every 30 s while the tab is visible.
-import { html, useState, useEffect, useApi, useSession, Loading, ErrorBanner } from "../ui.js";
+// Recent admin changes from GET /v1/admin/changes (G18). Refreshed every 30 s while the tab is visible.
+import { html, useState, useEffect, useApi, useSession, Loading, ErrorBanner, fmtTime } from "../ui.js";
 import { enc } from "../api.js";
 
 const WINDOWS = [["15 min", 900, 30], ["1 h", 3600, 120], ["24 h", 86400, 3600]];
@@ -31,6 +31,21 @@ function Chart({ series, bucket }) {
     </svg>
     <figcaption>${used.map((k) => html`<span class="legend"><span class="swatch" style=${"background:" + COLOURS[k]}></span>${k === "none" ? "no action" : k}</span>`)}
       <span class="muted"> · one bar per ${bucket >= 3600 ? bucket / 3600 + " h" : bucket / 60 + " min"}</span></figcaption></figure>`;
+}
+
+const PAGES = { policy: "#/policies/", stage: "#/stages/", application: "#/applications/" };
+
+// The last 10 versions written or objects deleted, across policies, stages, applications and pins (an
+// application token's own objects only).
+function RecentChanges({ now }) {
+  const { data, error } = useApi("/v1/admin/changes?limit=10", [now]);
+  if (error) return html`<${ErrorBanner} err=${error} />`;
+  if (!data) return html`<${Loading} what="recent changes" />`;
+  if (!data.data.length) return html`<p class="muted">No changes stored yet.</p>`;
+  const name = (c) => PAGES[c.kind] && c.action !== "delete" ? html`<a href=${PAGES[c.kind] + enc(c.id)}>${c.id}</a>` : c.id;
+  return html`<table aria-label="recent changes"><thead><tr><th>kind</th><th>id</th><th>version</th><th>author</th><th>time</th><th>note</th></tr></thead><tbody>
+    ${data.data.map((c) => html`<tr data-change=${c.seq}><td>${c.kind}</td><td>${name(c)}</td>
+      <td>${c.action === "delete" ? `deleted (was v${c.version})` : "v" + c.version}</td><td>${c.author}</td><td>${fmtTime(c.created)}</td><td>${c.note}</td></tr>`)}</tbody></table>`;
 }
 
 export function Overview() {
@@ -76,5 +91,7 @@ export function Overview() {
     <table aria-label="top metrics"><thead><tr><th>metric</th><th>measured</th></tr></thead><tbody>
       ${s.top_metrics.map((m) => html`<tr><td>${m.metric}</td><td>${m.count}</td></tr>`)}</tbody></table></div>
     </div>`}
+    <h2>Recent changes</h2>
+    <${RecentChanges} now=${now} />
   </div>`;
 }
