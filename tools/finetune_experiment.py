@@ -24,7 +24,7 @@ import torch
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from gateway.scoring import detector_data, detector_eval, detectors, stats
+from gateway.scoring import detector_data, detector_eval, detector_training, detectors, stats
 from gateway.scoring.build import find_source
 
 HIDDEN, HEADS, HEAD_DIM = 384, 12, 32
@@ -130,8 +130,8 @@ def weighted_step(opt: torch.optim.Optimizer, params: list, logits: torch.Tensor
     return loss
 
 
-def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """Fits the model on train's 80%; returns the held-out split's probabilities and labels."""
+def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Fits the model on train's 80%; returns the held-out split's probabilities, labels and sources."""
     split = detector_data.training_split(args.data, args.detector)
     texts, labels, weights, idx_train, idx_hold = split.texts, split.labels, split.weights, split.train, split.hold
     pos_weight = float((labels[idx_train] == 0).sum() / max((labels[idx_train] == 1).sum(), 1))
@@ -157,7 +157,17 @@ def train(args: argparse.Namespace, model: Model, tok: Tokenizer) -> tuple[np.nd
         loss = weighted_step(opt, params, model(*tensors(encs, idx)), y, w)
         if step % 100 == 0:
             print(f"step {step}/{len(plan)} loss {loss.item():.4f}", flush=True)
-    return predict(model, tok, [texts[i] for i in idx_hold]), labels[idx_hold]
+    return (predict(model, tok, [texts[i] for i in idx_hold]), labels[idx_hold],
+            [split.sources[i] for i in idx_hold])
+
+
+def _per_source(scores: np.ndarray, labels: np.ndarray, sources: list[str], threshold: float) -> dict[str, float]:
+    """Held-out recall per attack file at `threshold` (what the shipped head's training log prints)."""
+    out: dict[str, list[bool]] = {}
+    for score, label, source in zip(scores.tolist(), labels.tolist(), sources):
+        if label == 1:
+            out.setdefault(source, []).append(score > threshold)
+    return {k: round(float(np.mean(v)), 3) for k, v in sorted(out.items())}
 
 
 def main() -> None:
@@ -179,12 +189,17 @@ def main() -> None:
     tok.no_padding()
     tok.enable_truncation(args.max_tokens)
     model = Model(weights, args.layers)
-    hold, y = train(args, model, tok)
+    hold, y, sources = train(args, model, tok)
     threshold, f1 = stats.best_f1_threshold(hold, y)
+    # as the shipped heads are calibrated: the 1% false-positive budget on the held-out everyday files
+    budget = detector_training.with_margin(detector_training.budget_threshold(hold, sources), hold[y == 1])
     report: dict = {"detector": args.detector, "layers": args.layers, "epochs": args.epochs,
                     "max_tokens": args.max_tokens, "threshold": round(threshold, 4),
                     "holdout": {"f1": round(f1, 4), "auc": round(stats.roc_auc(hold, y), 4),
-                                "tpr_at_1pct_fpr": round(stats.tpr_at_fpr(hold, y, .01), 4)}}
+                                "tpr_at_1pct_fpr": round(stats.tpr_at_fpr(hold, y, .01), 4)},
+                    "budget": {"threshold": round(budget, 4), "recall": round(float((hold[y == 1] > budget).mean()), 4),
+                               "f1": round(stats.f1(hold > budget, y), 4),
+                               "per_source_recall": _per_source(hold, y, sources, budget)}}
     validation = Path(detectors.__file__).parent / "prompts" / "validation" / f"{args.detector}.jsonl"
     if validation.is_file():
         rows = [json.loads(line) for line in validation.open(encoding="utf-8") if line.strip()]
