@@ -80,7 +80,8 @@ class Telemetry:
                                     ["application", "kind"], registry=r)
 
     def _guard_metrics(self, r: CollectorRegistry) -> None:
-        """The guard: rulesets triggered, metric time, metric failures, fail-open passes, texts not scanned."""
+        """The guard: rulesets triggered, metric time, metric failures, fail-open passes, texts not scanned, values
+        a stream guard found only in text already sent."""
         self.guard_triggers = Counter("gateway_guard_triggers", "Rulesets whose action applied (or would have, in "
                                       "monitor mode), by stage, ruleset, action and mode.",
                                       ["stage", "ruleset", "action", "mode"], registry=r)
@@ -93,6 +94,9 @@ class Telemetry:
                                        ["stage", "metric"], registry=r)
         self.guard_not_scanned = Counter("gateway_guard_not_scanned", "Stage runs that found no text they could read.",
                                          ["stage"], registry=r)
+        self.guard_stream_late = Counter("gateway_guard_stream_late_finds", "Redactions a stream guard's check found "
+                                         "wholly in text it had already sent (left as it was; the stream goes on), "
+                                         "by application.", ["application"], registry=r)
 
     def _server_metrics(self, r: CollectorRegistry) -> None:
         """The server: start time, connections refused by the HTTP limits, overload and admission."""

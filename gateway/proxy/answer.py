@@ -184,7 +184,7 @@ class Answering:
         finally:
             response.close()
             ex.upstream_s = time.perf_counter() - ex.upstream_start
-            self._flow.record_stream(relay.decisions, ex)
+            self._flow.record_stream(relay.decisions, ex, relay.late if isinstance(relay, StreamGuard) else 0)
             self._finisher.count_tokens(ex, *usage.tokens(ex.prompt_chars))
             self._finisher.finish(ex, state["status"])
             if isinstance(relay, AnswerMonitor) and not relay.checked:  # cut short: check what it carried

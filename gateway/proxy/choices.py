@@ -27,6 +27,7 @@ class Choice:
     # a stream guard's redactions that left in place of their text: edits of `text`, sorted (its `text`
     # stays the text as received, and `released` counts the characters of it that left)
     redacted: list[tuple[int, int, str]] = field(default_factory=list)
+    late: int = 0  # the end of the last value a stream guard found wholly in sent text (each counted once)
 
 
 class ChoiceShape(Protocol):

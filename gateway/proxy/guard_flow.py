@@ -214,8 +214,11 @@ class GuardFlow:
             return None
         return max((stage.holdback_chars for stage in stages), default=0)
 
-    def record_stream(self, decisions: Sequence[Decision], ex: Exchange) -> None:
-        """A stream is checked many times; the monitoring log keeps the decisive (or last) check."""
+    def record_stream(self, decisions: Sequence[Decision], ex: Exchange, late: int = 0) -> None:
+        """A stream is checked many times; the monitoring log keeps the decisive (or last) check. `late`: the
+        redactions its checks found wholly in text already sent (StreamGuard.late), counted."""
+        if late:
+            self._telemetry.guard_stream_late.labels(ex.application).inc(late)
         if decisions:
             decisive = next((d for d in decisions if d.terminal is not None or d.action), decisions[-1])
             self._record(decisive, ex, "output", decisive.texts)

@@ -10,9 +10,16 @@ the last check. `HoldBack` answers, from those counters alone, the questions the
 - `start`: where the checked window begins: `lookback` characters before the unreleased text
   (`lookback` is at least `holdback`), moved back to the start of a value that left redacted if it
   would cut it, or 0 on the final check and when `holdback` is None.
-- `reaches_sent`: whether a stage's redactions of the window (edits of the text as received) change
-  characters that already left, other than as the redaction they left as: they cannot be taken back,
-  so the stream ends instead.
+- `reaches_sent`: whether a stage's redactions of the window (edits of the text as received) reach
+  from text that already left into text still held: part of the value left, and cannot be taken back,
+  so the stream ends instead. A redaction that lies wholly in sent text ends nothing (`late` lists
+  those other than the redactions that left, for the guard to count): none of its value is left to
+  hold back, and most often it is the window's cut at work (a phone number right after an IBAN, or
+  after "order", is no value while the IBAN or the word is read with it; the window that begins right
+  after them finds it).
+- `idle`: whether an eager check may skip the engine: not the final one, and nothing would leave after
+  it (`release` stays where it was). Only a release can leak, and the text it would read is read by the
+  next check that may release, or the final one.
 - `release`: how far the text may be released after a check passed: all on the final check, else all
   but the last `holdback` characters, raised, when eager, to where a match could still start
   (`pending`), and never lowered.
@@ -44,6 +51,9 @@ __all__ = ["Edit", "HoldBack", "Pending"]
 # Given the tail of a choice's text, the earliest index in it where a match could still start
 # (0 <= index <= len(tail)): `Stage.pending_from`, the minimum over the stages.
 Pending = Callable[[str], int]
+
+# Characters before the released text that `release` gives the stages' `pending` as context.
+_CONTEXT = 96
 
 
 class HoldBack:
@@ -91,13 +101,40 @@ class HoldBack:
         return at
 
     @staticmethod
-    def reaches_sent(edits: Sequence[Edit], released: int, sent: Sequence[Edit] = ()) -> bool:
-        """Whether a check's redactions `edits` (of the text as received) change any of its first
-        `released` characters, which already left, other than as a redaction that left then (`sent`: the
-        same start and end): a span that outgrew the hold-back, or one found only once text after it
-        arrived. Such text cannot be taken back, so the stream ends instead."""
-        early = [(start, end) for start, end, _ in edits if start < released]
-        return bool(early) and not set(early) <= {(start, end) for start, end, _ in sent}
+    def reaches_sent(edits: Sequence[Edit], released: int) -> bool:
+        """Whether one of a check's redactions `edits` (of the text as received) starts in its first
+        `released` characters, which already left, and ends after them: a span that outgrew the hold-back
+        (made as found past the bound, then grown), or one whose start left before its end arrived. That
+        part cannot be taken back, so the stream ends instead. (A redaction that left ends where the
+        release did, so it never reaches past it.)"""
+        return any(start < released < end for start, end, _ in edits)
+
+    @staticmethod
+    def late(edits: Sequence[Edit], released: int, sent: Sequence[Edit] = (), after: int = 0) -> list[Edit]:
+        """Those of a check's redactions `edits` (sorted) that lie wholly in the first `released` characters,
+        from `after` on, other than as a redaction that left (`sent`, sorted: the same start and end): values
+        that left as they are (found only in this window, its context cut off, or once text after them
+        arrived). The stream goes on (nothing of them is left to hold back); the guard counts them, each
+        once (`after`: the end of the last one counted, as later windows find it again). A binary search
+        per redaction: no set of all that left is rebuilt per check."""
+        found = []
+        for edit in edits:
+            start, end, _ = edit
+            if end > released or start >= released:
+                break
+            k = bisect_right(sent, start, key=lambda sent_edit: sent_edit[0]) - 1
+            if start >= after and (k < 0 or sent[k][0] != start or sent[k][1] != end):
+                found.append(edit)
+        return found
+
+    def idle(self, length: int, released: int, upto: int, final: bool) -> bool:
+        """Whether an eager check of a text of `length` characters, `released` of them sent, may skip the
+        engine because `release` keeps it at `released` (`upto`): nothing would leave after it, and the
+        held text is within `bound` (so `settle` would make nothing either). The next check that may
+        release, at the latest the final one, reads all this one would have."""
+        bound = self.bound
+        return (not final and self._pending is not None and upto <= released
+                and bound is not None and length - released <= bound)
 
     def settle(self, length: int, released: int, upto: int, edits: Sequence[Edit],
                final: bool) -> tuple[int, int]:
@@ -128,7 +165,9 @@ class HoldBack:
         upto = len(text) - hold
         if self._pending is not None and hold:
             # Where a match could still start, looked for in the tail only: text further back leaves
-            # by the hold-back cap anyway; the rest of the tail gives the views their context.
-            tail = max(0, len(text) - 2 * hold - 32)
+            # by the hold-back cap anyway, and a start before `released` changes nothing; the tail gives
+            # the views their context, up to `_CONTEXT` characters before what left (a run still growing
+            # that began before the cut is held from the cut on, which is before `released`).
+            tail = max(0, len(text) - 2 * hold - 32, released - _CONTEXT)
             upto = max(upto, tail + self._pending(text[tail:]))
         return max(released, upto)

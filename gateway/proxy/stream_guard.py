@@ -4,7 +4,8 @@ stages passed on it.
 Per choice, streamed text accumulates; each check scans the unreleased text plus `lookback` characters
 before it, then releases all but the last `holdback` characters. A span of at most `holdback` chars can
 therefore never be half released: while it is incomplete it sits in the held-back tail. A longer span
-(up to `lookback`) is still found once complete; its start has left, so the stream ends there. When
+(up to `lookback`) is still found once complete; its start has left, so the stream ends there (a value
+found wholly in text already sent ends nothing: it is counted, `late`). When
 every stage is `eager` (each metric says where a match could still start, `Stage.pending_from`), a
 check releases more: everything before the earliest such position, so prose without a match in
 progress leaves at once (the held-back tail is then the token being written, a run of digits, a
@@ -74,6 +75,9 @@ class StreamGuard:
         self._template: dict[str, Any] = {}
         self._trailer: list[bytes] = []
         self.decisions: list[Decision] = []
+        # values a check found wholly in text already sent, other than as they left (HoldBack.late), each
+        # once: the stream goes on; gateway_guard_stream_late_finds_total counts them
+        self.late = 0
         self.stopped = False
 
     async def feed(self, chunk: bytes) -> bytes:
@@ -151,6 +155,9 @@ class StreamGuard:
         if not hold.due(len(choice.text), choice.released, choice.checked, final):
             return b""
         choice.checked = len(choice.text)
+        upto = hold.release(choice.text, choice.released, final)
+        if hold.idle(len(choice.text), choice.released, upto, final):
+            return b""  # nothing would leave: the next check that may release reads this text too
         start = hold.start(choice.released, final, choice.redacted)
         window = choice.text[start:]
         tools = _tools(choice) if final else []
@@ -163,15 +170,18 @@ class StreamGuard:
         if decision.terminal is not None:
             return await self._stop(choice, decision)
         edits = [(a + start, b + start, r) for a, b, r in decision.edits[0]] if decision.edits else []
-        if hold.reaches_sent(edits, choice.released, choice.redacted):
+        if hold.reaches_sent(edits, choice.released):
             return await self._stop(choice, decision)
+        late = hold.late(edits, choice.released, choice.redacted, choice.late)
+        if late:  # values that left as they are, found in a later window: counted (once), not stopped
+            self.late += len(late)
+            choice.late = late[-1][1]
         if decision.changed:
             for tool, text in zip(tools, decision.texts[1:]):
                 tool["function"]["arguments"] = text
             if refusal:
                 choice.refusal = decision.texts[-1]
-        edits = [edit for edit in edits if edit[0] >= choice.released]  # the rest left as such already
-        upto = hold.release(choice.text, choice.released, final)
+        edits = [edit for edit in edits if edit[0] >= choice.released]  # the rest left already
         count, upto = hold.settle(len(choice.text), choice.released, upto, edits, final)
         at = choice.released
         made = [(a - at, b - at, r) for a, b, r in edits[:count]]

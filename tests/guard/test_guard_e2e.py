@@ -291,6 +291,25 @@ def test_monitor_mode_records_but_does_not_act(guarded: Gateway) -> None:
     assert 'gateway_guard_triggers_total{action="block",mode="monitor",ruleset="watch-length",stage="org-output"}' in metrics
 
 
+def test_a_value_found_again_in_text_already_sent_is_counted_and_the_stream_goes_on(guarded: Gateway) -> None:
+    """The review of bc7f92c: a number after "order" is no phone number in its context and leaves as the
+    whole answer has it; ~1,024 characters on, a look-back window that begins after "order" finds it in
+    text already sent. That ended the stream (content_filter); now it goes on, counted. (Lines of mostly
+    blanks between the two, and a few answers: some window begins in them, however the reads fall.)"""
+    extra = {"guardrails": [{"name": "mask-pii", "on": "output", "rulesets": [
+        {"name": "mask", "rules": [{"metric": "pii", "op": "not_empty"}], "action": {"type": "redact"}}]}]}
+    text = "".join(f"Your order{' ' * 30}415 555 {2600 + k}.\n" for k in range(60))
+    counted = 'gateway_guard_stream_late_finds_total{application="app-e"}'
+    for _ in range(5):
+        content, finish, _ = streamed(guarded, KEY_E, text, extra_body=extra)
+        assert finish == "stop" and content == "echo:" + text
+        for _ in range(10):  # counted once the stream's relay has ended, after its last bytes left
+            if counted in httpx.get(guarded.url + "/metrics").text:
+                return
+            time.sleep(0.1)
+    raise AssertionError("no late find counted")
+
+
 def test_request_stages_add_checks(guarded: Gateway, recorder: Recorder) -> None:
     extra = {"guardrails": [{"name": "mine", "on": "input", "rulesets": [
         {"name": "no-hello", "rules": [{"metric": "banned_words"}], "action": {"type": "block", "message": "nope"}}]}]}

@@ -53,6 +53,7 @@ class Streamed:
     held: list[int] = field(default_factory=list)  # the text held after each read (received, not released)
     checks: int = 0
     scanned: int = 0  # characters the checks read, all together
+    late: int = 0  # values found wholly in text already sent (StreamGuard.late)
 
 
 def stream(stages: list, text: str, chunks: list[str]) -> Streamed:
@@ -80,6 +81,7 @@ def stream(stages: list, text: str, chunks: list[str]) -> Streamed:
             out.append(await guard.feed(block + b"\n\n"))
             got.held.extend(len(c.text) - c.released for c in guard._choices.values() if not c.ended)
         out.append(await guard.close())
+        got.late = guard.late
         return b"".join(out)
 
     for block in asyncio.run(go()).split(b"\n\n"):
@@ -181,13 +183,13 @@ def test_a_phone_number_followed_by_an_address(after: str, step: int) -> None:
                        .split("<")[0])
 
 
-def dense_answer() -> dict:
-    """Stream a 2,000-character PII-dense answer 1-4 characters at a time; what the test checks of it."""
+def dense_answer(length: int = 2000) -> dict:
+    """Stream a PII-dense answer of `length` characters 1-4 characters at a time; what the test checks of it."""
     rng = random.Random(3)
     parts: list[str] = []
-    while sum(map(len, parts)) < 2000:
+    while sum(map(len, parts)) < length:
         parts.append(rng.choice(VALUES + WORDS[:4]))
-    text = " ".join(parts)[:2000]
+    text = " ".join(parts)[:length]
     chunks = cut(text, [rng.randint(1, 4) for _ in range(64)])
     got = stream(STAGES, text, chunks)
     return {"chunks": len(chunks), "length": len(text), "checks": got.checks, "scanned": got.scanned,
@@ -208,6 +210,49 @@ def test_a_pii_dense_answer_of_2000_characters_streams_with_bounded_work() -> No
     assert got["held"] <= 2 * stage.holdback_chars
     assert got["checks"] <= got["chunks"] + 1
     assert got["scanned"] <= got["chunks"] * (stage.lookback_chars + 2 * stage.holdback_chars + 4) + got["length"]
+
+
+@pytest.mark.parametrize("length", [4000, 8000])
+def test_a_longer_pii_dense_answer_is_not_stopped(length: int) -> None:
+    """The review of bc7f92c: at 4,000 or 8,000 characters the dense answer ended at character 2,698 with
+    content_filter, a value found by a later window (its context cut off) in text already sent."""
+    code = f"import json; from tests.guard.test_stream_redact import dense_answer; print(json.dumps(dense_answer({length})))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["finish"] == "stop" and got["equal"] and got["held"] <= 2 * STAGES[0].holdback_chars
+
+
+def prose(length: int) -> str:
+    rng = random.Random(1)
+    words = ("the a of to and in that is was for it with as on be at by this had not are but from or have an "
+             "they which one you were her all she there would their we him been has when who will more no if "
+             "out so said what up its about into than them can only other new some could time these two may "
+             "then do first any my now such like our over even most made after also did many before must").split()
+    out = ""
+    while len(out) < length:
+        out += rng.choice(words) + rng.choice([" ", " ", " ", ", ", ". ", ".\n\n"])
+    return out[:length]
+
+
+@pytest.mark.parametrize("head", [
+    "Wire it to GB82 WEST 1234 5698 7654 32 +1 415 555 2671 (call first).\n\n",
+    "Your order 415 555 2671 shipped. ",
+    "Support: 10.20.30.40 / +1 415 555 2671 (on call).\n\n",
+])
+@pytest.mark.parametrize("step", [1, 4])
+def test_a_value_left_raw_is_not_found_again_in_sent_text_once_its_context_is_cut_off(head: str, step: int) -> None:
+    """The review of bc7f92c: a phone number right after an IBAN (or after 'order', or after an address
+    and '/') is no value in its context, so it leaves as the whole answer has it; about 1,024 characters
+    later the look-back window begins right after that context, the number is found in text already sent,
+    and the stream ended with content_filter (at 1,034-1,066 of about 1,250). Such a find lies wholly in
+    sent text: the stream goes on, the client gets the whole answer's redaction."""
+    text = head + prose(1200)
+    redacted = whole(STAGES, text)
+    assert "415 555 2671" in redacted  # the whole answer keeps it
+    got = stream(STAGES, text, cut(text, [step]))
+    assert got.finishes[-1] == "stop" and got.text == redacted
+    assert got.late == 1  # counted, once (later windows find it again)
 
 
 def two_stages() -> list:
