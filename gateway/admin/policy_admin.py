@@ -60,5 +60,6 @@ class PolicyAdmin(Resource):
         if doc is None:
             raise OpenAIError(404, f"No policy '{policy_id}' in the store.", code="policy_not_found")
         if write and not role.central and doc.body.get("owner") != owner(role):
-            raise OpenAIError(403, f"Policy '{policy_id}' belongs to {doc.body.get('owner')}.", code="forbidden")
+            raise OpenAIError(403, f"Policy '{policy_id}' is not this token's application's to change.",
+                              code="forbidden")  # never which application owns it
         return doc

@@ -14,6 +14,7 @@ from gateway.admin.auth import Role
 from gateway.admin.common import ok, owner, read_json
 from gateway.admin.console_api import refuse_unknown_query
 from gateway.admin.examples import labelled_row
+from gateway.admin.feedback_scope import check_may_label, visible_items
 from gateway.admin.policy_admin import PolicyAdmin
 from gateway.policies.data import (SOURCES, add_feedback, apply_feedback, delete_feedback, monitoring_record,
                                    row_counts)
@@ -40,8 +41,11 @@ def _item(f: Feedback) -> dict[str, Any]:
 
 
 def _record_filter(request: Request) -> tuple[str | None, str | None]:
-    """?record_id= (and ?on=input|output) of a feedback list."""
+    """?record_id= (and ?on=input|output) of a feedback list, each given once at most."""
     q = request.query_params
+    for name in ("record_id", "on"):
+        if len(q.getlist(name)) > 1:
+            raise OpenAIError(400, f"{name}: give it once.", code="invalid_request", param=name)
     record_id, on = q.get("record_id"), q.get("on")
     if record_id is not None and not record_id:
         raise OpenAIError(400, "record_id: a monitoring record's id.", code="invalid_request", param="record_id")
@@ -173,8 +177,8 @@ class PolicyData(PolicyAdmin):
         if on not in ("input", "output"):
             raise OpenAIError(400, "on: input or output (which of the request's records).", code="invalid_request",
                               param="on")
-        if not isinstance(policy_id, str) or (policy_id not in self.registry.config_policy_ids
-                                              and await self.store.get("policy", policy_id) is None):
+        doc = await self.store.get("policy", policy_id) if isinstance(policy_id, str) else None
+        if not isinstance(policy_id, str) or (policy_id not in self.registry.config_policy_ids and doc is None):
             raise OpenAIError(400, "policy_id: required, an existing policy.", code="invalid_request",
                               param="policy_id")
         record, seq = await monitoring_record(self.monitor, self.store, record_id, on)
@@ -184,15 +188,20 @@ class PolicyData(PolicyAdmin):
         if not role.may_see(record["application"]):
             raise OpenAIError(403, "This token may only give feedback on its own application's records.",
                               code="forbidden", param="record_id")
+        check_may_label(self.registry.flow.plan, role, policy_id,
+                        None if policy_id in self.registry.config_policy_ids or doc is None
+                        else str(doc.body.get("owner", "central")), record)
         item = await add_feedback(self.store, record_id, seq, on, record, policy_id, label, owner(role))
         return ok(_item(item), 201)
 
     async def list_feedback(self, request: Request, role: Role) -> RawResponse:
-        """A policy's feedback items, oldest first; ?record_id= (and ?on=) those on one record."""
+        """A policy's feedback items, oldest first; ?record_id= (and ?on=) those on one record. Its owner
+        (and central) reads them all, another application token those it gave or on its own records."""
         doc = await self.named(request, role, write=False)
         refuse_unknown_query(request, ("record_id", "on"))
         record_id, on = _record_filter(request)
         items = [f for f in await self.store.feedback(doc.id) if _on_record(f, record_id, on)]
+        items = await visible_items(self.monitor, self.store, role, doc.body.get("owner", "central"), items)
         return ok({"object": "list", "data": [_item(f) for f in items]})
 
     async def record_feedback(self, request: Request, role: Role) -> RawResponse:
@@ -234,11 +243,12 @@ class PolicyData(PolicyAdmin):
         if role.central or (not item.applied and item.author == owner(role)):
             return
         doc = await self.store.get("policy", item.policy_id)
-        if doc is None or doc.body.get("owner") != owner(role):
-            raise OpenAIError(403, f"Feedback item {item.seq} is on policy '{item.policy_id}', which belongs to "
-                                   f"{doc.body.get('owner') if doc else 'the config file'}"
-                                   + ("; its training row is the owner's to remove." if item.applied else "."),
-                              code="forbidden", param="item")
+        if doc is not None and doc.body.get("owner") == owner(role):
+            return
+        raise OpenAIError(403, f"Feedback item {item.seq} is on policy '{item.policy_id}', which this token's "
+                               "application does not own" + ("; its training row is the owner's to remove."
+                                                             if item.applied else "."),
+                          code="forbidden", param="item")
 
     async def apply_feedback(self, request: Request, role: Role) -> RawResponse:
         """Turn unapplied feedback into training data for the next training."""

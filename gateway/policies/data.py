@@ -48,14 +48,28 @@ async def apply_feedback(store: Store, policy_id: str, author: str) -> int:
 async def delete_feedback(store: Store, seq: int) -> tuple[Feedback | None, int | None]:
     """Delete a feedback item and, if it was applied, the training row it wrote, so that the next
     training no longer learns it: (the item, the row removed or None). An item applied before items
-    kept their row's id removes one feedback row of the same text and label."""
+    kept their row's id removes one feedback row of the same text and label that no other item keeps
+    as its own (`legacy_row`)."""
     item = await store.delete_feedback(seq)
     if item is None or not item.applied:
         return item, None
-    row = item.row
-    if not row:
-        same = [e.seq for e in await store.examples(item.policy_id, source="feedback", label=item.label)
-                if e.text == item.text]
-        row = same[0] if same else 0
+    row = item.row or await legacy_row(store, item)
     removed = bool(row) and await store.delete_examples(item.policy_id, [row]) > 0
     return item, row if removed else None
+
+
+async def legacy_row(store: Store, item: Feedback, page: int = 500) -> int:
+    """The training row an item applied before rows were kept most likely wrote (0: none): the oldest
+    feedback row of its policy with its text and label that no item keeps as its own (`row`) and that
+    was not written before the item was given (a row that old cannot be this item's; rows from before
+    rows had times count). Pages of `page` rows, stopping at the first that fits."""
+    owned = {f.row for f in await store.feedback(item.policy_id) if f.row}
+    after = 0
+    while True:
+        rows = await store.examples(item.policy_id, source="feedback", label=item.label, after=after, limit=page)
+        for e in rows:
+            if e.text == item.text and e.seq not in owned and (not e.created or e.created >= item.time):
+                return e.seq
+        if len(rows) < page:
+            return 0
+        after = rows[-1].seq

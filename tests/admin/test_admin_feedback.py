@@ -3,7 +3,9 @@ labels (record_id, on), created and author; a policy's list is filtered by ?reco
 GET /v1/admin/feedback?record_id= lists a record's items for every policy. DELETE /v1/admin/feedback/{item}
 removes one: 404 for an unknown item; central may delete any item, an application admin the items on its
 own policies and the unapplied items it gave itself; an applied item also loses the training row it
-wrote, so wrong feedback no longer reaches the next training."""
+wrote, so wrong feedback no longer reaches the next training. An application token gives feedback only on
+its own policies and on central ones that run on its traffic, and reads another's policy's items only
+where they are its own or on its own records."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 
 from tests.conftest import Gateway, running_gateway
 
-CENTRAL, ADMIN_A = "admin-central", "admin-app-a"
+CENTRAL, ADMIN_A, ADMIN_B = "admin-central", "admin-app-a", "admin-app-b"
 KEY_A, KEY_B = "sk-app-a", "sk-app-b"
 
 
@@ -31,6 +33,7 @@ admin:
   tokens:
     - {{token: {CENTRAL}, role: central}}
     - {{token: {ADMIN_A}, role: "app:app-a"}}
+    - {{token: {ADMIN_B}, role: "app:app-b"}}
 policies:
   - {{id: from_config, type: contains, keywords: ["configured-word"]}}
 stages:
@@ -79,6 +82,12 @@ def _policy(gw: Gateway, token: str, policy_id: str) -> None:
     assert r.status_code == 201, r.text
 
 
+def _apply(gw: Gateway, token: str, policy_id: str, application: str) -> None:
+    r = httpx.post(gw.url + f"/v1/admin/policies/{policy_id}/apply", headers=h(token),
+                   json={"application": application, "action": {"type": "block"}})
+    assert r.status_code == 201, r.text
+
+
 def test_items_carry_record_time_author_and_are_filtered_by_record(gw: Gateway) -> None:
     _policy(gw, ADMIN_A, "fb-list")
     r1, r2 = _record(gw, KEY_A, "first record"), _record(gw, KEY_A, "second record")
@@ -122,6 +131,7 @@ def test_a_records_feedback_for_every_policy(gw: Gateway) -> None:
 
 def test_delete_unknown_and_permissions(gw: Gateway) -> None:
     _policy(gw, CENTRAL, "fb-perm-central")
+    _apply(gw, CENTRAL, "fb-perm-central", "app-a")  # so app-a may label it
     _policy(gw, ADMIN_A, "fb-perm-mine")
     record = _record(gw, KEY_A, "permission record")
     for item in (10**9, "abc", 2**70):
@@ -144,6 +154,7 @@ def test_delete_unknown_and_permissions(gw: Gateway) -> None:
 def test_deleting_an_applied_item_removes_its_training_row(gw: Gateway) -> None:
     _policy(gw, ADMIN_A, "fb-applied")
     _policy(gw, CENTRAL, "fb-applied-central")
+    _apply(gw, ADMIN_A, "fb-applied-central", "app-a")
     wrong, right = _record(gw, KEY_A, "a wrongly labelled case"), _record(gw, KEY_A, "a rightly labelled case")
     bad = _give(gw, ADMIN_A, wrong, "fb-applied", "PASS")
     good = _give(gw, ADMIN_A, right, "fb-applied", "FAIL")
@@ -192,3 +203,97 @@ def test_an_item_applied_before_rows_were_kept_takes_one_matching_row(tmp_path) 
         finally:
             await store.close()
     asyncio.run(body())
+
+
+def _refused(r: httpx.Response, param: str) -> None:
+    assert r.status_code == 403, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and error["code"] == "forbidden", r.text
+    assert "app-a" not in error["message"] and "app:" not in error["message"], r.text  # never who owns it
+
+
+def test_another_application_neither_reads_nor_labels_a_policy(gw: Gateway) -> None:
+    """An application token lists another application's policy's items only where it gave them or they are
+    on its own records, and gives feedback only on its own policies and on central ones that run on its
+    traffic: never on another application's policy (even one it runs on its own traffic), which would
+    put its texts into that policy's training data."""
+    _policy(gw, ADMIN_A, "fb-iso-a")
+    _policy(gw, CENTRAL, "fb-iso-central")
+    ra, rb = _record(gw, KEY_A, "app a's private text"), _record(gw, KEY_B, "app b's own text")
+    a_own = _give(gw, ADMIN_A, ra, "fb-iso-a", "FAIL")
+    central_on_a = _give(gw, CENTRAL, ra, "fb-iso-a", "PASS")
+    central_on_b = _give(gw, CENTRAL, rb, "fb-iso-a", "FAIL")
+    everything = [a_own["id"], central_on_a["id"], central_on_b["id"]]
+    assert [f["id"] for f in _list(gw, ADMIN_A, "fb-iso-a")] == everything  # the owner sees all
+    assert [f["id"] for f in _list(gw, CENTRAL, "fb-iso-a")] == everything
+    assert [f["id"] for f in _list(gw, ADMIN_B, "fb-iso-a")] == [central_on_b["id"]]
+    assert _list(gw, ADMIN_B, "fb-iso-a", f"?record_id={ra}") == []
+    give = {"record_id": rb, "policy_id": "fb-iso-a", "label": "PASS"}
+    _refused(httpx.post(gw.url + "/v1/admin/feedback", headers=h(ADMIN_B), json=give), "policy_id")
+    _apply(gw, ADMIN_B, "fb-iso-a", "app-b")  # running app-a's policy on its own traffic changes nothing
+    rb2 = _record(gw, KEY_B, "app b's text, measured by app a's policy")
+    for record in (rb, rb2):
+        _refused(httpx.post(gw.url + "/v1/admin/feedback", headers=h(ADMIN_B), json={**give, "record_id": record}),
+                 "policy_id")
+    r = httpx.post(gw.url + "/v1/admin/policies/fb-iso-a/apply-feedback", headers=h(ADMIN_B))
+    assert r.status_code == 403 and "app-a" not in r.json()["error"]["message"], r.text
+    r = _delete(gw, ADMIN_B, central_on_b["id"])  # central's item on app-a's policy
+    assert r.status_code == 403 and "app-a" not in r.json()["error"]["message"], r.text
+    assert [f["id"] for f in _list(gw, ADMIN_A, "fb-iso-a")] == everything
+    # A central policy: labelled once it runs on app-b's traffic; a config policy that runs nowhere: not.
+    give = {"record_id": rb, "policy_id": "fb-iso-central", "label": "FAIL"}
+    _refused(httpx.post(gw.url + "/v1/admin/feedback", headers=h(ADMIN_B), json=give), "policy_id")
+    _refused(httpx.post(gw.url + "/v1/admin/feedback", headers=h(ADMIN_B), json={**give, "policy_id": "from_config"}),
+             "policy_id")
+    _apply(gw, CENTRAL, "fb-iso-central", "app-b")
+    b_own = _give(gw, ADMIN_B, rb, "fb-iso-central", "FAIL")
+    central_on_a_central = _give(gw, CENTRAL, ra, "fb-iso-central", "PASS")
+    assert [f["id"] for f in _list(gw, ADMIN_B, "fb-iso-central")] == [b_own["id"]]
+    assert [f["id"] for f in _list(gw, ADMIN_A, "fb-iso-central")] == [central_on_a_central["id"]]
+    assert [f["id"] for f in _list(gw, CENTRAL, "fb-iso-central")] == [b_own["id"], central_on_a_central["id"]]
+    assert _give(gw, ADMIN_A, ra, "fb-iso-a", "PASS")["author"] == "app:app-a"  # app-a labels its own still
+
+
+def test_a_repeated_parameter_is_refused_by_name(gw: Gateway) -> None:
+    _policy(gw, CENTRAL, "fb-repeat")
+    for url in ("/v1/admin/policies/fb-repeat/feedback", "/v1/admin/feedback"):
+        for query, param in (("?record_id=a&record_id=b", "record_id"), ("?record_id=a&on=input&on=output", "on")):
+            r = httpx.get(gw.url + url + query, headers=h(CENTRAL))
+            assert r.status_code == 400 and r.json()["error"]["param"] == param, (url, query, r.text)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_legacy_item_never_takes_a_row_another_item_keeps(tmp_path, kind: str) -> None:
+    """An item applied before rows were kept, whose own row is gone, and a newer item of the same text and
+    label applied since (its row kept): deleting the old item leaves the newer item's row, and a row
+    written before the old item was given (it cannot be its row)."""
+    import asyncio
+    import uuid
+
+    from gateway.policies.data import delete_feedback
+    from gateway.store import Example, open_store
+    from tests.redisutil import drop_prefix
+
+    url, prefix = "redis://127.0.0.1:6379/0", f"test-legacy-{uuid.uuid4().hex[:10]}:"
+
+    async def body() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'legacy.db'}" if kind == "sqlite" else url, prefix=prefix)
+        try:
+            await store.add_examples("p", [Example("same text", "FAIL", source="feedback")])  # older than the item
+            time.sleep(0.01)
+            old = await store.add_feedback(0, "p", "FAIL", "same text", record="r1:input")
+            await store.mark_applied([old.seq])  # applied the old way: no row id kept (and its row is gone)
+            new = await store.add_feedback(0, "p", "FAIL", "same text", record="r2:input", author="central")
+            [applied] = await store.apply_feedback("p", "central")
+            assert applied.seq == new.seq and applied.row
+            before = [e.seq for e in await store.examples("p")]
+            gone, row = await delete_feedback(store, old.seq)
+            assert gone is not None and gone.seq == old.seq and row is None
+            assert [e.seq for e in await store.examples("p")] == before
+            assert (await delete_feedback(store, new.seq))[1] == applied.row
+        finally:
+            await store.close()
+    try:
+        asyncio.run(body())
+    finally:
+        drop_prefix(url, prefix)

@@ -729,6 +729,8 @@ def test_feedback_items_show_record_and_author_and_delete(page: Any, console_gw:
     r = httpx.post(url + "/v1/admin/policies", headers=h(CENTRAL),
                    json={"id": "fb-ui", "type": "contains", "keywords": ["zzz-never"]})
     assert r.status_code == 201, r.text
+    r = httpx.post(url + "/v1/admin/policies/fb-ui/apply", headers=h(CENTRAL), json={"application": "app-a"})
+    assert r.status_code == 201, r.text  # an application labels central's policies that run on its traffic
     given = []
     for token, text, label in ((APP_TOKEN, "wrongly judged", "FAIL"), (CENTRAL, "rightly judged", "PASS")):
         r = httpx.post(url + "/v1/chat/completions", headers=h(KEY_A), timeout=30,
