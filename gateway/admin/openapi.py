@@ -161,6 +161,7 @@ _JOB = _obj({"object": {"const": "training_job"}, "policy": {"type": "string"},
              "status": {"enum": ["training_queued", "training", "ready", "failed"]}, "started": {"type": "number"},
              "updated": {"type": "number"}, "finished": {"type": "number"}, "version": {"type": "integer"},
              "error": {"type": "string"}, "author": {"type": "string"}, "replica": {"type": "string"},
+             "owner": {"type": "string", "description": "The policy's owner: central or app:<id>."},
              "metrics": {"type": "object"}}, ("policy", "status"), extra=True)
 _FEED = {  # G18
     ("/v1/admin/changes", "get"): (None, _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _CHANGE},

@@ -28,6 +28,7 @@ from gateway.policies.applying import applied_counts
 from gateway.policies.registry import Registry
 from gateway.guard.policy_types import TRAINABLE
 from gateway.policies.training import TrainingJobs, training_state
+from gateway.store.changelog import change_owner
 from gateway.config.guard_schema import PolicySpec
 from gateway.errors import InvalidChange, VersionConflict
 from gateway.metrics.model import accepts, unknown_params
@@ -152,7 +153,7 @@ class PolicyTraining(PolicyAdmin):
         if doc.body.get("type") not in TRAINABLE:
             raise OpenAIError(400, f"A {doc.body.get('type')} policy has nothing to train; trainable types: "
                                    f"{', '.join(TRAINABLE)}.", code="not_trainable", param="type")
-        job, running = await self.jobs.start(doc.id, owner(role), note)
+        job, running = await self.jobs.start(doc.id, owner(role), note, change_owner("policy", doc.id, doc.body))
         if running is not None:
             raise OpenAIError(409, f"Policy '{doc.id}' is already training (on {running.get('replica')}).",
                               code="training_in_progress")

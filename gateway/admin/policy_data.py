@@ -230,21 +230,27 @@ class PolicyData(PolicyAdmin):
         item = await self.store.feedback_item(int(raw)) if raw.isdigit() and int(raw) < 2**62 else None
         if item is None:
             raise OpenAIError(404, f"No feedback item {raw!r}.", code="feedback_not_found", param="item")
-        await self._may_delete(item, role)
-        gone, row = await delete_feedback(self.store, item.seq)
+        only_unapplied = await self._may_delete(item, role)
+        gone, row = await delete_feedback(self.store, item.seq, only_unapplied)
         if gone is None:  # deleted by another request in between
             raise OpenAIError(404, f"No feedback item {raw!r}.", code="feedback_not_found", param="item")
+        if only_unapplied and gone.applied:  # applied by another request in between: kept
+            raise OpenAIError(409, f"Feedback item {item.seq} was applied in the meantime; its training row is the "
+                                   "policy owner's to remove.", code="feedback_applied", param="item")
         return ok({**_item(gone), "deleted": True, "training_row_deleted": row})
 
-    async def _may_delete(self, item: Feedback, role: Role) -> None:
+    async def _may_delete(self, item: Feedback, role: Role) -> bool:
         """Central: any item. An application admin: items on its own policies (as for other policy
         writes), and items it gave itself while they are not applied (an applied item's training row
-        belongs to the policy's owner)."""
-        if role.central or (not item.applied and item.author == owner(role)):
-            return
+        belongs to the policy's owner). True: the delete holds only while the item is unapplied (the
+        store checks that as it deletes, so an apply in between is not undone by it)."""
+        if role.central:
+            return False
         doc = await self.store.get("policy", item.policy_id)
         if doc is not None and doc.body.get("owner") == owner(role):
-            return
+            return False
+        if not item.applied and item.author == owner(role):
+            return True
         raise OpenAIError(403, f"Feedback item {item.seq} is on policy '{item.policy_id}', which this token's "
                                "application does not own" + ("; its training row is the owner's to remove."
                                                              if item.applied else "."),

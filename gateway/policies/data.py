@@ -45,13 +45,15 @@ async def apply_feedback(store: Store, policy_id: str, author: str) -> int:
     return len(await store.apply_feedback(policy_id, author))
 
 
-async def delete_feedback(store: Store, seq: int) -> tuple[Feedback | None, int | None]:
+async def delete_feedback(store: Store, seq: int,
+                          only_unapplied: bool = False) -> tuple[Feedback | None, int | None]:
     """Delete a feedback item and, if it was applied, the training row it wrote, so that the next
-    training no longer learns it: (the item, the row removed or None). An item applied before items
-    kept their row's id removes one feedback row of the same text and label that no other item keeps
-    as its own (`legacy_row`)."""
-    item = await store.delete_feedback(seq)
-    if item is None or not item.applied:
+    training no longer learns it: (the item, the row removed or None). `only_unapplied`: only if it is
+    not applied, checked by the store as it deletes (an applied item is then returned undeleted, with
+    `applied` true). An item applied before items kept their row's id removes one feedback row of the
+    same text and label that no other item keeps as its own (`legacy_row`)."""
+    item = await store.delete_feedback(seq, only_unapplied)
+    if item is None or not item.applied or only_unapplied:
         return item, None
     row = item.row or await legacy_row(store, item)
     removed = bool(row) and await store.delete_examples(item.policy_id, [row]) > 0

@@ -149,12 +149,14 @@ class TrainingJobs:
         self.tasks: set[asyncio.Task[None]] = set()
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
 
-    async def start(self, policy_id: str, author: str, note: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def start(self, policy_id: str, author: str, note: str,
+                    owner: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Claim the policy's training and run it in the background: (the new job, None), or (the job
-        that would have run, the other replica's job that is running) when one is."""
+        that would have run, the other replica's job that is running) when one is. The job names the
+        policy's `owner` (GET /v1/admin/jobs lists an application's by it; the store looks it up if None)."""
         now = time.time()
         job = {"policy": policy_id, "status": "training_queued", "started": now, "updated": now,
-               "replica": self.replica, "author": author}
+               "replica": self.replica, "author": author, **({"owner": owner} if owner else {})}
         running = await self.store.claim_job(policy_id, job, STALE_AFTER_S)
         if running is not None:
             return job, running

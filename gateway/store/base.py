@@ -127,7 +127,9 @@ class Store(Protocol):
     # row's id; the items applied, with `row` set.
     async def apply_feedback(self, policy_id: str, author: str) -> List[Feedback]: ...
     # The item as it was when deleted (None: no such item); its training row is the caller's to remove.
-    async def delete_feedback(self, seq: int) -> Feedback | None: ...
+    # `only_unapplied`: delete it only if it is not applied, checked atomically with the delete (an
+    # applied item is then left as it is and returned, `applied` true, so the caller can refuse).
+    async def delete_feedback(self, seq: int, only_unapplied: bool = False) -> Feedback | None: ...
 
     # Training jobs (bodies carry `status` and `updated`). The store stamps `updated` with its own clock
     # on every claim and put, and `job` adds `age_s` (seconds since, by that clock), so replicas whose
@@ -139,10 +141,11 @@ class Store(Protocol):
     # G18 (gateway/store/changelog.py). The change feed, newest first: entries with seq < `before`, created
     # at or after `since`, of objects `owner` owns (None: anyone's), at most `limit` (1 to MAX_CHANGES).
     # Every policy's last training job, most recently started first, at most `limit`, with `age_s` as
-    # `job` gives it.
+    # `job` gives it; `owner`: only the jobs of that owner's policies (a job's `owner`: the store fills
+    # in its policy's when the job has none). Both read one page of an index, never every job.
     async def change_log(self, limit: int = 100, before: int | None = None, since: float | None = None,
                          owner: str | None = None) -> List[Change]: ...
-    async def jobs(self, limit: int = 100) -> List[dict[str, Any]]: ...
+    async def jobs(self, limit: int = 100, owner: str | None = None) -> List[dict[str, Any]]: ...
 
 
 ACTIVE_JOB = ("training_queued", "training")

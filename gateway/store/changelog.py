@@ -7,12 +7,15 @@ deletion: the version that was current), created, author, note, `action` (`write
 `owner` of the object (`central` or `app:<id>`: a policy's or stage's `owner`, an application's own
 id, a pin's application), by which an application token's feed is scoped.
 
-SQLite keeps the entries in a table (`changes`, indexed by owner and by time), written in the same
-transaction as the version; Redis in sorted sets scored by seq (one of every entry, one per owner),
-written by the Lua script that writes the version. Versions written before the feed existed are
-entered once, ordered by their time, before every later entry: SQLite by the schema migration, Redis by
-the first replica that writes or reads the feed (`RedisStore.fill`). Deletions from before the feed have
-no entry (the stores did not record who deleted, or when).
+SQLite keeps the entries in a table (`changes`, indexed by owner and by time), written by triggers on
+the versions and the deletion marks (schema 8), so in the same transaction as the version whichever
+process writes it; Redis in sorted sets scored by seq (one of every entry, one per owner), written by the
+Lua script that writes the version. Versions written before the feed existed are entered once, ordered by
+their time, before every later entry: SQLite by the schema migration, Redis into seqs that the first
+write or deletion after the upgrade reserves for them below its own (`_FEED`), by the first replica that
+reads the feed (`RedisStore.fill`). Deletions from before the feed have no entry (the stores did not
+record who deleted, or when). Redis replicas of older versions write no entries: upgrade them together
+(docs/deploy.md, Upgrading).
 """
 
 from __future__ import annotations

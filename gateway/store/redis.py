@@ -1,4 +1,4 @@
-# size: one Store implementation against Redis: its five Lua scripts, then every method of the
+# size: one Store implementation against Redis: its Lua scripts, then every method of the
 # Store Protocol, each a few commands
 """The shared store for several replicas: Redis (redis-py asyncio). Every key starts with `prefix`, so
 deployments and test runs sharing a server never collide. The monitoring log is a Redis Stream capped
@@ -7,6 +7,7 @@ at `max_records` entries; every document write bumps `{prefix}revision` and is p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -35,6 +36,10 @@ from gateway.store.base import (
 )
 from gateway.store.changelog import CLOCK_SKEW_S, MAX_CHANGES, Change, change_owner
 
+FILL_LOCK_S = 60     # how long a filler's mark keeps other replicas waiting (`RedisStore.fill`)
+FILL_WAIT_S = 10.0   # the longest a feed read waits for another replica's fill before filling too
+FILL_BATCH = 500     # documents read, or entries written, per round trip while filling
+
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
 
@@ -46,7 +51,29 @@ List = list
 # document's versions, the kind's current pointers, the revision, then the feed's (_FEED_KEYS); ARGV: id,
 # the entry (JSON), the expected version or "", the feed entry (a JSON object without seq and version).
 # Returns {version, revision}, or {0, the current version} if refused.
+#
+# The feed's first write or deletion (from any replica) first reserves the seqs of the versions stored
+# before the feed existed (`reserve`): it copies every kind's version counters (document id -> how many
+# versions) as they are then, and moves the seq counter past one seq for each, all in the script, so every
+# later entry sorts after them; `RedisStore.fill` enters those versions into the reserved seqs later.
+# KEYS[8..]: the reservation ("base count"), the filled mark, the four kinds' counters, the four copies.
 _FEED = """
+local function reserve()
+  if redis.call('EXISTS', KEYS[8]) == 1 or redis.call('EXISTS', KEYS[9]) == 1 then
+    return
+  end
+  local n = 0
+  for i = 0, 3 do
+    local counts = redis.call('HGETALL', KEYS[10 + i])
+    for j = 1, #counts, 2 do
+      n = n + tonumber(counts[j + 1])
+      redis.call('HSET', KEYS[14 + i], counts[j], counts[j + 1])
+    end
+  end
+  local base = tonumber(redis.call('GET', KEYS[5]) or '0')
+  redis.call('SET', KEYS[5], string.format('%d', base + n))
+  redis.call('SET', KEYS[8], string.format('%d %d', base, n))
+end
 local function feed(version, entry)
   local seq = redis.call('INCR', KEYS[5])
   local member = '{"seq": ' .. seq .. ', "version": ' .. version .. ', ' .. string.sub(entry, 2)
@@ -61,6 +88,7 @@ if ARGV[3] ~= '' then
     return {0, current}
   end
 end
+reserve()
 local version = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HSET', KEYS[2], tostring(version), ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], tostring(version))
@@ -75,9 +103,16 @@ local current = redis.call('HGET', KEYS[3], ARGV[1])
 if not current then
   return 0
 end
+reserve()
 redis.call('HDEL', KEYS[3], ARGV[1])
 feed(current, ARGV[2])
 return redis.call('INCR', KEYS[4])
+"""
+
+# Only the reservation (a feed read before any write since the upgrade). KEYS: as _PUT's.
+_RESERVE = _FEED + """
+reserve()
+return redis.call('GET', KEYS[8])
 """
 
 
@@ -105,8 +140,9 @@ return out
 """
 
 
-# Start a training job unless one is running with a fresh heartbeat. KEYS[1]: the jobs hash;
-# ARGV: policy id, the new job (JSON), now, stale_after_s. Returns the running job, or false.
+# Start a training job unless one is running with a fresh heartbeat. KEYS: the jobs hash, the jobs by
+# start time, the owner's jobs by start time (sorted sets of policy ids); ARGV: policy id, the new job
+# (JSON), now, stale_after_s, the job's start time. Returns the running job, or false.
 _CLAIM = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if raw then
@@ -117,6 +153,8 @@ if raw then
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 return false
 """
 
@@ -181,6 +219,21 @@ return out
 """
 
 
+# Delete a feedback item (its hash entry and its places in the policy's and the record's lists), unless
+# ARGV[2] is '1' and it is applied: then it stays. KEYS: the feedback hash, the policy's feedback list,
+# the record's feedback list; ARGV: the item's seq, only_unapplied. Returns {deleted 0|1, the item's JSON}
+# or nil when there is no such item.
+_DELETE_FEEDBACK = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return nil end
+if ARGV[2] == '1' and cjson.decode(raw).applied then return {0, raw} end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('LREM', KEYS[3], 0, ARGV[1])
+return {1, raw}
+"""
+
+
 class RedisStore(DocumentHistory):
     def __init__(self, url: str, prefix: str = "gg:", max_records: int = 100_000,
                  timeout_s: float = 0.5) -> None:
@@ -190,11 +243,14 @@ class RedisStore(DocumentHistory):
                                               decode_responses=True)
         self._put = self.client.register_script(_PUT)
         self._delete = self.client.register_script(_DELETE)
+        self._reserve = self.client.register_script(_RESERVE)
+        self._jobs_indexed = False  # the jobs' sorted sets hold the jobs from before them (`index_jobs`)
         self._filled = False  # the feed holds the versions from before it (`fill`), as far as this replica knows
         self._append = self.client.register_script(_APPEND)
         self._claim = self.client.register_script(_CLAIM)
         self._examples = self.client.register_script(_EXAMPLES)
         self._apply_feedback = self.client.register_script(_APPLY_FEEDBACK)
+        self._delete_feedback = self.client.register_script(_DELETE_FEEDBACK)
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -222,8 +278,6 @@ class RedisStore(DocumentHistory):
         ident = doc_id(body)
         created = time.time()
         entry = json.dumps({"body": body, "created": created, "author": author, "note": note})
-        if not self._filled:
-            await self.fill()
         owner = change_owner(kind, ident, body)
         keys = [self.k("vn", kind), self.k("v", kind, ident), self.k("cur", kind), self.k("revision"),
                 *self._feed_keys(owner)]
@@ -282,8 +336,11 @@ class RedisStore(DocumentHistory):
     # --- the change feed (G18) -----------------------------------------------------------------
 
     def _feed_keys(self, owner: str) -> List[str]:
-        """The feed's keys in the write scripts: the seq counter, every entry, the owner's entries."""
-        return [self.k("chseq"), self.k("chlog"), self.k("chlog", "o", owner)]
+        """The feed's keys in the write scripts: the seq counter, every entry, the owner's entries, then the
+        reservation of the older versions' seqs (`_FEED`)."""
+        return [self.k("chseq"), self.k("chlog"), self.k("chlog", "o", owner), self.k("chlog", "reserved"),
+                self.k("chlog", "filled"), *(self.k("vn", kind) for kind in KINDS),
+                *(self.k("chlog", "old", kind) for kind in KINDS)]
 
     @staticmethod
     def _feed_entry(c: Change) -> str:
@@ -318,38 +375,65 @@ class RedisStore(DocumentHistory):
         return out
 
     async def fill(self) -> None:
-        """Enter the versions written before the feed existed, once per store (before this replica's first
-        write or read of the feed): ordered by their time, skipping versions the feed has already."""
+        """Enter the versions written before the feed existed into the seqs reserved for them (`_FEED`:
+        below every later entry), before this replica's first read of the feed. The entries are fixed by the
+        reservation (each version's seq by the order of time, kind, id, version), so replicas filling at
+        once, or a fill run again, write the same members: nothing is entered twice. A replica that finds
+        another filling waits for it up to FILL_WAIT_S, then fills too; a write never waits."""
         if await self._call(self.client.exists(self.k("chlog", "filled"))):
             self._filled = True
             return
-        if not await self._call(self.client.set(self.k("chlog", "filling"), "1", nx=True, ex=60)):
-            return  # another replica is filling it
-        old: List[Change] = []
+        if not await self._call(self.client.set(self.k("chlog", "filling"), "1", nx=True, ex=FILL_LOCK_S)):
+            deadline = time.monotonic() + FILL_WAIT_S
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                if await self._call(self.client.exists(self.k("chlog", "filled"))):
+                    self._filled = True
+                    return
+        keys = [self.k("vn", "policy"), self.k("v", "policy", ""), self.k("cur", "policy"), self.k("revision")]
+        await self._call(self._reserve(keys=[*keys, *self._feed_keys("central")], args=[]))
+        pipe = self.client.pipeline(transaction=True)  # the reservation and its copies, as one snapshot
+        pipe.get(self.k("chlog", "reserved"))
         for kind in KINDS:
-            ids = sorted(await self._call(self.client.hkeys(self.k("vn", kind))))
-            pipe = self.client.pipeline(transaction=False)
-            for ident in ids:
-                pipe.hgetall(self.k("v", kind, ident))
-            for ident, versions in zip(ids, await self._call(pipe.execute())):
-                for number, raw in versions.items():
-                    entry = json.loads(raw)
-                    old.append(Change(0, kind, ident, int(number), entry["created"], entry["author"],
-                                      entry.get("note", ""), "write", change_owner(kind, ident, entry["body"])))
+            pipe.hgetall(self.k("chlog", "old", kind))
+        reserved, *counts = await self._call(pipe.execute())
+        base = int(reserved.split()[0]) if reserved else 0
         logged = {(c["kind"], c["id"], c["version"]) for c in map(json.loads, await self._call(
-            self.client.zrangebyscore(self.k("chlog"), "-inf", "+inf")))}  # read after: a write since is in it
-        old = sorted((c for c in old if (c.kind, c.id, c.version) not in logged),
-                     key=lambda c: (c.created, c.kind, c.id, c.version))
-        first = int(await self._call(self.client.incrby(self.k("chseq"), len(old)))) - len(old) + 1
+            self.client.zrangebyscore(self.k("chlog"), "-inf", base)))}  # entered before the reservation
+        old = [c for c in await self._old_versions(dict(zip(KINDS, counts)))
+               if (c.kind, c.id, c.version) not in logged]
+        old.sort(key=lambda c: (c.created, c.kind, c.id, c.version))
+        for start in range(0, len(old), FILL_BATCH):
+            pipe = self.client.pipeline(transaction=False)
+            for seq, c in enumerate(old[start:start + FILL_BATCH], base + 1 + start):
+                member = json.dumps({**c.meta(), "seq": seq})
+                pipe.zadd(self.k("chlog"), {member: seq})
+                pipe.zadd(self.k("chlog", "o", c.owner), {member: seq})
+            await self._call(pipe.execute())
         pipe = self.client.pipeline(transaction=True)
-        for seq, c in enumerate(old, first):
-            member = json.dumps({**c.meta(), "seq": seq})
-            pipe.zadd(self.k("chlog"), {member: seq})
-            pipe.zadd(self.k("chlog", "o", c.owner), {member: seq})
         pipe.set(self.k("chlog", "filled"), "1")
         pipe.delete(self.k("chlog", "filling"))
         await self._call(pipe.execute())
         self._filled = True
+
+    async def _old_versions(self, counts: dict[str, dict[str, str]]) -> List[Change]:
+        """The feed entries (seq 0) of the versions the reservation counted: per kind, id -> how many."""
+        out: List[Change] = []
+        for kind, found in counts.items():
+            ids = sorted(found)
+            for start in range(0, len(ids), FILL_BATCH):
+                chunk = ids[start:start + FILL_BATCH]
+                pipe = self.client.pipeline(transaction=False)
+                for ident in chunk:
+                    pipe.hmget(self.k("v", kind, ident), [str(n) for n in range(1, int(found[ident]) + 1)])
+                for ident, entries in zip(chunk, await self._call(pipe.execute())):
+                    for number, raw in enumerate(entries, 1):
+                        if raw:
+                            entry = json.loads(raw)
+                            out.append(Change(0, kind, ident, number, entry["created"], entry["author"],
+                                              entry.get("note", ""), "write",
+                                              change_owner(kind, ident, entry["body"])))
+        return out
 
     async def changes(self):
         """Revision numbers as other replicas publish them (pub/sub); ends with StoreError on a lost link."""
@@ -512,20 +596,16 @@ class RedisStore(DocumentHistory):
             args=[author, repr(time.time())]))
         return [Feedback(**json.loads(raw)) for raw in applied]
 
-    async def delete_feedback(self, seq: int) -> Feedback | None:
-        """The item is read again inside the transaction that deletes it, so an apply in between is seen
+    async def delete_feedback(self, seq: int, only_unapplied: bool = False) -> Feedback | None:
+        """The item is read again inside the script that deletes it, so an apply in between is seen
         (its policy and record never change)."""
         item = await self.feedback_item(seq)
         if item is None:
             return None
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hget(self.k("fb"), str(seq))
-        pipe.hdel(self.k("fb"), str(seq))
-        pipe.lrem(self.k("fb", item.policy_id), 0, str(seq))
-        if item.record:
-            pipe.lrem(self.k("fbrec", item.record), 0, str(seq))
-        raw, removed = (await self._call(pipe.execute()))[:2]
-        return Feedback(**json.loads(raw)) if removed and raw else None
+        found = await self._call(self._delete_feedback(
+            keys=[self.k("fb"), self.k("fb", item.policy_id), self.k("fbrec", item.record)],
+            args=[str(seq), "1" if only_unapplied else "0"]))
+        return Feedback(**json.loads(found[1])) if found else None
 
     async def mark_applied(self, seqs: List[int]) -> None:
         if not seqs:
@@ -547,16 +627,38 @@ class RedisStore(DocumentHistory):
         seconds, micros = await self._call(self.client.time())
         return seconds + micros / 1e6
 
+    async def _job_owner(self, policy_id: str, job: dict[str, Any]) -> str:
+        """Whose the job is: as the job says (TrainingJobs records it), else its policy's owner (its last
+        version, also when deleted: an owner never changes)."""
+        owner = job.get("owner")
+        if isinstance(owner, str) and owner:
+            return owner
+        last = await self._call(self.client.hget(self.k("vn", "policy"), policy_id))
+        raw = await self._call(self.client.hget(self.k("v", "policy", policy_id), str(last))) if last else None
+        return change_owner("policy", policy_id, json.loads(raw)["body"] if raw else {})
+
+    def _job_keys(self, owner: str) -> List[str]:
+        """The jobs hash, then the sorted sets of policy ids by their job's start: every job, the owner's."""
+        return [self.k("jobs"), self.k("jobs", "t"), self.k("jobs", "t", "o", owner)]
+
     async def claim_job(self, policy_id: str, job: dict[str, Any], stale_after_s: float) -> dict[str, Any] | None:
         now = await self._now()
-        running = await self._call(self._claim(keys=[self.k("jobs")],
-                                               args=[policy_id, json.dumps({**job, "updated": now}), now,
-                                                     stale_after_s]))
+        owner = await self._job_owner(policy_id, job)
+        running = await self._call(self._claim(keys=self._job_keys(owner),
+                                               args=[policy_id, json.dumps({**job, "owner": owner, "updated": now}),
+                                                     now, stale_after_s, float(job.get("started") or 0)]))
         return json.loads(running) if running else None
 
     async def put_job(self, policy_id: str, job: dict[str, Any]) -> None:
         now = await self._now()
-        await self._call(self.client.hset(self.k("jobs"), policy_id, json.dumps({**job, "updated": now})))
+        owner = await self._job_owner(policy_id, job)
+        started = float(job.get("started") or 0)
+        pipe = self.client.pipeline(transaction=True)
+        jobs, by_time, owners = self._job_keys(owner)
+        pipe.hset(jobs, policy_id, json.dumps({**job, "owner": owner, "updated": now}))
+        pipe.zadd(by_time, {policy_id: started})
+        pipe.zadd(owners, {policy_id: started})
+        await self._call(pipe.execute())
 
     async def job(self, policy_id: str) -> dict[str, Any] | None:
         pipe = self.client.pipeline(transaction=False)  # the job and Redis's clock in one round trip
@@ -565,11 +667,43 @@ class RedisStore(DocumentHistory):
         raw, (seconds, micros) = await self._call(pipe.execute())
         return with_age(json.loads(raw), seconds + micros / 1e6) if raw else None
 
-    async def jobs(self, limit: int = 100) -> List[dict[str, Any]]:
-        """Every policy's job (one hash field each, so as many as there are trained policies)."""
+    async def jobs(self, limit: int = 100, owner: str | None = None) -> List[dict[str, Any]]:
+        """The most recently started, by the sorted sets of policy ids (all, or the owner's): one page of
+        the set and the jobs on it, never the whole hash."""
+        if not self._jobs_indexed:
+            await self.index_jobs()
+        key = self.k("jobs", "t") if owner is None else self.k("jobs", "t", "o", owner)
+        ids = await self._call(self.client.zrevrange(key, 0, max(1, min(int(limit), MAX_CHANGES)) - 1))
+        if not ids:
+            return []
         pipe = self.client.pipeline(transaction=False)
-        pipe.hvals(self.k("jobs"))
+        pipe.hmget(self.k("jobs"), ids)
         pipe.time()
         raw, (seconds, micros) = await self._call(pipe.execute())
-        found = sorted((json.loads(r) for r in raw), key=lambda j: (-float(j.get("started") or 0), str(j.get("policy"))))
-        return [with_age(j, seconds + micros / 1e6) for j in found[:max(1, int(limit))]]
+        found = sorted((json.loads(r) for r in raw if r),
+                       key=lambda j: (-float(j.get("started") or 0), str(j.get("policy"))))
+        return [with_age(j, seconds + micros / 1e6) for j in found]
+
+    async def index_jobs(self) -> None:
+        """Enter the jobs stored before the sorted sets existed, once per store (before this replica's first
+        `jobs`), a batch of the hash at a time; a job with no owner is its policy's (one read each). Entries
+        only ever move to a later start (ZADD GT), so replicas indexing at once, or a job claimed meanwhile,
+        leave each policy at its last job's start."""
+        if await self._call(self.client.exists(self.k("jobs", "indexed"))):
+            self._jobs_indexed = True
+            return
+        cursor = 0
+        while True:
+            cursor, found = await self._call(self.client.hscan(self.k("jobs"), cursor, count=FILL_BATCH))
+            jobs = {policy: json.loads(raw) for policy, raw in found.items()}
+            owners = {p: await self._job_owner(p, j) for p, j in jobs.items()}  # a read only for an old job
+            pipe = self.client.pipeline(transaction=False)
+            for policy, job in jobs.items():
+                started = float(job.get("started") or 0)
+                pipe.zadd(self.k("jobs", "t"), {policy: started}, gt=True)
+                pipe.zadd(self.k("jobs", "t", "o", owners[policy]), {policy: started}, gt=True)
+            await self._call(pipe.execute())
+            if not int(cursor):
+                break
+        await self._call(self.client.set(self.k("jobs", "indexed"), "1"))
+        self._jobs_indexed = True

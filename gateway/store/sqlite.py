@@ -31,7 +31,7 @@ from gateway.store.base import (
     record_key,
     with_age,
 )
-from gateway.store.changelog import MAX_CHANGES, Change, change_owner
+from gateway.store.changelog import MAX_CHANGES, Change
 
 # `list` is also a Store method: inside the classes, annotations name the builtin through this alias.
 List = list
@@ -105,8 +105,15 @@ def _v6_feedback_authors(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE feedback ADD COLUMN row_seq INTEGER NOT NULL DEFAULT 0")
 
 
-_OWNER_SQL = ("CASE kind WHEN 'application' THEN 'app:' || id WHEN 'pin' THEN 'app:' || json_extract(body, "
-              "'$.application') ELSE COALESCE(json_extract(body, '$.owner'), 'central') END")  # changelog.change_owner
+def _owner_sql(kind: str, ident: str, body: str) -> str:
+    """changelog.change_owner in SQL, on the named columns."""
+    owner = f"json_extract({body}, '$.owner')"
+    return (f"CASE {kind} WHEN 'application' THEN 'app:' || {ident} WHEN 'pin' THEN 'app:' || "
+            f"COALESCE(json_extract({body}, '$.application'), 'None') ELSE CASE WHEN json_type({body}, '$.owner') "
+            f"= 'text' AND {owner} <> '' THEN {owner} ELSE 'central' END END")
+
+
+_OWNER_SQL = _owner_sql("kind", "id", "body")
 
 
 def _v7_change_log(db: sqlite3.Connection) -> None:
@@ -121,13 +128,48 @@ def _v7_change_log(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS changes_created ON changes (created)")
 
 
+def _v8_change_triggers(db: sqlite3.Connection) -> None:
+    """The change feed is written by triggers, so a write by any process is logged, also one running a
+    gateway from before the feed (which writes versions and deletion marks only): a version's entry on its
+    INSERT, a deletion's when `current.deleted` turns 1 (by then its author is unknown: ''; the store's own
+    delete sets author and time on the entry in its transaction)."""
+    db.execute("CREATE TRIGGER IF NOT EXISTS changes_write AFTER INSERT ON versions BEGIN "
+               "INSERT INTO changes (kind, id, version, created, author, note, action, owner) VALUES (NEW.kind, "
+               "NEW.id, NEW.version, NEW.created, NEW.author, NEW.note, 'write', "
+               f"{_owner_sql('NEW.kind', 'NEW.id', 'NEW.body')}); END")
+    db.execute("CREATE TRIGGER IF NOT EXISTS changes_delete AFTER UPDATE OF deleted ON current "
+               "WHEN NEW.deleted = 1 AND OLD.deleted = 0 BEGIN "
+               "INSERT INTO changes (kind, id, version, created, author, note, action, owner) SELECT v.kind, v.id, "
+               "v.version, (julianday('now') - 2440587.5) * 86400.0, '', '', 'delete', "
+               f"{_owner_sql('v.kind', 'v.id', 'v.body')} FROM versions v WHERE v.kind = NEW.kind AND v.id = NEW.id "
+               "AND v.version = NEW.version; END")
+
+
+_JOB_OWNER_SQL = (f"COALESCE((SELECT {_owner_sql('v.kind', 'v.id', 'v.body')} FROM versions v WHERE v.kind = 'policy' "
+                  "AND v.id = {policy} ORDER BY v.version DESC LIMIT 1), 'central')")
+
+
+def _v9_job_owners(db: sqlite3.Connection) -> None:
+    """G18: a training job names its policy's owner (`owner` in its body), so an application's jobs are
+    listed by an index. Jobs already there, and a job written without one (by a process from before),
+    get their policy's (its last version's: an owner never changes) from a trigger."""
+    db.execute("UPDATE jobs SET body = json_set(body, '$.owner', "
+               f"{_JOB_OWNER_SQL.format(policy='jobs.policy')}) WHERE json_extract(body, '$.owner') IS NULL")
+    db.execute("CREATE TRIGGER IF NOT EXISTS jobs_owner AFTER INSERT ON jobs "
+               "WHEN json_extract(NEW.body, '$.owner') IS NULL BEGIN UPDATE jobs SET body = json_set(body, '$.owner', "
+               f"{_JOB_OWNER_SQL.format(policy='NEW.policy')}) WHERE policy = NEW.policy; END")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_started ON jobs (json_extract(body, '$.started'))")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_owner_started ON jobs "
+               "(json_extract(body, '$.owner'), json_extract(body, '$.started'))")
+
+
 def _v1_base(db: sqlite3.Connection) -> None:
     db.executescript("BEGIN;" + _V1 + "COMMIT;")
 
 
 MIGRATIONS = (_v1_base, _v2_record_dedupe, _v3_jobs_and_record_indexes, _v4_example_ids,
               _v5_feedback_records, _v6_feedback_authors,
-              _v7_change_log)
+              _v7_change_log, _v8_change_triggers, _v9_job_owners)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -152,6 +194,25 @@ def migrate(db: sqlite3.Connection, path: Path) -> int:
             db.execute("ROLLBACK")
             raise
     return found
+
+
+SINCE_BY_TIME = 5000  # a `since` read with fewer entries since reads them by the time index and sorts them
+
+
+def changes_query(limit: int, before: int | None, since: float | None, owner: str | None,
+                  by_time: bool) -> tuple[str, List[Any]]:
+    """A page of the change feed: newest first by seq, from the top of the table (or of the owner's
+    index), or, `by_time`, from the entries created since `since` (the changes_created index), which a
+    `since` later than most entries needs: scanning by seq would read every older entry to find none."""
+    clauses: List[str] = ["seq < ?"]
+    args: List[Any] = [before if before is not None else 1 << 62]
+    for clause, value in (("created >= ?", since), ("owner = ?", owner)):
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    index = " INDEXED BY changes_created" if by_time and since is not None else ""
+    return (f"SELECT seq, kind, id, version, created, author, note, action, owner FROM changes{index} "
+            f"WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT {max(1, min(int(limit), MAX_CHANGES))}", args)
 
 
 class SqliteStore(DocumentHistory):
@@ -214,10 +275,8 @@ class SqliteStore(DocumentHistory):
             row = db.execute("SELECT MAX(version) FROM versions WHERE kind=? AND id=?", (kind, ident)).fetchone()
             version = (row[0] or 0) + 1
             created = time.time()
-            db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",  # its feed entry: by trigger (v8)
                        (kind, ident, version, json.dumps(body), created, author, note))
-            self._log(db, Change(0, kind, ident, version, created, author, note, "write",
-                                 change_owner(kind, ident, body)))
             db.execute("INSERT INTO current VALUES (?, ?, ?, 0) ON CONFLICT (kind, id) DO UPDATE SET "
                        "version=excluded.version, deleted=0", (kind, ident, version))
             db.execute("UPDATE meta SET value = value + 1 WHERE key='revision'")
@@ -271,16 +330,12 @@ class SqliteStore(DocumentHistory):
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT v.version, v.body FROM versions v JOIN current c ON c.kind=v.kind AND "
-                                 "c.id=v.id AND c.version=v.version WHERE v.kind=? AND v.id=? AND c.deleted=0",
-                                 (kind, doc_id)).fetchone()
                 changed = db.execute("UPDATE current SET deleted=1 WHERE kind=? AND id=? AND deleted=0",
                                      (kind, doc_id)).rowcount
-                if changed:
+                if changed:  # the trigger (v8) entered the deletion: who and when
                     db.execute("UPDATE meta SET value = value + 1 WHERE key='revision'")
-                    version, body = row if row else (0, "{}")
-                    self._log(db, Change(0, kind, doc_id, int(version), time.time(), author, "", "delete",
-                                         change_owner(kind, doc_id, json.loads(body))))
+                    db.execute("UPDATE changes SET author=?, created=? WHERE seq=(SELECT MAX(seq) FROM changes) "
+                               "AND action='delete' AND kind=? AND id=?", (author, time.time(), kind, doc_id))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -288,25 +343,16 @@ class SqliteStore(DocumentHistory):
             return bool(changed)
         return await self._run(remove)
 
-    @staticmethod
-    def _log(db: sqlite3.Connection, c: Change) -> None:
-        """A change feed entry, in the caller's transaction."""
-        db.execute("INSERT INTO changes (kind, id, version, created, author, note, action, owner) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (c.kind, c.id, c.version, c.created, c.author, c.note,
-                                                       c.action, c.owner))
-
     async def change_log(self, limit: int = 100, before: int | None = None, since: float | None = None,
                          owner: str | None = None) -> List[Change]:
-        clauses: List[str] = ["seq < ?"]
-        args: List[Any] = [before if before is not None else 1 << 62]
-        for clause, value in (("created >= ?", since), ("owner = ?", owner)):
-            if value is not None:
-                clauses.append(clause)
-                args.append(value)
-        query = (f"SELECT seq, kind, id, version, created, author, note, action, owner FROM changes "
-                 f"WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT {max(1, min(int(limit), MAX_CHANGES))}")
-        rows = await self._run(lambda: self._db().execute(query, args).fetchall())
-        return [Change(*row) for row in rows]
+        def read() -> List[Change]:
+            db = self._db()
+            by_time = since is not None and db.execute(  # few entries since: by the time index (else by seq)
+                "SELECT COUNT(*) FROM (SELECT 1 FROM changes WHERE created >= ? LIMIT ?)",
+                (since, SINCE_BY_TIME)).fetchone()[0] < SINCE_BY_TIME
+            query, args = changes_query(limit, before, since, owner, by_time)
+            return [Change(*row) for row in db.execute(query, args).fetchall()]
+        return await self._run(read)
 
     # --- training data -----------------------------------------------------------------------
 
@@ -520,13 +566,13 @@ class SqliteStore(DocumentHistory):
                 raise
         return await self._run(apply)
 
-    async def delete_feedback(self, seq: int) -> Feedback | None:
+    async def delete_feedback(self, seq: int, only_unapplied: bool = False) -> Feedback | None:
         def delete() -> Feedback | None:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute(self._FEEDBACK + " WHERE seq=?", (seq,)).fetchone()
-                if row is not None:
+                if row is not None and not (only_unapplied and row[6]):  # row[6]: applied
                     db.execute("DELETE FROM feedback WHERE seq=?", (seq,))
                 db.execute("COMMIT")
                 return self._feedback(row) if row else None
@@ -565,9 +611,11 @@ class SqliteStore(DocumentHistory):
                                                          (policy_id,)).fetchone())
         return with_age(json.loads(row[0]), time.time()) if row else None
 
-    async def jobs(self, limit: int = 100) -> List[dict[str, Any]]:
+    async def jobs(self, limit: int = 100, owner: str | None = None) -> List[dict[str, Any]]:
+        """By the start index (all, or the owner's: `owner` in the body, v9)."""
+        where, args = ("WHERE json_extract(body, '$.owner') = ? ", [owner]) if owner is not None else ("", [])
         rows = await self._run(lambda: self._db().execute(
-            "SELECT body FROM jobs ORDER BY json_extract(body, '$.started') DESC, policy LIMIT ?",
-            (max(1, int(limit)),)).fetchall())
+            f"SELECT body FROM jobs {where}ORDER BY json_extract(body, '$.started') DESC, policy LIMIT ?",
+            (*args, max(1, min(int(limit), MAX_CHANGES)))).fetchall())
         now = time.time()
         return [with_age(json.loads(r[0]), now) for r in rows]

@@ -160,3 +160,22 @@ def test_the_training_jobs(tmp_path: Path, backend: str) -> None:
             r = await c.get("/v1/admin/jobs", headers=CENTRAL, params=params)
             assert r.status_code == 400 and r.json()["error"]["param"] == param, (params, r.text)
     _run(tmp_path, backend, test)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_an_applications_jobs_among_many(tmp_path: Path, backend: str) -> None:
+    """More trained policies than the Redis pool has connections (100), most of them another owner's, newer:
+    an application token still gets its own jobs (before: a 503 on Redis, the policies' bodies read at
+    once; and jobs past the 1000 newest never shown)."""
+    async def test(c, store) -> None:
+        for i in range(130):
+            owner = "app:a" if i < 2 else "app:b"
+            await store.put("policy", {"id": f"p{i}", "type": "contains", "keywords": ["x"], "owner": owner}, owner)
+            await store.put_job(f"p{i}", {"policy": f"p{i}", "status": "ready", "started": 100.0 + i, "author": owner})
+        r = await c.get("/v1/admin/jobs", headers=APP_A)
+        assert r.status_code == 200, r.text
+        assert [(j["policy"], j["owner"]) for j in r.json()["data"]] == [("p1", "app:a"), ("p0", "app:a")]
+        r = await c.get("/v1/admin/jobs", headers=APP_B, params={"limit": "3"})
+        assert [j["policy"] for j in r.json()["data"]] == ["p129", "p128", "p127"]
+        assert len((await c.get("/v1/admin/jobs", headers=CENTRAL, params={"limit": "1000"})).json()["data"]) == 130
+    _run(tmp_path, backend, test)

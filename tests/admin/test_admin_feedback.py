@@ -262,6 +262,47 @@ def test_a_repeated_parameter_is_refused_by_name(gw: Gateway) -> None:
             assert r.status_code == 400 and r.json()["error"]["param"] == param, (url, query, r.text)
 
 
+def test_an_item_applied_after_the_permission_check_is_kept(tmp_path) -> None:
+    """An application admin deletes the unapplied item it gave on central's policy while central applies
+    it: the store checks `unapplied` as it deletes, so the item and its training row stay (409)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from starlette.datastructures import QueryParams
+
+    from gateway.admin.auth import Role
+    from gateway.admin.policy_data import PolicyData
+    from gateway.store import open_store
+    from gateway.wire import OpenAIError
+
+    async def body() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'race.db'}")
+        try:
+            item = await store.add_feedback(0, "central-p", "FAIL", "t", record="r1:input", author="app:app-a")
+
+            class Stale:  # the permission check reads the item unapplied; then central applies it
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(store, name)
+
+                async def feedback_item(self, seq: int) -> Any:
+                    found = await store.feedback_item(seq)
+                    await store.apply_feedback("central-p", "central")
+                    return found
+
+            admin = PolicyData.__new__(PolicyData)
+            admin.store = Stale()  # type: ignore[assignment]
+            request: Any = SimpleNamespace(path_params={"item": str(item.seq)}, query_params=QueryParams(""))
+            with pytest.raises(OpenAIError) as refused:
+                await admin.delete_feedback(request, Role(False, "app-a"))
+            assert refused.value.status == 409 and refused.value.param == "item", refused.value.message
+            kept = await store.feedback_item(item.seq)
+            assert kept is not None and kept.applied and kept.row
+            assert [e.seq for e in await store.examples("central-p", source="feedback")] == [kept.row]
+        finally:
+            await store.close()
+    asyncio.run(body())
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_a_legacy_item_never_takes_a_row_another_item_keeps(tmp_path, kind: str) -> None:
     """An item applied before rows were kept, whose own row is gone, and a newer item of the same text and

@@ -218,6 +218,26 @@ def test_feedback_is_found_by_record(make_store) -> None:
     run(_with(make_store(), body))
 
 
+def test_a_delete_only_while_unapplied_leaves_an_applied_item(make_store) -> None:
+    """G13: `only_unapplied` is checked as the store deletes (an application admin's own item, applied by
+    the policy's owner after the admin read it): the applied item stays, returned with applied true; an
+    unapplied one goes as before."""
+    async def body(s: Store):
+        f1 = await s.add_feedback(0, "p1", "FAIL", "leak", record="r1:input", author="app:a")
+        f2 = await s.add_feedback(0, "p2", "PASS", "fine", record="r2:input", author="app:a")
+        await s.apply_feedback("p1", "central")
+        kept = await s.delete_feedback(f1.seq, only_unapplied=True)
+        assert kept is not None and kept.seq == f1.seq and kept.applied and kept.row
+        assert (await s.feedback_item(f1.seq)) == kept and [f.seq for f in await s.feedback("p1")] == [f1.seq]
+        assert list(await s.record_feedback(["r1:input"])) == ["r1:input"]
+        gone = await s.delete_feedback(f2.seq, only_unapplied=True)
+        assert gone is not None and not gone.applied and await s.feedback_item(f2.seq) is None
+        assert await s.feedback("p2") == [] and await s.record_feedback(["r2:input"]) == {}
+        assert await s.delete_feedback(f2.seq, only_unapplied=True) is None
+        assert (await s.delete_feedback(f1.seq)) == kept and await s.feedback_item(f1.seq) is None
+    run(_with(make_store(), body))
+
+
 def test_records_with_a_predicate(make_store) -> None:
     async def body(s: Store):
         await s.append_records([{"i": i, "application": "a" if i % 2 else "b"} for i in range(1200)])
