@@ -7,32 +7,14 @@ object or from two (two replicas sharing the file or the server)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 
 import pytest
 
 from gateway.errors import VersionConflict
-from gateway.store import Store, open_store
-from tests.redisutil import drop_prefix
+from gateway.store import Store
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 WRITERS = 8
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_store(request, tmp_path) -> Callable[[], Store]:
-    """A new store object on the same data each call (a replica of its own)."""
-    prefix = f"test-cas-{uuid.uuid4().hex[:10]}:"
-
-    def make() -> Store:
-        if request.param == "sqlite":
-            return open_store(f"sqlite:///{tmp_path / 'store.db'}")
-        return open_store(REDIS_URL, prefix=prefix)
-
-    yield make
-    if request.param == "redis":
-        drop_prefix(REDIS_URL, prefix)
 
 
 def run(make: Callable[[], Store], fn, replicas: int = 1) -> None:

@@ -8,29 +8,13 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
 
-import pytest
 import redis
 
 from gateway.store import Store, open_store
 from tests.redisutil import drop_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_store(request, tmp_path) -> Callable[[], Store]:
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-
-    def make() -> Store:
-        if request.param == "sqlite":
-            return open_store(f"sqlite:///{tmp_path / 'store.db'}")
-        return open_store(REDIS_URL, prefix=prefix)
-
-    yield make
-    if request.param == "redis":
-        drop_prefix(REDIS_URL, prefix)
 
 
 def run(store: Store, fn) -> None:
