@@ -282,8 +282,10 @@ class ScoringConfig(_Frozen):
                                                "about twice as fast on CPU with the same detector quality; fp32 "
                                                "matches sentence-transformers to 1e-6.")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = min(cores, 4), the cores being the "
-                         "process's CPU affinity cut to a cgroup CPU quota (a container's limit).")
-    spin_wait: bool = Field(False, description="ONNX Runtime's threads busy-wait between operators instead of "
+                         "process's CPU affinity cut to its container's CPU quota (cgroup v2 cpu.max or v1 "
+                         "cfs_quota_us under /sys/fs/cgroup; rounded down, at least 1).")
+    spin_wait: bool = Field(False, description="The text encoders' ONNX Runtime threads busy-wait between operators "
+                            "(onnx_classifier policies keep theirs sleeping) instead of "
                             "sleeping. Off by default: on a small or shared machine the spinning threads take the "
                             "cores the event loop, the detectors' first tier and other workers need (a stage of the "
                             "three detectors added about twice the latency with it on a busy 2-core machine). On "

@@ -33,21 +33,31 @@ class EncoderOptions:
     layers: int = 0                # 0: the whole model; else its first `layers` layers (built-in detectors)
 
 
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_ROOT = "/sys/fs/cgroup"  # a container's own cgroup, as its namespace shows it
 
 
-def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """The cores this process may run on: its CPU affinity, cut to a cgroup v2 CPU quota (`cpu_max`: a
-    container limited to 2 CPUs on a 64-core host has 2, though os.cpu_count() says 64)."""
+def usable_cores(cgroup: str | Path = CGROUP_ROOT) -> int:
+    """The cores this process may run on: its CPU affinity, cut to its container's CPU quota (cgroup v2
+    `cpu.max`, else v1 `cpu/cpu.cfs_quota_us` and `cpu.cfs_period_us`, under `cgroup`), rounded down
+    and at least 1: a container limited to 2 CPUs on a 64-core host has 2, though os.cpu_count() says
+    64. Quotas set on a parent cgroup, or on a process's cgroup outside a cgroup namespace, are not read."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
+    root = Path(cgroup)
     try:
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) // max(int(period), 1))))
+        quota, period = (root / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return max(1, cores)
+    try:
+        if quota not in ("max", "-1") and int(period) > 0:
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except ValueError:
         pass
     return max(1, cores)
 

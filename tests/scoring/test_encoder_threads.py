@@ -23,13 +23,27 @@ AFFINITY = len(os.sched_getaffinity(0))
     ("garbage\n", AFFINITY),                 # unreadable: the affinity alone
 ])
 def test_usable_cores_reads_the_cgroup_quota(tmp_path: Path, cpu_max: str, expected: int) -> None:
-    path = tmp_path / "cpu.max"
-    path.write_text(cpu_max)
-    assert usable_cores(path) == expected
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert usable_cores(tmp_path) == expected
+
+
+@pytest.mark.parametrize(("quota", "period", "expected"), [
+    ("-1", "100000", AFFINITY),              # cgroup v1, no quota
+    ("100000", "100000", 1),
+    ("150000", "100000", 1),                 # 1.5 CPUs: rounded down
+    ("6400000", "100000", AFFINITY),
+    ("100000", "0", AFFINITY),               # a zero period is no quota
+])
+def test_usable_cores_reads_a_cgroup_v1_quota(tmp_path: Path, quota: str, period: str, expected: int) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(period + "\n")
+    assert usable_cores(tmp_path) == expected
 
 
 def test_usable_cores_without_a_cgroup_file(tmp_path: Path) -> None:
     assert usable_cores(tmp_path / "missing") == AFFINITY
+    assert usable_cores(tmp_path) == AFFINITY
 
 
 def test_threads_and_spinning_in_the_session_options() -> None:
