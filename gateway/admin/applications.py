@@ -7,8 +7,11 @@ are read-only here and win on an id clash (creating one with a config id is a 40
 
 from __future__ import annotations
 
+import asyncio
+import random
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -32,6 +35,7 @@ def _view(doc: Version) -> dict[str, Any]:
             "key_rules": list(doc.body.get("key_rules", {}).values()), "key_list": _key_list(doc.body)}
 
 
+_CHANGE_TRIES = 32  # re-reads of an application another write changed meanwhile, then a 409
 KEY_ID_CHARS = 16  # a key's public id: the first hex digits of its SHA-256 (never the key itself)
 
 
@@ -187,56 +191,77 @@ class ApplicationAdmin:
         _central_only(role)
         return ok(_view(await self.stored(request.path_params["id"])))
 
+    async def _change(self, app_id: str, change: Callable[[Version], Awaitable[dict[str, Any]]],
+                      trial: bool = False) -> Version:
+        """Write `change(current version)` as the application's next version, compare-and-set on the
+        version it was computed from; re-read and re-applied when another write landed in between (two
+        key changes at once: neither is lost, a revoked key never comes back)."""
+        for _ in range(_CHANGE_TRIES):
+            doc = await self.stored(app_id)
+            body = await change(doc)
+            try:
+                return await self.registry.write("application", body, "central", expected=(doc.version, "id"),
+                                                 dry_run=trial)
+            except VersionConflict:  # another change landed first: re-read, re-apply, after a short random pause
+                await asyncio.sleep(random.uniform(0, 0.005))
+        raise OpenAIError(409, f"Application '{app_id}' kept changing; try again.", code="version_conflict")
+
     async def edit(self, request: Request, role: Role) -> RawResponse:
         """Change an application's fields; `?dry_run=true` validates only."""
         _central_only(role)
         trial = dry_run(request)
-        doc = await self.stored(request.path_params["id"])
-        fields = await self.body_fields(request, doc.body)
-        fields.pop("id")
-        if fields.pop("key", None) is not None:
-            raise OpenAIError(400, "key: set a key's limits when adding it (POST .../keys).",
-                              code="invalid_application", param="key")
-        new = await self.registry.write("application", {**doc.body, **fields}, "central", dry_run=trial)
+
+        async def change(doc: Version) -> dict[str, Any]:
+            fields = await self.body_fields(request, doc.body)
+            fields.pop("id")
+            if fields.pop("key", None) is not None:
+                raise OpenAIError(400, "key: set a key's limits when adding it (POST .../keys).",
+                                  code="invalid_application", param="key")
+            return {**doc.body, **fields}
+        new = await self._change(request.path_params["id"], change, trial)
         return ok({**_view(new), "dry_run": True} if trial else _view(new))
 
     async def add_key(self, request: Request, role: Role) -> RawResponse:
         """Add a key (rotation: add, move clients over, then revoke the old ones); shown once."""
         _central_only(role)
-        doc = await self.stored(request.path_params["id"])
+        await self.stored(request.path_params["id"])
         rule = key_settings(await read_json(request))
         key = _new_key()
-        new = await self.registry.write("application", _with_key(doc.body, key_digest(key), rule), "central")
+
+        async def change(doc: Version) -> dict[str, Any]:
+            return _with_key(doc.body, key_digest(key), rule)
+        new = await self._change(request.path_params["id"], change)
         return ok({**_view(new), "key": key}, 201)
 
     async def revoke_keys(self, request: Request, role: Role) -> RawResponse:
         """Revoke every key but the newest `keep` (default 1)."""
         _central_only(role)
-        doc = await self.stored(request.path_params["id"])
+        await self.stored(request.path_params["id"])
         keep = (await read_json(request)).get("keep", 1)
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise OpenAIError(400, "keep: a whole number >= 0.", code="invalid_request", param="keep")
-        hashes = doc.body.get("key_hashes", [])
-        kept = hashes[len(hashes) - keep:] if keep else []
-        new = await self.registry.write("application", _without_keys(doc.body, kept), "central")
-        return ok(_view(new))
+
+        async def change(doc: Version) -> dict[str, Any]:
+            hashes = doc.body.get("key_hashes", [])
+            return _without_keys(doc.body, hashes[len(hashes) - keep:] if keep else [])
+        return ok(_view(await self._change(request.path_params["id"], change)))
 
     async def revoke_key(self, request: Request, role: Role) -> RawResponse:
         """G17: revoke one key, named by its id (`key_list[].id`, or a longer prefix of its SHA-256)."""
         _central_only(role)
-        doc = await self.stored(request.path_params["id"])
+        await self.stored(request.path_params["id"])
         key_id = request.path_params["key_id"].lower()
         if len(key_id) < KEY_ID_CHARS or any(c not in "0123456789abcdef" for c in key_id):
             raise OpenAIError(400, f"key_id: the key's id, {KEY_ID_CHARS} or more hex digits of its SHA-256 "
                                    "(key_list[].id).", code="invalid_request", param="key_id")
-        hashes = doc.body.get("key_hashes", [])
-        if not any(h.startswith(key_id) for h in hashes):
-            raise OpenAIError(404, f"Application '{doc.id}' has no key '{key_id}'.", code="key_not_found",
-                              param="key_id")
-        new = await self.registry.write("application",
-                                        _without_keys(doc.body, [h for h in hashes if not h.startswith(key_id)]),
-                                        "central")
-        return ok(_view(new))
+
+        async def change(doc: Version) -> dict[str, Any]:
+            hashes = doc.body.get("key_hashes", [])
+            if not any(h.startswith(key_id) for h in hashes):
+                raise OpenAIError(404, f"Application '{doc.id}' has no key '{key_id}'.", code="key_not_found",
+                                  param="key_id")
+            return _without_keys(doc.body, [h for h in hashes if not h.startswith(key_id)])
+        return ok(_view(await self._change(request.path_params["id"], change)))
 
     async def delete(self, request: Request, role: Role) -> RawResponse:
         _central_only(role)

@@ -248,3 +248,31 @@ def test_keys_are_listed_by_id_and_revoked_one_by_one(gw: Gateway) -> None:
     assert [k["id"] for k in r.json()["key_list"]] == [listed[2]["id"]]
     assert r.json()["key_list"][0]["created"] == listed[2]["created"]
     assert [chat(k) for k in (first, third)] == [401, 200]
+
+
+def test_concurrent_key_changes_lose_nothing(gw: Gateway) -> None:
+    """Found by a review: adding and revoking keys read the application and wrote it back with no
+    compare-and-set, so of concurrent changes the last write won: a new key answered 201 and then 401,
+    a revoked key kept working after its 200. Now each change is a compare-and-set, re-applied on conflict."""
+    import asyncio
+
+    from gateway.proxy.auth import key_digest
+
+    A = "/v1/admin/applications"
+    first = httpx.post(gw.url + A, headers=h(CENTRAL), json={"id": "g17-race"}).json()["key"]
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gw.url, headers=h(CENTRAL), timeout=30) as client:
+            adds = [client.post(A + "/g17-race/keys") for _ in range(8)]
+            revoke = client.delete(A + f"/g17-race/keys/{key_digest(first)[:16]}")
+            return list(await asyncio.gather(revoke, *adds))
+
+    answers = asyncio.run(go())
+    assert [r.status_code for r in answers] == [200] + [201] * 8, [r.text for r in answers]
+    added = [r.json()["key"] for r in answers[1:]]
+    listed = {k["id"] for k in httpx.get(gw.url + A + "/g17-race", headers=h(CENTRAL)).json()["key_list"]}
+    assert listed == {key_digest(k)[:16] for k in added}
+    codes = [httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {k}"},
+                        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).status_code
+             for k in (first, *added)]
+    assert codes == [401] + [200] * 8

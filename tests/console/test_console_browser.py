@@ -416,6 +416,13 @@ def test_applications_and_key_shown_once(page: Any, console_gw: Gateway) -> None
     r = httpx.post(console_gw.url + "/v1/chat/completions", headers=h(key), timeout=30,
                    json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]})
     assert r.status_code == 401
+    # a key's expiry (kept as the ISO text it was given) reads as a date
+    httpx.post(console_gw.url + "/v1/admin/applications/web-shop/keys", headers=h(CENTRAL),
+               json={"expires_at": "2030-01-01T12:00:00Z"})
+    page.reload()
+    expect(keys.locator("tbody tr")).to_have_count(2)
+    expect(keys).to_contain_text("2030")
+    expect(keys).not_to_contain_text("Invalid Date")
     page.get_by_label("Model").fill("gpt-4o")
     page.get_by_role("button", name="Show plan").click()
     expect(page.get_by_role("table", name="effective plan")).to_contain_text("config-input")

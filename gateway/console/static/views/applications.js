@@ -60,7 +60,7 @@ export function ApplicationPage({ id }) {
     await api.del(`/v1/admin/applications/${enc(id)}/keys/${enc(k.id)}`); list.reload();
   });
   const limitsOf = (k) => [k.models && k.models.length ? `models ${k.models.join(", ")}` : "", k.rpm ? `${k.rpm} rpm` : "",
-    k.tpm ? `${k.tpm} tpm` : "", k.expires_at ? `expires ${fmtTime(k.expires_at)}` : ""].filter(Boolean).join("; ");
+    k.tpm ? `${k.tpm} tpm` : "", k.expires_at ? `expires ${typeof k.expires_at === "number" ? fmtTime(k.expires_at) : new Date(k.expires_at).toLocaleString()}` : ""].filter(Boolean).join("; ");
   return html`<div><h1>${id} ${!stored && html`<${ConfigBadge} />`}</h1>
     ${key && html`<${KeyOnce} k=${key} onClose=${() => setKey(null)} />`}
     <p>Stages: ${(a.stages || []).join(", ") || "none of its own"} (central stages always run first). Keys: <span data-testid="key-count">${a.keys}</span>.
