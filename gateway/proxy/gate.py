@@ -14,6 +14,7 @@ from gateway.proxy.auth import Entry, KeyRing, bearer
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.limits import Limiter, Verdict
 from gateway.proxy.openai import OpenAIError
+from gateway.proxy.usage import prompt_estimate
 from gateway.telemetry import Telemetry
 
 
@@ -58,10 +59,11 @@ class Gate:
             raise OpenAIError(401, "This API key has expired; ask for a new one.", code="expired_api_key")
         return entry
 
-    async def govern(self, entry: Entry, model: str | None, ex: Exchange, reserve_tokens: int = 0) -> Verdict | None:
+    async def govern(self, entry: Entry, model: str | None, ex: Exchange, body: bytes | None = None) -> Verdict | None:
         """Allowed models (when the request names one), then the request and token limits (one atomic
-        check for all of them), reserving `reserve_tokens` (the prompt's estimate) from the token limits
-        until the answer's usage settles it (Finisher)."""
+        check for all of them), reserving the prompt's estimate from `body` from the token limits until
+        the answer's usage settles it (Finisher): at most half the tightest token limit, so no single
+        request holds a whole minute."""
         for rule, who in ((entry.app_rule, "application"), (entry.key_rule, "key")):
             if rule is not None and model is not None and not rule.allows(model):
                 raise OpenAIError(403, f"This {who} may not use the model '{model}'.", code="model_not_allowed",
@@ -69,13 +71,15 @@ class Gate:
         cells = Limiter.cells(entry.app.id, entry.app_rule, entry.key_id, entry.key_rule)
         if not cells:
             return None
+        token_limits = [c.limit for c in cells if c.kind == "tokens"]
+        reserve_tokens = min(prompt_estimate(body), min(token_limits) // 2) if token_limits and body else 0
         verdict = await self._limiter.check(cells, reserve_tokens)
         if verdict.denied is not None:
             self._telemetry.rate_limited.labels(ex.application, verdict.denied.split()[0]).inc()
             raise RateLimited(verdict)
         ex.cells, ex.verdict = cells, verdict
-        if any(c.kind == "tokens" for c in cells):
-            ex.reserved_tokens = max(reserve_tokens, 0)
+        if token_limits:
+            ex.reserved_tokens = reserve_tokens
         return verdict
 
     async def read_body(self, request: Request) -> bytes:

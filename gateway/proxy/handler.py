@@ -34,7 +34,6 @@ from gateway.proxy.limits import Limiter
 from gateway.proxy.models import ModelCatalog
 from gateway.proxy.openai import Endpoint, OpenAIError, dumps_json, model_list, parse_request, request_too_deep
 from gateway.proxy.passthrough import PassThrough
-from gateway.proxy.usage import estimate_tokens
 from gateway.proxy.passthrough_flow import PassThroughFlow, not_passed  # noqa: F401  (not_passed: re-exported)
 from gateway.proxy.responses import JSON, RawResponse, RelayResponse, cancel_on_disconnect
 from gateway.proxy.dispatch import Counters, Dispatcher
@@ -170,7 +169,7 @@ class ProxyHandler:
         assert ex.endpoint is not None
         body = await self._gate.read_body(request)
         parsed = parse_request(body, ex.endpoint)
-        await self._gate.govern(entry, parsed.model, ex, reserve_tokens=estimate_tokens(len(body)))
+        await self._gate.govern(entry, parsed.model, ex, body)
         ex.prompt_chars = len(body)
         target = self.routing.resolve(parsed.model)
         if target is None:

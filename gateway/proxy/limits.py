@@ -248,5 +248,7 @@ def _duration(seconds: float) -> str:
         return "0s"
     if seconds < 1:
         return f"{max(math.ceil(seconds * 1000), 1)}ms"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, rest = divmod(round(seconds), 60)  # rounded first: 119.7 s is 2m0s, never 1m60s
+    return f"{minutes}m{rest}s"

@@ -19,9 +19,19 @@ def read_usage(data: bytes) -> tuple[int, int] | None:
             found.get(b"completion_tokens", found.get(b"output_tokens", 0)))
 
 
+_ENCODED = re.compile(rb"[A-Za-z0-9+/=_-]{256,}")  # base64 media (an image, audio): not prompt tokens
+
+
 def estimate_tokens(chars: int) -> int:
     """Tokens of a text of `chars` characters, estimated (4 a token), as for an answer without usage."""
     return math.ceil(chars / _CHARS_PER_TOKEN)
+
+
+def prompt_estimate(body: bytes) -> int:
+    """A request body's prompt tokens, estimated: its size, 4 bytes a token, less its base64 runs
+    (images and audio are billed otherwise and are not text a token limit should reserve for)."""
+    encoded = sum(m.end() - m.start() for m in _ENCODED.finditer(body))
+    return estimate_tokens(len(body) - encoded)
 
 
 def answer_tokens(answer: bytes, prompt_chars: int) -> tuple[int, int]:

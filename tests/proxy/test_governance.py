@@ -272,3 +272,35 @@ def test_a_request_without_an_answer_gets_its_reservation_back(tmp_path: Path) -
                 u.default = "ok"
                 assert (await post(client)).status_code == 200
     asyncio.run(go())
+
+
+def test_media_and_long_prompts_do_not_hold_the_whole_minute(tmp_path: Path) -> None:
+    """Found by a review: the reservation was the body's size / 4, so one chat request carrying a base64
+    image reserved the whole token limit and every other request of the application got a 429 with a 60 s
+    Retry-After until it finished. base64 runs are not counted, and a reservation is at most half the
+    tightest token limit."""
+    import base64
+
+    image = "data:image/png;base64," + base64.b64encode(os.urandom(30_000)).decode()
+    with_image = {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": image}}]}]}
+    long_text = {"model": "m", "messages": [{"role": "user", "content": "word " * 400}]}  # ~500 tokens
+
+    async def go() -> None:
+        async with serve_cue(Cue("u", default="slow:0.6")) as u:
+            app = "  - {id: a, keys: [k-1], tpm: 1000}\n  - {id: b, keys: [k-2], tpm: 300}\n"
+            async with in_process(cfg(u.url, app), tmp_path) as (_, client):
+                for key, big in (("k-1", with_image), ("k-2", long_text)):
+                    auth = {"authorization": f"Bearer {key}"}
+                    first = asyncio.ensure_future(client.post("/v1/chat/completions", json=big, headers=auth))
+                    await asyncio.sleep(0.2)  # the big request is admitted and in flight
+                    small = await post(client, key)
+                    assert small.status_code == 200, (key, small.status_code, small.text)
+                    assert (await first).status_code == 200
+    asyncio.run(go())
+
+
+def test_reset_durations_round_before_splitting_minutes() -> None:
+    from gateway.proxy.limits import _duration
+
+    assert [_duration(s) for s in (0.05, 1, 60, 119.7, 360)] == ["50ms", "1s", "1m0s", "2m0s", "6m0s"]  # not 1m60s
