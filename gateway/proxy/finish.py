@@ -44,10 +44,9 @@ class Finisher:
         if completion:
             self._telemetry.tokens.labels(ex.application, ex.model, "completion").inc(completion)
         if ex.cells:  # settle the reservation made at admission: debit the rest, or credit the excess
-            owed = prompt + completion - ex.reserved_tokens
-            ex.reserved_tokens = 0
-            if owed:
-                self.in_background(self._limiter.debit_tokens(ex.cells, owed))
+            reserved, ex.reserved_tokens = ex.reserved_tokens, 0
+            until = ex.verdict.reserved_until if ex.verdict is not None else None
+            self.in_background(self._limiter.settle(ex.cells, reserved, prompt + completion, until))
 
     def error(self, ex: Exchange, err: OpenAIError) -> RawResponse:
         return self.done(ex, RawResponse(err.status, [JSON, rid(ex)], err.body()))
@@ -59,8 +58,9 @@ class Finisher:
 
     def finish(self, ex: Exchange, status: int) -> None:
         if ex.cells and ex.reserved_tokens:  # no usage was counted (refused, failed, cut): credit it back
-            self.in_background(self._limiter.debit_tokens(ex.cells, -ex.reserved_tokens))
-            ex.reserved_tokens = 0
+            reserved, ex.reserved_tokens = ex.reserved_tokens, 0
+            until = ex.verdict.reserved_until if ex.verdict is not None else None
+            self.in_background(self._limiter.settle(ex.cells, reserved, 0, until))
         t = self._telemetry
         elapsed = time.perf_counter() - ex.start
         t.in_flight.labels(ex.route).dec()

@@ -90,6 +90,9 @@ class Verdict:
     retry_after_s: float = 0.0
     headers: list[tuple[bytes, bytes]] | None = None
     backend: str = "none"
+    # per token cell (by key): when, on this process's monotonic clock, the cell is full again after this
+    # request's reservation, i.e. when the reservation has wholly drained (see Limiter.settle)
+    reserved_until: dict[str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -175,6 +178,10 @@ class Limiter:
         out, backend = await self._run(cells, check, debit)
         denied, wait_ms = int(out[0]), int(out[1])
         verdict = Verdict(backend=backend, headers=_headers(cells, out))
+        if reserve_tokens > 0 and not denied:
+            now = time.monotonic()
+            verdict.reserved_until = {c.key: now + out[2 * i + 3] / 1000.0 for i, c in enumerate(cells)
+                                      if c.kind == "tokens"}
         if denied:
             cell = cells[denied - 1]
             verdict.denied = f"{cell.kind} per minute of this {cell.scope}"
@@ -186,6 +193,24 @@ class Limiter:
         token_cells = [c for c in cells if c.kind == "tokens"]
         if token_cells and tokens != 0:
             await self._run(token_cells, [0.0] * len(token_cells), [float(tokens)] * len(token_cells))
+
+    async def settle(self, cells: list[Cell], reserved: int, used: int,
+                     reserved_until: dict[str, float] | None) -> None:
+        """Settle a reservation of `reserved` tokens made at admission with the `used` ones: debit the
+        rest, or credit back the excess, but never more of it than is still ahead in each cell (a
+        reservation that has drained already must not take from the reservations made after it)."""
+        token_cells = [c for c in cells if c.kind == "tokens"]
+        owed = used - reserved
+        if not token_cells or owed == 0:
+            return
+        if owed > 0 or not reserved_until:
+            await self.debit_tokens(cells, owed)
+            return
+        now = time.monotonic()
+        credits = [-float(min(-owed, math.floor(max(0.0, reserved_until.get(c.key, now) - now) * c.limit / WINDOW_S)))
+                   for c in token_cells]
+        if any(credits):
+            await self._run(token_cells, [0.0] * len(token_cells), credits)
 
     async def _run(self, cells: list[Cell], check: list[float], debit: list[float]) -> tuple[list[float], str]:
         redis = self._redis

@@ -304,3 +304,29 @@ def test_reset_durations_round_before_splitting_minutes() -> None:
     from gateway.proxy.limits import _duration
 
     assert [_duration(s) for s in (0.05, 1, 60, 119.7, 360)] == ["50ms", "1s", "1m0s", "2m0s", "6m0s"]  # not 1m60s
+
+
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_a_drained_reservation_credits_nothing_back(backend: str) -> None:
+    """Found by a review: a request whose reservation had already drained credited it back anyway,
+    taking it from the reservations made after it. A credit is bounded by what of the reservation is
+    still ahead in each cell."""
+    from gateway.proxy.limits import Cell, Limiter
+
+    def remaining(v) -> int:
+        return int(dict(v.headers or [])[b"x-ratelimit-remaining-tokens"])
+
+    async def go() -> None:
+        limiter = Limiter("redis://127.0.0.1:6379/0" if backend == "redis" else None, f"test-{uuid.uuid4().hex[:8]}:")
+        cells = [Cell("app:a:t", 600, "tokens", "application")]  # one token per 100 ms
+        a = await limiter.check(cells, reserve_tokens=2)
+        await asyncio.sleep(0.35)  # A's 2 tokens (200 ms) have drained
+        b = await limiter.check(cells, reserve_tokens=50)
+        await limiter.settle(cells, 2, 0, a.reserved_until)  # A used nothing: its reservation is gone already
+        after = await limiter.check(cells, reserve_tokens=0)
+        assert remaining(after) - remaining(b) <= 1, (remaining(b), remaining(after))  # at most 100 ms of drain
+        c = await limiter.check(cells, reserve_tokens=30)  # a fresh reservation settled at once: all credited
+        await limiter.settle(cells, 30, 0, c.reserved_until)
+        assert remaining(await limiter.check(cells, reserve_tokens=0)) >= remaining(after)
+        limiter.close()
+    asyncio.run(go())
