@@ -96,7 +96,8 @@ class Gate:
 
     def stream_body(self, request: Request, state: dict[str, bool]) -> AsyncIterator[bytes] | None:
         """A request body streamed on within the body cap (state['too_large'] once it went past,
-        state['client_gone'] once the client left before sending it all), or None."""
+        state['client_gone'] once the client left before sending it all, state['body_done'] once it
+        arrived whole), or None."""
         declared = header(request, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise too_large(self.max_body)
@@ -114,6 +115,7 @@ class Gate:
                         raise _BodyTooLarge()
                     if chunk:
                         yield chunk
+                state["body_done"] = True
             except ClientDisconnect:  # the upstream client sees a broken body: the failure is the client's
                 state["client_gone"] = True
                 raise

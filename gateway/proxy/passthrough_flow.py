@@ -38,7 +38,8 @@ class _Call:
     payload: dict[str, Any] | None = None  # a JSON body, decoded
     body: bytes | AsyncIterator[bytes] | None = None  # as it will be sent (streamed on when not JSON)
     # a streamed body past the cap, or its client gone before sending it all
-    streamed: dict[str, bool] = field(default_factory=lambda: {"too_large": False, "client_gone": False})
+    streamed: dict[str, bool] = field(default_factory=lambda: {"too_large": False, "client_gone": False,
+                                                               "body_done": False})
     model: str | None = None
     target: Target | None = None  # the model group that serves it (a JSON body naming a model)
     upstream: Upstream | None = None  # the upstream that passes the path (no model)
@@ -186,6 +187,11 @@ class PassThroughFlow:
             except (UpstreamTimeout, UpstreamUnreachable, _BodyTooLarge, ClientDisconnect) as exc:
                 if call.streamed["client_gone"]:  # the client's 499, not the upstream's failure
                     raise ClientDisconnect() from None
+                if isinstance(exc, UpstreamTimeout) and body is not None and not isinstance(body, bytes) \
+                        and not call.streamed["body_done"]:  # still uploading: the client was slow, not the upstream
+                    raise OpenAIError(408, "The request body did not arrive before the upstream's deadline; "
+                                           "send it faster or raise the upstream's first_byte_timeout_s.",
+                                      code="request_timeout") from None
                 if call.streamed["too_large"]:
                     raise too_large(self._gate.max_body) from None
                 assert not isinstance(exc, (_BodyTooLarge, ClientDisconnect))

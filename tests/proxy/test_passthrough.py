@@ -253,3 +253,39 @@ def test_a_client_leaving_mid_upload_is_a_499_not_an_upstream_failure(tmp_path: 
                 assert not metric(m, "gateway_upstream_errors_total", upstream="oa", kind="unreachable")
                 assert "upstream failure" not in gw.log_path.read_text()
     asyncio.run(go())
+
+
+def test_a_client_stalling_mid_upload_is_a_408_not_an_upstream_timeout(tmp_path: Path) -> None:
+    """Found by a review: a streamed upload whose client went quiet ran inside the upstream's first-byte
+    deadline, so it ended as 504 upstream_timeout counted against a healthy upstream. A deadline that
+    passes while the body is still arriving is the client's 408."""
+    import socket
+    import time
+
+    import httpx
+
+    from tests.conftest import running_gateway
+
+    async def go() -> None:
+        async with serve_fake(Fake("oa")) as fake:
+            text = config(fake).replace("passthrough: ['/images/*'", "first_byte_timeout_s: 1.0, passthrough: ['/images/*'")
+            assert "first_byte_timeout_s" in text
+            with running_gateway(tmp_path, lambda port: f"server: {{port: {port}}}\n" + text) as gw:
+                host, port = gw.url.removeprefix("http://").split(":")
+                head = (f"POST /v1/files HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer k-1\r\n"
+                        "content-type: multipart/form-data; boundary=xyz\r\ncontent-length: 1000000\r\n\r\n")
+                with socket.create_connection((host, int(port)), timeout=10) as s:
+                    s.sendall(head.encode() + b"--xyz\r\n" + b"x" * 20_000)
+                    s.settimeout(8)
+                    answer = b""
+                    deadline = time.monotonic() + 8
+                    while b"\r\n\r\n" not in answer and time.monotonic() < deadline:
+                        piece = s.recv(4096)
+                        if not piece:
+                            break
+                        answer += piece
+                assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+                m = httpx.get(gw.url + "/metrics").text
+                assert metric(m, "gateway_requests_total", route="passthrough", application="a", status="408") == 1
+                assert not metric(m, "gateway_upstream_errors_total", upstream="oa", kind="timeout")
+    asyncio.run(go())
