@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth, Role
-from gateway.admin.common import ok, owner, wrap
+from gateway.admin.common import digits, ok, owner, query_int, wrap
 from gateway.admin.console_api import refuse_unknown_query
 from gateway.policies.registry import Registry
 from gateway.policies.training import reported
@@ -31,12 +31,7 @@ DEFAULT_LIMIT = 100
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= MAX_CHANGES):
-        raise OpenAIError(400, f"limit: a whole number from 1 to {MAX_CHANGES}.", code="invalid_value", param="limit")
-    return int(raw)
+    return query_int(request.query_params.get("limit"), DEFAULT_LIMIT, "limit", MAX_CHANGES)
 
 
 def _since(request: Request) -> float | None:
@@ -56,7 +51,7 @@ def _before(request: Request) -> int | None:
     raw = request.query_params.get("before")
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+    if not digits(raw, 18):
         raise OpenAIError(400, "before: a change's seq (next_before of the page before).", code="invalid_value",
                           param="before")
     return int(raw)

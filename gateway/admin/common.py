@@ -93,6 +93,20 @@ def take_expected(request: Request, body: dict[str, Any] | None) -> Expected:
     return expected
 
 
+def digits(value: str, most: int) -> bool:
+    """ASCII digits only (str.isdigit also takes '²', which int() refuses), at most `most` of them."""
+    return 0 < len(value) <= most and value.isascii() and value.isdigit()
+
+
+def query_int(value: str | None, default: int, name: str, most: int = 1000) -> int:
+    """A query parameter's whole number from 1 to `most` (at most 4 digits), `default` when absent."""
+    if value is None:
+        return default
+    if not digits(value, 4) or not 1 <= int(value) <= most:
+        raise OpenAIError(400, f"'{name}' must be an integer from 1 to {most}.", code="invalid_value", param=name)
+    return int(value)
+
+
 def dry_run(request: Request, allowed: tuple[str, ...] = ()) -> bool:
     """G16: `?dry_run=true` (validate and answer what would be written, writing nothing). Any other
     query parameter than `dry_run` and `allowed` is refused."""

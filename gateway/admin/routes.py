@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from gateway.admin.auth import AdminAuth
+from gateway.admin.common import digits, query_int
 from gateway.config.errors import format_path
 from gateway.config.schema import GatewayConfig
 from gateway.admin import evaluate as guard_evaluate
@@ -56,9 +57,9 @@ class GuardAdmin:
                     raise OpenAIError(403, "This token may only read its own application's records.",
                                       code="forbidden")
                 app = role.application
-            limit = _int(request.query_params.get("limit"), 100, "limit")
+            limit = query_int(request.query_params.get("limit"), 100, "limit")
             before = request.query_params.get("before")
-            if before and not _digits(before, 18):  # a seq is a 64-bit integer in both stores
+            if before and not digits(before, 18):  # a seq is a 64-bit integer in both stores
                 raise OpenAIError(400, "before: a record's seq.", code="invalid_value", param="before")
             before_seq = int(before) if before else None
             since = _float(request.query_params.get("since"), "since")
@@ -202,19 +203,6 @@ def _app_policies(flow: GuardFlow, app_id: str) -> list[str]:
                     if rule.metric in flow.plan.policies:
                         seen.setdefault(rule.metric, None)
     return list(seen)
-
-
-def _digits(value: str, most: int) -> bool:
-    """ASCII digits only (str.isdigit also takes '²', which int() refuses), at most `most` of them."""
-    return 0 < len(value) <= most and value.isascii() and value.isdigit()
-
-
-def _int(value: str | None, default: int, name: str) -> int:
-    if value is None:
-        return default
-    if not _digits(value, 4) or not 1 <= int(value) <= 1000:
-        raise OpenAIError(400, f"'{name}' must be an integer from 1 to 1000.", code="invalid_value", param=name)
-    return int(value)
 
 
 def _float(value: str | None, name: str) -> float | None:
